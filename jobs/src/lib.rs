@@ -1,0 +1,319 @@
+//! tickfill's queue contract: what a producer (bridge, scheduler, CLI) puts on the queue and what a
+//! worker takes off it.
+//!
+//! Layout:
+//! - [`Envelope`]: the wire form every queue entry has, `{"v": SCHEMA_VERSION, "job": {...}}`.
+//! - [`Job`]: the payloads, one variant per kind of work.
+//! - [`SubscriptionEvent`]: a validated subscription announcement from the ticker service.
+//! - [`Job::idempotency_key`]: the key derived from a job's content, so two producers push it once.
+//! - [`queue_name`]: Redis queue names, always under the deployment's namespace.
+//!
+//! A worker that meets a schema version it does not know refuses the job with
+//! [`ContractError::UnknownVersion`]; it never guesses.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the payload format. Bump it when a change would be misread by an older worker.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The queue a job goes to. Subscription events are urgent; sweeps and hand backfills are bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Urgent,
+    Bulk,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Bulk => "bulk",
+        }
+    }
+}
+
+/// The Redis queue name of one lane inside a deployment's namespace (`TICKFILL_QUEUE`).
+pub fn queue_name(namespace: &str, lane: Lane) -> String {
+    format!("{namespace}:{}", lane.as_str())
+}
+
+/// What a subscription event announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    SubscriptionCreated,
+    SubscriptionRemoved,
+    SubscriptionDeleted,
+}
+
+impl EventType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscription_created" => Some(Self::SubscriptionCreated),
+            "subscription_removed" => Some(Self::SubscriptionRemoved),
+            "subscription_deleted" => Some(Self::SubscriptionDeleted),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SubscriptionCreated => "subscription_created",
+            Self::SubscriptionRemoved => "subscription_removed",
+            Self::SubscriptionDeleted => "subscription_deleted",
+        }
+    }
+}
+
+/// A subscription event after validation by the bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionEvent {
+    pub event_type: EventType,
+    pub instrument_token: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tradingsymbol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Epoch seconds at publish, as the ticker service stamped it (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<i64>,
+    /// Epoch milliseconds at which the bridge received the message.
+    pub received_ms: i64,
+}
+
+/// Why a backfill was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Subscribe,
+    Sweep,
+    Manual,
+    Reconcile,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Subscribe => "subscribe",
+            Reason::Sweep => "sweep",
+            Reason::Manual => "manual",
+            Reason::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// One unit of work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    Subscribed {
+        event: SubscriptionEvent,
+    },
+    Unsubscribed {
+        event: SubscriptionEvent,
+    },
+    Backfill {
+        token: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        reason: Reason,
+        #[serde(default)]
+        force: bool,
+    },
+    Sweep {
+        tick: DateTime<Utc>,
+    },
+    ChainMetrics {
+        underlying: String,
+        expiry: NaiveDate,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+impl Job {
+    /// Short name of the variant, as logged and stored in `backfill_runs.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Subscribed { .. } => "subscribed",
+            Job::Unsubscribed { .. } => "unsubscribed",
+            Job::Backfill { .. } => "backfill",
+            Job::Sweep { .. } => "sweep",
+            Job::ChainMetrics { .. } => "chain_metrics",
+        }
+    }
+
+    /// The lane a job runs in: what a desk waits for is urgent, everything else bulk.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Job::Subscribed { .. } | Job::Unsubscribed { .. } => Lane::Urgent,
+            Job::Backfill { reason: Reason::Subscribe | Reason::Reconcile, .. } => Lane::Urgent,
+            Job::ChainMetrics { .. } => Lane::Urgent,
+            _ => Lane::Bulk,
+        }
+    }
+
+    /// The instrument a job is about, where it is about one.
+    pub fn token(&self) -> Option<u32> {
+        match self {
+            Job::Subscribed { event } | Job::Unsubscribed { event } => Some(event.instrument_token),
+            Job::Backfill { token, .. } => Some(*token),
+            _ => None,
+        }
+    }
+
+    /// Key derived from the content, so that the same job pushed by two producers is stored once.
+    ///
+    /// An event is identified by its type, token, account and publish time: two bridges
+    /// receiving one message derive one key, while a later re-subscription (another publish
+    /// second) derives another. An event without a publish time falls back to the minute the
+    /// bridge received it, which two bridges share almost always.
+    pub fn idempotency_key(&self) -> String {
+        match self {
+            Job::Subscribed { event } | Job::Unsubscribed { event } => {
+                let when = match event.published_at {
+                    Some(ts) => format!("t{ts}"),
+                    None => format!("r{}", event.received_ms / 60_000),
+                };
+                format!(
+                    "ev:{}:{}:{}:{}",
+                    event.event_type.as_str(),
+                    event.instrument_token,
+                    event.account_id.as_deref().unwrap_or("-"),
+                    when
+                )
+            }
+            Job::Backfill { token, from, to, force, .. } => format!(
+                "bf:{token}:{}:{}{}",
+                from.timestamp(),
+                to.timestamp(),
+                if *force { ":force" } else { "" }
+            ),
+            Job::Sweep { tick } => format!("sweep:{}", tick.timestamp()),
+            Job::ChainMetrics { underlying, expiry, from, to } => {
+                format!("chain:{underlying}:{expiry}:{}:{}", from.timestamp(), to.timestamp())
+            }
+        }
+    }
+}
+
+/// The wire form of a queue entry: the schema version next to the job, kept as raw JSON so
+/// that a worker can read the version even when it cannot read the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub job: serde_json::Value,
+}
+
+/// Why a queue entry cannot be turned into a [`Job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContractError {
+    UnknownVersion(u32),
+    Malformed(String),
+}
+
+impl std::fmt::Display for ContractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContractError::UnknownVersion(v) => write!(
+                f,
+                "unknown job schema version {v} (this worker reads version {SCHEMA_VERSION})"
+            ),
+            ContractError::Malformed(e) => write!(f, "malformed job payload: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ContractError {}
+
+impl Envelope {
+    /// Wraps a job at the current schema version.
+    pub fn new(job: &Job) -> Self {
+        // Serialising a `Job` cannot fail: every field is a plain value.
+        let job = serde_json::to_value(job).expect("Job serialises to JSON");
+        Envelope { v: SCHEMA_VERSION, job }
+    }
+
+    /// Reads the job back, refusing versions this build does not know.
+    pub fn decode(&self) -> Result<Job, ContractError> {
+        if self.v != SCHEMA_VERSION {
+            return Err(ContractError::UnknownVersion(self.v));
+        }
+        serde_json::from_value(self.job.clone()).map_err(|e| ContractError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: Option<i64>, received_ms: i64) -> SubscriptionEvent {
+        SubscriptionEvent {
+            event_type: EventType::SubscriptionCreated,
+            instrument_token: 256265,
+            tradingsymbol: Some("NIFTY 50".into()),
+            segment: Some("INDICES".into()),
+            requested_mode: None,
+            account_id: None,
+            published_at: ts,
+            received_ms,
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_every_job() {
+        let t = DateTime::from_timestamp(1_730_462_400, 0).unwrap();
+        let jobs = vec![
+            Job::Subscribed { event: event(Some(1), 2) },
+            Job::Unsubscribed { event: event(None, 2) },
+            Job::Backfill { token: 5, from: t, to: t, reason: Reason::Sweep, force: true },
+            Job::Sweep { tick: t },
+            Job::ChainMetrics {
+                underlying: "NIFTY".into(),
+                expiry: NaiveDate::from_ymd_opt(2025, 11, 25).unwrap(),
+                from: t,
+                to: t,
+            },
+        ];
+        for job in jobs {
+            let wire = serde_json::to_string(&Envelope::new(&job)).unwrap();
+            let back: Envelope = serde_json::from_str(&wire).unwrap();
+            assert_eq!(back.decode().unwrap(), job);
+        }
+    }
+
+    #[test]
+    fn unknown_version_is_refused_with_the_version() {
+        let env = Envelope { v: 99, job: serde_json::json!({"kind": "sweep"}) };
+        assert_eq!(env.decode(), Err(ContractError::UnknownVersion(99)));
+        assert!(env.decode().unwrap_err().to_string().contains("99"));
+    }
+
+    #[test]
+    fn unknown_kind_is_malformed() {
+        let env = Envelope { v: SCHEMA_VERSION, job: serde_json::json!({"kind": "launch"}) };
+        assert!(matches!(env.decode(), Err(ContractError::Malformed(_))));
+    }
+
+    #[test]
+    fn same_event_seen_twice_has_one_key_and_a_resubscribe_another() {
+        let a = Job::Subscribed { event: event(Some(1_730_462_400), 10) };
+        let b = Job::Subscribed { event: event(Some(1_730_462_400), 99_999) };
+        let c = Job::Subscribed { event: event(Some(1_730_462_460), 10) };
+        assert_eq!(a.idempotency_key(), b.idempotency_key());
+        assert_ne!(a.idempotency_key(), c.idempotency_key());
+    }
+
+    #[test]
+    fn queues_live_under_the_namespace() {
+        assert_eq!(queue_name("desk1", Lane::Urgent), "desk1:urgent");
+        assert_eq!(queue_name("desk1", Lane::Bulk), "desk1:bulk");
+    }
+}

@@ -1,0 +1,136 @@
+//! `tickfill bench …`: measurements that start what they measure (simulator, bridge, workers, a
+//! scratch database and queue namespace), clean up after themselves and print one JSON line.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::{bridge, config::Settings, load, queue, shutdown::Shutdown, sim, store, worker};
+
+/// Tokens of the simulator's universe in serving order, for a universe of at least `n`.
+fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {
+    let (rows, _) = load::parse_dump(csv)?;
+    Ok(rows.iter().map(|r| r.instrument_token).collect())
+}
+
+/// Scratch resources of one bench run, removed by [`Scratch::remove`].
+struct Scratch {
+    admin_url: String,
+    db: String,
+    ns: String,
+    redis: redis::aio::ConnectionManager,
+}
+
+impl Scratch {
+    async fn remove(mut self) {
+        if let Err(e) = store::drop_database(&self.admin_url, &self.db).await {
+            tracing::warn!(error = %e, "failed to drop the scratch database");
+        }
+        let _ = queue::delete_namespace(&mut self.redis, &self.ns).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `bench latency`: publish one subscription event per instrument for `events` distinct
+/// instruments at `rate` per second (rate limit lifted) and measure PUBLISH → committed rows.
+pub async fn latency(base: Settings, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let redis = queue::connect(base.redis_url.expose()).await?;
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let result = latency_in(&base, &db_url, &id, events, rate).await;
+    scratch.remove().await;
+    result
+}
+
+async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
+    let shutdown = Shutdown::new();
+    let opts = sim::SimOptions { universe: events, ..Default::default() };
+    let sim_addr = sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?;
+    let mut settings = base.clone();
+    settings.database_url = crate::config::Secret::new(db_url);
+    settings.queue = id.to_string();
+    settings.channel_prefix = id.to_string();
+    settings.ticker_url = format!("http://{sim_addr}");
+    settings.rate_limit = 0;
+
+    let pool = store::connect(db_url, 4).await?;
+    store::migrate(&pool).await?;
+    let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
+    load::load(&pool, &dump).await?;
+    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).collect();
+    anyhow::ensure!(tokens.len() == events, "the simulator's universe has only {} instruments", tokens.len());
+
+    let state = worker::build_state(settings.clone(), None).await?;
+    let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
+    let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
+    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let channel = format!("{}:events", settings.channel_prefix);
+    let ready = tokio::time::timeout(Duration::from_secs(15), async {
+        while queue::subscribers(&mut conn, &channel).await.unwrap_or(0) < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    anyhow::ensure!(ready.is_ok(), "the bridge did not subscribe within 15 s");
+    // Let the workers register before the first event, so start-up is not measured.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let mut published: HashMap<u32, DateTime<Utc>> = HashMap::new();
+    let mut ticker = tokio::time::interval(gap);
+    for token in &tokens {
+        ticker.tick().await;
+        let msg = serde_json::json!({
+            "event_type": "subscription_created", "instrument_token": token,
+            "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp(),
+        });
+        published.insert(*token, Utc::now());
+        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(msg.to_string()).query_async(&mut conn).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let rows: Vec<(i64, DateTime<Utc>)> = loop {
+        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT instrument_token, finished_at FROM backfill_runs WHERE outcome = 'stored' AND reason = 'subscribe'",
+        )
+        .fetch_all(&pool)
+        .await?;
+        if rows.len() >= events || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    shutdown.trigger();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = bridge_task.await;
+        let _ = worker_task.await;
+    })
+    .await;
+    pool.close().await;
+    anyhow::ensure!(rows.len() >= events, "only {} of {events} backfills committed within 60 s", rows.len());
+    let mut lat: Vec<f64> = rows
+        .iter()
+        .filter_map(|(t, fin)| published.get(&(*t as u32)).map(|p| (*fin - *p).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let first = published.values().min().context("no events")?;
+    let last = rows.iter().map(|r| r.1).max().context("no rows")?;
+    let span = (last - *first).num_milliseconds().max(1) as f64 / 1000.0;
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    Ok(serde_json::json!({
+        "events": events,
+        "p50_ms": r1(percentile(&lat, 50.0)),
+        "p95_ms": r1(percentile(&lat, 95.0)),
+        "p99_ms": r1(percentile(&lat, 99.0)),
+        "max_ms": r1(lat.last().copied().unwrap_or(f64::NAN)),
+        "events_per_s": r1(events as f64 / span),
+    }))
+}

@@ -1,0 +1,427 @@
+//! Settings, read once from the environment (and `.env` if present) at startup.
+//!
+//! Every variable, its default and its meaning is listed in `.env.example`. A bad value stops
+//! startup with an error naming the variable. Durations are written `90s`, `5m`, `2h`, `7d`; a
+//! bare number is refused so that nobody wonders whether it meant seconds or minutes.
+//!
+//! Variables read: REDIS_URL, REDIS_CHANNEL_PREFIX, SUBSCRIPTION_EVENTS_ENABLED, BACKFILL_ENABLED,
+//! BACKFILL_IMMEDIATE_ON_SUBSCRIBE, BACKFILL_SUBSCRIPTION_AWARE, DATABASE_URL, DB_HOST, DB_PORT,
+//! DB_NAME, DB_USER, DB_PASSWORD, TICKER_SERVICE_URL, TICKER_SERVICE_TIMEOUT, LOG_LEVEL,
+//! LOG_FORMAT, TICKFILL_QUEUE, TICKER_RATE_LIMIT, TICKER_THROTTLE_PAUSE, TICKER_RECONCILE,
+//! BACKFILL_WINDOW_MINUTES, BACKFILL_LOOKBACK, BACKFILL_GAP_THRESHOLD, BACKFILL_SETTLE,
+//! SWEEP_INTERVAL, TICKFILL_MAX_ATTEMPTS, TICKFILL_RETRY_BASE, TICKFILL_RETRY_MAX,
+//! TICKFILL_HEARTBEAT, TICKFILL_ORPHAN_AFTER, TICKFILL_RETENTION, TICKFILL_SHUTDOWN_TIMEOUT,
+//! TICKFILL_BULK_SHARE, TICKFILL_CONCURRENCY, CHAIN_DEBOUNCE, ADMIN_LISTEN, ADMIN_TOKEN,
+//! TICKER_API, KITE_API_URL, KITE_API_KEY, KITE_ACCESS_TOKEN.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_CHANNEL_PREFIX: &str = "ticker:nifty";
+pub const DEFAULT_QUEUE: &str = "tickfill";
+pub const DEFAULT_TICKER_URL: &str = "http://localhost:8080";
+pub const DEFAULT_KITE_URL: &str = "https://api.kite.trade";
+
+/// A value that must never be printed: its `Debug` and `Display` show `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which history API the worker calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickerApi {
+    TickerService,
+    Kite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting tickfill reads, typed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub redis_url: Secret,
+    pub channel_prefix: String,
+    pub subscription_events_enabled: bool,
+    pub backfill_enabled: bool,
+    pub backfill_immediate_on_subscribe: bool,
+    pub backfill_subscription_aware: bool,
+    pub database_url: Secret,
+    pub ticker_url: String,
+    pub ticker_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub queue: String,
+    /// History requests per second, all replicas together; 0 = unlimited.
+    pub rate_limit: u32,
+    pub throttle_pause: Duration,
+    pub reconcile: bool,
+    pub window_minutes: u32,
+    pub lookback: Duration,
+    pub gap_threshold: Duration,
+    pub settle: Duration,
+    pub sweep_interval: String,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub heartbeat: Duration,
+    pub orphan_after: Duration,
+    pub retention: Duration,
+    pub shutdown_timeout: Duration,
+    pub bulk_share: f64,
+    /// Jobs one worker process runs at once.
+    pub concurrency: usize,
+    pub chain_debounce: Duration,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub ticker_api: TickerApi,
+    pub kite_url: String,
+    pub kite_api_key: Secret,
+    pub kite_access_token: Secret,
+}
+
+/// A setting that could not be read; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Parses `90s`, `5m`, `2h`, `7d` (also `250ms`). A bare number is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| "a duration needs a unit: ms, s, m, h or d (e.g. 90s, 5m)".to_string())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| "expected a number before the unit".to_string())?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses true/false (also 1/0, yes/no, on/off).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// Reads variables from a map (the environment, or a test's own map) and reports the first bad one.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, var: &str) -> Option<&str> {
+        self.vars.get(var).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
+    }
+
+    fn get<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(v) => parse(v).map_err(|reason| ConfigError {
+                var,
+                value: if var.contains("TOKEN") || var.contains("PASSWORD") || var.contains("KEY") {
+                    "***".into()
+                } else {
+                    v.to_string()
+                },
+                reason,
+            }),
+        }
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.raw(var).unwrap_or(default).trim().to_string()
+    }
+
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.get(var, default, parse_bool)
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.get(var, default, parse_duration)
+    }
+
+    fn number<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
+        self.get(var, default, |s| s.trim().parse::<T>().map_err(|_| "expected a number".into()))
+    }
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    match reqwest::Url::parse(s) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(s.to_string()),
+        Ok(u) => Err(format!("scheme {} is not http or https", u.scheme())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_redis_url(s: &str) -> Result<Secret, String> {
+    let s = s.trim();
+    if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("unix://") {
+        Ok(Secret::new(s))
+    } else {
+        Err("expected redis://host:port[/db]".into())
+    }
+}
+
+fn parse_namespace(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 100
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use 1-100 characters of A-Z a-z 0-9 _ - : .".into())
+    }
+}
+
+/// `SWEEP_INTERVAL` is a duration or a 5/6/7-field cron expression.
+fn parse_sweep_interval(s: &str) -> Result<String, String> {
+    if parse_duration(s).is_ok() {
+        return Ok(s.trim().to_string());
+    }
+    let fields = s.split_whitespace().count();
+    if (5..=7).contains(&fields) {
+        Ok(s.trim().to_string())
+    } else {
+        Err("expected a duration such as 5m, or a cron expression".into())
+    }
+}
+
+impl Settings {
+    /// Reads `.env` (if present) and the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_map(&vars)
+    }
+
+    /// Reads settings from a map of variables; used by `from_env` and by tests.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let r = Reader { vars };
+        let database_url = match r.raw("DATABASE_URL") {
+            Some(u) => Secret::new(u.trim()),
+            None => {
+                let host = r.string("DB_HOST", "127.0.0.1");
+                let port: u16 = r.number("DB_PORT", 5432)?;
+                let name = r.string("DB_NAME", "tickfill");
+                let user = r.string("DB_USER", "postgres");
+                let password = r.raw("DB_PASSWORD").map(|p| format!(":{p}")).unwrap_or_default();
+                Secret::new(format!("postgres://{user}{password}@{host}:{port}/{name}"))
+            }
+        };
+        let bulk_share: f64 = r.get("TICKFILL_BULK_SHARE", 0.2, |s| {
+            let v: f64 = s.trim().parse().map_err(|_| "expected a number".to_string())?;
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err("expected a fraction between 0 and 1".into())
+            }
+        })?;
+        let settings = Settings {
+            redis_url: r.get("REDIS_URL", Secret::new(DEFAULT_REDIS_URL), parse_redis_url)?,
+            channel_prefix: r.get("REDIS_CHANNEL_PREFIX", DEFAULT_CHANNEL_PREFIX.into(), parse_namespace)?,
+            subscription_events_enabled: r.boolean("SUBSCRIPTION_EVENTS_ENABLED", true)?,
+            backfill_enabled: r.boolean("BACKFILL_ENABLED", true)?,
+            backfill_immediate_on_subscribe: r.boolean("BACKFILL_IMMEDIATE_ON_SUBSCRIBE", true)?,
+            backfill_subscription_aware: r.boolean("BACKFILL_SUBSCRIPTION_AWARE", true)?,
+            database_url,
+            ticker_url: r.get("TICKER_SERVICE_URL", DEFAULT_TICKER_URL.into(), parse_url)?,
+            ticker_timeout: r.duration("TICKER_SERVICE_TIMEOUT", Duration::from_secs(30))?,
+            log_level: r.get("LOG_LEVEL", "info".into(), |s| {
+                let l = s.trim().to_ascii_lowercase();
+                match l.as_str() {
+                    "trace" | "debug" | "info" | "warn" | "warning" | "error" => {
+                        Ok(if l == "warning" { "warn".into() } else { l })
+                    }
+                    _ => Err("expected trace, debug, info, warn or error".into()),
+                }
+            })?,
+            log_format: r.get("LOG_FORMAT", LogFormat::Text, |s| match s.trim() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected text or json".into()),
+            })?,
+            queue: r.get("TICKFILL_QUEUE", DEFAULT_QUEUE.into(), parse_namespace)?,
+            rate_limit: r.number("TICKER_RATE_LIMIT", 3)?,
+            throttle_pause: r.duration("TICKER_THROTTLE_PAUSE", Duration::from_secs(1))?,
+            reconcile: r.boolean("TICKER_RECONCILE", true)?,
+            window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| match s.trim().parse::<u32>() {
+                Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
+                _ => Err("expected whole minutes between 1 and 86400".into()),
+            })?,
+            lookback: r.duration("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400))?,
+            gap_threshold: r.duration("BACKFILL_GAP_THRESHOLD", Duration::from_secs(180))?,
+            settle: r.duration("BACKFILL_SETTLE", Duration::from_secs(120))?,
+            sweep_interval: r.get("SWEEP_INTERVAL", "5m".into(), parse_sweep_interval)?,
+            max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| match s.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("expected a whole number of at least 1".into()),
+            })?,
+            retry_base: r.duration("TICKFILL_RETRY_BASE", Duration::from_secs(2))?,
+            retry_max: r.duration("TICKFILL_RETRY_MAX", Duration::from_secs(300))?,
+            heartbeat: r.duration("TICKFILL_HEARTBEAT", Duration::from_secs(5))?,
+            orphan_after: r.duration("TICKFILL_ORPHAN_AFTER", Duration::from_secs(30))?,
+            retention: r.duration("TICKFILL_RETENTION", Duration::from_secs(86_400))?,
+            shutdown_timeout: r.duration("TICKFILL_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
+            bulk_share,
+            concurrency: r.get("TICKFILL_CONCURRENCY", 16, |s| match s.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                _ => Err("expected a whole number between 1 and 1024".into()),
+            })?,
+            chain_debounce: r.duration("CHAIN_DEBOUNCE", Duration::from_secs(2))?,
+            admin_listen: r.get("ADMIN_LISTEN", "127.0.0.1:0".parse().unwrap(), |s| {
+                s.trim().parse::<SocketAddr>().map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
+            })?,
+            admin_token: r.raw("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
+            ticker_api: r.get("TICKER_API", TickerApi::TickerService, |s| match s.trim() {
+                "ticker-service" => Ok(TickerApi::TickerService),
+                "kite" => Ok(TickerApi::Kite),
+                _ => Err("expected ticker-service or kite".into()),
+            })?,
+            kite_url: r.get("KITE_API_URL", DEFAULT_KITE_URL.into(), parse_url)?,
+            kite_api_key: Secret::new(r.string("KITE_API_KEY", "")),
+            kite_access_token: Secret::new(r.string("KITE_ACCESS_TOKEN", "")),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rules that span more than one variable.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError {
+                var: "TICKFILL_HEARTBEAT",
+                value: "0".into(),
+                reason: "must be more than zero".into(),
+            });
+        }
+        if self.orphan_after < self.heartbeat {
+            return Err(ConfigError {
+                var: "TICKFILL_ORPHAN_AFTER",
+                value: format!("{:?}", self.orphan_after),
+                reason: "must be at least TICKFILL_HEARTBEAT".into(),
+            });
+        }
+        if self.ticker_api == TickerApi::Kite
+            && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty())
+        {
+            return Err(ConfigError {
+                var: "KITE_API_KEY",
+                value: "***".into(),
+                reason: "TICKER_API=kite needs KITE_API_KEY and KITE_ACCESS_TOKEN".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Settings with every default, for tests and benches that then override what they need.
+    pub fn defaults() -> Self {
+        Self::from_map(&HashMap::new()).expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::defaults();
+        assert_eq!(s.channel_prefix, "ticker:nifty");
+        assert_eq!(s.queue, "tickfill");
+        assert_eq!(s.rate_limit, 3);
+        assert_eq!(s.window_minutes, 120);
+        assert_eq!(s.settle, Duration::from_secs(120));
+        assert_eq!(s.ticker_url, "http://localhost:8080");
+        assert!(s.subscription_events_enabled && s.backfill_enabled);
+        assert_eq!(s.database_url.expose(), "postgres://postgres@127.0.0.1:5432/tickfill");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("5 minutes").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let e = with(&[("BACKFILL_LOOKBACK", "30")]).unwrap_err();
+        assert_eq!(e.var, "BACKFILL_LOOKBACK");
+        assert!(e.to_string().contains("BACKFILL_LOOKBACK"));
+        let e = with(&[("BACKFILL_ENABLED", "maybe")]).unwrap_err();
+        assert_eq!(e.var, "BACKFILL_ENABLED");
+        let e = with(&[("TICKER_SERVICE_URL", "ftp://x")]).unwrap_err();
+        assert_eq!(e.var, "TICKER_SERVICE_URL");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = with(&[("ADMIN_TOKEN", "hunter2"), ("DB_PASSWORD", "pw123")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("pw123"), "{shown}");
+        let e = with(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k-secret")]).unwrap_err();
+        assert!(!e.to_string().contains("k-secret"));
+    }
+
+    #[test]
+    fn db_parts_build_the_url_when_database_url_is_unset() {
+        let s = with(&[("DB_HOST", "db"), ("DB_PORT", "6543"), ("DB_NAME", "bars"), ("DB_USER", "u"), ("DB_PASSWORD", "p")])
+            .unwrap();
+        assert_eq!(s.database_url.expose(), "postgres://u:p@db:6543/bars");
+        assert_eq!(with(&[("DB_PORT", "x")]).unwrap_err().var, "DB_PORT");
+    }
+}

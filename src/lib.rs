@@ -1,0 +1,33 @@
+//! tickfill keeps a market-data store complete: subscription events become durable jobs, and a
+//! pool of workers fetches the missing 1-minute history and upserts it into PostgreSQL.
+//!
+//! Layout:
+//! - `config`: typed settings from the environment.
+//! - `telemetry`: logging.
+//! - `shutdown`: the stop signal every loop obeys.
+//! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
+//! - `bridge`: Redis pub/sub events → jobs.
+//! - `worker`: the apalis worker pool and the job handlers.
+//! - `ticker`: the history API client.
+//! - `market`: candles, instrument classification, underlying names.
+//! - `store`: PostgreSQL: migrations and one function per statement.
+//! - `load`: the instrument-dump loader.
+//! - `sim`: the ticker-service simulator.
+//! - `dev`: the one-command local stack.
+//! - `bench`: measurements.
+
+pub mod bench;
+pub mod bridge;
+pub mod config;
+pub mod dev;
+pub mod load;
+pub mod market;
+pub mod queue;
+pub mod shutdown;
+pub mod sim;
+pub mod store;
+pub mod telemetry;
+pub mod ticker;
+pub mod worker;
+
+pub use tickfill_jobs as jobs;

@@ -1,0 +1,143 @@
+//! `tickfill instruments load FILE|URL|-`: upserts a Kite instrument-dump CSV into `instruments`.
+//!
+//! Columns are found by header name, so their order does not matter; CRLF and LF both work. A row
+//! that cannot be read is reported with its line number and skipped; the others still load.
+
+use std::io::Read;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use crate::store::instruments::{self, Instrument, Source};
+
+/// Rows written per statement.
+const BATCH: usize = 5000;
+
+/// What a load did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadReport {
+    pub rows: u64,
+    pub upserted: u64,
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// Reads the dump from a file path, an http(s) URL, or `-` for stdin.
+pub async fn read_source(source: &str) -> anyhow::Result<Vec<u8>> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let resp = reqwest::get(source).await.with_context(|| format!("failed to fetch {source}"))?;
+        let status = resp.status();
+        anyhow::ensure!(status.is_success(), "fetching {source} answered {status}");
+        return Ok(resp.bytes().await?.to_vec());
+    }
+    if source == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("failed to read stdin")?;
+        return Ok(buf);
+    }
+    std::fs::read(source).with_context(|| format!("failed to read {source}"))
+}
+
+/// Parses a dump; rows that break are returned with their line numbers.
+pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<(u64, String)>)> {
+    // The csv reader miscounts lines on CRLF input, so line endings are made LF first.
+    let lf: Vec<u8> = if bytes.contains(&b'\r') {
+        let mut out = Vec::with_capacity(bytes.len());
+        for (i, b) in bytes.iter().enumerate() {
+            if !(*b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+                out.push(*b);
+            }
+        }
+        out
+    } else {
+        bytes.to_vec()
+    };
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(lf.as_slice());
+    let headers = rdr.headers().context("the dump has no header row")?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let token_col = col("instrument_token").context("the dump has no instrument_token column")?;
+    let symbol_col = col("tradingsymbol").context("the dump has no tradingsymbol column")?;
+    let cols = [
+        "exchange_token", "name", "last_price", "expiry", "strike", "tick_size", "lot_size",
+        "instrument_type", "segment", "exchange",
+    ]
+    .map(col);
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for record in rdr.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                bad.push((line, e.to_string()));
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        match parse_row(&record, token_col, symbol_col, &cols) {
+            Ok(i) => good.push(i),
+            Err(e) => bad.push((line, e)),
+        }
+    }
+    Ok((good, bad))
+}
+
+fn parse_row(r: &csv::StringRecord, token_col: usize, symbol_col: usize, cols: &[Option<usize>; 10]) -> Result<Instrument, String> {
+    let get = |i: Option<usize>| i.and_then(|i| r.get(i)).map(str::trim).filter(|s| !s.is_empty());
+    let token: u64 = get(Some(token_col))
+        .ok_or("instrument_token is empty")?
+        .parse()
+        .map_err(|_| format!("instrument_token {:?} is not a number", r.get(token_col).unwrap_or("")))?;
+    if token == 0 || token > u32::MAX as u64 {
+        return Err(format!("instrument_token {token} is outside 1 … 4294967295"));
+    }
+    let tradingsymbol = get(Some(symbol_col)).ok_or("tradingsymbol is empty")?.to_string();
+    let num = |i: Option<usize>, what: &str| -> Result<Option<f64>, String> {
+        get(i).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
+    };
+    let expiry = get(cols[3])
+        .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
+        .transpose()?;
+    Ok(Instrument {
+        instrument_token: token as u32,
+        exchange_token: get(cols[0]).and_then(|v| v.parse().ok()),
+        tradingsymbol,
+        name: get(cols[1]).map(String::from),
+        last_price: num(cols[2], "last_price")?,
+        expiry,
+        strike: num(cols[4], "strike")?,
+        tick_size: num(cols[5], "tick_size")?,
+        lot_size: get(cols[6]).map(|v| v.parse::<f64>().map(|f| f as i32).map_err(|_| format!("lot_size {v:?} is not a number"))).transpose()?,
+        instrument_type: get(cols[7]).map(String::from),
+        segment: get(cols[8]).map(String::from),
+        exchange: get(cols[9]).map(String::from),
+    })
+}
+
+/// Loads a dump into `instruments`.
+pub async fn load(pool: &PgPool, bytes: &[u8]) -> anyhow::Result<LoadReport> {
+    let (rows, rejected) = parse_dump(bytes)?;
+    let mut report = LoadReport { rows: (rows.len() + rejected.len()) as u64, upserted: 0, rejected };
+    for chunk in rows.chunks(BATCH) {
+        report.upserted += instruments::upsert_instruments(pool, chunk, Source::Dump).await.context("failed to upsert instruments")?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_dump_parses_and_bad_rows_carry_line_numbers() {
+        let csv = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\r\n\
+                   256265,1001,NIFTY 50,NIFTY 50,0.0,,0.0,0.0,0,EQ,INDICES,NSE\r\n\
+                   abc,1,X,X,0,,0,0,0,EQ,NSE,NSE\r\n\
+                   10000001,39063,NIFTY25NOVFUT,NIFTY,0.0,2025-11-25,0.0,0.05,75,FUT,NFO-FUT,NFO\r\n";
+        let (good, bad) = parse_dump(csv.as_bytes()).unwrap();
+        assert_eq!(good.len(), 2);
+        assert_eq!(good[1].expiry, NaiveDate::from_ymd_opt(2025, 11, 25));
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 3);
+    }
+}

@@ -1,0 +1,172 @@
+//! The Redis side of the queue: apalis-redis storages per lane, pushing jobs with their
+//! idempotency keys, and the few scripts apalis-redis 1.0 needs beside it.
+//!
+//! Key layout under the namespace `TICKFILL_QUEUE` (`ns`):
+//! - `{ns}:urgent:*`, `{ns}:bulk:*`: the apalis-redis queues (scheduled, active, data, meta, …);
+//! - `{ns}:rejected`: the newest rejected events (capped list), `{ns}:counters`: a hash of counts.
+//!
+//! apalis-redis lands every push in `:scheduled` and its fetch moves *all* due ids to `:active`
+//! in one `unpack`, which fails from about 8,000 ids on. [`promote_due`] moves them in chunks of
+//! 1,000 and runs before and beside every worker, so the fetch never meets a large batch.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use redis::AsyncCommands;
+use tickfill_jobs::{queue_name, Envelope, Job, Lane};
+
+use crate::config::Settings;
+
+/// How long an idempotency key keeps a second push of the same job out. apalis-redis never frees
+/// a key before this, so deliberate re-pushes derive a new key (see `Producer::push_as`).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Chunk size of [`promote_due`]: far below the size at which a Lua `unpack` fails.
+pub const PROMOTE_CHUNK: usize = 1000;
+
+/// Opens a managed (reconnecting) Redis connection.
+pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client
+        .get_connection_manager_with_config(cfg)
+        .await
+        .context("failed to connect to Redis")
+}
+
+/// The apalis-redis configuration of one lane.
+pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
+    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).ceil().max(1.0) as usize;
+    Config::default()
+        .queue(queue_name(&settings.queue, lane))
+        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+        .heartbeat_interval(settings.heartbeat)
+        .missed_heartbeats(missed)
+        // One job per fetch: a worker never holds buffered jobs it is not running, so its
+        // heartbeat keeps going and nobody steals them (APALIS-NOTES §7).
+        .batch_size(1)
+        // Locks cost O(backlog) per job and orphan recovery does not need them (§8).
+        .lock_tasks(false)
+        .emit_events(false)
+}
+
+/// Pushes jobs onto the lanes of one namespace.
+#[derive(Clone)]
+pub struct Producer {
+    urgent: RedisStorage<Envelope>,
+    bulk: RedisStorage<Envelope>,
+}
+
+impl Producer {
+    pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+        let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
+        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk) }
+    }
+
+    /// Pushes a job under the idempotency key derived from its content; a second push of the same
+    /// job within [`IDEMPOTENCY_TTL`] is dropped by Redis.
+    pub async fn push(&mut self, job: &Job) -> anyhow::Result<()> {
+        self.push_as(job, &job.idempotency_key(), None).await
+    }
+
+    /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
+    /// optionally delayed.
+    pub async fn push_as(&mut self, job: &Job, key: &str, delay: Option<Duration>) -> anyhow::Result<()> {
+        let mut task = TaskBuilder::new(Envelope::new(job)).idempotency_key(key);
+        if let Some(d) = delay {
+            task = task.run_in_seconds(d.as_secs());
+        }
+        let storage = match job.lane() {
+            Lane::Urgent => &mut self.urgent,
+            Lane::Bulk => &mut self.bulk,
+        };
+        storage
+            .push_task(task.build())
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to push {} job: {e:?}", job.kind()))
+    }
+}
+
+/// Moves due jobs of one queue from `:scheduled` to `:active` in chunks; returns how many moved.
+pub async fn promote_due(conn: &mut ConnectionManager, config: &Config) -> redis::RedisResult<u64> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+              if #ids > 0 then
+                redis.call('RPUSH', KEYS[2], unpack(ids))
+                redis.call('ZREM', KEYS[1], unpack(ids))
+                redis.call('DEL', KEYS[3])
+                redis.call('LPUSH', KEYS[3], 1)
+              end
+              return #ids",
+        )
+    });
+    let now = chrono::Utc::now().timestamp();
+    let mut total = 0;
+    loop {
+        let moved: u64 = SCRIPT
+            .key(config.scheduled_jobs_set())
+            .key(config.active_jobs_list())
+            .key(config.signal_list())
+            .arg(now)
+            .arg(PROMOTE_CHUNK)
+            .invoke_async(conn)
+            .await?;
+        total += moved;
+        if moved < PROMOTE_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Redis keys tickfill owns beside the apalis queues.
+pub fn rejected_key(ns: &str) -> String {
+    format!("{ns}:rejected")
+}
+
+pub fn counters_key(ns: &str) -> String {
+    format!("{ns}:counters")
+}
+
+/// Adds one to a named counter of the namespace (kept in Redis so every process and the CLI see
+/// the same figures).
+pub async fn count(conn: &mut ConnectionManager, ns: &str, name: &str) {
+    let r: redis::RedisResult<i64> = conn.hincr(counters_key(ns), name, 1).await;
+    if let Err(e) = r {
+        tracing::warn!(counter = name, error = %e, "failed to count");
+    }
+}
+
+/// Reads every counter of the namespace.
+pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<(String, i64)>> {
+    let mut all: Vec<(String, i64)> = conn.hgetall(counters_key(ns)).await?;
+    all.sort();
+    Ok(all)
+}
+
+/// Deletes every key of a namespace (scratch namespaces of tests and benches only).
+pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<u64> {
+    let pattern = format!("{ns}:*");
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            keys.push(k?);
+        }
+    }
+    let mut deleted = 0;
+    for chunk in keys.chunks(500) {
+        deleted += conn.del::<_, u64>(chunk).await?;
+    }
+    Ok(deleted)
+}
+
+/// How many subscribers a pub/sub channel has (the bridge's readiness from outside).
+pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::RedisResult<i64> {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(conn).await?;
+    Ok(n)
+}

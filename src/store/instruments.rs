@@ -1,0 +1,181 @@
+//! `instruments`: the Kite instrument-dump columns plus `active`, `source` and `updated_at`.
+
+use chrono::NaiveDate;
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// One row of the instrument dump.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Instrument {
+    pub instrument_token: u32,
+    pub exchange_token: Option<i64>,
+    pub tradingsymbol: String,
+    pub name: Option<String>,
+    pub last_price: Option<f64>,
+    pub expiry: Option<NaiveDate>,
+    pub strike: Option<f64>,
+    pub tick_size: Option<f64>,
+    pub lot_size: Option<i32>,
+    pub instrument_type: Option<String>,
+    pub segment: Option<String>,
+    pub exchange: Option<String>,
+}
+
+/// Where an `instruments` row came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Dump,
+    Event,
+    Parsed,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Dump => "dump",
+            Source::Event => "event",
+            Source::Parsed => "parsed",
+        }
+    }
+}
+
+/// Upserts a batch of instruments in one statement; returns the rows written.
+pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {
+    let mut cols = Columns::default();
+    for r in rows {
+        cols.push(r);
+    }
+    let done = sqlx::query(
+        "INSERT INTO instruments (instrument_token, exchange_token, tradingsymbol, name, last_price,
+             expiry, strike, tick_size, lot_size, instrument_type, segment, exchange, active, source, updated_at)
+         SELECT t.*, true, $13, now() FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+             $5::float8[], $6::date[], $7::float8[], $8::float8[], $9::int[], $10::text[], $11::text[], $12::text[]) AS t
+         ON CONFLICT (instrument_token) DO UPDATE SET exchange_token = EXCLUDED.exchange_token,
+             tradingsymbol = EXCLUDED.tradingsymbol, name = EXCLUDED.name, last_price = EXCLUDED.last_price,
+             expiry = EXCLUDED.expiry, strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size,
+             lot_size = EXCLUDED.lot_size, instrument_type = EXCLUDED.instrument_type,
+             segment = EXCLUDED.segment, exchange = EXCLUDED.exchange, active = true,
+             source = EXCLUDED.source, updated_at = now()",
+    )
+    .bind(cols.token)
+    .bind(cols.exchange_token)
+    .bind(cols.tradingsymbol)
+    .bind(cols.name)
+    .bind(cols.last_price)
+    .bind(cols.expiry)
+    .bind(cols.strike)
+    .bind(cols.tick_size)
+    .bind(cols.lot_size)
+    .bind(cols.instrument_type)
+    .bind(cols.segment)
+    .bind(cols.exchange)
+    .bind(source.as_str())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records an instrument learnt from an event's metadata, unless the dump already knows it.
+pub async fn insert_instrument_if_absent(
+    tx: &mut Transaction<'_, Postgres>,
+    inst: &Instrument,
+    source: Source,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO instruments (instrument_token, tradingsymbol, name, expiry, strike, instrument_type, segment, exchange, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (instrument_token) DO NOTHING",
+    )
+    .bind(inst.instrument_token as i64)
+    .bind(&inst.tradingsymbol)
+    .bind(&inst.name)
+    .bind(inst.expiry)
+    .bind(inst.strike)
+    .bind(&inst.instrument_type)
+    .bind(&inst.segment)
+    .bind(&inst.exchange)
+    .bind(source.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The instrument with this token, if the store knows it.
+pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<Instrument>> {
+    let row: Option<InstrumentRow> = sqlx::query_as(
+        "SELECT instrument_token, exchange_token, tradingsymbol, name, last_price, expiry, strike,
+                tick_size, lot_size, instrument_type, segment, exchange
+         FROM instruments WHERE instrument_token = $1",
+    )
+    .bind(token as i64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+#[derive(sqlx::FromRow)]
+struct InstrumentRow {
+    instrument_token: i64,
+    exchange_token: Option<i64>,
+    tradingsymbol: String,
+    name: Option<String>,
+    last_price: Option<f64>,
+    expiry: Option<NaiveDate>,
+    strike: Option<f64>,
+    tick_size: Option<f64>,
+    lot_size: Option<i32>,
+    instrument_type: Option<String>,
+    segment: Option<String>,
+    exchange: Option<String>,
+}
+
+impl From<InstrumentRow> for Instrument {
+    fn from(r: InstrumentRow) -> Self {
+        Instrument {
+            instrument_token: r.instrument_token as u32,
+            exchange_token: r.exchange_token,
+            tradingsymbol: r.tradingsymbol,
+            name: r.name,
+            last_price: r.last_price,
+            expiry: r.expiry,
+            strike: r.strike,
+            tick_size: r.tick_size,
+            lot_size: r.lot_size,
+            instrument_type: r.instrument_type,
+            segment: r.segment,
+            exchange: r.exchange,
+        }
+    }
+}
+
+/// Column arrays for an UNNEST upsert.
+#[derive(Default)]
+struct Columns {
+    token: Vec<i64>,
+    exchange_token: Vec<Option<i64>>,
+    tradingsymbol: Vec<String>,
+    name: Vec<Option<String>>,
+    last_price: Vec<Option<f64>>,
+    expiry: Vec<Option<NaiveDate>>,
+    strike: Vec<Option<f64>>,
+    tick_size: Vec<Option<f64>>,
+    lot_size: Vec<Option<i32>>,
+    instrument_type: Vec<Option<String>>,
+    segment: Vec<Option<String>>,
+    exchange: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn push(&mut self, r: &Instrument) {
+        self.token.push(r.instrument_token as i64);
+        self.exchange_token.push(r.exchange_token);
+        self.tradingsymbol.push(r.tradingsymbol.clone());
+        self.name.push(r.name.clone());
+        self.last_price.push(r.last_price);
+        self.expiry.push(r.expiry);
+        self.strike.push(r.strike);
+        self.tick_size.push(r.tick_size);
+        self.lot_size.push(r.lot_size);
+        self.instrument_type.push(r.instrument_type.clone());
+        self.segment.push(r.segment.clone());
+        self.exchange.push(r.exchange.clone());
+    }
+}

@@ -1,0 +1,98 @@
+//! The PostgreSQL store: connection, migrations and one function per statement.
+//!
+//! Layout:
+//! - `instruments`: the Kite instrument dump (upsert, lookup).
+//! - `subscriptions`: what the ticker service has subscribed.
+//! - `bars`: minute, futures and option bars, upserted on their natural keys.
+//! - `runs`: `backfill_runs` and `coverage`.
+//!
+//! Every write of a backfill happens in one transaction: bars, run row and coverage together.
+
+pub mod bars;
+pub mod instruments;
+pub mod runs;
+pub mod subscriptions;
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, PgPool,
+};
+
+/// Migrations compiled into the binary, so `tickfill migrate` needs nothing beside it.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool on `url`. Statement logging is off: bars would flood the log.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .disable_statement_logging();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .with_context(|| format!("failed to connect to PostgreSQL at {}", redact_url(url)))
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("failed to run migrations")?;
+    Ok(())
+}
+
+/// How the bar tables are stored: as TimescaleDB hypertables or as plain tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarStorage {
+    Hypertables,
+    Plain,
+}
+
+/// Tells which path the migration took on this database.
+pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
+    let has_ts: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(if has_ts { BarStorage::Hypertables } else { BarStorage::Plain })
+}
+
+/// A URL with its password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
+/// The URL of another database on the same server as `url`.
+pub fn database_url_for(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut u = reqwest::Url::parse(url).context("DATABASE_URL is not a valid URL")?;
+    u.set_path(&format!("/{database}"));
+    Ok(u.to_string())
+}
+
+/// Creates a scratch database on the server of `url`; returns its URL.
+pub async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
+    let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.with_context(|| format!("failed to create database {name}"))?;
+    admin.close().await;
+    database_url_for(url, name)
+}
+
+/// Drops a scratch database made by [`create_database`], closing its connections.
+pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
+    let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
+    admin.close().await;
+    Ok(())
+}

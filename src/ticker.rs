@@ -1,0 +1,253 @@
+//! The client of the ticker service's history API: one shared `reqwest::Client` with timeouts,
+//! paced by a governor limiter, and strict about what it accepts back.
+//!
+//! Every answer is checked before anything is written: a candle outside the asked window, a
+//! duplicate minute, a non-finite or negative price, `high < low`, or a body that is not the
+//! documented JSON makes the whole answer an error, so a broken response never half-lands.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+
+use crate::{config::Settings, market::Candle};
+
+/// What went wrong with a history request, sorted by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum TickerError {
+    /// 429: wait (the service's `Retry-After`, else the configured pause) and ask again.
+    #[error("throttled by the ticker service (retry after {retry_after:?})")]
+    Throttled { retry_after: Option<Duration> },
+    /// Worth retrying later: 5xx, timeouts, refused connections.
+    #[error("ticker service unavailable: {0}")]
+    Transient(String),
+    /// Retrying cannot help: unknown token, bad window, a response that breaks the contract.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl TickerError {
+    /// A short, stable label for counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TickerError::Throttled { .. } => "throttled",
+            TickerError::Transient(_) => "transient",
+            TickerError::Permanent(_) => "permanent",
+        }
+    }
+}
+
+/// The history API client, built once and shared by every job of a worker process.
+#[derive(Clone)]
+pub struct TickerClient {
+    http: reqwest::Client,
+    base: String,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl TickerClient {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.ticker_timeout)
+            .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let limiter = NonZeroU32::new(settings.rate_limit)
+            .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
+        Ok(TickerClient { http, base: settings.ticker_url.clone(), limiter })
+    }
+
+    /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
+    pub async fn history(&self, token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Candle>, TickerError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let z = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let resp = self
+            .http
+            .get(format!("{}/history", self.base))
+            .query(&[
+                ("instrument_token", token.to_string()),
+                ("from_ts", z(from)),
+                ("to_ts", z(to)),
+                ("interval", "minute".into()),
+                ("oi", "true".into()),
+            ])
+            .send()
+            .await
+            .map_err(|e| TickerError::Transient(format!("request failed: {}", without_url(&e))))?;
+        let status = resp.status();
+        if status.as_u16() == 429 {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(TickerError::Throttled { retry_after });
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.detail)
+                .unwrap_or_else(|_| snippet(&body));
+            let msg = format!("ticker answered {} for token {token}: {detail}", status.as_u16());
+            return Err(if status.is_server_error() { TickerError::Transient(msg) } else { TickerError::Permanent(msg) });
+        }
+        parse_history(&body, token, from, to)
+    }
+}
+
+/// A reqwest error's message without the URL (it could carry credentials in Kite mode).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    e
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    if s.is_empty() { "<empty body>".into() } else { s }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    detail: String,
+}
+
+#[derive(Deserialize)]
+struct HistoryBody {
+    candles: Vec<CandleBody>,
+}
+
+#[derive(Deserialize)]
+struct CandleBody {
+    date: String,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    #[serde(default)]
+    oi: Option<f64>,
+    #[serde(default)]
+    iv: Option<f64>,
+    #[serde(default)]
+    delta: Option<f64>,
+    #[serde(default)]
+    gamma: Option<f64>,
+    #[serde(default)]
+    theta: Option<f64>,
+    #[serde(default)]
+    vega: Option<f64>,
+    #[serde(default)]
+    underlying: Option<f64>,
+}
+
+/// Parses a timestamp with a `+05:30`, `+0530` or `Z` offset.
+pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Parses and checks a `/history` body for `[from, to)`; any broken candle fails the whole answer.
+pub fn parse_history(body: &[u8], token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Candle>, TickerError> {
+    let bad = |why: String| TickerError::Permanent(format!("bad history response for token {token}: {why}"));
+    let parsed: HistoryBody = serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
+    let mut out = Vec::with_capacity(parsed.candles.len());
+    for c in parsed.candles {
+        let time = parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
+        if time < from || time >= to {
+            return Err(bad(format!("candle {time} outside the window [{from}, {to})")));
+        }
+        if time.second() != 0 || time.nanosecond() != 0 {
+            return Err(bad(format!("candle {time} does not start on a minute")));
+        }
+        let prices = [c.open, c.high, c.low, c.close];
+        if prices.iter().any(|p| !p.is_finite() || *p < 0.0) {
+            return Err(bad(format!("candle {time} has a non-finite or negative price {prices:?}")));
+        }
+        if c.high < c.low || c.high < c.open.max(c.close) || c.low > c.open.min(c.close) {
+            return Err(bad(format!("candle {time} has high/low inconsistent with open/close {prices:?}")));
+        }
+        let count = |what: &str, v: f64| -> Result<i64, TickerError> {
+            if v.is_finite() && v >= 0.0 && v <= 9.0e15 {
+                Ok(v.round() as i64)
+            } else {
+                Err(bad(format!("candle {time} has {what} {v}")))
+            }
+        };
+        let volume = count("volume", c.volume)?;
+        let oi = c.oi.map(|v| count("oi", v)).transpose()?;
+        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+        if let Some(prev) = out.last().map(|p: &Candle| p.time) {
+            if time <= prev {
+                return Err(bad(format!("candles out of order or repeated at {time}")));
+            }
+        }
+        out.push(Candle {
+            time,
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume,
+            oi,
+            iv: finite(c.iv),
+            delta: finite(c.delta),
+            gamma: finite(c.gamma),
+            theta: finite(c.theta),
+            vega: finite(c.vega),
+            underlying: finite(c.underlying),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w() -> (DateTime<Utc>, DateTime<Utc>) {
+        (parse_instant("2025-11-04T03:45:00Z").unwrap(), parse_instant("2025-11-04T03:50:00Z").unwrap())
+    }
+
+    fn body(candles: &str) -> Vec<u8> {
+        format!(r#"{{"instrument_token":1,"candles":[{candles}]}}"#).into_bytes()
+    }
+
+    #[test]
+    fn ist_offsets_land_at_the_utc_instant() {
+        let (f, t) = w();
+        let c = parse_history(&body(r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#), 1, f, t).unwrap();
+        assert_eq!(c[0].time, f);
+        assert_eq!(parse_instant("2025-11-04T09:15:00+0530"), Some(f));
+    }
+
+    #[test]
+    fn broken_answers_are_refused_whole() {
+        let (f, t) = w();
+        let good = r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#;
+        for broken in [
+            r#"{"date":"2025-11-04T09:25:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#,
+            r#"{"date":"2025-11-04T09:16:00+05:30","open":1,"high":2,"low":0.5,"close":null,"volume":10}"#,
+            r#"{"date":"2025-11-04T09:16:00+05:30","open":-1,"high":2,"low":0.5,"close":1,"volume":10}"#,
+            r#"{"date":"2025-11-04T09:16:00+05:30","open":1,"high":0.1,"low":0.5,"close":1,"volume":10}"#,
+            r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#,
+            r#"{"date":"yesterday","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#,
+        ] {
+            let err = parse_history(&body(&format!("{good},{broken}")), 1, f, t).unwrap_err();
+            assert!(matches!(err, TickerError::Permanent(_)), "{broken}: {err}");
+        }
+        assert!(parse_history(b"<html>oops</html>", 1, f, t).is_err());
+        assert!(parse_history(br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#, 1, f, t).is_err());
+    }
+}

@@ -1,0 +1,422 @@
+//! The worker: an apalis worker pool on the urgent and bulk queues of one namespace.
+//!
+//! Each job decides explicitly what happens when it fails: a transient failure (ticker 5xx or
+//! timeout, database or Redis trouble) returns an error and apalis runs it again later; a permanent
+//! one (unknown token, bad window, a response that breaks the contract, an unknown instrument, an
+//! unknown schema version) is aborted into the dead set with the reason. Every handler is
+//! idempotent: delivery is at-least-once and every write is an upsert.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use apalis::prelude::{
+    AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
+};
+use apalis_core::backend::ext::BackendExt;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use chrono::{DateTime, DurationRound, Utc};
+use sqlx::PgPool;
+use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use crate::{
+    config::Settings,
+    market::{classify, BarTarget},
+    queue::{self, Producer},
+    shutdown::Shutdown,
+    store::{
+        self, bars,
+        instruments::{self, Instrument},
+        runs::{self, Outcome, Run},
+        subscriptions::{self, Subscription},
+    },
+    ticker::{TickerClient, TickerError},
+};
+
+/// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How many 429s one job sits out before it hands itself back to the queue.
+const MAX_THROTTLE_WAITS: u32 = 20;
+
+/// A backfill that was committed, for whoever wants to show it (`tickfill dev`).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub token: u32,
+    pub label: String,
+    pub table: &'static str,
+    pub rows: u64,
+    /// From the bridge receiving the event to the commit, when the job came from an event.
+    pub latency: Option<Duration>,
+}
+
+/// What every job of a worker process shares.
+pub struct WorkerState {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub ticker: TickerClient,
+    pub redis: ConnectionManager,
+    pub producer: Producer,
+    pub commits: Option<mpsc::UnboundedSender<Committed>>,
+}
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later.
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+    /// Give up: to the dead set with this reason.
+    #[error("{0}")]
+    GiveUp(String),
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Retry(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+/// Everything one job run knows about itself.
+struct JobMeta {
+    id: String,
+    attempt: usize,
+    started_at: DateTime<Utc>,
+}
+
+/// The apalis handler: decode, dispatch, and turn the outcome into retry or abort.
+async fn handle_job(
+    envelope: Envelope,
+    task_id: TaskId,
+    attempt: Attempt,
+    state: Data<Arc<WorkerState>>,
+) -> Result<(), BoxDynError> {
+    let meta = JobMeta { id: task_id.to_string(), attempt: attempt.current(), started_at: Utc::now() };
+    let job = match envelope.decode() {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(job_id = %meta.id, error = %e, "job refused");
+            queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
+            return Err(Box::new(AbortError::new(e)));
+        }
+    };
+    let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt = meta.attempt);
+    let result = run_job(&state, &job, &meta).instrument(span.clone()).await;
+    let _enter = span.enter();
+    let mut redis = state.redis.clone();
+    match result {
+        Ok(()) => Ok(()),
+        Err(JobError::Retry(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "job failed; it will be retried");
+            queue::count(&mut redis, &state.settings.queue, &format!("jobs_failed:{}", job.kind())).await;
+            Err(e.into())
+        }
+        Err(JobError::GiveUp(reason)) => {
+            tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
+            queue::count(&mut redis, &state.settings.queue, &format!("jobs_dead:{}", job.kind())).await;
+            Err(Box::new(AbortError::new(reason)))
+        }
+    }
+}
+
+async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), JobError> {
+    match job {
+        Job::Subscribed { event } => subscribed(state, event, meta).await,
+        Job::Unsubscribed { event } => unsubscribed(state, event).await,
+        Job::Backfill { token, from, to, reason, force } => {
+            let inst = find_instrument(state, *token, None).await?;
+            let target = classify(&inst).map_err(JobError::GiveUp)?;
+            let ctx = BackfillCtx { token: *token, target: &target, reason: *reason, requested_at: None, force: *force };
+            backfill(state, &ctx, (*from, *to), meta).await
+        }
+        // Sweeps and chain metrics are built by later parts of the pipeline; until then a worker
+        // that meets one says so instead of pretending to have done it.
+        Job::Sweep { .. } | Job::ChainMetrics { .. } => {
+            Err(JobError::GiveUp(format!("this worker does not run {} jobs yet", job.kind())))
+        }
+    }
+}
+
+fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
+    Subscription {
+        instrument_token: event.instrument_token,
+        tradingsymbol: event.tradingsymbol.as_deref(),
+        segment: event.segment.as_deref(),
+        requested_mode: event.requested_mode.as_deref(),
+        account_id: event.account_id.as_deref(),
+        at: DateTime::from_timestamp_millis(event.received_ms).unwrap_or_else(Utc::now),
+    }
+}
+
+/// The instrument of `token`: the store's row, else what the event's metadata tells.
+async fn find_instrument(state: &WorkerState, token: u32, event: Option<&SubscriptionEvent>) -> Result<Instrument, JobError> {
+    if let Some(inst) = instruments::find_instrument(&state.pool, token).await? {
+        return Ok(inst);
+    }
+    let from_event = event.and_then(|e| {
+        Some(Instrument {
+            instrument_token: token,
+            tradingsymbol: e.tradingsymbol.clone()?,
+            segment: Some(e.segment.clone()?),
+            ..Default::default()
+        })
+    });
+    from_event.ok_or_else(|| {
+        JobError::GiveUp(format!(
+            "unknown instrument {token}: not in instruments and the event carries no tradingsymbol and segment \
+             (load the instrument dump with `tickfill instruments load`, then retry the job)"
+        ))
+    })
+}
+
+/// The immediate window: the `BACKFILL_WINDOW_MINUTES` before the start of the current minute
+/// (the forming minute is never fetched).
+pub fn immediate_window(now: DateTime<Utc>, minutes: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    let m = now.duration_trunc(chrono::Duration::minutes(1)).expect("minute truncation");
+    (m - chrono::Duration::minutes(minutes as i64), m)
+}
+
+async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
+    let token = event.instrument_token;
+    let inst = find_instrument(state, token, Some(event)).await;
+    let mut tx = state.pool.begin().await?;
+    subscriptions::activate_subscription(&mut tx, &subscription(event)).await?;
+    if let Ok(inst) = &inst {
+        instruments::insert_instrument_if_absent(&mut tx, inst, instruments::Source::Event).await?;
+    }
+    tx.commit().await?;
+    let s = &state.settings;
+    let window = immediate_window(Utc::now(), s.window_minutes);
+    let requested_at = DateTime::from_timestamp_millis(event.received_ms);
+    if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
+        let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
+        runs::upsert_run(&state.pool, &run).await?;
+        tracing::info!(token, "subscription recorded; immediate backfill switched off");
+        return Ok(());
+    }
+    let prepared = inst.and_then(|inst| classify(&inst).map_err(JobError::GiveUp));
+    let target = match prepared {
+        Ok(t) => t,
+        Err(e) => return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await),
+    };
+    let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
+    backfill(state, &ctx, window, meta).await
+}
+
+async fn unsubscribed(state: &WorkerState, event: &SubscriptionEvent) -> Result<(), JobError> {
+    let mut tx = state.pool.begin().await?;
+    subscriptions::deactivate_subscription(&mut tx, &subscription(event)).await?;
+    tx.commit().await?;
+    tracing::info!(token = event.instrument_token, "subscription marked inactive");
+    Ok(())
+}
+
+struct BackfillCtx<'a> {
+    token: u32,
+    target: &'a BarTarget,
+    reason: Reason,
+    requested_at: Option<DateTime<Utc>>,
+    force: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_row<'a>(
+    meta: &'a JobMeta,
+    token: u32,
+    reason: Reason,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    requested_at: Option<DateTime<Utc>>,
+    rows: u64,
+    outcome: Outcome,
+    error: Option<&'a str>,
+) -> Run<'a> {
+    Run {
+        job_id: &meta.id,
+        kind: "backfill",
+        instrument_token: Some(token),
+        reason: Some(reason.as_str()),
+        window: Some(window),
+        requested_at,
+        started_at: meta.started_at,
+        attempts: meta.attempt as i32 + 1,
+        rows: rows.min(i32::MAX as u64) as i32,
+        outcome,
+        error,
+    }
+}
+
+/// Writes the failed run row (no bars: nothing partial lands) and passes the error on.
+async fn record_failure(
+    state: &WorkerState,
+    meta: &JobMeta,
+    token: u32,
+    reason: Reason,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    requested_at: Option<DateTime<Utc>>,
+    err: JobError,
+) -> JobError {
+    let (outcome, text) = match &err {
+        JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
+        JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
+    };
+    let run = run_row(meta, token, reason, window, requested_at, 0, outcome, Some(&text));
+    if let Err(e) = runs::upsert_run(&state.pool, &run).await {
+        tracing::warn!(error = %e, "failed to record the failed run");
+    }
+    err
+}
+
+/// Fetches what coverage lacks of `window` and stores it: bars, run row and coverage in one
+/// transaction.
+async fn backfill(
+    state: &WorkerState,
+    ctx: &BackfillCtx<'_>,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    meta: &JobMeta,
+) -> Result<(), JobError> {
+    let token = ctx.token;
+    let covered = if ctx.force { vec![] } else { runs::find_coverage(&state.pool, token, window.0, window.1).await? };
+    let holes = runs::holes(window.0, window.1, &covered);
+    let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
+        let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, 0, Outcome::Covered, None);
+        runs::upsert_run(&state.pool, &run).await?;
+        tracing::info!(token, "window already covered; nothing fetched");
+        return Ok(());
+    };
+    // One request for the span of the holes: fewer requests beat skipping a covered middle.
+    let fetch = (first.0, last.1);
+    let candles = match fetch_with_throttle(state, token, fetch).await {
+        Ok(c) => c,
+        Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),
+    };
+    let mut tx = state.pool.begin().await?;
+    let rows = bars::upsert_bars(&mut tx, token, ctx.target, &candles).await?;
+    runs::insert_coverage(&mut tx, token, fetch.0, fetch.1, candles.len() as i32).await?;
+    let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, rows, Outcome::Stored, None);
+    runs::upsert_run(&mut *tx, &run).await?;
+    tx.commit().await?;
+    let latency = ctx
+        .requested_at
+        .and_then(|r| (Utc::now() - r).to_std().ok());
+    tracing::info!(
+        token,
+        table = ctx.target.table(),
+        symbol = ctx.target.label(),
+        rows,
+        latency_ms = latency.map(|l| l.as_millis() as u64),
+        "backfill committed"
+    );
+    if let Some(tx) = &state.commits {
+        let _ = tx.send(Committed { token, label: ctx.target.label().to_string(), table: ctx.target.table(), rows, latency });
+    }
+    Ok(())
+}
+
+/// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt).
+async fn fetch_with_throttle(
+    state: &WorkerState,
+    token: u32,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Vec<crate::market::Candle>, JobError> {
+    let mut redis = state.redis.clone();
+    for _ in 0..MAX_THROTTLE_WAITS {
+        match state.ticker.history(token, window.0, window.1).await {
+            Ok(c) => return Ok(c),
+            Err(TickerError::Throttled { retry_after }) => {
+                queue::count(&mut redis, &state.settings.queue, "ticker_errors:throttled").await;
+                let pause = retry_after.unwrap_or(state.settings.throttle_pause);
+                tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e @ TickerError::Transient(_)) => {
+                queue::count(&mut redis, &state.settings.queue, "ticker_errors:transient").await;
+                return Err(JobError::Retry(e.into()));
+            }
+            Err(TickerError::Permanent(msg)) => {
+                queue::count(&mut redis, &state.settings.queue, "ticker_errors:permanent").await;
+                return Err(JobError::GiveUp(msg));
+            }
+        }
+    }
+    Err(JobError::Retry(anyhow::anyhow!("ticker kept throttling token {token}")))
+}
+
+/// Builds the shared state of a worker process.
+pub async fn build_state(settings: Settings, commits: Option<mpsc::UnboundedSender<Committed>>) -> anyhow::Result<Arc<WorkerState>> {
+    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
+    let redis = queue::connect(settings.redis_url.expose()).await?;
+    let ticker = TickerClient::new(&settings)?;
+    let producer = Producer::new(redis.clone(), &settings);
+    Ok(Arc::new(WorkerState { settings, pool, ticker, redis, producer, commits }))
+}
+
+/// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).
+async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
+    let configs: Vec<_> = Lane::ALL.iter().map(|l| queue::storage_config(&settings, *l)).collect();
+    while !shutdown.is_triggered() {
+        for cfg in &configs {
+            if let Err(e) = queue::promote_due(&mut conn, cfg).await {
+                tracing::warn!(error = %e, "failed to promote due jobs");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+/// A name no other worker process has used: host, pid and a random suffix.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}-{}", if host.is_empty() { "worker" } else { host }, std::process::id(), &id[..8])
+}
+
+/// Runs the worker pool until `shutdown` fires; in-flight jobs get `TICKFILL_SHUTDOWN_TIMEOUT`.
+pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = state.settings.clone();
+    let mut conn = state.redis.clone();
+    for lane in Lane::ALL {
+        let moved = queue::promote_due(&mut conn, &queue::storage_config(&settings, lane)).await?;
+        if moved > 0 {
+            tracing::info!(lane = lane.as_str(), moved, "promoted due jobs before start");
+        }
+    }
+    tokio::spawn(promote_forever(conn.clone(), settings.clone(), shutdown.clone()));
+    let name = worker_name();
+    tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
+    let mut monitor = Monitor::new();
+    for lane in Lane::ALL {
+        let (state, conn, name, settings) = (state.clone(), conn.clone(), name.clone(), settings.clone());
+        monitor = monitor.register(move |restarts| {
+            let storage = RedisStorage::<Envelope>::new(conn.clone())
+                .with_config(queue::storage_config(&settings, lane))
+                .poll_with_interval(POLL_INTERVAL);
+            WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.as_str()))
+                .backend(storage)
+                .concurrency(settings.concurrency)
+                .data(state.clone())
+                .build(handle_job)
+        });
+    }
+    let grace = settings.shutdown_timeout;
+    let stop = shutdown.clone();
+    monitor
+        .should_restart(|ctx, err| {
+            tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
+            true
+        })
+        .with_terminator(async move {
+            tokio::time::sleep(grace).await;
+        })
+        .run_with_signal(async move {
+            stop.wait().await;
+            Ok(())
+        })
+        .await
+        .context("worker pool failed")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
