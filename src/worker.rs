@@ -238,7 +238,7 @@ fn run_row<'a>(
         window: Some(window),
         requested_at,
         started_at: meta.started_at,
-        attempts: meta.attempt as i32 + 1,
+        attempts: meta.attempt.max(1) as i32,
         rows: rows.min(i32::MAX as u64) as i32,
         outcome,
         error,

@@ -1,1 +1,11 @@
+//! Integration tests: real Redis, real PostgreSQL, the simulator on loopback. Each test has its own
+//! database, queue namespace and channel prefix (see `helpers`).
 
+mod helpers;
+
+mod bad_input;
+mod config;
+mod dedupe;
+mod instruments;
+mod migrations;
+mod subscribe;

@@ -1,0 +1,320 @@
+//! A whole pipeline per test: its own database, its own queue namespace and channel prefix, a
+//! simulator on port 0, and the bridge and worker running in-process. Dropping the app stops it
+//! and removes the database and the Redis keys.
+
+use std::{future::Future, time::Duration};
+
+use sqlx::PgPool;
+use tickfill::{
+    bridge,
+    config::{Secret, Settings},
+    load, queue,
+    shutdown::Shutdown,
+    sim::{self, SimOptions},
+    store, worker,
+};
+
+/// The server the tests run against; `DATABASE_URL` may point anywhere on it.
+pub fn base_database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn init_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        tickfill::telemetry::init("debug", tickfill::config::LogFormat::Text);
+    }
+}
+
+/// Waits for `cond` to hold, polling every 25 ms, up to `secs`; panics with `what` otherwise.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+/// A scratch database removed on drop.
+pub struct ScratchDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl ScratchDb {
+    pub async fn new() -> Self {
+        let name = unique("tf_test");
+        let url = store::create_database(&base_database_url(), &name).await.expect("create scratch database");
+        let pool = store::connect(&url, 8).await.expect("connect scratch database");
+        ScratchDb { name, url, pool }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime may be single-threaded and blocked right
+        // here: clean up on a thread and runtime of its own. `WITH (FORCE)` ends the pool's
+        // connections on the server side.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let _ = store::drop_database(&base_database_url(), &name).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// What a test may change before the pipeline starts.
+pub struct AppOptions {
+    pub sim: SimOptions,
+    pub start_bridge: bool,
+    pub start_worker: bool,
+    pub tweak: fn(&mut Settings),
+    /// Point the worker at another history server than the simulator.
+    pub ticker_url: Option<String>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { sim: SimOptions::default(), start_bridge: true, start_worker: true, tweak: |_| {}, ticker_url: None }
+    }
+}
+
+pub struct TestApp {
+    pub db: ScratchDb,
+    pub settings: Settings,
+    pub sim_url: String,
+    pub redis: redis::aio::ConnectionManager,
+    pub http: reqwest::Client,
+    pub shutdown: Shutdown,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(opts: AppOptions) -> Self {
+        init_logs();
+        let db = ScratchDb::new().await;
+        store::migrate(&db.pool).await.expect("migrate");
+        let ns = unique("tf_it");
+        let shutdown = Shutdown::new();
+        let mut sim_opts = opts.sim;
+        sim_opts.redis_url = Some(redis_url());
+        sim_opts.channel_prefix = ns.clone();
+        let sim_addr = sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
+        let sim_url = format!("http://{sim_addr}");
+        let mut settings = Settings::defaults();
+        settings.database_url = Secret::new(db.url.clone());
+        settings.redis_url = Secret::new(redis_url());
+        settings.queue = ns.clone();
+        settings.channel_prefix = ns.clone();
+        settings.ticker_url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
+        settings.rate_limit = 0;
+        settings.concurrency = 4;
+        (opts.tweak)(&mut settings);
+        let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
+        load::load(&db.pool, &dump).await.expect("load instruments");
+        let redis = queue::connect(&redis_url()).await.expect("redis");
+        let app = TestApp { db, settings, sim_url, redis, http: reqwest::Client::new(), shutdown };
+        if opts.start_bridge {
+            app.start_bridge().await;
+        }
+        if opts.start_worker {
+            app.start_worker().await;
+        }
+        app
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}:events", self.settings.channel_prefix)
+    }
+
+    /// Starts one more bridge and waits until it is subscribed.
+    pub async fn start_bridge(&self) {
+        let mut conn = self.redis.clone();
+        let before = queue::subscribers(&mut conn, &self.channel()).await.unwrap();
+        tokio::spawn(bridge::run(self.settings.clone(), self.shutdown.clone()));
+        let channel = self.channel();
+        wait_until(10, "the bridge to subscribe", || {
+            let mut conn = conn.clone();
+            let channel = channel.clone();
+            async move { queue::subscribers(&mut conn, &channel).await.unwrap_or(0) > before }
+        })
+        .await;
+    }
+
+    pub async fn start_worker(&self) {
+        let state = worker::build_state(self.settings.clone(), None).await.expect("worker state");
+        tokio::spawn(worker::run(state, self.shutdown.clone()));
+    }
+
+    pub async fn publish(&self, payload: impl AsRef<[u8]>) {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(payload.as_ref())
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("publish");
+    }
+
+    pub async fn subscribe_via_sim(&self, token: u32) -> reqwest::StatusCode {
+        self.http
+            .post(format!("{}/subscriptions", self.sim_url))
+            .json(&serde_json::json!({"instrument_token": token}))
+            .send()
+            .await
+            .expect("POST /subscriptions")
+            .status()
+    }
+
+    pub async fn sim_stats(&self) -> serde_json::Value {
+        self.http.get(format!("{}/stats", self.sim_url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db.pool).await.expect(sql)
+    }
+
+    /// Waits until `sql` (a count) reaches at least `n`.
+    pub async fn wait_count(&self, secs: u64, sql: &str, n: i64) {
+        wait_until(secs, sql, || async { self.count(sql).await >= n }).await;
+    }
+
+    /// Waits until no job of the namespace is queued, scheduled or running.
+    pub async fn wait_idle(&self, secs: u64) {
+        let ns = self.settings.queue.clone();
+        wait_until(secs, "the queues to drain", || {
+            let mut conn = self.redis.clone();
+            let ns = ns.clone();
+            async move {
+                let mut busy = 0i64;
+                for lane in ["urgent", "bulk"] {
+                    let q = format!("{ns}:{lane}");
+                    let active: i64 = redis::cmd("LLEN").arg(format!("{q}:active")).query_async(&mut conn).await.unwrap_or(1);
+                    let sched: i64 = redis::cmd("ZCARD").arg(format!("{q}:scheduled")).query_async(&mut conn).await.unwrap_or(1);
+                    let inflight: Vec<String> = redis::cmd("KEYS").arg(format!("{q}:inflight:*")).query_async(&mut conn).await.unwrap_or_default();
+                    let mut running = 0i64;
+                    for k in inflight {
+                        running += redis::cmd("SCARD").arg(&k).query_async::<i64>(&mut conn).await.unwrap_or(1);
+                    }
+                    busy += active + sched + running;
+                }
+                busy == 0
+            }
+        })
+        .await;
+    }
+
+    /// The simulator's candles for `[from, to)`, read straight from its HTTP answer.
+    pub async fn sim_candles(&self, token: u32, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Vec<serde_json::Value> {
+        let z = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let body: serde_json::Value = self
+            .http
+            .get(format!("{}/history", self.sim_url))
+            .query(&[("instrument_token", token.to_string()), ("from_ts", z(from)), ("to_ts", z(to)), ("interval", "minute".into()), ("oi", "true".into())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["candles"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        let ns = self.settings.queue.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = queue::connect(&redis_url()).await {
+                    let _ = queue::delete_namespace(&mut conn, &ns).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl TestApp {
+    /// Waits until at least `n` jobs are stored in the urgent lane (scheduled or active).
+    pub async fn wait_until_queued(&self, n: i64) {
+        let q = format!("{}:urgent", self.settings.queue);
+        crate::helpers::wait_until(10, "jobs to be queued", || {
+            let mut conn = self.redis.clone();
+            let q = q.clone();
+            async move {
+                let s: i64 = redis::cmd("ZCARD").arg(format!("{q}:scheduled")).query_async(&mut conn).await.unwrap_or(0);
+                let a: i64 = redis::cmd("LLEN").arg(format!("{q}:active")).query_async(&mut conn).await.unwrap_or(0);
+                s + a >= n
+            }
+        })
+        .await;
+    }
+}
+
+/// A history server that answers each token in its own broken way (a real HTTP server on
+/// loopback, for the answers the simulator is too well-behaved to give):
+/// 1001 → 404, 1002 → 500, 1003 → an HTML page, 1004 → a candle after the window,
+/// 1005 → a NaN price, 1006 → one good candle at the window's start.
+pub async fn spawn_broken_ticker() -> String {
+    use axum::{extract::Query, http::StatusCode, response::IntoResponse, routing::get, Router};
+    use std::collections::HashMap;
+    async fn history(Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+        let token: u32 = q["instrument_token"].parse().unwrap();
+        let from = chrono::DateTime::parse_from_rfc3339(&q["from_ts"]).unwrap();
+        let to = chrono::DateTime::parse_from_rfc3339(&q["to_ts"]).unwrap();
+        let candle = |at: chrono::DateTime<chrono::FixedOffset>, open: &str| {
+            format!(r#"{{"candles":[{{"date":"{}","open":{open},"high":11,"low":9,"close":10,"volume":5}}]}}"#, at.to_rfc3339())
+        };
+        match token {
+            1001 => (StatusCode::NOT_FOUND, r#"{"detail":"unknown instrument_token"}"#).into_response(),
+            1002 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"detail":"boom"}"#).into_response(),
+            1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
+            1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
+            1005 => (StatusCode::OK, candle(from, "NaN")).into_response(),
+            _ => (StatusCode::OK, candle(from, "10")).into_response(),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, Router::new().route("/history", get(history))).await });
+    format!("http://{addr}")
+}
+
+/// Runs the `tickfill` binary with the app's namespace; returns (exit code, stdout, stderr).
+pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    cmd.args(args)
+        .env("REDIS_URL", settings.redis_url.expose())
+        .env("DATABASE_URL", settings.database_url.expose())
+        .env("TICKFILL_QUEUE", &settings.queue)
+        .env("REDIS_CHANNEL_PREFIX", &settings.channel_prefix)
+        .env("TICKER_SERVICE_URL", &settings.ticker_url);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tickfill");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
