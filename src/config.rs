@@ -4,17 +4,22 @@
 //! startup with an error naming the variable. Durations are written `90s`, `5m`, `2h`, `7d`; a
 //! bare number is refused so that nobody wonders whether it meant seconds or minutes.
 //!
-//! Variables read: REDIS_URL, REDIS_CHANNEL_PREFIX, SUBSCRIPTION_EVENTS_ENABLED, BACKFILL_ENABLED,
-//! BACKFILL_IMMEDIATE_ON_SUBSCRIBE, BACKFILL_SUBSCRIPTION_AWARE, DATABASE_URL, DB_HOST, DB_PORT,
-//! DB_NAME, DB_USER, DB_PASSWORD, TICKER_SERVICE_URL, TICKER_SERVICE_TIMEOUT, LOG_LEVEL,
-//! LOG_FORMAT, TICKFILL_QUEUE, TICKER_RATE_LIMIT, TICKER_THROTTLE_PAUSE, TICKER_RECONCILE,
-//! BACKFILL_WINDOW_MINUTES, BACKFILL_LOOKBACK, BACKFILL_GAP_THRESHOLD, BACKFILL_SETTLE,
-//! SWEEP_INTERVAL, TICKFILL_MAX_ATTEMPTS, TICKFILL_RETRY_BASE, TICKFILL_RETRY_MAX,
-//! TICKFILL_HEARTBEAT, TICKFILL_ORPHAN_AFTER, TICKFILL_RETENTION, TICKFILL_SHUTDOWN_TIMEOUT,
-//! TICKFILL_BULK_SHARE, TICKFILL_CONCURRENCY, CHAIN_DEBOUNCE, ADMIN_LISTEN, ADMIN_TOKEN,
-//! TICKER_API, KITE_API_URL, KITE_API_KEY, KITE_ACCESS_TOKEN.
+//! The variables read are listed in [`VARIABLES`].
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+/// Every variable tickfill reads; `.env.example` lists each with its default.
+pub const VARIABLES: &[&str] = &[
+    "REDIS_URL", "REDIS_CHANNEL_PREFIX", "SUBSCRIPTION_EVENTS_ENABLED", "BACKFILL_ENABLED",
+    "BACKFILL_IMMEDIATE_ON_SUBSCRIBE", "BACKFILL_SUBSCRIPTION_AWARE", "DATABASE_URL", "DB_HOST", "DB_PORT",
+    "DB_NAME", "DB_USER", "DB_PASSWORD", "TICKER_SERVICE_URL", "TICKER_SERVICE_TIMEOUT", "LOG_LEVEL",
+    "LOG_FORMAT", "TICKFILL_QUEUE", "TICKER_RATE_LIMIT", "TICKER_THROTTLE_PAUSE", "TICKER_RECONCILE",
+    "BACKFILL_WINDOW_MINUTES", "BACKFILL_LOOKBACK", "BACKFILL_GAP_THRESHOLD", "BACKFILL_SETTLE",
+    "SWEEP_INTERVAL", "TICKFILL_MAX_ATTEMPTS", "TICKFILL_RETRY_BASE", "TICKFILL_RETRY_MAX",
+    "TICKFILL_HEARTBEAT", "TICKFILL_ORPHAN_AFTER", "TICKFILL_RETENTION", "TICKFILL_SHUTDOWN_TIMEOUT",
+    "TICKFILL_BULK_SHARE", "TICKFILL_CONCURRENCY", "CHAIN_DEBOUNCE", "ADMIN_LISTEN", "ADMIN_TOKEN",
+    "TICKER_API", "KITE_API_URL", "KITE_API_KEY", "KITE_ACCESS_TOKEN",
+];
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_CHANNEL_PREFIX: &str = "ticker:nifty";
@@ -415,6 +420,23 @@ mod tests {
         assert!(!shown.contains("hunter2") && !shown.contains("pw123"), "{shown}");
         let e = with(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k-secret")]).unwrap_err();
         assert!(!e.to_string().contains("k-secret"));
+    }
+
+    #[test]
+    fn env_example_lists_every_variable_and_its_defaults_parse() {
+        let text = include_str!("../.env.example");
+        let mut map = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
+            let (k, v) = line.split_once('=').unwrap();
+            map.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        for var in VARIABLES {
+            assert!(map.contains_key(*var), "{var} missing from .env.example");
+        }
+        assert_eq!(map.len(), VARIABLES.len(), ".env.example lists a variable tickfill does not read");
+        let s = Settings::from_map(&map).unwrap();
+        let d = Settings::defaults();
+        assert_eq!((s.rate_limit, s.lookback, s.queue.as_str()), (d.rate_limit, d.lookback, d.queue.as_str()));
     }
 
     #[test]

@@ -403,8 +403,12 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     }
     let grace = settings.shutdown_timeout;
     let stop = shutdown.clone();
+    let stopping = shutdown.clone();
     monitor
-        .should_restart(|ctx, err| {
+        .should_restart(move |ctx, err| {
+            if stopping.is_triggered() {
+                return false;
+            }
             tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
             true
         })
