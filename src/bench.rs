@@ -41,19 +41,37 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// `bench latency`: publish one subscription event per instrument for `events` distinct
 /// instruments at `rate` per second (rate limit lifted) and measure PUBLISH → committed rows.
-pub async fn latency(base: Settings, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
+pub async fn latency(
+    base: Settings,
+    events: usize,
+    rate: f64,
+) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
     let redis = queue::connect(base.redis_url.expose()).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let scratch = Scratch {
+        admin_url: base.database_url.expose().to_string(),
+        db: id.clone(),
+        ns: id.clone(),
+        redis,
+    };
     let result = latency_in(&base, &db_url, &id, events, rate).await;
     scratch.remove().await;
     result
 }
 
-async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
+async fn latency_in(
+    base: &Settings,
+    db_url: &str,
+    id: &str,
+    events: usize,
+    rate: f64,
+) -> anyhow::Result<serde_json::Value> {
     let shutdown = Shutdown::new();
-    let opts = sim::SimOptions { universe: events, ..Default::default() };
+    let opts = sim::SimOptions {
+        universe: events,
+        ..Default::default()
+    };
     let sim_addr = sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?;
     let mut settings = base.clone();
     settings.database_url = crate::config::Secret::new(db_url);
@@ -67,7 +85,11 @@ async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
     load::load(&pool, &dump).await?;
     let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).collect();
-    anyhow::ensure!(tokens.len() == events, "the simulator's universe has only {} instruments", tokens.len());
+    anyhow::ensure!(
+        tokens.len() == events,
+        "the simulator's universe has only {} instruments",
+        tokens.len()
+    );
 
     let state = worker::build_state(settings.clone(), None).await?;
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
@@ -94,7 +116,11 @@ async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate
             "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp(),
         });
         published.insert(*token, Utc::now());
-        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(msg.to_string()).query_async(&mut conn).await?;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(msg.to_string())
+            .query_async(&mut conn)
+            .await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let rows: Vec<(i64, DateTime<Utc>)> = loop {
@@ -108,6 +134,7 @@ async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let direct = direct_baseline(&settings, &pool, &tokens[..tokens.len().min(50)]).await?;
     shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = bridge_task.await;
@@ -115,22 +142,65 @@ async fn latency_in(base: &Settings, db_url: &str, id: &str, events: usize, rate
     })
     .await;
     pool.close().await;
-    anyhow::ensure!(rows.len() >= events, "only {} of {events} backfills committed within 60 s", rows.len());
+    anyhow::ensure!(
+        rows.len() >= events,
+        "only {} of {events} backfills committed within 60 s",
+        rows.len()
+    );
     let mut lat: Vec<f64> = rows
         .iter()
-        .filter_map(|(t, fin)| published.get(&(*t as u32)).map(|p| (*fin - *p).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .filter_map(|(t, fin)| {
+            published
+                .get(&(*t as u32))
+                .map(|p| (*fin - *p).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
         .collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let first = published.values().min().context("no events")?;
     let last = rows.iter().map(|r| r.1).max().context("no rows")?;
     let span = (last - *first).num_milliseconds().max(1) as f64 / 1000.0;
     let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let p50 = percentile(&lat, 50.0);
+    let direct_p50 = percentile(&direct, 50.0);
     Ok(serde_json::json!({
         "events": events,
-        "p50_ms": r1(percentile(&lat, 50.0)),
+        "p50_ms": r1(p50),
         "p95_ms": r1(percentile(&lat, 95.0)),
         "p99_ms": r1(percentile(&lat, 99.0)),
         "max_ms": r1(lat.last().copied().unwrap_or(f64::NAN)),
         "events_per_s": r1(events as f64 / span),
+        "direct_p50_ms": r1(direct_p50),
+        "p50_vs_direct": r1(p50 / direct_p50),
     }))
+}
+
+/// The raw floor: the same history request and upsert transaction, called directly with no
+/// pub/sub, queue or worker in between (a window a day earlier, so the rows are new). Returns ms
+/// per backfill, sorted.
+async fn direct_baseline(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    tokens: &[u32],
+) -> anyhow::Result<Vec<f64>> {
+    let client = crate::ticker::TickerClient::new(settings)?;
+    let (from, to) = worker::immediate_window(
+        Utc::now() - chrono::Duration::days(1),
+        settings.window_minutes,
+    );
+    let mut out = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let inst = store::instruments::find_instrument(pool, *token)
+            .await?
+            .context("instrument missing")?;
+        let target = crate::market::classify(&inst).map_err(anyhow::Error::msg)?;
+        let started = std::time::Instant::now();
+        let candles = client.history(*token, from, to).await?;
+        let mut tx = pool.begin().await?;
+        store::bars::upsert_bars(&mut tx, *token, &target, &candles).await?;
+        store::runs::insert_coverage(&mut tx, *token, from, to, candles.len() as i32).await?;
+        tx.commit().await?;
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    Ok(out)
 }

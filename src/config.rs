@@ -10,15 +10,47 @@ use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Durati
 
 /// Every variable tickfill reads; `.env.example` lists each with its default.
 pub const VARIABLES: &[&str] = &[
-    "REDIS_URL", "REDIS_CHANNEL_PREFIX", "SUBSCRIPTION_EVENTS_ENABLED", "BACKFILL_ENABLED",
-    "BACKFILL_IMMEDIATE_ON_SUBSCRIBE", "BACKFILL_SUBSCRIPTION_AWARE", "DATABASE_URL", "DB_HOST", "DB_PORT",
-    "DB_NAME", "DB_USER", "DB_PASSWORD", "TICKER_SERVICE_URL", "TICKER_SERVICE_TIMEOUT", "LOG_LEVEL",
-    "LOG_FORMAT", "TICKFILL_QUEUE", "TICKER_RATE_LIMIT", "TICKER_THROTTLE_PAUSE", "TICKER_RECONCILE",
-    "BACKFILL_WINDOW_MINUTES", "BACKFILL_LOOKBACK", "BACKFILL_GAP_THRESHOLD", "BACKFILL_SETTLE",
-    "SWEEP_INTERVAL", "TICKFILL_MAX_ATTEMPTS", "TICKFILL_RETRY_BASE", "TICKFILL_RETRY_MAX",
-    "TICKFILL_HEARTBEAT", "TICKFILL_ORPHAN_AFTER", "TICKFILL_RETENTION", "TICKFILL_SHUTDOWN_TIMEOUT",
-    "TICKFILL_BULK_SHARE", "TICKFILL_CONCURRENCY", "CHAIN_DEBOUNCE", "ADMIN_LISTEN", "ADMIN_TOKEN",
-    "TICKER_API", "KITE_API_URL", "KITE_API_KEY", "KITE_ACCESS_TOKEN",
+    "REDIS_URL",
+    "REDIS_CHANNEL_PREFIX",
+    "SUBSCRIPTION_EVENTS_ENABLED",
+    "BACKFILL_ENABLED",
+    "BACKFILL_IMMEDIATE_ON_SUBSCRIBE",
+    "BACKFILL_SUBSCRIPTION_AWARE",
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "TICKER_SERVICE_URL",
+    "TICKER_SERVICE_TIMEOUT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "TICKFILL_QUEUE",
+    "TICKER_RATE_LIMIT",
+    "TICKER_THROTTLE_PAUSE",
+    "TICKER_RECONCILE",
+    "BACKFILL_WINDOW_MINUTES",
+    "BACKFILL_LOOKBACK",
+    "BACKFILL_GAP_THRESHOLD",
+    "BACKFILL_SETTLE",
+    "SWEEP_INTERVAL",
+    "TICKFILL_MAX_ATTEMPTS",
+    "TICKFILL_RETRY_BASE",
+    "TICKFILL_RETRY_MAX",
+    "TICKFILL_HEARTBEAT",
+    "TICKFILL_ORPHAN_AFTER",
+    "TICKFILL_RETENTION",
+    "TICKFILL_SHUTDOWN_TIMEOUT",
+    "TICKFILL_BULK_SHARE",
+    "TICKFILL_CONCURRENCY",
+    "CHAIN_DEBOUNCE",
+    "ADMIN_LISTEN",
+    "ADMIN_TOKEN",
+    "TICKER_API",
+    "KITE_API_URL",
+    "KITE_API_KEY",
+    "KITE_ACCESS_TOKEN",
 ];
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -127,7 +159,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| "a duration needs a unit: ms, s, m, h or d (e.g. 90s, 5m)".to_string())?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| "expected a number before the unit".to_string())?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "expected a number before the unit".to_string())?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
@@ -155,7 +189,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, var: &str) -> Option<&str> {
-        self.vars.get(var).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
+        self.vars
+            .get(var)
+            .map(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
     }
 
     fn get<T>(
@@ -191,7 +228,11 @@ impl Reader<'_> {
     }
 
     fn number<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
-        self.get(var, default, |s| s.trim().parse::<T>().map_err(|_| "expected a number".into()))
+        self.get(var, default, |s| {
+            s.trim()
+                .parse::<T>()
+                .map_err(|_| "expected a number".into())
+        })
     }
 }
 
@@ -216,7 +257,8 @@ fn parse_redis_url(s: &str) -> Result<Secret, String> {
 fn parse_namespace(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 100
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
     if ok {
         Ok(s.to_string())
     } else {
@@ -255,12 +297,18 @@ impl Settings {
                 let port: u16 = r.number("DB_PORT", 5432)?;
                 let name = r.string("DB_NAME", "tickfill");
                 let user = r.string("DB_USER", "postgres");
-                let password = r.raw("DB_PASSWORD").map(|p| format!(":{p}")).unwrap_or_default();
+                let password = r
+                    .raw("DB_PASSWORD")
+                    .map(|p| format!(":{p}"))
+                    .unwrap_or_default();
                 Secret::new(format!("postgres://{user}{password}@{host}:{port}/{name}"))
             }
         };
         let bulk_share: f64 = r.get("TICKFILL_BULK_SHARE", 0.2, |s| {
-            let v: f64 = s.trim().parse().map_err(|_| "expected a number".to_string())?;
+            let v: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| "expected a number".to_string())?;
             if (0.0..=1.0).contains(&v) {
                 Ok(v)
             } else {
@@ -269,7 +317,11 @@ impl Settings {
         })?;
         let settings = Settings {
             redis_url: r.get("REDIS_URL", Secret::new(DEFAULT_REDIS_URL), parse_redis_url)?,
-            channel_prefix: r.get("REDIS_CHANNEL_PREFIX", DEFAULT_CHANNEL_PREFIX.into(), parse_namespace)?,
+            channel_prefix: r.get(
+                "REDIS_CHANNEL_PREFIX",
+                DEFAULT_CHANNEL_PREFIX.into(),
+                parse_namespace,
+            )?,
             subscription_events_enabled: r.boolean("SUBSCRIPTION_EVENTS_ENABLED", true)?,
             backfill_enabled: r.boolean("BACKFILL_ENABLED", true)?,
             backfill_immediate_on_subscribe: r.boolean("BACKFILL_IMMEDIATE_ON_SUBSCRIBE", true)?,
@@ -295,17 +347,21 @@ impl Settings {
             rate_limit: r.number("TICKER_RATE_LIMIT", 3)?,
             throttle_pause: r.duration("TICKER_THROTTLE_PAUSE", Duration::from_secs(1))?,
             reconcile: r.boolean("TICKER_RECONCILE", true)?,
-            window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| match s.trim().parse::<u32>() {
-                Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
-                _ => Err("expected whole minutes between 1 and 86400".into()),
+            window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| {
+                match s.trim().parse::<u32>() {
+                    Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
+                    _ => Err("expected whole minutes between 1 and 86400".into()),
+                }
             })?,
             lookback: r.duration("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400))?,
             gap_threshold: r.duration("BACKFILL_GAP_THRESHOLD", Duration::from_secs(180))?,
             settle: r.duration("BACKFILL_SETTLE", Duration::from_secs(120))?,
             sweep_interval: r.get("SWEEP_INTERVAL", "5m".into(), parse_sweep_interval)?,
-            max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| match s.trim().parse::<u32>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err("expected a whole number of at least 1".into()),
+            max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| {
+                match s.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err("expected a whole number of at least 1".into()),
+                }
             })?,
             retry_base: r.duration("TICKFILL_RETRY_BASE", Duration::from_secs(2))?,
             retry_max: r.duration("TICKFILL_RETRY_MAX", Duration::from_secs(300))?,
@@ -314,13 +370,17 @@ impl Settings {
             retention: r.duration("TICKFILL_RETENTION", Duration::from_secs(86_400))?,
             shutdown_timeout: r.duration("TICKFILL_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             bulk_share,
-            concurrency: r.get("TICKFILL_CONCURRENCY", 16, |s| match s.trim().parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => Ok(n),
-                _ => Err("expected a whole number between 1 and 1024".into()),
+            concurrency: r.get("TICKFILL_CONCURRENCY", 16, |s| {
+                match s.trim().parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                    _ => Err("expected a whole number between 1 and 1024".into()),
+                }
             })?,
             chain_debounce: r.duration("CHAIN_DEBOUNCE", Duration::from_secs(2))?,
             admin_listen: r.get("ADMIN_LISTEN", "127.0.0.1:0".parse().unwrap(), |s| {
-                s.trim().parse::<SocketAddr>().map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
+                s.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
             })?,
             admin_token: r.raw("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
             ticker_api: r.get("TICKER_API", TickerApi::TickerService, |s| match s.trim() {
@@ -375,7 +435,10 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_map(&map)
     }
 
@@ -389,7 +452,10 @@ mod tests {
         assert_eq!(s.settle, Duration::from_secs(120));
         assert_eq!(s.ticker_url, "http://localhost:8080");
         assert!(s.subscription_events_enabled && s.backfill_enabled);
-        assert_eq!(s.database_url.expose(), "postgres://postgres@127.0.0.1:5432/tickfill");
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://postgres@127.0.0.1:5432/tickfill"
+        );
     }
 
     #[test]
@@ -417,7 +483,10 @@ mod tests {
     fn secrets_never_print() {
         let s = with(&[("ADMIN_TOKEN", "hunter2"), ("DB_PASSWORD", "pw123")]).unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pw123"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw123"),
+            "{shown}"
+        );
         let e = with(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k-secret")]).unwrap_err();
         assert!(!e.to_string().contains("k-secret"));
     }
@@ -426,23 +495,39 @@ mod tests {
     fn env_example_lists_every_variable_and_its_defaults_parse() {
         let text = include_str!("../.env.example");
         let mut map = HashMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+        {
             let (k, v) = line.split_once('=').unwrap();
             map.insert(k.trim().to_string(), v.trim().to_string());
         }
         for var in VARIABLES {
             assert!(map.contains_key(*var), "{var} missing from .env.example");
         }
-        assert_eq!(map.len(), VARIABLES.len(), ".env.example lists a variable tickfill does not read");
+        assert_eq!(
+            map.len(),
+            VARIABLES.len(),
+            ".env.example lists a variable tickfill does not read"
+        );
         let s = Settings::from_map(&map).unwrap();
         let d = Settings::defaults();
-        assert_eq!((s.rate_limit, s.lookback, s.queue.as_str()), (d.rate_limit, d.lookback, d.queue.as_str()));
+        assert_eq!(
+            (s.rate_limit, s.lookback, s.queue.as_str()),
+            (d.rate_limit, d.lookback, d.queue.as_str())
+        );
     }
 
     #[test]
     fn db_parts_build_the_url_when_database_url_is_unset() {
-        let s = with(&[("DB_HOST", "db"), ("DB_PORT", "6543"), ("DB_NAME", "bars"), ("DB_USER", "u"), ("DB_PASSWORD", "p")])
-            .unwrap();
+        let s = with(&[
+            ("DB_HOST", "db"),
+            ("DB_PORT", "6543"),
+            ("DB_NAME", "bars"),
+            ("DB_USER", "u"),
+            ("DB_PASSWORD", "p"),
+        ])
+        .unwrap();
         assert_eq!(s.database_url.expose(), "postgres://u:p@db:6543/bars");
         assert_eq!(with(&[("DB_PORT", "x")]).unwrap_err().var, "DB_PORT");
     }

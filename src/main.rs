@@ -4,10 +4,17 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tickfill::{bench, bridge, config::Settings, dev, load, queue, shutdown::Shutdown, sim, store, telemetry, worker};
+use tickfill::{
+    bench, bridge, config::Settings, dev, load, queue, shutdown::Shutdown, sim, store, telemetry,
+    worker,
+};
 
 #[derive(Parser)]
-#[command(name = "tickfill", version, about = "Durable 1-minute history backfill for subscribed instruments")]
+#[command(
+    name = "tickfill",
+    version,
+    about = "Durable 1-minute history backfill for subscribed instruments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,7 +134,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             let pool = store::connect(settings.database_url.expose(), 1).await?;
             store::migrate(&pool).await?;
-            println!("migrations applied; bar tables: {:?}", store::bar_storage(&pool).await?);
+            println!(
+                "migrations applied; bar tables: {:?}",
+                store::bar_storage(&pool).await?
+            );
         }
         Command::Bridge => {
             shutdown.on_signals();
@@ -154,19 +164,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 redis_url: Some(settings.redis_url.expose().to_string()),
                 channel_prefix: settings.channel_prefix.clone(),
             };
-            let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("failed to bind {}", a.listen))?;
+            let listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("failed to bind {}", a.listen))?;
             sim::serve(listener, opts, shutdown).await?;
         }
-        Command::Instruments { command: InstrumentsCommand::Load { source } } => {
+        Command::Instruments {
+            command: InstrumentsCommand::Load { source },
+        } => {
             let pool = store::connect(settings.database_url.expose(), 2).await?;
             let bytes = load::read_source(&source).await?;
             let report = load::load(&pool, &bytes).await?;
             for (line, why) in &report.rejected {
                 eprintln!("line {line}: {why}");
             }
-            println!("{} rows read, {} upserted, {} rejected", report.rows, report.upserted, report.rejected.len());
+            println!(
+                "{} rows read, {} upserted, {} rejected",
+                report.rows,
+                report.upserted,
+                report.rejected.len()
+            );
         }
-        Command::Events { command: EventsCommand::Rejected { json, limit } } => {
+        Command::Events {
+            command: EventsCommand::Rejected { json, limit },
+        } => {
             let mut conn = queue::connect(settings.redis_url.expose()).await?;
             let list = bridge::list_rejected(&mut conn, &settings.queue, limit).await?;
             if json {
@@ -183,7 +204,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         e["code"].as_str().unwrap_or(""),
                         e["bytes"],
                         e["reason"].as_str().unwrap_or(""),
-                        e["message"].as_str().unwrap_or("").chars().take(80).collect::<String>().escape_debug()
+                        e["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(80)
+                            .collect::<String>()
+                            .escape_debug()
                     );
                 }
                 if list.is_empty() {
@@ -191,8 +218,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench { command: BenchCommand::Latency { events, rate } } => {
-            anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");
+        Command::Bench {
+            command: BenchCommand::Latency { events, rate },
+        } => {
+            anyhow::ensure!(
+                events > 0 && rate > 0.0,
+                "--events and --rate must be positive"
+            );
             let out = bench::latency(settings, events, rate).await?;
             println!("{out}");
         }

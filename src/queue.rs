@@ -40,7 +40,9 @@ pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 
 /// The apalis-redis configuration of one lane.
 pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
-    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).ceil().max(1.0) as usize;
+    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64())
+        .ceil()
+        .max(1.0) as usize;
     Config::default()
         .queue(queue_name(&settings.queue, lane))
         .idempotency_ttl(Some(IDEMPOTENCY_TTL))
@@ -63,8 +65,12 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
-        let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
-        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk) }
+        let storage =
+            |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
+        Producer {
+            urgent: storage(Lane::Urgent),
+            bulk: storage(Lane::Bulk),
+        }
     }
 
     /// Pushes a job under the idempotency key derived from its content; a second push of the same
@@ -75,7 +81,12 @@ impl Producer {
 
     /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
     /// optionally delayed.
-    pub async fn push_as(&mut self, job: &Job, key: &str, delay: Option<Duration>) -> anyhow::Result<()> {
+    pub async fn push_as(
+        &mut self,
+        job: &Job,
+        key: &str,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let mut task = TaskBuilder::new(Envelope::new(job)).idempotency_key(key);
         if let Some(d) = delay {
             task = task.run_in_seconds(d.as_secs());
@@ -142,11 +153,17 @@ pub async fn count(conn: &mut ConnectionManager, ns: &str, name: &str) {
 }
 
 /// Reads every counter of the namespace.
-pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<(String, i64)>> {
+pub async fn counters(
+    conn: &mut ConnectionManager,
+    ns: &str,
+) -> redis::RedisResult<Vec<(String, i64)>> {
     let mut all: Vec<(String, i64)> = conn.hgetall(counters_key(ns)).await?;
     all.sort();
     Ok(all)
 }
+
+/// The global sorted set in which apalis-redis registers each queue's workers key.
+const APALIS_QUEUES: &str = "core:apalis:queues:list";
 
 /// Deletes every key of a namespace (scratch namespaces of tests and benches only).
 pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<u64> {
@@ -162,11 +179,24 @@ pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::
     for chunk in keys.chunks(500) {
         deleted += conn.del::<_, u64>(chunk).await?;
     }
+    // apalis-redis registers every queue in one global set; forget this namespace's entries.
+    let registered: Vec<String> = conn.zrange(APALIS_QUEUES, 0, -1).await?;
+    let ours: Vec<&String> = registered
+        .iter()
+        .filter(|k| k.starts_with(&format!("{ns}:")))
+        .collect();
+    if !ours.is_empty() {
+        conn.zrem::<_, _, i64>(APALIS_QUEUES, ours).await?;
+    }
     Ok(deleted)
 }
 
 /// How many subscribers a pub/sub channel has (the bridge's readiness from outside).
 pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::RedisResult<i64> {
-    let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(conn).await?;
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await?;
     Ok(n)
 }

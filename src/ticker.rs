@@ -55,11 +55,20 @@ impl TickerClient {
             .build()?;
         let limiter = NonZeroU32::new(settings.rate_limit)
             .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
-        Ok(TickerClient { http, base: settings.ticker_url.clone(), limiter })
+        Ok(TickerClient {
+            http,
+            base: settings.ticker_url.clone(),
+            limiter,
+        })
     }
 
     /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
-    pub async fn history(&self, token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Candle>, TickerError> {
+    pub async fn history(
+        &self,
+        token: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Candle>, TickerError> {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
@@ -87,16 +96,22 @@ impl TickerClient {
                 .map(Duration::from_secs);
             return Err(TickerError::Throttled { retry_after });
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            TickerError::Transient(format!("reading the response failed: {}", without_url(&e)))
+        })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|b| b.detail)
                 .unwrap_or_else(|_| snippet(&body));
-            let msg = format!("ticker answered {} for token {token}: {detail}", status.as_u16());
-            return Err(if status.is_server_error() { TickerError::Transient(msg) } else { TickerError::Permanent(msg) });
+            let msg = format!(
+                "ticker answered {} for token {token}: {detail}",
+                status.as_u16()
+            );
+            return Err(if status.is_server_error() {
+                TickerError::Transient(msg)
+            } else {
+                TickerError::Permanent(msg)
+            });
         }
         parse_history(&body, token, from, to)
     }
@@ -113,7 +128,11 @@ fn without_url(e: &reqwest::Error) -> String {
 
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-    if s.is_empty() { "<empty body>".into() } else { s }
+    if s.is_empty() {
+        "<empty body>".into()
+    } else {
+        s
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,27 +178,42 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parses and checks a `/history` body for `[from, to)`; any broken candle fails the whole answer.
-pub fn parse_history(body: &[u8], token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Candle>, TickerError> {
-    let bad = |why: String| TickerError::Permanent(format!("bad history response for token {token}: {why}"));
-    let parsed: HistoryBody = serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
+pub fn parse_history(
+    body: &[u8],
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Candle>, TickerError> {
+    let bad = |why: String| {
+        TickerError::Permanent(format!("bad history response for token {token}: {why}"))
+    };
+    let parsed: HistoryBody = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
     let mut out = Vec::with_capacity(parsed.candles.len());
     for c in parsed.candles {
-        let time = parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
+        let time =
+            parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
         if time < from || time >= to {
-            return Err(bad(format!("candle {time} outside the window [{from}, {to})")));
+            return Err(bad(format!(
+                "candle {time} outside the window [{from}, {to})"
+            )));
         }
         if time.second() != 0 || time.nanosecond() != 0 {
             return Err(bad(format!("candle {time} does not start on a minute")));
         }
         let prices = [c.open, c.high, c.low, c.close];
         if prices.iter().any(|p| !p.is_finite() || *p < 0.0) {
-            return Err(bad(format!("candle {time} has a non-finite or negative price {prices:?}")));
+            return Err(bad(format!(
+                "candle {time} has a non-finite or negative price {prices:?}"
+            )));
         }
         if c.high < c.low || c.high < c.open.max(c.close) || c.low > c.open.min(c.close) {
-            return Err(bad(format!("candle {time} has high/low inconsistent with open/close {prices:?}")));
+            return Err(bad(format!(
+                "candle {time} has high/low inconsistent with open/close {prices:?}"
+            )));
         }
         let count = |what: &str, v: f64| -> Result<i64, TickerError> {
-            if v.is_finite() && v >= 0.0 && v <= 9.0e15 {
+            if (0.0..=9.0e15).contains(&v) {
                 Ok(v.round() as i64)
             } else {
                 Err(bad(format!("candle {time} has {what} {v}")))
@@ -217,7 +251,10 @@ mod tests {
     use super::*;
 
     fn w() -> (DateTime<Utc>, DateTime<Utc>) {
-        (parse_instant("2025-11-04T03:45:00Z").unwrap(), parse_instant("2025-11-04T03:50:00Z").unwrap())
+        (
+            parse_instant("2025-11-04T03:45:00Z").unwrap(),
+            parse_instant("2025-11-04T03:50:00Z").unwrap(),
+        )
     }
 
     fn body(candles: &str) -> Vec<u8> {
@@ -248,6 +285,12 @@ mod tests {
             assert!(matches!(err, TickerError::Permanent(_)), "{broken}: {err}");
         }
         assert!(parse_history(b"<html>oops</html>", 1, f, t).is_err());
-        assert!(parse_history(br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#, 1, f, t).is_err());
+        assert!(parse_history(
+            br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#,
+            1,
+            f,
+            t
+        )
+        .is_err());
     }
 }

@@ -91,12 +91,21 @@ async fn handle_job(
     attempt: Attempt,
     state: Data<Arc<WorkerState>>,
 ) -> Result<(), BoxDynError> {
-    let meta = JobMeta { id: task_id.to_string(), attempt: attempt.current(), started_at: Utc::now() };
+    let meta = JobMeta {
+        id: task_id.to_string(),
+        attempt: attempt.current(),
+        started_at: Utc::now(),
+    };
     let job = match envelope.decode() {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(job_id = %meta.id, error = %e, "job refused");
-            queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
+            queue::count(
+                &mut state.redis.clone(),
+                &state.settings.queue,
+                "jobs_refused",
+            )
+            .await;
             return Err(Box::new(AbortError::new(e)));
         }
     };
@@ -108,12 +117,22 @@ async fn handle_job(
         Ok(()) => Ok(()),
         Err(JobError::Retry(e)) => {
             tracing::warn!(error = format!("{e:#}"), "job failed; it will be retried");
-            queue::count(&mut redis, &state.settings.queue, &format!("jobs_failed:{}", job.kind())).await;
+            queue::count(
+                &mut redis,
+                &state.settings.queue,
+                &format!("jobs_failed:{}", job.kind()),
+            )
+            .await;
             Err(e.into())
         }
         Err(JobError::GiveUp(reason)) => {
             tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
-            queue::count(&mut redis, &state.settings.queue, &format!("jobs_dead:{}", job.kind())).await;
+            queue::count(
+                &mut redis,
+                &state.settings.queue,
+                &format!("jobs_dead:{}", job.kind()),
+            )
+            .await;
             Err(Box::new(AbortError::new(reason)))
         }
     }
@@ -123,17 +142,30 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
     match job {
         Job::Subscribed { event } => subscribed(state, event, meta).await,
         Job::Unsubscribed { event } => unsubscribed(state, event).await,
-        Job::Backfill { token, from, to, reason, force } => {
+        Job::Backfill {
+            token,
+            from,
+            to,
+            reason,
+            force,
+        } => {
             let inst = find_instrument(state, *token, None).await?;
             let target = classify(&inst).map_err(JobError::GiveUp)?;
-            let ctx = BackfillCtx { token: *token, target: &target, reason: *reason, requested_at: None, force: *force };
+            let ctx = BackfillCtx {
+                token: *token,
+                target: &target,
+                reason: *reason,
+                requested_at: None,
+                force: *force,
+            };
             backfill(state, &ctx, (*from, *to), meta).await
         }
         // Sweeps and chain metrics are built by later parts of the pipeline; until then a worker
         // that meets one says so instead of pretending to have done it.
-        Job::Sweep { .. } | Job::ChainMetrics { .. } => {
-            Err(JobError::GiveUp(format!("this worker does not run {} jobs yet", job.kind())))
-        }
+        Job::Sweep { .. } | Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!(
+            "this worker does not run {} jobs yet",
+            job.kind()
+        ))),
     }
 }
 
@@ -149,7 +181,11 @@ fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
 }
 
 /// The instrument of `token`: the store's row, else what the event's metadata tells.
-async fn find_instrument(state: &WorkerState, token: u32, event: Option<&SubscriptionEvent>) -> Result<Instrument, JobError> {
+async fn find_instrument(
+    state: &WorkerState,
+    token: u32,
+    event: Option<&SubscriptionEvent>,
+) -> Result<Instrument, JobError> {
     if let Some(inst) = instruments::find_instrument(&state.pool, token).await? {
         return Ok(inst);
     }
@@ -172,11 +208,17 @@ async fn find_instrument(state: &WorkerState, token: u32, event: Option<&Subscri
 /// The immediate window: the `BACKFILL_WINDOW_MINUTES` before the start of the current minute
 /// (the forming minute is never fetched).
 pub fn immediate_window(now: DateTime<Utc>, minutes: u32) -> (DateTime<Utc>, DateTime<Utc>) {
-    let m = now.duration_trunc(chrono::Duration::minutes(1)).expect("minute truncation");
+    let m = now
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("minute truncation");
     (m - chrono::Duration::minutes(minutes as i64), m)
 }
 
-async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
+async fn subscribed(
+    state: &WorkerState,
+    event: &SubscriptionEvent,
+    meta: &JobMeta,
+) -> Result<(), JobError> {
     let token = event.instrument_token;
     let inst = find_instrument(state, token, Some(event)).await;
     let mut tx = state.pool.begin().await?;
@@ -189,17 +231,46 @@ async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMe
     let window = immediate_window(Utc::now(), s.window_minutes);
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
-        let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
+        let run = run_row(
+            meta,
+            token,
+            Reason::Subscribe,
+            window,
+            requested_at,
+            0,
+            Outcome::Disabled,
+            None,
+        );
         runs::upsert_run(&state.pool, &run).await?;
-        tracing::info!(token, "subscription recorded; immediate backfill switched off");
+        tracing::info!(
+            token,
+            "subscription recorded; immediate backfill switched off"
+        );
         return Ok(());
     }
     let prepared = inst.and_then(|inst| classify(&inst).map_err(JobError::GiveUp));
     let target = match prepared {
         Ok(t) => t,
-        Err(e) => return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await),
+        Err(e) => {
+            return Err(record_failure(
+                state,
+                meta,
+                token,
+                Reason::Subscribe,
+                window,
+                requested_at,
+                e,
+            )
+            .await)
+        }
     };
-    let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
+    let ctx = BackfillCtx {
+        token,
+        target: &target,
+        reason: Reason::Subscribe,
+        requested_at,
+        force: false,
+    };
     backfill(state, &ctx, window, meta).await
 }
 
@@ -207,7 +278,10 @@ async fn unsubscribed(state: &WorkerState, event: &SubscriptionEvent) -> Result<
     let mut tx = state.pool.begin().await?;
     subscriptions::deactivate_subscription(&mut tx, &subscription(event)).await?;
     tx.commit().await?;
-    tracing::info!(token = event.instrument_token, "subscription marked inactive");
+    tracing::info!(
+        token = event.instrument_token,
+        "subscription marked inactive"
+    );
     Ok(())
 }
 
@@ -259,7 +333,16 @@ async fn record_failure(
         JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
     };
-    let run = run_row(meta, token, reason, window, requested_at, 0, outcome, Some(&text));
+    let run = run_row(
+        meta,
+        token,
+        reason,
+        window,
+        requested_at,
+        0,
+        outcome,
+        Some(&text),
+    );
     if let Err(e) = runs::upsert_run(&state.pool, &run).await {
         tracing::warn!(error = %e, "failed to record the failed run");
     }
@@ -275,10 +358,23 @@ async fn backfill(
     meta: &JobMeta,
 ) -> Result<(), JobError> {
     let token = ctx.token;
-    let covered = if ctx.force { vec![] } else { runs::find_coverage(&state.pool, token, window.0, window.1).await? };
+    let covered = if ctx.force {
+        vec![]
+    } else {
+        runs::find_coverage(&state.pool, token, window.0, window.1).await?
+    };
     let holes = runs::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
-        let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, 0, Outcome::Covered, None);
+        let run = run_row(
+            meta,
+            token,
+            ctx.reason,
+            window,
+            ctx.requested_at,
+            0,
+            Outcome::Covered,
+            None,
+        );
         runs::upsert_run(&state.pool, &run).await?;
         tracing::info!(token, "window already covered; nothing fetched");
         return Ok(());
@@ -287,12 +383,25 @@ async fn backfill(
     let fetch = (first.0, last.1);
     let candles = match fetch_with_throttle(state, token, fetch).await {
         Ok(c) => c,
-        Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),
+        Err(e) => {
+            return Err(
+                record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await,
+            )
+        }
     };
     let mut tx = state.pool.begin().await?;
     let rows = bars::upsert_bars(&mut tx, token, ctx.target, &candles).await?;
     runs::insert_coverage(&mut tx, token, fetch.0, fetch.1, candles.len() as i32).await?;
-    let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, rows, Outcome::Stored, None);
+    let run = run_row(
+        meta,
+        token,
+        ctx.reason,
+        window,
+        ctx.requested_at,
+        rows,
+        Outcome::Stored,
+        None,
+    );
     runs::upsert_run(&mut *tx, &run).await?;
     tx.commit().await?;
     let latency = ctx
@@ -307,7 +416,13 @@ async fn backfill(
         "backfill committed"
     );
     if let Some(tx) = &state.commits {
-        let _ = tx.send(Committed { token, label: ctx.target.label().to_string(), table: ctx.target.table(), rows, latency });
+        let _ = tx.send(Committed {
+            token,
+            label: ctx.target.label().to_string(),
+            table: ctx.target.table(),
+            rows,
+            latency,
+        });
     }
     Ok(())
 }
@@ -325,7 +440,11 @@ async fn fetch_with_throttle(
             Err(TickerError::Throttled { retry_after }) => {
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:throttled").await;
                 let pause = retry_after.unwrap_or(state.settings.throttle_pause);
-                tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                tracing::info!(
+                    token,
+                    pause_ms = pause.as_millis() as u64,
+                    "ticker throttled; waiting"
+                );
                 tokio::time::sleep(pause).await;
             }
             Err(e @ TickerError::Transient(_)) => {
@@ -338,21 +457,40 @@ async fn fetch_with_throttle(
             }
         }
     }
-    Err(JobError::Retry(anyhow::anyhow!("ticker kept throttling token {token}")))
+    Err(JobError::Retry(anyhow::anyhow!(
+        "ticker kept throttling token {token}"
+    )))
 }
 
 /// Builds the shared state of a worker process.
-pub async fn build_state(settings: Settings, commits: Option<mpsc::UnboundedSender<Committed>>) -> anyhow::Result<Arc<WorkerState>> {
-    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
+pub async fn build_state(
+    settings: Settings,
+    commits: Option<mpsc::UnboundedSender<Committed>>,
+) -> anyhow::Result<Arc<WorkerState>> {
+    let pool = store::connect(
+        settings.database_url.expose(),
+        settings.concurrency as u32 * 2 + 2,
+    )
+    .await?;
     let redis = queue::connect(settings.redis_url.expose()).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
-    Ok(Arc::new(WorkerState { settings, pool, ticker, redis, producer, commits }))
+    Ok(Arc::new(WorkerState {
+        settings,
+        pool,
+        ticker,
+        redis,
+        producer,
+        commits,
+    }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).
 async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
-    let configs: Vec<_> = Lane::ALL.iter().map(|l| queue::storage_config(&settings, *l)).collect();
+    let configs: Vec<_> = Lane::ALL
+        .iter()
+        .map(|l| queue::storage_config(&settings, *l))
+        .collect();
     while !shutdown.is_triggered() {
         for cfg in &configs {
             if let Err(e) = queue::promote_due(&mut conn, cfg).await {
@@ -371,7 +509,12 @@ fn worker_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}-{}", if host.is_empty() { "worker" } else { host }, std::process::id(), &id[..8])
+    format!(
+        "{}-{}-{}",
+        if host.is_empty() { "worker" } else { host },
+        std::process::id(),
+        &id[..8]
+    )
 }
 
 /// Runs the worker pool until `shutdown` fires; in-flight jobs get `TICKFILL_SHUTDOWN_TIMEOUT`.
@@ -381,15 +524,24 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     for lane in Lane::ALL {
         let moved = queue::promote_due(&mut conn, &queue::storage_config(&settings, lane)).await?;
         if moved > 0 {
-            tracing::info!(lane = lane.as_str(), moved, "promoted due jobs before start");
+            tracing::info!(
+                lane = lane.as_str(),
+                moved,
+                "promoted due jobs before start"
+            );
         }
     }
-    tokio::spawn(promote_forever(conn.clone(), settings.clone(), shutdown.clone()));
+    tokio::spawn(promote_forever(
+        conn.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
     let mut monitor = Monitor::new();
     for lane in Lane::ALL {
-        let (state, conn, name, settings) = (state.clone(), conn.clone(), name.clone(), settings.clone());
+        let (state, conn, name, settings) =
+            (state.clone(), conn.clone(), name.clone(), settings.clone());
         monitor = monitor.register(move |restarts| {
             let storage = RedisStorage::<Envelope>::new(conn.clone())
                 .with_config(queue::storage_config(&settings, lane))

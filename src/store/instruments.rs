@@ -39,7 +39,11 @@ impl Source {
 }
 
 /// Upserts a batch of instruments in one statement; returns the rows written.
-pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {
+pub async fn upsert_instruments(
+    pool: &PgPool,
+    rows: &[Instrument],
+    source: Source,
+) -> sqlx::Result<u64> {
     let mut cols = Columns::default();
     for r in rows {
         cols.push(r);

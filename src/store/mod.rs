@@ -39,7 +39,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// Applies pending migrations.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("failed to run migrations")?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("failed to run migrations")?;
     Ok(())
 }
 
@@ -57,7 +60,11 @@ pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
     )
     .fetch_one(pool)
     .await?;
-    Ok(if has_ts { BarStorage::Hypertables } else { BarStorage::Plain })
+    Ok(if has_ts {
+        BarStorage::Hypertables
+    } else {
+        BarStorage::Plain
+    })
 }
 
 /// A URL with its password replaced, for messages.
@@ -81,18 +88,31 @@ pub fn database_url_for(url: &str, database: &str) -> anyhow::Result<String> {
 
 /// Creates a scratch database on the server of `url`; returns its URL.
 pub async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "bad database name {name}"
+    );
     let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.with_context(|| format!("failed to create database {name}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .with_context(|| format!("failed to create database {name}"))?;
     admin.close().await;
     database_url_for(url, name)
 }
 
 /// Drops a scratch database made by [`create_database`], closing its connections.
 pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "bad database name {name}"
+    );
     let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await?;
     admin.close().await;
     Ok(())
 }

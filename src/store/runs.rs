@@ -162,7 +162,13 @@ mod tests {
     fn holes_are_what_coverage_leaves_out() {
         assert_eq!(holes(t(0), t(10), &[]), vec![(t(0), t(10))]);
         assert_eq!(holes(t(0), t(10), &[(t(0), t(10))]), vec![]);
-        assert_eq!(holes(t(0), t(10), &[(t(-5), t(3)), (t(6), t(8))]), vec![(t(3), t(6)), (t(8), t(10))]);
-        assert_eq!(holes(t(0), t(10), &[(t(2), t(4)), (t(3), t(12))]), vec![(t(0), t(2))]);
+        assert_eq!(
+            holes(t(0), t(10), &[(t(-5), t(3)), (t(6), t(8))]),
+            vec![(t(3), t(6)), (t(8), t(10))]
+        );
+        assert_eq!(
+            holes(t(0), t(10), &[(t(2), t(4)), (t(3), t(12))]),
+            vec![(t(0), t(2))]
+        );
     }
 }

@@ -16,7 +16,10 @@ pub struct Subscription<'a> {
 
 /// Marks a subscription active. `subscribed_at` moves only when it was inactive (a re-subscribe),
 /// so a repeated event does not shift the window sweeps look at.
-pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
+pub async fn activate_subscription(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &Subscription<'_>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
          VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), 'event')
@@ -41,7 +44,10 @@ pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subsc
 }
 
 /// Marks a subscription inactive, creating the row if the store never saw it active.
-pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
+pub async fn deactivate_subscription(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &Subscription<'_>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
          VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), 'event')

@@ -16,7 +16,8 @@ use tickfill::{
 
 /// The server the tests run against; `DATABASE_URL` may point anywhere on it.
 pub fn base_database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn redis_url() -> String {
@@ -24,7 +25,10 @@ pub fn redis_url() -> String {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 pub fn init_logs() {
@@ -59,8 +63,12 @@ pub struct ScratchDb {
 impl ScratchDb {
     pub async fn new() -> Self {
         let name = unique("tf_test");
-        let url = store::create_database(&base_database_url(), &name).await.expect("create scratch database");
-        let pool = store::connect(&url, 8).await.expect("connect scratch database");
+        let url = store::create_database(&base_database_url(), &name)
+            .await
+            .expect("create scratch database");
+        let pool = store::connect(&url, 8)
+            .await
+            .expect("connect scratch database");
         ScratchDb { name, url, pool }
     }
 }
@@ -72,7 +80,10 @@ impl Drop for ScratchDb {
         // here: clean up on a thread and runtime of its own. `WITH (FORCE)` ends the pool's
         // connections on the server side.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let _ = store::drop_database(&base_database_url(), &name).await;
             });
@@ -93,7 +104,13 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { sim: SimOptions::default(), start_bridge: true, start_worker: true, tweak: |_| {}, ticker_url: None }
+        AppOptions {
+            sim: SimOptions::default(),
+            start_bridge: true,
+            start_worker: true,
+            tweak: |_| {},
+            ticker_url: None,
+        }
     }
 }
 
@@ -120,7 +137,9 @@ impl TestApp {
         let mut sim_opts = opts.sim;
         sim_opts.redis_url = Some(redis_url());
         sim_opts.channel_prefix = ns.clone();
-        let sim_addr = sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
+        let sim_addr = sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone())
+            .await
+            .expect("start simulator");
         let sim_url = format!("http://{sim_addr}");
         let mut settings = Settings::defaults();
         settings.database_url = Secret::new(db.url.clone());
@@ -131,10 +150,19 @@ impl TestApp {
         settings.rate_limit = 0;
         settings.concurrency = 4;
         (opts.tweak)(&mut settings);
-        let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
+        let dump = load::read_source(&format!("{sim_url}/instruments"))
+            .await
+            .expect("instrument dump");
         load::load(&db.pool, &dump).await.expect("load instruments");
         let redis = queue::connect(&redis_url()).await.expect("redis");
-        let app = TestApp { db, settings, sim_url, redis, http: reqwest::Client::new(), shutdown };
+        let app = TestApp {
+            db,
+            settings,
+            sim_url,
+            redis,
+            http: reqwest::Client::new(),
+            shutdown,
+        };
         if opts.start_bridge {
             app.start_bridge().await;
         }
@@ -151,7 +179,9 @@ impl TestApp {
     /// Starts one more bridge and waits until it is subscribed.
     pub async fn start_bridge(&self) {
         let mut conn = self.redis.clone();
-        let before = queue::subscribers(&mut conn, &self.channel()).await.unwrap();
+        let before = queue::subscribers(&mut conn, &self.channel())
+            .await
+            .unwrap();
         tokio::spawn(bridge::run(self.settings.clone(), self.shutdown.clone()));
         let channel = self.channel();
         wait_until(10, "the bridge to subscribe", || {
@@ -163,7 +193,9 @@ impl TestApp {
     }
 
     pub async fn start_worker(&self) {
-        let state = worker::build_state(self.settings.clone(), None).await.expect("worker state");
+        let state = worker::build_state(self.settings.clone(), None)
+            .await
+            .expect("worker state");
         tokio::spawn(worker::run(state, self.shutdown.clone()));
     }
 
@@ -187,11 +219,21 @@ impl TestApp {
     }
 
     pub async fn sim_stats(&self) -> serde_json::Value {
-        self.http.get(format!("{}/stats", self.sim_url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/stats", self.sim_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db.pool).await.expect(sql)
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.db.pool)
+            .await
+            .expect(sql)
     }
 
     /// Waits until `sql` (a count) reaches at least `n`.
@@ -209,12 +251,28 @@ impl TestApp {
                 let mut busy = 0i64;
                 for lane in ["urgent", "bulk"] {
                     let q = format!("{ns}:{lane}");
-                    let active: i64 = redis::cmd("LLEN").arg(format!("{q}:active")).query_async(&mut conn).await.unwrap_or(1);
-                    let sched: i64 = redis::cmd("ZCARD").arg(format!("{q}:scheduled")).query_async(&mut conn).await.unwrap_or(1);
-                    let inflight: Vec<String> = redis::cmd("KEYS").arg(format!("{q}:inflight:*")).query_async(&mut conn).await.unwrap_or_default();
+                    let active: i64 = redis::cmd("LLEN")
+                        .arg(format!("{q}:active"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or(1);
+                    let sched: i64 = redis::cmd("ZCARD")
+                        .arg(format!("{q}:scheduled"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or(1);
+                    let inflight: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{q}:inflight:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
                     let mut running = 0i64;
                     for k in inflight {
-                        running += redis::cmd("SCARD").arg(&k).query_async::<i64>(&mut conn).await.unwrap_or(1);
+                        running += redis::cmd("SCARD")
+                            .arg(&k)
+                            .query_async::<i64>(&mut conn)
+                            .await
+                            .unwrap_or(1);
                     }
                     busy += active + sched + running;
                 }
@@ -225,12 +283,23 @@ impl TestApp {
     }
 
     /// The simulator's candles for `[from, to)`, read straight from its HTTP answer.
-    pub async fn sim_candles(&self, token: u32, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Vec<serde_json::Value> {
+    pub async fn sim_candles(
+        &self,
+        token: u32,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<serde_json::Value> {
         let z = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let body: serde_json::Value = self
             .http
             .get(format!("{}/history", self.sim_url))
-            .query(&[("instrument_token", token.to_string()), ("from_ts", z(from)), ("to_ts", z(to)), ("interval", "minute".into()), ("oi", "true".into())])
+            .query(&[
+                ("instrument_token", token.to_string()),
+                ("from_ts", z(from)),
+                ("to_ts", z(to)),
+                ("interval", "minute".into()),
+                ("oi", "true".into()),
+            ])
             .send()
             .await
             .unwrap()
@@ -246,7 +315,10 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let ns = self.settings.queue.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = queue::connect(&redis_url()).await {
                     let _ = queue::delete_namespace(&mut conn, &ns).await;
@@ -265,8 +337,16 @@ impl TestApp {
             let mut conn = self.redis.clone();
             let q = q.clone();
             async move {
-                let s: i64 = redis::cmd("ZCARD").arg(format!("{q}:scheduled")).query_async(&mut conn).await.unwrap_or(0);
-                let a: i64 = redis::cmd("LLEN").arg(format!("{q}:active")).query_async(&mut conn).await.unwrap_or(0);
+                let s: i64 = redis::cmd("ZCARD")
+                    .arg(format!("{q}:scheduled"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
+                let a: i64 = redis::cmd("LLEN")
+                    .arg(format!("{q}:active"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
                 s + a >= n
             }
         })
@@ -286,25 +366,42 @@ pub async fn spawn_broken_ticker() -> String {
         let from = chrono::DateTime::parse_from_rfc3339(&q["from_ts"]).unwrap();
         let to = chrono::DateTime::parse_from_rfc3339(&q["to_ts"]).unwrap();
         let candle = |at: chrono::DateTime<chrono::FixedOffset>, open: &str| {
-            format!(r#"{{"candles":[{{"date":"{}","open":{open},"high":11,"low":9,"close":10,"volume":5}}]}}"#, at.to_rfc3339())
+            format!(
+                r#"{{"candles":[{{"date":"{}","open":{open},"high":11,"low":9,"close":10,"volume":5}}]}}"#,
+                at.to_rfc3339()
+            )
         };
         match token {
-            1001 => (StatusCode::NOT_FOUND, r#"{"detail":"unknown instrument_token"}"#).into_response(),
+            1001 => (
+                StatusCode::NOT_FOUND,
+                r#"{"detail":"unknown instrument_token"}"#,
+            )
+                .into_response(),
             1002 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"detail":"boom"}"#).into_response(),
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
-            1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
+            1004 => (
+                StatusCode::OK,
+                candle(to + chrono::Duration::minutes(1), "10"),
+            )
+                .into_response(),
             1005 => (StatusCode::OK, candle(from, "NaN")).into_response(),
             _ => (StatusCode::OK, candle(from, "10")).into_response(),
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, Router::new().route("/history", get(history))).await });
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().route("/history", get(history))).await
+    });
     format!("http://{addr}")
 }
 
 /// Runs the `tickfill` binary with the app's namespace; returns (exit code, stdout, stderr).
-pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
+pub fn run_cli(
+    settings: &Settings,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
     cmd.args(args)
         .env("REDIS_URL", settings.redis_url.expose())
@@ -316,5 +413,9 @@ pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run tickfill");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
