@@ -19,7 +19,7 @@ async fn both_kite_sample_dumps_load_every_row() {
     for (file, rows) in [("instruments_all.csv", 99), ("instruments_nse.csv", 99)] {
         let path = fixture(file);
         if !std::path::Path::new(&path).exists() {
-            panic!("fixture {path} missing: the tests expect ../shared beside the repository");
+            panic!("fixture {path} missing: set TICKFILL_FIXTURES to the folder holding kite/");
         }
         let (code, out, err) = run_cli(&s, &["instruments", "load", &path], &[]);
         assert_eq!(code, 0, "{err}");

@@ -8,4 +8,5 @@ mod config;
 mod dedupe;
 mod instruments;
 mod migrations;
+mod sim;
 mod subscribe;
