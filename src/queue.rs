@@ -200,3 +200,48 @@ pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::
         .await?;
     Ok(n)
 }
+
+/// How many jobs of one lane are in each state, read straight from apalis-redis's keys (its own
+/// introspection does not work in 1.0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Depths {
+    pub scheduled: u64,
+    pub active: u64,
+    pub running: u64,
+    pub done: u64,
+    pub dead: u64,
+}
+
+impl Depths {
+    /// Jobs not yet finished: waiting, due or running.
+    pub fn pending(&self) -> u64 {
+        self.scheduled + self.active + self.running
+    }
+}
+
+/// Reads the depths of one lane.
+pub async fn lane_depths(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    lane: Lane,
+) -> redis::RedisResult<Depths> {
+    let q = queue_name(ns, lane);
+    let mut inflight: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{q}:inflight:*")).await?;
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            inflight.push(k?);
+        }
+    }
+    let mut running = 0;
+    for key in inflight {
+        running += conn.scard::<_, u64>(key).await?;
+    }
+    Ok(Depths {
+        scheduled: conn.zcard(format!("{q}:scheduled")).await?,
+        active: conn.llen(format!("{q}:active")).await?,
+        running,
+        done: conn.scard(format!("{q}:done")).await?,
+        dead: conn.scard(format!("{q}:dead")).await?,
+    })
+}

@@ -1,5 +1,7 @@
 //! Bad input of every kind is refused with a reason, counted and kept; nothing else stops.
 
+use tickfill::jobs::Lane;
+
 use crate::helpers::{run_cli, spawn_broken_ticker, wait_until, AppOptions, TestApp};
 
 const GOOD: &str = r#"{"event_type":"subscription_created","instrument_token":256265,"metadata":{"tradingsymbol":"NIFTY 50","segment":"INDICES"},"timestamp":1730462400}"#;
@@ -141,28 +143,17 @@ async fn broken_ticker_answers_write_no_bars_and_say_why() {
         1
     );
     // The run row commits inside the handler; apalis moves the job to the dead set just after.
-    let redis = app.redis.clone();
-    let ns = app.settings.queue.clone();
     wait_until(
         10,
         "four jobs in the dead set and four permanent ticker errors counted",
-        || {
-            let mut conn = redis.clone();
-            let ns = ns.clone();
-            async move {
-                let dead: i64 = redis::cmd("SCARD")
-                    .arg(format!("{ns}:urgent:dead"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or(0);
-                let permanent: Option<i64> = redis::cmd("HGET")
-                    .arg(format!("{ns}:counters"))
-                    .arg("ticker_errors:permanent")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or(None);
-                dead == 4 && permanent == Some(4)
-            }
+        || async {
+            let permanent: Option<i64> = redis::cmd("HGET")
+                .arg(format!("{}:counters", app.settings.queue))
+                .arg("ticker_errors:permanent")
+                .query_async(&mut app.redis.clone())
+                .await
+                .unwrap_or(None);
+            app.depths(Lane::Urgent).await.dead == 4 && permanent == Some(4)
         },
     )
     .await;

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tickfill::{
     bridge,
     config::{Secret, Settings},
+    jobs::Lane,
     load, queue,
     shutdown::Shutdown,
     sim::{self, SimOptions},
@@ -241,43 +242,26 @@ impl TestApp {
         wait_until(secs, sql, || async { self.count(sql).await >= n }).await;
     }
 
+    /// The depths of one lane of the app's namespace.
+    pub async fn depths(&self, lane: Lane) -> queue::Depths {
+        queue::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane)
+            .await
+            .expect("queue depths")
+    }
+
     /// Waits until no job of the namespace is queued, scheduled or running.
     pub async fn wait_idle(&self, secs: u64) {
-        let ns = self.settings.queue.clone();
-        wait_until(secs, "the queues to drain", || {
-            let mut conn = self.redis.clone();
-            let ns = ns.clone();
-            async move {
-                let mut busy = 0i64;
-                for lane in ["urgent", "bulk"] {
-                    let q = format!("{ns}:{lane}");
-                    let active: i64 = redis::cmd("LLEN")
-                        .arg(format!("{q}:active"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or(1);
-                    let sched: i64 = redis::cmd("ZCARD")
-                        .arg(format!("{q}:scheduled"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or(1);
-                    let inflight: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{q}:inflight:*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    let mut running = 0i64;
-                    for k in inflight {
-                        running += redis::cmd("SCARD")
-                            .arg(&k)
-                            .query_async::<i64>(&mut conn)
-                            .await
-                            .unwrap_or(1);
-                    }
-                    busy += active + sched + running;
-                }
-                busy == 0
-            }
+        wait_until(secs, "the queues to drain", || async {
+            self.depths(Lane::Urgent).await.pending() + self.depths(Lane::Bulk).await.pending() == 0
+        })
+        .await;
+    }
+
+    /// Waits until at least `n` jobs wait in the urgent lane.
+    pub async fn wait_until_queued(&self, n: u64) {
+        wait_until(10, "jobs to be queued", || async {
+            let d = self.depths(Lane::Urgent).await;
+            d.scheduled + d.active >= n
         })
         .await;
     }
@@ -326,31 +310,6 @@ impl Drop for TestApp {
             });
         })
         .join();
-    }
-}
-
-impl TestApp {
-    /// Waits until at least `n` jobs are stored in the urgent lane (scheduled or active).
-    pub async fn wait_until_queued(&self, n: i64) {
-        let q = format!("{}:urgent", self.settings.queue);
-        crate::helpers::wait_until(10, "jobs to be queued", || {
-            let mut conn = self.redis.clone();
-            let q = q.clone();
-            async move {
-                let s: i64 = redis::cmd("ZCARD")
-                    .arg(format!("{q}:scheduled"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or(0);
-                let a: i64 = redis::cmd("LLEN")
-                    .arg(format!("{q}:active"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or(0);
-                s + a >= n
-            }
-        })
-        .await;
     }
 }
 
