@@ -61,6 +61,8 @@ pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
 pub struct Producer {
     urgent: RedisStorage<Envelope>,
     bulk: RedisStorage<Envelope>,
+    conn: ConnectionManager,
+    ns: String,
 }
 
 impl Producer {
@@ -70,6 +72,8 @@ impl Producer {
         Producer {
             urgent: storage(Lane::Urgent),
             bulk: storage(Lane::Bulk),
+            conn,
+            ns: settings.queue.clone(),
         }
     }
 
@@ -98,8 +102,22 @@ impl Producer {
         storage
             .push_task(task.build())
             .await
-            .map_err(|e| anyhow::anyhow!("failed to push {} job: {e:?}", job.kind()))
+            .map_err(|e| anyhow::anyhow!("failed to push {} job: {e:?}", job.kind()))?;
+        if delay.is_none() {
+            // Wake idle workers now rather than at their next poll. Best effort: a lost wake
+            // costs one poll interval, nothing else.
+            let _: redis::RedisResult<i64> = self
+                .conn
+                .publish(wake_channel(&self.ns, job.lane()), 1)
+                .await;
+        }
+        Ok(())
     }
+}
+
+/// The pub/sub channel a producer pings after pushing to a lane, so idle workers fetch at once.
+pub fn wake_channel(ns: &str, lane: Lane) -> String {
+    format!("{}:wake", queue_name(ns, lane))
 }
 
 /// Moves due jobs of one queue from `:scheduled` to `:active` in chunks; returns how many moved.

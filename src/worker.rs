@@ -12,12 +12,12 @@ use anyhow::Context;
 use apalis::prelude::{
     AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
 };
-use apalis_core::backend::ext::BackendExt;
+use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::{
@@ -504,6 +504,56 @@ async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdo
     }
 }
 
+/// A stream that yields whenever a producer pings the lane's wake channel.
+type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>>;
+
+fn wake_stream(rx: watch::Receiver<u64>) -> WakeStream {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    }))
+}
+
+/// Listens on the lanes' wake channels and forwards each ping to that lane's workers.
+/// Reconnects with backoff; while it is away the workers still poll every [`POLL_INTERVAL`].
+async fn forward_wakes(
+    settings: Settings,
+    senders: Vec<(Lane, watch::Sender<u64>)>,
+    shutdown: Shutdown,
+) {
+    let client = match redis::Client::open(settings.redis_url.expose()) {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "no wake-ups: bad REDIS_URL"),
+    };
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_triggered() {
+        let session = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            for (lane, _) in &senders {
+                pubsub
+                    .subscribe(queue::wake_channel(&settings.queue, *lane))
+                    .await?;
+            }
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = futures::StreamExt::next(&mut messages).await {
+                let channel = msg.get_channel_name();
+                for (lane, tx) in &senders {
+                    if channel == queue::wake_channel(&settings.queue, *lane) {
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                }
+            }
+            redis::RedisResult::Ok(())
+        };
+        tokio::select! {
+            r = session => if let Err(e) = r { tracing::debug!(error = %e, "wake listener lost Redis") },
+            _ = shutdown.wait() => return,
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// A name no other worker process has used: host, pid and a random suffix.
 fn worker_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -536,16 +586,27 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
         settings.clone(),
         shutdown.clone(),
     ));
+    let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL
+        .iter()
+        .map(|l| (*l, watch::channel(0).0))
+        .collect();
+    let receivers: Vec<watch::Receiver<u64>> = wakes.iter().map(|(_, tx)| tx.subscribe()).collect();
+    tokio::spawn(forward_wakes(settings.clone(), wakes, shutdown.clone()));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
     let mut monitor = Monitor::new();
-    for lane in Lane::ALL {
+    for (lane, wake) in Lane::ALL.into_iter().zip(receivers) {
         let (state, conn, name, settings) =
             (state.clone(), conn.clone(), name.clone(), settings.clone());
         monitor = monitor.register(move |restarts| {
+            // Fetch on a producer's ping, and every POLL_INTERVAL in any case (retries come due
+            // without a ping, and a ping can be lost).
+            let strategy = Strategy::new()
+                .stream(wake_stream(wake.clone()))
+                .interval(POLL_INTERVAL);
             let storage = RedisStorage::<Envelope>::new(conn.clone())
                 .with_config(queue::storage_config(&settings, lane))
-                .poll_with_interval(POLL_INTERVAL);
+                .poll_with_strategy(strategy);
             WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.as_str()))
                 .backend(storage)
                 .concurrency(settings.concurrency)
