@@ -123,9 +123,11 @@ async fn latency_in(
             .await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let rows: Vec<(i64, DateTime<Utc>)> = loop {
-        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT instrument_token, finished_at FROM backfill_runs WHERE outcome = 'stored' AND reason = 'subscribe'",
+    type Row = (i64, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
+    let rows: Vec<Row> = loop {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT instrument_token, finished_at, requested_at, started_at FROM backfill_runs
+             WHERE outcome = 'stored' AND reason = 'subscribe'",
         )
         .fetch_all(&pool)
         .await?;
@@ -134,7 +136,7 @@ async fn latency_in(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let direct = direct_baseline(&settings, &pool, &tokens[..tokens.len().min(50)]).await?;
+    let direct = direct_baseline(&settings, &pool, &tokens[..tokens.len().min(100)], gap).await?;
     shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = bridge_task.await;
@@ -147,17 +149,34 @@ async fn latency_in(
         "only {} of {events} backfills committed within 60 s",
         rows.len()
     );
-    let mut lat: Vec<f64> = rows
-        .iter()
-        .filter_map(|(t, fin)| {
-            published
-                .get(&(*t as u32))
-                .map(|p| (*fin - *p).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-        })
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    };
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let lat = sorted(
+        rows.iter()
+            .filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.1)))
+            .collect(),
+    );
+    // Where the time goes: publish → bridge receipt, receipt → job start, job start → commit.
+    let bridge = sorted(
+        rows.iter()
+            .filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.2)))
+            .collect(),
+    );
+    let queue = sorted(rows.iter().map(|r| ms(r.2, r.3)).collect());
+    let work = sorted(rows.iter().map(|r| ms(r.3, r.1)).collect());
     let first = published.values().min().context("no events")?;
     let last = rows.iter().map(|r| r.1).max().context("no rows")?;
+    tracing::info!(
+        bridge_p99_ms = percentile(&bridge, 99.0),
+        queue_p99_ms = percentile(&queue, 99.0),
+        work_p99_ms = percentile(&work, 99.0),
+        "latency by stage"
+    );
     let span = (last - *first).num_milliseconds().max(1) as f64 / 1000.0;
     let r1 = |x: f64| (x * 10.0).round() / 10.0;
     let p50 = percentile(&lat, 50.0);
@@ -169,18 +188,25 @@ async fn latency_in(
         "p99_ms": r1(percentile(&lat, 99.0)),
         "max_ms": r1(lat.last().copied().unwrap_or(f64::NAN)),
         "events_per_s": r1(events as f64 / span),
+        "stages_p99_ms": {
+            "publish_to_bridge": r1(percentile(&bridge, 99.0)),
+            "bridge_to_job_start": r1(percentile(&queue, 99.0)),
+            "job_start_to_commit": r1(percentile(&work, 99.0)),
+        },
         "direct_p50_ms": r1(direct_p50),
+        "direct_p99_ms": r1(percentile(&direct, 99.0)),
         "p50_vs_direct": r1(p50 / direct_p50),
     }))
 }
 
 /// The raw floor: the same history request and upsert transaction, called directly with no
-/// pub/sub, queue or worker in between (a window a day earlier, so the rows are new). Returns ms
-/// per backfill, sorted.
+/// pub/sub, queue or worker in between, at the same pace (a window a day earlier, so the rows are
+/// new). Returns ms per backfill, sorted.
 async fn direct_baseline(
     settings: &Settings,
     pool: &sqlx::PgPool,
     tokens: &[u32],
+    gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
     let (from, to) = worker::immediate_window(
@@ -188,7 +214,9 @@ async fn direct_baseline(
         settings.window_minutes,
     );
     let mut out = Vec::with_capacity(tokens.len());
+    let mut pace = tokio::time::interval(gap);
     for token in tokens {
+        pace.tick().await;
         let inst = store::instruments::find_instrument(pool, *token)
             .await?
             .context("instrument missing")?;
