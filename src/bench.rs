@@ -209,7 +209,7 @@ async fn direct_baseline(
     gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
-    let (from, to) = worker::immediate_window(
+    let (from, to) = crate::windows::immediate_window(
         Utc::now() - chrono::Duration::days(1),
         settings.window_minutes,
     );
@@ -231,4 +231,126 @@ async fn direct_baseline(
     }
     out.sort_by(|a, b| a.total_cmp(b));
     Ok(out)
+}
+
+/// `bench sweep`: how long planning the sweep of `n` active subscriptions with 2 hours of
+/// history each takes, and how many backfills it pushes when nothing is missing (goal 0) and
+/// when every instrument misses its last 10 minutes (goal n). The raw baseline is reading the
+/// same subscriptions and coverage rows with no planning.
+pub async fn sweep(base: Settings, n: usize) -> anyhow::Result<serde_json::Value> {
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let redis = queue::connect(base.redis_url.expose()).await?;
+    let scratch = Scratch {
+        admin_url: base.database_url.expose().to_string(),
+        db: id.clone(),
+        ns: id.clone(),
+        redis,
+    };
+    let result = sweep_in(&base, &db_url, &id, n).await;
+    scratch.remove().await;
+    result
+}
+
+async fn sweep_in(
+    base: &Settings,
+    db_url: &str,
+    id: &str,
+    n: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let mut settings = base.clone();
+    settings.database_url = crate::config::Secret::new(db_url);
+    settings.queue = id.to_string();
+    settings.reconcile = false;
+    let pool = store::connect(db_url, 4).await?;
+    store::migrate(&pool).await?;
+    let now = crate::windows::floor_minute(Utc::now());
+    let subscribed_at = now;
+    sqlx::query(
+        "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, subscribed_at, source)
+         SELECT 20000000 + g, 'SIM' || g, 'NSE', 'active', $1, 'event' FROM generate_series(1, $2) g",
+    )
+    .bind(subscribed_at)
+    .bind(n as i32)
+    .execute(&pool)
+    .await?;
+    let set_coverage = |to: DateTime<Utc>| {
+        sqlx::query(
+            "DELETE FROM coverage;
+             INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+             SELECT 20000000 + g, $1, $2, $2, 120 FROM generate_series(1, $3) g",
+        )
+        .bind(now - chrono::Duration::minutes(settings.window_minutes as i64 + 5))
+        .bind(to)
+        .bind(n as i32)
+    };
+    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut producer = queue::Producer::new(conn.clone(), &settings);
+    let ticker = crate::ticker::TickerClient::new(&settings)?;
+    let pending = |d: [queue::Depths; 2]| d.iter().map(|d| d.pending()).sum::<u64>();
+
+    // Nothing missing: coverage up to now, fetched now.
+    set_coverage(now)
+        .execute(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut plan_ms = Vec::new();
+    let mut read_ms = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let gaps = crate::sweep::find_gaps(&pool, &settings, now).await?;
+        plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            gaps.is_empty(),
+            "a complete store planned {} backfills",
+            gaps.len()
+        );
+        let t = std::time::Instant::now();
+        let since = now - chrono::Duration::from_std(settings.lookback)?;
+        let _ = store::subscriptions::active_subscriptions(&pool).await?;
+        let _ = store::runs::coverage_since(&pool, since, settings.settle).await?;
+        read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let complete = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
+    let queued_complete = pending([
+        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
+        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
+    ]);
+
+    // Every instrument missed its last 10 minutes.
+    set_coverage(now - chrono::Duration::minutes(10))
+        .execute(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = std::time::Instant::now();
+    let tail = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
+    let sweep_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let queued_tail = pending([
+        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
+        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
+    ]);
+    pool.close().await;
+    anyhow::ensure!(
+        queued_complete as usize == complete.jobs,
+        "pushed {} but {queued_complete} queued",
+        complete.jobs
+    );
+    anyhow::ensure!(
+        queued_tail as usize == tail.jobs,
+        "pushed {} but {queued_tail} queued",
+        tail.jobs
+    );
+    plan_ms.sort_by(|a, b| a.total_cmp(b));
+    read_ms.sort_by(|a, b| a.total_cmp(b));
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let (gap, read) = (plan_ms[plan_ms.len() / 2], read_ms[read_ms.len() / 2]);
+    Ok(serde_json::json!({
+        "subscriptions": n,
+        "gap_ms": r1(gap),
+        "jobs_complete": complete.jobs,
+        "jobs_tail_missing": tail.jobs,
+        "read_ms": r1(read),
+        "gap_vs_read": r1(gap / read),
+        "sweep_with_push_ms": r1(sweep_ms),
+    }))
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::shutdown::Shutdown;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::Value;
@@ -270,6 +270,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let client = redis::Client::open(settings.redis_url.expose())?;
     let mut backoff = Duration::from_millis(100);
+    let mut reconnects = 0u64;
     loop {
         let session = async {
             let mut conn = queue::connect(settings.redis_url.expose()).await?;
@@ -277,6 +278,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             tracing::info!(channel = %channel, queue = %settings.queue, "bridge subscribed");
+            if reconnects > 0 {
+                // Pub/sub forgot whatever was published while we were away: a sweep makes it good.
+                let tick =
+                    DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("valid instant");
+                producer.push(&Job::Sweep { tick }).await?;
+                queue::count(&mut conn, &settings.queue, "bridge_catch_up_sweeps").await;
+                tracing::info!(%tick, "catch-up sweep pushed after reconnecting");
+            }
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let payload = msg.get_payload_bytes().to_vec();
@@ -308,6 +317,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.wait() => return Ok(()),
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
+        reconnects += 1;
     }
 }
 

@@ -1,6 +1,6 @@
 //! `tickfill dev`: the whole pipeline in one process against local Redis and PostgreSQL —
 //! migrations, the simulator (at `TICKER_SERVICE_URL`'s host and port), an instrument load from it,
-//! the bridge and the worker — then a few demo subscriptions through the simulator's
+//! the bridge, the worker and the scheduler — then a few demo subscriptions through the simulator's
 //! `POST /subscriptions`, printing a line per finished backfill.
 
 use std::time::Duration;
@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::{bridge, config::Settings, load, queue, shutdown::Shutdown, sim, store, worker};
+use crate::{
+    bridge, config::Settings, load, queue, scheduler, shutdown::Shutdown, sim, store, worker,
+};
 
 /// Subscribed at start: the index, the near future, and an at-the-money call and put.
 pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_000_021];
@@ -53,6 +55,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let state = worker::build_state(settings.clone(), Some(tx)).await?;
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
+    let scheduler_task = tokio::spawn(scheduler::run(settings.clone(), shutdown.clone()));
 
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let channel = format!("{}:events", settings.channel_prefix);
@@ -91,6 +94,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(settings.shutdown_timeout, async {
         let _ = bridge_task.await;
         let _ = worker_task.await;
+        let _ = scheduler_task.await;
     })
     .await;
     Ok(())

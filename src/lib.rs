@@ -8,10 +8,14 @@
 //! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
 //! - `bridge`: Redis pub/sub events → jobs.
 //! - `worker`: the apalis worker pool and the job handlers.
+//! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
+//! - `scheduler`: pushes sweep jobs on `SWEEP_INTERVAL`.
 //! - `ticker`: the history API client.
 //! - `market`: candles, instrument classification, underlying names.
+//! - `windows`: minute alignment, holes, chunks.
 //! - `store`: PostgreSQL: migrations and one function per statement.
 //! - `load`: the instrument-dump loader.
+//! - `ops`: operator commands (hand backfills, status).
 //! - `sim`: the ticker-service simulator.
 //! - `dev`: the one-command local stack.
 //! - `bench`: measurements.
@@ -22,12 +26,16 @@ pub mod config;
 pub mod dev;
 pub mod load;
 pub mod market;
+pub mod ops;
 pub mod queue;
+pub mod scheduler;
 pub mod shutdown;
 pub mod sim;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod ticker;
+pub mod windows;
 pub mod worker;
 
 pub use tickfill_jobs as jobs;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, config::Settings, dev, load, queue, shutdown::Shutdown, sim, store, telemetry,
-    worker,
+    bench, bridge, config::Settings, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim,
+    store, telemetry, worker,
 };
 
 #[derive(Parser)]
@@ -28,6 +28,15 @@ enum Command {
     Bridge,
     /// Run the worker pool.
     Worker,
+    /// Push a sweep job at every tick of SWEEP_INTERVAL.
+    Scheduler,
+    /// Backfill a window of one instrument by hand (or `backfill cancel`).
+    Backfill(BackfillArgs),
+    /// Per active subscription: newest bar, its age, coverage holes, last outcome.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline locally (migrations, simulator, instruments, bridge, worker).
     Dev,
     /// Serve the ticker-service simulator.
@@ -47,6 +56,44 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BackfillArgs {
+    #[command(subcommand)]
+    command: Option<BackfillCommand>,
+    #[arg(long)]
+    token: Option<u32>,
+    /// Start (RFC 3339), inclusive.
+    #[arg(long, value_parser = instant)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End (RFC 3339), exclusive.
+    #[arg(long, value_parser = instant)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Fetch again even where coverage says the window is stored (the source revises candles).
+    #[arg(long)]
+    force: bool,
+    /// Push the jobs and return without waiting for them.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+enum BackfillCommand {
+    /// Drop the pending backfills of a token.
+    Cancel {
+        #[arg(long)]
+        token: u32,
+    },
+}
+
+fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})")
+        })
 }
 
 #[derive(clap::Args)]
@@ -106,6 +153,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20.0)]
         rate: f64,
     },
+    /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
+    Sweep {
+        #[arg(long, default_value_t = 2000)]
+        subscriptions: usize,
+    },
 }
 
 #[tokio::main]
@@ -147,6 +199,20 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             shutdown.on_signals();
             let state = worker::build_state(settings, None).await?;
             worker::run(state, shutdown).await?;
+        }
+        Command::Scheduler => {
+            shutdown.on_signals();
+            scheduler::run(settings, shutdown).await?;
+        }
+        Command::Backfill(a) => backfill(settings, a).await?,
+        Command::Status { json } => {
+            let pool = store::connect(settings.database_url.expose(), 2).await?;
+            let rows = ops::status(&pool, &settings, chrono::Utc::now()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print_status(&rows);
+            }
         }
         Command::Dev => {
             shutdown.on_signals();
@@ -219,6 +285,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
         Command::Bench {
+            command: BenchCommand::Sweep { subscriptions },
+        } => {
+            anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
+            println!("{}", bench::sweep(settings, subscriptions).await?);
+        }
+        Command::Bench {
             command: BenchCommand::Latency { events, rate },
         } => {
             anyhow::ensure!(
@@ -230,4 +302,59 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn backfill(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
+    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    if let Some(BackfillCommand::Cancel { token }) = a.command {
+        let n = ops::cancel_backfills(&mut conn, &settings.queue, token).await?;
+        println!("cancelled {n} pending backfill(s) of {token}");
+        return Ok(());
+    }
+    let (Some(token), Some(from), Some(to)) = (a.token, a.from, a.to) else {
+        anyhow::bail!("backfill needs --token, --from and --to (or: backfill cancel --token T)");
+    };
+    anyhow::ensure!(token > 0, "--token must be 1 … 4294967295");
+    let mut producer = queue::Producer::new(conn, &settings);
+    let chunks = ops::push_backfill(&mut producer, token, (from, to), a.force).await?;
+    println!("pushed {} backfill job(s) for {token}", chunks.len());
+    let job_ids: Vec<String> = chunks.into_iter().map(|(_, id)| id).collect();
+    if a.no_wait {
+        return Ok(());
+    }
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let (rows, dead) = ops::wait_for_backfill(&pool, &job_ids).await?;
+    println!("{rows} rows stored");
+    anyhow::ensure!(
+        dead == 0,
+        "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error"
+    );
+    Ok(())
+}
+
+fn print_status(rows: &[ops::SubscriptionStatus]) {
+    if rows.is_empty() {
+        println!("no active subscriptions");
+        return;
+    }
+    println!(
+        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8}  last run",
+        "token", "symbol", "newest bar (UTC)", "age", "holes", "missing"
+    );
+    for r in rows {
+        println!(
+            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m  {}",
+            r.instrument_token,
+            r.tradingsymbol.as_deref().unwrap_or("?"),
+            r.newest_bar
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.newest_bar_age_s
+                .map(|s| format!("{}m{:02}s", s / 60, s % 60))
+                .unwrap_or_else(|| "-".into()),
+            r.holes,
+            r.missing_minutes,
+            r.last_outcome.as_deref().unwrap_or("-"),
+        );
+    }
 }

@@ -80,18 +80,24 @@ impl Producer {
     /// Pushes a job under the idempotency key derived from its content; a second push of the same
     /// job within [`IDEMPOTENCY_TTL`] is dropped by Redis.
     pub async fn push(&mut self, job: &Job) -> anyhow::Result<()> {
-        self.push_as(job, &job.idempotency_key(), None).await
+        self.push_as(job, &job.idempotency_key(), None)
+            .await
+            .map(drop)
     }
 
     /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
-    /// optionally delayed.
+    /// optionally delayed; returns the job's id (what `backfill_runs.job_id` will say).
     pub async fn push_as(
         &mut self,
         job: &Job,
         key: &str,
         delay: Option<Duration>,
-    ) -> anyhow::Result<()> {
-        let mut task = TaskBuilder::new(Envelope::new(job)).idempotency_key(key);
+    ) -> anyhow::Result<String> {
+        // ULIDs sort by time, so jobs due in the same second still run in push order.
+        let id = ulid::Ulid::new().to_string();
+        let mut task = TaskBuilder::new(Envelope::new(job))
+            .task_id(id.parse().expect("a ULID is a task id"))
+            .idempotency_key(key);
         if let Some(d) = delay {
             task = task.run_in_seconds(d.as_secs());
         }
@@ -110,6 +116,38 @@ impl Producer {
                 .conn
                 .publish(wake_channel(&self.ns, job.lane()), 1)
                 .await;
+        }
+        Ok(id)
+    }
+}
+
+impl Producer {
+    /// Pushes many jobs, each under its derived key, in one batch per lane (one script call
+    /// instead of one round trip per job), then wakes each lane once.
+    pub async fn push_many(&mut self, jobs: &[Job]) -> anyhow::Result<()> {
+        for lane in Lane::ALL {
+            let tasks: Vec<_> = jobs
+                .iter()
+                .filter(|j| j.lane() == lane)
+                .map(|j| {
+                    TaskBuilder::new(Envelope::new(j))
+                        .idempotency_key(j.idempotency_key())
+                        .build()
+                })
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            let storage = match lane {
+                Lane::Urgent => &mut self.urgent,
+                Lane::Bulk => &mut self.bulk,
+            };
+            storage
+                .push_all(futures::stream::iter(tasks))
+                .await
+                .map_err(|e| anyhow::anyhow!("failed to push a batch of jobs: {e:?}"))?;
+            let _: redis::RedisResult<i64> =
+                self.conn.publish(wake_channel(&self.ns, lane), 1).await;
         }
         Ok(())
     }

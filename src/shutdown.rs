@@ -11,6 +11,11 @@ impl Shutdown {
         Self::default()
     }
 
+    /// A trigger that fires with this one, and can also fire alone (to stop one part).
+    pub fn child(&self) -> Self {
+        Shutdown(self.0.child_token())
+    }
+
     /// Asks every holder to stop.
     pub fn trigger(&self) {
         self.0.cancel();

@@ -117,6 +117,66 @@ impl TickerClient {
     }
 }
 
+/// One subscription as the ticker service lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TickerSubscription {
+    pub instrument_token: u32,
+    #[serde(default)]
+    pub tradingsymbol: Option<String>,
+    #[serde(default)]
+    pub segment: Option<String>,
+    #[serde(default)]
+    pub requested_mode: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+/// Page size of `GET /subscriptions` (the service's maximum).
+pub const SUBSCRIPTIONS_PAGE: usize = 1000;
+
+impl TickerClient {
+    /// Every active subscription the ticker service lists, paging through `GET /subscriptions`.
+    pub async fn active_subscriptions(&self) -> Result<Vec<TickerSubscription>, TickerError> {
+        let mut all = Vec::new();
+        loop {
+            let resp = self
+                .http
+                .get(format!("{}/subscriptions", self.base))
+                .query(&[
+                    ("status", "active".to_string()),
+                    ("limit", SUBSCRIPTIONS_PAGE.to_string()),
+                    ("offset", all.len().to_string()),
+                ])
+                .send()
+                .await
+                .map_err(|e| {
+                    TickerError::Transient(format!(
+                        "listing subscriptions failed: {}",
+                        without_url(&e)
+                    ))
+                })?;
+            let status = resp.status();
+            if !status.is_success() {
+                let msg = format!("listing subscriptions answered {}", status.as_u16());
+                return Err(if status.is_client_error() {
+                    TickerError::Permanent(msg)
+                } else {
+                    TickerError::Transient(msg)
+                });
+            }
+            let page: Vec<TickerSubscription> = resp
+                .json()
+                .await
+                .map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
+            let n = page.len();
+            all.extend(page);
+            if n < SUBSCRIPTIONS_PAGE {
+                return Ok(all);
+            }
+        }
+    }
+}
+
 /// A reqwest error's message without the URL (it could carry credentials in Kite mode).
 fn without_url(e: &reqwest::Error) -> String {
     let mut e = e.to_string();

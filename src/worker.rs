@@ -14,7 +14,7 @@ use apalis::prelude::{
 };
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
 use tokio::sync::{mpsc, watch};
@@ -32,6 +32,7 @@ use crate::{
         subscriptions::{self, Subscription},
     },
     ticker::{TickerClient, TickerError},
+    windows::{self, immediate_window},
 };
 
 /// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).
@@ -148,25 +149,106 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
             to,
             reason,
             force,
-        } => {
-            let inst = find_instrument(state, *token, None).await?;
-            let target = classify(&inst).map_err(JobError::GiveUp)?;
-            let ctx = BackfillCtx {
-                token: *token,
-                target: &target,
-                reason: *reason,
-                requested_at: None,
-                force: *force,
-            };
-            backfill(state, &ctx, (*from, *to), meta).await
-        }
-        // Sweeps and chain metrics are built by later parts of the pipeline; until then a worker
-        // that meets one says so instead of pretending to have done it.
-        Job::Sweep { .. } | Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!(
+        } => requested_backfill(state, *token, (*from, *to), *reason, *force, meta).await,
+        Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
+        // Chain metrics are built by a later part of the pipeline; until then a worker that meets
+        // one says so instead of pretending to have done it.
+        Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!(
             "this worker does not run {} jobs yet",
             job.kind()
         ))),
     }
+}
+
+/// A `Backfill` job (sweep, reconcile or by hand). One for a token no longer subscribed is
+/// recorded as skipped, unless a person asked for it.
+async fn requested_backfill(
+    state: &WorkerState,
+    token: u32,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    reason: Reason,
+    force: bool,
+    meta: &JobMeta,
+) -> Result<(), JobError> {
+    let s = &state.settings;
+    if reason != Reason::Manual && s.backfill_subscription_aware {
+        let subscribed = subscriptions::is_subscribed(&state.pool, token).await?;
+        if subscribed != Some(true) {
+            let run = run_row(
+                meta,
+                token,
+                reason,
+                window,
+                None,
+                0,
+                Outcome::Skipped,
+                Some("not subscribed"),
+            );
+            runs::upsert_run(&state.pool, &run).await?;
+            tracing::info!(
+                token,
+                "backfill skipped: the instrument is no longer subscribed"
+            );
+            return Ok(());
+        }
+    }
+    let target = match find_instrument(state, token, None)
+        .await
+        .and_then(|i| classify(&i).map_err(JobError::GiveUp))
+    {
+        Ok(t) => t,
+        Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
+    };
+    let ctx = BackfillCtx {
+        token,
+        target: &target,
+        reason,
+        requested_at: None,
+        force,
+    };
+    backfill(state, &ctx, window, meta).await
+}
+
+/// A `Sweep` job: reconcile, plan, push; its run row says how many backfills it pushed.
+async fn run_sweep(
+    state: &WorkerState,
+    tick: DateTime<Utc>,
+    meta: &JobMeta,
+) -> Result<(), JobError> {
+    let mut producer = state.producer.clone();
+    let report = crate::sweep::sweep(
+        &state.pool,
+        &state.ticker,
+        &mut producer,
+        &state.settings,
+        Utc::now(),
+    )
+    .await
+    .map_err(JobError::Retry)?;
+    let run = Run {
+        job_id: &meta.id,
+        kind: "sweep",
+        instrument_token: None,
+        reason: Some("sweep"),
+        window: None,
+        requested_at: Some(tick),
+        started_at: meta.started_at,
+        attempts: meta.attempt.max(1) as i32,
+        rows: report.jobs as i32,
+        outcome: Outcome::Done,
+        error: None,
+    };
+    runs::upsert_run(&state.pool, &run).await?;
+    let r = report.reconciled.as_ref();
+    tracing::info!(
+        %tick,
+        targets = report.targets,
+        jobs = report.jobs,
+        added = r.map(|r| r.added.len()),
+        deactivated = r.map(|r| r.deactivated.len()),
+        "sweep done"
+    );
+    Ok(())
 }
 
 fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
@@ -177,6 +259,7 @@ fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
         requested_mode: event.requested_mode.as_deref(),
         account_id: event.account_id.as_deref(),
         at: DateTime::from_timestamp_millis(event.received_ms).unwrap_or_else(Utc::now),
+        source: "event",
     }
 }
 
@@ -203,15 +286,6 @@ async fn find_instrument(
              (load the instrument dump with `tickfill instruments load`, then retry the job)"
         ))
     })
-}
-
-/// The immediate window: the `BACKFILL_WINDOW_MINUTES` before the start of the current minute
-/// (the forming minute is never fetched).
-pub fn immediate_window(now: DateTime<Utc>, minutes: u32) -> (DateTime<Utc>, DateTime<Utc>) {
-    let m = now
-        .duration_trunc(chrono::Duration::minutes(1))
-        .expect("minute truncation");
-    (m - chrono::Duration::minutes(minutes as i64), m)
 }
 
 async fn subscribed(
@@ -361,9 +435,16 @@ async fn backfill(
     let covered = if ctx.force {
         vec![]
     } else {
-        runs::find_coverage(&state.pool, token, window.0, window.1).await?
+        runs::find_coverage(
+            &state.pool,
+            token,
+            window.0,
+            window.1,
+            state.settings.settle,
+        )
+        .await?
     };
-    let holes = runs::holes(window.0, window.1, &covered);
+    let holes = windows::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
         let run = run_row(
             meta,

@@ -183,3 +183,12 @@ impl Columns {
         self.exchange.push(r.exchange.clone());
     }
 }
+
+/// Tokens of the active instruments (for sweeps that are not subscription-aware).
+pub async fn active_instrument_tokens(pool: &PgPool) -> sqlx::Result<Vec<u32>> {
+    let rows: Vec<i64> =
+        sqlx::query_scalar("SELECT instrument_token FROM instruments WHERE active ORDER BY 1")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|t| t as u32).collect())
+}

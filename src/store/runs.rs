@@ -17,8 +17,10 @@ pub enum Outcome {
     Failed,
     /// The job failed for good and went to the dead set.
     Dead,
-    /// A non-backfill job (subscription bookkeeping) that completed.
+    /// A non-backfill job (subscription bookkeeping, a sweep) that completed.
     Done,
+    /// A backfill for a token no longer subscribed.
+    Skipped,
 }
 
 impl Outcome {
@@ -30,6 +32,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
             Outcome::Done => "done",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -82,7 +85,10 @@ where
     Ok(())
 }
 
-/// Records that `[from, to)` was fetched for `token`, with how many candles came back.
+/// Records that `[from, to)` was fetched for `token`, with how many candles came back. Windows
+/// that touch or overlap are merged into one row, so coverage stays one row per contiguous span
+/// however many sweeps fill its tail; the merged row keeps the fetch time of its newest end, which
+/// is what the settle rule looks at.
 pub async fn insert_coverage(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,
@@ -91,9 +97,15 @@ pub async fn insert_coverage(
     candles: i32,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
-         VALUES ($1, $2, $3, now(), $4)
-         ON CONFLICT (instrument_token, window_from, window_to) DO UPDATE SET fetched_at = now(), candles = EXCLUDED.candles",
+        "WITH merged AS (
+             DELETE FROM coverage WHERE instrument_token = $1 AND window_to >= $2 AND window_from <= $3
+             RETURNING window_from, window_to, fetched_at, candles)
+         INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+         SELECT $1, min(window_from), max(window_to),
+                (array_agg(fetched_at ORDER BY window_to DESC, fetched_at DESC))[1], sum(candles)::int
+         FROM (SELECT * FROM merged UNION ALL SELECT $2, $3, now(), $4) m
+         ON CONFLICT (instrument_token, window_from, window_to)
+         DO UPDATE SET fetched_at = now(), candles = EXCLUDED.candles",
     )
     .bind(token as i64)
     .bind(from)
@@ -104,71 +116,47 @@ pub async fn insert_coverage(
     Ok(())
 }
 
-/// Coverage windows of `token` that overlap `[from, to)`, sorted by start.
+/// Every coverage window ending after `since`, by token then start, with its end pulled back to
+/// `fetched_at - settle`: the last minutes before a fetch are not trusted, so a minute the
+/// source published late is fetched again.
+pub async fn coverage_since(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    settle: std::time::Duration,
+) -> sqlx::Result<Vec<(u32, DateTime<Utc>, DateTime<Utc>)>> {
+    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT instrument_token, window_from, LEAST(window_to, fetched_at - make_interval(secs => $2))
+         FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
+    )
+    .bind(since)
+    .bind(settle.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.1 < r.2)
+        .map(|(t, a, b)| (t as u32, a, b))
+        .collect())
+}
+
+/// Coverage windows of `token` that overlap `[from, to)`, sorted by start, each end pulled back to
+/// `fetched_at - settle` as in [`coverage_since`].
 pub async fn find_coverage(
     pool: &PgPool,
     token: u32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    settle: std::time::Duration,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
-    sqlx::query_as(
-        "SELECT window_from, window_to FROM coverage
+    let rows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT window_from, LEAST(window_to, fetched_at - make_interval(secs => $4)) FROM coverage
          WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3 ORDER BY window_from",
     )
     .bind(token as i64)
     .bind(from)
     .bind(to)
+    .bind(settle.as_secs_f64())
     .fetch_all(pool)
-    .await
-}
-
-/// The parts of `[from, to)` not covered by `covered` (sorted by start).
-pub fn holes(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    covered: &[(DateTime<Utc>, DateTime<Utc>)],
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let mut out = Vec::new();
-    let mut cursor = from;
-    for &(a, b) in covered {
-        if b <= cursor {
-            continue;
-        }
-        if a > cursor {
-            out.push((cursor, a.min(to)));
-        }
-        cursor = cursor.max(b);
-        if cursor >= to {
-            break;
-        }
-    }
-    if cursor < to {
-        out.push((cursor, to));
-    }
-    out.retain(|(a, b)| a < b);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn t(m: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + m * 60, 0).unwrap()
-    }
-
-    #[test]
-    fn holes_are_what_coverage_leaves_out() {
-        assert_eq!(holes(t(0), t(10), &[]), vec![(t(0), t(10))]);
-        assert_eq!(holes(t(0), t(10), &[(t(0), t(10))]), vec![]);
-        assert_eq!(
-            holes(t(0), t(10), &[(t(-5), t(3)), (t(6), t(8))]),
-            vec![(t(3), t(6)), (t(8), t(10))]
-        );
-        assert_eq!(
-            holes(t(0), t(10), &[(t(2), t(4)), (t(3), t(12))]),
-            vec![(t(0), t(2))]
-        );
-    }
+    .await?;
+    Ok(rows.into_iter().filter(|(a, b)| a < b).collect())
 }

@@ -1,7 +1,7 @@
 //! `subscriptions`: the instruments the ticker service streams, active or not.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
 /// A subscription as an event announced it.
 #[derive(Debug, Clone)]
@@ -12,6 +12,8 @@ pub struct Subscription<'a> {
     pub requested_mode: Option<&'a str>,
     pub account_id: Option<&'a str>,
     pub at: DateTime<Utc>,
+    /// Who told us: `event` (the bridge) or `reconcile` (the ticker's subscription list).
+    pub source: &'a str,
 }
 
 /// Marks a subscription active. `subscribed_at` moves only when it was inactive (a re-subscribe),
@@ -22,7 +24,7 @@ pub async fn activate_subscription(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
-         VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), 'event')
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), $7)
          ON CONFLICT (instrument_token) DO UPDATE SET
              tradingsymbol = COALESCE(EXCLUDED.tradingsymbol, subscriptions.tradingsymbol),
              segment = COALESCE(EXCLUDED.segment, subscriptions.segment),
@@ -38,6 +40,7 @@ pub async fn activate_subscription(
     .bind(s.requested_mode)
     .bind(s.account_id)
     .bind(s.at)
+    .bind(s.source)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -50,7 +53,7 @@ pub async fn deactivate_subscription(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
-         VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), 'event')
+         VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), $7)
          ON CONFLICT (instrument_token) DO UPDATE SET status = 'inactive', updated_at = now()",
     )
     .bind(s.instrument_token as i64)
@@ -59,7 +62,42 @@ pub async fn deactivate_subscription(
     .bind(s.requested_mode)
     .bind(s.account_id)
     .bind(s.at)
+    .bind(s.source)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Active subscriptions with when they started, by token.
+pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateTime<Utc>)>> {
+    let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT instrument_token, subscribed_at FROM subscriptions WHERE status = 'active' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(t, at)| (t as u32, at)).collect())
+}
+
+/// Whether the subscription of `token` is active (`None` when the store never heard of it).
+pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT status = 'active' FROM subscriptions WHERE instrument_token = $1")
+        .bind(token as i64)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Marks inactive every listed subscription; returns how many changed.
+pub async fn deactivate_many(
+    tx: &mut Transaction<'_, Postgres>,
+    tokens: &[u32],
+) -> sqlx::Result<u64> {
+    let tokens: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
+    let done = sqlx::query(
+        "UPDATE subscriptions SET status = 'inactive', updated_at = now()
+         WHERE instrument_token = ANY($1) AND status = 'active'",
+    )
+    .bind(&tokens)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
 }

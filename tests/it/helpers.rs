@@ -193,11 +193,37 @@ impl TestApp {
         .await;
     }
 
-    pub async fn start_worker(&self) {
+    /// Starts a worker; the returned trigger stops it alone (the app's stops it too).
+    pub async fn start_worker(&self) -> Shutdown {
         let state = worker::build_state(self.settings.clone(), None)
             .await
             .expect("worker state");
-        tokio::spawn(worker::run(state, self.shutdown.clone()));
+        let stop = self.shutdown.child();
+        tokio::spawn(worker::run(state, stop.clone()));
+        stop
+    }
+
+    /// Pushes a job as a producer (bridge, scheduler, CLI) would.
+    pub async fn push(&self, job: &tickfill::jobs::Job) {
+        queue::Producer::new(self.redis.clone(), &self.settings)
+            .push(job)
+            .await
+            .expect("push");
+    }
+
+    /// Pushes a sweep with a tick of its own and waits until its run row is written.
+    pub async fn sweep_once(&self) {
+        let before = self
+            .count("SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'")
+            .await;
+        let tick = chrono::Utc::now() + chrono::Duration::seconds(before);
+        self.push(&tickfill::jobs::Job::Sweep { tick }).await;
+        self.wait_count(
+            20,
+            "SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'",
+            before + 1,
+        )
+        .await;
     }
 
     pub async fn publish(&self, payload: impl AsRef<[u8]>) {
@@ -377,4 +403,47 @@ pub fn run_cli(
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// A TCP relay to Redis on loopback whose connections a test can cut, to make a client see Redis
+/// go away and come back.
+pub struct RedisRelay {
+    pub url: String,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RedisRelay {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let held = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().unwrap().push(task);
+            }
+        });
+        RedisRelay {
+            url: format!("redis://{addr}"),
+            conns,
+        }
+    }
+
+    /// Drops every open connection; new ones are accepted as before.
+    pub fn cut(&self) {
+        for task in self.conns.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
 }

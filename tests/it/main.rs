@@ -10,3 +10,4 @@ mod instruments;
 mod migrations;
 mod sim;
 mod subscribe;
+mod sweeps;

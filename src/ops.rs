@@ -1,0 +1,209 @@
+//! Operator commands: hand backfills (and cancelling them) and the per-subscription status.
+
+use std::{collections::HashMap, io::Write, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tickfill_jobs::{Job, Lane, Reason};
+
+use crate::{
+    config::Settings,
+    queue::{self, Producer},
+    sweep,
+    windows::{self, floor_minute, Window},
+};
+
+/// Pushes a hand backfill of `[from, to)` for `token`, in chunks the ticker accepts. Each run
+/// gets keys of its own: a second hand backfill of the same window is a deliberate rebuild and
+/// must not be swallowed by the first one's idempotency keys.
+pub async fn push_backfill(
+    producer: &mut Producer,
+    token: u32,
+    window: Window,
+    force: bool,
+) -> anyhow::Result<Vec<(Window, String)>> {
+    let window = (floor_minute(window.0), floor_minute(window.1));
+    anyhow::ensure!(
+        window.0 < window.1,
+        "--from must be before --to (after rounding down to the minute)"
+    );
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut pushed = Vec::new();
+    for (from, to) in windows::split(window, windows::MAX_CHUNK) {
+        let job = Job::Backfill {
+            token,
+            from,
+            to,
+            reason: Reason::Manual,
+            force,
+        };
+        let key = format!("manual:{run}:{}", job.idempotency_key());
+        let id = producer.push_as(&job, &key, None).await?;
+        pushed.push(((from, to), id));
+    }
+    Ok(pushed)
+}
+
+/// How many of the jobs have finished for good, their rows, and how many of them died.
+async fn progress(pool: &PgPool, job_ids: &[String]) -> sqlx::Result<(usize, i64, usize)> {
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT outcome, rows FROM backfill_runs
+         WHERE job_id = ANY($1) AND outcome IN ('stored', 'covered', 'dead', 'skipped')",
+    )
+    .bind(job_ids)
+    .fetch_all(pool)
+    .await?;
+    let dead = rows.iter().filter(|r| r.0 == "dead").count();
+    Ok((rows.len(), rows.iter().map(|r| r.1 as i64).sum(), dead))
+}
+
+/// Draws a progress bar on stderr until every chunk has finished; returns (rows, dead chunks).
+pub async fn wait_for_backfill(pool: &PgPool, job_ids: &[String]) -> anyhow::Result<(i64, usize)> {
+    let mut err = std::io::stderr();
+    loop {
+        let (done, rows, dead) = progress(pool, job_ids).await?;
+        let width = 30;
+        let filled = done * width / job_ids.len().max(1);
+        let _ = write!(
+            err,
+            "\r[{}{}] {done}/{} chunks  {rows} rows{}",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            job_ids.len(),
+            if dead > 0 {
+                format!("  {dead} failed")
+            } else {
+                String::new()
+            }
+        );
+        let _ = err.flush();
+        if done >= job_ids.len() {
+            let _ = writeln!(err);
+            return Ok((rows, dead));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Drops the pending (not yet running) backfills of `token` from both lanes; returns how many.
+pub async fn cancel_backfills(
+    conn: &mut redis::aio::ConnectionManager,
+    ns: &str,
+    token: u32,
+) -> anyhow::Result<u64> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"local token = tonumber(ARGV[1])
+              local meta = ARGV[2]
+              local n = 0
+              local function ours(id)
+                local raw = redis.call('HGET', KEYS[3], id)
+                if not raw then return false end
+                local ok, d = pcall(cjson.decode, raw)
+                return ok and type(d) == 'table' and type(d.job) == 'table'
+                  and d.job.kind == 'backfill' and tonumber(d.job.token) == token
+              end
+              local function drop(id)
+                redis.call('HDEL', KEYS[3], id)
+                redis.call('DEL', meta .. ':' .. id)
+                n = n + 1
+              end
+              for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+                if ours(id) then redis.call('ZREM', KEYS[1], id); drop(id) end
+              end
+              for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+                if ours(id) then redis.call('LREM', KEYS[2], 0, id); drop(id) end
+              end
+              return n",
+        )
+    });
+    let mut total = 0;
+    for lane in Lane::ALL {
+        let q = tickfill_jobs::queue_name(ns, lane);
+        let n: u64 = SCRIPT
+            .key(format!("{q}:scheduled"))
+            .key(format!("{q}:active"))
+            .key(format!("{q}:data"))
+            .arg(token)
+            .arg(format!("{q}:meta"))
+            .invoke_async(conn)
+            .await?;
+        total += n;
+    }
+    if total > 0 {
+        queue::count(conn, ns, "backfills_cancelled").await;
+    }
+    Ok(total)
+}
+
+/// One line of `tickfill status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubscriptionStatus {
+    pub instrument_token: u32,
+    pub tradingsymbol: Option<String>,
+    pub subscribed_at: DateTime<Utc>,
+    pub newest_bar: Option<DateTime<Utc>>,
+    pub newest_bar_age_s: Option<i64>,
+    pub holes: usize,
+    pub missing_minutes: i64,
+    pub last_outcome: Option<String>,
+    pub last_run_at: Option<DateTime<Utc>>,
+}
+
+/// Per active subscription: newest stored bar and its age, coverage holes in the lookback, and
+/// the last run's outcome.
+pub async fn status(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<SubscriptionStatus>> {
+    type Row = (
+        i64,
+        Option<String>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.instrument_token, s.tradingsymbol, s.subscribed_at,
+                GREATEST((SELECT max(time) FROM minute_bars b WHERE b.instrument_token = s.instrument_token),
+                         (SELECT max(time) FROM futures_bars b WHERE b.instrument_token = s.instrument_token),
+                         (SELECT max(time) FROM option_bars b WHERE b.instrument_token = s.instrument_token)),
+                r.outcome, r.finished_at
+         FROM subscriptions s
+         LEFT JOIN LATERAL (SELECT outcome, finished_at FROM backfill_runs r
+                            WHERE r.instrument_token = s.instrument_token
+                            ORDER BY finished_at DESC NULLS LAST LIMIT 1) r ON true
+         WHERE s.status = 'active' ORDER BY s.instrument_token",
+    )
+    .fetch_all(pool)
+    .await?;
+    // Every hole counts here, however short.
+    let mut strict = settings.clone();
+    strict.gap_threshold = Duration::ZERO;
+    strict.backfill_subscription_aware = true;
+    let mut holes: HashMap<u32, (usize, i64)> = HashMap::new();
+    for gap in sweep::find_gaps(pool, &strict, now).await? {
+        let e = holes.entry(gap.token).or_default();
+        e.0 += 1;
+        e.1 += (gap.window.1 - gap.window.0).num_minutes();
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(t, sym, at, newest, outcome, last)| {
+            let (n, minutes) = holes.get(&(t as u32)).copied().unwrap_or_default();
+            SubscriptionStatus {
+                instrument_token: t as u32,
+                tradingsymbol: sym,
+                subscribed_at: at,
+                newest_bar: newest,
+                newest_bar_age_s: newest.map(|b| (now - b).num_seconds()),
+                holes: n,
+                missing_minutes: minutes,
+                last_outcome: outcome,
+                last_run_at: last,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,283 @@
+//! Sweeps: make the store converge to complete for every subscribed instrument, whatever was
+//! missed, without wasting the ticker's budget.
+//!
+//! A sweep job (pushed by the scheduler, or by a bridge after it reconnects) first reconciles
+//! `subscriptions` with the ticker's own list, then plans: for each active subscription the wanted
+//! window is `[max(subscribed_at − BACKFILL_WINDOW_MINUTES, now − BACKFILL_LOOKBACK), now −
+//! BACKFILL_SETTLE)`, minus coverage; every hole becomes `Backfill{reason: sweep}` jobs of at
+//! most 60 days, keyed by token and window so that overlapping sweeps push each hole once. A hole
+//! at the live edge shorter than `BACKFILL_GAP_THRESHOLD` waits for the next sweep.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgPool;
+use tickfill_jobs::{Job, Reason};
+
+use crate::{
+    config::{Settings, TickerApi},
+    queue::Producer,
+    store::{
+        instruments::{self, Instrument},
+        runs,
+        subscriptions::{self, Subscription},
+    },
+    ticker::TickerClient,
+    windows::{self, floor_minute, immediate_window, Window},
+};
+
+/// One backfill a sweep wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub token: u32,
+    pub window: Window,
+}
+
+/// The sweep's inputs: each target instrument with the start of its wanted window.
+pub type Targets = Vec<(u32, DateTime<Utc>)>;
+
+/// Plans the backfills of a sweep from targets and (settle-clipped, sorted) coverage.
+pub fn plan_gaps(
+    targets: &[(u32, DateTime<Utc>)],
+    coverage: &[(u32, DateTime<Utc>, DateTime<Utc>)],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Gap> {
+    let mut by_token: HashMap<u32, Vec<Window>> = HashMap::new();
+    for (t, a, b) in coverage {
+        by_token.entry(*t).or_default().push((*a, *b));
+    }
+    let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
+    let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
+    let mut gaps = Vec::new();
+    for (token, start) in targets {
+        let start = floor_minute(*start);
+        if start >= end {
+            continue;
+        }
+        let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
+        for hole in windows::holes(start, end, covered) {
+            // A short hole at the live edge fills at the next sweep, in one request with more.
+            if hole.1 == end && hole.1 - hole.0 < threshold {
+                continue;
+            }
+            for chunk in windows::split(hole, windows::MAX_CHUNK) {
+                gaps.push(Gap {
+                    token: *token,
+                    window: chunk,
+                });
+            }
+        }
+    }
+    gaps
+}
+
+/// The targets of a sweep: active subscriptions (start = subscribed_at − window, not before the
+/// lookback), or every active instrument when `BACKFILL_SUBSCRIPTION_AWARE` is off.
+pub async fn find_targets(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Targets> {
+    let lookback_start = now - Duration::from_std(settings.lookback).unwrap_or_default();
+    let window = Duration::minutes(settings.window_minutes as i64);
+    if settings.backfill_subscription_aware {
+        let subs = subscriptions::active_subscriptions(pool).await?;
+        Ok(subs
+            .into_iter()
+            .map(|(t, at)| (t, (at - window).max(lookback_start)))
+            .collect())
+    } else {
+        let tokens = instruments::active_instrument_tokens(pool).await?;
+        Ok(tokens.into_iter().map(|t| (t, lookback_start)).collect())
+    }
+}
+
+/// Targets and coverage read from the store, then planned.
+pub async fn find_gaps(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Gap>> {
+    let targets = find_targets(pool, settings, now).await?;
+    let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
+    let coverage = runs::coverage_since(pool, since, settings.settle).await?;
+    Ok(plan_gaps(&targets, &coverage, settings, now))
+}
+
+/// What a reconcile changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reconciled {
+    pub listed: usize,
+    pub added: Vec<u32>,
+    pub deactivated: Vec<u32>,
+}
+
+/// Brings `subscriptions` in line with the ticker's list: a subscription we never heard about is
+/// recorded and gets its immediate backfill; one the ticker no longer lists becomes inactive.
+pub async fn reconcile(
+    pool: &PgPool,
+    ticker: &TickerClient,
+    producer: &mut Producer,
+    settings: &Settings,
+) -> anyhow::Result<Reconciled> {
+    let listed = ticker.active_subscriptions().await?;
+    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token).collect();
+    let now = Utc::now();
+    let mut report = Reconciled {
+        listed: listed.len(),
+        ..Default::default()
+    };
+    let mut tx = pool.begin().await?;
+    for s in listed
+        .iter()
+        .filter(|s| !ours.contains(&s.instrument_token))
+    {
+        let sub = Subscription {
+            instrument_token: s.instrument_token,
+            tradingsymbol: s.tradingsymbol.as_deref(),
+            segment: s.segment.as_deref(),
+            requested_mode: s.requested_mode.as_deref(),
+            account_id: s.account_id.as_deref(),
+            at: now,
+            source: "reconcile",
+        };
+        subscriptions::activate_subscription(&mut tx, &sub).await?;
+        if let (Some(sym), Some(seg)) = (&s.tradingsymbol, &s.segment) {
+            let inst = Instrument {
+                instrument_token: s.instrument_token,
+                tradingsymbol: sym.clone(),
+                segment: Some(seg.clone()),
+                ..Default::default()
+            };
+            instruments::insert_instrument_if_absent(&mut tx, &inst, instruments::Source::Event)
+                .await?;
+        }
+        report.added.push(s.instrument_token);
+    }
+    let gone: Vec<u32> = ours.difference(&theirs).copied().collect();
+    subscriptions::deactivate_many(&mut tx, &gone).await?;
+    tx.commit().await?;
+    report.deactivated = gone;
+    report.added.sort_unstable();
+    report.deactivated.sort_unstable();
+    let (from, to) = immediate_window(now, settings.window_minutes);
+    for token in &report.added {
+        producer
+            .push(&Job::Backfill {
+                token: *token,
+                from,
+                to,
+                reason: Reason::Reconcile,
+                force: false,
+            })
+            .await?;
+    }
+    Ok(report)
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SweepReport {
+    pub reconciled: Option<Reconciled>,
+    pub targets: usize,
+    pub jobs: usize,
+}
+
+/// Runs one sweep: reconcile (when on and the ticker answers), plan, push.
+pub async fn sweep(
+    pool: &PgPool,
+    ticker: &TickerClient,
+    producer: &mut Producer,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    if !settings.backfill_enabled {
+        tracing::info!("BACKFILL_ENABLED=false: sweep skipped");
+        return Ok(report);
+    }
+    if settings.reconcile && settings.ticker_api == TickerApi::TickerService {
+        match reconcile(pool, ticker, producer, settings).await {
+            Ok(r) => report.reconciled = Some(r),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "reconcile failed; sweeping from the table"
+            ),
+        }
+    }
+    // Instruments reconcile just added have their immediate backfill queued already.
+    let fresh: HashSet<u32> = report
+        .reconciled
+        .iter()
+        .flat_map(|r| r.added.iter().copied())
+        .collect();
+    let gaps = find_gaps(pool, settings, now).await?;
+    report.targets = find_targets(pool, settings, now).await?.len();
+    let mut jobs = Vec::with_capacity(gaps.len());
+    for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
+        jobs.push(Job::Backfill {
+            token: g.token,
+            from: g.window.0,
+            to: g.window.1,
+            reason: Reason::Sweep,
+            force: false,
+        });
+    }
+    producer.push_many(&jobs).await?;
+    report.jobs = jobs.len();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 11, 4, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn middle_holes_count_and_short_live_edge_gaps_wait() {
+        let s = Settings::defaults(); // window 120 min, settle 2 min, threshold 3 min
+        let now = at(12, 0);
+        let targets = vec![(1, at(8, 0)), (2, at(8, 0))];
+        let coverage = vec![
+            (1, at(8, 0), at(9, 0)),
+            (1, at(10, 0), at(11, 57)), // 1 minute short of the wanted end (11:58): waits
+            (2, at(8, 0), at(11, 50)),  // 8 minutes short: fetched
+        ];
+        let gaps = plan_gaps(&targets, &coverage, &s, now);
+        assert_eq!(
+            gaps,
+            vec![
+                Gap {
+                    token: 1,
+                    window: (at(9, 0), at(10, 0))
+                },
+                Gap {
+                    token: 2,
+                    window: (at(11, 50), at(11, 58))
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_is_planned_for_complete_instruments() {
+        let s = Settings::defaults();
+        let gaps = plan_gaps(
+            &[(1, at(10, 0))],
+            &[(1, at(9, 0), at(11, 59))],
+            &s,
+            at(12, 0),
+        );
+        assert!(gaps.is_empty());
+    }
+}
