@@ -276,8 +276,7 @@ async fn sweep_in(
     .await?;
     let set_coverage = |to: DateTime<Utc>| {
         sqlx::query(
-            "DELETE FROM coverage;
-             INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+            "INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
              SELECT 20000000 + g, $1, $2, $2, 120 FROM generate_series(1, $3) g",
         )
         .bind(now - chrono::Duration::minutes(settings.window_minutes as i64 + 5))
@@ -318,10 +317,10 @@ async fn sweep_in(
     ]);
 
     // Every instrument missed its last 10 minutes.
+    sqlx::query("DELETE FROM coverage").execute(&pool).await?;
     set_coverage(now - chrono::Duration::minutes(10))
         .execute(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .await?;
     let t = std::time::Instant::now();
     let tail = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
     let sweep_ms = t.elapsed().as_secs_f64() * 1000.0;
