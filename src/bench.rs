@@ -41,20 +41,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// `bench latency`: publish one subscription event per instrument for `events` distinct
 /// instruments at `rate` per second (rate limit lifted) and measure PUBLISH → committed rows.
-pub async fn latency(
-    base: Settings,
-    events: usize,
-    rate: f64,
-) -> anyhow::Result<serde_json::Value> {
+pub async fn latency(base: Settings, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
     let redis = queue::connect(base.redis_url.expose()).await?;
-    let scratch = Scratch {
-        admin_url: base.database_url.expose().to_string(),
-        db: id.clone(),
-        ns: id.clone(),
-        redis,
-    };
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = latency_in(&base, &db_url, &id, events, rate).await;
     scratch.remove().await;
     result
@@ -68,10 +59,7 @@ async fn latency_in(
     rate: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let shutdown = Shutdown::new();
-    let opts = sim::SimOptions {
-        universe: events,
-        ..Default::default()
-    };
+    let opts = sim::SimOptions { universe: events, ..Default::default() };
     let sim_addr = sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?;
     let mut settings = base.clone();
     settings.database_url = crate::config::Secret::new(db_url);
@@ -85,11 +73,7 @@ async fn latency_in(
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
     load::load(&pool, &dump).await?;
     let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).collect();
-    anyhow::ensure!(
-        tokens.len() == events,
-        "the simulator's universe has only {} instruments",
-        tokens.len()
-    );
+    anyhow::ensure!(tokens.len() == events, "the simulator's universe has only {} instruments", tokens.len());
 
     let state = worker::build_state(settings.clone(), None).await?;
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
@@ -116,11 +100,7 @@ async fn latency_in(
             "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp(),
         });
         published.insert(*token, Utc::now());
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(msg.to_string())
-            .query_async(&mut conn)
-            .await?;
+        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg(msg.to_string()).query_async(&mut conn).await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     type Row = (i64, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
@@ -144,29 +124,15 @@ async fn latency_in(
     })
     .await;
     pool.close().await;
-    anyhow::ensure!(
-        rows.len() >= events,
-        "only {} of {events} backfills committed within 60 s",
-        rows.len()
-    );
-    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| {
-        (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
-    };
+    anyhow::ensure!(rows.len() >= events, "only {} of {events} backfills committed within 60 s", rows.len());
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0;
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v
     };
-    let lat = sorted(
-        rows.iter()
-            .filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.1)))
-            .collect(),
-    );
+    let lat = sorted(rows.iter().filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.1))).collect());
     // Where the time goes: publish → bridge receipt, receipt → job start, job start → commit.
-    let bridge = sorted(
-        rows.iter()
-            .filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.2)))
-            .collect(),
-    );
+    let bridge = sorted(rows.iter().filter_map(|r| published.get(&(r.0 as u32)).map(|p| ms(*p, r.2))).collect());
     let queue = sorted(rows.iter().map(|r| ms(r.2, r.3)).collect());
     let work = sorted(rows.iter().map(|r| ms(r.3, r.1)).collect());
     let first = published.values().min().context("no events")?;
@@ -209,17 +175,12 @@ async fn direct_baseline(
     gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
-    let (from, to) = crate::windows::immediate_window(
-        Utc::now() - chrono::Duration::days(1),
-        settings.window_minutes,
-    );
+    let (from, to) = crate::windows::immediate_window(Utc::now() - chrono::Duration::days(1), settings.window_minutes);
     let mut out = Vec::with_capacity(tokens.len());
     let mut pace = tokio::time::interval(gap);
     for token in tokens {
         pace.tick().await;
-        let inst = store::instruments::find_instrument(pool, *token)
-            .await?
-            .context("instrument missing")?;
+        let inst = store::instruments::find_instrument(pool, *token).await?.context("instrument missing")?;
         let target = crate::market::classify(&inst).map_err(anyhow::Error::msg)?;
         let started = std::time::Instant::now();
         let candles = client.history(*token, from, to).await?;
@@ -241,23 +202,13 @@ pub async fn sweep(base: Settings, n: usize) -> anyhow::Result<serde_json::Value
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
     let redis = queue::connect(base.redis_url.expose()).await?;
-    let scratch = Scratch {
-        admin_url: base.database_url.expose().to_string(),
-        db: id.clone(),
-        ns: id.clone(),
-        redis,
-    };
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = sweep_in(&base, &db_url, &id, n).await;
     scratch.remove().await;
     result
 }
 
-async fn sweep_in(
-    base: &Settings,
-    db_url: &str,
-    id: &str,
-    n: usize,
-) -> anyhow::Result<serde_json::Value> {
+async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::Result<serde_json::Value> {
     let mut settings = base.clone();
     settings.database_url = crate::config::Secret::new(db_url);
     settings.queue = id.to_string();
@@ -289,21 +240,14 @@ async fn sweep_in(
     let pending = |d: [queue::Depths; 2]| d.iter().map(|d| d.pending()).sum::<u64>();
 
     // Nothing missing: coverage up to now, fetched now.
-    set_coverage(now)
-        .execute(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    set_coverage(now).execute(&pool).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut plan_ms = Vec::new();
     let mut read_ms = Vec::new();
     for _ in 0..5 {
         let t = std::time::Instant::now();
         let gaps = crate::sweep::find_gaps(&pool, &settings, now).await?;
         plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(
-            gaps.is_empty(),
-            "a complete store planned {} backfills",
-            gaps.len()
-        );
+        anyhow::ensure!(gaps.is_empty(), "a complete store planned {} backfills", gaps.len());
         let t = std::time::Instant::now();
         let since = now - chrono::Duration::from_std(settings.lookback)?;
         let _ = store::subscriptions::active_subscriptions(&pool).await?;
@@ -318,9 +262,7 @@ async fn sweep_in(
 
     // Every instrument missed its last 10 minutes.
     sqlx::query("DELETE FROM coverage").execute(&pool).await?;
-    set_coverage(now - chrono::Duration::minutes(10))
-        .execute(&pool)
-        .await?;
+    set_coverage(now - chrono::Duration::minutes(10)).execute(&pool).await?;
     let t = std::time::Instant::now();
     let tail = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
     let sweep_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -329,16 +271,8 @@ async fn sweep_in(
         queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
     ]);
     pool.close().await;
-    anyhow::ensure!(
-        queued_complete as usize == complete.jobs,
-        "pushed {} but {queued_complete} queued",
-        complete.jobs
-    );
-    anyhow::ensure!(
-        queued_tail as usize == tail.jobs,
-        "pushed {} but {queued_tail} queued",
-        tail.jobs
-    );
+    anyhow::ensure!(queued_complete as usize == complete.jobs, "pushed {} but {queued_complete} queued", complete.jobs);
+    anyhow::ensure!(queued_tail as usize == tail.jobs, "pushed {} but {queued_tail} queued", tail.jobs);
     plan_ms.sort_by(|a, b| a.total_cmp(b));
     read_ms.sort_by(|a, b| a.total_cmp(b));
     let r1 = |x: f64| (x * 10.0).round() / 10.0;

@@ -35,10 +35,7 @@ pub struct Rejection {
 }
 
 fn reject(code: &'static str, reason: impl Into<String>) -> Rejection {
-    Rejection {
-        code,
-        reason: reason.into(),
-    }
+    Rejection { code, reason: reason.into() }
 }
 
 /// Reads an unsigned integer given as a JSON number or as a string of digits.
@@ -46,32 +43,21 @@ fn integer(v: &Value) -> Option<Result<u64, ()>> {
     match v {
         Value::Null => None,
         Value::Number(n) => Some(n.as_u64().ok_or(())),
-        Value::String(s)
-            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
-        {
+        Value::String(s) if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
             Some(s.parse::<u64>().map_err(|_| ()))
         }
         _ => Some(Err(())),
     }
 }
 
-fn optional_string(
-    meta: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, Rejection> {
+fn optional_string(meta: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
     match meta.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 256 => {
-            Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Some(Value::String(_)) => {
+            Err(reject("bad_metadata", format!("metadata.{field} is longer than 256 characters")))
         }
-        Some(Value::String(_)) => Err(reject(
-            "bad_metadata",
-            format!("metadata.{field} is longer than 256 characters"),
-        )),
-        Some(other) => Err(reject(
-            "bad_metadata",
-            format!("metadata.{field} must be a string, got {}", kind(other)),
-        )),
+        Some(other) => Err(reject("bad_metadata", format!("metadata.{field} must be a string, got {}", kind(other)))),
     }
 }
 
@@ -90,33 +76,19 @@ fn kind(v: &Value) -> &'static str {
 /// strings of digits, `metadata` may be missing or partial; other wrong types are refused.
 pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent, Rejection> {
     if payload.len() > MAX_MESSAGE_BYTES {
-        return Err(reject(
-            "oversize",
-            format!(
-                "message of {} bytes exceeds {MAX_MESSAGE_BYTES}",
-                payload.len()
-            ),
-        ));
+        return Err(reject("oversize", format!("message of {} bytes exceeds {MAX_MESSAGE_BYTES}", payload.len())));
     }
-    let value: Value = serde_json::from_slice(payload)
-        .map_err(|e| reject("malformed_json", format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| reject("malformed_json", format!("not JSON: {e}")))?;
     let Value::Object(obj) = value else {
-        return Err(reject(
-            "not_an_object",
-            format!("expected a JSON object, got {}", kind(&value)),
-        ));
+        return Err(reject("not_an_object", format!("expected a JSON object, got {}", kind(&value))));
     };
     let event_type = match obj.get("event_type") {
         Some(Value::String(s)) => EventType::parse(s.trim())
             .ok_or_else(|| reject("unknown_event_type", format!("unknown event_type {s:?}")))?,
-        None | Some(Value::Null) => {
-            return Err(reject("missing_event_type", "event_type is missing"))
-        }
+        None | Some(Value::Null) => return Err(reject("missing_event_type", "event_type is missing")),
         Some(other) => {
-            return Err(reject(
-                "bad_event_type",
-                format!("event_type must be a string, got {}", kind(other)),
-            ))
+            return Err(reject("bad_event_type", format!("event_type must be a string, got {}", kind(other))))
         }
     };
     let token = match obj.get("instrument_token").and_then(integer) {
@@ -124,17 +96,11 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
         Some(Err(())) => {
             return Err(reject(
                 "bad_token",
-                format!(
-                    "instrument_token must be an integer 1 … 4294967295, got {}",
-                    obj["instrument_token"]
-                ),
+                format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
             ))
         }
         Some(Ok(t)) if t == 0 || t > u32::MAX as u64 => {
-            return Err(reject(
-                "bad_token",
-                format!("instrument_token {t} is outside 1 … 4294967295"),
-            ))
+            return Err(reject("bad_token", format!("instrument_token {t} is outside 1 … 4294967295")))
         }
         Some(Ok(t)) => t as u32,
     };
@@ -145,24 +111,14 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
         }
         Some(v) => match integer(v) {
             Some(Ok(t)) if t < 100_000_000_000 => Some(t as i64),
-            _ => {
-                return Err(reject(
-                    "bad_timestamp",
-                    format!("timestamp must be epoch seconds, got {v}"),
-                ))
-            }
+            _ => return Err(reject("bad_timestamp", format!("timestamp must be epoch seconds, got {v}"))),
         },
     };
     let empty = serde_json::Map::new();
     let meta = match obj.get("metadata") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(other) => {
-            return Err(reject(
-                "bad_metadata",
-                format!("metadata must be an object, got {}", kind(other)),
-            ))
-        }
+        Some(other) => return Err(reject("bad_metadata", format!("metadata must be an object, got {}", kind(other)))),
     };
     Ok(SubscriptionEvent {
         event_type,
@@ -180,24 +136,13 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
 pub fn job_for(event: SubscriptionEvent) -> Job {
     match event.event_type {
         EventType::SubscriptionCreated => Job::Subscribed { event },
-        EventType::SubscriptionRemoved | EventType::SubscriptionDeleted => {
-            Job::Unsubscribed { event }
-        }
+        EventType::SubscriptionRemoved | EventType::SubscriptionDeleted => Job::Unsubscribed { event },
     }
 }
 
 /// Keeps a rejected message for inspection: reason, size, and the first bytes of the body.
-pub async fn keep_rejected(
-    conn: &mut redis::aio::ConnectionManager,
-    ns: &str,
-    payload: &[u8],
-    why: &Rejection,
-) {
-    let keep = if why.code == "oversize" {
-        OVERSIZE_KEEP
-    } else {
-        REJECTED_BODY_KEEP
-    };
+pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
+    let keep = if why.code == "oversize" { OVERSIZE_KEEP } else { REJECTED_BODY_KEEP };
     let entry = serde_json::json!({
         "at": Utc::now().to_rfc3339(),
         "code": why.code,
@@ -226,13 +171,8 @@ pub async fn list_rejected(
     ns: &str,
     limit: isize,
 ) -> anyhow::Result<Vec<Value>> {
-    let raw: Vec<String> = conn
-        .lrange(queue::rejected_key(ns), 0, limit.max(1) - 1)
-        .await?;
-    Ok(raw
-        .iter()
-        .filter_map(|s| serde_json::from_str(s).ok())
-        .collect())
+    let raw: Vec<String> = conn.lrange(queue::rejected_key(ns), 0, limit.max(1) - 1).await?;
+    Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
 
 /// Handles one message: a job on success, a kept rejection otherwise. Never fails the bridge;
@@ -280,8 +220,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             tracing::info!(channel = %channel, queue = %settings.queue, "bridge subscribed");
             if reconnects > 0 {
                 // Pub/sub forgot whatever was published while we were away: a sweep makes it good.
-                let tick =
-                    DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("valid instant");
+                let tick = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("valid instant");
                 producer.push(&Job::Sweep { tick }).await?;
                 queue::count(&mut conn, &settings.queue, "bridge_catch_up_sweeps").await;
                 tracing::info!(%tick, "catch-up sweep pushed after reconnecting");
@@ -292,9 +231,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 // A push that fails is retried until it lands: the event is not lost while
                 // this connection lives.
                 let mut wait = Duration::from_millis(50);
-                while let Err(e) =
-                    handle_message(&mut producer, &mut conn, &settings, &payload).await
-                {
+                while let Err(e) = handle_message(&mut producer, &mut conn, &settings, &payload).await {
                     tracing::warn!(error = %e, "failed to queue an event; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
@@ -340,12 +277,20 @@ mod tests {
 
     #[test]
     fn strings_of_digits_and_missing_metadata_are_accepted() {
-        let e = parse_event(br#"{"event_type":"subscription_removed","instrument_token":"408065","timestamp":"1730462400"}"#, 0).unwrap();
+        let e = parse_event(
+            br#"{"event_type":"subscription_removed","instrument_token":"408065","timestamp":"1730462400"}"#,
+            0,
+        )
+        .unwrap();
         assert_eq!(
             (e.instrument_token, e.published_at, e.event_type),
             (408065, Some(1730462400), EventType::SubscriptionRemoved)
         );
-        assert!(parse_event(br#"{"event_type":"subscription_deleted","instrument_token":1,"metadata":{"segment":"nfo-opt"}}"#, 0).is_ok());
+        assert!(parse_event(
+            br#"{"event_type":"subscription_deleted","instrument_token":1,"metadata":{"segment":"nfo-opt"}}"#,
+            0
+        )
+        .is_ok());
     }
 
     #[test]
@@ -372,19 +317,12 @@ mod tests {
         }
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert_eq!(parse_event(&big, 0).unwrap_err().code, "oversize");
-        assert_eq!(
-            parse_event(b"\xff\xfe\x00", 0).unwrap_err().code,
-            "malformed_json"
-        );
+        assert_eq!(parse_event(b"\xff\xfe\x00", 0).unwrap_err().code, "malformed_json");
     }
 
     #[test]
     fn the_largest_token_is_accepted() {
-        let e = parse_event(
-            br#"{"event_type":"subscription_created","instrument_token":4294967295}"#,
-            0,
-        )
-        .unwrap();
+        let e = parse_event(br#"{"event_type":"subscription_created","instrument_token":4294967295}"#, 0).unwrap();
         assert_eq!(e.instrument_token, u32::MAX);
     }
 }

@@ -159,9 +159,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| "a duration needs a unit: ms, s, m, h or d (e.g. 90s, 5m)".to_string())?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| "expected a number before the unit".to_string())?;
+    let n: u64 = num.parse().map_err(|_| "expected a number before the unit".to_string())?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
@@ -189,10 +187,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, var: &str) -> Option<&str> {
-        self.vars
-            .get(var)
-            .map(|s| s.as_str())
-            .filter(|s| !s.trim().is_empty())
+        self.vars.get(var).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
     }
 
     fn get<T>(
@@ -228,11 +223,7 @@ impl Reader<'_> {
     }
 
     fn number<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
-        self.get(var, default, |s| {
-            s.trim()
-                .parse::<T>()
-                .map_err(|_| "expected a number".into())
-        })
+        self.get(var, default, |s| s.trim().parse::<T>().map_err(|_| "expected a number".into()))
     }
 }
 
@@ -255,10 +246,7 @@ fn parse_redis_url(s: &str) -> Result<Secret, String> {
 }
 
 fn parse_namespace(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 100
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
+    let ok = !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
     if ok {
         Ok(s.to_string())
     } else {
@@ -297,18 +285,12 @@ impl Settings {
                 let port: u16 = r.number("DB_PORT", 5432)?;
                 let name = r.string("DB_NAME", "tickfill");
                 let user = r.string("DB_USER", "postgres");
-                let password = r
-                    .raw("DB_PASSWORD")
-                    .map(|p| format!(":{p}"))
-                    .unwrap_or_default();
+                let password = r.raw("DB_PASSWORD").map(|p| format!(":{p}")).unwrap_or_default();
                 Secret::new(format!("postgres://{user}{password}@{host}:{port}/{name}"))
             }
         };
         let bulk_share: f64 = r.get("TICKFILL_BULK_SHARE", 0.2, |s| {
-            let v: f64 = s
-                .trim()
-                .parse()
-                .map_err(|_| "expected a number".to_string())?;
+            let v: f64 = s.trim().parse().map_err(|_| "expected a number".to_string())?;
             if (0.0..=1.0).contains(&v) {
                 Ok(v)
             } else {
@@ -317,11 +299,7 @@ impl Settings {
         })?;
         let settings = Settings {
             redis_url: r.get("REDIS_URL", Secret::new(DEFAULT_REDIS_URL), parse_redis_url)?,
-            channel_prefix: r.get(
-                "REDIS_CHANNEL_PREFIX",
-                DEFAULT_CHANNEL_PREFIX.into(),
-                parse_namespace,
-            )?,
+            channel_prefix: r.get("REDIS_CHANNEL_PREFIX", DEFAULT_CHANNEL_PREFIX.into(), parse_namespace)?,
             subscription_events_enabled: r.boolean("SUBSCRIPTION_EVENTS_ENABLED", true)?,
             backfill_enabled: r.boolean("BACKFILL_ENABLED", true)?,
             backfill_immediate_on_subscribe: r.boolean("BACKFILL_IMMEDIATE_ON_SUBSCRIBE", true)?,
@@ -347,21 +325,17 @@ impl Settings {
             rate_limit: r.number("TICKER_RATE_LIMIT", 3)?,
             throttle_pause: r.duration("TICKER_THROTTLE_PAUSE", Duration::from_secs(1))?,
             reconcile: r.boolean("TICKER_RECONCILE", true)?,
-            window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| {
-                match s.trim().parse::<u32>() {
-                    Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
-                    _ => Err("expected whole minutes between 1 and 86400".into()),
-                }
+            window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| match s.trim().parse::<u32>() {
+                Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
+                _ => Err("expected whole minutes between 1 and 86400".into()),
             })?,
             lookback: r.duration("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400))?,
             gap_threshold: r.duration("BACKFILL_GAP_THRESHOLD", Duration::from_secs(180))?,
             settle: r.duration("BACKFILL_SETTLE", Duration::from_secs(120))?,
             sweep_interval: r.get("SWEEP_INTERVAL", "5m".into(), parse_sweep_interval)?,
-            max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| {
-                match s.trim().parse::<u32>() {
-                    Ok(n) if n >= 1 => Ok(n),
-                    _ => Err("expected a whole number of at least 1".into()),
-                }
+            max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| match s.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("expected a whole number of at least 1".into()),
             })?,
             retry_base: r.duration("TICKFILL_RETRY_BASE", Duration::from_secs(2))?,
             retry_max: r.duration("TICKFILL_RETRY_MAX", Duration::from_secs(300))?,
@@ -370,17 +344,13 @@ impl Settings {
             retention: r.duration("TICKFILL_RETENTION", Duration::from_secs(86_400))?,
             shutdown_timeout: r.duration("TICKFILL_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             bulk_share,
-            concurrency: r.get("TICKFILL_CONCURRENCY", 16, |s| {
-                match s.trim().parse::<usize>() {
-                    Ok(n) if (1..=1024).contains(&n) => Ok(n),
-                    _ => Err("expected a whole number between 1 and 1024".into()),
-                }
+            concurrency: r.get("TICKFILL_CONCURRENCY", 16, |s| match s.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                _ => Err("expected a whole number between 1 and 1024".into()),
             })?,
             chain_debounce: r.duration("CHAIN_DEBOUNCE", Duration::from_secs(2))?,
             admin_listen: r.get("ADMIN_LISTEN", "127.0.0.1:0".parse().unwrap(), |s| {
-                s.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
+                s.trim().parse::<SocketAddr>().map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
             })?,
             admin_token: r.raw("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
             ticker_api: r.get("TICKER_API", TickerApi::TickerService, |s| match s.trim() {
@@ -412,9 +382,7 @@ impl Settings {
                 reason: "must be at least TICKFILL_HEARTBEAT".into(),
             });
         }
-        if self.ticker_api == TickerApi::Kite
-            && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty())
-        {
+        if self.ticker_api == TickerApi::Kite && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty()) {
             return Err(ConfigError {
                 var: "KITE_API_KEY",
                 value: "***".into(),
@@ -435,10 +403,7 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_map(&map)
     }
 
@@ -452,10 +417,7 @@ mod tests {
         assert_eq!(s.settle, Duration::from_secs(120));
         assert_eq!(s.ticker_url, "http://localhost:8080");
         assert!(s.subscription_events_enabled && s.backfill_enabled);
-        assert_eq!(
-            s.database_url.expose(),
-            "postgres://postgres@127.0.0.1:5432/tickfill"
-        );
+        assert_eq!(s.database_url.expose(), "postgres://postgres@127.0.0.1:5432/tickfill");
     }
 
     #[test]
@@ -483,10 +445,7 @@ mod tests {
     fn secrets_never_print() {
         let s = with(&[("ADMIN_TOKEN", "hunter2"), ("DB_PASSWORD", "pw123")]).unwrap();
         let shown = format!("{s:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("pw123"),
-            "{shown}"
-        );
+        assert!(!shown.contains("hunter2") && !shown.contains("pw123"), "{shown}");
         let e = with(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k-secret")]).unwrap_err();
         assert!(!e.to_string().contains("k-secret"));
     }
@@ -495,27 +454,17 @@ mod tests {
     fn env_example_lists_every_variable_and_its_defaults_parse() {
         let text = include_str!("../.env.example");
         let mut map = HashMap::new();
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && l.contains('='))
-        {
+        for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
             let (k, v) = line.split_once('=').unwrap();
             map.insert(k.trim().to_string(), v.trim().to_string());
         }
         for var in VARIABLES {
             assert!(map.contains_key(*var), "{var} missing from .env.example");
         }
-        assert_eq!(
-            map.len(),
-            VARIABLES.len(),
-            ".env.example lists a variable tickfill does not read"
-        );
+        assert_eq!(map.len(), VARIABLES.len(), ".env.example lists a variable tickfill does not read");
         let s = Settings::from_map(&map).unwrap();
         let d = Settings::defaults();
-        assert_eq!(
-            (s.rate_limit, s.lookback, s.queue.as_str()),
-            (d.rate_limit, d.lookback, d.queue.as_str())
-        );
+        assert_eq!((s.rate_limit, s.lookback, s.queue.as_str()), (d.rate_limit, d.lookback, d.queue.as_str()));
     }
 
     #[test]

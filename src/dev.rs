@@ -8,9 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::{
-    bridge, config::Settings, load, queue, scheduler, shutdown::Shutdown, sim, store, worker,
-};
+use crate::{bridge, config::Settings, load, queue, scheduler, shutdown::Shutdown, sim, store, worker};
 
 /// Subscribed at start: the index, the near future, and an at-the-money call and put.
 pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_000_021];
@@ -18,19 +16,11 @@ pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 4).await?;
     store::migrate(&pool).await?;
-    println!(
-        "migrations applied ({:?} bar tables)",
-        store::bar_storage(&pool).await?
-    );
+    println!("migrations applied ({:?} bar tables)", store::bar_storage(&pool).await?);
 
     let url = reqwest::Url::parse(&settings.ticker_url)?;
-    let host = url
-        .host_str()
-        .context("TICKER_SERVICE_URL has no host")?
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .context("TICKER_SERVICE_URL has no port")?;
+    let host = url.host_str().context("TICKER_SERVICE_URL has no host")?.to_string();
+    let port = url.port_or_known_default().context("TICKER_SERVICE_URL has no port")?;
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await?
         .next()
@@ -42,9 +32,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let bound = sim::spawn(addr, opts, shutdown.clone())
         .await
-        .with_context(|| {
-            format!("failed to start the simulator on {addr} (is something else on that port?)")
-        })?;
+        .with_context(|| format!("failed to start the simulator on {addr} (is something else on that port?)"))?;
     println!("simulator on http://{bound}");
 
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
@@ -69,16 +57,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             .json(&serde_json::json!({"instrument_token": token}))
             .send()
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "subscribing {token} answered {}",
-            resp.status()
-        );
+        anyhow::ensure!(resp.status().is_success(), "subscribing {token} answered {}", resp.status());
     }
-    println!(
-        "subscribed {} demo instruments; Ctrl-C stops",
-        DEMO_TOKENS.len()
-    );
+    println!("subscribed {} demo instruments; Ctrl-C stops", DEMO_TOKENS.len());
     loop {
         tokio::select! {
             Some(c) = rx.recv() => println!(

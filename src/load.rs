@@ -28,18 +28,14 @@ pub struct LoadReport {
 /// Reads the dump from a file path, an http(s) URL, or `-` for stdin.
 pub async fn read_source(source: &str) -> anyhow::Result<Vec<u8>> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        let resp = reqwest::get(source)
-            .await
-            .with_context(|| format!("failed to fetch {source}"))?;
+        let resp = reqwest::get(source).await.with_context(|| format!("failed to fetch {source}"))?;
         let status = resp.status();
         anyhow::ensure!(status.is_success(), "fetching {source} answered {status}");
         return Ok(resp.bytes().await?.to_vec());
     }
     if source == "-" {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("failed to read stdin")?;
+        std::io::stdin().read_to_end(&mut buf).context("failed to read stdin")?;
         return Ok(buf);
     }
     std::fs::read(source).with_context(|| format!("failed to read {source}"))
@@ -59,10 +55,7 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
     } else {
         bytes.to_vec()
     };
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(lf.as_slice());
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(lf.as_slice());
     let headers = rdr.headers().context("the dump has no header row")?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let token_col = col("instrument_token").context("the dump has no instrument_token column")?;
@@ -106,41 +99,20 @@ fn parse_row(
     symbol_col: usize,
     cols: &[Option<usize>; 10],
 ) -> Result<Instrument, String> {
-    let get = |i: Option<usize>| {
-        i.and_then(|i| r.get(i))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
+    let get = |i: Option<usize>| i.and_then(|i| r.get(i)).map(str::trim).filter(|s| !s.is_empty());
     let token: u64 = get(Some(token_col))
         .ok_or("instrument_token is empty")?
         .parse()
-        .map_err(|_| {
-            format!(
-                "instrument_token {:?} is not a number",
-                r.get(token_col).unwrap_or("")
-            )
-        })?;
+        .map_err(|_| format!("instrument_token {:?} is not a number", r.get(token_col).unwrap_or("")))?;
     if token == 0 || token > u32::MAX as u64 {
-        return Err(format!(
-            "instrument_token {token} is outside 1 … 4294967295"
-        ));
+        return Err(format!("instrument_token {token} is outside 1 … 4294967295"));
     }
-    let tradingsymbol = get(Some(symbol_col))
-        .ok_or("tradingsymbol is empty")?
-        .to_string();
+    let tradingsymbol = get(Some(symbol_col)).ok_or("tradingsymbol is empty")?.to_string();
     let num = |i: Option<usize>, what: &str| -> Result<Option<f64>, String> {
-        get(i)
-            .map(|v| {
-                v.parse::<f64>()
-                    .map_err(|_| format!("{what} {v:?} is not a number"))
-            })
-            .transpose()
+        get(i).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
     };
     let expiry = get(cols[3])
-        .map(|v| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD"))
-        })
+        .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
         .transpose()?;
     Ok(Instrument {
         instrument_token: token as u32,
@@ -152,11 +124,7 @@ fn parse_row(
         strike: num(cols[4], "strike")?,
         tick_size: num(cols[5], "tick_size")?,
         lot_size: get(cols[6])
-            .map(|v| {
-                v.parse::<f64>()
-                    .map(|f| f as i32)
-                    .map_err(|_| format!("lot_size {v:?} is not a number"))
-            })
+            .map(|v| v.parse::<f64>().map(|f| f as i32).map_err(|_| format!("lot_size {v:?} is not a number")))
             .transpose()?,
         instrument_type: get(cols[7]).map(String::from),
         segment: get(cols[8]).map(String::from),
@@ -167,15 +135,10 @@ fn parse_row(
 /// Loads a dump into `instruments`.
 pub async fn load(pool: &PgPool, bytes: &[u8]) -> anyhow::Result<LoadReport> {
     let (rows, rejected) = parse_dump(bytes)?;
-    let mut report = LoadReport {
-        rows: (rows.len() + rejected.len()) as u64,
-        upserted: 0,
-        rejected,
-    };
+    let mut report = LoadReport { rows: (rows.len() + rejected.len()) as u64, upserted: 0, rejected };
     for chunk in rows.chunks(BATCH) {
-        report.upserted += instruments::upsert_instruments(pool, chunk, Source::Dump)
-            .await
-            .context("failed to upsert instruments")?;
+        report.upserted +=
+            instruments::upsert_instruments(pool, chunk, Source::Dump).await.context("failed to upsert instruments")?;
     }
     Ok(report)
 }

@@ -5,16 +5,12 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, config::Settings, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim,
-    store, telemetry, worker,
+    bench, bridge, config::Settings, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim, store, telemetry,
+    worker,
 };
 
 #[derive(Parser)]
-#[command(
-    name = "tickfill",
-    version,
-    about = "Durable 1-minute history backfill for subscribed instruments"
-)]
+#[command(name = "tickfill", version, about = "Durable 1-minute history backfill for subscribed instruments")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,9 +87,7 @@ enum BackfillCommand {
 fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| {
-            format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})")
-        })
+        .map_err(|e| format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})"))
 }
 
 #[derive(clap::Args)]
@@ -186,10 +180,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             let pool = store::connect(settings.database_url.expose(), 1).await?;
             store::migrate(&pool).await?;
-            println!(
-                "migrations applied; bar tables: {:?}",
-                store::bar_storage(&pool).await?
-            );
+            println!("migrations applied; bar tables: {:?}", store::bar_storage(&pool).await?);
         }
         Command::Bridge => {
             shutdown.on_signals();
@@ -235,25 +226,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .with_context(|| format!("failed to bind {}", a.listen))?;
             sim::serve(listener, opts, shutdown).await?;
         }
-        Command::Instruments {
-            command: InstrumentsCommand::Load { source },
-        } => {
+        Command::Instruments { command: InstrumentsCommand::Load { source } } => {
             let pool = store::connect(settings.database_url.expose(), 2).await?;
             let bytes = load::read_source(&source).await?;
             let report = load::load(&pool, &bytes).await?;
             for (line, why) in &report.rejected {
                 eprintln!("line {line}: {why}");
             }
-            println!(
-                "{} rows read, {} upserted, {} rejected",
-                report.rows,
-                report.upserted,
-                report.rejected.len()
-            );
+            println!("{} rows read, {} upserted, {} rejected", report.rows, report.upserted, report.rejected.len());
         }
-        Command::Events {
-            command: EventsCommand::Rejected { json, limit },
-        } => {
+        Command::Events { command: EventsCommand::Rejected { json, limit } } => {
             let mut conn = queue::connect(settings.redis_url.expose()).await?;
             let list = bridge::list_rejected(&mut conn, &settings.queue, limit).await?;
             if json {
@@ -270,13 +252,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         e["code"].as_str().unwrap_or(""),
                         e["bytes"],
                         e["reason"].as_str().unwrap_or(""),
-                        e["message"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(80)
-                            .collect::<String>()
-                            .escape_debug()
+                        e["message"].as_str().unwrap_or("").chars().take(80).collect::<String>().escape_debug()
                     );
                 }
                 if list.is_empty() {
@@ -284,19 +260,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench {
-            command: BenchCommand::Sweep { subscriptions },
-        } => {
+        Command::Bench { command: BenchCommand::Sweep { subscriptions } } => {
             anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
             println!("{}", bench::sweep(settings, subscriptions).await?);
         }
-        Command::Bench {
-            command: BenchCommand::Latency { events, rate },
-        } => {
-            anyhow::ensure!(
-                events > 0 && rate > 0.0,
-                "--events and --rate must be positive"
-            );
+        Command::Bench { command: BenchCommand::Latency { events, rate } } => {
+            anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");
             let out = bench::latency(settings, events, rate).await?;
             println!("{out}");
         }
@@ -325,10 +294,7 @@ async fn backfill(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 2).await?;
     let (rows, dead) = ops::wait_for_backfill(&pool, &job_ids).await?;
     println!("{rows} rows stored");
-    anyhow::ensure!(
-        dead == 0,
-        "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error"
-    );
+    anyhow::ensure!(dead == 0, "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error");
     Ok(())
 }
 
@@ -346,12 +312,8 @@ fn print_status(rows: &[ops::SubscriptionStatus]) {
             "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m  {}",
             r.instrument_token,
             r.tradingsymbol.as_deref().unwrap_or("?"),
-            r.newest_bar
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.newest_bar_age_s
-                .map(|s| format!("{}m{:02}s", s / 60, s % 60))
-                .unwrap_or_else(|| "-".into()),
+            r.newest_bar.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into()),
+            r.newest_bar_age_s.map(|s| format!("{}m{:02}s", s / 60, s % 60)).unwrap_or_else(|| "-".into()),
             r.holes,
             r.missing_minutes,
             r.last_outcome.as_deref().unwrap_or("-"),

@@ -44,19 +44,9 @@ pub enum BarTarget {
     /// Indices and equities → `minute_bars`.
     Minute { symbol: String },
     /// Futures → `futures_bars`.
-    Future {
-        contract: String,
-        symbol: String,
-        expiry: NaiveDate,
-    },
+    Future { contract: String, symbol: String, expiry: NaiveDate },
     /// Options → `option_bars`.
-    Option {
-        contract: String,
-        symbol: String,
-        expiry: NaiveDate,
-        strike: f64,
-        option_type: OptionType,
-    },
+    Option { contract: String, symbol: String, expiry: NaiveDate, strike: f64, option_type: OptionType },
 }
 
 impl BarTarget {
@@ -99,39 +89,23 @@ pub fn classify(inst: &Instrument) -> Result<BarTarget, String> {
         .ok_or_else(|| format!("instrument {} has no segment", inst.instrument_token))?;
     let contract = inst.tradingsymbol.clone();
     if segment == "INDICES" {
-        return Ok(BarTarget::Minute {
-            symbol: normalise_underlying(&inst.tradingsymbol),
-        });
+        return Ok(BarTarget::Minute { symbol: normalise_underlying(&inst.tradingsymbol) });
     }
     if matches!(segment.as_str(), "NSE" | "BSE") {
         return Ok(BarTarget::Minute { symbol: contract });
     }
     let derivative = |what: &str| -> Result<(String, NaiveDate), String> {
-        let name = inst
-            .name
-            .as_deref()
-            .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "{what} {contract} ({}) has no underlying name in instruments",
-                    inst.instrument_token
-                )
-            })?;
-        let expiry = inst.expiry.ok_or_else(|| {
-            format!(
-                "{what} {contract} ({}) has no expiry in instruments",
-                inst.instrument_token
-            )
+        let name = inst.name.as_deref().filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+            format!("{what} {contract} ({}) has no underlying name in instruments", inst.instrument_token)
         })?;
+        let expiry = inst
+            .expiry
+            .ok_or_else(|| format!("{what} {contract} ({}) has no expiry in instruments", inst.instrument_token))?;
         Ok((normalise_underlying(name), expiry))
     };
     if segment.ends_with("-FUT") {
         let (symbol, expiry) = derivative("future")?;
-        return Ok(BarTarget::Future {
-            contract,
-            symbol,
-            expiry,
-        });
+        return Ok(BarTarget::Future { contract, symbol, expiry });
     }
     if segment.ends_with("-OPT") {
         let (symbol, expiry) = derivative("option")?;
@@ -144,38 +118,18 @@ pub fn classify(inst: &Instrument) -> Result<BarTarget, String> {
             Some("PE") => OptionType::Put,
             _ if contract.ends_with("CE") => OptionType::Call,
             _ if contract.ends_with("PE") => OptionType::Put,
-            other => {
-                return Err(format!(
-                    "option {contract} has instrument_type {other:?}, not CE or PE"
-                ))
-            }
+            other => return Err(format!("option {contract} has instrument_type {other:?}, not CE or PE")),
         };
-        return Ok(BarTarget::Option {
-            contract,
-            symbol,
-            expiry,
-            strike,
-            option_type,
-        });
+        return Ok(BarTarget::Option { contract, symbol, expiry, strike, option_type });
     }
-    Err(format!(
-        "segment {segment} of instrument {} is not one tickfill stores",
-        inst.instrument_token
-    ))
+    Err(format!("segment {segment} of instrument {} is not one tickfill stores", inst.instrument_token))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn inst(
-        sym: &str,
-        name: &str,
-        seg: &str,
-        ty: &str,
-        strike: f64,
-        expiry: Option<&str>,
-    ) -> Instrument {
+    fn inst(sym: &str, name: &str, seg: &str, ty: &str, strike: f64, expiry: Option<&str>) -> Instrument {
         Instrument {
             instrument_token: 1,
             tradingsymbol: sym.into(),
@@ -192,43 +146,21 @@ mod tests {
     fn indices_use_the_normalised_name_and_equities_their_symbol() {
         assert_eq!(
             classify(&inst("NIFTY 50", "NIFTY 50", "INDICES", "EQ", 0.0, None)).unwrap(),
-            BarTarget::Minute {
-                symbol: "NIFTY".into()
-            }
+            BarTarget::Minute { symbol: "NIFTY".into() }
         );
         assert_eq!(
-            classify(&inst(
-                "NIFTY BANK",
-                "NIFTY BANK",
-                "INDICES",
-                "EQ",
-                0.0,
-                None
-            ))
-            .unwrap(),
-            BarTarget::Minute {
-                symbol: "BANKNIFTY".into()
-            }
+            classify(&inst("NIFTY BANK", "NIFTY BANK", "INDICES", "EQ", 0.0, None)).unwrap(),
+            BarTarget::Minute { symbol: "BANKNIFTY".into() }
         );
         assert_eq!(
             classify(&inst("INFY", "INFOSYS", "NSE", "EQ", 0.0, None)).unwrap(),
-            BarTarget::Minute {
-                symbol: "INFY".into()
-            }
+            BarTarget::Minute { symbol: "INFY".into() }
         );
     }
 
     #[test]
     fn futures_and_options_carry_underlying_expiry_and_strike() {
-        let f = classify(&inst(
-            "NIFTY25NOVFUT",
-            "NIFTY",
-            "NFO-FUT",
-            "FUT",
-            0.0,
-            Some("2025-11-25"),
-        ))
-        .unwrap();
+        let f = classify(&inst("NIFTY25NOVFUT", "NIFTY", "NFO-FUT", "FUT", 0.0, Some("2025-11-25"))).unwrap();
         assert_eq!(
             f,
             BarTarget::Future {
@@ -237,15 +169,7 @@ mod tests {
                 expiry: "2025-11-25".parse().unwrap()
             }
         );
-        let o = classify(&inst(
-            "NIFTY25N1124500PE",
-            "NIFTY",
-            "NFO-OPT",
-            "PE",
-            24500.0,
-            Some("2025-11-11"),
-        ))
-        .unwrap();
+        let o = classify(&inst("NIFTY25N1124500PE", "NIFTY", "NFO-OPT", "PE", 24500.0, Some("2025-11-11"))).unwrap();
         assert_eq!(
             o,
             BarTarget::Option {
@@ -256,24 +180,12 @@ mod tests {
                 option_type: OptionType::Put,
             }
         );
-        assert!(classify(&inst(
-            "GOLD25DECFUT",
-            "GOLD",
-            "MCX-FUT",
-            "FUT",
-            0.0,
-            Some("2025-12-05")
-        ))
-        .is_ok());
+        assert!(classify(&inst("GOLD25DECFUT", "GOLD", "MCX-FUT", "FUT", 0.0, Some("2025-12-05"))).is_ok());
     }
 
     #[test]
     fn incomplete_derivatives_and_unknown_segments_are_refused() {
-        assert!(
-            classify(&inst("NIFTY25NOVFUT", "NIFTY", "NFO-FUT", "FUT", 0.0, None))
-                .unwrap_err()
-                .contains("expiry")
-        );
+        assert!(classify(&inst("NIFTY25NOVFUT", "NIFTY", "NFO-FUT", "FUT", 0.0, None)).unwrap_err().contains("expiry"));
         assert!(classify(&inst("X", "X", "CDS-XYZ", "EQ", 0.0, None)).is_err());
     }
 }

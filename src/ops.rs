@@ -23,20 +23,11 @@ pub async fn push_backfill(
     force: bool,
 ) -> anyhow::Result<Vec<(Window, String)>> {
     let window = (floor_minute(window.0), floor_minute(window.1));
-    anyhow::ensure!(
-        window.0 < window.1,
-        "--from must be before --to (after rounding down to the minute)"
-    );
+    anyhow::ensure!(window.0 < window.1, "--from must be before --to (after rounding down to the minute)");
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut pushed = Vec::new();
     for (from, to) in windows::split(window, windows::MAX_CHUNK) {
-        let job = Job::Backfill {
-            token,
-            from,
-            to,
-            reason: Reason::Manual,
-            force,
-        };
+        let job = Job::Backfill { token, from, to, reason: Reason::Manual, force };
         let key = format!("manual:{run}:{}", job.idempotency_key());
         let id = producer.push_as(&job, &key, None).await?;
         pushed.push(((from, to), id));
@@ -70,11 +61,7 @@ pub async fn wait_for_backfill(pool: &PgPool, job_ids: &[String]) -> anyhow::Res
             "#".repeat(filled),
             "-".repeat(width - filled),
             job_ids.len(),
-            if dead > 0 {
-                format!("  {dead} failed")
-            } else {
-                String::new()
-            }
+            if dead > 0 { format!("  {dead} failed") } else { String::new() }
         );
         let _ = err.flush();
         if done >= job_ids.len() {
@@ -86,11 +73,7 @@ pub async fn wait_for_backfill(pool: &PgPool, job_ids: &[String]) -> anyhow::Res
 }
 
 /// Drops the pending (not yet running) backfills of `token` from both lanes; returns how many.
-pub async fn cancel_backfills(
-    conn: &mut redis::aio::ConnectionManager,
-    ns: &str,
-    token: u32,
-) -> anyhow::Result<u64> {
+pub async fn cancel_backfills(conn: &mut redis::aio::ConnectionManager, ns: &str, token: u32) -> anyhow::Result<u64> {
     static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"local token = tonumber(ARGV[1])
@@ -152,19 +135,8 @@ pub struct SubscriptionStatus {
 
 /// Per active subscription: newest stored bar and its age, coverage holes in the lookback, and
 /// the last run's outcome.
-pub async fn status(
-    pool: &PgPool,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<SubscriptionStatus>> {
-    type Row = (
-        i64,
-        Option<String>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    );
+pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Vec<SubscriptionStatus>> {
+    type Row = (i64, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>, Option<DateTime<Utc>>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.instrument_token, s.tradingsymbol, s.subscribed_at,
                 GREATEST((SELECT max(time) FROM minute_bars b WHERE b.instrument_token = s.instrument_token),

@@ -32,17 +32,12 @@ pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)));
-    client
-        .get_connection_manager_with_config(cfg)
-        .await
-        .context("failed to connect to Redis")
+    client.get_connection_manager_with_config(cfg).await.context("failed to connect to Redis")
 }
 
 /// The apalis-redis configuration of one lane.
 pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
-    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64())
-        .ceil()
-        .max(1.0) as usize;
+    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).ceil().max(1.0) as usize;
     Config::default()
         .queue(queue_name(&settings.queue, lane))
         .idempotency_ttl(Some(IDEMPOTENCY_TTL))
@@ -67,37 +62,23 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
-        let storage =
-            |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
-        Producer {
-            urgent: storage(Lane::Urgent),
-            bulk: storage(Lane::Bulk),
-            conn,
-            ns: settings.queue.clone(),
-        }
+        let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
+        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, ns: settings.queue.clone() }
     }
 
     /// Pushes a job under the idempotency key derived from its content; a second push of the same
     /// job within [`IDEMPOTENCY_TTL`] is dropped by Redis.
     pub async fn push(&mut self, job: &Job) -> anyhow::Result<()> {
-        self.push_as(job, &job.idempotency_key(), None)
-            .await
-            .map(drop)
+        self.push_as(job, &job.idempotency_key(), None).await.map(drop)
     }
 
     /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
     /// optionally delayed; returns the job's id (what `backfill_runs.job_id` will say).
-    pub async fn push_as(
-        &mut self,
-        job: &Job,
-        key: &str,
-        delay: Option<Duration>,
-    ) -> anyhow::Result<String> {
+    pub async fn push_as(&mut self, job: &Job, key: &str, delay: Option<Duration>) -> anyhow::Result<String> {
         // ULIDs sort by time, so jobs due in the same second still run in push order.
         let id = ulid::Ulid::new().to_string();
-        let mut task = TaskBuilder::new(Envelope::new(job))
-            .task_id(id.parse().expect("a ULID is a task id"))
-            .idempotency_key(key);
+        let mut task =
+            TaskBuilder::new(Envelope::new(job)).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);
         if let Some(d) = delay {
             task = task.run_in_seconds(d.as_secs());
         }
@@ -112,10 +93,7 @@ impl Producer {
         if delay.is_none() {
             // Wake idle workers now rather than at their next poll. Best effort: a lost wake
             // costs one poll interval, nothing else.
-            let _: redis::RedisResult<i64> = self
-                .conn
-                .publish(wake_channel(&self.ns, job.lane()), 1)
-                .await;
+            let _: redis::RedisResult<i64> = self.conn.publish(wake_channel(&self.ns, job.lane()), 1).await;
         }
         Ok(id)
     }
@@ -129,11 +107,7 @@ impl Producer {
             let tasks: Vec<_> = jobs
                 .iter()
                 .filter(|j| j.lane() == lane)
-                .map(|j| {
-                    TaskBuilder::new(Envelope::new(j))
-                        .idempotency_key(j.idempotency_key())
-                        .build()
-                })
+                .map(|j| TaskBuilder::new(Envelope::new(j)).idempotency_key(j.idempotency_key()).build())
                 .collect();
             if tasks.is_empty() {
                 continue;
@@ -146,8 +120,7 @@ impl Producer {
                 .push_all(futures::stream::iter(tasks))
                 .await
                 .map_err(|e| anyhow::anyhow!("failed to push a batch of jobs: {e:?}"))?;
-            let _: redis::RedisResult<i64> =
-                self.conn.publish(wake_channel(&self.ns, lane), 1).await;
+            let _: redis::RedisResult<i64> = self.conn.publish(wake_channel(&self.ns, lane), 1).await;
         }
         Ok(())
     }
@@ -209,10 +182,7 @@ pub async fn count(conn: &mut ConnectionManager, ns: &str, name: &str) {
 }
 
 /// Reads every counter of the namespace.
-pub async fn counters(
-    conn: &mut ConnectionManager,
-    ns: &str,
-) -> redis::RedisResult<Vec<(String, i64)>> {
+pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<(String, i64)>> {
     let mut all: Vec<(String, i64)> = conn.hgetall(counters_key(ns)).await?;
     all.sort();
     Ok(all)
@@ -237,10 +207,7 @@ pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::
     }
     // apalis-redis registers every queue in one global set; forget this namespace's entries.
     let registered: Vec<String> = conn.zrange(APALIS_QUEUES, 0, -1).await?;
-    let ours: Vec<&String> = registered
-        .iter()
-        .filter(|k| k.starts_with(&format!("{ns}:")))
-        .collect();
+    let ours: Vec<&String> = registered.iter().filter(|k| k.starts_with(&format!("{ns}:"))).collect();
     if !ours.is_empty() {
         conn.zrem::<_, _, i64>(APALIS_QUEUES, ours).await?;
     }
@@ -249,11 +216,7 @@ pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::
 
 /// How many subscribers a pub/sub channel has (the bridge's readiness from outside).
 pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::RedisResult<i64> {
-    let (_, n): (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(conn)
-        .await?;
+    let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(conn).await?;
     Ok(n)
 }
 
@@ -276,11 +239,7 @@ impl Depths {
 }
 
 /// Reads the depths of one lane.
-pub async fn lane_depths(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    lane: Lane,
-) -> redis::RedisResult<Depths> {
+pub async fn lane_depths(conn: &mut ConnectionManager, ns: &str, lane: Lane) -> redis::RedisResult<Depths> {
     let q = queue_name(ns, lane);
     let mut inflight: Vec<String> = Vec::new();
     {

@@ -24,19 +24,11 @@ impl Interval {
     /// 6 (second first) or 7 fields.
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         if let Ok(d) = crate::config::parse_duration(s) {
-            anyhow::ensure!(
-                d >= Duration::from_secs(1),
-                "SWEEP_INTERVAL must be at least 1s"
-            );
+            anyhow::ensure!(d >= Duration::from_secs(1), "SWEEP_INTERVAL must be at least 1s");
             return Ok(Interval::Every(d));
         }
-        let expr = if s.split_whitespace().count() == 5 {
-            format!("0 {s}")
-        } else {
-            s.to_string()
-        };
-        let schedule = cron::Schedule::from_str(&expr)
-            .map_err(|e| anyhow::anyhow!("SWEEP_INTERVAL {s:?}: {e}"))?;
+        let expr = if s.split_whitespace().count() == 5 { format!("0 {s}") } else { s.to_string() };
+        let schedule = cron::Schedule::from_str(&expr).map_err(|e| anyhow::anyhow!("SWEEP_INTERVAL {s:?}: {e}"))?;
         Ok(Interval::Cron(Box::new(schedule)))
     }
 
@@ -59,10 +51,7 @@ impl Interval {
     pub fn next_tick(&self, tick: DateTime<Utc>) -> DateTime<Utc> {
         match self {
             Interval::Every(d) => tick + chrono::Duration::from_std(*d).expect("interval fits"),
-            Interval::Cron(s) => s
-                .after(&tick)
-                .next()
-                .unwrap_or(tick + chrono::Duration::days(365)),
+            Interval::Cron(s) => s.after(&tick).next().unwrap_or(tick + chrono::Duration::days(365)),
         }
     }
 }
@@ -88,9 +77,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             }
         }
         let wait = match last_pushed {
-            Some(t) => (interval.next_tick(t) - Utc::now())
-                .to_std()
-                .unwrap_or_default(),
+            Some(t) => (interval.next_tick(t) - Utc::now()).to_std().unwrap_or_default(),
             None => Duration::from_secs(1),
         };
         tokio::select! {
@@ -112,34 +99,19 @@ mod tests {
     fn duration_ticks_are_aligned_and_only_the_latest_counts() {
         let i = Interval::parse("5m").unwrap();
         let now = Utc.with_ymd_and_hms(2025, 11, 4, 10, 7, 31).unwrap();
-        assert_eq!(
-            i.latest_tick(now),
-            Utc.with_ymd_and_hms(2025, 11, 4, 10, 5, 0).unwrap()
-        );
-        assert_eq!(
-            i.next_tick(i.latest_tick(now)),
-            Utc.with_ymd_and_hms(2025, 11, 4, 10, 10, 0).unwrap()
-        );
+        assert_eq!(i.latest_tick(now), Utc.with_ymd_and_hms(2025, 11, 4, 10, 5, 0).unwrap());
+        assert_eq!(i.next_tick(i.latest_tick(now)), Utc.with_ymd_and_hms(2025, 11, 4, 10, 10, 0).unwrap());
         // Down for an hour: the latest tick is the one that fires.
         let later = now + chrono::Duration::hours(1);
-        assert_eq!(
-            i.latest_tick(later),
-            Utc.with_ymd_and_hms(2025, 11, 4, 11, 5, 0).unwrap()
-        );
+        assert_eq!(i.latest_tick(later), Utc.with_ymd_and_hms(2025, 11, 4, 11, 5, 0).unwrap());
     }
 
     #[test]
     fn cron_expressions_with_five_or_six_fields() {
         let i = Interval::parse("*/15 * * * *").unwrap();
         let now = Utc.with_ymd_and_hms(2025, 11, 4, 10, 7, 31).unwrap();
-        assert_eq!(
-            i.latest_tick(now),
-            Utc.with_ymd_and_hms(2025, 11, 4, 10, 0, 0).unwrap()
-        );
-        assert_eq!(
-            i.next_tick(i.latest_tick(now)),
-            Utc.with_ymd_and_hms(2025, 11, 4, 10, 15, 0).unwrap()
-        );
+        assert_eq!(i.latest_tick(now), Utc.with_ymd_and_hms(2025, 11, 4, 10, 0, 0).unwrap());
+        assert_eq!(i.next_tick(i.latest_tick(now)), Utc.with_ymd_and_hms(2025, 11, 4, 10, 15, 0).unwrap());
         let on = Utc.with_ymd_and_hms(2025, 11, 4, 10, 15, 0).unwrap();
         assert_eq!(i.latest_tick(on), on);
         assert!(Interval::parse("0 30 9 * * Mon-Fri").is_ok());

@@ -37,8 +37,7 @@ impl Shutdown {
             let term = async {
                 #[cfg(unix)]
                 {
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                         Ok(mut s) => {
                             s.recv().await;
                         }

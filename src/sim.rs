@@ -107,11 +107,7 @@ impl Default for SimOptions {
 
 /// Parses `--latency-ms 5..200` or `--latency-ms 20`.
 pub fn parse_latency(s: &str) -> Result<(u64, u64), String> {
-    let parse = |x: &str| {
-        x.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{x:?} is not a whole number of ms"))
-    };
+    let parse = |x: &str| x.trim().parse::<u64>().map_err(|_| format!("{x:?} is not a whole number of ms"));
     match s.split_once("..") {
         Some((a, b)) => {
             let (a, b) = (parse(a)?, parse(b)?);
@@ -146,34 +142,22 @@ struct SimInstrument {
 }
 
 fn last_tuesday(year: i32, month: u32) -> NaiveDate {
-    let (ny, nm) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    let mut d = NaiveDate::from_ymd_opt(ny, nm, 1)
-        .expect("valid date")
-        .pred_opt()
-        .expect("valid date");
+    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let mut d = NaiveDate::from_ymd_opt(ny, nm, 1).expect("valid date").pred_opt().expect("valid date");
     while d.weekday() != Weekday::Tue {
         d = d.pred_opt().expect("valid date");
     }
     d
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 
 /// Kite's option symbol: monthly `NIFTY25NOV24500CE`, weekly `NIFTY25N1124500CE` (month 1-9, O, N, D).
 fn option_symbol(expiry: NaiveDate, strike: u32, call: bool) -> String {
     let yy = expiry.year() % 100;
     let cp = if call { "CE" } else { "PE" };
     if expiry == last_tuesday(expiry.year(), expiry.month()) {
-        format!(
-            "NIFTY{yy:02}{}{strike}{cp}",
-            MONTHS[expiry.month0() as usize]
-        )
+        format!("NIFTY{yy:02}{}{strike}{cp}", MONTHS[expiry.month0() as usize])
     } else {
         let m = match expiry.month() {
             10 => 'O',
@@ -204,11 +188,7 @@ fn build_universe(today: NaiveDate, synthetic: usize) -> Vec<SimInstrument> {
         let e = last_tuesday(y, m);
         all.push(SimInstrument {
             token: 10_000_001 + n,
-            tradingsymbol: format!(
-                "NIFTY{:02}{}FUT",
-                e.year() % 100,
-                MONTHS[e.month0() as usize]
-            ),
+            tradingsymbol: format!("NIFTY{:02}{}FUT", e.year() % 100, MONTHS[e.month0() as usize]),
             name: "NIFTY".into(),
             expiry: Some(e),
             segment: "NFO-FUT",
@@ -235,10 +215,7 @@ fn build_universe(today: NaiveDate, synthetic: usize) -> Vec<SimInstrument> {
                     segment: "NFO-OPT",
                     exchange: "NFO",
                     instrument_type: if call { "CE" } else { "PE" },
-                    kind: Kind::Option {
-                        strike: strike as f64,
-                        call,
-                    },
+                    kind: Kind::Option { strike: strike as f64, call },
                 });
             }
         }
@@ -272,19 +249,15 @@ fn tick(x: f64) -> f64 {
 fn path(base: f64, token: u32, k: i64) -> f64 {
     let phase = 2.0 * PI * (token % 1000) as f64 / 1000.0;
     let k = k as f64;
-    base * (1.0
-        + 0.004 * (2.0 * PI * k / 375.0).sin()
-        + 0.0015 * (2.0 * PI * k / 47.0 + phase).sin())
+    base * (1.0 + 0.004 * (2.0 * PI * k / 375.0).sin() + 0.0015 * (2.0 * PI * k / 47.0 + phase).sin())
 }
 
 /// Standard normal CDF (Abramowitz–Stegun 7.1.26 through erf).
 fn norm_cdf(x: f64) -> f64 {
     let z = x.abs() / 2f64.sqrt();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-z * z).exp();
     if x >= 0.0 {
         0.5 * (1.0 + erf)
@@ -314,22 +287,12 @@ fn black_scholes(u: f64, strike: f64, call: bool, years: f64) -> Greeks {
     let (price, delta) = if call {
         (u * norm_cdf(d1) - strike * norm_cdf(d2), norm_cdf(d1))
     } else {
-        (
-            strike * norm_cdf(-d2) - u * norm_cdf(-d1),
-            norm_cdf(d1) - 1.0,
-        )
+        (strike * norm_cdf(-d2) - u * norm_cdf(-d1), norm_cdf(d1) - 1.0)
     };
     let gamma = norm_pdf(d1) / (u * sq);
     let theta = -(u * norm_pdf(d1) * sigma) / (2.0 * years.sqrt()) / 365.0;
     let vega = u * norm_pdf(d1) * years.sqrt() / 100.0;
-    Greeks {
-        price,
-        iv: sigma * 100.0,
-        delta,
-        gamma,
-        theta,
-        vega,
-    }
+    Greeks { price, iv: sigma * 100.0, delta, gamma, theta, vega }
 }
 
 fn round4(x: f64) -> f64 {
@@ -343,17 +306,9 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> Value {
     let u1 = (h & 0xffff) as f64 / 65536.0;
     let u2 = ((h >> 16) & 0xffff) as f64 / 65536.0;
     let volume = 1000 + (h >> 32) % 9000;
-    let date = ist()
-        .timestamp_opt(t, 0)
-        .single()
-        .expect("valid instant")
-        .format("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string();
+    let date = ist().timestamp_opt(t, 0).single().expect("valid instant").format("%Y-%m-%dT%H:%M:%S%:z").to_string();
     let series = |base: f64| {
-        let (open, close) = (
-            tick(path(base, inst.token, k)),
-            tick(path(base, inst.token, k + 1)),
-        );
+        let (open, close) = (tick(path(base, inst.token, k)), tick(path(base, inst.token, k + 1)));
         let high = tick(open.max(close) + base * 0.0004 * (1.0 + u1));
         let low = tick(open.min(close) - base * 0.0004 * (1.0 + u2));
         (open, high, low, close)
@@ -380,19 +335,14 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> Value {
                 .expect("valid instant")
                 .timestamp();
             let years = |at: i64| ((close_at - at).max(60)) as f64 / (365.0 * 86_400.0);
-            let (u0, u1x) = (
-                path(INDEX_BASE, NIFTY_TOKEN, k),
-                path(INDEX_BASE, NIFTY_TOKEN, k + 1),
-            );
+            let (u0, u1x) = (path(INDEX_BASE, NIFTY_TOKEN, k), path(INDEX_BASE, NIFTY_TOKEN, k + 1));
             let g0 = black_scholes(u0, strike, call, years(t));
             let g1 = black_scholes(u1x, strike, call, years(t + 60));
             let open = tick(g0.price).max(0.05);
             let close = tick(g1.price).max(0.05);
             let spread = (0.001 * u0 * 0.05).max(0.05);
             let high = tick(open.max(close) + spread * (1.0 + u1));
-            let low = tick(open.min(close) - spread * (1.0 + u2))
-                .max(0.05)
-                .min(open.min(close));
+            let low = tick(open.min(close) - spread * (1.0 + u2)).max(0.05).min(open.min(close));
             let mut c = json!({"date": date, "open": open, "high": high, "low": low, "close": close, "volume": volume});
             if with_oi {
                 c["oi"] = json!(LOT * (1000 + ((h >> 40) % 20_000) as i64));
@@ -414,8 +364,7 @@ fn in_calendar(calendar: Calendar, t: i64) -> bool {
         Calendar::Nse => {
             let local = ist().timestamp_opt(t, 0).single().expect("valid instant");
             let minute = local.hour() * 60 + local.minute();
-            !matches!(local.weekday(), Weekday::Sat | Weekday::Sun)
-                && (9 * 60 + 15..15 * 60 + 30).contains(&minute)
+            !matches!(local.weekday(), Weekday::Sat | Weekday::Sun) && (9 * 60 + 15..15 * 60 + 30).contains(&minute)
         }
     }
 }
@@ -474,10 +423,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     });
     Ok(Router::new()
         .route("/history", get(history))
-        .route(
-            "/subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
+        .route("/subscriptions", get(list_subscriptions).post(create_subscription))
         .route("/subscriptions/{token}", delete(delete_subscription))
         .route("/instruments", get(instruments))
         .route("/stats", get(stats))
@@ -485,32 +431,20 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
 }
 
 /// Serves the simulator on an already bound listener until `shutdown` fires.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    opts: SimOptions,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, opts: SimOptions, shutdown: Shutdown) -> anyhow::Result<()> {
     let app = router(opts).await?;
     tracing::info!(addr = %listener.local_addr()?, "simulator listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
     Ok(())
 }
 
 /// Binds `addr` and serves in the background; returns the bound address (use port 0 in tests).
-pub async fn spawn(
-    addr: SocketAddr,
-    opts: SimOptions,
-    shutdown: Shutdown,
-) -> anyhow::Result<SocketAddr> {
+pub async fn spawn(addr: SocketAddr, opts: SimOptions, shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = router(opts).await?;
     tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await;
+        let r = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
         if let Err(e) = r {
             tracing::error!(error = %e, "simulator stopped");
         }
@@ -531,11 +465,7 @@ fn note_arrival(sim: &Sim) -> usize {
     let mut st = sim.stats.lock().expect("stats lock");
     let now = Instant::now();
     st.history_requests += 1;
-    while st
-        .recent
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-    {
+    while st.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
         st.recent.pop_front();
     }
     st.recent.push_back(now);
@@ -544,12 +474,7 @@ fn note_arrival(sim: &Sim) -> usize {
 }
 
 fn note_status(sim: &Sim, status: StatusCode) {
-    *sim.stats
-        .lock()
-        .expect("stats lock")
-        .by_status
-        .entry(status.as_u16())
-        .or_default() += 1;
+    *sim.stats.lock().expect("stats lock").by_status.entry(status.as_u16()).or_default() += 1;
 }
 
 async fn history(State(sim): State<Shared>, Query(q): Query<HistoryQuery>) -> Response {
@@ -566,13 +491,8 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
         let ms = rand::rng().random_range(o.latency_ms.0..=o.latency_ms.1);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let throttled = || {
-        (
-            [(header::RETRY_AFTER, "1")],
-            error(StatusCode::TOO_MANY_REQUESTS, "too many requests"),
-        )
-            .into_response()
-    };
+    let throttled =
+        || ([(header::RETRY_AFTER, "1")], error(StatusCode::TOO_MANY_REQUESTS, "too many requests")).into_response();
     if o.max_rps.is_some_and(|n| in_last_second > n as usize) {
         return throttled();
     }
@@ -583,26 +503,14 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
     if roll < o.throttle_rate + o.error_rate {
         return error(StatusCode::BAD_GATEWAY, "upstream failure (simulated)");
     }
-    let Some(token) = q
-        .instrument_token
-        .as_deref()
-        .and_then(|t| t.trim().parse::<u32>().ok())
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "instrument_token must be a positive integer",
-        );
+    let Some(token) = q.instrument_token.as_deref().and_then(|t| t.trim().parse::<u32>().ok()) else {
+        return error(StatusCode::BAD_REQUEST, "instrument_token must be a positive integer");
     };
     let parse = |s: &Option<String>, name: &str| {
         s.as_deref()
             .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
             .map(|d| d.with_timezone(&Utc))
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{name} must be an ISO-8601 timestamp"),
-                )
-            })
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("{name} must be an ISO-8601 timestamp")))
     };
     let (from, to) = match (parse(&q.from_ts, "from_ts"), parse(&q.to_ts, "to_ts")) {
         (Ok(f), Ok(t)) => (f, t),
@@ -615,26 +523,17 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
         return error(StatusCode::BAD_REQUEST, "to_ts must be after from_ts");
     }
     if to - from > chrono::Duration::days(MAX_WINDOW_DAYS) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("window exceeds {MAX_WINDOW_DAYS} days for minute candles"),
-        );
+        return error(StatusCode::BAD_REQUEST, format!("window exceeds {MAX_WINDOW_DAYS} days for minute candles"));
     }
     let Some(inst) = sim.universe.get(&token) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("unknown instrument_token {token}"),
-        );
+        return error(StatusCode::NOT_FOUND, format!("unknown instrument_token {token}"));
     };
     let with_oi = matches!(q.oi.as_deref(), Some("true" | "1"));
     let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
     let first = (from.timestamp() + 59).div_euclid(60) * 60;
     let end = to.timestamp().min(now_minute);
-    let candles: Vec<Value> = (first..end)
-        .step_by(60)
-        .filter(|t| in_calendar(o.calendar, *t))
-        .map(|t| candle(inst, t, with_oi))
-        .collect();
+    let candles: Vec<Value> =
+        (first..end).step_by(60).filter(|t| in_calendar(o.calendar, *t)).map(|t| candle(inst, t, with_oi)).collect();
     Json(json!({
         "instrument_token": token,
         "tradingsymbol": inst.tradingsymbol,
@@ -663,12 +562,7 @@ async fn list_subscriptions(State(sim): State<Shared>, Query(q): Query<ListQuery
     let offset = match q.offset.as_deref().map(str::parse::<usize>) {
         None => 0,
         Some(Ok(n)) => n,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "offset must be a non-negative integer",
-            )
-        }
+        _ => return error(StatusCode::BAD_REQUEST, "offset must be a non-negative integer"),
     };
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -676,12 +570,8 @@ async fn list_subscriptions(State(sim): State<Shared>, Query(q): Query<ListQuery
         Some(other) => return error(StatusCode::BAD_REQUEST, format!("unknown status {other:?}")),
     };
     let subs = sim.subs.lock().expect("subs lock");
-    let page: Vec<&SubRecord> = subs
-        .values()
-        .filter(|r| status.as_deref().is_none_or(|s| r.status == s))
-        .skip(offset)
-        .take(limit)
-        .collect();
+    let page: Vec<&SubRecord> =
+        subs.values().filter(|r| status.as_deref().is_none_or(|s| r.status == s)).skip(offset).take(limit).collect();
     Json(json!(page)).into_response()
 }
 
@@ -702,11 +592,8 @@ async fn publish(sim: &Sim, event_type: &str, rec: &SubRecord) {
         "timestamp": Utc::now().timestamp(),
     });
     let channel = format!("{}:events", sim.opts.channel_prefix);
-    let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(msg.to_string())
-        .query_async(&mut conn.clone())
-        .await;
+    let r: redis::RedisResult<i64> =
+        redis::cmd("PUBLISH").arg(&channel).arg(msg.to_string()).query_async(&mut conn.clone()).await;
     if let Err(e) = r {
         tracing::warn!(error = %e, channel, "simulator could not publish an event");
     }
@@ -717,10 +604,7 @@ async fn create_subscription(
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON {instrument_token, requested_mode?, account_id?}",
-        );
+        return error(StatusCode::BAD_REQUEST, "body must be JSON {instrument_token, requested_mode?, account_id?}");
     };
     let token = match &body.instrument_token {
         Value::Number(n) => n.as_u64().and_then(|t| u32::try_from(t).ok()),
@@ -728,16 +612,10 @@ async fn create_subscription(
         _ => None,
     };
     let Some(token) = token.filter(|t| *t > 0) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "instrument_token must be an integer 1 … 4294967295",
-        );
+        return error(StatusCode::BAD_REQUEST, "instrument_token must be an integer 1 … 4294967295");
     };
     let Some(inst) = sim.universe.get(&token) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("unknown instrument_token {token}"),
-        );
+        return error(StatusCode::NOT_FOUND, format!("unknown instrument_token {token}"));
     };
     let now = Utc::now().to_rfc3339();
     let rec = {
@@ -773,10 +651,7 @@ async fn delete_subscription(State(sim): State<Shared>, Path(token): Path<String
     let rec = {
         let mut subs = sim.subs.lock().expect("subs lock");
         let Some(rec) = subs.get_mut(&token) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no subscription for {token}"),
-            );
+            return error(StatusCode::NOT_FOUND, format!("no subscription for {token}"));
         };
         rec.status = "inactive";
         rec.updated_at = Utc::now().to_rfc3339();
@@ -815,12 +690,9 @@ async fn instruments(State(sim): State<Shared>) -> Response {
 
 async fn stats(State(sim): State<Shared>) -> Response {
     let st = sim.stats.lock().expect("stats lock");
-    let by_status: BTreeMap<String, u64> = st
-        .by_status
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
-    Json(json!({"history_requests": st.history_requests, "by_status": by_status, "peak_rps": st.peak_rps})).into_response()
+    let by_status: BTreeMap<String, u64> = st.by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    Json(json!({"history_requests": st.history_requests, "by_status": by_status, "peak_rps": st.peak_rps}))
+        .into_response()
 }
 
 #[cfg(test)]
@@ -832,10 +704,7 @@ mod tests {
         let monthly = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
         assert_eq!(last_tuesday(2025, 11), monthly);
         assert_eq!(option_symbol(monthly, 24500, true), "NIFTY25NOV24500CE");
-        assert_eq!(
-            option_symbol(NaiveDate::from_ymd_opt(2025, 11, 11).unwrap(), 24500, false),
-            "NIFTY25N1124500PE"
-        );
+        assert_eq!(option_symbol(NaiveDate::from_ymd_opt(2025, 11, 11).unwrap(), 24500, false), "NIFTY25N1124500PE");
         assert_eq!(
             option_symbol(NaiveDate::from_ymd_opt(2026, 3, 3).unwrap(), 24000, true),
             "NIFTY26303 24000CE".replace(' ', "")
@@ -856,18 +725,11 @@ mod tests {
                     a["low"].as_f64().unwrap(),
                     a["close"].as_f64().unwrap(),
                 );
-                assert!(
-                    h >= o.max(c) && l <= o.min(c) && l > 0.0,
-                    "{} {a}",
-                    inst.tradingsymbol
-                );
+                assert!(h >= o.max(c) && l <= o.min(c) && l > 0.0, "{} {a}", inst.tradingsymbol);
             }
         }
         // 09:15 IST is 03:45 UTC.
-        assert_eq!(
-            candle(&u[0], 1_762_227_900, false)["date"],
-            "2025-11-04T09:15:00+05:30"
-        );
+        assert_eq!(candle(&u[0], 1_762_227_900, false)["date"], "2025-11-04T09:15:00+05:30");
     }
 
     #[test]

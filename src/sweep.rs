@@ -62,10 +62,7 @@ pub fn plan_gaps(
                 continue;
             }
             for chunk in windows::split(hole, windows::MAX_CHUNK) {
-                gaps.push(Gap {
-                    token: *token,
-                    window: chunk,
-                });
+                gaps.push(Gap { token: *token, window: chunk });
             }
         }
     }
@@ -74,19 +71,12 @@ pub fn plan_gaps(
 
 /// The targets of a sweep: active subscriptions (start = subscribed_at − window, not before the
 /// lookback), or every active instrument when `BACKFILL_SUBSCRIPTION_AWARE` is off.
-pub async fn find_targets(
-    pool: &PgPool,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> sqlx::Result<Targets> {
+pub async fn find_targets(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Targets> {
     let lookback_start = now - Duration::from_std(settings.lookback).unwrap_or_default();
     let window = Duration::minutes(settings.window_minutes as i64);
     if settings.backfill_subscription_aware {
         let subs = subscriptions::active_subscriptions(pool).await?;
-        Ok(subs
-            .into_iter()
-            .map(|(t, at)| (t, (at - window).max(lookback_start)))
-            .collect())
+        Ok(subs.into_iter().map(|(t, at)| (t, (at - window).max(lookback_start))).collect())
     } else {
         let tokens = instruments::active_instrument_tokens(pool).await?;
         Ok(tokens.into_iter().map(|t| (t, lookback_start)).collect())
@@ -94,11 +84,7 @@ pub async fn find_targets(
 }
 
 /// Targets and coverage read from the store, then planned.
-pub async fn find_gaps(
-    pool: &PgPool,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> sqlx::Result<Vec<Gap>> {
+pub async fn find_gaps(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<Gap>> {
     let targets = find_targets(pool, settings, now).await?;
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
     let coverage = runs::coverage_since(pool, since, settings.settle).await?;
@@ -122,22 +108,12 @@ pub async fn reconcile(
     settings: &Settings,
 ) -> anyhow::Result<Reconciled> {
     let listed = ticker.active_subscriptions().await?;
-    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool)
-        .await?
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|(t, _)| t).collect();
     let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token).collect();
     let now = Utc::now();
-    let mut report = Reconciled {
-        listed: listed.len(),
-        ..Default::default()
-    };
+    let mut report = Reconciled { listed: listed.len(), ..Default::default() };
     let mut tx = pool.begin().await?;
-    for s in listed
-        .iter()
-        .filter(|s| !ours.contains(&s.instrument_token))
-    {
+    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token)) {
         let sub = Subscription {
             instrument_token: s.instrument_token,
             tradingsymbol: s.tradingsymbol.as_deref(),
@@ -155,8 +131,7 @@ pub async fn reconcile(
                 segment: Some(seg.clone()),
                 ..Default::default()
             };
-            instruments::insert_instrument_if_absent(&mut tx, &inst, instruments::Source::Event)
-                .await?;
+            instruments::insert_instrument_if_absent(&mut tx, &inst, instruments::Source::Event).await?;
         }
         report.added.push(s.instrument_token);
     }
@@ -168,15 +143,7 @@ pub async fn reconcile(
     report.deactivated.sort_unstable();
     let (from, to) = immediate_window(now, settings.window_minutes);
     for token in &report.added {
-        producer
-            .push(&Job::Backfill {
-                token: *token,
-                from,
-                to,
-                reason: Reason::Reconcile,
-                force: false,
-            })
-            .await?;
+        producer.push(&Job::Backfill { token: *token, from, to, reason: Reason::Reconcile, force: false }).await?;
     }
     Ok(report)
 }
@@ -205,18 +172,11 @@ pub async fn sweep(
     if settings.reconcile && settings.ticker_api == TickerApi::TickerService {
         match reconcile(pool, ticker, producer, settings).await {
             Ok(r) => report.reconciled = Some(r),
-            Err(e) => tracing::warn!(
-                error = format!("{e:#}"),
-                "reconcile failed; sweeping from the table"
-            ),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "reconcile failed; sweeping from the table"),
         }
     }
     // Instruments reconcile just added have their immediate backfill queued already.
-    let fresh: HashSet<u32> = report
-        .reconciled
-        .iter()
-        .flat_map(|r| r.added.iter().copied())
-        .collect();
+    let fresh: HashSet<u32> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
     let gaps = find_gaps(pool, settings, now).await?;
     report.targets = find_targets(pool, settings, now).await?.len();
     let mut jobs = Vec::with_capacity(gaps.len());
@@ -256,28 +216,14 @@ mod tests {
         let gaps = plan_gaps(&targets, &coverage, &s, now);
         assert_eq!(
             gaps,
-            vec![
-                Gap {
-                    token: 1,
-                    window: (at(9, 0), at(10, 0))
-                },
-                Gap {
-                    token: 2,
-                    window: (at(11, 50), at(11, 58))
-                }
-            ]
+            vec![Gap { token: 1, window: (at(9, 0), at(10, 0)) }, Gap { token: 2, window: (at(11, 50), at(11, 58)) }]
         );
     }
 
     #[test]
     fn nothing_is_planned_for_complete_instruments() {
         let s = Settings::defaults();
-        let gaps = plan_gaps(
-            &[(1, at(10, 0))],
-            &[(1, at(9, 0), at(11, 59))],
-            &s,
-            at(12, 0),
-        );
+        let gaps = plan_gaps(&[(1, at(10, 0))], &[(1, at(9, 0), at(11, 59))], &s, at(12, 0));
         assert!(gaps.is_empty());
     }
 }

@@ -7,7 +7,9 @@ use crate::config::LogFormat;
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{level},sqlx=warn,apalis=warn,apalis_core=warn,apalis_redis=warn,hyper=warn,reqwest=warn"))
+        EnvFilter::new(format!(
+            "{level},sqlx=warn,apalis=warn,apalis_core=warn,apalis_redis=warn,hyper=warn,reqwest=warn"
+        ))
     });
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {

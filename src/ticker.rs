@@ -53,13 +53,8 @@ impl TickerClient {
             .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
             .pool_max_idle_per_host(64)
             .build()?;
-        let limiter = NonZeroU32::new(settings.rate_limit)
-            .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
-        Ok(TickerClient {
-            http,
-            base: settings.ticker_url.clone(),
-            limiter,
-        })
+        let limiter = NonZeroU32::new(settings.rate_limit).map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
+        Ok(TickerClient { http, base: settings.ticker_url.clone(), limiter })
     }
 
     /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
@@ -96,17 +91,14 @@ impl TickerClient {
                 .map(Duration::from_secs);
             return Err(TickerError::Throttled { retry_after });
         }
-        let body = resp.bytes().await.map_err(|e| {
-            TickerError::Transient(format!("reading the response failed: {}", without_url(&e)))
-        })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
         if !status.is_success() {
-            let detail = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|b| b.detail)
-                .unwrap_or_else(|_| snippet(&body));
-            let msg = format!(
-                "ticker answered {} for token {token}: {detail}",
-                status.as_u16()
-            );
+            let detail =
+                serde_json::from_slice::<ErrorBody>(&body).map(|b| b.detail).unwrap_or_else(|_| snippet(&body));
+            let msg = format!("ticker answered {} for token {token}: {detail}", status.as_u16());
             return Err(if status.is_server_error() {
                 TickerError::Transient(msg)
             } else {
@@ -149,12 +141,7 @@ impl TickerClient {
                 ])
                 .send()
                 .await
-                .map_err(|e| {
-                    TickerError::Transient(format!(
-                        "listing subscriptions failed: {}",
-                        without_url(&e)
-                    ))
-                })?;
+                .map_err(|e| TickerError::Transient(format!("listing subscriptions failed: {}", without_url(&e))))?;
             let status = resp.status();
             if !status.is_success() {
                 let msg = format!("listing subscriptions answered {}", status.as_u16());
@@ -164,10 +151,8 @@ impl TickerClient {
                     TickerError::Transient(msg)
                 });
             }
-            let page: Vec<TickerSubscription> = resp
-                .json()
-                .await
-                .map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
+            let page: Vec<TickerSubscription> =
+                resp.json().await.map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
             let n = page.len();
             all.extend(page);
             if n < SUBSCRIPTIONS_PAGE {
@@ -244,33 +229,24 @@ pub fn parse_history(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Candle>, TickerError> {
-    let bad = |why: String| {
-        TickerError::Permanent(format!("bad history response for token {token}: {why}"))
-    };
-    let parsed: HistoryBody = serde_json::from_slice(body)
-        .map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
+    let bad = |why: String| TickerError::Permanent(format!("bad history response for token {token}: {why}"));
+    let parsed: HistoryBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
     let mut out = Vec::with_capacity(parsed.candles.len());
     for c in parsed.candles {
-        let time =
-            parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
+        let time = parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
         if time < from || time >= to {
-            return Err(bad(format!(
-                "candle {time} outside the window [{from}, {to})"
-            )));
+            return Err(bad(format!("candle {time} outside the window [{from}, {to})")));
         }
         if time.second() != 0 || time.nanosecond() != 0 {
             return Err(bad(format!("candle {time} does not start on a minute")));
         }
         let prices = [c.open, c.high, c.low, c.close];
         if prices.iter().any(|p| !p.is_finite() || *p < 0.0) {
-            return Err(bad(format!(
-                "candle {time} has a non-finite or negative price {prices:?}"
-            )));
+            return Err(bad(format!("candle {time} has a non-finite or negative price {prices:?}")));
         }
         if c.high < c.low || c.high < c.open.max(c.close) || c.low > c.open.min(c.close) {
-            return Err(bad(format!(
-                "candle {time} has high/low inconsistent with open/close {prices:?}"
-            )));
+            return Err(bad(format!("candle {time} has high/low inconsistent with open/close {prices:?}")));
         }
         let count = |what: &str, v: f64| -> Result<i64, TickerError> {
             if (0.0..=9.0e15).contains(&v) {
@@ -311,10 +287,7 @@ mod tests {
     use super::*;
 
     fn w() -> (DateTime<Utc>, DateTime<Utc>) {
-        (
-            parse_instant("2025-11-04T03:45:00Z").unwrap(),
-            parse_instant("2025-11-04T03:50:00Z").unwrap(),
-        )
+        (parse_instant("2025-11-04T03:45:00Z").unwrap(), parse_instant("2025-11-04T03:50:00Z").unwrap())
     }
 
     fn body(candles: &str) -> Vec<u8> {
@@ -324,7 +297,13 @@ mod tests {
     #[test]
     fn ist_offsets_land_at_the_utc_instant() {
         let (f, t) = w();
-        let c = parse_history(&body(r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#), 1, f, t).unwrap();
+        let c = parse_history(
+            &body(r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#),
+            1,
+            f,
+            t,
+        )
+        .unwrap();
         assert_eq!(c[0].time, f);
         assert_eq!(parse_instant("2025-11-04T09:15:00+0530"), Some(f));
     }
@@ -345,12 +324,6 @@ mod tests {
             assert!(matches!(err, TickerError::Permanent(_)), "{broken}: {err}");
         }
         assert!(parse_history(b"<html>oops</html>", 1, f, t).is_err());
-        assert!(parse_history(
-            br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#,
-            1,
-            f,
-            t
-        )
-        .is_err());
+        assert!(parse_history(br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#, 1, f, t).is_err());
     }
 }

@@ -10,8 +10,7 @@ pub type Window = (DateTime<Utc>, DateTime<Utc>);
 
 /// The start of the minute `t` falls in.
 pub fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::minutes(1))
-        .expect("minute truncation")
+    t.duration_trunc(Duration::minutes(1)).expect("minute truncation")
 }
 
 /// The immediate window: the `minutes` before the start of the current minute (the forming
@@ -69,14 +68,8 @@ mod tests {
     fn holes_are_what_coverage_leaves_out() {
         assert_eq!(holes(t(0), t(10), &[]), vec![(t(0), t(10))]);
         assert_eq!(holes(t(0), t(10), &[(t(0), t(10))]), vec![]);
-        assert_eq!(
-            holes(t(0), t(10), &[(t(-5), t(3)), (t(6), t(8))]),
-            vec![(t(3), t(6)), (t(8), t(10))]
-        );
-        assert_eq!(
-            holes(t(0), t(10), &[(t(2), t(4)), (t(3), t(12))]),
-            vec![(t(0), t(2))]
-        );
+        assert_eq!(holes(t(0), t(10), &[(t(-5), t(3)), (t(6), t(8))]), vec![(t(3), t(6)), (t(8), t(10))]);
+        assert_eq!(holes(t(0), t(10), &[(t(2), t(4)), (t(3), t(12))]), vec![(t(0), t(2))]);
     }
 
     #[test]
@@ -85,10 +78,7 @@ mod tests {
         let parts = split(w, MAX_CHUNK);
         assert_eq!(
             parts,
-            vec![
-                (t(0), t(0) + Duration::days(60)),
-                (t(0) + Duration::days(60), t(0) + Duration::days(90))
-            ]
+            vec![(t(0), t(0) + Duration::days(60)), (t(0) + Duration::days(60), t(0) + Duration::days(90))]
         );
         assert_eq!(split((t(0), t(0)), MAX_CHUNK), vec![]);
     }

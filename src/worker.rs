@@ -9,9 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use apalis::prelude::{
-    AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
-};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::{DateTime, Utc};
@@ -92,25 +90,17 @@ async fn handle_job(
     attempt: Attempt,
     state: Data<Arc<WorkerState>>,
 ) -> Result<(), BoxDynError> {
-    let meta = JobMeta {
-        id: task_id.to_string(),
-        attempt: attempt.current(),
-        started_at: Utc::now(),
-    };
+    let meta = JobMeta { id: task_id.to_string(), attempt: attempt.current(), started_at: Utc::now() };
     let job = match envelope.decode() {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(job_id = %meta.id, error = %e, "job refused");
-            queue::count(
-                &mut state.redis.clone(),
-                &state.settings.queue,
-                "jobs_refused",
-            )
-            .await;
+            queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
             return Err(Box::new(AbortError::new(e)));
         }
     };
-    let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt = meta.attempt);
+    let span =
+        tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt = meta.attempt);
     let result = run_job(&state, &job, &meta).instrument(span.clone()).await;
     let _enter = span.enter();
     let mut redis = state.redis.clone();
@@ -118,22 +108,12 @@ async fn handle_job(
         Ok(()) => Ok(()),
         Err(JobError::Retry(e)) => {
             tracing::warn!(error = format!("{e:#}"), "job failed; it will be retried");
-            queue::count(
-                &mut redis,
-                &state.settings.queue,
-                &format!("jobs_failed:{}", job.kind()),
-            )
-            .await;
+            queue::count(&mut redis, &state.settings.queue, &format!("jobs_failed:{}", job.kind())).await;
             Err(e.into())
         }
         Err(JobError::GiveUp(reason)) => {
             tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
-            queue::count(
-                &mut redis,
-                &state.settings.queue,
-                &format!("jobs_dead:{}", job.kind()),
-            )
-            .await;
+            queue::count(&mut redis, &state.settings.queue, &format!("jobs_dead:{}", job.kind())).await;
             Err(Box::new(AbortError::new(reason)))
         }
     }
@@ -143,20 +123,13 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
     match job {
         Job::Subscribed { event } => subscribed(state, event, meta).await,
         Job::Unsubscribed { event } => unsubscribed(state, event).await,
-        Job::Backfill {
-            token,
-            from,
-            to,
-            reason,
-            force,
-        } => requested_backfill(state, *token, (*from, *to), *reason, *force, meta).await,
+        Job::Backfill { token, from, to, reason, force } => {
+            requested_backfill(state, *token, (*from, *to), *reason, *force, meta).await
+        }
         Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
         // Chain metrics are built by a later part of the pipeline; until then a worker that meets
         // one says so instead of pretending to have done it.
-        Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!(
-            "this worker does not run {} jobs yet",
-            job.kind()
-        ))),
+        Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!("this worker does not run {} jobs yet", job.kind()))),
     }
 }
 
@@ -174,57 +147,26 @@ async fn requested_backfill(
     if reason != Reason::Manual && s.backfill_subscription_aware {
         let subscribed = subscriptions::is_subscribed(&state.pool, token).await?;
         if subscribed != Some(true) {
-            let run = run_row(
-                meta,
-                token,
-                reason,
-                window,
-                None,
-                0,
-                Outcome::Skipped,
-                Some("not subscribed"),
-            );
+            let run = run_row(meta, token, reason, window, None, 0, Outcome::Skipped, Some("not subscribed"));
             runs::upsert_run(&state.pool, &run).await?;
-            tracing::info!(
-                token,
-                "backfill skipped: the instrument is no longer subscribed"
-            );
+            tracing::info!(token, "backfill skipped: the instrument is no longer subscribed");
             return Ok(());
         }
     }
-    let target = match find_instrument(state, token, None)
-        .await
-        .and_then(|i| classify(&i).map_err(JobError::GiveUp))
-    {
+    let target = match find_instrument(state, token, None).await.and_then(|i| classify(&i).map_err(JobError::GiveUp)) {
         Ok(t) => t,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
     };
-    let ctx = BackfillCtx {
-        token,
-        target: &target,
-        reason,
-        requested_at: None,
-        force,
-    };
+    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force };
     backfill(state, &ctx, window, meta).await
 }
 
 /// A `Sweep` job: reconcile, plan, push; its run row says how many backfills it pushed.
-async fn run_sweep(
-    state: &WorkerState,
-    tick: DateTime<Utc>,
-    meta: &JobMeta,
-) -> Result<(), JobError> {
+async fn run_sweep(state: &WorkerState, tick: DateTime<Utc>, meta: &JobMeta) -> Result<(), JobError> {
     let mut producer = state.producer.clone();
-    let report = crate::sweep::sweep(
-        &state.pool,
-        &state.ticker,
-        &mut producer,
-        &state.settings,
-        Utc::now(),
-    )
-    .await
-    .map_err(JobError::Retry)?;
+    let report = crate::sweep::sweep(&state.pool, &state.ticker, &mut producer, &state.settings, Utc::now())
+        .await
+        .map_err(JobError::Retry)?;
     let run = Run {
         job_id: &meta.id,
         kind: "sweep",
@@ -288,11 +230,7 @@ async fn find_instrument(
     })
 }
 
-async fn subscribed(
-    state: &WorkerState,
-    event: &SubscriptionEvent,
-    meta: &JobMeta,
-) -> Result<(), JobError> {
+async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
     let token = event.instrument_token;
     let inst = find_instrument(state, token, Some(event)).await;
     let mut tx = state.pool.begin().await?;
@@ -305,46 +243,17 @@ async fn subscribed(
     let window = immediate_window(Utc::now(), s.window_minutes);
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
-        let run = run_row(
-            meta,
-            token,
-            Reason::Subscribe,
-            window,
-            requested_at,
-            0,
-            Outcome::Disabled,
-            None,
-        );
+        let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
         runs::upsert_run(&state.pool, &run).await?;
-        tracing::info!(
-            token,
-            "subscription recorded; immediate backfill switched off"
-        );
+        tracing::info!(token, "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
     let prepared = inst.and_then(|inst| classify(&inst).map_err(JobError::GiveUp));
     let target = match prepared {
         Ok(t) => t,
-        Err(e) => {
-            return Err(record_failure(
-                state,
-                meta,
-                token,
-                Reason::Subscribe,
-                window,
-                requested_at,
-                e,
-            )
-            .await)
-        }
+        Err(e) => return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await),
     };
-    let ctx = BackfillCtx {
-        token,
-        target: &target,
-        reason: Reason::Subscribe,
-        requested_at,
-        force: false,
-    };
+    let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
     backfill(state, &ctx, window, meta).await
 }
 
@@ -352,10 +261,7 @@ async fn unsubscribed(state: &WorkerState, event: &SubscriptionEvent) -> Result<
     let mut tx = state.pool.begin().await?;
     subscriptions::deactivate_subscription(&mut tx, &subscription(event)).await?;
     tx.commit().await?;
-    tracing::info!(
-        token = event.instrument_token,
-        "subscription marked inactive"
-    );
+    tracing::info!(token = event.instrument_token, "subscription marked inactive");
     Ok(())
 }
 
@@ -407,16 +313,7 @@ async fn record_failure(
         JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
     };
-    let run = run_row(
-        meta,
-        token,
-        reason,
-        window,
-        requested_at,
-        0,
-        outcome,
-        Some(&text),
-    );
+    let run = run_row(meta, token, reason, window, requested_at, 0, outcome, Some(&text));
     if let Err(e) = runs::upsert_run(&state.pool, &run).await {
         tracing::warn!(error = %e, "failed to record the failed run");
     }
@@ -435,27 +332,11 @@ async fn backfill(
     let covered = if ctx.force {
         vec![]
     } else {
-        runs::find_coverage(
-            &state.pool,
-            token,
-            window.0,
-            window.1,
-            state.settings.settle,
-        )
-        .await?
+        runs::find_coverage(&state.pool, token, window.0, window.1, state.settings.settle).await?
     };
     let holes = windows::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
-        let run = run_row(
-            meta,
-            token,
-            ctx.reason,
-            window,
-            ctx.requested_at,
-            0,
-            Outcome::Covered,
-            None,
-        );
+        let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, 0, Outcome::Covered, None);
         runs::upsert_run(&state.pool, &run).await?;
         tracing::info!(token, "window already covered; nothing fetched");
         return Ok(());
@@ -464,30 +345,15 @@ async fn backfill(
     let fetch = (first.0, last.1);
     let candles = match fetch_with_throttle(state, token, fetch).await {
         Ok(c) => c,
-        Err(e) => {
-            return Err(
-                record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await,
-            )
-        }
+        Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),
     };
     let mut tx = state.pool.begin().await?;
     let rows = bars::upsert_bars(&mut tx, token, ctx.target, &candles).await?;
     runs::insert_coverage(&mut tx, token, fetch.0, fetch.1, candles.len() as i32).await?;
-    let run = run_row(
-        meta,
-        token,
-        ctx.reason,
-        window,
-        ctx.requested_at,
-        rows,
-        Outcome::Stored,
-        None,
-    );
+    let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, rows, Outcome::Stored, None);
     runs::upsert_run(&mut *tx, &run).await?;
     tx.commit().await?;
-    let latency = ctx
-        .requested_at
-        .and_then(|r| (Utc::now() - r).to_std().ok());
+    let latency = ctx.requested_at.and_then(|r| (Utc::now() - r).to_std().ok());
     tracing::info!(
         token,
         table = ctx.target.table(),
@@ -521,11 +387,7 @@ async fn fetch_with_throttle(
             Err(TickerError::Throttled { retry_after }) => {
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:throttled").await;
                 let pause = retry_after.unwrap_or(state.settings.throttle_pause);
-                tracing::info!(
-                    token,
-                    pause_ms = pause.as_millis() as u64,
-                    "ticker throttled; waiting"
-                );
+                tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
             }
             Err(e @ TickerError::Transient(_)) => {
@@ -538,9 +400,7 @@ async fn fetch_with_throttle(
             }
         }
     }
-    Err(JobError::Retry(anyhow::anyhow!(
-        "ticker kept throttling token {token}"
-    )))
+    Err(JobError::Retry(anyhow::anyhow!("ticker kept throttling token {token}")))
 }
 
 /// Builds the shared state of a worker process.
@@ -548,30 +408,16 @@ pub async fn build_state(
     settings: Settings,
     commits: Option<mpsc::UnboundedSender<Committed>>,
 ) -> anyhow::Result<Arc<WorkerState>> {
-    let pool = store::connect(
-        settings.database_url.expose(),
-        settings.concurrency as u32 * 2 + 2,
-    )
-    .await?;
+    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
     let redis = queue::connect(settings.redis_url.expose()).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
-    Ok(Arc::new(WorkerState {
-        settings,
-        pool,
-        ticker,
-        redis,
-        producer,
-        commits,
-    }))
+    Ok(Arc::new(WorkerState { settings, pool, ticker, redis, producer, commits }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).
 async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
-    let configs: Vec<_> = Lane::ALL
-        .iter()
-        .map(|l| queue::storage_config(&settings, *l))
-        .collect();
+    let configs: Vec<_> = Lane::ALL.iter().map(|l| queue::storage_config(&settings, *l)).collect();
     while !shutdown.is_triggered() {
         for cfg in &configs {
             if let Err(e) = queue::promote_due(&mut conn, cfg).await {
@@ -597,11 +443,7 @@ fn wake_stream(rx: watch::Receiver<u64>) -> WakeStream {
 
 /// Listens on the lanes' wake channels and forwards each ping to that lane's workers.
 /// Reconnects with backoff; while it is away the workers still poll every [`POLL_INTERVAL`].
-async fn forward_wakes(
-    settings: Settings,
-    senders: Vec<(Lane, watch::Sender<u64>)>,
-    shutdown: Shutdown,
-) {
+async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64>)>, shutdown: Shutdown) {
     let client = match redis::Client::open(settings.redis_url.expose()) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "no wake-ups: bad REDIS_URL"),
@@ -611,9 +453,7 @@ async fn forward_wakes(
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
             for (lane, _) in &senders {
-                pubsub
-                    .subscribe(queue::wake_channel(&settings.queue, *lane))
-                    .await?;
+                pubsub.subscribe(queue::wake_channel(&settings.queue, *lane)).await?;
             }
             let mut messages = pubsub.on_message();
             while let Some(msg) = futures::StreamExt::next(&mut messages).await {
@@ -640,12 +480,7 @@ fn worker_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "{}-{}-{}",
-        if host.is_empty() { "worker" } else { host },
-        std::process::id(),
-        &id[..8]
-    )
+    format!("{}-{}-{}", if host.is_empty() { "worker" } else { host }, std::process::id(), &id[..8])
 }
 
 /// Runs the worker pool until `shutdown` fires; in-flight jobs get `TICKFILL_SHUTDOWN_TIMEOUT`.
@@ -655,36 +490,22 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     for lane in Lane::ALL {
         let moved = queue::promote_due(&mut conn, &queue::storage_config(&settings, lane)).await?;
         if moved > 0 {
-            tracing::info!(
-                lane = lane.as_str(),
-                moved,
-                "promoted due jobs before start"
-            );
+            tracing::info!(lane = lane.as_str(), moved, "promoted due jobs before start");
         }
     }
-    tokio::spawn(promote_forever(
-        conn.clone(),
-        settings.clone(),
-        shutdown.clone(),
-    ));
-    let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL
-        .iter()
-        .map(|l| (*l, watch::channel(0).0))
-        .collect();
+    tokio::spawn(promote_forever(conn.clone(), settings.clone(), shutdown.clone()));
+    let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL.iter().map(|l| (*l, watch::channel(0).0)).collect();
     let receivers: Vec<watch::Receiver<u64>> = wakes.iter().map(|(_, tx)| tx.subscribe()).collect();
     tokio::spawn(forward_wakes(settings.clone(), wakes, shutdown.clone()));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
     let mut monitor = Monitor::new();
     for (lane, wake) in Lane::ALL.into_iter().zip(receivers) {
-        let (state, conn, name, settings) =
-            (state.clone(), conn.clone(), name.clone(), settings.clone());
+        let (state, conn, name, settings) = (state.clone(), conn.clone(), name.clone(), settings.clone());
         monitor = monitor.register(move |restarts| {
             // Fetch on a producer's ping, and every POLL_INTERVAL in any case (retries come due
             // without a ping, and a ping can be lost).
-            let strategy = Strategy::new()
-                .stream(wake_stream(wake.clone()))
-                .interval(POLL_INTERVAL);
+            let strategy = Strategy::new().stream(wake_stream(wake.clone())).interval(POLL_INTERVAL);
             let storage = RedisStorage::<Envelope>::new(conn.clone())
                 .with_config(queue::storage_config(&settings, lane))
                 .poll_with_strategy(strategy);

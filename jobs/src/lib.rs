@@ -154,10 +154,7 @@ impl Job {
     pub fn lane(&self) -> Lane {
         match self {
             Job::Subscribed { .. } | Job::Unsubscribed { .. } => Lane::Urgent,
-            Job::Backfill {
-                reason: Reason::Subscribe | Reason::Reconcile,
-                ..
-            } => Lane::Urgent,
+            Job::Backfill { reason: Reason::Subscribe | Reason::Reconcile, .. } => Lane::Urgent,
             Job::ChainMetrics { .. } => Lane::Urgent,
             _ => Lane::Bulk,
         }
@@ -193,30 +190,12 @@ impl Job {
                     when
                 )
             }
-            Job::Backfill {
-                token,
-                from,
-                to,
-                force,
-                ..
-            } => format!(
-                "bf:{token}:{}:{}{}",
-                from.timestamp(),
-                to.timestamp(),
-                if *force { ":force" } else { "" }
-            ),
+            Job::Backfill { token, from, to, force, .. } => {
+                format!("bf:{token}:{}:{}{}", from.timestamp(), to.timestamp(), if *force { ":force" } else { "" })
+            }
             Job::Sweep { tick } => format!("sweep:{}", tick.timestamp()),
-            Job::ChainMetrics {
-                underlying,
-                expiry,
-                from,
-                to,
-            } => {
-                format!(
-                    "chain:{underlying}:{expiry}:{}:{}",
-                    from.timestamp(),
-                    to.timestamp()
-                )
+            Job::ChainMetrics { underlying, expiry, from, to } => {
+                format!("chain:{underlying}:{expiry}:{}:{}", from.timestamp(), to.timestamp())
             }
         }
     }
@@ -240,10 +219,9 @@ pub enum ContractError {
 impl std::fmt::Display for ContractError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ContractError::UnknownVersion(v) => write!(
-                f,
-                "unknown job schema version {v} (this worker reads version {SCHEMA_VERSION})"
-            ),
+            ContractError::UnknownVersion(v) => {
+                write!(f, "unknown job schema version {v} (this worker reads version {SCHEMA_VERSION})")
+            }
             ContractError::Malformed(e) => write!(f, "malformed job payload: {e}"),
         }
     }
@@ -256,10 +234,7 @@ impl Envelope {
     pub fn new(job: &Job) -> Self {
         // Serialising a `Job` cannot fail: every field is a plain value.
         let job = serde_json::to_value(job).expect("Job serialises to JSON");
-        Envelope {
-            v: SCHEMA_VERSION,
-            job,
-        }
+        Envelope { v: SCHEMA_VERSION, job }
     }
 
     /// Reads the job back, refusing versions this build does not know.
@@ -267,8 +242,7 @@ impl Envelope {
         if self.v != SCHEMA_VERSION {
             return Err(ContractError::UnknownVersion(self.v));
         }
-        serde_json::from_value(self.job.clone())
-            .map_err(|e| ContractError::Malformed(e.to_string()))
+        serde_json::from_value(self.job.clone()).map_err(|e| ContractError::Malformed(e.to_string()))
     }
 }
 
@@ -293,19 +267,9 @@ mod tests {
     fn envelope_round_trips_every_job() {
         let t = DateTime::from_timestamp(1_730_462_400, 0).unwrap();
         let jobs = vec![
-            Job::Subscribed {
-                event: event(Some(1), 2),
-            },
-            Job::Unsubscribed {
-                event: event(None, 2),
-            },
-            Job::Backfill {
-                token: 5,
-                from: t,
-                to: t,
-                reason: Reason::Sweep,
-                force: true,
-            },
+            Job::Subscribed { event: event(Some(1), 2) },
+            Job::Unsubscribed { event: event(None, 2) },
+            Job::Backfill { token: 5, from: t, to: t, reason: Reason::Sweep, force: true },
             Job::Sweep { tick: t },
             Job::ChainMetrics {
                 underlying: "NIFTY".into(),
@@ -323,34 +287,22 @@ mod tests {
 
     #[test]
     fn unknown_version_is_refused_with_the_version() {
-        let env = Envelope {
-            v: 99,
-            job: serde_json::json!({"kind": "sweep"}),
-        };
+        let env = Envelope { v: 99, job: serde_json::json!({"kind": "sweep"}) };
         assert_eq!(env.decode(), Err(ContractError::UnknownVersion(99)));
         assert!(env.decode().unwrap_err().to_string().contains("99"));
     }
 
     #[test]
     fn unknown_kind_is_malformed() {
-        let env = Envelope {
-            v: SCHEMA_VERSION,
-            job: serde_json::json!({"kind": "launch"}),
-        };
+        let env = Envelope { v: SCHEMA_VERSION, job: serde_json::json!({"kind": "launch"}) };
         assert!(matches!(env.decode(), Err(ContractError::Malformed(_))));
     }
 
     #[test]
     fn same_event_seen_twice_has_one_key_and_a_resubscribe_another() {
-        let a = Job::Subscribed {
-            event: event(Some(1_730_462_400), 10),
-        };
-        let b = Job::Subscribed {
-            event: event(Some(1_730_462_400), 99_999),
-        };
-        let c = Job::Subscribed {
-            event: event(Some(1_730_462_460), 10),
-        };
+        let a = Job::Subscribed { event: event(Some(1_730_462_400), 10) };
+        let b = Job::Subscribed { event: event(Some(1_730_462_400), 99_999) };
+        let c = Job::Subscribed { event: event(Some(1_730_462_460), 10) };
         assert_eq!(a.idempotency_key(), b.idempotency_key());
         assert_ne!(a.idempotency_key(), c.idempotency_key());
     }

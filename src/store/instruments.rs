@@ -39,11 +39,7 @@ impl Source {
 }
 
 /// Upserts a batch of instruments in one statement; returns the rows written.
-pub async fn upsert_instruments(
-    pool: &PgPool,
-    rows: &[Instrument],
-    source: Source,
-) -> sqlx::Result<u64> {
+pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {
     let mut cols = Columns::default();
     for r in rows {
         cols.push(r);
@@ -187,8 +183,6 @@ impl Columns {
 /// Tokens of the active instruments (for sweeps that are not subscription-aware).
 pub async fn active_instrument_tokens(pool: &PgPool) -> sqlx::Result<Vec<u32>> {
     let rows: Vec<i64> =
-        sqlx::query_scalar("SELECT instrument_token FROM instruments WHERE active ORDER BY 1")
-            .fetch_all(pool)
-            .await?;
+        sqlx::query_scalar("SELECT instrument_token FROM instruments WHERE active ORDER BY 1").fetch_all(pool).await?;
     Ok(rows.into_iter().map(|t| t as u32).collect())
 }

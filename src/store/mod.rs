@@ -39,10 +39,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// Applies pending migrations.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .context("failed to run migrations")?;
+    MIGRATOR.run(pool).await.context("failed to run migrations")?;
     Ok(())
 }
 
@@ -55,16 +52,10 @@ pub enum BarStorage {
 
 /// Tells which path the migration took on this database.
 pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
-    let has_ts: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(if has_ts {
-        BarStorage::Hypertables
-    } else {
-        BarStorage::Plain
-    })
+    let has_ts: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
+        .fetch_one(pool)
+        .await?;
+    Ok(if has_ts { BarStorage::Hypertables } else { BarStorage::Plain })
 }
 
 /// A URL with its password replaced, for messages.
@@ -88,10 +79,7 @@ pub fn database_url_for(url: &str, database: &str) -> anyhow::Result<String> {
 
 /// Creates a scratch database on the server of `url`; returns its URL.
 pub async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "bad database name {name}"
-    );
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
     let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
@@ -103,16 +91,9 @@ pub async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
 
 /// Drops a scratch database made by [`create_database`], closing its connections.
 pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "bad database name {name}"
-    );
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name}");
     let admin = connect(&database_url_for(url, "postgres")?, 1).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
     admin.close().await;
     Ok(())
 }

@@ -132,11 +132,7 @@ pub async fn coverage_since(
     .bind(settle.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.1 < r.2)
-        .map(|(t, a, b)| (t as u32, a, b))
-        .collect())
+    Ok(rows.into_iter().filter(|r| r.1 < r.2).map(|(t, a, b)| (t as u32, a, b)).collect())
 }
 
 /// Coverage windows of `token` that overlap `[from, to)`, sorted by start, each end pulled back to

@@ -18,10 +18,7 @@ pub struct Subscription<'a> {
 
 /// Marks a subscription active. `subscribed_at` moves only when it was inactive (a re-subscribe),
 /// so a repeated event does not shift the window sweeps look at.
-pub async fn activate_subscription(
-    tx: &mut Transaction<'_, Postgres>,
-    s: &Subscription<'_>,
-) -> sqlx::Result<()> {
+pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
          VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), $7)
@@ -47,10 +44,7 @@ pub async fn activate_subscription(
 }
 
 /// Marks a subscription inactive, creating the row if the store never saw it active.
-pub async fn deactivate_subscription(
-    tx: &mut Transaction<'_, Postgres>,
-    s: &Subscription<'_>,
-) -> sqlx::Result<()> {
+pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
          VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), $7)
@@ -70,11 +64,10 @@ pub async fn deactivate_subscription(
 
 /// Active subscriptions with when they started, by token.
 pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateTime<Utc>)>> {
-    let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT instrument_token, subscribed_at FROM subscriptions WHERE status = 'active' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT instrument_token, subscribed_at FROM subscriptions WHERE status = 'active' ORDER BY 1")
+            .fetch_all(pool)
+            .await?;
     Ok(rows.into_iter().map(|(t, at)| (t as u32, at)).collect())
 }
 
@@ -87,10 +80,7 @@ pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<boo
 }
 
 /// Marks inactive every listed subscription; returns how many changed.
-pub async fn deactivate_many(
-    tx: &mut Transaction<'_, Postgres>,
-    tokens: &[u32],
-) -> sqlx::Result<u64> {
+pub async fn deactivate_many(tx: &mut Transaction<'_, Postgres>, tokens: &[u32]) -> sqlx::Result<u64> {
     let tokens: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
     let done = sqlx::query(
         "UPDATE subscriptions SET status = 'inactive', updated_at = now()

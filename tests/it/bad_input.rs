@@ -9,8 +9,7 @@ const GOOD: &str = r#"{"event_type":"subscription_created","instrument_token":25
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
     let app = TestApp::spawn().await;
-    let mut oversize =
-        br#"{"event_type":"subscription_created","instrument_token":1,"pad":""#.to_vec();
+    let mut oversize = br#"{"event_type":"subscription_created","instrument_token":1,"pad":""#.to_vec();
     oversize.extend(std::iter::repeat_n(b'x', 70 * 1024));
     oversize.extend(br#""}"#);
     let bad: Vec<(Vec<u8>, &str)> = vec![
@@ -23,7 +22,10 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
         (br#"{"event_type":"subscription_created","instrument_token":0}"#.to_vec(), "bad_token"),
         (br#"{"event_type":"subscription_created","instrument_token":-256265}"#.to_vec(), "bad_token"),
         (br#"{"event_type":"subscription_created","instrument_token":4294967296}"#.to_vec(), "bad_token"),
-        (br#"{"event_type":"subscription_created","instrument_token":256265,"timestamp":{"s":1}}"#.to_vec(), "bad_timestamp"),
+        (
+            br#"{"event_type":"subscription_created","instrument_token":256265,"timestamp":{"s":1}}"#.to_vec(),
+            "bad_timestamp",
+        ),
         (br#"{"event_type":"subscription_created","instrument_token":256265,"metadata":[1]}"#.to_vec(), "bad_metadata"),
         (oversize.clone(), "oversize"),
     ];
@@ -31,32 +33,18 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
         app.publish(msg).await;
     }
     // An instrument nobody knows: accepted as an event, refused by the worker with the reason.
-    app.publish(r#"{"event_type":"subscription_created","instrument_token":99999999}"#)
-        .await;
+    app.publish(r#"{"event_type":"subscription_created","instrument_token":99999999}"#).await;
     app.publish(GOOD).await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'stored'",
-        1,
-    )
-    .await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 99999999 AND outcome = 'dead'",
-        1,
-    )
-    .await;
-    let why: String =
-        sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 99999999")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'stored'", 1)
+        .await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 99999999 AND outcome = 'dead'", 1)
+        .await;
+    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 99999999")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
     assert!(why.contains("unknown instrument 99999999"), "{why}");
-    assert_eq!(
-        app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 99999999")
-            .await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 99999999").await, 0);
 
     let (code, out, err) = run_cli(&app.settings, &["events", "rejected", "--json"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -69,14 +57,8 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
     assert_eq!(codes, want);
     let big = kept.iter().find(|e| e["code"] == "oversize").unwrap();
     assert_eq!(big["bytes"], oversize.len());
-    assert_eq!(
-        big["message"].as_str().unwrap().len(),
-        256,
-        "only the first 256 bytes of an oversize message are kept"
-    );
-    assert!(kept
-        .iter()
-        .all(|e| !e["reason"].as_str().unwrap().is_empty()));
+    assert_eq!(big["message"].as_str().unwrap().len(), 256, "only the first 256 bytes of an oversize message are kept");
+    assert!(kept.iter().all(|e| !e["reason"].as_str().unwrap().is_empty()));
 
     let (code, text, _) = run_cli(&app.settings, &["events", "rejected"], &[]);
     assert_eq!(code, 0);
@@ -86,75 +68,41 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_ticker_answers_write_no_bars_and_say_why() {
     let broken = spawn_broken_ticker().await;
-    let app = TestApp::spawn_with(AppOptions {
-        ticker_url: Some(broken),
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(AppOptions { ticker_url: Some(broken), ..Default::default() }).await;
     for token in 1001..=1006 {
         app.publish(format!(
             r#"{{"event_type":"subscription_created","instrument_token":{token},"metadata":{{"tradingsymbol":"T{token}","segment":"NSE"}},"timestamp":1}}"#
         ))
         .await;
     }
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE outcome = 'dead'",
-        4,
-    )
-    .await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1002 AND outcome = 'failed'",
-        1,
-    )
-    .await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1006 AND outcome = 'stored'",
-        1,
-    )
-    .await;
-    let dead: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT instrument_token, error FROM backfill_runs WHERE outcome = 'dead' ORDER BY 1",
-    )
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'dead'", 4).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1002 AND outcome = 'failed'", 1)
+        .await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1006 AND outcome = 'stored'", 1)
+        .await;
+    let dead: Vec<(i64, String)> =
+        sqlx::query_as("SELECT instrument_token, error FROM backfill_runs WHERE outcome = 'dead' ORDER BY 1")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
     let tokens: Vec<i64> = dead.iter().map(|d| d.0).collect();
     assert_eq!(tokens, vec![1001, 1003, 1004, 1005]);
     assert!(dead[0].1.contains("404"), "{}", dead[0].1);
     assert!(dead[1].1.contains("bad history response"), "{}", dead[1].1);
     assert!(dead[2].1.contains("outside the window"), "{}", dead[2].1);
     assert!(dead[3].1.contains("bad history response"), "{}", dead[3].1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM minute_bars WHERE instrument_token BETWEEN 1001 AND 1005")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM coverage WHERE instrument_token BETWEEN 1001 AND 1005")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 1006")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token BETWEEN 1001 AND 1005").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM coverage WHERE instrument_token BETWEEN 1001 AND 1005").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 1006").await, 1);
     // The run row commits inside the handler; apalis moves the job to the dead set just after.
-    wait_until(
-        10,
-        "four jobs in the dead set and four permanent ticker errors counted",
-        || async {
-            let permanent: Option<i64> = redis::cmd("HGET")
-                .arg(format!("{}:counters", app.settings.queue))
-                .arg("ticker_errors:permanent")
-                .query_async(&mut app.redis.clone())
-                .await
-                .unwrap_or(None);
-            app.depths(Lane::Urgent).await.dead == 4 && permanent == Some(4)
-        },
-    )
+    wait_until(10, "four jobs in the dead set and four permanent ticker errors counted", || async {
+        let permanent: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{}:counters", app.settings.queue))
+            .arg("ticker_errors:permanent")
+            .query_async(&mut app.redis.clone())
+            .await
+            .unwrap_or(None);
+        app.depths(Lane::Urgent).await.dead == 4 && permanent == Some(4)
+    })
     .await;
 }

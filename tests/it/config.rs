@@ -17,11 +17,7 @@ fn a_bad_value_stops_the_binary_naming_the_variable() {
         assert_eq!(code, 2, "{var}={value}: {err}");
         assert!(err.contains(var), "{var}: {err}");
     }
-    let (code, _, err) = run_cli(
-        &s,
-        &["migrate"],
-        &[("TICKER_API", "kite"), ("KITE_API_KEY", "k-very-secret")],
-    );
+    let (code, _, err) = run_cli(&s, &["migrate"], &[("TICKER_API", "kite"), ("KITE_API_KEY", "k-very-secret")]);
     assert_eq!(code, 2);
     assert!(!err.contains("k-very-secret"), "{err}");
 }

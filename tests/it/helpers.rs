@@ -17,8 +17,7 @@ use tickfill::{
 
 /// The server the tests run against; `DATABASE_URL` may point anywhere on it.
 pub fn base_database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn redis_url() -> String {
@@ -26,10 +25,7 @@ pub fn redis_url() -> String {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 pub fn init_logs() {
@@ -64,12 +60,8 @@ pub struct ScratchDb {
 impl ScratchDb {
     pub async fn new() -> Self {
         let name = unique("tf_test");
-        let url = store::create_database(&base_database_url(), &name)
-            .await
-            .expect("create scratch database");
-        let pool = store::connect(&url, 8)
-            .await
-            .expect("connect scratch database");
+        let url = store::create_database(&base_database_url(), &name).await.expect("create scratch database");
+        let pool = store::connect(&url, 8).await.expect("connect scratch database");
         ScratchDb { name, url, pool }
     }
 }
@@ -81,10 +73,7 @@ impl Drop for ScratchDb {
         // here: clean up on a thread and runtime of its own. `WITH (FORCE)` ends the pool's
         // connections on the server side.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let _ = store::drop_database(&base_database_url(), &name).await;
             });
@@ -138,9 +127,8 @@ impl TestApp {
         let mut sim_opts = opts.sim;
         sim_opts.redis_url = Some(redis_url());
         sim_opts.channel_prefix = ns.clone();
-        let sim_addr = sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone())
-            .await
-            .expect("start simulator");
+        let sim_addr =
+            sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
         let sim_url = format!("http://{sim_addr}");
         let mut settings = Settings::defaults();
         settings.database_url = Secret::new(db.url.clone());
@@ -151,19 +139,10 @@ impl TestApp {
         settings.rate_limit = 0;
         settings.concurrency = 4;
         (opts.tweak)(&mut settings);
-        let dump = load::read_source(&format!("{sim_url}/instruments"))
-            .await
-            .expect("instrument dump");
+        let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
         load::load(&db.pool, &dump).await.expect("load instruments");
         let redis = queue::connect(&redis_url()).await.expect("redis");
-        let app = TestApp {
-            db,
-            settings,
-            sim_url,
-            redis,
-            http: reqwest::Client::new(),
-            shutdown,
-        };
+        let app = TestApp { db, settings, sim_url, redis, http: reqwest::Client::new(), shutdown };
         if opts.start_bridge {
             app.start_bridge().await;
         }
@@ -180,9 +159,7 @@ impl TestApp {
     /// Starts one more bridge and waits until it is subscribed.
     pub async fn start_bridge(&self) {
         let mut conn = self.redis.clone();
-        let before = queue::subscribers(&mut conn, &self.channel())
-            .await
-            .unwrap();
+        let before = queue::subscribers(&mut conn, &self.channel()).await.unwrap();
         tokio::spawn(bridge::run(self.settings.clone(), self.shutdown.clone()));
         let channel = self.channel();
         wait_until(10, "the bridge to subscribe", || {
@@ -195,9 +172,7 @@ impl TestApp {
 
     /// Starts a worker; the returned trigger stops it alone (the app's stops it too).
     pub async fn start_worker(&self) -> Shutdown {
-        let state = worker::build_state(self.settings.clone(), None)
-            .await
-            .expect("worker state");
+        let state = worker::build_state(self.settings.clone(), None).await.expect("worker state");
         let stop = self.shutdown.child();
         tokio::spawn(worker::run(state, stop.clone()));
         stop
@@ -205,25 +180,15 @@ impl TestApp {
 
     /// Pushes a job as a producer (bridge, scheduler, CLI) would.
     pub async fn push(&self, job: &tickfill::jobs::Job) {
-        queue::Producer::new(self.redis.clone(), &self.settings)
-            .push(job)
-            .await
-            .expect("push");
+        queue::Producer::new(self.redis.clone(), &self.settings).push(job).await.expect("push");
     }
 
     /// Pushes a sweep with a tick of its own and waits until its run row is written.
     pub async fn sweep_once(&self) {
-        let before = self
-            .count("SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'")
-            .await;
+        let before = self.count("SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'").await;
         let tick = chrono::Utc::now() + chrono::Duration::seconds(before);
         self.push(&tickfill::jobs::Job::Sweep { tick }).await;
-        self.wait_count(
-            20,
-            "SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'",
-            before + 1,
-        )
-        .await;
+        self.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'", before + 1).await;
     }
 
     pub async fn publish(&self, payload: impl AsRef<[u8]>) {
@@ -246,21 +211,11 @@ impl TestApp {
     }
 
     pub async fn sim_stats(&self) -> serde_json::Value {
-        self.http
-            .get(format!("{}/stats", self.sim_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.http.get(format!("{}/stats", self.sim_url)).send().await.unwrap().json().await.unwrap()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.db.pool)
-            .await
-            .expect(sql)
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db.pool).await.expect(sql)
     }
 
     /// Waits until `sql` (a count) reaches at least `n`.
@@ -270,9 +225,7 @@ impl TestApp {
 
     /// The depths of one lane of the app's namespace.
     pub async fn depths(&self, lane: Lane) -> queue::Depths {
-        queue::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane)
-            .await
-            .expect("queue depths")
+        queue::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane).await.expect("queue depths")
     }
 
     /// Waits until no job of the namespace is queued, scheduled or running.
@@ -325,10 +278,7 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let ns = self.settings.queue.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = queue::connect(&redis_url()).await {
                     let _ = queue::delete_namespace(&mut conn, &ns).await;
@@ -357,36 +307,22 @@ pub async fn spawn_broken_ticker() -> String {
             )
         };
         match token {
-            1001 => (
-                StatusCode::NOT_FOUND,
-                r#"{"detail":"unknown instrument_token"}"#,
-            )
-                .into_response(),
+            1001 => (StatusCode::NOT_FOUND, r#"{"detail":"unknown instrument_token"}"#).into_response(),
             1002 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"detail":"boom"}"#).into_response(),
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
-            1004 => (
-                StatusCode::OK,
-                candle(to + chrono::Duration::minutes(1), "10"),
-            )
-                .into_response(),
+            1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
             1005 => (StatusCode::OK, candle(from, "NaN")).into_response(),
             _ => (StatusCode::OK, candle(from, "10")).into_response(),
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, Router::new().route("/history", get(history))).await
-    });
+    tokio::spawn(async move { axum::serve(listener, Router::new().route("/history", get(history))).await });
     format!("http://{addr}")
 }
 
 /// Runs the `tickfill` binary with the app's namespace; returns (exit code, stdout, stderr).
-pub fn run_cli(
-    settings: &Settings,
-    args: &[&str],
-    extra_env: &[(&str, &str)],
-) -> (i32, String, String) {
+pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
     cmd.args(args)
         .env("REDIS_URL", settings.redis_url.expose())
@@ -416,12 +352,8 @@ impl RedisRelay {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let upstream = redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_string();
-        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
-            Default::default();
+        let upstream = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_string();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
         let held = conns.clone();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
@@ -434,10 +366,7 @@ impl RedisRelay {
                 held.lock().unwrap().push(task);
             }
         });
-        RedisRelay {
-            url: format!("redis://{addr}"),
-            conns,
-        }
+        RedisRelay { url: format!("redis://{addr}"), conns }
     }
 
     /// Drops every open connection; new ones are accepted as before.

@@ -4,10 +4,7 @@ use crate::helpers::{run_cli, ScratchDb};
 use tickfill::{config::Secret, config::Settings, store};
 
 fn fixture(name: &str) -> String {
-    format!(
-        "{}/../shared/fixtures/kite/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/../shared/fixtures/kite/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[tokio::test]
@@ -23,14 +20,13 @@ async fn both_kite_sample_dumps_load_every_row() {
         }
         let (code, out, err) = run_cli(&s, &["instruments", "load", &path], &[]);
         assert_eq!(code, 0, "{err}");
-        assert!(
-            out.contains(&format!("{rows} rows read, {rows} upserted, 0 rejected")),
-            "{out}"
-        );
+        assert!(out.contains(&format!("{rows} rows read, {rows} upserted, 0 rejected")), "{out}");
     }
-    let opts: i64 = sqlx::query_scalar("SELECT count(*) FROM instruments WHERE segment = 'NFO-OPT' AND expiry IS NOT NULL AND strike > 0")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let opts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instruments WHERE segment = 'NFO-OPT' AND expiry IS NOT NULL AND strike > 0",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(opts, 25);
 }

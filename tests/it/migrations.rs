@@ -15,26 +15,15 @@ use crate::helpers::ScratchDb;
 async fn without_timescaledb_the_bar_tables_are_plain() {
     let db = ScratchDb::new().await;
     store::migrate(&db.pool).await.unwrap();
-    assert_eq!(
-        store::bar_storage(&db.pool).await.unwrap(),
-        BarStorage::Plain
-    );
-    for t in [
-        "instruments",
-        "subscriptions",
-        "minute_bars",
-        "futures_bars",
-        "option_bars",
-        "backfill_runs",
-        "coverage",
-    ] {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = $1",
-        )
-        .bind(t)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    assert_eq!(store::bar_storage(&db.pool).await.unwrap(), BarStorage::Plain);
+    for t in ["instruments", "subscriptions", "minute_bars", "futures_bars", "option_bars", "backfill_runs", "coverage"]
+    {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = $1")
+                .bind(t)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
         assert_eq!(n, 1, "{t}");
     }
     // Running them again is a no-op.
@@ -54,16 +43,11 @@ async fn with_create_hypertable_present_each_bar_table_becomes_a_hypertable() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let opts = PgConnectOptions::from_str(&db.url)
-        .unwrap()
-        .options([("search_path", "public,timescale_stub")]);
+    let opts = PgConnectOptions::from_str(&db.url).unwrap().options([("search_path", "public,timescale_stub")]);
     let pool = PgPool::connect_with(opts).await.unwrap();
     store::migrate(&pool).await.unwrap();
     let calls: Vec<(String, String, bool)> =
-        sqlx::query_as("SELECT * FROM timescale_stub.calls ORDER BY 1")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT * FROM timescale_stub.calls ORDER BY 1").fetch_all(&pool).await.unwrap();
     assert_eq!(
         calls,
         vec![

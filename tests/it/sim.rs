@@ -24,34 +24,16 @@ impl Drop for StopOnDrop {
 
 async fn start(opts: SimOptions) -> Sim {
     let shutdown = Shutdown::new();
-    let addr = sim::spawn("127.0.0.1:0".parse().unwrap(), opts, shutdown.clone())
-        .await
-        .unwrap();
-    Sim {
-        url: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        _stop: StopOnDrop(shutdown),
-    }
+    let addr = sim::spawn("127.0.0.1:0".parse().unwrap(), opts, shutdown.clone()).await.unwrap();
+    Sim { url: format!("http://{addr}"), http: reqwest::Client::new(), _stop: StopOnDrop(shutdown) }
 }
 
 impl Sim {
     async fn get(&self, path: &str) -> (u16, Option<String>, serde_json::Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
         let status = r.status().as_u16();
-        let retry = r
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        (
-            status,
-            retry,
-            r.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (status, retry, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
 
@@ -60,47 +42,33 @@ const DAY: &str = "from_ts=2025-11-04T00:00:00Z&to_ts=2025-11-05T00:00:00Z&inter
 #[tokio::test]
 async fn history_limits_and_unknown_tokens_answer_like_the_real_service() {
     let sim = start(SimOptions::default()).await;
-    let (s, _, body) = sim.get("/history?instrument_token=256265&from_ts=2025-01-01T00:00:00Z&to_ts=2025-03-05T00:00:00Z&interval=minute").await;
+    let (s, _, body) = sim
+        .get("/history?instrument_token=256265&from_ts=2025-01-01T00:00:00Z&to_ts=2025-03-05T00:00:00Z&interval=minute")
+        .await;
     assert_eq!(s, 400);
     assert!(body["detail"].as_str().unwrap().contains("60 days"));
+    assert_eq!(sim.get(&format!("/history?instrument_token=424242&{DAY}")).await.0, 404);
     assert_eq!(
-        sim.get(&format!("/history?instrument_token=424242&{DAY}"))
-            .await
-            .0,
-        404
+        sim.get("/history?instrument_token=256265&from_ts=2025-11-05T00:00:00Z&to_ts=2025-11-04T00:00:00Z").await.0,
+        400
     );
-    assert_eq!(sim.get("/history?instrument_token=256265&from_ts=2025-11-05T00:00:00Z&to_ts=2025-11-04T00:00:00Z").await.0, 400);
     assert_eq!(
-        sim.get(
-            "/history?instrument_token=abc&from_ts=2025-11-04T00:00:00Z&to_ts=2025-11-05T00:00:00Z"
-        )
-        .await
-        .0,
+        sim.get("/history?instrument_token=abc&from_ts=2025-11-04T00:00:00Z&to_ts=2025-11-05T00:00:00Z").await.0,
         400
     );
     assert_eq!(sim.get("/subscriptions?limit=1001").await.0, 400);
     assert_eq!(sim.get("/subscriptions?limit=0").await.0, 400);
-    let (s, _, page) = sim
-        .get("/subscriptions?status=active&limit=1000&offset=0")
-        .await;
+    let (s, _, page) = sim.get("/subscriptions?status=active&limit=1000&offset=0").await;
     assert_eq!((s, page), (200, serde_json::json!([])));
 }
 
 #[tokio::test]
 async fn the_calendar_decides_which_minutes_have_candles() {
     let always = start(SimOptions::default()).await;
-    let nse = start(SimOptions {
-        calendar: Calendar::Nse,
-        ..Default::default()
-    })
-    .await;
+    let nse = start(SimOptions { calendar: Calendar::Nse, ..Default::default() }).await;
     // Tuesday 2025-11-04 (UTC day): 1,440 minutes, of which NSE trades 375 (09:15–15:30 IST).
-    let (_, _, a) = always
-        .get(&format!("/history?instrument_token=256265&{DAY}"))
-        .await;
-    let (_, _, n) = nse
-        .get(&format!("/history?instrument_token=256265&{DAY}"))
-        .await;
+    let (_, _, a) = always.get(&format!("/history?instrument_token=256265&{DAY}")).await;
+    let (_, _, n) = nse.get(&format!("/history?instrument_token=256265&{DAY}")).await;
     assert_eq!(a["candles"].as_array().unwrap().len(), 1440);
     let n = n["candles"].as_array().unwrap();
     assert_eq!(n.len(), 375);
@@ -109,64 +77,37 @@ async fn the_calendar_decides_which_minutes_have_candles() {
     // Same minute, same candle: a pure function of token and minute.
     assert_eq!(a["candles"][225], n[0]);
     // Saturday: nothing.
-    let (_, _, sat) = nse.get("/history?instrument_token=256265&from_ts=2025-11-08T00:00:00Z&to_ts=2025-11-09T00:00:00Z").await;
+    let (_, _, sat) =
+        nse.get("/history?instrument_token=256265&from_ts=2025-11-08T00:00:00Z&to_ts=2025-11-09T00:00:00Z").await;
     assert_eq!(sat["candles"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn options_carry_oi_iv_greeks_and_the_underlying_only_when_asked() {
     let sim = start(SimOptions::default()).await;
-    let (_, _, with) = sim
-        .get(&format!("/history?instrument_token=11000020&{DAY}&oi=true"))
-        .await;
+    let (_, _, with) = sim.get(&format!("/history?instrument_token=11000020&{DAY}&oi=true")).await;
     let c = &with["candles"][0];
     for field in ["oi", "iv", "delta", "gamma", "theta", "vega", "underlying"] {
         assert!(c[field].is_number(), "{field} missing: {c}");
     }
-    let (_, _, without) = sim
-        .get(&format!("/history?instrument_token=11000020&{DAY}"))
-        .await;
+    let (_, _, without) = sim.get(&format!("/history?instrument_token=11000020&{DAY}")).await;
     assert!(without["candles"][0].get("oi").is_none());
 }
 
 #[tokio::test]
 async fn fault_flags_and_stats_count_what_happened() {
-    let sim = start(SimOptions {
-        error_rate: 1.0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(
-        sim.get(&format!("/history?instrument_token=256265&{DAY}"))
-            .await
-            .0,
-        502
-    );
-    let throttled = start(SimOptions {
-        throttle_rate: 1.0,
-        ..Default::default()
-    })
-    .await;
-    let (s, retry, _) = throttled
-        .get(&format!("/history?instrument_token=256265&{DAY}"))
-        .await;
+    let sim = start(SimOptions { error_rate: 1.0, ..Default::default() }).await;
+    assert_eq!(sim.get(&format!("/history?instrument_token=256265&{DAY}")).await.0, 502);
+    let throttled = start(SimOptions { throttle_rate: 1.0, ..Default::default() }).await;
+    let (s, retry, _) = throttled.get(&format!("/history?instrument_token=256265&{DAY}")).await;
     assert_eq!((s, retry.as_deref()), (429, Some("1")));
     // Faults apply to history only.
     assert_eq!(throttled.get("/subscriptions").await.0, 200);
 
-    let capped = start(SimOptions {
-        max_rps: Some(3),
-        ..Default::default()
-    })
-    .await;
+    let capped = start(SimOptions { max_rps: Some(3), ..Default::default() }).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(
-            capped
-                .get(&format!("/history?instrument_token=256265&{DAY}"))
-                .await
-                .0,
-        );
+        statuses.push(capped.get(&format!("/history?instrument_token=256265&{DAY}")).await.0);
     }
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     let (_, _, stats) = capped.get("/stats").await;
@@ -175,56 +116,28 @@ async fn fault_flags_and_stats_count_what_happened() {
     assert_eq!(stats["by_status"]["429"], 2);
     assert_eq!(stats["peak_rps"], 5);
 
-    let slow = start(SimOptions {
-        latency_ms: (150, 150),
-        ..Default::default()
-    })
-    .await;
+    let slow = start(SimOptions { latency_ms: (150, 150), ..Default::default() }).await;
     let t = std::time::Instant::now();
-    slow.get(&format!("/history?instrument_token=256265&{DAY}"))
-        .await;
+    slow.get(&format!("/history?instrument_token=256265&{DAY}")).await;
     assert!(t.elapsed() >= Duration::from_millis(150));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_backfill_waits_and_still_lands_without_failing() {
     let app = TestApp::spawn_with(AppOptions {
-        sim: SimOptions {
-            max_rps: Some(1),
-            ..Default::default()
-        },
+        sim: SimOptions { max_rps: Some(1), ..Default::default() },
         ..Default::default()
     })
     .await;
     // Spend the simulator's one request of this second, so the worker's first ask is a 429.
-    let status = app
-        .http
-        .get(format!(
-            "{}/history?instrument_token=256265&{DAY}",
-            app.sim_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status =
+        app.http.get(format!("{}/history?instrument_token=256265&{DAY}", app.sim_url)).send().await.unwrap().status();
     assert_eq!(status, 200);
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    app.wait_count(
-        40,
-        "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'",
-        1,
-    )
-    .await;
-    assert_eq!(
-        app.count("SELECT count(*) FROM backfill_runs WHERE outcome <> 'stored'")
-            .await,
-        0
-    );
+    app.wait_count(40, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE outcome <> 'stored'").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120);
     let stats = app.sim_stats().await;
     assert_eq!(stats["by_status"]["200"], 2, "{stats}");
-    assert!(
-        stats["by_status"]["429"].as_i64().unwrap_or(0) >= 1,
-        "{stats}"
-    );
+    assert!(stats["by_status"]["429"].as_i64().unwrap_or(0) >= 1, "{stats}");
 }

@@ -13,10 +13,7 @@ use tickfill::{
 use crate::helpers::{run_cli, wait_until, AppOptions, RedisRelay, TestApp};
 
 fn no_bridge() -> AppOptions {
-    AppOptions {
-        start_bridge: false,
-        ..Default::default()
-    }
+    AppOptions { start_bridge: false, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,34 +24,14 @@ async fn events_lost_while_the_bridge_was_down_are_made_good_by_one_sweep() {
     }
     assert_eq!(app.count("SELECT count(*) FROM subscriptions").await, 0);
     app.sweep_once().await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'",
-        3,
-    )
-    .await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'", 3).await;
     assert_eq!(
-        app.count(
-            "SELECT count(*) FROM subscriptions WHERE status = 'active' AND source = 'reconcile'"
-        )
-        .await,
+        app.count("SELECT count(*) FROM subscriptions WHERE status = 'active' AND source = 'reconcile'").await,
         3
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 256265")
-            .await,
-        120
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM futures_bars WHERE instrument_token = 10000001")
-            .await,
-        120
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM option_bars WHERE instrument_token = 11000020")
-            .await,
-        120
-    );
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 256265").await, 120);
+    assert_eq!(app.count("SELECT count(*) FROM futures_bars WHERE instrument_token = 10000001").await, 120);
+    assert_eq!(app.count("SELECT count(*) FROM option_bars WHERE instrument_token = 11000020").await, 120);
     app.wait_idle(20).await;
     // The sweep did not also plan backfills for what reconcile had just queued.
     assert_eq!(app.sim_stats().await["history_requests"], 3);
@@ -64,18 +41,12 @@ async fn events_lost_while_the_bridge_was_down_are_made_good_by_one_sweep() {
 async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() {
     let app = TestApp::spawn().await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'",
-        1,
-    )
-    .await;
-    let (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-        "SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    let (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     let (a, b) = (from + Duration::minutes(30), from + Duration::minutes(90));
     sqlx::query("DELETE FROM minute_bars WHERE time >= $1 AND time < $2")
         .bind(a)
@@ -83,10 +54,7 @@ async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() 
         .execute(&app.db.pool)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM coverage")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM coverage").execute(&app.db.pool).await.unwrap();
     sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $5, 30), (256265, $3, $4, $5, 30)")
         .bind(from)
         .bind(a)
@@ -100,22 +68,15 @@ async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() 
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
 
     app.sweep_once().await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE reason = 'sweep' AND outcome = 'stored'",
-        1,
-    )
-    .await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'sweep' AND outcome = 'stored'", 1).await;
     app.wait_idle(20).await;
-    assert_eq!(
-        app.sim_stats().await["history_requests"].as_i64().unwrap(),
-        before + 1
-    );
-    let filled: (DateTime<Utc>, DateTime<Utc>, i32) =
-        sqlx::query_as("SELECT window_from, window_to, rows FROM backfill_runs WHERE reason = 'sweep' AND kind = 'backfill'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    assert_eq!(app.sim_stats().await["history_requests"].as_i64().unwrap(), before + 1);
+    let filled: (DateTime<Utc>, DateTime<Utc>, i32) = sqlx::query_as(
+        "SELECT window_from, window_to, rows FROM backfill_runs WHERE reason = 'sweep' AND kind = 'backfill'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
     assert_eq!(filled, (a, b, 60));
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120);
     // Coverage is one contiguous row again.
@@ -142,15 +103,9 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
             .await
             .unwrap();
         data.iter()
-            .map(|d| {
-                match serde_json::from_slice::<Envelope>(d)
-                    .unwrap()
-                    .decode()
-                    .unwrap()
-                {
-                    Job::Sweep { tick } => tick,
-                    other => panic!("unexpected job {other:?}"),
-                }
+            .map(|d| match serde_json::from_slice::<Envelope>(d).unwrap().decode().unwrap() {
+                Job::Sweep { tick } => tick,
+                other => panic!("unexpected job {other:?}"),
             })
             .collect::<Vec<_>>()
     };
@@ -161,121 +116,96 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
     ticks.sort();
     ticks.dedup();
     assert_eq!(total, ticks.len(), "a tick was pushed twice: {ticks:?}");
-    assert!(
-        ticks
-            .windows(2)
-            .all(|w| w[1] - w[0] == Duration::seconds(1)),
-        "{ticks:?}"
-    );
+    assert!(ticks.windows(2).all(|w| w[1] - w[0] == Duration::seconds(1)), "{ticks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_nse_calendar_a_weekend_window_is_fetched_once_and_never_again() {
     let app = TestApp::spawn_with(AppOptions {
-        sim: SimOptions {
-            calendar: Calendar::Nse,
-            ..Default::default()
-        },
+        sim: SimOptions { calendar: Calendar::Nse, ..Default::default() },
         ..Default::default()
     })
     .await;
-    let args = [
-        "backfill",
-        "--token",
-        "256265",
-        "--from",
-        "2025-11-08T00:00:00Z",
-        "--to",
-        "2025-11-10T00:00:00Z",
-    ];
+    let args = ["backfill", "--token", "256265", "--from", "2025-11-08T00:00:00Z", "--to", "2025-11-10T00:00:00Z"];
     let (code, out, err) = run_cli(&app.settings, &args, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 rows stored"), "{out}");
     let (code, out, err) = run_cli(&app.settings, &args, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(app.sim_stats().await["history_requests"], 1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM backfill_runs WHERE outcome = 'covered'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM coverage WHERE candles = 0")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE outcome = 'covered'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM coverage WHERE candles = 0").await, 1);
+    // --force asks again: the source may have revised its candles.
+    let forced: Vec<&str> = args.iter().copied().chain(["--force"]).collect();
+    let (code, out, err) = run_cli(&app.settings, &forced, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(app.sim_stats().await["history_requests"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instrument_removed_on_the_ticker_goes_inactive_and_its_pending_backfills_are_skipped() {
+async fn with_subscription_awareness_off_a_sweep_fills_every_active_instrument() {
     let app = TestApp::spawn_with(AppOptions {
         start_bridge: false,
-        tweak: |s| s.concurrency = 1,
+        tweak: |s| {
+            s.backfill_subscription_aware = false;
+            s.reconcile = false;
+            s.lookback = std::time::Duration::from_secs(15 * 60);
+        },
+        ..Default::default()
+    })
+    .await;
+    let instruments = app.count("SELECT count(*) FROM instruments WHERE active").await;
+    assert_eq!(instruments, 87);
+    app.sweep_once().await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'sweep' AND outcome = 'stored'", instruments)
+        .await;
+    assert_eq!(app.count("SELECT count(DISTINCT instrument_token) FROM coverage").await, instruments);
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_backfill_disabled_a_sweep_pushes_nothing() {
+    let app = TestApp::spawn_with(AppOptions {
+        start_bridge: false,
+        tweak: |s| s.backfill_enabled = false,
         ..Default::default()
     })
     .await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
     app.sweep_once().await;
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'",
-        1,
-    )
-    .await;
-    let status = app
-        .http
-        .delete(format!("{}/subscriptions/256265", app.sim_url))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    app.wait_idle(10).await;
+    assert_eq!(app.count("SELECT rows::bigint FROM backfill_runs WHERE kind = 'sweep'").await, 0);
+    assert_eq!(app.sim_stats().await["history_requests"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instrument_removed_on_the_ticker_goes_inactive_and_its_pending_backfills_are_skipped() {
+    let app =
+        TestApp::spawn_with(AppOptions { start_bridge: false, tweak: |s| s.concurrency = 1, ..Default::default() })
+            .await;
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.sweep_once().await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'", 1).await;
+    let status = app.http.delete(format!("{}/subscriptions/256265", app.sim_url)).send().await.unwrap().status();
     assert_eq!(status, 200); // its event is lost too: no bridge
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
     // A backfill already waiting in the queue, due after the sweep has run.
-    let (from, to) = (
-        Utc::now() - Duration::hours(30),
-        Utc::now() - Duration::hours(29),
-    );
-    let job = Job::Backfill {
-        token: 256265,
-        from,
-        to,
-        reason: Reason::Sweep,
-        force: false,
-    };
+    let (from, to) = (Utc::now() - Duration::hours(30), Utc::now() - Duration::hours(29));
+    let job = Job::Backfill { token: 256265, from, to, reason: Reason::Sweep, force: false };
     queue::Producer::new(app.redis.clone(), &app.settings)
-        .push_as(
-            &job,
-            "pending-test",
-            Some(std::time::Duration::from_secs(2)),
-        )
+        .push_as(&job, "pending-test", Some(std::time::Duration::from_secs(2)))
         .await
         .unwrap();
     app.sweep_once().await;
-    assert_eq!(
-        app.count("SELECT count(*) FROM subscriptions WHERE status = 'inactive'")
-            .await,
-        1
-    );
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE outcome = 'skipped'",
-        1,
-    )
-    .await;
-    assert_eq!(
-        app.sim_stats().await["history_requests"].as_i64().unwrap(),
-        before
-    );
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'inactive'").await, 1);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'skipped'", 1).await;
+    assert_eq!(app.sim_stats().await["history_requests"].as_i64().unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_hundred_simulator_subscriptions_reconcile_across_two_pages() {
     let app = TestApp::spawn_with(AppOptions {
-        sim: SimOptions {
-            universe: 1200,
-            ..Default::default()
-        },
+        sim: SimOptions { universe: 1200, ..Default::default() },
         start_bridge: false,
         start_worker: false,
         ..Default::default()
@@ -284,45 +214,24 @@ async fn twelve_hundred_simulator_subscriptions_reconcile_across_two_pages() {
     let tokens: Vec<u32> = (20_000_001..=20_001_200).collect();
     for chunk in tokens.chunks(100) {
         let posts = chunk.iter().map(|t| app.subscribe_via_sim(*t));
-        assert!(futures::future::join_all(posts)
-            .await
-            .iter()
-            .all(|s| *s == 201));
+        assert!(futures::future::join_all(posts).await.iter().all(|s| *s == 201));
     }
     let ticker = TickerClient::new(&app.settings).unwrap();
     let mut producer = queue::Producer::new(app.redis.clone(), &app.settings);
-    let report = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings)
-        .await
-        .unwrap();
-    assert_eq!(
-        (report.listed, report.added.len(), report.deactivated.len()),
-        (1200, 1200, 0)
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'")
-            .await,
-        1200
-    );
+    let report = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings).await.unwrap();
+    assert_eq!((report.listed, report.added.len(), report.deactivated.len()), (1200, 1200, 0));
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 1200);
     let queued = app.depths(Lane::Urgent).await;
-    assert_eq!(
-        queued.scheduled + queued.active,
-        1200,
-        "one immediate backfill each"
-    );
+    assert_eq!(queued.scheduled + queued.active, 1200, "one immediate backfill each");
     // A second pass changes nothing.
-    let again = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings)
-        .await
-        .unwrap();
+    let again = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings).await.unwrap();
     assert_eq!((again.added.len(), again.deactivated.len()), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ninety_day_hand_backfill_makes_two_history_requests() {
     let app = TestApp::spawn_with(AppOptions {
-        sim: SimOptions {
-            calendar: Calendar::Nse,
-            ..Default::default()
-        },
+        sim: SimOptions { calendar: Calendar::Nse, ..Default::default() },
         ..Default::default()
     })
     .await;
@@ -330,23 +239,13 @@ async fn a_ninety_day_hand_backfill_makes_two_history_requests() {
     let from = to - Duration::days(90);
     let (code, out, err) = run_cli(
         &app.settings,
-        &[
-            "backfill",
-            "--token",
-            "256265",
-            "--from",
-            &from.to_rfc3339(),
-            "--to",
-            &to.to_rfc3339(),
-        ],
+        &["backfill", "--token", "256265", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339()],
         &[],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("pushed 2 backfill job(s)"), "{out}");
     assert_eq!(app.sim_stats().await["history_requests"], 2);
-    let stored: i64 = app
-        .count("SELECT COALESCE(sum(rows), 0) FROM backfill_runs WHERE reason = 'manual'")
-        .await;
+    let stored: i64 = app.count("SELECT COALESCE(sum(rows), 0) FROM backfill_runs WHERE reason = 'manual'").await;
     assert_eq!(stored, app.count("SELECT count(*) FROM minute_bars").await);
     assert!(stored > 60 * 375, "90 days of NSE sessions: {stored}");
 }
@@ -355,12 +254,7 @@ async fn a_ninety_day_hand_backfill_makes_two_history_requests() {
 async fn status_shows_the_newest_bar_the_holes_and_the_last_outcome() {
     let app = TestApp::spawn().await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    app.wait_count(
-        20,
-        "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'",
-        1,
-    )
-    .await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
     let status = |app: &TestApp| {
         let (code, out, err) = run_cli(&app.settings, &["status", "--json"], &[]);
         assert_eq!(code, 0, "{err}");
@@ -377,26 +271,15 @@ async fn status_shows_the_newest_bar_the_holes_and_the_last_outcome() {
         .await
         .unwrap();
     let s = status(&app);
-    assert_eq!(
-        (s[0]["holes"].as_i64(), s[0]["missing_minutes"].as_i64()),
-        (Some(1), Some(60))
-    );
+    assert_eq!((s[0]["holes"].as_i64(), s[0]["missing_minutes"].as_i64()), (Some(1), Some(60)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_cancel_drops_only_that_tokens_pending_backfills() {
-    let app = TestApp::spawn_with(AppOptions {
-        start_bridge: false,
-        start_worker: false,
-        ..Default::default()
-    })
-    .await;
-    for (token, from) in [
-        (256265, "2025-11-03"),
-        (256265, "2025-11-04"),
-        (256265, "2025-11-05"),
-        (10000001, "2025-11-03"),
-    ] {
+    let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
+    for (token, from) in
+        [(256265, "2025-11-03"), (256265, "2025-11-04"), (256265, "2025-11-05"), (10000001, "2025-11-03")]
+    {
         let args = [
             "backfill",
             "--no-wait",
@@ -409,11 +292,7 @@ async fn backfill_cancel_drops_only_that_tokens_pending_backfills() {
         ];
         assert_eq!(run_cli(&app.settings, &args, &[]).0, 0);
     }
-    let (code, out, _) = run_cli(
-        &app.settings,
-        &["backfill", "cancel", "--token", "256265"],
-        &[],
-    );
+    let (code, out, _) = run_cli(&app.settings, &["backfill", "cancel", "--token", "256265"], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("cancelled 3"), "{out}");
     let d = app.depths(Lane::Bulk).await;
@@ -423,32 +302,15 @@ async fn backfill_cancel_drops_only_that_tokens_pending_backfills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_that_reconnects_pushes_a_catch_up_sweep() {
     let relay = RedisRelay::start().await;
-    let app = TestApp::spawn_with(AppOptions {
-        start_bridge: false,
-        start_worker: false,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut settings = app.settings.clone();
     settings.redis_url = tickfill::config::Secret::new(relay.url.clone());
     tokio::spawn(tickfill::bridge::run(settings, app.shutdown.clone()));
     let channel = app.channel();
-    let subscribed = || async {
-        queue::subscribers(&mut app.redis.clone(), &channel)
-            .await
-            .unwrap_or(0)
-            >= 1
-    };
+    let subscribed = || async { queue::subscribers(&mut app.redis.clone(), &channel).await.unwrap_or(0) >= 1 };
     wait_until(10, "the bridge to subscribe", subscribed).await;
-    assert_eq!(
-        app.depths(Lane::Bulk).await.pending(),
-        0,
-        "no sweep on the first connection"
-    );
+    assert_eq!(app.depths(Lane::Bulk).await.pending(), 0, "no sweep on the first connection");
     relay.cut();
-    wait_until(20, "a catch-up sweep", || async {
-        app.depths(Lane::Bulk).await.pending() == 1
-    })
-    .await;
+    wait_until(20, "a catch-up sweep", || async { app.depths(Lane::Bulk).await.pending() == 1 }).await;
     wait_until(10, "the bridge to subscribe again", subscribed).await;
 }
