@@ -11,7 +11,8 @@
 //! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
 //! - `scheduler`: pushes sweep jobs on `SWEEP_INTERVAL`.
 //! - `ticker`: the history API client.
-//! - `market`: candles, instrument classification, underlying names.
+//! - `market`: candles, instrument classification, underlying names, tradingsymbol parsing.
+//! - `chain`: option-chain strike distribution, PCR and max pain.
 //! - `windows`: minute alignment, holes, chunks.
 //! - `store`: PostgreSQL: migrations and one function per statement.
 //! - `load`: the instrument-dump loader.
@@ -22,6 +23,7 @@
 
 pub mod bench;
 pub mod bridge;
+pub mod chain;
 pub mod config;
 pub mod dev;
 pub mod load;

@@ -12,7 +12,7 @@ use anyhow::Context;
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
 use tokio::sync::{mpsc, watch};
@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::{
     config::Settings,
-    market::{classify, BarTarget},
+    market::{self, classify, BarTarget},
     queue::{self, Producer},
     shutdown::Shutdown,
     store::{
@@ -127,9 +127,9 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
             requested_backfill(state, *token, (*from, *to), *reason, *force, meta).await
         }
         Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
-        // Chain metrics are built by a later part of the pipeline; until then a worker that meets
-        // one says so instead of pretending to have done it.
-        Job::ChainMetrics { .. } => Err(JobError::GiveUp(format!("this worker does not run {} jobs yet", job.kind()))),
+        Job::ChainMetrics { underlying, expiry, from, to } => {
+            rebuild_chain(state, underlying, *expiry, (*from, *to), meta).await
+        }
     }
 }
 
@@ -153,7 +153,7 @@ async fn requested_backfill(
             return Ok(());
         }
     }
-    let target = match find_instrument(state, token, None).await.and_then(|i| classify(&i).map_err(JobError::GiveUp)) {
+    let target = match find_instrument(state, token, None).await.and_then(|(i, _)| classify(&i).map_err(JobError::GiveUp)) {
         Ok(t) => t,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
     };
@@ -210,17 +210,21 @@ async fn find_instrument(
     state: &WorkerState,
     token: u32,
     event: Option<&SubscriptionEvent>,
-) -> Result<Instrument, JobError> {
-    if let Some(inst) = instruments::find_instrument(&state.pool, token).await? {
-        return Ok(inst);
+) -> Result<(Instrument, instruments::Source), JobError> {
+    if let Some(mut inst) = instruments::find_instrument(&state.pool, token).await? {
+        // Some dumps leave a derivative's name or expiry empty: its symbol tells them.
+        market::complete_from_symbol(&mut inst);
+        return Ok((inst, instruments::Source::Dump));
     }
     let from_event = event.and_then(|e| {
-        Some(Instrument {
+        let mut inst = Instrument {
             instrument_token: token,
             tradingsymbol: e.tradingsymbol.clone()?,
-            segment: Some(e.segment.clone()?),
+            segment: e.segment.clone(),
             ..Default::default()
-        })
+        };
+        let parsed = market::complete_from_symbol(&mut inst);
+        inst.segment.is_some().then_some((inst, if parsed { instruments::Source::Parsed } else { instruments::Source::Event }))
     });
     from_event.ok_or_else(|| {
         JobError::GiveUp(format!(
@@ -235,8 +239,10 @@ async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMe
     let inst = find_instrument(state, token, Some(event)).await;
     let mut tx = state.pool.begin().await?;
     subscriptions::activate_subscription(&mut tx, &subscription(event)).await?;
-    if let Ok(inst) = &inst {
-        instruments::insert_instrument_if_absent(&mut tx, inst, instruments::Source::Event).await?;
+    if let Ok((inst, source)) = &inst {
+        if *source != instruments::Source::Dump {
+            instruments::insert_instrument_if_absent(&mut tx, inst, *source).await?;
+        }
     }
     tx.commit().await?;
     let s = &state.settings;
@@ -248,7 +254,7 @@ async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMe
         tracing::info!(token, "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
-    let prepared = inst.and_then(|inst| classify(&inst).map_err(JobError::GiveUp));
+    let prepared = inst.and_then(|(inst, _)| classify(&inst).map_err(JobError::GiveUp));
     let target = match prepared {
         Ok(t) => t,
         Err(e) => return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await),
@@ -362,6 +368,11 @@ async fn backfill(
         latency_ms = latency.map(|l| l.as_millis() as u64),
         "backfill committed"
     );
+    if let (BarTarget::Option { symbol, expiry, .. }, true) = (ctx.target, rows > 0) {
+        if let Err(e) = push_chain_rebuild(state, symbol, *expiry, fetch).await {
+            tracing::warn!(error = format!("{e:#}"), "failed to push a chain rebuild; the next option backfill will");
+        }
+    }
     if let Some(tx) = &state.commits {
         let _ = tx.send(Committed {
             token,
@@ -371,6 +382,81 @@ async fn backfill(
             latency,
         });
     }
+    Ok(())
+}
+
+/// The Redis sorted set where the windows waiting for a chain's next rebuild accumulate (members
+/// `from` and `to`, kept at their minimum and maximum).
+fn chain_pending_key(ns: &str, underlying: &str, expiry: NaiveDate) -> String {
+    format!("{ns}:chain-pending:{underlying}:{expiry}")
+}
+
+/// After an option backfill: ask for the chain to be rebuilt after `CHAIN_DEBOUNCE`, once per
+/// (underlying, expiry, debounce bucket), so a burst of a whole chain's subscriptions costs a
+/// rebuild or two rather than one per leg. Every backfill widens the pending window, so the one
+/// rebuild covers what all of them wrote.
+async fn push_chain_rebuild(
+    state: &WorkerState,
+    underlying: &str,
+    expiry: NaiveDate,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> anyhow::Result<()> {
+    let debounce = state.settings.chain_debounce;
+    let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
+    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let _: () = redis::pipe()
+        .cmd("ZADD").arg(&pending).arg("LT").arg(window.0.timestamp()).arg("from").ignore()
+        .cmd("ZADD").arg(&pending).arg("GT").arg(window.1.timestamp()).arg("to").ignore()
+        .expire(&pending, 86_400).ignore()
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.0, to: window.1 };
+    let key = format!("chain:{underlying}:{expiry}:{bucket}");
+    state.producer.clone().push_as(&job, &key, Some(debounce)).await?;
+    Ok(())
+}
+
+/// A `ChainMetrics` job: rebuild the chain over its window widened by what is pending.
+async fn rebuild_chain(
+    state: &WorkerState,
+    underlying: &str,
+    expiry: NaiveDate,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    meta: &JobMeta,
+) -> Result<(), JobError> {
+    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let (bounds, _): (Vec<(String, i64)>, ()) = redis::pipe()
+        .atomic()
+        .zrange_withscores(&pending, 0, -1)
+        .del(&pending)
+        .query_async(&mut state.redis.clone())
+        .await
+        .map_err(|e| JobError::Retry(e.into()))?;
+    let mut window = window;
+    for (member, ts) in bounds {
+        let Some(t) = DateTime::from_timestamp(ts, 0) else { continue };
+        match member.as_str() {
+            "from" => window.0 = window.0.min(t),
+            "to" => window.1 = window.1.max(t),
+            _ => {}
+        }
+    }
+    let rows = crate::chain::rebuild(&state.pool, underlying, expiry, window).await?;
+    let run = Run {
+        job_id: &meta.id,
+        kind: "chain_metrics",
+        instrument_token: None,
+        reason: Some(underlying),
+        window: Some(window),
+        requested_at: None,
+        started_at: meta.started_at,
+        attempts: meta.attempt.max(1) as i32,
+        rows: rows.min(i32::MAX as u64) as i32,
+        outcome: Outcome::Done,
+        error: None,
+    };
+    runs::upsert_run(&state.pool, &run).await?;
+    tracing::info!(underlying, %expiry, rows, from = %window.0, to = %window.1, "chain rebuilt");
     Ok(())
 }
 
