@@ -287,3 +287,75 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
         "sweep_with_push_ms": r1(sweep_ms),
     }))
 }
+
+/// `bench chain`: rebuilding one expiry of `strikes` strikes × CE/PE over `minutes` minutes
+/// (read the option bars, compute every minute, replace the rows in one transaction) beside the
+/// raw baseline of writing the same output rows, prepared in advance, the same way.
+pub async fn chain(base: Settings, strikes: usize, minutes: usize) -> anyhow::Result<serde_json::Value> {
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let redis = queue::connect(base.redis_url.expose()).await?;
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let result = chain_in(&db_url, strikes, minutes).await;
+    scratch.remove().await;
+    result
+}
+
+async fn chain_in(db_url: &str, strikes: usize, minutes: usize) -> anyhow::Result<serde_json::Value> {
+    let pool = store::connect(db_url, 4).await?;
+    store::migrate(&pool).await?;
+    let expiry = chrono::NaiveDate::from_ymd_opt(2025, 11, 25).expect("valid date");
+    let from = DateTime::parse_from_rfc3339("2025-11-18T03:45:00Z")?.with_timezone(&Utc);
+    let to = from + chrono::Duration::minutes(minutes as i64);
+    // Deterministic legs: prices and OI from a hash of (strike, type, minute).
+    sqlx::query(
+        "INSERT INTO option_bars (contract, time, instrument_token, symbol, expiry, strike, option_type,
+             open, high, low, close, volume, oi, iv)
+         SELECT 'BENCH' || k || t, $1 + make_interval(mins => m), 30000000 + k * 2 + (t = 'PE')::int, 'BENCH', $2,
+                20000 + 50 * k, t, 100, 110, 90, 100 + (h % 1000) / 100.0, 1000 + h % 9000, 75 * (h % 20000), 12 + (h % 500) / 100.0
+         FROM generate_series(0, $3 - 1) k, (VALUES ('CE'), ('PE')) AS ty(t), generate_series(0, $4 - 1) m,
+              LATERAL (SELECT abs(hashtext(k || t || m)::bigint) AS h) x",
+    )
+    .bind(from)
+    .bind(expiry)
+    .bind(strikes as i32)
+    .bind(minutes as i32)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ANALYZE option_bars").execute(&pool).await?;
+    let mut rebuild = Vec::new();
+    let mut raw = Vec::new();
+    let mut compute = Vec::new();
+    let mut rows = 0;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        rows = crate::chain::rebuild(&pool, "BENCH", expiry, (from, to)).await?;
+        rebuild.push(t.elapsed().as_secs_f64() * 1000.0);
+
+        let t = std::time::Instant::now();
+        let chain = crate::chain::read_chain(&pool, "BENCH", expiry, from, to).await?;
+        let prepared = crate::chain::Prepared::from_chain(&chain);
+        compute.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = std::time::Instant::now();
+        let mut tx = pool.begin().await?;
+        prepared.write(&mut tx, "BENCH", expiry, (from, to)).await?;
+        tx.commit().await?;
+        raw.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    pool.close().await;
+    rebuild.sort_by(|a, b| a.total_cmp(b));
+    raw.sort_by(|a, b| a.total_cmp(b));
+    compute.sort_by(|a, b| a.total_cmp(b));
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let (rb, rw) = (rebuild[2], raw[2]);
+    Ok(serde_json::json!({
+        "strikes": strikes,
+        "minutes": minutes,
+        "option_bars": strikes * 2 * minutes,
+        "rows_written": rows,
+        "rebuild_ms": r1(rb),
+        "raw_write_ms": r1(rw),
+        "read_and_compute_ms": r1(compute[2]),
+        "ratio": (rb / rw * 100.0).round() / 100.0,
+    }))
+}

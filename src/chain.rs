@@ -120,9 +120,9 @@ pub async fn read_chain(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Chain> {
-    type Row = (DateTime<Utc>, f64, String, f64, i64, Option<i64>, Option<f64>);
+    type Row = (DateTime<Utc>, f64, bool, f64, i64, Option<i64>, Option<f64>);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT time, strike, option_type, close, volume, oi, iv FROM option_bars
+        "SELECT time, strike, option_type = 'CE', close, volume, oi, iv FROM option_bars
          WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4 ORDER BY time, strike",
     )
     .bind(symbol)
@@ -132,14 +132,14 @@ pub async fn read_chain(
     .fetch_all(pool)
     .await?;
     let mut chain = Chain::new();
-    for (time, strike, kind, close, volume, oi, iv) in rows {
+    for (time, strike, is_call, close, volume, oi, iv) in rows {
         let minute = chain.entry(time).or_default();
         if minute.last().is_none_or(|r| r.strike != strike) {
             minute.push(StrikeRow { strike, ..Default::default() });
         }
         let row = minute.last_mut().expect("pushed above");
         let side = Side { close: Some(close), volume: Some(volume), oi, iv };
-        if kind == "CE" {
+        if is_call {
             row.call = side;
         } else {
             row.put = side;
@@ -148,36 +148,58 @@ pub async fn read_chain(
     Ok(chain)
 }
 
-/// Replaces the window's strike distribution and metrics with `chain`, in `tx`. Returns rows written.
-pub async fn write_chain(
-    tx: &mut Transaction<'_, Postgres>,
-    symbol: &str,
-    expiry: NaiveDate,
-    window: (DateTime<Utc>, DateTime<Utc>),
-    chain: &Chain,
-) -> sqlx::Result<u64> {
-    for table in ["fo_strike_distribution", "fo_expiry_metrics"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4"
-        )))
-        .bind(symbol)
-        .bind(expiry)
-        .bind(window.0)
-        .bind(window.1)
-        .execute(&mut **tx)
-        .await?;
-    }
-    let mut d = StrikeColumns::default();
-    let mut m = MetricColumns::default();
-    for (time, rows) in chain {
-        for r in rows {
-            d.push(*time, r);
+/// A chain turned into the column arrays its rows are written from.
+#[derive(Default)]
+pub struct Prepared {
+    strikes: StrikeColumns,
+    metrics: MetricColumns,
+}
+
+impl Prepared {
+    /// Computes every minute's metrics and lays the rows out for writing.
+    pub fn from_chain(chain: &Chain) -> Self {
+        let mut p = Prepared::default();
+        for (time, rows) in chain {
+            for r in rows {
+                p.strikes.push(*time, r);
+            }
+            p.metrics.push(*time, &metrics(rows));
         }
-        m.push(*time, &metrics(rows));
+        p
     }
-    let strikes = d.insert(tx, symbol, expiry).await?;
-    let minutes = m.insert(tx, symbol, expiry).await?;
-    Ok(strikes + minutes)
+
+    /// Rows this will write.
+    pub fn len(&self) -> usize {
+        self.strikes.time.len() + self.metrics.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the window's rows of both tables with these, in `tx`; returns rows written.
+    pub async fn write(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        symbol: &str,
+        expiry: NaiveDate,
+        window: (DateTime<Utc>, DateTime<Utc>),
+    ) -> sqlx::Result<u64> {
+        for table in ["fo_strike_distribution", "fo_expiry_metrics"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4"
+            )))
+            .bind(symbol)
+            .bind(expiry)
+            .bind(window.0)
+            .bind(window.1)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let strikes = self.strikes.insert(tx, symbol, expiry).await?;
+        let minutes = self.metrics.insert(tx, symbol, expiry).await?;
+        Ok(strikes + minutes)
+    }
 }
 
 #[derive(Default)]
@@ -289,8 +311,9 @@ pub async fn rebuild(
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> sqlx::Result<u64> {
     let chain = read_chain(pool, symbol, expiry, window.0, window.1).await?;
+    let prepared = Prepared::from_chain(&chain);
     let mut tx = pool.begin().await?;
-    let rows = write_chain(&mut tx, symbol, expiry, window, &chain).await?;
+    let rows = prepared.write(&mut tx, symbol, expiry, window).await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -304,10 +327,8 @@ mod tests {
     fn brute_force(chain: &[(f64, i64, i64)]) -> Option<f64> {
         let mut best: Option<(f64, f64)> = None;
         for (k, _, _) in chain {
-            let pain: f64 = chain
-                .iter()
-                .map(|(s, c, p)| *c as f64 * (k - s).max(0.0) + *p as f64 * (s - k).max(0.0))
-                .sum();
+            let pain: f64 =
+                chain.iter().map(|(s, c, p)| *c as f64 * (k - s).max(0.0) + *p as f64 * (s - k).max(0.0)).sum();
             match best {
                 Some((b, bk)) if pain > b || (pain == b && bk <= *k) => {}
                 _ => best = Some((pain, *k)),
@@ -347,9 +368,8 @@ mod tests {
             let base = rng.random_range(1..500) as f64 * step;
             // Small OI ranges and symmetric chains make ties frequent.
             let hi = [3, 10, 1_000_000][rng.random_range(0..3)];
-            let mut chain: Vec<(f64, i64, i64)> = (0..n)
-                .map(|i| (base + i as f64 * step, rng.random_range(0..hi), rng.random_range(0..hi)))
-                .collect();
+            let mut chain: Vec<(f64, i64, i64)> =
+                (0..n).map(|i| (base + i as f64 * step, rng.random_range(0..hi), rng.random_range(0..hi))).collect();
             if case % 3 == 0 {
                 let len = chain.len();
                 for i in 0..len / 2 {
@@ -369,4 +389,73 @@ mod tests {
         }
         assert_eq!(max_pain(&[]), None);
     }
+}
+
+/// One minute of a chain as `tickfill chain` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainView {
+    pub symbol: String,
+    pub expiry: NaiveDate,
+    pub time: DateTime<Utc>,
+    pub underlying_close: Option<f64>,
+    pub pcr_oi: Option<f64>,
+    pub pcr_volume: Option<f64>,
+    pub max_pain: Option<f64>,
+    pub call_oi: i64,
+    pub put_oi: i64,
+    pub strikes: Vec<ChainStrike>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ChainStrike {
+    pub strike: f64,
+    pub call_close: Option<f64>,
+    pub call_volume: Option<i64>,
+    pub call_oi: Option<i64>,
+    pub call_iv: Option<f64>,
+    pub put_close: Option<f64>,
+    pub put_volume: Option<i64>,
+    pub put_oi: Option<i64>,
+    pub put_iv: Option<f64>,
+}
+
+/// The stored chain at the latest minute at or before `at`.
+pub async fn view(
+    pool: &PgPool,
+    symbol: &str,
+    expiry: NaiveDate,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<ChainView>> {
+    type Row = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64, i64);
+    let m: Option<Row> = sqlx::query_as(
+        "SELECT time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi FROM fo_expiry_metrics
+         WHERE symbol = $1 AND expiry = $2 AND time <= $3 ORDER BY time DESC LIMIT 1",
+    )
+    .bind(symbol)
+    .bind(expiry)
+    .bind(at)
+    .fetch_optional(pool)
+    .await?;
+    let Some((time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi)) = m else { return Ok(None) };
+    let strikes: Vec<ChainStrike> = sqlx::query_as(
+        "SELECT strike, call_close, call_volume, call_oi, call_iv, put_close, put_volume, put_oi, put_iv
+         FROM fo_strike_distribution WHERE symbol = $1 AND expiry = $2 AND time = $3 ORDER BY strike",
+    )
+    .bind(symbol)
+    .bind(expiry)
+    .bind(time)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(ChainView {
+        symbol: symbol.to_string(),
+        expiry,
+        time,
+        underlying_close,
+        pcr_oi,
+        pcr_volume,
+        max_pain,
+        call_oi,
+        put_oi,
+        strikes,
+    }))
 }

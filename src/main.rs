@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, config::Settings, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim, store, telemetry,
-    worker,
+    bench, bridge, chain, config::Settings, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim, store,
+    telemetry, worker,
 };
 
 #[derive(Parser)]
@@ -28,6 +28,18 @@ enum Command {
     Scheduler,
     /// Backfill a window of one instrument by hand (or `backfill cancel`).
     Backfill(BackfillArgs),
+    /// An option chain at a minute: per-strike calls and puts, PCR and max pain.
+    Chain {
+        #[arg(long)]
+        underlying: String,
+        #[arg(long)]
+        expiry: chrono::NaiveDate,
+        /// The minute to show (RFC 3339); default the latest.
+        #[arg(long, value_parser = instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Per active subscription: newest bar, its age, coverage holes, last outcome.
     Status {
         #[arg(long)]
@@ -147,6 +159,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20.0)]
         rate: f64,
     },
+    /// Rebuilding one expiry's chain for a day beside a bare write of the same rows.
+    Chain {
+        #[arg(long, default_value_t = 100)]
+        strikes: usize,
+        #[arg(long, default_value_t = 375)]
+        minutes: usize,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -205,6 +224,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 print_status(&rows);
             }
         }
+        Command::Chain { underlying, expiry, at, json } => {
+            let pool = store::connect(settings.database_url.expose(), 2).await?;
+            let symbol = tickfill::market::normalise_underlying(&underlying);
+            let view = chain::view(&pool, &symbol, expiry, at.unwrap_or_else(chrono::Utc::now)).await?;
+            match (view, json) {
+                (None, true) => println!("null"),
+                (None, false) => println!("no chain metrics for {symbol} {expiry}"),
+                (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+                (Some(v), false) => print_chain(&v),
+            }
+        }
         Command::Dev => {
             shutdown.on_signals();
             dev::run(settings, shutdown).await?;
@@ -259,6 +289,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     println!("no rejected events");
                 }
             }
+        }
+        Command::Bench { command: BenchCommand::Chain { strikes, minutes } } => {
+            anyhow::ensure!(strikes > 0 && minutes > 0, "--strikes and --minutes must be positive");
+            println!("{}", bench::chain(settings, strikes, minutes).await?);
         }
         Command::Bench { command: BenchCommand::Sweep { subscriptions } } => {
             anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
@@ -319,4 +353,39 @@ fn print_status(rows: &[ops::SubscriptionStatus]) {
             r.last_outcome.as_deref().unwrap_or("-"),
         );
     }
+}
+
+fn print_chain(v: &chain::ChainView) {
+    let f = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    let i = |x: Option<i64>| x.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "{} {}  at {}  underlying {}  PCR(OI) {}  PCR(vol) {}  max pain {}",
+        v.symbol,
+        v.expiry,
+        v.time.format("%Y-%m-%d %H:%M UTC"),
+        f(v.underlying_close),
+        v.pcr_oi.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
+        v.pcr_volume.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
+        f(v.max_pain)
+    );
+    println!(
+        "{:>10} {:>8} {:>10} {:>6} | {:>9} | {:>6} {:>10} {:>8} {:>10}",
+        "call OI", "vol", "close", "IV", "strike", "IV", "close", "vol", "put OI"
+    );
+    for s in &v.strikes {
+        let mark = if Some(s.strike) == v.max_pain { "*" } else { " " };
+        println!(
+            "{:>10} {:>8} {:>10} {:>6} |{mark}{:>8.1} | {:>6} {:>10} {:>8} {:>10}",
+            i(s.call_oi),
+            i(s.call_volume),
+            f(s.call_close),
+            f(s.call_iv),
+            s.strike,
+            f(s.put_iv),
+            f(s.put_close),
+            i(s.put_volume),
+            i(s.put_oi)
+        );
+    }
+    println!("{:>10} total call OI, {} total put OI; * = max pain", v.call_oi, v.put_oi);
 }

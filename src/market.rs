@@ -207,8 +207,22 @@ const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AU
 
 /// Commodities traded on MCX, recognised by name.
 const MCX_NAMES: [&str; 16] = [
-    "CRUDEOIL", "CRUDEOILM", "NATURALGAS", "NATGASMINI", "GOLD", "GOLDM", "GOLDPETAL", "GOLDGUINEA", "SILVER", "SILVERM",
-    "SILVERMIC", "COPPER", "ZINC", "ALUMINIUM", "LEAD", "NICKEL",
+    "CRUDEOIL",
+    "CRUDEOILM",
+    "NATURALGAS",
+    "NATGASMINI",
+    "GOLD",
+    "GOLDM",
+    "GOLDPETAL",
+    "GOLDGUINEA",
+    "SILVER",
+    "SILVERM",
+    "SILVERMIC",
+    "COPPER",
+    "ZINC",
+    "ALUMINIUM",
+    "LEAD",
+    "NICKEL",
 ];
 
 fn last_weekday_of_month(year: i32, month: u32, weekday: chrono::Weekday) -> Option<NaiveDate> {
@@ -299,11 +313,8 @@ pub fn parse_tradingsymbol(symbol: &str) -> Option<ParsedSymbol> {
     let (strike, instrument_type, kind) = if tail == "FUT" {
         (None, "FUT", "FUT")
     } else {
-        let (num, ty) = if let Some(n) = tail.strip_suffix("CE") {
-            (n, "CE")
-        } else {
-            (tail.strip_suffix("PE")?, "PE")
-        };
+        let (num, ty) =
+            if let Some(n) = tail.strip_suffix("CE") { (n, "CE") } else { (tail.strip_suffix("PE")?, "PE") };
         let strike: f64 = num.parse().ok().filter(|k: &f64| k.is_finite() && *k > 0.0)?;
         (Some(strike), ty, "OPT")
     };
@@ -347,21 +358,35 @@ mod symbol_tests {
     #[test]
     fn every_format_parses() {
         let p = parse_tradingsymbol("NIFTY24NOV24500CE").unwrap();
-        assert_eq!((p.underlying.as_str(), p.expiry, p.strike, p.instrument_type), ("NIFTY", d("2024-11-28"), Some(24500.0), "CE"));
+        assert_eq!(
+            (p.underlying.as_str(), p.expiry, p.strike, p.instrument_type),
+            ("NIFTY", d("2024-11-28"), Some(24500.0), "CE")
+        );
         assert_eq!(p.segment, "NFO-OPT");
         let p = parse_tradingsymbol("NIFTY24N1424500CE").unwrap();
         assert_eq!((p.expiry, p.strike), (d("2024-11-14"), Some(24500.0)));
         let p = parse_tradingsymbol("NIFTY24NOVFUT").unwrap();
-        assert_eq!((p.expiry, p.strike, p.instrument_type, p.segment.as_str()), (d("2024-11-28"), None, "FUT", "NFO-FUT"));
+        assert_eq!(
+            (p.expiry, p.strike, p.instrument_type, p.segment.as_str()),
+            (d("2024-11-28"), None, "FUT", "NFO-FUT")
+        );
         let p = parse_tradingsymbol("NIFTY25D0224500PE").unwrap();
         assert_eq!((p.expiry, p.instrument_type), (d("2025-12-02"), "PE"));
-        assert_eq!(parse_tradingsymbol("NIFTY25DECFUT").unwrap().expiry, d("2025-12-30"), "NSE monthly on Tuesday from Sep 2025");
+        assert_eq!(
+            parse_tradingsymbol("NIFTY25DECFUT").unwrap().expiry,
+            d("2025-12-30"),
+            "NSE monthly on Tuesday from Sep 2025"
+        );
         assert_eq!(parse_tradingsymbol("BANKNIFTY24DEC51000PE").unwrap().underlying, "BANKNIFTY");
         assert_eq!(parse_tradingsymbol("FINNIFTY24O0823500CE").unwrap().expiry, d("2024-10-08"));
         assert_eq!(parse_tradingsymbol("MIDCPNIFTY24NOV12500CE").unwrap().underlying, "MIDCPNIFTY");
         let p = parse_tradingsymbol("SENSEX24N2980000CE").unwrap();
         assert_eq!((p.underlying.as_str(), p.segment.as_str(), p.expiry), ("SENSEX", "BFO-OPT", d("2024-11-29")));
-        assert_eq!(parse_tradingsymbol("BANKEX24NOVFUT").unwrap().expiry, d("2024-11-29"), "BSE monthly on Friday in 2024");
+        assert_eq!(
+            parse_tradingsymbol("BANKEX24NOVFUT").unwrap().expiry,
+            d("2024-11-29"),
+            "BSE monthly on Friday in 2024"
+        );
         let p = parse_tradingsymbol("CRUDEOIL24DEC6500CE").unwrap();
         assert_eq!((p.underlying.as_str(), p.segment.as_str()), ("CRUDEOIL", "MCX-OPT"));
         assert_eq!(parse_tradingsymbol("GOLDM24DECFUT").unwrap().segment, "MCX-FUT");
@@ -387,9 +412,10 @@ mod symbol_tests {
                 if seg.ends_with("-OPT") || seg.ends_with("-FUT") {
                     let p = parsed.unwrap_or_else(|| panic!("{} did not parse", r.tradingsymbol));
                     // These old dumps leave `name` empty for derivatives: the symbol's letters are the name.
-                    let name = r.name.clone().unwrap_or_else(|| {
-                        r.tradingsymbol.chars().take_while(|c| !c.is_ascii_digit()).collect()
-                    });
+                    let name = r
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| r.tradingsymbol.chars().take_while(|c| !c.is_ascii_digit()).collect());
                     assert_eq!(p.underlying, normalise_underlying(&name), "{}", r.tradingsymbol);
                     assert_eq!(Some(p.expiry), r.expiry, "{}", r.tradingsymbol);
                     assert_eq!(p.strike, r.strike, "{}", r.tradingsymbol);
@@ -414,9 +440,15 @@ mod symbol_tests {
         };
         assert!(complete_from_symbol(&mut inst));
         let t = classify(&inst).unwrap();
-        assert_eq!(t, BarTarget::Option {
-            contract: "NIFTY24N1424500CE".into(), symbol: "NIFTY".into(), expiry: d("2024-11-14"),
-            strike: 24500.0, option_type: OptionType::Call,
-        });
+        assert_eq!(
+            t,
+            BarTarget::Option {
+                contract: "NIFTY24N1424500CE".into(),
+                symbol: "NIFTY".into(),
+                expiry: d("2024-11-14"),
+                strike: 24500.0,
+                option_type: OptionType::Call,
+            }
+        );
     }
 }

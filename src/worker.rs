@@ -153,10 +153,11 @@ async fn requested_backfill(
             return Ok(());
         }
     }
-    let target = match find_instrument(state, token, None).await.and_then(|(i, _)| classify(&i).map_err(JobError::GiveUp)) {
-        Ok(t) => t,
-        Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
-    };
+    let target =
+        match find_instrument(state, token, None).await.and_then(|(i, _)| classify(&i).map_err(JobError::GiveUp)) {
+            Ok(t) => t,
+            Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
+        };
     let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force };
     backfill(state, &ctx, window, meta).await
 }
@@ -224,7 +225,9 @@ async fn find_instrument(
             ..Default::default()
         };
         let parsed = market::complete_from_symbol(&mut inst);
-        inst.segment.is_some().then_some((inst, if parsed { instruments::Source::Parsed } else { instruments::Source::Event }))
+        inst.segment
+            .is_some()
+            .then_some((inst, if parsed { instruments::Source::Parsed } else { instruments::Source::Event }))
     });
     from_event.ok_or_else(|| {
         JobError::GiveUp(format!(
@@ -405,9 +408,20 @@ async fn push_chain_rebuild(
     let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
     let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
     let _: () = redis::pipe()
-        .cmd("ZADD").arg(&pending).arg("LT").arg(window.0.timestamp()).arg("from").ignore()
-        .cmd("ZADD").arg(&pending).arg("GT").arg(window.1.timestamp()).arg("to").ignore()
-        .expire(&pending, 86_400).ignore()
+        .cmd("ZADD")
+        .arg(&pending)
+        .arg("LT")
+        .arg(window.0.timestamp())
+        .arg("from")
+        .ignore()
+        .cmd("ZADD")
+        .arg(&pending)
+        .arg("GT")
+        .arg(window.1.timestamp())
+        .arg("to")
+        .ignore()
+        .expire(&pending, 86_400)
+        .ignore()
         .query_async(&mut state.redis.clone())
         .await?;
     let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.0, to: window.1 };

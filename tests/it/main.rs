@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod chain;
 mod config;
 mod dedupe;
 mod instruments;
