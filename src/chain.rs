@@ -185,21 +185,37 @@ impl Prepared {
         expiry: NaiveDate,
         window: (DateTime<Utc>, DateTime<Utc>),
     ) -> sqlx::Result<u64> {
-        for table in ["fo_strike_distribution", "fo_expiry_metrics"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4"
-            )))
-            .bind(symbol)
-            .bind(expiry)
-            .bind(window.0)
-            .bind(window.1)
-            .execute(&mut **tx)
-            .await?;
-        }
+        delete_window(tx, symbol, expiry, window).await?;
+        self.insert(tx, symbol, expiry).await
+    }
+
+    /// Inserts the rows (the window must be empty of them).
+    pub async fn insert(&self, tx: &mut Transaction<'_, Postgres>, symbol: &str, expiry: NaiveDate) -> sqlx::Result<u64> {
         let strikes = self.strikes.insert(tx, symbol, expiry).await?;
         let minutes = self.metrics.insert(tx, symbol, expiry).await?;
         Ok(strikes + minutes)
     }
+}
+
+/// Deletes the window's rows of both chain tables.
+pub async fn delete_window(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> sqlx::Result<()> {
+    for table in ["fo_strike_distribution", "fo_expiry_metrics"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4"
+        )))
+        .bind(symbol)
+        .bind(expiry)
+        .bind(window.0)
+        .bind(window.1)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -303,17 +319,20 @@ impl MetricColumns {
     }
 }
 
-/// Rebuilds one underlying and expiry over `[from, to)` in one transaction; returns rows written.
+/// Rebuilds one underlying and expiry over `[from, to)`: its rows are replaced in one transaction.
+/// Returns rows written.
 pub async fn rebuild(
     pool: &PgPool,
     symbol: &str,
     expiry: NaiveDate,
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> sqlx::Result<u64> {
-    let chain = read_chain(pool, symbol, expiry, window.0, window.1).await?;
-    let prepared = Prepared::from_chain(&chain);
     let mut tx = pool.begin().await?;
-    let rows = prepared.write(&mut tx, symbol, expiry, window).await?;
+    // The old rows go while the bars are read (on another connection): the read costs no time.
+    let (chain, deleted) =
+        tokio::join!(read_chain(pool, symbol, expiry, window.0, window.1), delete_window(&mut tx, symbol, expiry, window));
+    deleted?;
+    let rows = Prepared::from_chain(&chain?).insert(&mut tx, symbol, expiry).await?;
     tx.commit().await?;
     Ok(rows)
 }
