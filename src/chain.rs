@@ -358,7 +358,9 @@ mod tests {
 
     #[test]
     fn the_worked_example_gives_max_pain_100_and_pcr_0_7468() {
-        let path = format!("{}/../shared/fixtures/maxpain/worked_example.json", env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var("TICKFILL_FIXTURES")
+            .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+        let path = format!("{dir}/maxpain/worked_example.json");
         let text = std::fs::read_to_string(&path).expect("worked example fixture beside the repository");
         let ex: serde_json::Value = serde_json::from_str(&text).unwrap();
         let strikes: Vec<f64> = serde_json::from_value(ex["strikes"].clone()).unwrap();
