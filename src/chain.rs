@@ -190,7 +190,12 @@ impl Prepared {
     }
 
     /// Inserts the rows (the window must be empty of them).
-    pub async fn insert(&self, tx: &mut Transaction<'_, Postgres>, symbol: &str, expiry: NaiveDate) -> sqlx::Result<u64> {
+    pub async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        symbol: &str,
+        expiry: NaiveDate,
+    ) -> sqlx::Result<u64> {
         let strikes = self.strikes.insert(tx, symbol, expiry).await?;
         let minutes = self.metrics.insert(tx, symbol, expiry).await?;
         Ok(strikes + minutes)
@@ -329,8 +334,10 @@ pub async fn rebuild(
 ) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     // The old rows go while the bars are read (on another connection): the read costs no time.
-    let (chain, deleted) =
-        tokio::join!(read_chain(pool, symbol, expiry, window.0, window.1), delete_window(&mut tx, symbol, expiry, window));
+    let (chain, deleted) = tokio::join!(
+        read_chain(pool, symbol, expiry, window.0, window.1),
+        delete_window(&mut tx, symbol, expiry, window)
+    );
     deleted?;
     let rows = Prepared::from_chain(&chain?).insert(&mut tx, symbol, expiry).await?;
     tx.commit().await?;

@@ -6,6 +6,7 @@
 //! - `telemetry`: logging.
 //! - `shutdown`: the stop signal every loop obeys.
 //! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
+//! - `dead`: dead letters (list, show, retry, purge) and queue figures.
 //! - `bridge`: Redis pub/sub events → jobs.
 //! - `worker`: the apalis worker pool and the job handlers.
 //! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
@@ -25,6 +26,7 @@ pub mod bench;
 pub mod bridge;
 pub mod chain;
 pub mod config;
+pub mod dead;
 pub mod dev;
 pub mod load;
 pub mod market;

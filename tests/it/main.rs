@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod chain;
 mod config;
+mod dead_letters;
 mod dedupe;
 mod instruments;
 mod migrations;

@@ -1,0 +1,212 @@
+//! Dead letters and queue figures, read straight from apalis-redis's keys (its own introspection
+//! does not work in 1.0): list, show, retry and purge the jobs that failed for good, and count
+//! what waits, runs and finished in each lane.
+//!
+//! A retried dead job is pushed again as a new task under a key derived from its original one
+//! (`…#retry-<ms>`): apalis-redis never frees the original key before its TTL, so re-using it would
+//! drop the retry without a word.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use redis::{aio::ConnectionManager, AsyncCommands};
+use tickfill_jobs::{queue_name, Envelope, Job, Lane};
+
+use crate::queue::{self, Producer};
+
+/// One dead job, as `tickfill jobs dead list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadJob {
+    pub id: String,
+    pub lane: &'static str,
+    pub kind: String,
+    pub token: Option<u32>,
+    pub attempts: u32,
+    /// The error the job died of, as the worker reported it.
+    pub error: Option<String>,
+    pub failed_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub job: Option<Job>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+/// The full record of a dead job (`jobs dead show`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadDetail {
+    #[serde(flatten)]
+    pub summary: DeadJob,
+    pub payload: serde_json::Value,
+    pub meta: HashMap<String, String>,
+}
+
+fn lane_name(lane: Lane) -> &'static str {
+    lane.as_str()
+}
+
+/// The error text apalis-redis stored as the job's result: `{"Err": "…"}` or similar.
+fn error_of(result: Option<&String>) -> Option<String> {
+    let raw = result?;
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(m)) => m
+            .get("Err")
+            .or_else(|| m.values().next())
+            .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())),
+        Ok(serde_json::Value::String(s)) => Some(s),
+        _ => Some(raw.clone()),
+    }
+}
+
+async fn read_dead(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    lane: Lane,
+    id: &str,
+) -> redis::RedisResult<Option<DeadDetail>> {
+    let q = queue_name(ns, lane);
+    let data: Option<Vec<u8>> = conn.hget(format!("{q}:data"), id).await?;
+    let meta: HashMap<String, String> = conn.hgetall(format!("{q}:meta:{id}")).await?;
+    if data.is_none() && meta.is_empty() {
+        return Ok(None);
+    }
+    let payload: serde_json::Value =
+        data.as_deref().and_then(|d| serde_json::from_slice(d).ok()).unwrap_or(serde_json::Value::Null);
+    let job = serde_json::from_value::<Envelope>(payload.clone()).ok().and_then(|e| e.decode().ok());
+    let kind = job
+        .as_ref()
+        .map(|j| j.kind().to_string())
+        .or_else(|| payload["job"]["kind"].as_str().map(String::from))
+        .unwrap_or_else(|| "unreadable".into());
+    let summary = DeadJob {
+        id: id.to_string(),
+        lane: lane_name(lane),
+        kind,
+        token: job.as_ref().and_then(Job::token),
+        attempts: meta.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+        error: error_of(meta.get("result")),
+        failed_at: meta.get("done_at").and_then(|t| t.parse::<i64>().ok()).and_then(|t| DateTime::from_timestamp(t, 0)),
+        idempotency_key: meta.get("idempotency_key").filter(|k| !k.is_empty()).cloned(),
+        job,
+    };
+    Ok(Some(DeadDetail { summary, payload, meta }))
+}
+
+/// Every dead job of the namespace, oldest failure first.
+pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<DeadJob>> {
+    let mut all = Vec::new();
+    for lane in Lane::ALL {
+        let ids: Vec<String> = conn.smembers(format!("{}:dead", queue_name(ns, lane))).await?;
+        for id in ids {
+            if let Some(d) = read_dead(conn, ns, lane, &id).await? {
+                all.push(d.summary);
+            }
+        }
+    }
+    all.sort_by(|a, b| a.failed_at.cmp(&b.failed_at).then(a.id.cmp(&b.id)));
+    Ok(all)
+}
+
+/// One dead job in full.
+pub async fn show(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<Option<DeadDetail>> {
+    for lane in Lane::ALL {
+        let dead: bool = conn.sismember(format!("{}:dead", queue_name(ns, lane)), id).await?;
+        if dead {
+            return read_dead(conn, ns, lane, id).await;
+        }
+    }
+    Ok(None)
+}
+
+/// Removes a dead job's entry, data and meta.
+async fn forget(conn: &mut ConnectionManager, ns: &str, lane: &str, id: &str) -> redis::RedisResult<()> {
+    let q = format!("{ns}:{lane}");
+    redis::pipe()
+        .srem(format!("{q}:dead"), id)
+        .ignore()
+        .hdel(format!("{q}:data"), id)
+        .ignore()
+        .del(format!("{q}:meta:{id}"))
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Pushes dead jobs again as new tasks and forgets the dead entries; returns the new ids.
+pub async fn retry(
+    conn: &mut ConnectionManager,
+    producer: &mut Producer,
+    ns: &str,
+    jobs: &[DeadJob],
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for d in jobs {
+        let Some(job) = &d.job else {
+            anyhow::bail!("dead job {} cannot be read (schema or payload), so it cannot be retried; purge it", d.id);
+        };
+        let base = d.idempotency_key.clone().unwrap_or_else(|| job.idempotency_key());
+        let key = format!("{base}#retry-{}", Utc::now().timestamp_millis());
+        ids.push(producer.push_as(job, &key, None).await?);
+        forget(conn, ns, d.lane, &d.id).await?;
+    }
+    if !ids.is_empty() {
+        queue::count(conn, ns, "dead_retried").await;
+    }
+    Ok(ids)
+}
+
+/// Forgets dead jobs that failed before `before` (all of them with `None`); returns how many.
+pub async fn purge(conn: &mut ConnectionManager, ns: &str, before: Option<DateTime<Utc>>) -> redis::RedisResult<usize> {
+    let dead = list(conn, ns).await?;
+    let mut n = 0;
+    for d in dead.iter().filter(|d| before.is_none_or(|b| d.failed_at.is_none_or(|f| f < b))) {
+        forget(conn, ns, d.lane, &d.id).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The queue figures of one lane.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LaneStats {
+    pub lane: &'static str,
+    /// Due and waiting for a worker.
+    pub pending: u64,
+    /// Waiting for their time (delayed pushes, retries).
+    pub scheduled: u64,
+    pub running: u64,
+    pub done: u64,
+    pub dead: u64,
+    /// How long the oldest due job has waited, in seconds.
+    pub oldest_pending_age_s: Option<f64>,
+}
+
+/// Seconds since the creation of the job with this ULID id (apalis and tickfill ids are ULIDs).
+fn age_of(id: &str, now: DateTime<Utc>) -> Option<f64> {
+    let ms = ulid::Ulid::from_string(id).ok()?.timestamp_ms() as i64;
+    Some((now.timestamp_millis() - ms).max(0) as f64 / 1000.0)
+}
+
+/// Queue figures of both lanes.
+pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<LaneStats>> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for lane in Lane::ALL {
+        let q = queue_name(ns, lane);
+        let d = queue::lane_depths(conn, ns, lane).await?;
+        let first_active: Vec<String> = conn.lrange(format!("{q}:active"), 0, 0).await?;
+        let due: Vec<String> =
+            conn.zrangebyscore_limit(format!("{q}:scheduled"), "-inf", now.timestamp(), 0, 1).await?;
+        let oldest = first_active.iter().chain(due.iter()).filter_map(|id| age_of(id, now)).reduce(f64::max);
+        let due_count: u64 = conn.zcount(format!("{q}:scheduled"), "-inf", now.timestamp()).await?;
+        out.push(LaneStats {
+            lane: lane_name(lane),
+            pending: d.active + due_count,
+            scheduled: d.scheduled - due_count.min(d.scheduled),
+            running: d.running,
+            done: d.done,
+            dead: d.dead,
+            oldest_pending_age_s: oldest.map(|a| (a * 10.0).round() / 10.0),
+        });
+    }
+    Ok(out)
+}
