@@ -44,17 +44,19 @@ fn lane_name(lane: Lane) -> &'static str {
     lane.as_str()
 }
 
-/// The error text apalis-redis stored as the job's result: `{"Err": "…"}` or similar.
+/// The error text apalis-redis stored as the job's result (`{"Err": "AbortError: …"}` or similar),
+/// without apalis's wrapper.
 fn error_of(result: Option<&String>) -> Option<String> {
     let raw = result?;
-    match serde_json::from_str::<serde_json::Value>(raw) {
+    let text = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(serde_json::Value::Object(m)) => m
             .get("Err")
             .or_else(|| m.values().next())
             .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())),
         Ok(serde_json::Value::String(s)) => Some(s),
         _ => Some(raw.clone()),
-    }
+    }?;
+    Some(text.strip_prefix("AbortError: ").map(String::from).unwrap_or(text))
 }
 
 async fn read_dead(

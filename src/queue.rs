@@ -75,10 +75,22 @@ impl Producer {
     /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
     /// optionally delayed; returns the job's id (what `backfill_runs.job_id` will say).
     pub async fn push_as(&mut self, job: &Job, key: &str, delay: Option<Duration>) -> anyhow::Result<String> {
+        let envelope = Envelope { key: Some(key.to_string()), ..Envelope::new(job) };
+        self.push_envelope(job, envelope, key, delay).await
+    }
+
+    /// Pushes a prepared envelope of `job` (a retry carries its history) under `key`.
+    pub async fn push_envelope(
+        &mut self,
+        job: &Job,
+        envelope: Envelope,
+        key: &str,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<String> {
         // ULIDs sort by time, so jobs due in the same second still run in push order.
         let id = ulid::Ulid::new().to_string();
         let mut task =
-            TaskBuilder::new(Envelope::new(job)).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);
+            TaskBuilder::new(envelope).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);
         if let Some(d) = delay {
             task = task.run_in_seconds(d.as_secs());
         }
@@ -107,7 +119,11 @@ impl Producer {
             let tasks: Vec<_> = jobs
                 .iter()
                 .filter(|j| j.lane() == lane)
-                .map(|j| TaskBuilder::new(Envelope::new(j)).idempotency_key(j.idempotency_key()).build())
+                .map(|j| {
+                    let key = j.idempotency_key();
+                    let envelope = Envelope { key: Some(key.clone()), ..Envelope::new(j) };
+                    TaskBuilder::new(envelope).idempotency_key(key).build()
+                })
                 .collect();
             if tasks.is_empty() {
                 continue;

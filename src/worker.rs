@@ -1,15 +1,16 @@
 //! The worker: an apalis worker pool on the urgent and bulk queues of one namespace.
 //!
 //! Each job decides explicitly what happens when it fails: a transient failure (ticker 5xx or
-//! timeout, database or Redis trouble) returns an error and apalis runs it again later; a permanent
-//! one (unknown token, bad window, a response that breaks the contract, an unknown instrument, an
-//! unknown schema version) is aborted into the dead set with the reason. Every handler is
+//! timeout, database or Redis trouble) schedules the next attempt with exponential backoff and
+//! jitter, up to `TICKFILL_MAX_ATTEMPTS`; a permanent one (unknown token, bad window, a response
+//! that breaks the contract, an unknown instrument, an unknown schema version) is aborted into the
+//! dead set with the reason. A 429 is waited out and costs no attempt. Every handler is
 //! idempotent: delivery is at-least-once and every write is an upsert.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{AbortError, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -78,42 +79,90 @@ impl From<sqlx::Error> for JobError {
 
 /// Everything one job run knows about itself.
 struct JobMeta {
+    /// The first attempt's id: every attempt of a job updates one `backfill_runs` row.
     id: String,
+    /// This attempt's number, from 1.
     attempt: usize,
+    /// No further attempt follows a transient failure of this one.
+    last_attempt: bool,
     started_at: DateTime<Utc>,
 }
 
-/// The apalis handler: decode, dispatch, and turn the outcome into retry or abort.
-async fn handle_job(
-    envelope: Envelope,
-    task_id: TaskId,
-    attempt: Attempt,
-    state: Data<Arc<WorkerState>>,
-) -> Result<(), BoxDynError> {
-    let meta = JobMeta { id: task_id.to_string(), attempt: attempt.current(), started_at: Utc::now() };
+/// The retry delay before attempt `next` (2, 3, …): `base · 2^(next − 2)`, at most `max`, then
+/// scaled by a random factor in [0.5, 1] so that jobs that failed together do not retry together.
+/// apalis-redis schedules in whole seconds, so the delay is at least one.
+pub fn backoff(next: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = next.saturating_sub(2).min(30);
+    let full = base.saturating_mul(1u32 << exp).min(max);
+    let scaled = full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+    Duration::from_secs(scaled.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+/// Every error of a job's attempts, for the dead set and the log.
+fn all_errors(envelope: &Envelope, last: &str) -> String {
+    let mut parts: Vec<String> =
+        envelope.failures.iter().enumerate().map(|(i, f)| format!("attempt {}: {}", i + 1, f.error)).collect();
+    parts.push(format!("attempt {}: {last}", envelope.attempt()));
+    parts.join("; ")
+}
+
+/// The apalis handler: decode, dispatch, and decide what a failure means. tickfill keeps its own
+/// retry policy (apalis-redis 1.0 would retry 25 times at `now + attempt` seconds): a transient
+/// failure pushes the next attempt as a delayed job carrying every earlier error, so the schedule
+/// lives in Redis and survives a crash; the last allowed attempt, or a permanent failure, goes to
+/// the dead set with the reasons.
+async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
+    let this_id = task_id.to_string();
+    let attempt = envelope.attempt();
+    let meta = JobMeta {
+        id: envelope.origin.clone().unwrap_or_else(|| this_id.clone()),
+        attempt: attempt as usize,
+        last_attempt: attempt >= state.settings.max_attempts,
+        started_at: Utc::now(),
+    };
     let job = match envelope.decode() {
         Ok(job) => job,
         Err(e) => {
-            tracing::error!(job_id = %meta.id, error = %e, "job refused");
+            tracing::error!(job_id = %this_id, error = %e, "job refused");
             queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
             return Err(Box::new(AbortError::new(e)));
         }
     };
-    let span =
-        tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt = meta.attempt);
+    let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt);
     let result = run_job(&state, &job, &meta).instrument(span.clone()).await;
     let _enter = span.enter();
     let mut redis = state.redis.clone();
+    let ns = &state.settings.queue;
     match result {
         Ok(()) => Ok(()),
+        Err(JobError::Retry(e)) if !meta.last_attempt => {
+            let s = &state.settings;
+            let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
+            let next = envelope.next_attempt(&this_id, format!("{e:#}"), Utc::now());
+            let key = envelope.next_key(&job.idempotency_key());
+            if let Err(push) = state.producer.clone().push_envelope(&job, next, &key, Some(delay)).await {
+                // The next attempt could not be scheduled: fail this one, and apalis runs it again.
+                tracing::warn!(error = format!("{push:#}"), "could not schedule the next attempt");
+                return Err(e.into());
+            }
+            tracing::warn!(
+                error = format!("{e:#}"),
+                retry_in_s = delay.as_secs(),
+                "job failed; next attempt scheduled"
+            );
+            queue::count(&mut redis, ns, &format!("jobs_retried:{}", job.kind())).await;
+            Ok(())
+        }
         Err(JobError::Retry(e)) => {
-            tracing::warn!(error = format!("{e:#}"), "job failed; it will be retried");
-            queue::count(&mut redis, &state.settings.queue, &format!("jobs_failed:{}", job.kind())).await;
-            Err(e.into())
+            let reason = format!("gave up after {attempt} attempts: {}", all_errors(&envelope, &format!("{e:#}")));
+            tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
+            queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
+            Err(Box::new(AbortError::new(reason)))
         }
         Err(JobError::GiveUp(reason)) => {
+            let reason = if envelope.failures.is_empty() { reason } else { all_errors(&envelope, &reason) };
             tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
-            queue::count(&mut redis, &state.settings.queue, &format!("jobs_dead:{}", job.kind())).await;
+            queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
             Err(Box::new(AbortError::new(reason)))
         }
     }
@@ -319,6 +368,7 @@ async fn record_failure(
     err: JobError,
 ) -> JobError {
     let (outcome, text) = match &err {
+        JobError::Retry(e) if meta.last_attempt => (Outcome::Dead, format!("{e:#}")),
         JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
     };
@@ -638,4 +688,23 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
         .context("worker pool failed")?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_and_whole_seconds() {
+        let (base, max) = (Duration::from_secs(2), Duration::from_secs(300));
+        let full: Vec<u64> = (2..12).map(|n| backoff(n, base, max, 1.0).as_secs()).collect();
+        assert_eq!(full, vec![2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff(5, base, max, 0.0), Duration::from_secs(8), "half of 16 at the lowest jitter");
+        for j in [0.0, 0.3, 0.9] {
+            let d = backoff(4, base, max, j).as_secs();
+            assert!((4..=8).contains(&d), "{d}");
+        }
+        assert_eq!(backoff(2, Duration::from_millis(100), max, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(u32::MAX, base, max, 1.0), max);
+    }
 }

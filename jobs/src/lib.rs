@@ -202,11 +202,28 @@ impl Job {
 }
 
 /// The wire form of a queue entry: the schema version next to the job, kept as raw JSON so
-/// that a worker can read the version even when it cannot read the job.
+/// that a worker can read the version even when it cannot read the job; and, for a job that is
+/// being retried, the errors of its earlier attempts and the id of its first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub v: u32,
     pub job: serde_json::Value,
+    /// The idempotency key the job was first pushed under; retries derive theirs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The id of the first attempt (what `backfill_runs.job_id` says for every attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The errors of the earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub at: DateTime<Utc>,
+    pub error: String,
 }
 
 /// Why a queue entry cannot be turned into a [`Job`].
@@ -234,7 +251,26 @@ impl Envelope {
     pub fn new(job: &Job) -> Self {
         // Serialising a `Job` cannot fail: every field is a plain value.
         let job = serde_json::to_value(job).expect("Job serialises to JSON");
-        Envelope { v: SCHEMA_VERSION, job }
+        Envelope { v: SCHEMA_VERSION, job, key: None, origin: None, failures: Vec::new() }
+    }
+
+    /// This attempt's number, counting from 1.
+    pub fn attempt(&self) -> u32 {
+        self.failures.len() as u32 + 1
+    }
+
+    /// The envelope of the next attempt: this one's failure appended, the first attempt's id kept.
+    pub fn next_attempt(&self, this_id: &str, error: String, at: DateTime<Utc>) -> Envelope {
+        let mut next = self.clone();
+        next.origin.get_or_insert_with(|| this_id.to_string());
+        next.failures.push(Failure { at, error });
+        next
+    }
+
+    /// The key of the next attempt, derived from the first push's: the original key is never
+    /// freed early, so a retry under it would be dropped.
+    pub fn next_key(&self, fallback: &str) -> String {
+        format!("{}#attempt-{}", self.key.as_deref().unwrap_or(fallback), self.attempt() + 1)
     }
 
     /// Reads the job back, refusing versions this build does not know.
@@ -287,14 +323,15 @@ mod tests {
 
     #[test]
     fn unknown_version_is_refused_with_the_version() {
-        let env = Envelope { v: 99, job: serde_json::json!({"kind": "sweep"}) };
+        let env = Envelope { v: 99, ..Envelope::new(&Job::Sweep { tick: Utc::now() }) };
         assert_eq!(env.decode(), Err(ContractError::UnknownVersion(99)));
         assert!(env.decode().unwrap_err().to_string().contains("99"));
     }
 
     #[test]
     fn unknown_kind_is_malformed() {
-        let env = Envelope { v: SCHEMA_VERSION, job: serde_json::json!({"kind": "launch"}) };
+        let env =
+            Envelope { job: serde_json::json!({"kind": "launch"}), ..Envelope::new(&Job::Sweep { tick: Utc::now() }) };
         assert!(matches!(env.decode(), Err(ContractError::Malformed(_))));
     }
 
@@ -305,6 +342,23 @@ mod tests {
         let c = Job::Subscribed { event: event(Some(1_730_462_460), 10) };
         assert_eq!(a.idempotency_key(), b.idempotency_key());
         assert_ne!(a.idempotency_key(), c.idempotency_key());
+    }
+
+    #[test]
+    fn retries_keep_the_first_id_every_error_and_derive_their_keys() {
+        let mut env = Envelope::new(&Job::Sweep { tick: Utc::now() });
+        env.key = Some("sweep:1".into());
+        assert_eq!(env.attempt(), 1);
+        let second = env.next_attempt("A", "502".into(), Utc::now());
+        let third = second.next_attempt("B", "timeout".into(), Utc::now());
+        assert_eq!((third.attempt(), third.origin.as_deref()), (3, Some("A")));
+        assert_eq!(third.failures.iter().map(|f| f.error.as_str()).collect::<Vec<_>>(), ["502", "timeout"]);
+        assert_eq!(env.next_key("x"), "sweep:1#attempt-2");
+        assert_eq!(second.next_key("x"), "sweep:1#attempt-3");
+        // An envelope of the first format still reads.
+        let old: Envelope =
+            serde_json::from_str(r#"{"v":1,"job":{"kind":"sweep","tick":"2025-11-04T00:00:00Z"}}"#).unwrap();
+        assert!(old.failures.is_empty() && old.decode().is_ok());
     }
 
     #[test]

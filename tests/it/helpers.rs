@@ -292,11 +292,19 @@ impl Drop for TestApp {
 /// A history server that answers each token in its own broken way (a real HTTP server on
 /// loopback, for the answers the simulator is too well-behaved to give):
 /// 1001 → 404, 1002 → 500, 1003 → an HTML page, 1004 → a candle after the window,
-/// 1005 → a NaN price, 1006 → one good candle at the window's start.
+/// 1005 → a NaN price, 1007 → 502 to its first two requests and then like 1006, 1006 and any
+/// other token → one good candle at the window's start.
 pub async fn spawn_broken_ticker() -> String {
     use axum::{extract::Query, http::StatusCode, response::IntoResponse, routing::get, Router};
     use std::collections::HashMap;
-    async fn history(Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    async fn history(
+        axum::extract::State(flaky): axum::extract::State<Arc<AtomicUsize>>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> axum::response::Response {
         let token: u32 = q["instrument_token"].parse().unwrap();
         let from = chrono::DateTime::parse_from_rfc3339(&q["from_ts"]).unwrap();
         let to = chrono::DateTime::parse_from_rfc3339(&q["to_ts"]).unwrap();
@@ -312,12 +320,16 @@ pub async fn spawn_broken_ticker() -> String {
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
             1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
             1005 => (StatusCode::OK, candle(from, "NaN")).into_response(),
+            1007 if flaky.fetch_add(1, Ordering::SeqCst) < 2 => {
+                (StatusCode::BAD_GATEWAY, r#"{"detail":"upstream hiccup"}"#).into_response()
+            }
             _ => (StatusCode::OK, candle(from, "10")).into_response(),
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, Router::new().route("/history", get(history))).await });
+    let app = Router::new().route("/history", get(history)).with_state(Arc::new(AtomicUsize::new(0)));
+    tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
 

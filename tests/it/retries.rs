@@ -1,0 +1,71 @@
+//! tickfill's own retry policy: transient failures retry with backoff up to TICKFILL_MAX_ATTEMPTS,
+//! every attempt's error stays with the job, and one run row tells the whole story.
+
+use tickfill::{jobs::Lane, sim::SimOptions};
+
+use crate::helpers::{run_cli, spawn_broken_ticker, wait_until, AppOptions, TestApp};
+
+async fn counter(app: &TestApp, name: &str) -> Option<i64> {
+    redis::cmd("HGET")
+        .arg(format!("{}:counters", app.settings.queue))
+        .arg(name)
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_and_the_job_completes_in_one_run_row() {
+    let broken = spawn_broken_ticker().await;
+    let app = TestApp::spawn_with(AppOptions {
+        ticker_url: Some(broken),
+        tweak: |s| s.retry_base = std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    app.publish(r#"{"event_type":"subscription_created","instrument_token":1007,"metadata":{"tradingsymbol":"FLAKY","segment":"NSE"},"timestamp":1}"#)
+        .await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1007 AND outcome = 'stored'", 1)
+        .await;
+    let (rows, attempts): (i64, i32) =
+        sqlx::query_as("SELECT count(*) OVER (), attempts FROM backfill_runs WHERE instrument_token = 1007")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((rows, attempts), (1, 3), "two 502s, then success on the third attempt");
+    assert_eq!(counter(&app, "jobs_retried:subscribed").await, Some(2));
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 1007").await, 1);
+    assert_eq!(app.depths(Lane::Urgent).await.dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_dies_after_max_attempts_with_every_error() {
+    let app = TestApp::spawn_with(AppOptions {
+        sim: SimOptions { error_rate: 1.0, ..Default::default() },
+        tweak: |s| {
+            s.retry_base = std::time::Duration::from_secs(1);
+            s.max_attempts = 3;
+        },
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    wait_until(30, "the job in the dead set", || async { app.depths(Lane::Urgent).await.dead == 1 }).await;
+    assert_eq!(app.sim_stats().await["history_requests"], 3);
+    let (outcome, attempts, error): (String, i32, String) =
+        sqlx::query_as("SELECT outcome, attempts, error FROM backfill_runs").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!((outcome.as_str(), attempts), ("dead", 3));
+    assert!(error.contains("502"), "{error}");
+
+    let (code, out, _) = run_cli(&app.settings, &["jobs", "dead", "list", "--json"], &[]);
+    assert_eq!(code, 0);
+    let dead: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reason = dead[0]["error"].as_str().unwrap();
+    assert!(reason.starts_with("gave up after 3 attempts"), "{reason}");
+    for n in 1..=3 {
+        assert!(reason.contains(&format!("attempt {n}: ")), "{reason}");
+    }
+    let (_, out, _) = run_cli(&app.settings, &["jobs", "dead", "show", dead[0]["id"].as_str().unwrap()], &[]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["payload"]["failures"].as_array().unwrap().len(), 2);
+}
