@@ -581,6 +581,28 @@ async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdo
     }
 }
 
+/// How often a worker prunes finished jobs older than `TICKFILL_RETENTION`.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes finished jobs past their retention, now and every [`PRUNE_EVERY`].
+async fn prune_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
+    let every = PRUNE_EVERY.min(settings.retention.max(Duration::from_secs(1)));
+    while !shutdown.is_triggered() {
+        let before = (Utc::now() - chrono::Duration::from_std(settings.retention).unwrap_or_default()).timestamp();
+        for lane in Lane::ALL {
+            match queue::prune_done(&mut conn, &settings.queue, lane, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lane = lane.as_str(), pruned = n, "pruned finished jobs past retention"),
+                Err(e) => tracing::warn!(error = %e, "failed to prune finished jobs"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
 /// A stream that yields whenever a producer pings the lane's wake channel.
 type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>>;
 
@@ -647,6 +669,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL.iter().map(|l| (*l, watch::channel(0).0)).collect();
     let receivers: Vec<watch::Receiver<u64>> = wakes.iter().map(|(_, tx)| tx.subscribe()).collect();
     tokio::spawn(forward_wakes(settings.clone(), wakes, shutdown.clone()));
+    tokio::spawn(prune_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
     let mut monitor = Monitor::new();
