@@ -209,6 +209,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         return Ok(());
     }
     let client = redis::Client::open(settings.redis_url.expose())?;
+    if let Ok(mut conn) = queue::connect(settings.redis_url.expose()).await {
+        queue::warn_without_persistence(&mut conn).await;
+    }
     let mut backoff = Duration::from_millis(100);
     let mut reconnects = 0u64;
     loop {

@@ -312,3 +312,59 @@ pub async fn prune_done(conn: &mut ConnectionManager, ns: &str, lane: Lane, befo
         cursor = next;
     }
 }
+
+/// Warns when Redis keeps nothing on disk: queued jobs would not survive its restart.
+pub async fn warn_without_persistence(conn: &mut ConnectionManager) {
+    let aof: redis::RedisResult<Vec<String>> =
+        redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(conn).await;
+    match aof.as_deref() {
+        Ok([_, v]) if v == "yes" => {}
+        Ok(_) => tracing::warn!(
+            "Redis runs without appendonly: queued jobs would be lost if Redis restarts (set appendonly yes)"
+        ),
+        // Managed Redis often forbids CONFIG; say so rather than guess.
+        Err(e) => tracing::info!(error = %e, "cannot read Redis's appendonly setting"),
+    }
+}
+
+/// Moves the jobs claimed by this process's workers (names starting `worker_prefix`) back to the
+/// head of the active list and unregisters those workers; returns how many jobs moved.
+pub async fn hand_back(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    lane: Lane,
+    worker_prefix: &str,
+) -> redis::RedisResult<u64> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"local ids = redis.call('SMEMBERS', KEYS[1])
+              for _, id in ipairs(ids) do redis.call('LPUSH', KEYS[2], id) end
+              redis.call('DEL', KEYS[1])
+              redis.call('ZREM', KEYS[3], ARGV[1])
+              if #ids > 0 then redis.call('DEL', KEYS[4]); redis.call('LPUSH', KEYS[4], 1) end
+              return #ids",
+        )
+    });
+    let q = queue_name(ns, lane);
+    let prefix = format!("{q}:inflight:");
+    let mut sets: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}{worker_prefix}-*")).await?;
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            sets.push(k?);
+        }
+    }
+    let mut moved = 0;
+    for set in sets {
+        let worker = set.trim_start_matches(&prefix).to_string();
+        moved += SCRIPT
+            .key(&set)
+            .key(format!("{q}:active"))
+            .key(format!("{q}:workers"))
+            .key(format!("{q}:signal"))
+            .arg(worker)
+            .invoke_async::<u64>(conn)
+            .await?;
+    }
+    Ok(moved)
+}

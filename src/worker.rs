@@ -659,6 +659,7 @@ fn worker_name() -> String {
 pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = state.settings.clone();
     let mut conn = state.redis.clone();
+    queue::warn_without_persistence(&mut conn).await;
     for lane in Lane::ALL {
         let moved = queue::promote_due(&mut conn, &queue::storage_config(&settings, lane)).await?;
         if moved > 0 {
@@ -709,6 +710,16 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
         })
         .await
         .context("worker pool failed")?;
+    // Jobs still running when the grace period ran out were abandoned mid-way (their transaction
+    // rolled back): hand them back at the head of their queue instead of leaving them to orphan
+    // recovery.
+    for lane in Lane::ALL {
+        match queue::hand_back(&mut conn, &settings.queue, lane, &name).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(lane = lane.as_str(), jobs = n, "handed unfinished jobs back to the queue"),
+            Err(e) => tracing::warn!(error = %e, "failed to hand unfinished jobs back; orphan recovery will"),
+        }
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ mod instruments;
 mod migrations;
 mod retention;
 mod retries;
+mod shutdown;
 mod sim;
 mod subscribe;
 mod sweeps;
