@@ -37,7 +37,11 @@ pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 
 /// The apalis-redis configuration of one lane.
 pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
-    let missed = (settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).ceil().max(1.0) as usize;
+    // A dead worker is noticed `heartbeat × missed` after its last beat, by a live worker at its
+    // next beat (up to one heartbeat later): so `missed` leaves one heartbeat of the budget.
+    let missed = ((settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).floor() as usize)
+        .saturating_sub(1)
+        .max(1);
     Config::default()
         .queue(queue_name(&settings.queue, lane))
         .idempotency_ttl(Some(IDEMPOTENCY_TTL))

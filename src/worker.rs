@@ -14,6 +14,7 @@ use apalis::prelude::{AbortError, BoxDynError, Data, Monitor, TaskId, WorkerBuil
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::{DateTime, NaiveDate, Utc};
+use redis::AsyncCommands;
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
 use tokio::sync::{mpsc, watch};
@@ -113,7 +114,33 @@ fn all_errors(envelope: &Envelope, last: &str) -> String {
 /// the dead set with the reasons.
 async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
     let this_id = task_id.to_string();
-    let attempt = envelope.attempt();
+    // A task id that starts again was recovered from a worker that died running it: that counts
+    // as an attempt, so a job that crashes its worker ends dead instead of looping.
+    let starts_key = format!("{}:starts", state.settings.queue);
+    let mut redis = state.redis.clone();
+    let starts: u32 = redis.hincr(&starts_key, &this_id, 1).await.unwrap_or(1);
+    let attempt = envelope.attempt() + starts.saturating_sub(1);
+    let result = handle_attempt(&envelope, &this_id, attempt, &state).await;
+    let _: redis::RedisResult<i64> = redis.hdel(&starts_key, &this_id).await;
+    result
+}
+
+async fn handle_attempt(
+    envelope: &Envelope,
+    this_id: &str,
+    attempt: u32,
+    state: &WorkerState,
+) -> Result<(), BoxDynError> {
+    let this_id = this_id.to_string();
+    if attempt > state.settings.max_attempts {
+        let reason = format!(
+            "gave up after {attempt} attempts: the job was abandoned by workers that died running it; {}",
+            all_errors(envelope, "worker died")
+        );
+        tracing::error!(job_id = %this_id, reason = %reason, "job failed for good; sent to the dead set");
+        queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_dead:crashed_worker").await;
+        return Err(Box::new(AbortError::new(reason)));
+    }
     let meta = JobMeta {
         id: envelope.origin.clone().unwrap_or_else(|| this_id.clone()),
         attempt: attempt as usize,
@@ -129,7 +156,7 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
         }
     };
     let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt);
-    let result = run_job(&state, &job, &meta).instrument(span.clone()).await;
+    let result = run_job(state, &job, &meta).instrument(span.clone()).await;
     let _enter = span.enter();
     let mut redis = state.redis.clone();
     let ns = &state.settings.queue;
@@ -138,7 +165,11 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;
             let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
-            let next = envelope.next_attempt(&this_id, format!("{e:#}"), Utc::now());
+            let mut next = envelope.next_attempt(&this_id, format!("{e:#}"), Utc::now());
+            // Attempts lost to dead workers count as failures too.
+            while next.attempt() < attempt + 1 {
+                next = next.next_attempt(&this_id, "the worker running it died".into(), Utc::now());
+            }
             let key = envelope.next_key(&job.idempotency_key());
             if let Err(push) = state.producer.clone().push_envelope(&job, next, &key, Some(delay)).await {
                 // The next attempt could not be scheduled: fail this one, and apalis runs it again.
@@ -154,13 +185,13 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
             Ok(())
         }
         Err(JobError::Retry(e)) => {
-            let reason = format!("gave up after {attempt} attempts: {}", all_errors(&envelope, &format!("{e:#}")));
+            let reason = format!("gave up after {attempt} attempts: {}", all_errors(envelope, &format!("{e:#}")));
             tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
             queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
             Err(Box::new(AbortError::new(reason)))
         }
         Err(JobError::GiveUp(reason)) => {
-            let reason = if envelope.failures.is_empty() { reason } else { all_errors(&envelope, &reason) };
+            let reason = if envelope.failures.is_empty() { reason } else { all_errors(envelope, &reason) };
             tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
             queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
             Err(Box::new(AbortError::new(reason)))

@@ -10,6 +10,7 @@ mod dead_letters;
 mod dedupe;
 mod instruments;
 mod migrations;
+mod orphans;
 mod retention;
 mod retries;
 mod shutdown;
