@@ -28,6 +28,7 @@ fn spawn_worker(app: &TestApp) -> Child {
         .env("TICKFILL_HEARTBEAT", "1s")
         .env("TICKFILL_ORPHAN_AFTER", "3s")
         .env("TICKFILL_MAX_ATTEMPTS", "2")
+        .env("TICKFILL_CONCURRENCY", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -98,4 +99,27 @@ async fn a_job_that_keeps_killing_its_workers_ends_dead() {
     assert!(app.sim_stats().await["history_requests"].as_i64().unwrap() <= 2);
     let dead = crate::helpers::run_cli(&app.settings, &["jobs", "dead", "list", "--json"], &[]).1;
     assert!(dead.contains("abandoned by workers that died running it"), "{dead}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_job_is_not_taken_for_an_orphan() {
+    let app = TestApp::spawn_with(AppOptions {
+        sim: SimOptions { latency_ms: (7000, 7000), ..Default::default() },
+        start_worker: false,
+        tweak: fast_orphans,
+        ..Default::default()
+    })
+    .await;
+    // Two worker processes of one slot each: while they run 7 s jobs (more than twice the 3 s
+    // orphan timeout) with a third waiting, each must keep seeing the other alive.
+    let mut a = spawn_worker(&app);
+    let mut b = spawn_worker(&app);
+    for token in [256265, 10_000_001, 11_000_020] {
+        assert_eq!(app.subscribe_via_sim(token).await, 201);
+    }
+    app.wait_count(40, "SELECT count(*) FROM backfill_runs WHERE kind = 'backfill' AND outcome = 'stored'", 3).await;
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    assert_eq!(app.sim_stats().await["history_requests"], 3, "each job ran once");
+    let retried = app.count("SELECT count(*) FROM backfill_runs WHERE kind = 'backfill' AND attempts > 1").await;
+    assert_eq!(retried, 0);
 }
