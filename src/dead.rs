@@ -212,3 +212,15 @@ pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult
     }
     Ok(out)
 }
+
+/// Forgets one dead job by id; returns whether it was there.
+pub async fn forget_one(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<bool> {
+    for lane in Lane::ALL {
+        let dead: bool = conn.sismember(format!("{}:dead", queue_name(ns, lane)), id).await?;
+        if dead {
+            forget(conn, ns, lane_name(lane), id).await?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -2,6 +2,7 @@
 //! pool of workers fetches the missing 1-minute history and upserts it into PostgreSQL.
 //!
 //! Layout:
+//! - `admin`: the admin HTTP API (health, readiness, queue figures, dead letters).
 //! - `config`: typed settings from the environment.
 //! - `telemetry`: logging.
 //! - `shutdown`: the stop signal every loop obeys.
@@ -22,6 +23,7 @@
 //! - `dev`: the one-command local stack.
 //! - `bench`: measurements.
 
+pub mod admin;
 pub mod bench;
 pub mod bridge;
 pub mod chain;

@@ -251,15 +251,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Bridge => {
             shutdown.on_signals();
+            serve_admin(&settings, None, &shutdown).await?;
             bridge::run(settings, shutdown).await?;
         }
         Command::Worker => {
             shutdown.on_signals();
             let state = worker::build_state(settings, None).await?;
+            serve_admin(&state.settings, Some(state.pool.clone()), &shutdown).await?;
             worker::run(state, shutdown).await?;
         }
         Command::Scheduler => {
             shutdown.on_signals();
+            serve_admin(&settings, None, &shutdown).await?;
             scheduler::run(settings, shutdown).await?;
         }
         Command::Backfill(a) => backfill(settings, a).await?,
@@ -285,6 +288,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Dev => {
             shutdown.on_signals();
+            let pool = store::connect(settings.database_url.expose(), 2).await?;
+            serve_admin(&settings, Some(pool), &shutdown).await?;
             dev::run(settings, shutdown).await?;
         }
         Command::Sim(a) => {
@@ -509,5 +514,15 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
             println!("purged {n} dead job(s)");
         }
     }
+    Ok(())
+}
+
+/// Serves the admin API on `ADMIN_LISTEN` for a long-running process.
+async fn serve_admin(settings: &Settings, pool: Option<sqlx::PgPool>, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let redis = queue::connect(settings.redis_url.expose()).await?;
+    let state = tickfill::admin::AdminState { settings: settings.clone(), redis, pool };
+    tickfill::admin::spawn(state, shutdown.clone())
+        .await
+        .with_context(|| format!("ADMIN_LISTEN={}: cannot listen there", settings.admin_listen))?;
     Ok(())
 }

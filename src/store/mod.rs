@@ -97,3 +97,16 @@ pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
     admin.close().await;
     Ok(())
 }
+
+/// How many of the binary's migrations the database has not applied (0 = up to date).
+pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .or_else(|e| match &e {
+            // No migrations table yet: nothing applied.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(vec![]),
+            _ => Err(e),
+        })?;
+    Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+}

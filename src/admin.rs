@@ -1,0 +1,186 @@
+//! The admin HTTP API every long-running process serves on `ADMIN_LISTEN`: health, readiness
+//! (per dependency, and whether migrations are behind), queue figures, dead letters and rejected
+//! events. Mutations need `Authorization: Bearer $ADMIN_TOKEN`; with no token configured they are
+//! refused with 403 and the reason.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::{bridge, config::Settings, dead, queue, shutdown::Shutdown, store};
+
+/// What the admin handlers reach.
+#[derive(Clone)]
+pub struct AdminState {
+    pub settings: Settings,
+    pub redis: redis::aio::ConnectionManager,
+    /// The store, for processes that have one (the bridge does not).
+    pub pool: Option<PgPool>,
+}
+
+type Shared = Arc<AdminState>;
+
+/// The admin routes, so tests can serve them anywhere.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/stats", get(stats))
+        .route("/api/dead", get(list_dead))
+        .route("/api/dead/retry-all", post(retry_all))
+        .route("/api/dead/purge", post(purge))
+        .route("/api/dead/{id}", get(show_dead).delete(delete_dead))
+        .route("/api/dead/{id}/retry", post(retry_one))
+        .route("/api/rejected", get(rejected))
+        .with_state(Arc::new(state))
+}
+
+/// Binds `ADMIN_LISTEN` and serves until `shutdown`; returns the bound address (logged).
+pub async fn spawn(state: AdminState, shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(state.settings.admin_listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "admin API listening");
+    let app = router(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+    });
+    Ok(addr)
+}
+
+fn error(status: StatusCode, detail: impl Into<String>) -> Response {
+    (status, Json(json!({"detail": detail.into()}))).into_response()
+}
+
+/// The refusal of a mutation that does not carry the configured bearer token, if it does not.
+fn refuse(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &state.settings.admin_token else {
+        return Some(error(StatusCode::FORBIDDEN, "mutations are disabled: set ADMIN_TOKEN to enable them"));
+    };
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    (given != Some(token.expose())).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    let mut conn = s.redis.clone();
+    let redis_ok: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    let mut body = json!({"redis": match &redis_ok { Ok(_) => "ok".to_string(), Err(e) => format!("down: {e}") }});
+    let mut ready = redis_ok.is_ok();
+    if let Some(pool) = &s.pool {
+        match store::pending_migrations(pool).await {
+            Ok(0) => body["postgres"] = json!("ok"),
+            Ok(n) => {
+                body["postgres"] = json!(format!("{n} migration(s) behind: run tickfill migrate"));
+                ready = false;
+            }
+            Err(e) => {
+                body["postgres"] = json!(format!("down: {e}"));
+                ready = false;
+            }
+        }
+    }
+    body["ready"] = json!(ready);
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}
+
+async fn stats(State(s): State<Shared>) -> Response {
+    match dead::stats(&mut s.redis.clone(), &s.settings.queue).await {
+        Ok(st) => Json(st).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn list_dead(State(s): State<Shared>) -> Response {
+    match dead::list(&mut s.redis.clone(), &s.settings.queue).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_dead(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    match dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await {
+        Ok(Some(d)) => Json(d).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+async fn retry(s: &AdminState, pick: impl Fn(&dead::DeadJob) -> bool) -> Response {
+    let mut conn = s.redis.clone();
+    let list = match dead::list(&mut conn, &s.settings.queue).await {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    let chosen: Vec<dead::DeadJob> = list.into_iter().filter(|d| pick(d)).collect();
+    if chosen.is_empty() {
+        return error(StatusCode::NOT_FOUND, "no such dead job");
+    }
+    let mut producer = queue::Producer::new(conn.clone(), &s.settings);
+    match dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await {
+        Ok(ids) => Json(json!({"retried": ids.len(), "new_ids": ids})).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}
+
+async fn retry_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    retry(&s, |d| d.id == id).await
+}
+
+async fn retry_all(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    retry(&s, |_| true).await
+}
+
+async fn delete_dead(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await {
+        Ok(true) => Json(json!({"deleted": id})).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PurgeQuery {
+    older_than: Option<String>,
+}
+
+async fn purge(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<PurgeQuery>) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    let before = match q.older_than.as_deref().map(crate::config::parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
+    };
+    match dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await {
+        Ok(n) => Json(json!({"purged": n})).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn rejected(State(s): State<Shared>) -> Response {
+    match bridge::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
