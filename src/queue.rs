@@ -211,16 +211,19 @@ pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisRes
 /// The global sorted set in which apalis-redis registers each queue's workers key.
 const APALIS_QUEUES: &str = "core:apalis:queues:list";
 
+/// Every key matching `pattern`, found with SCAN (never KEYS, which blocks Redis).
+async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+    while let Some(k) = futures::StreamExt::next(&mut iter).await {
+        keys.push(k?);
+    }
+    Ok(keys)
+}
+
 /// Deletes every key of a namespace (scratch namespaces of tests and benches only).
 pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<u64> {
-    let pattern = format!("{ns}:*");
-    let mut keys: Vec<String> = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            keys.push(k?);
-        }
-    }
+    let keys = scan_keys(conn, &format!("{ns}:*")).await?;
     let mut deleted = 0;
     for chunk in keys.chunks(500) {
         deleted += conn.del::<_, u64>(chunk).await?;
@@ -261,13 +264,7 @@ impl Depths {
 /// Reads the depths of one lane.
 pub async fn lane_depths(conn: &mut ConnectionManager, ns: &str, lane: Lane) -> redis::RedisResult<Depths> {
     let q = queue_name(ns, lane);
-    let mut inflight: Vec<String> = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{q}:inflight:*")).await?;
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            inflight.push(k?);
-        }
-    }
+    let inflight = scan_keys(conn, &format!("{q}:inflight:*")).await?;
     let mut running = 0;
     for key in inflight {
         running += conn.scard::<_, u64>(key).await?;
@@ -351,13 +348,7 @@ pub async fn hand_back(
     });
     let q = queue_name(ns, lane);
     let prefix = format!("{q}:inflight:");
-    let mut sets: Vec<String> = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}{worker_prefix}-*")).await?;
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            sets.push(k?);
-        }
-    }
+    let sets = scan_keys(conn, &format!("{prefix}{worker_prefix}-*")).await?;
     let mut moved = 0;
     for set in sets {
         let worker = set.trim_start_matches(&prefix).to_string();

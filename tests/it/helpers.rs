@@ -388,3 +388,22 @@ impl RedisRelay {
         }
     }
 }
+
+/// Starts `tickfill worker` as a process of its own on the app's namespace, database and ticker,
+/// with the rate limit lifted and `env` on top.
+pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> std::process::Child {
+    let s = &app.settings;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    cmd.arg("worker")
+        .env("REDIS_URL", s.redis_url.expose())
+        .env("DATABASE_URL", s.database_url.expose())
+        .env("TICKFILL_QUEUE", &s.queue)
+        .env("TICKER_SERVICE_URL", &s.ticker_url)
+        .env("TICKER_RATE_LIMIT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start tickfill worker")
+}

@@ -1,14 +1,11 @@
 //! A worker killed mid-job: its job runs elsewhere within the orphan timeout, counting an attempt,
 //! so a job that keeps killing its workers ends dead instead of looping.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use tickfill::{jobs::Lane, sim::SimOptions};
 
-use crate::helpers::{wait_until, AppOptions, TestApp};
+use crate::helpers::{spawn_worker_process, wait_until, AppOptions, TestApp};
 
 fn fast_orphans(s: &mut tickfill::config::Settings) {
     s.heartbeat = Duration::from_secs(1);
@@ -17,22 +14,13 @@ fn fast_orphans(s: &mut tickfill::config::Settings) {
 }
 
 fn spawn_worker(app: &TestApp) -> Child {
-    let s = &app.settings;
-    Command::new(env!("CARGO_BIN_EXE_tickfill"))
-        .arg("worker")
-        .env("REDIS_URL", s.redis_url.expose())
-        .env("DATABASE_URL", s.database_url.expose())
-        .env("TICKFILL_QUEUE", &s.queue)
-        .env("TICKER_SERVICE_URL", &s.ticker_url)
-        .env("TICKER_RATE_LIMIT", "0")
-        .env("TICKFILL_HEARTBEAT", "1s")
-        .env("TICKFILL_ORPHAN_AFTER", "3s")
-        .env("TICKFILL_MAX_ATTEMPTS", "2")
-        .env("TICKFILL_CONCURRENCY", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tickfill worker")
+    let env = [
+        ("TICKFILL_HEARTBEAT", "1s"),
+        ("TICKFILL_ORPHAN_AFTER", "3s"),
+        ("TICKFILL_MAX_ATTEMPTS", "2"),
+        ("TICKFILL_CONCURRENCY", "1"),
+    ];
+    spawn_worker_process(app, &env)
 }
 
 /// The urgent lane's in-flight sets that hold a job: one per worker running something.

@@ -2,28 +2,16 @@
 //! TICKFILL_SHUTDOWN_TIMEOUT, and hands back what could not finish.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use tickfill::{jobs::Lane, sim::SimOptions};
 
-use crate::helpers::{wait_until, AppOptions, TestApp};
+use crate::helpers::{spawn_worker_process, wait_until, AppOptions, TestApp};
 
 fn spawn_worker(app: &TestApp, shutdown_timeout: &str) -> Child {
-    let s = &app.settings;
-    Command::new(env!("CARGO_BIN_EXE_tickfill"))
-        .arg("worker")
-        .env("REDIS_URL", s.redis_url.expose())
-        .env("DATABASE_URL", s.database_url.expose())
-        .env("TICKFILL_QUEUE", &s.queue)
-        .env("TICKER_SERVICE_URL", &s.ticker_url)
-        .env("TICKER_RATE_LIMIT", "0")
-        .env("TICKFILL_SHUTDOWN_TIMEOUT", shutdown_timeout)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tickfill worker")
+    spawn_worker_process(app, &[("TICKFILL_SHUTDOWN_TIMEOUT", shutdown_timeout)])
 }
 
 fn sigterm(child: &Child) {
