@@ -19,9 +19,13 @@ pub enum TickerError {
     /// 429: wait (the service's `Retry-After`, else the configured pause) and ask again.
     #[error("throttled by the ticker service (retry after {retry_after:?})")]
     Throttled { retry_after: Option<Duration> },
-    /// Worth retrying later: 5xx, timeouts, refused connections.
+    /// Worth retrying later: 5xx, a broken answer stream.
     #[error("ticker service unavailable: {0}")]
     Transient(String),
+    /// The service cannot be reached at all (the connection fails): an outage, not
+    /// the job's fault, so it costs the job no attempt.
+    #[error("ticker service unreachable: {0}")]
+    Unreachable(String),
     /// Retrying cannot help: unknown token, bad window, a response that breaks the contract.
     #[error("{0}")]
     Permanent(String),
@@ -33,6 +37,7 @@ impl TickerError {
         match self {
             TickerError::Throttled { .. } => "throttled",
             TickerError::Transient(_) => "transient",
+            TickerError::Unreachable(_) => "unreachable",
             TickerError::Permanent(_) => "permanent",
         }
     }
@@ -80,7 +85,14 @@ impl TickerClient {
             ])
             .send()
             .await
-            .map_err(|e| TickerError::Transient(format!("request failed: {}", without_url(&e))))?;
+            .map_err(|e| {
+                let msg = format!("request failed: {}", without_url(&e));
+                if e.is_connect() {
+                    TickerError::Unreachable(msg)
+                } else {
+                    TickerError::Transient(msg)
+                }
+            })?;
         let status = resp.status();
         if status.as_u16() == 429 {
             let retry_after = resp

@@ -70,6 +70,9 @@ pub enum JobError {
     /// Give up: to the dead set with this reason.
     #[error("{0}")]
     GiveUp(String),
+    /// A dependency cannot be reached: try the same attempt again later, spending none.
+    #[error("{0:#}")]
+    Pause(anyhow::Error),
 }
 
 impl From<sqlx::Error> for JobError {
@@ -162,6 +165,24 @@ async fn handle_attempt(
     let ns = &state.settings.queue;
     match result {
         Ok(()) => Ok(()),
+        Err(JobError::Pause(e)) => {
+            // An outage is no fault of the job: wait (doubling up to TICKFILL_RETRY_MAX) without
+            // spending an attempt, however long the outage lasts.
+            let s = &state.settings;
+            let delay = backoff(envelope.pauses + 2, s.retry_base, s.retry_max, rand::random());
+            let (next, key) = envelope.paused(&this_id, &job.idempotency_key());
+            if let Err(push) = state.producer.clone().push_envelope(&job, next, &key, Some(delay)).await {
+                tracing::warn!(error = format!("{push:#}"), "could not put the job off");
+                return Err(e.into());
+            }
+            tracing::warn!(
+                error = format!("{e:#}"),
+                retry_in_s = delay.as_secs(),
+                "dependency unreachable; job put off"
+            );
+            queue::count(&mut redis, ns, &format!("jobs_paused:{}", job.kind())).await;
+            Ok(())
+        }
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;
             let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
@@ -400,6 +421,7 @@ async fn record_failure(
 ) -> JobError {
     let (outcome, text) = match &err {
         JobError::Retry(e) if meta.last_attempt => (Outcome::Dead, format!("{e:#}")),
+        JobError::Pause(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
     };
@@ -570,6 +592,10 @@ async fn fetch_with_throttle(
                 let pause = retry_after.unwrap_or(state.settings.throttle_pause);
                 tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
+            }
+            Err(e @ TickerError::Unreachable(_)) => {
+                queue::count(&mut redis, &state.settings.queue, "ticker_errors:unreachable").await;
+                return Err(JobError::Pause(e.into()));
             }
             Err(e @ TickerError::Transient(_)) => {
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:transient").await;

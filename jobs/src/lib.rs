@@ -217,6 +217,13 @@ pub struct Envelope {
     /// The errors of the earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// How often this attempt was put off because a dependency was unreachable (no attempt spent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pauses: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One failed attempt.
@@ -251,7 +258,7 @@ impl Envelope {
     pub fn new(job: &Job) -> Self {
         // Serialising a `Job` cannot fail: every field is a plain value.
         let job = serde_json::to_value(job).expect("Job serialises to JSON");
-        Envelope { v: SCHEMA_VERSION, job, key: None, origin: None, failures: Vec::new() }
+        Envelope { v: SCHEMA_VERSION, job, key: None, origin: None, failures: Vec::new(), pauses: 0 }
     }
 
     /// This attempt's number, counting from 1.
@@ -265,6 +272,16 @@ impl Envelope {
         next.origin.get_or_insert_with(|| this_id.to_string());
         next.failures.push(Failure { at, error });
         next
+    }
+
+    /// The same attempt put off once more (a dependency was unreachable), with its key.
+    pub fn paused(&self, this_id: &str, fallback: &str) -> (Envelope, String) {
+        let mut next = self.clone();
+        next.origin.get_or_insert_with(|| this_id.to_string());
+        next.pauses += 1;
+        let key =
+            format!("{}#attempt-{}-pause-{}", self.key.as_deref().unwrap_or(fallback), self.attempt(), next.pauses);
+        (next, key)
     }
 
     /// The key of the next attempt, derived from the first push's: the original key is never
@@ -359,6 +376,16 @@ mod tests {
         let old: Envelope =
             serde_json::from_str(r#"{"v":1,"job":{"kind":"sweep","tick":"2025-11-04T00:00:00Z"}}"#).unwrap();
         assert!(old.failures.is_empty() && old.decode().is_ok());
+    }
+
+    #[test]
+    fn a_pause_keeps_the_attempt_and_derives_a_fresh_key() {
+        let env = Envelope { key: Some("k".into()), ..Envelope::new(&Job::Sweep { tick: Utc::now() }) };
+        let (p1, k1) = env.paused("A", "x");
+        let (p2, k2) = p1.paused("B", "x");
+        assert_eq!((p2.attempt(), p2.pauses, p2.origin.as_deref()), (1, 2, Some("A")));
+        assert_ne!(k1, k2);
+        assert_eq!(k2, "k#attempt-1-pause-2");
     }
 
     #[test]

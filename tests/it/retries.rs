@@ -69,3 +69,27 @@ async fn a_job_that_keeps_failing_dies_after_max_attempts_with_every_error() {
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["payload"]["failures"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_ticker_puts_jobs_off_without_spending_attempts_until_it_is_back() {
+    // A port with nothing behind it yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = TestApp::spawn_with(AppOptions {
+        ticker_url: Some(format!("http://{addr}")),
+        tweak: |s| {
+            s.retry_base = std::time::Duration::from_secs(1);
+            s.max_attempts = 1;
+        },
+        ..Default::default()
+    })
+    .await;
+    app.publish(r#"{"event_type":"subscription_created","instrument_token":256265,"timestamp":1}"#).await;
+    wait_until(20, "the job put off twice", || async { counter(&app, "jobs_paused:subscribed").await >= Some(2) })
+        .await;
+    assert_eq!(app.depths(Lane::Urgent).await.dead, 0, "an outage spends no attempt");
+    // The ticker comes back on its address: the job completes on its first attempt.
+    tickfill::sim::spawn(addr, SimOptions::default(), app.shutdown.clone()).await.unwrap();
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM backfill_runs").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(attempts, 1);
+}
