@@ -389,9 +389,32 @@ impl RedisRelay {
     }
 }
 
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `tickfill worker` as a process of its own on the app's namespace, database and ticker,
 /// with the rate limit lifted and `env` on top.
-pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> std::process::Child {
+pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
     let s = &app.settings;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
     cmd.arg("worker")
@@ -405,5 +428,5 @@ pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> std::process
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("start tickfill worker")
+    ChildGuard(cmd.spawn().expect("start tickfill worker"))
 }

@@ -1,11 +1,11 @@
 //! A worker killed mid-job: its job runs elsewhere within the orphan timeout, counting an attempt,
 //! so a job that keeps killing its workers ends dead instead of looping.
 
-use std::{process::Child, time::Duration};
+use std::time::Duration;
 
 use tickfill::{jobs::Lane, sim::SimOptions};
 
-use crate::helpers::{spawn_worker_process, wait_until, AppOptions, TestApp};
+use crate::helpers::{spawn_worker_process, wait_until, AppOptions, ChildGuard, TestApp};
 
 fn fast_orphans(s: &mut tickfill::config::Settings) {
     s.heartbeat = Duration::from_secs(1);
@@ -13,7 +13,7 @@ fn fast_orphans(s: &mut tickfill::config::Settings) {
     s.max_attempts = 2;
 }
 
-fn spawn_worker(app: &TestApp) -> Child {
+fn spawn_worker(app: &TestApp) -> ChildGuard {
     let env = [
         ("TICKFILL_HEARTBEAT", "1s"),
         ("TICKFILL_ORPHAN_AFTER", "3s"),

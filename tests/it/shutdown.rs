@@ -2,25 +2,25 @@
 //! TICKFILL_SHUTDOWN_TIMEOUT, and hands back what could not finish.
 
 use std::{
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use tickfill::{jobs::Lane, sim::SimOptions};
 
-use crate::helpers::{spawn_worker_process, wait_until, AppOptions, TestApp};
+use crate::helpers::{spawn_worker_process, wait_until, AppOptions, ChildGuard, TestApp};
 
-fn spawn_worker(app: &TestApp, shutdown_timeout: &str) -> Child {
+fn spawn_worker(app: &TestApp, shutdown_timeout: &str) -> ChildGuard {
     spawn_worker_process(app, &[("TICKFILL_SHUTDOWN_TIMEOUT", shutdown_timeout)])
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &ChildGuard) {
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
 /// Waits for the process to exit; returns its exit code and how long it took.
-async fn wait_exit(child: &mut Child, secs: u64) -> (Option<i32>, Duration) {
+async fn wait_exit(child: &mut ChildGuard, secs: u64) -> (Option<i32>, Duration) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         if let Some(status) = child.try_wait().unwrap() {
