@@ -86,9 +86,19 @@ pub async fn find_targets(pool: &PgPool, settings: &Settings, now: DateTime<Utc>
 /// Targets and coverage read from the store, then planned.
 pub async fn find_gaps(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<Gap>> {
     let targets = find_targets(pool, settings, now).await?;
+    find_gaps_of(pool, &targets, settings, now).await
+}
+
+/// The gaps of given targets, against the coverage read from the store.
+async fn find_gaps_of(
+    pool: &PgPool,
+    targets: &[(u32, DateTime<Utc>)],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Gap>> {
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
     let coverage = runs::coverage_since(pool, since, settings.settle).await?;
-    Ok(plan_gaps(&targets, &coverage, settings, now))
+    Ok(plan_gaps(targets, &coverage, settings, now))
 }
 
 /// What a reconcile changed.
@@ -177,8 +187,9 @@ pub async fn sweep(
     }
     // Instruments reconcile just added have their immediate backfill queued already.
     let fresh: HashSet<u32> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
-    let gaps = find_gaps(pool, settings, now).await?;
-    report.targets = find_targets(pool, settings, now).await?.len();
+    let targets = find_targets(pool, settings, now).await?;
+    report.targets = targets.len();
+    let gaps = find_gaps_of(pool, &targets, settings, now).await?;
     let mut jobs = Vec::with_capacity(gaps.len());
     for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
         jobs.push(Job::Backfill {

@@ -128,13 +128,32 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
     result
 }
 
+/// Pushes the job's next envelope to run after `delay` and completes this run. If it cannot be
+/// scheduled, this run fails with the original error instead, and apalis runs it again.
+async fn put_off(
+    state: &WorkerState,
+    job: &Job,
+    error: anyhow::Error,
+    next: Envelope,
+    key: &str,
+    delay: Duration,
+    counter: &str,
+) -> Result<(), BoxDynError> {
+    if let Err(push) = state.producer.clone().push_envelope(job, next, key, Some(delay)).await {
+        tracing::warn!(error = format!("{push:#}"), "could not schedule the job again");
+        return Err(error.into());
+    }
+    tracing::warn!(error = format!("{error:#}"), retry_in_s = delay.as_secs(), "job put off; it runs again later");
+    queue::count(&mut state.redis.clone(), &state.settings.queue, &format!("{counter}:{}", job.kind())).await;
+    Ok(())
+}
+
 async fn handle_attempt(
     envelope: &Envelope,
     this_id: &str,
     attempt: u32,
     state: &WorkerState,
 ) -> Result<(), BoxDynError> {
-    let this_id = this_id.to_string();
     if attempt > state.settings.max_attempts {
         let reason = format!(
             "gave up after {attempt} attempts: the job was abandoned by workers that died running it; {}",
@@ -145,7 +164,7 @@ async fn handle_attempt(
         return Err(Box::new(AbortError::new(reason)));
     }
     let meta = JobMeta {
-        id: envelope.origin.clone().unwrap_or_else(|| this_id.clone()),
+        id: envelope.origin.clone().unwrap_or_else(|| this_id.to_string()),
         attempt: attempt as usize,
         last_attempt: attempt >= state.settings.max_attempts,
         started_at: Utc::now(),
@@ -170,40 +189,19 @@ async fn handle_attempt(
             // spending an attempt, however long the outage lasts.
             let s = &state.settings;
             let delay = backoff(envelope.pauses + 2, s.retry_base, s.retry_max, rand::random());
-            let (next, key) = envelope.paused(&this_id, &job.idempotency_key());
-            if let Err(push) = state.producer.clone().push_envelope(&job, next, &key, Some(delay)).await {
-                tracing::warn!(error = format!("{push:#}"), "could not put the job off");
-                return Err(e.into());
-            }
-            tracing::warn!(
-                error = format!("{e:#}"),
-                retry_in_s = delay.as_secs(),
-                "dependency unreachable; job put off"
-            );
-            queue::count(&mut redis, ns, &format!("jobs_paused:{}", job.kind())).await;
-            Ok(())
+            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            put_off(state, &job, e, next, &key, delay, "jobs_paused").await
         }
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;
             let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
-            let mut next = envelope.next_attempt(&this_id, format!("{e:#}"), Utc::now());
+            let mut next = envelope.next_attempt(this_id, format!("{e:#}"), Utc::now());
             // Attempts lost to dead workers count as failures too.
             while next.attempt() < attempt + 1 {
-                next = next.next_attempt(&this_id, "the worker running it died".into(), Utc::now());
+                next = next.next_attempt(this_id, "the worker running it died".into(), Utc::now());
             }
             let key = envelope.next_key(&job.idempotency_key());
-            if let Err(push) = state.producer.clone().push_envelope(&job, next, &key, Some(delay)).await {
-                // The next attempt could not be scheduled: fail this one, and apalis runs it again.
-                tracing::warn!(error = format!("{push:#}"), "could not schedule the next attempt");
-                return Err(e.into());
-            }
-            tracing::warn!(
-                error = format!("{e:#}"),
-                retry_in_s = delay.as_secs(),
-                "job failed; next attempt scheduled"
-            );
-            queue::count(&mut redis, ns, &format!("jobs_retried:{}", job.kind())).await;
-            Ok(())
+            put_off(state, &job, e, next, &key, delay, "jobs_retried").await
         }
         Err(JobError::Retry(e)) => {
             let reason = format!("gave up after {attempt} attempts: {}", all_errors(envelope, &format!("{e:#}")));
