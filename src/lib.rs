@@ -13,6 +13,7 @@
 //! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
 //! - `scheduler`: pushes sweep jobs on `SWEEP_INTERVAL`.
 //! - `ticker`: the history API client.
+//! - `budget`: the fleet-wide rate budget of the history API, urgent lane first.
 //! - `market`: candles, instrument classification, underlying names, tradingsymbol parsing.
 //! - `chain`: option-chain strike distribution, PCR and max pain.
 //! - `windows`: minute alignment, holes, chunks.
@@ -26,6 +27,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bridge;
+pub mod budget;
 pub mod chain;
 pub mod config;
 pub mod dead;

@@ -26,6 +26,10 @@ use crate::{
     windows::{self, floor_minute, immediate_window, Window},
 };
 
+/// How long a sweep leaves a new subscription to its own (urgent) backfill before it fills the
+/// window itself; long enough for a deep urgent backlog at 3 requests/s.
+pub const IMMEDIATE_GRACE: Duration = Duration::minutes(15);
+
 /// One backfill a sweep wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
@@ -185,8 +189,11 @@ pub async fn sweep(
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconcile failed; sweeping from the table"),
         }
     }
-    // Instruments reconcile just added have their immediate backfill queued already.
-    let fresh: HashSet<u32> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
+    // Instruments reconcile just added have their immediate backfill queued already, and so do
+    // recent subscriptions whose own backfill has not settled: a sweep backfill for them would
+    // spend a second request on the same window. Past the grace, the sweep steps in anyway.
+    let mut fresh: HashSet<u32> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
+    fresh.extend(subscriptions::awaiting_immediate_backfill(pool, now - IMMEDIATE_GRACE).await?);
     let targets = find_targets(pool, settings, now).await?;
     report.targets = targets.len();
     let gaps = find_gaps_of(pool, &targets, settings, now).await?;

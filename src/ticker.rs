@@ -1,14 +1,14 @@
 //! The client of the ticker service's history API: one shared `reqwest::Client` with timeouts,
-//! paced by a governor limiter, and strict about what it accepts back.
+//! strict about what it accepts back. Pacing is the caller's: workers take a grant of the
+//! fleet-wide budget (`budget`) before each request.
 //!
 //! Every answer is checked before anything is written: a candle outside the asked window, a
 //! duplicate minute, a non-finite or negative price, `high < low`, or a body that is not the
 //! documented JSON makes the whole answer an error, so a broken response never half-lands.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::{config::Settings, market::Candle};
@@ -48,7 +48,6 @@ impl TickerError {
 pub struct TickerClient {
     http: reqwest::Client,
     base: String,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl TickerClient {
@@ -58,8 +57,7 @@ impl TickerClient {
             .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
             .pool_max_idle_per_host(64)
             .build()?;
-        let limiter = NonZeroU32::new(settings.rate_limit).map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
-        Ok(TickerClient { http, base: settings.ticker_url.clone(), limiter })
+        Ok(TickerClient { http, base: settings.ticker_url.clone() })
     }
 
     /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
@@ -69,9 +67,6 @@ impl TickerClient {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Candle>, TickerError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
         let z = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let resp = self
             .http

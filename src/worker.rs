@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::{
+    budget::Budget,
     config::Settings,
     market::{self, classify, BarTarget},
     queue::{self, Producer},
@@ -56,6 +57,8 @@ pub struct WorkerState {
     pub settings: Settings,
     pub pool: PgPool,
     pub ticker: TickerClient,
+    /// The fleet-wide rate budget; `None` when `TICKER_RATE_LIMIT=0`.
+    pub budget: Option<Budget>,
     pub redis: ConnectionManager,
     pub producer: Producer,
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
@@ -453,7 +456,7 @@ async fn backfill(
     };
     // One request for the span of the holes: fewer requests beat skipping a covered middle.
     let fetch = (first.0, last.1);
-    let candles = match fetch_with_throttle(state, token, fetch).await {
+    let candles = match fetch_with_throttle(state, token, fetch, ctx.reason.lane()).await {
         Ok(c) => c,
         Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),
     };
@@ -580,9 +583,16 @@ async fn fetch_with_throttle(
     state: &WorkerState,
     token: u32,
     window: (DateTime<Utc>, DateTime<Utc>),
+    lane: Lane,
 ) -> Result<Vec<crate::market::Candle>, JobError> {
     let mut redis = state.redis.clone();
     for _ in 0..MAX_THROTTLE_WAITS {
+        if let Some(budget) = &state.budget {
+            let waited = budget.take(lane).await;
+            if waited > Duration::from_secs(1) {
+                tracing::debug!(token, waited_ms = waited.as_millis() as u64, "waited for rate budget");
+            }
+        }
         match state.ticker.history(token, window.0, window.1).await {
             Ok(c) => return Ok(c),
             Err(TickerError::Throttled { retry_after }) => {
@@ -617,7 +627,8 @@ pub async fn build_state(
     let redis = queue::connect(settings.redis_url.expose()).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
-    Ok(Arc::new(WorkerState { settings, pool, ticker, redis, producer, commits }))
+    let budget = Budget::new(redis.clone(), &settings);
+    Ok(Arc::new(WorkerState { settings, pool, ticker, budget, redis, producer, commits }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).

@@ -107,6 +107,14 @@ impl Reason {
             Reason::Reconcile => "reconcile",
         }
     }
+
+    /// The lane a backfill for this reason runs on: a desk is waiting for subscription windows.
+    pub fn lane(self) -> Lane {
+        match self {
+            Reason::Subscribe | Reason::Reconcile => Lane::Urgent,
+            Reason::Sweep | Reason::Manual => Lane::Bulk,
+        }
+    }
 }
 
 /// One unit of work.
@@ -154,7 +162,7 @@ impl Job {
     pub fn lane(&self) -> Lane {
         match self {
             Job::Subscribed { .. } | Job::Unsubscribed { .. } => Lane::Urgent,
-            Job::Backfill { reason: Reason::Subscribe | Reason::Reconcile, .. } => Lane::Urgent,
+            Job::Backfill { reason, .. } => reason.lane(),
             Job::ChainMetrics { .. } => Lane::Urgent,
             _ => Lane::Bulk,
         }

@@ -71,6 +71,24 @@ pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateT
     Ok(rows.into_iter().map(|(t, at)| (t as u32, at)).collect())
 }
 
+/// Active subscriptions started after `since` whose own backfill (subscribe or reconcile) has
+/// not settled yet: no run of it stored, found covered, switched off or dead since they started.
+pub async fn awaiting_immediate_backfill(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<Vec<u32>> {
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT s.instrument_token FROM subscriptions s
+         WHERE s.status = 'active' AND s.subscribed_at > $1
+           AND NOT EXISTS (
+               SELECT 1 FROM backfill_runs r
+               WHERE r.instrument_token = s.instrument_token AND r.reason IN ('subscribe', 'reconcile')
+                 AND r.outcome IN ('stored', 'covered', 'disabled', 'dead')
+                 AND r.finished_at >= s.subscribed_at)",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|t| t as u32).collect())
+}
+
 /// Whether the subscription of `token` is active (`None` when the store never heard of it).
 pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar("SELECT status = 'active' FROM subscriptions WHERE instrument_token = $1")

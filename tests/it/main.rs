@@ -12,6 +12,7 @@ mod dedupe;
 mod instruments;
 mod migrations;
 mod orphans;
+mod ratelimit;
 mod retention;
 mod retries;
 mod shutdown;
