@@ -133,7 +133,7 @@ impl Budget {
                 Ok(us) => Duration::from_micros(us.max(1) as u64).min(MAX_NAP),
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         tracing::warn!(error = %e, "rate budget unreachable in Redis; waiting");
                     }
                     Duration::from_millis(250)

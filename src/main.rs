@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, chain, config::Settings, dead, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim, store,
-    telemetry, worker,
+    bench, bridge, chain, chaos, config::Settings, dead, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim,
+    store, telemetry, worker,
 };
 
 #[derive(Parser)]
@@ -214,6 +214,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 375)]
         minutes: usize,
     },
+    /// The whole system under faults, on a PostgreSQL and a Redis of its own: worker kills,
+    /// restarts of a bridge, PostgreSQL and Redis; then completeness against the simulator.
+    Chaos {
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value = "120s", value_parser = tickfill::config::parse_duration)]
+        duration: std::time::Duration,
+        /// The fleet's TICKER_RATE_LIMIT during the run.
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -351,6 +364,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Sweep { subscriptions } } => {
             anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
             println!("{}", bench::sweep(settings, subscriptions).await?);
+        }
+        Command::Bench { command: BenchCommand::Chaos { events, workers, duration, limit } } => {
+            anyhow::ensure!(limit > 0, "--limit must be positive");
+            let opts =
+                chaos::ChaosOptions { events, workers, duration, limit, window_minutes: settings.window_minutes };
+            println!("{}", chaos::run(opts).await?);
         }
         Command::Bench { command: BenchCommand::Latency { events, rate } } => {
             anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");

@@ -20,6 +20,14 @@ pub fn immediate_window(now: DateTime<Utc>, minutes: u32) -> Window {
     (m - Duration::minutes(minutes as i64), m)
 }
 
+/// A new subscription's window: the `minutes` before the minute it was received, through the
+/// last whole minute before `now`. Starting from receipt (not from when a worker gets to it)
+/// is what sweeps plan from too, so a job that waited in a backlog leaves no hole behind.
+pub fn subscription_window(received: DateTime<Utc>, now: DateTime<Utc>, minutes: u32) -> Window {
+    let (_, to) = immediate_window(now, minutes);
+    (floor_minute(received.min(now)) - Duration::minutes(minutes as i64), to)
+}
+
 /// The parts of `[from, to)` not covered by `covered` (sorted by start; overlaps allowed).
 pub fn holes(from: DateTime<Utc>, to: DateTime<Utc>, covered: &[Window]) -> Vec<Window> {
     let mut out = Vec::new();
@@ -81,6 +89,17 @@ mod tests {
             vec![(t(0), t(0) + Duration::days(60)), (t(0) + Duration::days(60), t(0) + Duration::days(90))]
         );
         assert_eq!(split((t(0), t(0)), MAX_CHUNK), vec![]);
+    }
+
+    #[test]
+    fn a_subscription_window_starts_from_receipt_and_ends_at_the_current_minute() {
+        let received = Utc.with_ymd_and_hms(2025, 11, 4, 4, 0, 37).unwrap();
+        let late = received + Duration::seconds(95); // a worker got to it in the next-but-one minute
+        let (from, to) = subscription_window(received, late, 120);
+        assert_eq!(from, Utc.with_ymd_and_hms(2025, 11, 4, 2, 0, 0).unwrap());
+        assert_eq!(to, Utc.with_ymd_and_hms(2025, 11, 4, 4, 2, 0).unwrap());
+        // A receipt stamped ahead of this host's clock does not shift the window past now.
+        assert_eq!(subscription_window(late, received, 120), immediate_window(received, 120));
     }
 
     #[test]

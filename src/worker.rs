@@ -33,7 +33,7 @@ use crate::{
         subscriptions::{self, Subscription},
     },
     ticker::{TickerClient, TickerError},
-    windows::{self, immediate_window},
+    windows::{self, subscription_window},
 };
 
 /// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).
@@ -351,8 +351,8 @@ async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMe
     }
     tx.commit().await?;
     let s = &state.settings;
-    let window = immediate_window(Utc::now(), s.window_minutes);
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
+    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
         runs::upsert_run(&state.pool, &run).await?;
