@@ -188,6 +188,9 @@ pub async fn handle_message(
         Ok(event) => {
             let token = event.instrument_token;
             let job = job_for(event);
+            if matches!(job, Job::Subscribed { .. }) {
+                queue::note_subscribing(conn, &settings.queue, token, received_ms).await;
+            }
             producer.push(&job).await?;
             tracing::debug!(token, kind = job.kind(), "event queued");
             queue::count(conn, &settings.queue, "events_accepted").await;

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, chain, chaos, config::Settings, dead, dev, load, ops, queue, scheduler, shutdown::Shutdown, sim,
-    store, telemetry, worker,
+    bench, bridge, chain, chaos,
+    config::Settings,
+    dead, dev, load, ops, queue, scheduler,
+    shutdown::{patiently, Shutdown},
+    sim, store, telemetry, worker,
 };
 
 #[derive(Parser)]
@@ -269,13 +272,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Worker => {
             shutdown.on_signals();
-            let state = worker::build_state(settings, None).await?;
+            let state =
+                patiently("PostgreSQL and Redis", &shutdown, || worker::build_state(settings.clone(), None)).await?;
             serve_admin(&state.settings, Some(state.pool.clone()), &shutdown).await?;
             worker::run(state, shutdown).await?;
         }
         Command::Scheduler => {
             shutdown.on_signals();
             serve_admin(&settings, None, &shutdown).await?;
+            patiently("Redis", &shutdown, || queue::connect(settings.redis_url.expose())).await?;
             scheduler::run(settings, shutdown).await?;
         }
         Command::Backfill(a) => backfill(settings, a).await?,

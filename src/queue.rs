@@ -55,6 +55,37 @@ pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
         .emit_events(false)
 }
 
+/// The sorted set of tokens whose subscription event is queued but not yet recorded in the
+/// store (score: when the bridge received it). Reconcile leaves these to their own job.
+pub fn subscribing_key(ns: &str) -> String {
+    format!("{ns}:subscribing")
+}
+
+/// Notes that a subscription event of `token` is on its way to the store.
+pub async fn note_subscribing(conn: &mut ConnectionManager, ns: &str, token: u32, received_ms: i64) {
+    let r: redis::RedisResult<i64> = conn.zadd(subscribing_key(ns), token, received_ms).await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "could not note a queued subscription");
+    }
+}
+
+/// Notes that the subscription of `token` is now recorded in the store.
+pub async fn subscription_recorded(conn: &mut ConnectionManager, ns: &str, token: u32) {
+    let _: redis::RedisResult<i64> = conn.zrem(subscribing_key(ns), token).await;
+}
+
+/// Tokens whose subscription event was received after `since_ms` and is still queued; older
+/// notes are dropped (their job died or was lost: reconcile takes over).
+pub async fn queued_subscriptions(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    since_ms: i64,
+) -> redis::RedisResult<Vec<u32>> {
+    let key = subscribing_key(ns);
+    let _: i64 = conn.zrembyscore(&key, "-inf", format!("({since_ms}")).await?;
+    conn.zrangebyscore(&key, since_ms, "+inf").await
+}
+
 /// Pushes jobs onto the lanes of one namespace.
 #[derive(Clone)]
 pub struct Producer {
@@ -65,6 +96,11 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// The producer's Redis connection.
+    pub fn conn(&mut self) -> &mut ConnectionManager {
+        &mut self.conn
+    }
+
     pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
         let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
         Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, ns: settings.queue.clone() }

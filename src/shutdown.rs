@@ -55,3 +55,36 @@ impl Shutdown {
         });
     }
 }
+
+/// Retries `attempt` with backoff (up to 5 s) until it succeeds, logging what is awaited; gives
+/// up only when `shutdown` fires. A process started while its dependencies are down waits for
+/// them instead of exiting.
+pub async fn patiently<T, F, Fut>(what: &str, shutdown: &Shutdown, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = std::time::Duration::from_millis(200);
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!(dependency = what, "reachable again; going on");
+                }
+                return Ok(v);
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(12) {
+                    tracing::warn!(dependency = what, error = format!("{e:#}"), "unreachable; waiting for it");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait() => anyhow::bail!("stopped while waiting for {what}"),
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}

@@ -16,7 +16,7 @@ use tickfill_jobs::{Job, Reason};
 
 use crate::{
     config::{Settings, TickerApi},
-    queue::Producer,
+    queue::{self, Producer},
     store::{
         instruments::{self, Instrument},
         runs,
@@ -123,11 +123,21 @@ pub async fn reconcile(
 ) -> anyhow::Result<Reconciled> {
     let listed = ticker.active_subscriptions().await?;
     let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|(t, _)| t).collect();
+    // A subscription whose event is still queued is the event's job to record and fill; adding it
+    // here too would fetch its window twice.
+    let since = (Utc::now() - IMMEDIATE_GRACE).timestamp_millis();
+    let queued: HashSet<u32> = match queue::queued_subscriptions(producer.conn(), &settings.queue, since).await {
+        Ok(q) => q.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read queued subscriptions");
+            HashSet::new()
+        }
+    };
     let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token).collect();
     let now = Utc::now();
     let mut report = Reconciled { listed: listed.len(), ..Default::default() };
     let mut tx = pool.begin().await?;
-    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token)) {
+    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token) && !queued.contains(&s.instrument_token)) {
         let sub = Subscription {
             instrument_token: s.instrument_token,
             tradingsymbol: s.tradingsymbol.as_deref(),

@@ -350,6 +350,7 @@ async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMe
         }
     }
     tx.commit().await?;
+    queue::subscription_recorded(&mut state.redis.clone(), &state.settings.queue, token).await;
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
@@ -455,7 +456,8 @@ async fn backfill(
         return Ok(());
     };
     // One request for the span of the holes: fewer requests beat skipping a covered middle.
-    let fetch = (first.0, last.1);
+    // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
+    let fetch = (windows::floor_minute(first.0), last.1);
     let candles = match fetch_with_throttle(state, token, fetch, ctx.reason.lane()).await {
         Ok(c) => c,
         Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),

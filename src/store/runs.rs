@@ -125,7 +125,7 @@ pub async fn coverage_since(
     settle: std::time::Duration,
 ) -> sqlx::Result<Vec<(u32, DateTime<Utc>, DateTime<Utc>)>> {
     let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT instrument_token, window_from, LEAST(window_to, fetched_at - make_interval(secs => $2))
+        "SELECT instrument_token, window_from, LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $2)))
          FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
     )
     .bind(since)
@@ -145,7 +145,7 @@ pub async fn find_coverage(
     settle: std::time::Duration,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
     let rows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT window_from, LEAST(window_to, fetched_at - make_interval(secs => $4)) FROM coverage
+        "SELECT window_from, LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $4))) FROM coverage
          WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3 ORDER BY window_from",
     )
     .bind(token as i64)

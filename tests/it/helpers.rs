@@ -353,22 +353,29 @@ pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -
     )
 }
 
-/// A TCP relay to Redis on loopback whose connections a test can cut, to make a client see Redis
-/// go away and come back.
-pub struct RedisRelay {
-    pub url: String,
+/// A TCP relay on loopback to a server (Redis, PostgreSQL) that a test can cut or hold down, to
+/// make a client see its server go away and come back.
+pub struct Relay {
+    /// `host:port` of the relay.
+    pub addr: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
-impl RedisRelay {
-    pub async fn start() -> Self {
+impl Relay {
+    /// A relay to `upstream` (`host:port`), up or down from the start.
+    pub async fn to(upstream: &str, up: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let upstream = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_string();
+        let upstream = upstream.to_string();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(!up));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
-        let held = conns.clone();
+        let (held, is_down) = (conns.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // refused: the connection is dropped at once
+                }
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
@@ -378,13 +385,30 @@ impl RedisRelay {
                 held.lock().unwrap().push(task);
             }
         });
-        RedisRelay { url: format!("redis://{addr}"), conns }
+        Relay { addr: addr.to_string(), down, conns }
+    }
+
+    /// A relay to the tests' Redis; its URL is `redis://{addr}`.
+    pub async fn redis() -> Self {
+        Self::to(redis_url().trim_start_matches("redis://").trim_end_matches('/'), true).await
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}", self.addr)
     }
 
     /// Drops every open connection; new ones are accepted as before.
     pub fn cut(&self) {
         for task in self.conns.lock().unwrap().drain(..) {
             task.abort();
+        }
+    }
+
+    /// Cuts and refuses connections (`false`), or accepts them again (`true`).
+    pub fn set_up(&self, up: bool) {
+        self.down.store(!up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            self.cut();
         }
     }
 }

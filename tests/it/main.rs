@@ -9,6 +9,7 @@ mod chain;
 mod config;
 mod dead_letters;
 mod dedupe;
+mod dependencies;
 mod instruments;
 mod migrations;
 mod orphans;

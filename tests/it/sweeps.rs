@@ -10,7 +10,7 @@ use tickfill::{
     ticker::TickerClient,
 };
 
-use crate::helpers::{run_cli, wait_until, AppOptions, RedisRelay, TestApp};
+use crate::helpers::{run_cli, wait_until, AppOptions, Relay, TestApp};
 
 fn no_bridge() -> AppOptions {
     AppOptions { start_bridge: false, ..Default::default() }
@@ -301,10 +301,10 @@ async fn backfill_cancel_drops_only_that_tokens_pending_backfills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_that_reconnects_pushes_a_catch_up_sweep() {
-    let relay = RedisRelay::start().await;
+    let relay = Relay::redis().await;
     let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut settings = app.settings.clone();
-    settings.redis_url = tickfill::config::Secret::new(relay.url.clone());
+    settings.redis_url = tickfill::config::Secret::new(relay.redis_url());
     tokio::spawn(tickfill::bridge::run(settings, app.shutdown.clone()));
     let channel = app.channel();
     let subscribed = || async { queue::subscribers(&mut app.redis.clone(), &channel).await.unwrap_or(0) >= 1 };
@@ -313,4 +313,51 @@ async fn a_bridge_that_reconnects_pushes_a_catch_up_sweep() {
     relay.cut();
     wait_until(20, "a catch-up sweep", || async { app.depths(Lane::Bulk).await.pending() == 1 }).await;
     wait_until(10, "the bridge to subscribe again", subscribed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_leaves_a_subscription_whose_event_is_queued_to_its_own_job() {
+    let app = TestApp::spawn_with(AppOptions { start_worker: false, ..Default::default() }).await;
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.wait_until_queued(1).await;
+    let ticker = TickerClient::new(&app.settings).unwrap();
+    let mut producer = queue::Producer::new(app.redis.clone(), &app.settings);
+    let report = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings).await.unwrap();
+    assert_eq!((report.listed, report.added.len()), (1, 0), "reconcile took over a queued subscription");
+    app.start_worker().await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    app.wait_idle(10).await;
+    assert_eq!(app.sim_stats().await["history_requests"], 1, "the window was fetched once");
+    // Once recorded, the subscription is ours: reconcile has nothing to add either way.
+    let again = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings).await.unwrap();
+    assert_eq!((again.added.len(), again.deactivated.len()), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_trimmed_by_the_settle_rule_ends_on_a_whole_minute() {
+    let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    sqlx::query(
+        "INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+         VALUES (256265, $1, $2, $3, 33)",
+    )
+    .bind(at("2026-11-30T05:00:00Z"))
+    .bind(at("2026-11-30T05:33:00Z"))
+    .bind(at("2026-11-30T05:33:00.975120Z")) // fetched a fraction of a second into the minute
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let settle = std::time::Duration::from_secs(120);
+    let trimmed = tickfill::store::runs::find_coverage(
+        &app.db.pool,
+        256265,
+        at("2026-11-30T04:00:00Z"),
+        at("2026-11-30T06:00:00Z"),
+        settle,
+    )
+    .await
+    .unwrap();
+    assert_eq!(trimmed, vec![(at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z"))]);
+    let since = tickfill::store::runs::coverage_since(&app.db.pool, at("2026-11-30T04:00:00Z"), settle).await.unwrap();
+    assert_eq!(since, vec![(256265, at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z"))]);
 }
