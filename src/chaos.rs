@@ -555,6 +555,9 @@ fn reason_class(error: &str) -> String {
     words.join(" ").chars().take(80).collect()
 }
 
+/// A stored bar: time, open, high, low, close, volume.
+type Bar = (DateTime<Utc>, f64, f64, f64, f64, i64);
+
 #[derive(Debug, Default, Clone)]
 struct Check {
     instruments: usize,
@@ -588,7 +591,7 @@ async fn completeness(
             continue;
         };
         let (from, to) = (floor_minute(*at) - span, floor_minute(*at));
-        let rows: Vec<(DateTime<Utc>, f64, f64, f64, f64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Bar> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT time, open, high, low, close, volume FROM {BARS} b
              WHERE instrument_token = $1 AND time >= $2 AND time < $3 ORDER BY time"
         )))
@@ -615,8 +618,7 @@ async fn completeness(
                 .json()
                 .await?;
             let want = body["candles"].as_array().cloned().unwrap_or_default();
-            let stored: BTreeMap<i64, &(DateTime<Utc>, f64, f64, f64, f64, i64)> =
-                rows.iter().map(|r| (r.0.timestamp(), r)).collect();
+            let stored: BTreeMap<i64, &Bar> = rows.iter().map(|r| (r.0.timestamp(), r)).collect();
             for c in &want {
                 let t = c["date"].as_str().and_then(|d| DateTime::parse_from_rfc3339(d).ok()).map(|d| d.timestamp());
                 let Some(row) = t.and_then(|t| stored.get(&t)) else { continue };
