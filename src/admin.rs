@@ -40,6 +40,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/dead/{id}", get(show_dead).delete(delete_dead))
         .route("/api/dead/{id}/retry", post(retry_one))
         .route("/api/rejected", get(rejected))
+        .route("/api/resume", post(resume))
         .with_state(Arc::new(state))
 }
 
@@ -77,6 +78,11 @@ async fn readyz(State(s): State<Shared>) -> Response {
     let redis_ok: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
     let mut body = json!({"redis": match &redis_ok { Ok(_) => "ok".to_string(), Err(e) => format!("down: {e}") }});
     let mut ready = redis_ok.is_ok();
+    // A pause (an expired Kite session) does not make a process unready: restarting it would not
+    // help. It is reported so that whoever looks knows why nothing is fetched.
+    if let Ok(Some(p)) = queue::paused(&mut conn, &s.settings.queue).await {
+        body["paused"] = p;
+    }
     if let Some(pool) = &s.pool {
         match store::pending_migrations(pool).await {
             Ok(0) => body["postgres"] = json!("ok"),
@@ -138,6 +144,16 @@ async fn retry_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<S
         return r;
     }
     retry(&s, |d| d.id == id).await
+}
+
+async fn resume(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match queue::resume(&mut s.redis.clone(), &s.settings.queue).await {
+        Ok(was) => Json(json!({"resumed": was})).into_response(),
+        Err(e) => internal(e),
+    }
 }
 
 async fn retry_all(State(s): State<Shared>, headers: HeaderMap) -> Response {

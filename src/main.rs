@@ -131,6 +131,9 @@ struct SimArgs {
     /// Answer 429 to history requests above N per second.
     #[arg(long)]
     max_rps: Option<u32>,
+    /// The only access token Kite's route accepts (others get 403 TokenException).
+    #[arg(long)]
+    kite_access_token: Option<String>,
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -158,6 +161,8 @@ enum JobsCommand {
         #[command(subcommand)]
         command: DeadCommand,
     },
+    /// Lift a pause of history requests (after renewing an expired Kite session).
+    Resume,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +324,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 throttle_rate: a.throttle_rate,
                 latency_ms: a.latency_ms.unwrap_or((0, 0)),
                 max_rps: a.max_rps,
+                kite_access_token: a.kite_access_token,
                 redis_url: Some(settings.redis_url.expose().to_string()),
                 channel_prefix: settings.channel_prefix.clone(),
             };
@@ -472,11 +478,26 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let ns = settings.queue.clone();
     match command {
+        JobsCommand::Resume => {
+            if queue::resume(&mut conn, &ns).await? {
+                println!("history requests resumed");
+            } else {
+                println!("history requests were not paused");
+            }
+        }
         JobsCommand::Stats { json } => {
             let stats = dead::stats(&mut conn, &ns).await?;
+            let paused = queue::paused(&mut conn, &ns).await?;
             if json {
                 println!("{}", serde_json::to_string(&stats)?);
             } else {
+                if let Some(p) = &paused {
+                    println!(
+                        "PAUSED: {} (since {}); renew the session, then run `tickfill jobs resume`\n",
+                        p["reason"].as_str().unwrap_or("?"),
+                        p["since"].as_str().unwrap_or("?")
+                    );
+                }
                 println!(
                     "{:<7} {:>8} {:>9} {:>8} {:>8} {:>6}  oldest pending",
                     "lane", "pending", "scheduled", "running", "done", "dead"

@@ -55,6 +55,35 @@ pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
         .emit_events(false)
 }
 
+/// The key that, while set, pauses every history request of the namespace (its value says why).
+pub fn paused_key(ns: &str) -> String {
+    format!("{ns}:paused")
+}
+
+/// Pauses history requests, keeping the first reason given; returns whether this call paused.
+pub async fn pause(conn: &mut ConnectionManager, ns: &str, reason: &str) -> redis::RedisResult<bool> {
+    let value = serde_json::json!({"reason": reason, "since": chrono::Utc::now().to_rfc3339()}).to_string();
+    redis::cmd("SET")
+        .arg(paused_key(ns))
+        .arg(value)
+        .arg("NX")
+        .query_async::<Option<String>>(conn)
+        .await
+        .map(|r| r.is_some())
+}
+
+/// Why history requests are paused (`{"reason":…,"since":…}`), or `None`.
+pub async fn paused(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Option<serde_json::Value>> {
+    let v: Option<String> = conn.get(paused_key(ns)).await?;
+    Ok(v.map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s))))
+}
+
+/// Lifts a pause; returns whether there was one.
+pub async fn resume(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<bool> {
+    let n: i64 = conn.del(paused_key(ns)).await?;
+    Ok(n > 0)
+}
+
 /// The sorted set of tokens whose subscription event is queued but not yet recorded in the
 /// store (score: when the bridge received it). Reconcile leaves these to their own job.
 pub fn subscribing_key(ns: &str) -> String {
@@ -365,7 +394,9 @@ pub async fn warn_without_persistence(conn: &mut ConnectionManager) {
 }
 
 /// Moves the jobs claimed by this process's workers (names starting `worker_prefix`) back to the
-/// head of the active list and unregisters those workers; returns how many jobs moved.
+/// head of the active list and unregisters those workers; returns how many jobs moved. A job
+/// handed back was stopped on purpose, not by a crash: its start is forgotten (`{ns}:starts`), so
+/// it spends no attempt.
 pub async fn hand_back(
     conn: &mut ConnectionManager,
     ns: &str,
@@ -375,7 +406,10 @@ pub async fn hand_back(
     static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"local ids = redis.call('SMEMBERS', KEYS[1])
-              for _, id in ipairs(ids) do redis.call('LPUSH', KEYS[2], id) end
+              for _, id in ipairs(ids) do
+                redis.call('LPUSH', KEYS[2], id)
+                redis.call('HDEL', KEYS[5], id)
+              end
               redis.call('DEL', KEYS[1])
               redis.call('ZREM', KEYS[3], ARGV[1])
               if #ids > 0 then redis.call('DEL', KEYS[4]); redis.call('LPUSH', KEYS[4], 1) end
@@ -393,6 +427,7 @@ pub async fn hand_back(
             .key(format!("{q}:active"))
             .key(format!("{q}:workers"))
             .key(format!("{q}:signal"))
+            .key(format!("{ns}:starts"))
             .arg(worker)
             .invoke_async::<u64>(conn)
             .await?;

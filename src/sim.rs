@@ -3,7 +3,8 @@
 //! It is an outside system on purpose: it shares no code with the worker's ticker client or the
 //! store, so a format bug cannot hide in both. Routes (the real service's API):
 //! `GET /history`, `GET|POST /subscriptions`, `DELETE /subscriptions/{token}`, plus
-//! `GET /instruments` (the universe as a Kite instrument-dump CSV) and `GET /stats`.
+//! `GET /instruments` (the universe as a Kite instrument-dump CSV), Kite's own history route
+//! `GET /instruments/historical/{token}/minute` and `GET /stats`.
 //!
 //! # Universe
 //! NIFTY 50 (256265, INDICES); the two nearest monthly NIFTY futures (tokens 10000001, 10000002,
@@ -88,6 +89,9 @@ pub struct SimOptions {
     pub max_rps: Option<u32>,
     pub redis_url: Option<String>,
     pub channel_prefix: String,
+    /// The only access token Kite's route accepts (`None`: any non-empty one); any other is
+    /// answered 403 `TokenException`, as an expired session is.
+    pub kite_access_token: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -101,6 +105,7 @@ impl Default for SimOptions {
             max_rps: None,
             redis_url: None,
             channel_prefix: "ticker:nifty".into(),
+            kite_access_token: None,
         }
     }
 }
@@ -423,6 +428,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     });
     Ok(Router::new()
         .route("/history", get(history))
+        .route("/instruments/historical/{token}/{interval}", get(kite_history))
         .route("/subscriptions", get(list_subscriptions).post(create_subscription))
         .route("/subscriptions/{token}", delete(delete_subscription))
         .route("/instruments", get(instruments))
@@ -544,6 +550,114 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
         "candles": candles,
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct KiteQuery {
+    from: Option<String>,
+    to: Option<String>,
+    oi: Option<String>,
+}
+
+fn kite_error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
+    let body = json!({"status": "error", "message": message.into(), "data": null, "error_type": error_type});
+    (status, Json(body)).into_response()
+}
+
+/// Kite's `GET /instruments/historical/{token}/{interval}`: IST wall-clock `from`/`to`, both
+/// inclusive; candles as arrays `[time(+0530), open, high, low, close, volume(, oi with oi=1)]`.
+async fn kite_history(
+    State(sim): State<Shared>,
+    Path((token, interval)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<KiteQuery>,
+) -> Response {
+    let in_last_second = note_arrival(&sim);
+    let resp = kite_history_response(&sim, &token, &interval, &headers, q, in_last_second).await;
+    note_status(&sim, resp.status());
+    resp
+}
+
+async fn kite_history_response(
+    sim: &Sim,
+    token: &str,
+    interval: &str,
+    headers: &axum::http::HeaderMap,
+    q: KiteQuery,
+    in_last_second: usize,
+) -> Response {
+    let o = &sim.opts;
+    if o.latency_ms.1 > 0 {
+        let ms = rand::rng().random_range(o.latency_ms.0..=o.latency_ms.1);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    // Kite's 429 carries no Retry-After.
+    let throttled = || kite_error(StatusCode::TOO_MANY_REQUESTS, "NetworkException", "Too many requests");
+    if o.max_rps.is_some_and(|n| in_last_second > n as usize) {
+        return throttled();
+    }
+    let roll: f64 = rand::rng().random();
+    if roll < o.throttle_rate {
+        return throttled();
+    }
+    if roll < o.throttle_rate + o.error_rate {
+        return kite_error(StatusCode::BAD_GATEWAY, "NetworkException", "upstream failure (simulated)");
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if header("x-kite-version") != "3" {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", "X-Kite-Version: 3 is required");
+    }
+    let session = header("authorization").strip_prefix("token ").and_then(|c| c.split_once(':'));
+    let valid = match (session, &o.kite_access_token) {
+        (Some((key, access)), wanted) => {
+            !key.is_empty() && !access.is_empty() && wanted.as_deref().is_none_or(|w| w == access)
+        }
+        (None, _) => false,
+    };
+    if !valid {
+        return kite_error(StatusCode::FORBIDDEN, "TokenException", "Incorrect `api_key` or `access_token`.");
+    }
+    if interval != "minute" {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", "only the minute interval is served");
+    }
+    let Some(inst) = token.parse::<u32>().ok().and_then(|t| sim.universe.get(&t)) else {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", format!("invalid token {token}"));
+    };
+    let parse = |v: &Option<String>| {
+        let v = v.as_deref()?;
+        let naive = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+        ist().from_local_datetime(&naive).single().map(|t| t.timestamp())
+    };
+    let (Some(from), Some(to)) = (parse(&q.from), parse(&q.to)) else {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", "invalid from or to date");
+    };
+    if to < from {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", "from date is after to date");
+    }
+    if to - from > MAX_WINDOW_DAYS * 86_400 {
+        return kite_error(StatusCode::BAD_REQUEST, "InputException", "interval exceeds max limit: 60 days");
+    }
+    let with_oi = matches!(q.oi.as_deref(), Some("1" | "true"));
+    let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
+    let first = (from + 59).div_euclid(60) * 60;
+    let last = to.div_euclid(60) * 60; // inclusive
+    let candles: Vec<Value> = (first..=last)
+        .step_by(60)
+        .filter(|t| *t < now_minute && in_calendar(o.calendar, *t))
+        .map(|t| {
+            let c = candle(inst, t, true);
+            let date = ist().timestamp_opt(t, 0).single().expect("valid instant").format("%Y-%m-%dT%H:%M:%S%z");
+            let mut row = vec![json!(date.to_string()), c["open"].clone(), c["high"].clone(), c["low"].clone()];
+            row.extend([c["close"].clone(), c["volume"].clone()]);
+            if with_oi {
+                row.push(c.get("oi").cloned().unwrap_or(json!(0)));
+            }
+            Value::Array(row)
+        })
+        .collect();
+    Json(json!({"status": "success", "data": {"candles": candles}})).into_response()
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
 
-use crate::{config::Settings, market::Candle};
+use crate::{
+    config::{Settings, TickerApi},
+    market::Candle,
+};
 
 /// What went wrong with a history request, sorted by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,10 @@ pub enum TickerError {
     /// Retrying cannot help: unknown token, bad window, a response that breaks the contract.
     #[error("{0}")]
     Permanent(String),
+    /// Kite's `TokenException`: the session (access token) expired or is invalid. Nothing can be
+    /// fetched until an operator renews it; the queues pause.
+    #[error("Kite session expired or invalid: {0}")]
+    SessionExpired(String),
 }
 
 impl TickerError {
@@ -39,6 +46,7 @@ impl TickerError {
             TickerError::Transient(_) => "transient",
             TickerError::Unreachable(_) => "unreachable",
             TickerError::Permanent(_) => "permanent",
+            TickerError::SessionExpired(_) => "session_expired",
         }
     }
 }
@@ -48,6 +56,8 @@ impl TickerError {
 pub struct TickerClient {
     http: reqwest::Client,
     base: String,
+    /// In Kite mode, the `Authorization` header value (`token KEY:ACCESS_TOKEN`).
+    kite_auth: Option<String>,
 }
 
 impl TickerClient {
@@ -57,7 +67,14 @@ impl TickerClient {
             .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
             .pool_max_idle_per_host(64)
             .build()?;
-        Ok(TickerClient { http, base: settings.ticker_url.clone() })
+        let (base, kite_auth) = match settings.ticker_api {
+            TickerApi::TickerService => (settings.ticker_url.clone(), None),
+            TickerApi::Kite => (
+                settings.kite_url.trim_end_matches('/').to_string(),
+                Some(format!("token {}:{}", settings.kite_api_key.expose(), settings.kite_access_token.expose())),
+            ),
+        };
+        Ok(TickerClient { http, base, kite_auth })
     }
 
     /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
@@ -67,6 +84,9 @@ impl TickerClient {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Candle>, TickerError> {
+        if let Some(auth) = &self.kite_auth {
+            return self.kite_history(auth, token, from, to).await;
+        }
         let z = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let resp = self
             .http
@@ -113,6 +133,70 @@ impl TickerClient {
             });
         }
         parse_history(&body, token, from, to)
+    }
+}
+
+impl TickerClient {
+    /// Kite's `GET /instruments/historical/{token}/minute`: IST wall-clock `from` and an inclusive
+    /// `to` (the last minute wanted), `oi=1`; errors mapped by Kite's `error_type`.
+    async fn kite_history(
+        &self,
+        auth: &str,
+        token: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Candle>, TickerError> {
+        let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("IST offset");
+        let wall = |t: DateTime<Utc>| t.with_timezone(&ist).format("%Y-%m-%d %H:%M:%S").to_string();
+        let last = to - chrono::Duration::minutes(1);
+        let resp = self
+            .http
+            .get(format!("{}/instruments/historical/{token}/minute", self.base))
+            .query(&[("from", wall(from)), ("to", wall(last)), ("oi", "1".into())])
+            .header("X-Kite-Version", "3")
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(|e| {
+                let msg = format!("request failed: {}", without_url(&e));
+                if e.is_connect() {
+                    TickerError::Unreachable(msg)
+                } else {
+                    TickerError::Transient(msg)
+                }
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+        if status.is_success() {
+            return parse_kite_history(&body, token, from, to);
+        }
+        Err(kite_error(status.as_u16(), &body, token, retry_after))
+    }
+}
+
+/// Maps a Kite error answer: 429 → throttled; `TokenException` → session expired;
+/// `InputException` and other 4xx → permanent; 5xx → transient.
+pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Duration>) -> TickerError {
+    let parsed = serde_json::from_slice::<KiteError>(body).ok();
+    let (kind, message) = match &parsed {
+        Some(e) => (e.error_type.as_str(), e.message.clone()),
+        None => ("", snippet(body)),
+    };
+    let msg = format!("Kite answered {status} {kind} for token {token}: {message}");
+    match (status, kind) {
+        (429, _) => TickerError::Throttled { retry_after },
+        (_, "TokenException") => TickerError::SessionExpired(msg),
+        (500..=599, _) => TickerError::Transient(msg),
+        _ => TickerError::Permanent(msg),
     }
 }
 
@@ -239,8 +323,83 @@ pub fn parse_history(
     let bad = |why: String| TickerError::Permanent(format!("bad history response for token {token}: {why}"));
     let parsed: HistoryBody =
         serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
-    let mut out = Vec::with_capacity(parsed.candles.len());
-    for c in parsed.candles {
+    check_candles(parsed.candles, token, from, to)
+}
+
+/// Parses and checks a Kite historical-candles body (`data.candles` as arrays
+/// `[time, open, high, low, close, volume(, oi)]`) for `[from, to)`.
+pub fn parse_kite_history(
+    body: &[u8],
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Candle>, TickerError> {
+    let bad = |why: String| TickerError::Permanent(format!("bad Kite history response for token {token}: {why}"));
+    let parsed: KiteBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
+    if parsed.status != "success" {
+        return Err(bad(format!("status {:?}", parsed.status)));
+    }
+    let mut candles = Vec::with_capacity(parsed.data.candles.len());
+    for row in parsed.data.candles {
+        let num = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
+        let (Some(date), Some(open), Some(high), Some(low), Some(close), Some(volume)) =
+            (row.first().and_then(|d| d.as_str()), num(1), num(2), num(3), num(4), num(5))
+        else {
+            return Err(bad(format!("a candle is not [time, open, high, low, close, volume(, oi)]: {row:?}")));
+        };
+        if row.len() > 7 || (row.len() == 7 && num(6).is_none()) {
+            return Err(bad(format!("a candle has an unexpected tail: {row:?}")));
+        }
+        candles.push(CandleBody {
+            date: date.to_string(),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            oi: num(6),
+            iv: None,
+            delta: None,
+            gamma: None,
+            theta: None,
+            vega: None,
+            underlying: None,
+        });
+    }
+    check_candles(candles, token, from, to)
+}
+
+#[derive(Deserialize)]
+struct KiteBody {
+    status: String,
+    data: KiteData,
+}
+
+#[derive(Deserialize)]
+struct KiteData {
+    candles: Vec<Vec<serde_json::Value>>,
+}
+
+/// Kite's error envelope: `{"status":"error","message":…,"data":null,"error_type":…}`.
+#[derive(Deserialize)]
+struct KiteError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error_type: String,
+}
+
+/// Checks candles for `[from, to)`; any broken one fails the whole answer.
+fn check_candles(
+    candles: Vec<CandleBody>,
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Candle>, TickerError> {
+    let bad = |why: String| TickerError::Permanent(format!("bad history response for token {token}: {why}"));
+    let mut out = Vec::with_capacity(candles.len());
+    for c in candles {
         let time = parse_instant(&c.date).ok_or_else(|| bad(format!("unreadable date {:?}", c.date)))?;
         if time < from || time >= to {
             return Err(bad(format!("candle {time} outside the window [{from}, {to})")));

@@ -580,7 +580,25 @@ async fn rebuild_chain(
     Ok(())
 }
 
-/// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt).
+/// How often a job waiting out a pause looks whether it was lifted.
+const PAUSE_POLL: Duration = Duration::from_secs(2);
+
+/// Waits while history requests are paused (Kite session expired), holding the job's slot: the
+/// worker takes no more work meanwhile, and nothing spends an attempt.
+async fn wait_while_paused(state: &WorkerState) {
+    let mut redis = state.redis.clone();
+    let mut waited = Duration::ZERO;
+    while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue).await {
+        if waited.as_secs() % 60 == 0 {
+            tracing::warn!(paused = %why, "history requests are paused; renew the session, then run `tickfill jobs resume`");
+        }
+        tokio::time::sleep(PAUSE_POLL).await;
+        waited += PAUSE_POLL;
+    }
+}
+
+/// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt) and
+/// pauses (an expired Kite session).
 async fn fetch_with_throttle(
     state: &WorkerState,
     token: u32,
@@ -588,7 +606,9 @@ async fn fetch_with_throttle(
     lane: Lane,
 ) -> Result<Vec<crate::market::Candle>, JobError> {
     let mut redis = state.redis.clone();
-    for _ in 0..MAX_THROTTLE_WAITS {
+    let mut throttled = 0;
+    while throttled < MAX_THROTTLE_WAITS {
+        wait_while_paused(state).await;
         if let Some(budget) = &state.budget {
             let waited = budget.take(lane).await;
             if waited > Duration::from_secs(1) {
@@ -598,10 +618,19 @@ async fn fetch_with_throttle(
         match state.ticker.history(token, window.0, window.1).await {
             Ok(c) => return Ok(c),
             Err(TickerError::Throttled { retry_after }) => {
+                throttled += 1;
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:throttled").await;
                 let pause = retry_after.unwrap_or(state.settings.throttle_pause);
                 tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
+            }
+            Err(TickerError::SessionExpired(msg)) => {
+                queue::count(&mut redis, &state.settings.queue, "ticker_errors:session_expired").await;
+                match queue::pause(&mut redis, &state.settings.queue, &msg).await {
+                    Ok(true) => tracing::error!(reason = %msg, "history requests paused until `tickfill jobs resume`"),
+                    Ok(false) => {}
+                    Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and the pause failed: {e})"))),
+                }
             }
             Err(e @ TickerError::Unreachable(_)) => {
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:unreachable").await;

@@ -11,6 +11,7 @@ mod dead_letters;
 mod dedupe;
 mod dependencies;
 mod instruments;
+mod kite;
 mod migrations;
 mod orphans;
 mod ratelimit;

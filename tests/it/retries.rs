@@ -93,3 +93,25 @@ async fn an_unreachable_ticker_puts_jobs_off_without_spending_attempts_until_it_
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM backfill_runs").fetch_one(&app.db.pool).await.unwrap();
     assert_eq!(attempts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_waited_out_as_retry_after_says_without_spending_an_attempt() {
+    // No budget of our own (rate limit 0) against a ticker that allows one request a second:
+    // four subscriptions at once draw 429s with `Retry-After: 1`.
+    let app = TestApp::spawn_with(AppOptions {
+        sim: SimOptions { max_rps: Some(1), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    for token in [256265, 10000001, 10000002, 11000000] {
+        assert_eq!(app.subscribe_via_sim(token).await, 201);
+    }
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 4).await;
+    let stats = app.sim_stats().await;
+    let throttled = stats["by_status"]["429"].as_i64().unwrap_or(0);
+    assert!(throttled >= 1, "the ticker never throttled: {stats}");
+    assert_eq!(counter(&app, "ticker_errors:throttled").await, Some(throttled));
+    assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs WHERE reason = 'subscribe'").await, 1);
+    assert_eq!(counter(&app, "jobs_retried:subscribed").await, None, "a 429 spent an attempt");
+    assert_eq!(stats["by_status"]["200"], 4, "each window fetched once it was allowed");
+}
