@@ -141,3 +141,50 @@ async fn a_throttled_backfill_waits_and_still_lands_without_failing() {
     assert_eq!(stats["by_status"]["200"], 2, "{stats}");
     assert!(stats["by_status"]["429"].as_i64().unwrap_or(0) >= 1, "{stats}");
 }
+
+#[tokio::test]
+async fn kites_route_answers_like_kite() {
+    let sim = start(SimOptions { kite_access_token: Some("today".into()), ..Default::default() }).await;
+    let kite = |token: &str, query: &str, access: &str| {
+        sim.http
+            .get(format!("{}/instruments/historical/{token}/minute?{query}", sim.url))
+            .header("X-Kite-Version", "3")
+            .header("Authorization", format!("token key:{access}"))
+            .send()
+    };
+    let window = "from=2025-11-04+09:15:00&to=2025-11-04+09:19:00&oi=1";
+    let r = kite("10000001", window, "today").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let candles = body["data"]["candles"].as_array().unwrap();
+    assert_eq!((body["status"].as_str(), candles.len()), (Some("success"), 5), "`to` is inclusive: {body}");
+    assert_eq!(candles[0][0], "2025-11-04T09:15:00+0530");
+    assert_eq!(candles[4][0], "2025-11-04T09:19:00+0530");
+    assert_eq!(candles[0].as_array().unwrap().len(), 7, "oi=1 adds the 7th element");
+    // The same minute as the ticker-service route, in Kite's shape.
+    let (_, _, ours) = sim.get("/history?instrument_token=10000001&from_ts=2025-11-04T03:45:00Z&to_ts=2025-11-04T03:46:00Z&oi=true").await;
+    let c = &ours["candles"][0];
+    let want: Vec<serde_json::Value> = ["open", "high", "low", "close", "volume", "oi"].map(|k| c[k].clone()).to_vec();
+    assert_eq!(candles[0].as_array().unwrap()[1..7], want[..]);
+
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let b: serde_json::Value = r.json().await.unwrap();
+        (status, b["error_type"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(error(kite("10000001", window, "yesterday").await.unwrap()).await, (403, "TokenException".into()));
+    let long = "from=2025-01-01+09:15:00&to=2025-11-04+09:19:00";
+    assert_eq!(error(kite("10000001", long, "today").await.unwrap()).await, (400, "InputException".into()));
+    assert_eq!(error(kite("999", window, "today").await.unwrap()).await, (400, "InputException".into()));
+    let throttled = start(SimOptions { throttle_rate: 1.0, ..Default::default() }).await;
+    let r = throttled
+        .http
+        .get(format!("{}/instruments/historical/256265/minute?{window}", throttled.url))
+        .header("X-Kite-Version", "3")
+        .header("Authorization", "token key:any")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("retry-after").is_none(), "Kite's 429 has no Retry-After");
+    assert_eq!(error(r).await, (429, "NetworkException".into()));
+}
