@@ -17,12 +17,26 @@ const BATCH: usize = 5000;
 /// A row that could not be read: its line number and why.
 pub type RejectedRow = (u64, String);
 
-/// What a load did.
+/// What a load did. Every data row of the file is in exactly one of inserted, updated,
+/// unchanged and rejected.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoadReport {
     pub rows: u64,
-    pub upserted: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
     pub rejected: Vec<RejectedRow>,
+    /// With `--full`: instruments of the file's segments that it no longer lists, now inactive.
+    pub deactivated: Option<u64>,
+    /// Why `--full` deactivated nothing, when it did not.
+    pub full_skipped: Option<String>,
+}
+
+impl LoadReport {
+    /// Rows written (inserted or updated).
+    pub fn upserted(&self) -> u64 {
+        self.inserted + self.updated
+    }
 }
 
 /// Reads the dump from a file path, an http(s) URL, or `-` for stdin.
@@ -86,11 +100,29 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
         };
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         match parse_row(&record, token_col, symbol_col, &cols) {
-            Ok(i) => good.push(i),
+            Ok(i) => good.push((line, i)),
             Err(e) => bad.push((line, e)),
         }
     }
-    Ok((good, bad))
+    // A token listed twice: the later row wins, the earlier is reported.
+    let mut last_line: std::collections::HashMap<u32, u64> = std::collections::HashMap::with_capacity(good.len());
+    for (line, i) in &good {
+        last_line.insert(i.instrument_token, *line);
+    }
+    let mut kept = Vec::with_capacity(last_line.len());
+    for (line, i) in good {
+        let last = last_line[&i.instrument_token];
+        if last == line {
+            kept.push(i);
+        } else {
+            bad.push((
+                line,
+                format!("instrument_token {} appears again on line {last}, which is kept", i.instrument_token),
+            ));
+        }
+    }
+    bad.sort_by_key(|b| b.0);
+    Ok((kept, bad))
 }
 
 fn parse_row(
@@ -134,11 +166,41 @@ fn parse_row(
 
 /// Loads a dump into `instruments`.
 pub async fn load(pool: &PgPool, bytes: &[u8]) -> anyhow::Result<LoadReport> {
+    load_with(pool, bytes, false, |_, _| {}).await
+}
+
+/// Loads a dump, calling `progress(rows done, rows)` after each batch. With `full`, the dump is
+/// the whole list of its segments: their instruments it does not list become inactive (other
+/// segments are left alone, so a partial dump never deactivates them). A dump with rejected rows
+/// deactivates nothing: a row it could not read may be an instrument that still trades.
+pub async fn load_with(
+    pool: &PgPool,
+    bytes: &[u8],
+    full: bool,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<LoadReport> {
     let (rows, rejected) = parse_dump(bytes)?;
-    let mut report = LoadReport { rows: (rows.len() + rejected.len()) as u64, upserted: 0, rejected };
-    for chunk in rows.chunks(BATCH) {
-        report.upserted +=
-            instruments::upsert_instruments(pool, chunk, Source::Dump).await.context("failed to upsert instruments")?;
+    let mut report = LoadReport { rows: (rows.len() + rejected.len()) as u64, rejected, ..Default::default() };
+    progress(0, rows.len());
+    for (i, chunk) in rows.chunks(BATCH).enumerate() {
+        let c = instruments::upsert_counted(pool, chunk, Source::Dump).await.context("failed to upsert instruments")?;
+        report.inserted += c.inserted;
+        report.updated += c.updated;
+        report.unchanged += c.unchanged;
+        progress((i * BATCH + chunk.len()).min(rows.len()), rows.len());
+    }
+    if full {
+        let mut segments: Vec<String> = rows.iter().filter_map(|r| r.segment.clone()).collect();
+        segments.sort();
+        segments.dedup();
+        if !report.rejected.is_empty() {
+            report.full_skipped = Some(format!("{} row(s) rejected", report.rejected.len()));
+        } else if segments.is_empty() {
+            report.full_skipped = Some("the dump names no segment".into());
+        } else {
+            let keep: Vec<i64> = rows.iter().map(|r| r.instrument_token as i64).collect();
+            report.deactivated = Some(instruments::deactivate_absent(pool, &segments, &keep).await?);
+        }
     }
     Ok(report)
 }

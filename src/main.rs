@@ -146,7 +146,12 @@ fn fraction(s: &str) -> Result<f64, String> {
 #[derive(Subcommand)]
 enum InstrumentsCommand {
     /// Upsert a Kite instrument dump (file path, http(s) URL, or - for stdin).
-    Load { source: String },
+    Load {
+        source: String,
+        /// The dump lists all of its segments: their instruments it omits become inactive.
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -333,14 +338,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .with_context(|| format!("failed to bind {}", a.listen))?;
             sim::serve(listener, opts, shutdown).await?;
         }
-        Command::Instruments { command: InstrumentsCommand::Load { source } } => {
+        Command::Instruments { command: InstrumentsCommand::Load { source, full } } => {
             let pool = store::connect(settings.database_url.expose(), 2).await?;
             let bytes = load::read_source(&source).await?;
-            let report = load::load(&pool, &bytes).await?;
+            let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = load::load_with(&pool, &bytes, full, |done, total| {
+                if interactive {
+                    tickfill::ops::draw_progress(done, total, "rows");
+                }
+            })
+            .await?;
             for (line, why) in &report.rejected {
                 eprintln!("line {line}: {why}");
             }
-            println!("{} rows read, {} upserted, {} rejected", report.rows, report.upserted, report.rejected.len());
+            println!(
+                "{} rows read: {} inserted, {} updated, {} unchanged, {} rejected",
+                report.rows,
+                report.inserted,
+                report.updated,
+                report.unchanged,
+                report.rejected.len()
+            );
+            match (&report.deactivated, &report.full_skipped) {
+                (Some(n), _) => {
+                    println!("--full: {n} instrument(s) of the dump's segments no longer listed, now inactive")
+                }
+                (None, Some(why)) => println!("--full: nothing deactivated: {why}"),
+                _ => {}
+            }
         }
         Command::Jobs { command } => jobs(settings, command).await?,
         Command::Events { command: EventsCommand::Rejected { json, limit } } => {

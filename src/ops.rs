@@ -48,24 +48,25 @@ async fn progress(pool: &PgPool, job_ids: &[String]) -> sqlx::Result<(usize, i64
     Ok((rows.len(), rows.iter().map(|r| r.1 as i64).sum(), dead))
 }
 
+/// Draws `[####----] done/total what` over the current line of stderr; ends the line when done.
+pub fn draw_progress(done: usize, total: usize, what: &str) {
+    let mut err = std::io::stderr();
+    let width = 30;
+    let filled = done.min(total) * width / total.max(1);
+    let _ = write!(err, "\r[{}{}] {done}/{total} {what}", "#".repeat(filled), "-".repeat(width - filled));
+    if done >= total {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
+}
+
 /// Draws a progress bar on stderr until every chunk has finished; returns (rows, dead chunks).
 pub async fn wait_for_backfill(pool: &PgPool, job_ids: &[String]) -> anyhow::Result<(i64, usize)> {
-    let mut err = std::io::stderr();
     loop {
         let (done, rows, dead) = progress(pool, job_ids).await?;
-        let width = 30;
-        let filled = done * width / job_ids.len().max(1);
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{} chunks  {rows} rows{}",
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            job_ids.len(),
-            if dead > 0 { format!("  {dead} failed") } else { String::new() }
-        );
-        let _ = err.flush();
+        let failed = if dead > 0 { format!("  {dead} failed") } else { String::new() };
+        draw_progress(done, job_ids.len(), &format!("chunks  {rows} rows{failed}"));
         if done >= job_ids.len() {
-            let _ = writeln!(err);
             return Ok((rows, dead));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

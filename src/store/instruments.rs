@@ -1,7 +1,7 @@
 //! `instruments`: the Kite instrument-dump columns plus `active`, `source` and `updated_at`.
 
 use chrono::NaiveDate;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
 /// One row of the instrument dump.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -40,6 +40,21 @@ impl Source {
 
 /// Upserts a batch of instruments in one statement; returns the rows written.
 pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {
+    let c = upsert_counted(pool, rows, source).await?;
+    Ok(c.inserted + c.updated)
+}
+
+/// What an upsert did to its rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Upserted {
+    pub inserted: u64,
+    pub updated: u64,
+    /// Rows already stored exactly so (and active): left untouched, not rewritten.
+    pub unchanged: u64,
+}
+
+/// Upserts instruments (tokens unique within `rows`), rewriting only rows that differ.
+pub async fn upsert_counted(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<Upserted> {
     let mut cols = Columns::default();
     for r in rows {
         cols.push(r);
@@ -54,7 +69,16 @@ pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Sour
              expiry = EXCLUDED.expiry, strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size,
              lot_size = EXCLUDED.lot_size, instrument_type = EXCLUDED.instrument_type,
              segment = EXCLUDED.segment, exchange = EXCLUDED.exchange, active = true,
-             source = EXCLUDED.source, updated_at = now()",
+             source = EXCLUDED.source, updated_at = now()
+         WHERE (instruments.exchange_token, instruments.tradingsymbol, instruments.name, instruments.last_price,
+                instruments.expiry, instruments.strike, instruments.tick_size, instruments.lot_size,
+                instruments.instrument_type, instruments.segment, instruments.exchange, instruments.active,
+                instruments.source)
+               IS DISTINCT FROM
+               (EXCLUDED.exchange_token, EXCLUDED.tradingsymbol, EXCLUDED.name, EXCLUDED.last_price,
+                EXCLUDED.expiry, EXCLUDED.strike, EXCLUDED.tick_size, EXCLUDED.lot_size,
+                EXCLUDED.instrument_type, EXCLUDED.segment, EXCLUDED.exchange, true, EXCLUDED.source)
+         RETURNING (xmax = 0)",
     )
     .bind(cols.token)
     .bind(cols.exchange_token)
@@ -69,6 +93,22 @@ pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Sour
     .bind(cols.segment)
     .bind(cols.exchange)
     .bind(source.as_str())
+    .fetch_all(pool)
+    .await?;
+    let inserted = done.iter().filter(|r| r.get::<bool, _>(0)).count() as u64;
+    let updated = done.len() as u64 - inserted;
+    Ok(Upserted { inserted, updated, unchanged: rows.len() as u64 - inserted - updated })
+}
+
+/// Marks inactive the active instruments of `segments` whose tokens are not in `keep`; returns
+/// how many. For a full dump: what the exchange no longer lists is gone.
+pub async fn deactivate_absent(pool: &PgPool, segments: &[String], keep: &[i64]) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE instruments SET active = false, updated_at = now()
+         WHERE active AND segment = ANY($1) AND instrument_token NOT IN (SELECT unnest($2::bigint[]))",
+    )
+    .bind(segments)
+    .bind(keep)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

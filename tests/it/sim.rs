@@ -162,7 +162,9 @@ async fn kites_route_answers_like_kite() {
     assert_eq!(candles[4][0], "2025-11-04T09:19:00+0530");
     assert_eq!(candles[0].as_array().unwrap().len(), 7, "oi=1 adds the 7th element");
     // The same minute as the ticker-service route, in Kite's shape.
-    let (_, _, ours) = sim.get("/history?instrument_token=10000001&from_ts=2025-11-04T03:45:00Z&to_ts=2025-11-04T03:46:00Z&oi=true").await;
+    let (_, _, ours) = sim
+        .get("/history?instrument_token=10000001&from_ts=2025-11-04T03:45:00Z&to_ts=2025-11-04T03:46:00Z&oi=true")
+        .await;
     let c = &ours["candles"][0];
     let want: Vec<serde_json::Value> = ["open", "high", "low", "close", "volume", "oi"].map(|k| c[k].clone()).to_vec();
     assert_eq!(candles[0].as_array().unwrap()[1..7], want[..]);
