@@ -23,14 +23,12 @@
 //! - `sim`: the ticker-service simulator.
 //! - `dev`: the one-command local stack.
 //! - `bench`: measurements.
-//! - `chaos`: the chaos bench, on servers of its own.
 
 pub mod admin;
 pub mod bench;
 pub mod bridge;
 pub mod budget;
 pub mod chain;
-pub mod chaos;
 pub mod config;
 pub mod dead;
 pub mod dev;

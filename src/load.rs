@@ -7,12 +7,16 @@ use std::io::Read;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use futures::StreamExt;
 use sqlx::PgPool;
 
 use crate::store::instruments::{self, Instrument, Source};
 
 /// Rows written per statement.
 const BATCH: usize = 5000;
+
+/// Statements in flight at once (the pool needs as many connections to use them).
+const WRITERS: usize = 2;
 
 /// A row that could not be read: its line number and why.
 pub type RejectedRow = (u64, String);
@@ -182,12 +186,19 @@ pub async fn load_with(
     let (rows, rejected) = parse_dump(bytes)?;
     let mut report = LoadReport { rows: (rows.len() + rejected.len()) as u64, rejected, ..Default::default() };
     progress(0, rows.len());
-    for (i, chunk) in rows.chunks(BATCH).enumerate() {
-        let c = instruments::upsert_counted(pool, chunk, Source::Dump).await.context("failed to upsert instruments")?;
+    // Two batches in flight: the server works on one while the next is sent (tokens are unique,
+    // so concurrent batches never touch the same row).
+    let mut batches = futures::stream::iter(rows.chunks(BATCH))
+        .map(|chunk| async move { (chunk.len(), instruments::upsert_counted(pool, chunk, Source::Dump).await) })
+        .buffer_unordered(WRITERS);
+    let mut done = 0;
+    while let Some((n, c)) = batches.next().await {
+        let c = c.context("failed to upsert instruments")?;
         report.inserted += c.inserted;
         report.updated += c.updated;
         report.unchanged += c.unchanged;
-        progress((i * BATCH + chunk.len()).min(rows.len()), rows.len());
+        done += n;
+        progress(done, rows.len());
     }
     if full {
         let mut segments: Vec<String> = rows.iter().filter_map(|r| r.segment.clone()).collect();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickfill::{
-    bench, bridge, chain, chaos,
+    bench, bridge, chain,
     config::Settings,
     dead, dev, load, ops, queue, scheduler,
     shutdown::{patiently, Shutdown},
@@ -240,6 +240,23 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         limit: u32,
     },
+    /// Worker processes sharing one rate budget behind a bulk backlog, urgent jobs at 1/s.
+    Ratelimit {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+        #[arg(long, default_value = "60s", value_parser = tickfill::config::parse_duration)]
+        duration: std::time::Duration,
+        /// Bulk jobs queued ahead of the urgent ones.
+        #[arg(long, default_value_t = 1000)]
+        backlog: usize,
+    },
+    /// Reloading an instrument dump over an existing table, beside a raw COPY of the same file.
+    Instruments {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -403,9 +420,21 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Chaos { events, workers, duration, limit } } => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
-            let opts =
-                chaos::ChaosOptions { events, workers, duration, limit, window_minutes: settings.window_minutes };
-            println!("{}", chaos::run(opts).await?);
+            let opts = bench::chaos::ChaosOptions {
+                events,
+                workers,
+                duration,
+                limit,
+                window_minutes: settings.window_minutes,
+            };
+            println!("{}", bench::chaos::run(opts).await?);
+        }
+        Command::Bench { command: BenchCommand::Ratelimit { workers, limit, duration, backlog } } => {
+            let opts = bench::ratelimit::RateOptions { workers, limit, duration, backlog };
+            println!("{}", bench::ratelimit::run(settings, opts).await?);
+        }
+        Command::Bench { command: BenchCommand::Instruments { rows } } => {
+            println!("{}", bench::instruments::run(settings, rows).await?);
         }
         Command::Bench { command: BenchCommand::Latency { events, rate } } => {
             anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");

@@ -589,7 +589,7 @@ async fn wait_while_paused(state: &WorkerState) {
     let mut redis = state.redis.clone();
     let mut waited = Duration::ZERO;
     while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue).await {
-        if waited.as_secs() % 60 == 0 {
+        if waited.as_secs().is_multiple_of(60) {
             tracing::warn!(paused = %why, "history requests are paused; renew the session, then run `tickfill jobs resume`");
         }
         tokio::time::sleep(PAUSE_POLL).await;

@@ -8,22 +8,27 @@ use chrono::{DateTime, Utc};
 
 use crate::{bridge, config::Settings, load, queue, shutdown::Shutdown, sim, store, worker};
 
+pub mod chaos;
+pub mod instruments;
+mod procs;
+pub mod ratelimit;
+
 /// Tokens of the simulator's universe in serving order, for a universe of at least `n`.
-fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {
     let (rows, _) = load::parse_dump(csv)?;
     Ok(rows.iter().map(|r| r.instrument_token).collect())
 }
 
 /// Scratch resources of one bench run, removed by [`Scratch::remove`].
-struct Scratch {
-    admin_url: String,
-    db: String,
-    ns: String,
-    redis: redis::aio::ConnectionManager,
+pub(crate) struct Scratch {
+    pub admin_url: String,
+    pub db: String,
+    pub ns: String,
+    pub redis: redis::aio::ConnectionManager,
 }
 
 impl Scratch {
-    async fn remove(mut self) {
+    pub async fn remove(mut self) {
         if let Err(e) = store::drop_database(&self.admin_url, &self.db).await {
             tracing::warn!(error = %e, "failed to drop the scratch database");
         }
@@ -31,7 +36,7 @@ impl Scratch {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -21,6 +21,7 @@ use rand::Rng;
 use serde_json::json;
 use tickfill_jobs::Lane;
 
+use super::procs::{free_port, wait_for, Fleet};
 use crate::{dead, load, queue, shutdown::Shutdown, sim, store, windows::floor_minute};
 
 /// What to run.
@@ -50,10 +51,6 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<serde_json::Value> {
         Err(_) => tracing::error!(dir = %dir.display(), "chaos bench failed; its logs are kept"),
     }
     result
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn running_as_root() -> bool {
@@ -206,105 +203,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.crash();
     }
-}
-
-/// One of our own processes (`tickfill ROLE`), logging to a file of its own.
-struct Proc {
-    role: &'static str,
-    n: usize,
-    starts: usize,
-    child: Option<Child>,
-}
-
-struct Fleet {
-    exe: PathBuf,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-    procs: Vec<Proc>,
-}
-
-impl Fleet {
-    fn add(&mut self, role: &'static str, args: &[&str]) -> anyhow::Result<usize> {
-        let n = self.procs.iter().filter(|p| p.role == role).count();
-        self.procs.push(Proc { role, n, starts: 0, child: None });
-        let i = self.procs.len() - 1;
-        self.start(i, args)?;
-        Ok(i)
-    }
-
-    fn start(&mut self, i: usize, args: &[&str]) -> anyhow::Result<()> {
-        let p = &mut self.procs[i];
-        p.starts += 1;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{}-{}.log", p.role, p.n)))?;
-        let child = Command::new(&self.exe)
-            .arg(p.role)
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("failed to start tickfill {}", p.role))?;
-        p.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        self.kill(i);
-        self.start(i, &[])
-    }
-
-    /// SIGTERM to everyone, then SIGKILL whatever is still running after `grace`.
-    fn stop_all(&mut self, grace: Duration) {
-        for p in &self.procs {
-            if let Some(c) = &p.child {
-                let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            }
-        }
-        let until = Instant::now() + grace;
-        for p in &mut self.procs {
-            if let Some(mut c) = p.child.take() {
-                while Instant::now() < until && matches!(c.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut ready: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if ready().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("{what} did not happen within {secs} s")
 }
 
 async fn redis_up(url: &str) -> bool {

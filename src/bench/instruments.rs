@@ -1,0 +1,107 @@
+//! `tickfill bench instruments`: reloading a Kite instrument dump over an existing table, against
+//! a raw `COPY` of the same file in the same run.
+//!
+//! The dump is generated: `rows` instruments across NSE, BSE, NFO-FUT and NFO-OPT. It is loaded
+//! once into a scratch database, then a second dump of the same instruments with every
+//! `last_price` changed (as the next day's dump would have) is loaded over it: every row is an
+//! update, the heavy case. The baseline is `COPY … FROM STDIN (FORMAT csv, HEADER)` of that second
+//! file into an empty scratch table with the same primary key.
+
+use std::{fmt::Write as _, time::Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::{config::Settings, load, store};
+
+/// A Kite-format dump of `rows` instruments; `day` changes every `last_price`.
+pub fn generate_dump(rows: usize, day: u32) -> Vec<u8> {
+    let mut out = String::with_capacity(rows * 110);
+    out.push_str(
+        "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\r\n",
+    );
+    for i in 0..rows {
+        let token = 30_000_000 + i as u32;
+        let exchange_token = token >> 8;
+        let price = 100.0 + (i % 5000) as f64 * 0.05 + day as f64;
+        let _ = match i % 4 {
+            0 => writeln!(out, "{token},{exchange_token},EQ{i:06},COMPANY {i},{price:.2},,0.0,0.05,1,EQ,NSE,NSE\r"),
+            1 => writeln!(out, "{token},{exchange_token},BQ{i:06},COMPANY {i},{price:.2},,0.0,0.01,1,EQ,BSE,BSE\r"),
+            2 => writeln!(
+                out,
+                "{token},{exchange_token},UND{:04}26JANFUT,UND{:04},{price:.2},2026-01-27,0.0,0.05,50,FUT,NFO-FUT,NFO\r",
+                i % 2000,
+                i % 2000
+            ),
+            _ => writeln!(
+                out,
+                "{token},{exchange_token},UND{:04}26JAN{}CE,UND{:04},{price:.2},2026-01-27,{}.0,0.05,50,CE,NFO-OPT,NFO\r",
+                i % 2000,
+                1000 + (i / 4) % 400 * 5,
+                i % 2000,
+                1000 + (i / 4) % 400 * 5
+            ),
+        };
+    }
+    out.into_bytes()
+}
+
+pub async fn run(base: Settings, rows: usize) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(rows > 0, "--rows must be at least 1");
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let pool = store::connect(&db_url, 2).await?;
+    let result = run_in(&pool, rows).await;
+    pool.close().await;
+    if let Err(e) = store::drop_database(base.database_url.expose(), &id).await {
+        tracing::warn!(error = %e, "failed to drop the scratch database");
+    }
+    result
+}
+
+async fn run_in(pool: &PgPool, rows: usize) -> anyhow::Result<serde_json::Value> {
+    store::migrate(pool).await?;
+    let first = generate_dump(rows, 0);
+    let initial = load::load(pool, &first).await?;
+    anyhow::ensure!(initial.inserted as usize == rows, "the first load inserted {} of {rows}", initial.inserted);
+    sqlx::query("VACUUM ANALYZE instruments").execute(pool).await?;
+
+    let next = generate_dump(rows, 1);
+    let started = Instant::now();
+    let report = load::load(pool, &next).await?;
+    let load_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.updated as usize == rows && report.rejected.is_empty(),
+        "the reload updated {} of {rows} ({} rejected)",
+        report.updated,
+        report.rejected.len()
+    );
+
+    sqlx::query(
+        "CREATE TABLE copy_scratch (instrument_token bigint PRIMARY KEY, exchange_token bigint,
+             tradingsymbol text NOT NULL, name text, last_price double precision, expiry date,
+             strike double precision, tick_size double precision, lot_size integer,
+             instrument_type text, segment text, exchange text)",
+    )
+    .execute(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw("COPY copy_scratch FROM STDIN (FORMAT csv, HEADER true)").await?;
+    copy.send(next.as_slice()).await?;
+    let copied = copy.finish().await?;
+    let copy_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(copied as usize == rows, "COPY wrote {copied} of {rows} rows");
+
+    let rows_per_s = rows as f64 / load_s;
+    let copy_rows_per_s = rows as f64 / copy_s;
+    Ok(json!({
+        "rows": rows,
+        "rows_per_s": rows_per_s.round(),
+        "copy_rows_per_s": copy_rows_per_s.round(),
+        "ratio": (rows_per_s / copy_rows_per_s * 100.0).round() / 100.0,
+        "load_ms": (load_s * 1000.0).round(),
+        "copy_ms": (copy_s * 1000.0).round(),
+        "updated": report.updated,
+    }))
+}
