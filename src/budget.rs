@@ -1,7 +1,7 @@
 //! The fleet-wide rate budget of the ticker's history API.
 //!
-//! `TICKER_RATE_LIMIT` is one budget for every worker process together. Each process paces itself
-//! with governor (`ticker::TickerClient`), and every request first takes a grant here, from a
+//! `TICKER_RATE_LIMIT` is one budget for every worker process together. Each process paces each
+//! lane with governor, and every request then takes a grant here, from a
 //! sliding-window log kept in Redis and updated by one Lua script on Redis's own clock:
 //!
 //! - the log holds the times of the last `limit` grants; a new grant is due when the oldest of
@@ -74,7 +74,9 @@ pub struct Budget {
     keys: [String; 3],
     limit: u32,
     bulk_spacing: Duration,
-    local: Option<Arc<DefaultDirectRateLimiter>>,
+    /// governor's pacing inside this process, one per lane, so urgent work never queues
+    /// locally behind bulk work that waits for the shared budget.
+    local: [Arc<DefaultDirectRateLimiter>; 2],
     script: Arc<Script>,
 }
 
@@ -95,7 +97,7 @@ impl Budget {
             keys: [format!("{ns}:budget:log"), format!("{ns}:budget:urgent"), format!("{ns}:budget:bulk")],
             limit: limit.get(),
             bulk_spacing,
-            local: Some(Arc::new(RateLimiter::direct(Quota::per_second(limit)))),
+            local: [(); 2].map(|_| Arc::new(RateLimiter::direct(Quota::per_second(limit)))),
             script: Arc::new(Script::new(TAKE)),
         })
     }
@@ -109,9 +111,7 @@ impl Budget {
     /// unreachable it keeps waiting: a request without a grant could break the fleet's limit.
     pub async fn take(&self, lane: Lane) -> Duration {
         let started = std::time::Instant::now();
-        if let Some(local) = &self.local {
-            local.until_ready().await;
-        }
+        self.local[lane as usize].until_ready().await;
         let mut conn = self.redis.clone();
         let window = Duration::from_secs(1) + MARGIN;
         let mut failures = 0u32;
