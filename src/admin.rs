@@ -15,7 +15,7 @@ use axum::{
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::{bridge, config::Settings, dead, queue, shutdown::Shutdown, store};
+use crate::{bridge, config::Settings, dead, metrics, queue, scheduler::Interval, shutdown::Shutdown, store};
 
 /// What the admin handlers reach.
 #[derive(Clone)]
@@ -31,8 +31,10 @@ type Shared = Arc<AdminState>;
 /// The admin routes, so tests can serve them anywhere.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(operator_page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/api/stats", get(stats))
         .route("/api/dead", get(list_dead))
         .route("/api/dead/retry-all", post(retry_all))
@@ -41,6 +43,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/dead/{id}/retry", post(retry_one))
         .route("/api/rejected", get(rejected))
         .route("/api/resume", post(resume))
+        .route("/api/running", get(running))
+        .route("/api/failures", get(failures))
+        .route("/api/subscriptions", get(subscriptions))
         .with_state(Arc::new(state))
 }
 
@@ -100,6 +105,64 @@ async fn readyz(State(s): State<Shared>) -> Response {
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
 }
 
+/// `GET /metrics`: the process's counters, with the shared gauges read now.
+async fn metrics_text(State(s): State<Shared>) -> Response {
+    refresh_gauges(&s).await;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], metrics::get().render()).into_response()
+}
+
+/// Reads queue depths, the dead set, reachability and subscription freshness into the gauges.
+async fn refresh_gauges(s: &AdminState) {
+    let m = metrics::get();
+    let mut conn = s.redis.clone();
+    let ns = &s.settings.queue;
+    m.rate_limit.set(s.settings.rate_limit as i64);
+    let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
+    metrics::set_up("redis", redis_ok);
+    if redis_ok {
+        if let Ok(lanes) = dead::stats(&mut conn, ns).await {
+            for l in lanes {
+                for (state, n) in [("pending", l.pending), ("scheduled", l.scheduled), ("running", l.running)] {
+                    m.queue_depth
+                        .get_or_create(&[("lane", l.lane.to_string()), ("state", state.to_string())])
+                        .set(n as i64);
+                }
+                m.dead_jobs.get_or_create(&metrics::l1("lane", l.lane)).set(l.dead as i64);
+                m.queue_oldest_pending
+                    .get_or_create(&metrics::l1("lane", l.lane))
+                    .set(l.oldest_pending_age_s.unwrap_or(0.0));
+            }
+        }
+        if let Ok(p) = queue::paused(&mut conn, ns).await {
+            m.paused.set(p.is_some() as i64);
+        }
+    }
+    let Some(pool) = &s.pool else { return };
+    let st = &s.settings;
+    let sweep = match Interval::parse(&st.sweep_interval) {
+        Ok(Interval::Every(d)) => d,
+        _ => std::time::Duration::from_secs(300),
+    };
+    let stale_after = (st.settle + st.gap_threshold + sweep).as_secs_f64();
+    let r: sqlx::Result<(i64, f64, i64)> = sqlx::query_as(
+        "SELECT count(*), coalesce(max(age), 0)::float8, count(*) FILTER (WHERE age > $1)
+         FROM (SELECT extract(epoch FROM now() - coalesce(
+                   (SELECT max(c.window_to) FROM coverage c WHERE c.instrument_token = s.instrument_token),
+                   s.subscribed_at))::float8 AS age
+               FROM subscriptions s WHERE s.status = 'active') a",
+    )
+    .bind(stale_after)
+    .fetch_one(pool)
+    .await;
+    metrics::set_up("postgres", r.is_ok());
+    if let Ok((active, oldest, stale)) = r {
+        m.subscriptions_active.set(active);
+        m.freshness_max_age.set(oldest);
+        m.freshness_stale.set(stale);
+    }
+}
+
 async fn stats(State(s): State<Shared>) -> Response {
     match dead::stats(&mut s.redis.clone(), &s.settings.queue).await {
         Ok(st) => Json(st).into_response(),
@@ -144,6 +207,61 @@ async fn retry_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<S
         return r;
     }
     retry(&s, |d| d.id == id).await
+}
+
+/// `GET /`: the operator page (one self-contained HTML file; it reads the JSON routes below and
+/// refreshes itself).
+async fn operator_page() -> Response {
+    axum::response::Html(include_str!("operator.html")).into_response()
+}
+
+async fn running(State(s): State<Shared>) -> Response {
+    match dead::running(&mut s.redis.clone(), &s.settings.queue, 200).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// The newest failed or dead runs (the store's record; empty for processes without a store).
+async fn failures(State(s): State<Shared>) -> Response {
+    let Some(pool) = &s.pool else { return Json(json!([])).into_response() };
+    type Row = (
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        i32,
+        String,
+        Option<String>,
+    );
+    let rows: sqlx::Result<Vec<Row>> = sqlx::query_as(
+        "SELECT job_id, kind, instrument_token, reason, finished_at, attempts, outcome, error FROM backfill_runs
+         WHERE outcome IN ('failed', 'dead') ORDER BY finished_at DESC NULLS LAST LIMIT 50",
+    )
+    .fetch_all(pool)
+    .await;
+    match rows {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|(id, kind, token, reason, at, attempts, outcome, error)| {
+                    json!({"job_id": id, "kind": kind, "token": token, "reason": reason, "finished_at": at,
+                           "attempts": attempts, "outcome": outcome, "error": error})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Per active subscription: newest bar, its age, holes, last outcome.
+async fn subscriptions(State(s): State<Shared>) -> Response {
+    let Some(pool) = &s.pool else { return Json(json!([])).into_response() };
+    match crate::ops::status(pool, &s.settings, chrono::Utc::now()).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
 }
 
 async fn resume(State(s): State<Shared>, headers: HeaderMap) -> Response {

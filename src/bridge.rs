@@ -14,6 +14,7 @@ use tickfill_jobs::{EventType, Job, SubscriptionEvent};
 
 use crate::{
     config::Settings,
+    metrics,
     queue::{self, Producer},
 };
 
@@ -187,6 +188,8 @@ pub async fn handle_message(
     match parse_event(payload, received_ms) {
         Ok(event) => {
             let token = event.instrument_token;
+            let kind = metrics::l1("type", event.event_type.as_str());
+            metrics::get().events_received.get_or_create(&kind).inc();
             let job = job_for(event);
             if matches!(job, Job::Subscribed { .. }) {
                 queue::note_subscribing(conn, &settings.queue, token, received_ms).await;
@@ -194,8 +197,11 @@ pub async fn handle_message(
             producer.push(&job).await?;
             tracing::debug!(token, kind = job.kind(), "event queued");
             queue::count(conn, &settings.queue, "events_accepted").await;
+            metrics::get().events_accepted.get_or_create(&kind).inc();
         }
         Err(why) => {
+            metrics::get().events_received.get_or_create(&metrics::l1("type", "unreadable")).inc();
+            metrics::get().events_rejected.get_or_create(&metrics::l1("reason", why.code)).inc();
             tracing::warn!(code = why.code, reason = %why.reason, bytes = payload.len(), "event rejected");
             keep_rejected(conn, &settings.queue, payload, &why).await;
         }

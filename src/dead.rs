@@ -93,6 +93,51 @@ async fn read_dead(
     Ok(Some(DeadDetail { summary, payload, meta }))
 }
 
+/// A job a worker is running now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunningJob {
+    pub id: String,
+    pub lane: &'static str,
+    pub kind: String,
+    pub token: Option<u32>,
+    pub attempts: u32,
+    pub worker: String,
+}
+
+/// The jobs in the in-flight sets of every worker of the namespace (at most `limit`).
+pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> redis::RedisResult<Vec<RunningJob>> {
+    let mut out = Vec::new();
+    for lane in Lane::ALL {
+        let prefix = format!("{}:inflight:", queue_name(ns, lane));
+        let mut sets: Vec<String> = Vec::new();
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}*")).await?;
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            sets.push(k?);
+        }
+        drop(iter);
+        for set in sets {
+            let ids: Vec<String> = conn.smembers(&set).await?;
+            for id in ids {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if let Some(d) = read_dead(conn, ns, lane, &id).await? {
+                    let s = d.summary;
+                    out.push(RunningJob {
+                        id: s.id,
+                        lane: s.lane,
+                        kind: s.kind,
+                        token: s.token,
+                        attempts: s.attempts,
+                        worker: set.trim_start_matches(&prefix).to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every dead job of the namespace, oldest failure first.
 pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<DeadJob>> {
     let mut all = Vec::new();

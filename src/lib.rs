@@ -5,6 +5,7 @@
 //! - `admin`: the admin HTTP API (health, readiness, queue figures, dead letters).
 //! - `config`: typed settings from the environment.
 //! - `telemetry`: logging.
+//! - `metrics`: the Prometheus registry.
 //! - `shutdown`: the stop signal every loop obeys.
 //! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
 //! - `dead`: dead letters (list, show, retry, purge) and queue figures.
@@ -34,6 +35,7 @@ pub mod dead;
 pub mod dev;
 pub mod load;
 pub mod market;
+pub mod metrics;
 pub mod ops;
 pub mod queue;
 pub mod scheduler;

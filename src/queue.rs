@@ -158,6 +158,7 @@ impl Producer {
     ) -> anyhow::Result<String> {
         // ULIDs sort by time, so jobs due in the same second still run in push order.
         let id = ulid::Ulid::new().to_string();
+        crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", job.kind())).inc();
         let mut task =
             TaskBuilder::new(envelope).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);
         if let Some(d) = delay {
@@ -184,6 +185,9 @@ impl Producer {
     /// Pushes many jobs, each under its derived key, in one batch per lane (one script call
     /// instead of one round trip per job), then wakes each lane once.
     pub async fn push_many(&mut self, jobs: &[Job]) -> anyhow::Result<()> {
+        for j in jobs {
+            crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", j.kind())).inc();
+        }
         for lane in Lane::ALL {
             let tasks: Vec<_> = jobs
                 .iter()

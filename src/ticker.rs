@@ -100,15 +100,9 @@ impl TickerClient {
             ])
             .send()
             .await
-            .map_err(|e| {
-                let msg = format!("request failed: {}", without_url(&e));
-                if e.is_connect() {
-                    TickerError::Unreachable(msg)
-                } else {
-                    TickerError::Transient(msg)
-                }
-            })?;
+            .map_err(request_failed)?;
         let status = resp.status();
+        crate::metrics::history_request(Some(status.as_u16()));
         if status.as_u16() == 429 {
             let retry_after = resp
                 .headers()
@@ -157,15 +151,9 @@ impl TickerClient {
             .header(reqwest::header::AUTHORIZATION, auth)
             .send()
             .await
-            .map_err(|e| {
-                let msg = format!("request failed: {}", without_url(&e));
-                if e.is_connect() {
-                    TickerError::Unreachable(msg)
-                } else {
-                    TickerError::Transient(msg)
-                }
-            })?;
+            .map_err(request_failed)?;
         let status = resp.status();
+        crate::metrics::history_request(Some(status.as_u16()));
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -250,6 +238,17 @@ impl TickerClient {
                 return Ok(all);
             }
         }
+    }
+}
+
+/// A history request that got no answer: unreachable if the connection failed, else transient.
+fn request_failed(e: reqwest::Error) -> TickerError {
+    crate::metrics::history_request(None);
+    let msg = format!("request failed: {}", without_url(&e));
+    if e.is_connect() {
+        TickerError::Unreachable(msg)
+    } else {
+        TickerError::Transient(msg)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::{
     budget::Budget,
     config::Settings,
     market::{self, classify, BarTarget},
+    metrics,
     queue::{self, Producer},
     shutdown::Shutdown,
     store::{
@@ -164,6 +165,7 @@ async fn handle_attempt(
         );
         tracing::error!(job_id = %this_id, reason = %reason, "job failed for good; sent to the dead set");
         queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_dead:crashed_worker").await;
+        metrics::get().jobs_dead.get_or_create(&metrics::l1("kind", "crashed_worker")).inc();
         return Err(Box::new(AbortError::new(reason)));
     }
     let meta = JobMeta {
@@ -181,7 +183,18 @@ async fn handle_attempt(
         }
     };
     let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt);
+    let kind = metrics::l1("kind", job.kind());
+    let m = metrics::get();
+    m.jobs_started.get_or_create(&kind).inc();
+    let started = std::time::Instant::now();
     let result = run_job(state, &job, &meta).instrument(span.clone()).await;
+    m.job_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => m.jobs_succeeded.get_or_create(&kind).inc(),
+        Err(JobError::Pause(_)) => m.jobs_put_off.get_or_create(&kind).inc(),
+        Err(JobError::Retry(_)) if !meta.last_attempt => m.jobs_retried.get_or_create(&kind).inc(),
+        Err(_) => m.jobs_dead.get_or_create(&kind).inc(),
+    };
     let _enter = span.enter();
     let mut redis = state.redis.clone();
     let ns = &state.settings.queue;
@@ -469,6 +482,10 @@ async fn backfill(
     runs::upsert_run(&mut *tx, &run).await?;
     tx.commit().await?;
     let latency = ctx.requested_at.and_then(|r| (Utc::now() - r).to_std().ok());
+    metrics::get().rows_upserted.get_or_create(&metrics::l1("table", ctx.target.table())).inc_by(rows);
+    if let (Some(l), Reason::Subscribe) = (latency, ctx.reason) {
+        metrics::get().event_to_commit.observe(l.as_secs_f64());
+    }
     tracing::info!(
         token,
         table = ctx.target.table(),
@@ -562,6 +579,7 @@ async fn rebuild_chain(
         }
     }
     let rows = crate::chain::rebuild(&state.pool, underlying, expiry, window).await?;
+    metrics::get().rows_upserted.get_or_create(&metrics::l1("table", "fo_strike_distribution")).inc_by(rows);
     let run = Run {
         job_id: &meta.id,
         kind: "chain_metrics",
@@ -611,6 +629,7 @@ async fn fetch_with_throttle(
         wait_while_paused(state).await;
         if let Some(budget) = &state.budget {
             let waited = budget.take(lane).await;
+            metrics::get().rate_limit_wait.observe(waited.as_secs_f64());
             if waited > Duration::from_secs(1) {
                 tracing::debug!(token, waited_ms = waited.as_millis() as u64, "waited for rate budget");
             }

@@ -439,12 +439,19 @@ impl Drop for ChildGuard {
 /// Starts `tickfill worker` as a process of its own on the app's namespace, database and ticker,
 /// with the rate limit lifted and `env` on top.
 pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
+    spawn_process(app, "worker", env)
+}
+
+/// Starts `tickfill ROLE` (worker, bridge, scheduler) as a process of its own on the app's
+/// namespace, channel prefix, database and ticker, with the rate limit lifted and `env` on top.
+pub fn spawn_process(app: &TestApp, role: &str, env: &[(&str, &str)]) -> ChildGuard {
     let s = &app.settings;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
-    cmd.arg("worker")
+    cmd.arg(role)
         .env("REDIS_URL", s.redis_url.expose())
         .env("DATABASE_URL", s.database_url.expose())
         .env("TICKFILL_QUEUE", &s.queue)
+        .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)
         .env("TICKER_SERVICE_URL", &s.ticker_url)
         .env("TICKER_RATE_LIMIT", "0")
         .stdout(std::process::Stdio::null())
@@ -452,5 +459,5 @@ pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    ChildGuard(cmd.spawn().expect("start tickfill worker"))
+    ChildGuard(cmd.spawn().unwrap_or_else(|e| panic!("start tickfill {role}: {e}")))
 }

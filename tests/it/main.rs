@@ -13,6 +13,7 @@ mod dependencies;
 mod instruments;
 mod kite;
 mod migrations;
+mod observability;
 mod orphans;
 mod ratelimit;
 mod retention;
