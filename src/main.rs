@@ -252,6 +252,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         backlog: usize,
     },
+    /// Events for N instruments through bridge, queue, workers and store, beside a bare Redis
+    /// queue and a bare upsert of the same rows.
+    Throughput {
+        #[arg(long, default_value_t = 2000)]
+        instruments: usize,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Reloading an instrument dump over an existing table, beside a raw COPY of the same file.
     Instruments {
         #[arg(long, default_value_t = 100_000)]
@@ -432,6 +440,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Ratelimit { workers, limit, duration, backlog } } => {
             let opts = bench::ratelimit::RateOptions { workers, limit, duration, backlog };
             println!("{}", bench::ratelimit::run(settings, opts).await?);
+        }
+        Command::Bench { command: BenchCommand::Throughput { instruments, workers } } => {
+            let concurrency = settings.concurrency;
+            let opts = bench::throughput::ThroughputOptions { instruments, workers, concurrency };
+            println!("{}", bench::throughput::run(settings, opts).await?);
         }
         Command::Bench { command: BenchCommand::Instruments { rows } } => {
             println!("{}", bench::instruments::run(settings, rows).await?);

@@ -84,8 +84,10 @@ pub async fn resume(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResul
     Ok(n > 0)
 }
 
-/// The sorted set of tokens whose subscription event is queued but not yet recorded in the
-/// store (score: when the bridge received it). Reconcile leaves these to their own job.
+/// The sorted set of tokens whose subscription event the bridge queued (score: when it received
+/// it). Reconcile leaves a token noted here to its own job; once the job has recorded the
+/// subscription the store knows it anyway, so entries are not removed one by one but dropped
+/// when older than the grace (see `queued_subscriptions`): no extra round trip per job.
 pub fn subscribing_key(ns: &str) -> String {
     format!("{ns}:subscribing")
 }
@@ -98,13 +100,8 @@ pub async fn note_subscribing(conn: &mut ConnectionManager, ns: &str, token: u32
     }
 }
 
-/// Notes that the subscription of `token` is now recorded in the store.
-pub async fn subscription_recorded(conn: &mut ConnectionManager, ns: &str, token: u32) {
-    let _: redis::RedisResult<i64> = conn.zrem(subscribing_key(ns), token).await;
-}
-
-/// Tokens whose subscription event was received after `since_ms` and is still queued; older
-/// notes are dropped (their job died or was lost: reconcile takes over).
+/// Tokens whose subscription event was received after `since_ms` (queued, running or done);
+/// older notes are dropped: if their job died or was lost, reconcile takes over.
 pub async fn queued_subscriptions(
     conn: &mut ConnectionManager,
     ns: &str,
@@ -397,10 +394,15 @@ pub async fn warn_without_persistence(conn: &mut ConnectionManager) {
     }
 }
 
+/// How many times task `id` has started: a second start means a worker died running it.
+pub fn starts_key(ns: &str, id: &str) -> String {
+    format!("{ns}:starts:{id}")
+}
+
 /// Moves the jobs claimed by this process's workers (names starting `worker_prefix`) back to the
 /// head of the active list and unregisters those workers; returns how many jobs moved. A job
-/// handed back was stopped on purpose, not by a crash: its start is forgotten (`{ns}:starts`), so
-/// it spends no attempt.
+/// handed back was stopped on purpose, not by a crash: its start is forgotten (`starts_key`), so it
+/// spends no attempt.
 pub async fn hand_back(
     conn: &mut ConnectionManager,
     ns: &str,
@@ -412,7 +414,7 @@ pub async fn hand_back(
             r"local ids = redis.call('SMEMBERS', KEYS[1])
               for _, id in ipairs(ids) do
                 redis.call('LPUSH', KEYS[2], id)
-                redis.call('HDEL', KEYS[5], id)
+                redis.call('DEL', ARGV[2] .. id)
               end
               redis.call('DEL', KEYS[1])
               redis.call('ZREM', KEYS[3], ARGV[1])
@@ -431,8 +433,8 @@ pub async fn hand_back(
             .key(format!("{q}:active"))
             .key(format!("{q}:workers"))
             .key(format!("{q}:signal"))
-            .key(format!("{ns}:starts"))
             .arg(worker)
+            .arg(starts_key(ns, ""))
             .invoke_async::<u64>(conn)
             .await?;
     }

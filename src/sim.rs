@@ -304,14 +304,73 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// The candle of `inst` for the minute starting at `t` (epoch seconds), as the API's JSON.
-fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> Value {
+/// One candle as the API serves it (fields absent from the JSON are `None`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct SimCandle {
+    date: String,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oi: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iv: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gamma: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    theta: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vega: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    underlying: Option<f64>,
+}
+
+/// `t` (epoch seconds) as IST wall clock, `2025-11-04T09:15:00` followed by `offset`.
+fn ist_date(t: i64, offset: &str) -> String {
+    let local = DateTime::from_timestamp(t + 19_800, 0).expect("valid instant").naive_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{offset}",
+        local.year(),
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second()
+    )
+}
+
+impl SimCandle {
+    fn empty() -> SimCandle {
+        SimCandle {
+            date: String::new(),
+            open: 0.0,
+            high: 0.0,
+            low: 0.0,
+            close: 0.0,
+            volume: 0,
+            oi: None,
+            iv: None,
+            delta: None,
+            gamma: None,
+            theta: None,
+            vega: None,
+            underlying: None,
+        }
+    }
+}
+
+/// The candle of `inst` for the minute starting at `t` (epoch seconds).
+fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> SimCandle {
     let k = t.div_euclid(60);
     let h = splitmix64(((inst.token as u64) << 32) ^ (k as u64));
     let u1 = (h & 0xffff) as f64 / 65536.0;
     let u2 = ((h >> 16) & 0xffff) as f64 / 65536.0;
     let volume = 1000 + (h >> 32) % 9000;
-    let date = ist().timestamp_opt(t, 0).single().expect("valid instant").format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    let date = ist_date(t, "+05:30");
     let series = |base: f64| {
         let (open, close) = (tick(path(base, inst.token, k)), tick(path(base, inst.token, k + 1)));
         let high = tick(open.max(close) + base * 0.0004 * (1.0 + u1));
@@ -326,11 +385,11 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> Value {
                 _ => 100.0 + (inst.token % 900) as f64,
             };
             let (open, high, low, close) = series(base);
-            let mut c = json!({"date": date, "open": open, "high": high, "low": low, "close": close, "volume": volume});
-            if let (Kind::Future { .. }, true) = (inst.kind, with_oi) {
-                c["oi"] = json!(10_000_000 + (h >> 40) % 500_000);
-            }
-            c
+            let oi = match (inst.kind, with_oi) {
+                (Kind::Future { .. }, true) => Some((10_000_000 + (h >> 40) % 500_000) as i64),
+                _ => None,
+            };
+            SimCandle { date, open, high, low, close, volume, oi, ..SimCandle::empty() }
         }
         Kind::Option { strike, call } => {
             let expiry = inst.expiry.expect("options have expiries");
@@ -348,15 +407,15 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> Value {
             let spread = (0.001 * u0 * 0.05).max(0.05);
             let high = tick(open.max(close) + spread * (1.0 + u1));
             let low = tick(open.min(close) - spread * (1.0 + u2)).max(0.05).min(open.min(close));
-            let mut c = json!({"date": date, "open": open, "high": high, "low": low, "close": close, "volume": volume});
+            let mut c = SimCandle { date, open, high, low, close, volume, ..SimCandle::empty() };
             if with_oi {
-                c["oi"] = json!(LOT * (1000 + ((h >> 40) % 20_000) as i64));
-                c["iv"] = json!(round4(g1.iv));
-                c["delta"] = json!(round4(g1.delta));
-                c["gamma"] = json!(round4(g1.gamma));
-                c["theta"] = json!(round4(g1.theta));
-                c["vega"] = json!(round4(g1.vega));
-                c["underlying"] = json!(tick(u1x));
+                c.oi = Some(LOT * (1000 + ((h >> 40) % 20_000) as i64));
+                c.iv = Some(round4(g1.iv));
+                c.delta = Some(round4(g1.delta));
+                c.gamma = Some(round4(g1.gamma));
+                c.theta = Some(round4(g1.theta));
+                c.vega = Some(round4(g1.vega));
+                c.underlying = Some(tick(u1x));
             }
             c
         }
@@ -538,17 +597,27 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
     let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
     let first = (from.timestamp() + 59).div_euclid(60) * 60;
     let end = to.timestamp().min(now_minute);
-    let candles: Vec<Value> =
+    let candles: Vec<SimCandle> =
         (first..end).step_by(60).filter(|t| in_calendar(o.calendar, *t)).map(|t| candle(inst, t, with_oi)).collect();
-    Json(json!({
-        "instrument_token": token,
-        "tradingsymbol": inst.tradingsymbol,
-        "segment": inst.segment,
-        "interval": "minute",
-        "from_ts": q.from_ts,
-        "to_ts": q.to_ts,
-        "candles": candles,
-    }))
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        instrument_token: u32,
+        tradingsymbol: &'a str,
+        segment: &'a str,
+        interval: &'static str,
+        from_ts: Option<String>,
+        to_ts: Option<String>,
+        candles: Vec<SimCandle>,
+    }
+    Json(Body {
+        instrument_token: token,
+        tradingsymbol: &inst.tradingsymbol,
+        segment: inst.segment,
+        interval: "minute",
+        from_ts: q.from_ts,
+        to_ts: q.to_ts,
+        candles,
+    })
     .into_response()
 }
 
@@ -648,11 +717,10 @@ async fn kite_history_response(
         .filter(|t| *t < now_minute && in_calendar(o.calendar, *t))
         .map(|t| {
             let c = candle(inst, t, true);
-            let date = ist().timestamp_opt(t, 0).single().expect("valid instant").format("%Y-%m-%dT%H:%M:%S%z");
-            let mut row = vec![json!(date.to_string()), c["open"].clone(), c["high"].clone(), c["low"].clone()];
-            row.extend([c["close"].clone(), c["volume"].clone()]);
+            let mut row = vec![json!(ist_date(t, "+0530")), json!(c.open), json!(c.high), json!(c.low)];
+            row.extend([json!(c.close), json!(c.volume)]);
             if with_oi {
-                row.push(c.get("oi").cloned().unwrap_or(json!(0)));
+                row.push(json!(c.oi.unwrap_or(0)));
             }
             Value::Array(row)
         })
@@ -833,17 +901,13 @@ mod tests {
             for t in [1_762_227_900i64, 1_762_227_960] {
                 let a = candle(inst, t, true);
                 assert_eq!(a, candle(inst, t, true));
-                let (o, h, l, c) = (
-                    a["open"].as_f64().unwrap(),
-                    a["high"].as_f64().unwrap(),
-                    a["low"].as_f64().unwrap(),
-                    a["close"].as_f64().unwrap(),
-                );
-                assert!(h >= o.max(c) && l <= o.min(c) && l > 0.0, "{} {a}", inst.tradingsymbol);
+                let (o, h, l, c) = (a.open, a.high, a.low, a.close);
+                assert!(h >= o.max(c) && l <= o.min(c) && l > 0.0, "{} {a:?}", inst.tradingsymbol);
             }
         }
         // 09:15 IST is 03:45 UTC.
-        assert_eq!(candle(&u[0], 1_762_227_900, false)["date"], "2025-11-04T09:15:00+05:30");
+        assert_eq!(candle(&u[0], 1_762_227_900, false).date, "2025-11-04T09:15:00+05:30");
+        assert_eq!(ist_date(1_762_227_900, "+0530"), "2025-11-04T09:15:00+0530");
     }
 
     #[test]

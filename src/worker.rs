@@ -14,7 +14,6 @@ use apalis::prelude::{AbortError, BoxDynError, Data, Monitor, TaskId, WorkerBuil
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::{DateTime, NaiveDate, Utc};
-use redis::AsyncCommands;
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
 use tokio::sync::{mpsc, watch};
@@ -123,13 +122,19 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
     let this_id = task_id.to_string();
     // A task id that starts again was recovered from a worker that died running it: that counts
     // as an attempt, so a job that crashes its worker ends dead instead of looping.
-    let starts_key = format!("{}:starts", state.settings.queue);
+    // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second
+    // round trip to clear it.
+    let starts_key = queue::starts_key(&state.settings.queue, &this_id);
     let mut redis = state.redis.clone();
-    let starts: u32 = redis.hincr(&starts_key, &this_id, 1).await.unwrap_or(1);
+    let counted: redis::RedisResult<(u32,)> = redis::pipe()
+        .incr(&starts_key, 1)
+        .expire(&starts_key, state.settings.retention.as_secs().max(3600) as i64)
+        .ignore()
+        .query_async(&mut redis)
+        .await;
+    let starts = counted.map(|(n,)| n).unwrap_or(1);
     let attempt = envelope.attempt() + starts.saturating_sub(1);
-    let result = handle_attempt(&envelope, &this_id, attempt, &state).await;
-    let _: redis::RedisResult<i64> = redis.hdel(&starts_key, &this_id).await;
-    result
+    handle_attempt(&envelope, &this_id, attempt, &state).await
 }
 
 /// Pushes the job's next envelope to run after `delay` and completes this run. If it cannot be
@@ -273,7 +278,7 @@ async fn requested_backfill(
             Ok(t) => t,
             Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
         };
-    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force };
+    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force, record: None };
     backfill(state, &ctx, window, meta).await
 }
 
@@ -354,32 +359,67 @@ async fn find_instrument(
 
 async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
     let token = event.instrument_token;
-    let inst = find_instrument(state, token, Some(event)).await;
-    let mut tx = state.pool.begin().await?;
-    subscriptions::activate_subscription(&mut tx, &subscription(event)).await?;
-    if let Ok((inst, source)) = &inst {
-        if *source != instruments::Source::Dump {
-            instruments::insert_instrument_if_absent(&mut tx, inst, *source).await?;
-        }
-    }
-    tx.commit().await?;
-    queue::subscription_recorded(&mut state.redis.clone(), &state.settings.queue, token).await;
+    let (found, lookup_error) = match find_instrument(state, token, Some(event)).await {
+        Ok(pair) => (Some(pair), None),
+        Err(e) => (None, Some(e)),
+    };
+    let record = Recording { event, instrument: found.as_ref().map(|(i, s)| (i, *s)) };
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
+        let mut tx = state.pool.begin().await?;
+        record_subscription(&mut tx, &record).await?;
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
-        runs::upsert_run(&state.pool, &run).await?;
+        runs::upsert_run(&mut *tx, &run).await?;
+        tx.commit().await?;
         tracing::info!(token, "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
-    let prepared = inst.and_then(|(inst, _)| classify(&inst).map_err(JobError::GiveUp));
+    let prepared = match (&found, lookup_error) {
+        (Some((inst, _)), _) => classify(inst).map_err(JobError::GiveUp),
+        (None, e) => Err(e.unwrap_or_else(|| JobError::GiveUp(format!("instrument {token} not found")))),
+    };
     let target = match prepared {
         Ok(t) => t,
-        Err(e) => return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await),
+        Err(e) => {
+            record_alone(state, &record).await?;
+            return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await);
+        }
     };
-    let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
+    let ctx = BackfillCtx {
+        token,
+        target: &target,
+        reason: Reason::Subscribe,
+        requested_at,
+        force: false,
+        record: Some(record),
+    };
     backfill(state, &ctx, window, meta).await
+}
+
+/// A subscription to record in the same transaction as its backfill: one commit per job.
+struct Recording<'a> {
+    event: &'a SubscriptionEvent,
+    instrument: Option<(&'a Instrument, instruments::Source)>,
+}
+
+async fn record_subscription(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, r: &Recording<'_>) -> sqlx::Result<()> {
+    subscriptions::activate_subscription(tx, &subscription(r.event)).await?;
+    if let Some((inst, source)) = r.instrument {
+        if source != instruments::Source::Dump {
+            instruments::insert_instrument_if_absent(tx, inst, source).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the subscription on its own (the backfill will not commit anything).
+async fn record_alone(state: &WorkerState, r: &Recording<'_>) -> Result<(), JobError> {
+    let mut tx = state.pool.begin().await?;
+    record_subscription(&mut tx, r).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn unsubscribed(state: &WorkerState, event: &SubscriptionEvent) -> Result<(), JobError> {
@@ -396,6 +436,8 @@ struct BackfillCtx<'a> {
     reason: Reason,
     requested_at: Option<DateTime<Utc>>,
     force: bool,
+    /// A new subscription, recorded with whatever this backfill commits.
+    record: Option<Recording<'a>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -463,8 +505,13 @@ async fn backfill(
     };
     let holes = windows::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
+        let mut tx = state.pool.begin().await?;
+        if let Some(r) = &ctx.record {
+            record_subscription(&mut tx, r).await?;
+        }
         let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, 0, Outcome::Covered, None);
-        runs::upsert_run(&state.pool, &run).await?;
+        runs::upsert_run(&mut *tx, &run).await?;
+        tx.commit().await?;
         tracing::info!(token, "window already covered; nothing fetched");
         return Ok(());
     };
@@ -473,9 +520,17 @@ async fn backfill(
     let fetch = (windows::floor_minute(first.0), last.1);
     let candles = match fetch_with_throttle(state, token, fetch, ctx.reason.lane()).await {
         Ok(c) => c,
-        Err(e) => return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await),
+        Err(e) => {
+            if let Some(r) = &ctx.record {
+                record_alone(state, r).await?;
+            }
+            return Err(record_failure(state, meta, token, ctx.reason, window, ctx.requested_at, e).await);
+        }
     };
     let mut tx = state.pool.begin().await?;
+    if let Some(r) = &ctx.record {
+        record_subscription(&mut tx, r).await?;
+    }
     let rows = bars::upsert_bars(&mut tx, token, ctx.target, &candles).await?;
     runs::insert_coverage(&mut tx, token, fetch.0, fetch.1, candles.len() as i32).await?;
     let run = run_row(meta, token, ctx.reason, window, ctx.requested_at, rows, Outcome::Stored, None);
@@ -601,9 +656,20 @@ async fn rebuild_chain(
 /// How often a job waiting out a pause looks whether it was lifted.
 const PAUSE_POLL: Duration = Duration::from_secs(2);
 
+/// How long a look that found no pause holds for every job of the process.
+const PAUSE_FRESH: Duration = Duration::from_secs(1);
+
+/// When this process last found history requests not paused.
+static NOT_PAUSED_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
 /// Waits while history requests are paused (Kite session expired), holding the job's slot: the
 /// worker takes no more work meanwhile, and nothing spends an attempt.
 async fn wait_while_paused(state: &WorkerState) {
+    // One look per PAUSE_FRESH for the whole process, not one per request: a pause is noticed
+    // that much later, and a busy worker spends no round trip on it.
+    if NOT_PAUSED_AT.lock().expect("pause clock").is_some_and(|t| t.elapsed() < PAUSE_FRESH) {
+        return;
+    }
     let mut redis = state.redis.clone();
     let mut waited = Duration::ZERO;
     while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue).await {
@@ -613,6 +679,7 @@ async fn wait_while_paused(state: &WorkerState) {
         tokio::time::sleep(PAUSE_POLL).await;
         waited += PAUSE_POLL;
     }
+    *NOT_PAUSED_AT.lock().expect("pause clock") = Some(std::time::Instant::now());
 }
 
 /// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt) and
@@ -645,6 +712,8 @@ async fn fetch_with_throttle(
             }
             Err(TickerError::SessionExpired(msg)) => {
                 queue::count(&mut redis, &state.settings.queue, "ticker_errors:session_expired").await;
+                // The next look goes to Redis, and finds the pause.
+                *NOT_PAUSED_AT.lock().expect("pause clock") = None;
                 match queue::pause(&mut redis, &state.settings.queue, &msg).await {
                     Ok(true) => tracing::error!(reason = %msg, "history requests paused until `tickfill jobs resume`"),
                     Ok(false) => {}
@@ -673,7 +742,10 @@ pub async fn build_state(
     settings: Settings,
     commits: Option<mpsc::UnboundedSender<Committed>>,
 ) -> anyhow::Result<Arc<WorkerState>> {
-    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
+    // Each lane runs up to `concurrency` jobs, each holding a connection while it writes; the
+    // urgent lane's share is kept open.
+    let max = settings.concurrency as u32 * 2 + 2;
+    let pool = store::connect_warm(settings.database_url.expose(), max, settings.concurrency as u32).await?;
     let redis = queue::connect(settings.redis_url.expose()).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);

@@ -12,6 +12,7 @@ pub mod chaos;
 pub mod instruments;
 mod procs;
 pub mod ratelimit;
+pub mod throughput;
 
 /// Tokens of the simulator's universe in serving order, for a universe of at least `n`.
 pub(crate) fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {

@@ -57,6 +57,11 @@ impl Fleet {
         Ok(())
     }
 
+    /// The process ids of the running processes of `role`.
+    pub fn pids(&self, role: &str) -> Vec<u32> {
+        self.procs.iter().filter(|p| p.role == role).filter_map(|p| p.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].child.take() {
             let _ = c.kill();

@@ -1,0 +1,283 @@
+//! `tickfill bench throughput`: subscription events for N instruments through bridge, queue,
+//! worker processes and store with the rate limit lifted, against two floors measured in the
+//! same run on this machine:
+//!
+//! - `redis_floor_per_s`: a bare Redis queue — LPUSH then RPOP of as many payloads of the size of
+//!   our jobs, one round trip each, on one connection;
+//! - `upsert_floor_rows_per_s`: the same rows written in the same per-job transactions (bars,
+//!   coverage and run row, one transaction per instrument) over as many connections as the
+//!   workers run jobs at once, with no queue and no HTTP.
+//!
+//! `worker_rss_mb` is the largest resident set of any worker process, sampled every 100 ms.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::{
+    procs::{wait_for, Fleet},
+    universe_tokens, Scratch,
+};
+use crate::{
+    config::Settings,
+    load,
+    market::{classify, BarTarget, Candle},
+    queue,
+    shutdown::Shutdown,
+    sim,
+    store::{
+        self,
+        runs::{self, Outcome, Run},
+    },
+    ticker::TickerClient,
+};
+
+/// What to run.
+pub struct ThroughputOptions {
+    pub instruments: usize,
+    pub workers: usize,
+    /// `TICKFILL_CONCURRENCY` of each worker.
+    pub concurrency: usize,
+}
+
+pub async fn run(base: Settings, opts: ThroughputOptions) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(opts.instruments > 0 && opts.workers > 0, "--instruments and --workers must be at least 1");
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let redis = queue::connect(base.redis_url.expose()).await?;
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(&base, &db_url, &id, &dir, &opts).await;
+    scratch.remove().await;
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        tracing::error!(dir = %dir.display(), "throughput bench failed; process logs kept");
+    }
+    result
+}
+
+/// One instrument's write in the upsert floor: token, table, window, candles.
+type FloorJob = (u32, BarTarget, (DateTime<Utc>, DateTime<Utc>), Vec<Candle>);
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Resident set of a process, in MiB.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn run_in(
+    base: &Settings,
+    db_url: &str,
+    id: &str,
+    dir: &std::path::Path,
+    opts: &ThroughputOptions,
+) -> anyhow::Result<serde_json::Value> {
+    let n = opts.instruments;
+    let shutdown = Shutdown::new();
+    let sim_addr =
+        sim::spawn("127.0.0.1:0".parse()?, sim::SimOptions { universe: n, ..Default::default() }, shutdown.clone())
+            .await?;
+    let sim_url = format!("http://{sim_addr}");
+    let pool = store::connect(db_url, (opts.workers * opts.concurrency) as u32 + 2).await?;
+    store::migrate(&pool).await?;
+    let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
+    load::load(&pool, &dump).await?;
+    // The synthetic equities (the end of the universe): one table, 120 rows each.
+    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n).collect();
+    anyhow::ensure!(tokens.len() == n, "the simulator's universe is too small");
+
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db_url),
+        ("REDIS_URL", base.redis_url.expose()),
+        ("TICKFILL_QUEUE", id),
+        ("REDIS_CHANNEL_PREFIX", id),
+        ("TICKER_SERVICE_URL", &sim_url),
+        ("TICKER_RATE_LIMIT", "0"),
+        ("TICKER_RECONCILE", "false"),
+        ("TICKFILL_CONCURRENCY", &opts.concurrency.to_string()),
+        ("ADMIN_LISTEN", "127.0.0.1:0"),
+        ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
+        ("LOG_LEVEL", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut fleet = Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() };
+    fleet.add("bridge", &[])?;
+    for _ in 0..opts.workers {
+        fleet.add("worker", &[])?;
+    }
+    let mut conn = queue::connect(base.redis_url.expose()).await?;
+    let channel = format!("{id}:events");
+    wait_for(30, "the bridge to subscribe", || {
+        let (mut conn, channel) = (conn.clone(), channel.clone());
+        async move { queue::subscribers(&mut conn, &channel).await.unwrap_or(0) >= 1 }
+    })
+    .await?;
+    // Let the workers register, so start-up is not measured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pids = fleet.pids("worker");
+    let cpu_before: f64 = pids.iter().filter_map(|p| cpu_s(*p)).sum();
+    let own_before = cpu_s(std::process::id()).unwrap_or(0.0);
+    let bridge_before: f64 = fleet.pids("bridge").iter().filter_map(|p| cpu_s(*p)).sum();
+
+    // The pipeline: every event published at once; done when every backfill is committed.
+    let started = Utc::now();
+    let clock = Instant::now();
+    let mut pipe = redis::pipe();
+    for token in &tokens {
+        let msg = json!({"event_type": "subscription_created", "instrument_token": token,
+                         "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp()});
+        pipe.cmd("PUBLISH").arg(&channel).arg(msg.to_string()).ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await?;
+    let mut rss_max: f64 = 0.0;
+    loop {
+        for pid in &pids {
+            rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
+        }
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'").fetch_one(&pool).await?;
+        if done as usize >= n {
+            break;
+        }
+        anyhow::ensure!(clock.elapsed() < Duration::from_secs(300), "only {done} of {n} backfills in 300 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (rows, last): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT sum(rows)::bigint, max(finished_at) FROM backfill_runs WHERE outcome = 'stored'")
+            .fetch_one(&pool)
+            .await?;
+    for pid in &pids {
+        rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
+    }
+    let worker_cpu: f64 = pids.iter().filter_map(|p| cpu_s(*p)).sum::<f64>() - cpu_before;
+    let bridge_cpu: f64 = fleet.pids("bridge").iter().filter_map(|p| cpu_s(*p)).sum::<f64>() - bridge_before;
+    // This process meanwhile: the simulator answering the workers, and the polling.
+    let sim_cpu = cpu_s(std::process::id()).unwrap_or(0.0) - own_before;
+    fleet.stop_all(Duration::from_secs(5));
+    let pipeline_s = (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
+    let windows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT instrument_token, window_from, window_to FROM coverage ORDER BY 1")
+            .fetch_all(&pool)
+            .await?;
+
+    // Floor 1: a bare Redis queue of as many payloads of our jobs' size.
+    let payload = "x".repeat(redis_payload_size(&mut conn, id).await.unwrap_or(400));
+    let key = format!("{id}:floor");
+    let t = Instant::now();
+    for _ in 0..n {
+        let _: i64 = redis::cmd("LPUSH").arg(&key).arg(&payload).query_async(&mut conn).await?;
+    }
+    for _ in 0..n {
+        let _: Option<String> = redis::cmd("RPOP").arg(&key).query_async(&mut conn).await?;
+    }
+    let redis_floor = n as f64 / t.elapsed().as_secs_f64();
+
+    // Floor 2: the same rows, the same per-instrument transactions, no queue and no HTTP.
+    let settings = Settings { ticker_url: sim_url.clone(), rate_limit: 0, ..base.clone() };
+    let client = TickerClient::new(&settings)?;
+    let mut work: Vec<FloorJob> = Vec::with_capacity(n);
+    for (token, from, to) in &windows {
+        let token = *token as u32;
+        let inst = store::instruments::find_instrument(&pool, token).await?.context("instrument missing")?;
+        let target = classify(&inst).map_err(anyhow::Error::msg)?;
+        let candles = client.history(token, *from, *to).await?;
+        work.push((token, target, (*from, *to), candles));
+    }
+    sqlx::query("TRUNCATE minute_bars, futures_bars, option_bars, coverage, backfill_runs").execute(&pool).await?;
+    let expected: usize = work.iter().map(|w| w.3.len()).sum();
+    // The workers' pools were open before their run; so are the floor's connections.
+    let mut warm = Vec::new();
+    for _ in 0..opts.workers * opts.concurrency {
+        warm.push(pool.acquire().await?);
+    }
+    drop(warm);
+    let queue = Arc::new(Mutex::new(work));
+    let t = Instant::now();
+    let writers: Vec<_> = (0..opts.workers * opts.concurrency)
+        .map(|i| {
+            let (queue, pool) = (queue.clone(), pool.clone());
+            tokio::spawn(async move {
+                let mut written = 0u64;
+                loop {
+                    let Some((token, target, window, candles)) = queue.lock().await.pop() else { break };
+                    let mut tx = pool.begin().await?;
+                    written += store::bars::upsert_bars(&mut tx, token, &target, &candles).await?;
+                    runs::insert_coverage(&mut tx, token, window.0, window.1, candles.len() as i32).await?;
+                    let job_id = format!("floor-{i}-{token}");
+                    let run = Run {
+                        job_id: &job_id,
+                        kind: "backfill",
+                        instrument_token: Some(token),
+                        reason: Some("subscribe"),
+                        window: Some(window),
+                        requested_at: Some(Utc::now()),
+                        started_at: Utc::now(),
+                        attempts: 1,
+                        rows: candles.len() as i32,
+                        outcome: Outcome::Stored,
+                        error: None,
+                    };
+                    runs::upsert_run(&mut *tx, &run).await?;
+                    tx.commit().await?;
+                }
+                anyhow::Ok(written)
+            })
+        })
+        .collect();
+    let mut floor_rows = 0u64;
+    for w in writers {
+        floor_rows += w.await??;
+    }
+    let floor_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(floor_rows as usize == expected, "the floor wrote {floor_rows} of {expected} rows");
+    shutdown.trigger();
+    pool.close().await;
+
+    let rows_per_s = rows as f64 / pipeline_s;
+    let upsert_floor = floor_rows as f64 / floor_s;
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    Ok(json!({
+        "instruments": n,
+        "workers": opts.workers,
+        "concurrency": opts.concurrency,
+        "rows": rows,
+        "seconds": r1(pipeline_s),
+        "backfills_per_s": r1(n as f64 / pipeline_s),
+        "rows_per_s": rows_per_s.round(),
+        "redis_floor_per_s": redis_floor.round(),
+        "upsert_floor_rows_per_s": upsert_floor.round(),
+        "ratio_rows": (rows_per_s / upsert_floor * 100.0).round() / 100.0,
+        "worker_rss_mb": r1(rss_max),
+        "worker_cpu_s": (worker_cpu * 100.0).round() / 100.0,
+        "bridge_cpu_s": (bridge_cpu * 100.0).round() / 100.0,
+        "simulator_cpu_s": (sim_cpu * 100.0).round() / 100.0,
+    }))
+}
+
+/// The stored size of one of the run's jobs (its payload in the urgent lane), if any is left.
+async fn redis_payload_size(conn: &mut redis::aio::ConnectionManager, ns: &str) -> Option<usize> {
+    let key = format!("{}:data", tickfill_jobs::queue_name(ns, tickfill_jobs::Lane::Urgent));
+    let sizes: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(&key).query_async(conn).await.ok()?;
+    let total: usize = sizes.values().map(Vec::len).sum();
+    (!sizes.is_empty()).then(|| total / sizes.len())
+}
