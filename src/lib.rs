@@ -10,7 +10,7 @@
 //! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
 //! - `dead`: dead letters (list, show, retry, purge) and queue figures.
 //! - `bridge`: Redis pub/sub events → jobs.
-//! - `worker`: the apalis worker pool and the job handlers.
+//! - `worker`: the apalis worker pool and its retry policy; one file per job type beside it.
 //! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
 //! - `scheduler`: pushes sweep jobs on `SWEEP_INTERVAL`.
 //! - `ticker`: the history API client.

@@ -111,6 +111,9 @@ pub struct Reconciled {
     pub listed: usize,
     pub added: Vec<u32>,
     pub deactivated: Vec<u32>,
+    /// Why nothing was deactivated although the ticker's list lacked some of ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deactivation_skipped: Option<String>,
 }
 
 /// Brings `subscriptions` in line with the ticker's list: a subscription we never heard about is
@@ -159,7 +162,15 @@ pub async fn reconcile(
         }
         report.added.push(s.instrument_token);
     }
-    let gone: Vec<u32> = ours.difference(&theirs).copied().collect();
+    let mut gone: Vec<u32> = ours.difference(&theirs).copied().collect();
+    // An empty list while we hold active subscriptions is far likelier a fault of the ticker than
+    // every desk leaving at once (and real removals arrive as events anyway): keep them.
+    if listed.is_empty() && !gone.is_empty() {
+        tracing::warn!(ours = gone.len(), "the ticker lists no subscriptions; deactivating none of ours");
+        report.deactivation_skipped =
+            Some(format!("the ticker listed none of our {} active subscriptions", gone.len()));
+        gone.clear();
+    }
     subscriptions::deactivate_many(&mut tx, &gone).await?;
     tx.commit().await?;
     report.deactivated = gone;

@@ -184,8 +184,9 @@ async fn an_instrument_removed_on_the_ticker_goes_inactive_and_its_pending_backf
         TestApp::spawn_with(AppOptions { start_bridge: false, tweak: |s| s.concurrency = 1, ..Default::default() })
             .await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    assert_eq!(app.subscribe_via_sim(10000001).await, 201); // stays: the ticker's list is not empty
     app.sweep_once().await;
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'", 1).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'reconcile' AND outcome = 'stored'", 2).await;
     let status = app.http.delete(format!("{}/subscriptions/256265", app.sim_url)).send().await.unwrap().status();
     assert_eq!(status, 200); // its event is lost too: no bridge
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
@@ -360,4 +361,27 @@ async fn coverage_trimmed_by_the_settle_rule_ends_on_a_whole_minute() {
     assert_eq!(trimmed, vec![(at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z"))]);
     let since = tickfill::store::runs::coverage_since(&app.db.pool, at("2026-11-30T04:00:00Z"), settle).await.unwrap();
     assert_eq!(since, vec![(256265, at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z"))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_list_from_the_ticker_deactivates_nothing() {
+    let app = TestApp::spawn_with(AppOptions { start_worker: false, ..Default::default() }).await;
+    let ticker = TickerClient::new(&app.settings).unwrap();
+    let mut producer = queue::Producer::new(app.redis.clone(), &app.settings);
+    for token in [256265, 10000001] {
+        assert_eq!(app.subscribe_via_sim(token).await, 201);
+    }
+    app.start_worker().await;
+    app.wait_count(20, "SELECT count(*) FROM subscriptions WHERE status = 'active'", 2).await;
+    // The ticker forgets everything without a word (no events: the bridge is not told).
+    for token in [256265, 10000001] {
+        let url = format!("{}/subscriptions/{token}", app.sim_url);
+        assert_eq!(app.http.delete(url).send().await.unwrap().status(), 200);
+    }
+    app.wait_count(20, "SELECT count(*) FROM subscriptions WHERE status = 'inactive'", 2).await; // via the events
+    sqlx::query("UPDATE subscriptions SET status = 'active'").execute(&app.db.pool).await.unwrap();
+    let report = sweep::reconcile(&app.db.pool, &ticker, &mut producer, &app.settings).await.unwrap();
+    assert_eq!((report.listed, report.deactivated.len()), (0, 0));
+    assert!(report.deactivation_skipped.is_some_and(|why| why.contains("none of our 2")));
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 2);
 }

@@ -1,0 +1,90 @@
+//! Option-chain rebuilds: debounced after option backfills, run as `ChainMetrics` jobs.
+
+use super::*;
+
+/// The Redis sorted set where the windows waiting for a chain's next rebuild accumulate (members
+/// `from` and `to`, kept at their minimum and maximum).
+pub(super) fn chain_pending_key(ns: &str, underlying: &str, expiry: NaiveDate) -> String {
+    format!("{ns}:chain-pending:{underlying}:{expiry}")
+}
+
+/// After an option backfill: ask for the chain to be rebuilt after `CHAIN_DEBOUNCE`, once per
+/// (underlying, expiry, debounce bucket), so a burst of a whole chain's subscriptions costs a
+/// rebuild or two rather than one per leg. Every backfill widens the pending window, so the one
+/// rebuild covers what all of them wrote.
+pub(super) async fn push_chain_rebuild(
+    state: &WorkerState,
+    underlying: &str,
+    expiry: NaiveDate,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> anyhow::Result<()> {
+    let debounce = state.settings.chain_debounce;
+    let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
+    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(&pending)
+        .arg("LT")
+        .arg(window.0.timestamp())
+        .arg("from")
+        .ignore()
+        .cmd("ZADD")
+        .arg(&pending)
+        .arg("GT")
+        .arg(window.1.timestamp())
+        .arg("to")
+        .ignore()
+        .expire(&pending, 86_400)
+        .ignore()
+        .query_async(&mut state.redis.clone())
+        .await?;
+    let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.0, to: window.1 };
+    let key = format!("chain:{underlying}:{expiry}:{bucket}");
+    state.producer.clone().push_as(&job, &key, Some(debounce)).await?;
+    Ok(())
+}
+
+/// A `ChainMetrics` job: rebuild the chain over its window widened by what is pending.
+pub(super) async fn rebuild_chain(
+    state: &WorkerState,
+    underlying: &str,
+    expiry: NaiveDate,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    meta: &JobMeta,
+) -> Result<(), JobError> {
+    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let (bounds, _): (Vec<(String, i64)>, ()) = redis::pipe()
+        .atomic()
+        .zrange_withscores(&pending, 0, -1)
+        .del(&pending)
+        .query_async(&mut state.redis.clone())
+        .await
+        .map_err(|e| JobError::Retry(e.into()))?;
+    let mut window = window;
+    for (member, ts) in bounds {
+        let Some(t) = DateTime::from_timestamp(ts, 0) else { continue };
+        match member.as_str() {
+            "from" => window.0 = window.0.min(t),
+            "to" => window.1 = window.1.max(t),
+            _ => {}
+        }
+    }
+    let rows = crate::chain::rebuild(&state.pool, underlying, expiry, window).await?;
+    metrics::get().rows_upserted.get_or_create(&metrics::l1("table", "fo_strike_distribution")).inc_by(rows);
+    let run = Run {
+        job_id: &meta.id,
+        kind: "chain_metrics",
+        instrument_token: None,
+        reason: Some(underlying),
+        window: Some(window),
+        requested_at: None,
+        started_at: meta.started_at,
+        attempts: meta.attempt.max(1) as i32,
+        rows: rows.min(i32::MAX as u64) as i32,
+        outcome: Outcome::Done,
+        error: None,
+    };
+    runs::upsert_run(&state.pool, &run).await?;
+    tracing::info!(underlying, %expiry, rows, from = %window.0, to = %window.1, "chain rebuilt");
+    Ok(())
+}
