@@ -91,18 +91,26 @@ async fn run_in(
     opts: &ThroughputOptions,
 ) -> anyhow::Result<serde_json::Value> {
     let n = opts.instruments;
+    // A warm-up round first, on instruments of its own: pools, prepared statements and HTTP
+    // connections are made before the clock starts, as in a process that has been running.
+    let warm = 2 * opts.workers * opts.concurrency;
     let shutdown = Shutdown::new();
-    let sim_addr =
-        sim::spawn("127.0.0.1:0".parse()?, sim::SimOptions { universe: n, ..Default::default() }, shutdown.clone())
-            .await?;
+    let sim_addr = sim::spawn(
+        "127.0.0.1:0".parse()?,
+        sim::SimOptions { universe: n + warm, ..Default::default() },
+        shutdown.clone(),
+    )
+    .await?;
     let sim_url = format!("http://{sim_addr}");
     let pool = store::connect(db_url, (opts.workers * opts.concurrency) as u32 + 2).await?;
     store::migrate(&pool).await?;
     let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
     load::load(&pool, &dump).await?;
     // The synthetic equities (the end of the universe): one table, 120 rows each.
-    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n).collect();
-    anyhow::ensure!(tokens.len() == n, "the simulator's universe is too small");
+    let mut tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n + warm).collect();
+    anyhow::ensure!(tokens.len() == n + warm, "the simulator's universe is too small");
+    let warmup = tokens.split_off(n);
+    let measured: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
 
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db_url),
@@ -132,8 +140,21 @@ async fn run_in(
         async move { queue::subscribers(&mut conn, &channel).await.unwrap_or(0) >= 1 }
     })
     .await?;
-    // Let the workers register, so start-up is not measured.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publish_all = |tokens: &[u32]| {
+        let mut pipe = redis::pipe();
+        for token in tokens {
+            let msg = json!({"event_type": "subscription_created", "instrument_token": token,
+                             "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp()});
+            pipe.cmd("PUBLISH").arg(&channel).arg(msg.to_string()).ignore();
+        }
+        pipe
+    };
+    publish_all(&warmup).query_async::<()>(&mut conn).await?;
+    let stored = "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'";
+    wait_for(60, "the warm-up backfills", || async {
+        sqlx::query_scalar::<_, i64>(stored).fetch_one(&pool).await.is_ok_and(|c| c as usize >= warm)
+    })
+    .await?;
     let pids = fleet.pids("worker");
     let cpu_before: f64 = pids.iter().filter_map(|p| cpu_s(*p)).sum();
     let own_before = cpu_s(std::process::id()).unwrap_or(0.0);
@@ -142,30 +163,26 @@ async fn run_in(
     // The pipeline: every event published at once; done when every backfill is committed.
     let started = Utc::now();
     let clock = Instant::now();
-    let mut pipe = redis::pipe();
-    for token in &tokens {
-        let msg = json!({"event_type": "subscription_created", "instrument_token": token,
-                         "metadata": {"account_id": "bench"}, "timestamp": Utc::now().timestamp()});
-        pipe.cmd("PUBLISH").arg(&channel).arg(msg.to_string()).ignore();
-    }
-    pipe.query_async::<()>(&mut conn).await?;
+    publish_all(&tokens).query_async::<()>(&mut conn).await?;
     let mut rss_max: f64 = 0.0;
     loop {
         for pid in &pids {
             rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
         }
-        let done: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'").fetch_one(&pool).await?;
+        let done: i64 = sqlx::query_scalar::<_, i64>(stored).fetch_one(&pool).await? - warm as i64;
         if done as usize >= n {
             break;
         }
         anyhow::ensure!(clock.elapsed() < Duration::from_secs(300), "only {done} of {n} backfills in 300 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (rows, last): (i64, DateTime<Utc>) =
-        sqlx::query_as("SELECT sum(rows)::bigint, max(finished_at) FROM backfill_runs WHERE outcome = 'stored'")
-            .fetch_one(&pool)
-            .await?;
+    let (rows, last): (i64, DateTime<Utc>) = sqlx::query_as(
+        "SELECT sum(rows)::bigint, max(finished_at) FROM backfill_runs
+         WHERE outcome = 'stored' AND instrument_token = ANY($1)",
+    )
+    .bind(&measured)
+    .fetch_one(&pool)
+    .await?;
     for pid in &pids {
         rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
     }
@@ -175,10 +192,12 @@ async fn run_in(
     let sim_cpu = cpu_s(std::process::id()).unwrap_or(0.0) - own_before;
     fleet.stop_all(Duration::from_secs(5));
     let pipeline_s = (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
-    let windows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> =
-        sqlx::query_as("SELECT instrument_token, window_from, window_to FROM coverage ORDER BY 1")
-            .fetch_all(&pool)
-            .await?;
+    let windows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT instrument_token, window_from, window_to FROM coverage WHERE instrument_token = ANY($1)",
+    )
+    .bind(&measured)
+    .fetch_all(&pool)
+    .await?;
 
     // Floor 1: a bare Redis queue of as many payloads of our jobs' size.
     let payload = "x".repeat(redis_payload_size(&mut conn, id).await.unwrap_or(400));

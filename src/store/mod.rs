@@ -26,18 +26,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool on `url`. Statement logging is off: bars would flood the log.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_warm(url, max_connections, 0).await
-}
-
-/// Opens a pool that keeps at least `min_connections` open, so a burst of jobs does not wait
-/// for connections to be made.
-pub async fn connect_warm(url: &str, max_connections: u32, min_connections: u32) -> anyhow::Result<PgPool> {
     let opts = PgConnectOptions::from_str(url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .disable_statement_logging();
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .min_connections(min_connections.min(max_connections))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await

@@ -268,10 +268,9 @@ pub async fn build_state(
     settings: Settings,
     commits: Option<mpsc::UnboundedSender<Committed>>,
 ) -> anyhow::Result<Arc<WorkerState>> {
-    // Each lane runs up to `concurrency` jobs, each holding a connection while it writes; the
-    // urgent lane's share is kept open.
-    let max = settings.concurrency as u32 * 2 + 2;
-    let pool = store::connect_warm(settings.database_url.expose(), max, settings.concurrency as u32).await?;
+    // Each lane runs up to `concurrency` jobs, each holding a connection while it writes. The pool
+    // opens connections as they are needed: keeping many warm made single jobs slower (measured).
+    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
     let redis = queue::connect(settings.redis_url.expose()).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
