@@ -151,6 +151,55 @@ pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<I
     Ok(row.map(Into::into))
 }
 
+/// The instrument of `token` (if the store has it) and the coverage of `[from, to)` as
+/// [`super::runs::find_coverage`] reads it, in one round trip: what a subscription job needs
+/// before it fetches.
+pub async fn find_with_coverage(
+    pool: &PgPool,
+    token: u32,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    settle: std::time::Duration,
+) -> sqlx::Result<(Option<Instrument>, Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>)> {
+    let row = sqlx::query(
+        "WITH cov AS (
+             SELECT window_from AS a,
+                    LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $4))) AS b
+             FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3)
+         SELECT i.instrument_token, i.exchange_token, i.tradingsymbol, i.name, i.last_price, i.expiry, i.strike,
+                i.tick_size, i.lot_size, i.instrument_type, i.segment, i.exchange,
+                (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM cov WHERE a < b) AS cov_from,
+                (SELECT coalesce(array_agg(b ORDER BY a), '{}') FROM cov WHERE a < b) AS cov_to
+         FROM (VALUES ($1::bigint)) AS q(t) LEFT JOIN instruments i ON i.instrument_token = q.t",
+    )
+    .bind(token as i64)
+    .bind(from)
+    .bind(to)
+    .bind(settle.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    let inst = match row.try_get::<Option<String>, _>("tradingsymbol")? {
+        Some(tradingsymbol) => Some(Instrument {
+            instrument_token: token,
+            exchange_token: row.try_get("exchange_token")?,
+            tradingsymbol,
+            name: row.try_get("name")?,
+            last_price: row.try_get("last_price")?,
+            expiry: row.try_get("expiry")?,
+            strike: row.try_get("strike")?,
+            tick_size: row.try_get("tick_size")?,
+            lot_size: row.try_get("lot_size")?,
+            instrument_type: row.try_get("instrument_type")?,
+            segment: row.try_get("segment")?,
+            exchange: row.try_get("exchange")?,
+        }),
+        None => None,
+    };
+    let a: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_from")?;
+    let b: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_to")?;
+    Ok((inst, a.into_iter().zip(b).collect()))
+}
+
 #[derive(sqlx::FromRow)]
 struct InstrumentRow {
     instrument_token: i64,

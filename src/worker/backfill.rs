@@ -28,7 +28,7 @@ pub(super) async fn requested_backfill(
             Ok(t) => t,
             Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
         };
-    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force, record: None };
+    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force, record: None, covered: None };
     backfill(state, &ctx, window, meta).await
 }
 
@@ -40,6 +40,8 @@ pub(super) struct BackfillCtx<'a> {
     pub(super) force: bool,
     /// A new subscription, recorded with whatever this backfill commits.
     pub(super) record: Option<Recording<'a>>,
+    /// The window's coverage, when the caller has read it already.
+    pub(super) covered: Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -100,10 +102,10 @@ pub(super) async fn backfill(
     meta: &JobMeta,
 ) -> Result<(), JobError> {
     let token = ctx.token;
-    let covered = if ctx.force {
-        vec![]
-    } else {
-        runs::find_coverage(&state.pool, token, window.0, window.1, state.settings.settle).await?
+    let covered = match (&ctx.covered, ctx.force) {
+        (_, true) => vec![],
+        (Some(c), false) => c.clone(),
+        (None, false) => runs::find_coverage(&state.pool, token, window.0, window.1, state.settings.settle).await?,
     };
     let holes = windows::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {

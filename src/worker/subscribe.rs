@@ -20,7 +20,18 @@ pub(super) async fn find_instrument(
     token: u32,
     event: Option<&SubscriptionEvent>,
 ) -> Result<(Instrument, instruments::Source), JobError> {
-    if let Some(mut inst) = instruments::find_instrument(&state.pool, token).await? {
+    let stored = instruments::find_instrument(&state.pool, token).await?;
+    instrument_or_event(stored, token, event)
+}
+
+/// The store's row (completed from its symbol where a dump left fields empty), else the
+/// instrument the event's metadata describes.
+fn instrument_or_event(
+    stored: Option<Instrument>,
+    token: u32,
+    event: Option<&SubscriptionEvent>,
+) -> Result<(Instrument, instruments::Source), JobError> {
+    if let Some(mut inst) = stored {
         // Some dumps leave a derivative's name or expiry empty: its symbol tells them.
         market::complete_from_symbol(&mut inst);
         return Ok((inst, instruments::Source::Dump));
@@ -47,14 +58,16 @@ pub(super) async fn find_instrument(
 
 pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
     let token = event.instrument_token;
-    let (found, lookup_error) = match find_instrument(state, token, Some(event)).await {
+    let s = &state.settings;
+    let requested_at = DateTime::from_timestamp_millis(event.received_ms);
+    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
+    // The instrument and what is already stored of the window, in one round trip.
+    let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window.0, window.1, s.settle).await?;
+    let (found, lookup_error) = match instrument_or_event(stored, token, Some(event)) {
         Ok(pair) => (Some(pair), None),
         Err(e) => (None, Some(e)),
     };
     let record = Recording { event, instrument: found.as_ref().map(|(i, s)| (i, *s)) };
-    let s = &state.settings;
-    let requested_at = DateTime::from_timestamp_millis(event.received_ms);
-    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
         let mut tx = state.pool.begin().await?;
         record_subscription(&mut tx, &record).await?;
@@ -82,6 +95,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         requested_at,
         force: false,
         record: Some(record),
+        covered: Some(covered),
     };
     backfill(state, &ctx, window, meta).await
 }
