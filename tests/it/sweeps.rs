@@ -385,3 +385,23 @@ async fn an_empty_list_from_the_ticker_deactivates_nothing() {
     assert!(report.deactivation_skipped.is_some_and(|why| why.contains("none of our 2")));
     assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_leaves_a_new_subscription_to_its_own_backfill() {
+    let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
+    assert_eq!(app.subscribe_via_sim(256265).await, 201); // its event is lost: no bridge
+    let ticker = TickerClient::new(&app.settings).unwrap();
+    let mut producer = queue::Producer::new(app.redis.clone(), &app.settings);
+    // The first sweep's reconcile records it and queues its (urgent) backfill.
+    let first = sweep::sweep(&app.db.pool, &ticker, &mut producer, &app.settings, Utc::now()).await.unwrap();
+    assert_eq!(first.reconciled.unwrap().added, vec![256265]);
+    assert_eq!(first.jobs, 0);
+    // A second sweep before that backfill ran plans nothing for it: one window, one request.
+    let second = sweep::sweep(&app.db.pool, &ticker, &mut producer, &app.settings, Utc::now()).await.unwrap();
+    assert_eq!((second.targets, second.jobs), (1, 0));
+    assert_eq!(app.depths(Lane::Bulk).await.pending(), 0);
+    app.start_worker().await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    app.wait_idle(10).await;
+    assert_eq!(app.sim_stats().await["history_requests"], 1);
+}
