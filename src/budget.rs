@@ -102,11 +102,6 @@ impl Budget {
         })
     }
 
-    /// The configured requests per second.
-    pub fn limit(&self) -> u32 {
-        self.limit
-    }
-
     /// Waits for a grant for one request of `lane`; returns how long it waited. While Redis is
     /// unreachable it keeps waiting: a request without a grant could break the fleet's limit.
     pub async fn take(&self, lane: Lane) -> Duration {

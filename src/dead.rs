@@ -109,13 +109,7 @@ pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> re
     let mut out = Vec::new();
     for lane in Lane::ALL {
         let prefix = format!("{}:inflight:", queue_name(ns, lane));
-        let mut sets: Vec<String> = Vec::new();
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}*")).await?;
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            sets.push(k?);
-        }
-        drop(iter);
-        for set in sets {
+        for set in queue::scan_keys(conn, &format!("{prefix}*")).await? {
             let ids: Vec<String> = conn.smembers(&set).await?;
             for id in ids {
                 if out.len() >= limit {

@@ -315,7 +315,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Scheduler => {
             shutdown.on_signals();
             serve_admin(&settings, None, &shutdown).await?;
-            patiently("Redis", &shutdown, || queue::connect(settings.redis_url.expose())).await?;
             scheduler::run(settings, shutdown).await?;
         }
         Command::Backfill(a) => backfill(settings, a).await?,
@@ -554,11 +553,10 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Stats { json } => {
             let stats = dead::stats(&mut conn, &ns).await?;
-            let paused = queue::paused(&mut conn, &ns).await?;
             if json {
                 println!("{}", serde_json::to_string(&stats)?);
             } else {
-                if let Some(p) = &paused {
+                if let Some(p) = &queue::paused(&mut conn, &ns).await? {
                     println!(
                         "PAUSED: {} (since {}); renew the session, then run `tickfill jobs resume`\n",
                         p["reason"].as_str().unwrap_or("?"),

@@ -278,7 +278,7 @@ pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisRes
 const APALIS_QUEUES: &str = "core:apalis:queues:list";
 
 /// Every key matching `pattern`, found with SCAN (never KEYS, which blocks Redis).
-async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
+pub async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
     let mut keys = Vec::new();
     let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
     while let Some(k) = futures::StreamExt::next(&mut iter).await {

@@ -59,7 +59,8 @@ impl Interval {
 /// Runs the scheduler until `shutdown` fires.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let interval = Interval::parse(&settings.sweep_interval)?;
-    let conn = queue::connect(settings.redis_url.expose()).await?;
+    // Started while Redis is down, it waits for it rather than exiting.
+    let conn = crate::shutdown::patiently("Redis", &shutdown, || queue::connect(settings.redis_url.expose())).await?;
     let mut producer = queue::Producer::new(conn, &settings);
     tracing::info!(interval = %settings.sweep_interval, queue = %settings.queue, "scheduler started");
     let mut last_pushed: Option<DateTime<Utc>> = None;

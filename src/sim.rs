@@ -305,7 +305,7 @@ fn round4(x: f64) -> f64 {
 }
 
 /// One candle as the API serves it (fields absent from the JSON are `None`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 struct SimCandle {
     date: String,
     open: f64,
@@ -331,7 +331,7 @@ struct SimCandle {
 
 /// `t` (epoch seconds) as IST wall clock, `2025-11-04T09:15:00` followed by `offset`.
 fn ist_date(t: i64, offset: &str) -> String {
-    let local = DateTime::from_timestamp(t + 19_800, 0).expect("valid instant").naive_utc();
+    let local = ist().timestamp_opt(t, 0).single().expect("valid instant");
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{offset}",
         local.year(),
@@ -341,26 +341,6 @@ fn ist_date(t: i64, offset: &str) -> String {
         local.minute(),
         local.second()
     )
-}
-
-impl SimCandle {
-    fn empty() -> SimCandle {
-        SimCandle {
-            date: String::new(),
-            open: 0.0,
-            high: 0.0,
-            low: 0.0,
-            close: 0.0,
-            volume: 0,
-            oi: None,
-            iv: None,
-            delta: None,
-            gamma: None,
-            theta: None,
-            vega: None,
-            underlying: None,
-        }
-    }
 }
 
 /// The candle of `inst` for the minute starting at `t` (epoch seconds).
@@ -389,7 +369,7 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> SimCandle {
                 (Kind::Future { .. }, true) => Some((10_000_000 + (h >> 40) % 500_000) as i64),
                 _ => None,
             };
-            SimCandle { date, open, high, low, close, volume, oi, ..SimCandle::empty() }
+            SimCandle { date, open, high, low, close, volume, oi, ..Default::default() }
         }
         Kind::Option { strike, call } => {
             let expiry = inst.expiry.expect("options have expiries");
@@ -407,7 +387,7 @@ fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> SimCandle {
             let spread = (0.001 * u0 * 0.05).max(0.05);
             let high = tick(open.max(close) + spread * (1.0 + u1));
             let low = tick(open.min(close) - spread * (1.0 + u2)).max(0.05).min(open.min(close));
-            let mut c = SimCandle { date, open, high, low, close, volume, ..SimCandle::empty() };
+            let mut c = SimCandle { date, open, high, low, close, volume, ..Default::default() };
             if with_oi {
                 c.oi = Some(LOT * (1000 + ((h >> 40) % 20_000) as i64));
                 c.iv = Some(round4(g1.iv));
@@ -549,24 +529,43 @@ async fn history(State(sim): State<Shared>, Query(q): Query<HistoryQuery>) -> Re
     resp
 }
 
-#[allow(clippy::result_large_err)]
-async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> Response {
-    let o = &sim.opts;
+/// A fault the simulator answers a history request with instead of candles.
+enum Fault {
+    /// 429: over `--max-rps`, or drawn at `--throttle-rate`.
+    Throttle,
+    /// 502, drawn at `--error-rate`.
+    Fail,
+}
+
+/// Waits the configured latency, then draws the request's fault, if any (both history routes).
+async fn fault(o: &SimOptions, in_last_second: usize) -> Option<Fault> {
     if o.latency_ms.1 > 0 {
         let ms = rand::rng().random_range(o.latency_ms.0..=o.latency_ms.1);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let throttled =
-        || ([(header::RETRY_AFTER, "1")], error(StatusCode::TOO_MANY_REQUESTS, "too many requests")).into_response();
     if o.max_rps.is_some_and(|n| in_last_second > n as usize) {
-        return throttled();
+        return Some(Fault::Throttle);
     }
     let roll: f64 = rand::rng().random();
     if roll < o.throttle_rate {
-        return throttled();
+        Some(Fault::Throttle)
+    } else if roll < o.throttle_rate + o.error_rate {
+        Some(Fault::Fail)
+    } else {
+        None
     }
-    if roll < o.throttle_rate + o.error_rate {
-        return error(StatusCode::BAD_GATEWAY, "upstream failure (simulated)");
+}
+
+#[allow(clippy::result_large_err)]
+async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> Response {
+    let o = &sim.opts;
+    match fault(o, in_last_second).await {
+        Some(Fault::Throttle) => {
+            let body = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+            return ([(header::RETRY_AFTER, "1")], body).into_response();
+        }
+        Some(Fault::Fail) => return error(StatusCode::BAD_GATEWAY, "upstream failure (simulated)"),
+        None => {}
     }
     let Some(token) = q.instrument_token.as_deref().and_then(|t| t.trim().parse::<u32>().ok()) else {
         return error(StatusCode::BAD_REQUEST, "instrument_token must be a positive integer");
@@ -656,21 +655,15 @@ async fn kite_history_response(
     in_last_second: usize,
 ) -> Response {
     let o = &sim.opts;
-    if o.latency_ms.1 > 0 {
-        let ms = rand::rng().random_range(o.latency_ms.0..=o.latency_ms.1);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    // Kite's 429 carries no Retry-After.
-    let throttled = || kite_error(StatusCode::TOO_MANY_REQUESTS, "NetworkException", "Too many requests");
-    if o.max_rps.is_some_and(|n| in_last_second > n as usize) {
-        return throttled();
-    }
-    let roll: f64 = rand::rng().random();
-    if roll < o.throttle_rate {
-        return throttled();
-    }
-    if roll < o.throttle_rate + o.error_rate {
-        return kite_error(StatusCode::BAD_GATEWAY, "NetworkException", "upstream failure (simulated)");
+    match fault(o, in_last_second).await {
+        // Kite's 429 carries no Retry-After.
+        Some(Fault::Throttle) => {
+            return kite_error(StatusCode::TOO_MANY_REQUESTS, "NetworkException", "Too many requests")
+        }
+        Some(Fault::Fail) => {
+            return kite_error(StatusCode::BAD_GATEWAY, "NetworkException", "upstream failure (simulated)")
+        }
+        None => {}
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     if header("x-kite-version") != "3" {

@@ -101,21 +101,10 @@ impl TickerClient {
             .send()
             .await
             .map_err(request_failed)?;
-        let status = resp.status();
-        crate::metrics::history_request(Some(status.as_u16()));
+        let (status, retry_after, body) = read_answer(resp).await?;
         if status.as_u16() == 429 {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
             return Err(TickerError::Throttled { retry_after });
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
         if !status.is_success() {
             let detail =
                 serde_json::from_slice::<ErrorBody>(&body).map(|b| b.detail).unwrap_or_else(|_| snippet(&body));
@@ -152,18 +141,7 @@ impl TickerClient {
             .send()
             .await
             .map_err(request_failed)?;
-        let status = resp.status();
-        crate::metrics::history_request(Some(status.as_u16()));
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+        let (status, retry_after, body) = read_answer(resp).await?;
         if status.is_success() {
             return parse_kite_history(&body, token, from, to);
         }
@@ -241,6 +219,23 @@ impl TickerClient {
     }
 }
 
+/// A history answer, counted by status: the status, its `Retry-After` in seconds, the body.
+async fn read_answer(resp: reqwest::Response) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), TickerError> {
+    let status = resp.status();
+    crate::metrics::history_request(Some(status.as_u16()));
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+    Ok((status, retry_after, Vec::from(body)))
+}
+
 /// A history request that got no answer: unreachable if the connection failed, else transient.
 fn request_failed(e: reqwest::Error) -> TickerError {
     crate::metrics::history_request(None);
@@ -280,7 +275,7 @@ struct HistoryBody {
     candles: Vec<CandleBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct CandleBody {
     date: String,
     open: f64,
@@ -358,12 +353,7 @@ pub fn parse_kite_history(
             close,
             volume,
             oi: num(6),
-            iv: None,
-            delta: None,
-            gamma: None,
-            theta: None,
-            vega: None,
-            underlying: None,
+            ..Default::default()
         });
     }
     check_candles(candles, token, from, to)

@@ -234,29 +234,26 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     store::migrate(&pool).await?;
 
     let ns = "chaos".to_string();
-    let exe = std::env::current_exe()?;
     let sim_port = free_port()?;
     let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db_url.as_str()),
-        ("REDIS_URL", redis_url.as_str()),
-        ("TICKFILL_QUEUE", &ns),
-        ("REDIS_CHANNEL_PREFIX", &ns),
-        ("TICKER_SERVICE_URL", &sim_url),
-        ("TICKER_RATE_LIMIT", &opts.limit.to_string()),
-        ("BACKFILL_WINDOW_MINUTES", &opts.window_minutes.to_string()),
-        ("SWEEP_INTERVAL", "30s"),
-        // The bench checks subscription windows; keeping the live edge fresh minute by minute
-        // is the sweeps' other job and would add requests the goal does not count.
-        ("BACKFILL_GAP_THRESHOLD", "1h"),
-        ("ADMIN_LISTEN", "127.0.0.1:0"),
-        ("TICKFILL_SHUTDOWN_TIMEOUT", "5s"),
-        ("LOG_LEVEL", "info"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut fleet = Fleet { exe, dir: dir.to_path_buf(), env, procs: Vec::new() };
+    let (limit, window) = (opts.limit.to_string(), opts.window_minutes.to_string());
+    let mut fleet = Fleet::new(
+        dir,
+        &db_url,
+        &redis_url,
+        &ns,
+        &sim_url,
+        &[
+            ("TICKER_RATE_LIMIT", &limit),
+            ("BACKFILL_WINDOW_MINUTES", &window),
+            ("SWEEP_INTERVAL", "30s"),
+            // The bench checks subscription windows; keeping the live edge fresh minute by minute
+            // is the sweeps' other job and would add requests the goal does not count.
+            ("BACKFILL_GAP_THRESHOLD", "1h"),
+            ("TICKFILL_SHUTDOWN_TIMEOUT", "5s"),
+            ("LOG_LEVEL", "info"),
+        ],
+    )?;
     let universe = opts.events.to_string();
     let listen = format!("127.0.0.1:{sim_port}");
     let sim_args = [

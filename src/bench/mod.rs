@@ -37,6 +37,51 @@ impl Scratch {
     }
 }
 
+/// Runs a bench that starts processes of its own (`procs::Fleet`) in a scratch database and
+/// queue namespace (`run(database_url, namespace, log_dir)`), then removes them; the processes'
+/// logs are kept when the bench failed.
+pub(crate) async fn with_processes<F, Fut>(base: &Settings, bench: &str, run: F) -> anyhow::Result<serde_json::Value>
+where
+    F: FnOnce(String, String, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let redis = queue::connect(base.redis_url.expose()).await?;
+    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(db_url, id, dir.clone()).await;
+    scratch.remove().await;
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        tracing::error!(dir = %dir.display(), "{bench} bench failed; the processes' logs are kept");
+    }
+    result
+}
+
+/// A simulator with `n` synthetic equities on a free port, and a migrated store in `db_url`
+/// with its universe loaded; returns the simulator's URL, the pool and the `n` synthetic tokens
+/// (one table, 120 rows per window each).
+pub(crate) async fn sim_and_store(
+    db_url: &str,
+    n: usize,
+    connections: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(String, sqlx::PgPool, Vec<u32>)> {
+    let opts = sim::SimOptions { universe: n, ..Default::default() };
+    let sim_url = format!("http://{}", sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?);
+    let pool = store::connect(db_url, connections).await?;
+    store::migrate(&pool).await?;
+    let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
+    load::load(&pool, &dump).await?;
+    // The synthetic equities are the end of the universe.
+    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n).collect();
+    anyhow::ensure!(tokens.len() == n, "the simulator's universe has only {} synthetic instruments", tokens.len());
+    Ok((sim_url, pool, tokens))
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

@@ -14,7 +14,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// One of our own processes (`tickfill ROLE`), logging to a file of its own.
-pub struct Proc {
+struct Proc {
     role: &'static str,
     n: usize,
     starts: usize,
@@ -22,13 +22,36 @@ pub struct Proc {
 }
 
 pub struct Fleet {
-    pub exe: PathBuf,
-    pub dir: PathBuf,
-    pub env: Vec<(String, String)>,
-    pub procs: Vec<Proc>,
+    exe: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    procs: Vec<Proc>,
 }
 
 impl Fleet {
+    /// A fleet of this binary's processes on one store, Redis, queue namespace (also the channel
+    /// prefix) and ticker, with the admin API on free ports, logging into `dir`; `extra` settings
+    /// on top.
+    pub fn new(
+        dir: &std::path::Path,
+        database_url: &str,
+        redis_url: &str,
+        ns: &str,
+        ticker_url: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Fleet> {
+        let common = [
+            ("DATABASE_URL", database_url),
+            ("REDIS_URL", redis_url),
+            ("TICKFILL_QUEUE", ns),
+            ("REDIS_CHANNEL_PREFIX", ns),
+            ("TICKER_SERVICE_URL", ticker_url),
+            ("ADMIN_LISTEN", "127.0.0.1:0"),
+        ];
+        let env = common.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() })
+    }
+
     pub fn add(&mut self, role: &'static str, args: &[&str]) -> anyhow::Result<usize> {
         let n = self.procs.iter().filter(|p| p.role == role).count();
         self.procs.push(Proc { role, n, starts: 0, child: None });

@@ -14,9 +14,9 @@ use tickfill_jobs::{EventType, Job, Reason, SubscriptionEvent};
 use super::{
     percentile,
     procs::{wait_for, Fleet},
-    universe_tokens, Scratch,
+    sim_and_store, with_processes,
 };
-use crate::{config::Settings, load, queue, shutdown::Shutdown, sim, store, windows::immediate_window};
+use crate::{config::Settings, queue, shutdown::Shutdown, windows::immediate_window};
 
 /// What to run.
 pub struct RateOptions {
@@ -28,20 +28,9 @@ pub struct RateOptions {
 
 pub async fn run(base: Settings, opts: RateOptions) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(opts.workers > 0 && opts.limit > 0, "--workers and --limit must be at least 1");
-    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
-    let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
-    std::fs::create_dir_all(&dir)?;
-    let result = run_in(&base, &db_url, &id, &dir, &opts).await;
-    scratch.remove().await;
-    if result.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        tracing::error!(dir = %dir.display(), "ratelimit bench failed; worker logs kept");
-    }
-    result
+    let (base, opts) = (&base, &opts);
+    with_processes(base, "ratelimit", |db_url, id, dir| async move { run_in(base, &db_url, &id, &dir, opts).await })
+        .await
 }
 
 async fn run_in(
@@ -53,15 +42,7 @@ async fn run_in(
 ) -> anyhow::Result<serde_json::Value> {
     let urgent_n = opts.duration.as_secs().max(1) as usize;
     let shutdown = Shutdown::new();
-    let sim_opts = sim::SimOptions { universe: opts.backlog + urgent_n, ..Default::default() };
-    let sim_addr = sim::spawn("127.0.0.1:0".parse()?, sim_opts, shutdown.clone()).await?;
-    let sim_url = format!("http://{sim_addr}");
-    let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool).await?;
-    let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
-    load::load(&pool, &dump).await?;
-    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(opts.backlog + urgent_n).collect();
-    anyhow::ensure!(tokens.len() == opts.backlog + urgent_n, "the simulator's universe is too small");
+    let (sim_url, pool, tokens) = sim_and_store(db_url, opts.backlog + urgent_n, 4, &shutdown).await?;
     let (bulk_tokens, urgent_tokens) = tokens.split_at(opts.backlog);
 
     // The backlog: a sweep's worth of gap fills for subscribed instruments, queued first.
@@ -84,21 +65,10 @@ async fn run_in(
         .collect();
     producer.push_many(&backlog).await?;
 
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db_url),
-        ("REDIS_URL", base.redis_url.expose()),
-        ("TICKFILL_QUEUE", id),
-        ("REDIS_CHANNEL_PREFIX", id),
-        ("TICKER_SERVICE_URL", &sim_url),
-        ("TICKER_RATE_LIMIT", &opts.limit.to_string()),
-        ("TICKER_RECONCILE", "false"),
-        ("ADMIN_LISTEN", "127.0.0.1:0"),
-        ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut fleet = Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() };
+    let limit = opts.limit.to_string();
+    let extra =
+        [("TICKER_RATE_LIMIT", limit.as_str()), ("TICKER_RECONCILE", "false"), ("TICKFILL_SHUTDOWN_TIMEOUT", "2s")];
+    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
     for _ in 0..opts.workers {
         fleet.add("worker", &[])?;
     }

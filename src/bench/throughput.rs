@@ -23,15 +23,13 @@ use tokio::sync::Mutex;
 
 use super::{
     procs::{wait_for, Fleet},
-    universe_tokens, Scratch,
+    sim_and_store, with_processes,
 };
 use crate::{
     config::Settings,
-    load,
     market::{classify, BarTarget, Candle},
     queue,
     shutdown::Shutdown,
-    sim,
     store::{
         self,
         runs::{self, Outcome, Run},
@@ -49,20 +47,9 @@ pub struct ThroughputOptions {
 
 pub async fn run(base: Settings, opts: ThroughputOptions) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(opts.instruments > 0 && opts.workers > 0, "--instruments and --workers must be at least 1");
-    let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
-    let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
-    std::fs::create_dir_all(&dir)?;
-    let result = run_in(&base, &db_url, &id, &dir, &opts).await;
-    scratch.remove().await;
-    if result.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        tracing::error!(dir = %dir.display(), "throughput bench failed; process logs kept");
-    }
-    result
+    let (base, opts) = (&base, &opts);
+    with_processes(base, "throughput", |db_url, id, dir| async move { run_in(base, &db_url, &id, &dir, opts).await })
+        .await
 }
 
 /// One instrument's write in the upsert floor: token, table, window, candles.
@@ -95,40 +82,20 @@ async fn run_in(
     // connections are made before the clock starts, as in a process that has been running.
     let warm = 2 * opts.workers * opts.concurrency;
     let shutdown = Shutdown::new();
-    let sim_addr = sim::spawn(
-        "127.0.0.1:0".parse()?,
-        sim::SimOptions { universe: n + warm, ..Default::default() },
-        shutdown.clone(),
-    )
-    .await?;
-    let sim_url = format!("http://{sim_addr}");
-    let pool = store::connect(db_url, (opts.workers * opts.concurrency) as u32 + 2).await?;
-    store::migrate(&pool).await?;
-    let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
-    load::load(&pool, &dump).await?;
-    // The synthetic equities (the end of the universe): one table, 120 rows each.
-    let mut tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n + warm).collect();
-    anyhow::ensure!(tokens.len() == n + warm, "the simulator's universe is too small");
+    let connections = (opts.workers * opts.concurrency) as u32 + 2;
+    let (sim_url, pool, mut tokens) = sim_and_store(db_url, n + warm, connections, &shutdown).await?;
     let warmup = tokens.split_off(n);
     let measured: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
 
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db_url),
-        ("REDIS_URL", base.redis_url.expose()),
-        ("TICKFILL_QUEUE", id),
-        ("REDIS_CHANNEL_PREFIX", id),
-        ("TICKER_SERVICE_URL", &sim_url),
+    let concurrency = opts.concurrency.to_string();
+    let extra = [
         ("TICKER_RATE_LIMIT", "0"),
         ("TICKER_RECONCILE", "false"),
-        ("TICKFILL_CONCURRENCY", &opts.concurrency.to_string()),
-        ("ADMIN_LISTEN", "127.0.0.1:0"),
+        ("TICKFILL_CONCURRENCY", concurrency.as_str()),
         ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
         ("LOG_LEVEL", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut fleet = Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() };
+    ];
+    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
     fleet.add("bridge", &[])?;
     for _ in 0..opts.workers {
         fleet.add("worker", &[])?;

@@ -162,42 +162,31 @@ pub async fn find_with_coverage(
     settle: std::time::Duration,
 ) -> sqlx::Result<(Option<Instrument>, Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>)> {
     let row = sqlx::query(
-        "WITH cov AS (
-             SELECT window_from AS a,
-                    LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $4))) AS b
-             FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3)
-         SELECT i.instrument_token, i.exchange_token, i.tradingsymbol, i.name, i.last_price, i.expiry, i.strike,
-                i.tick_size, i.lot_size, i.instrument_type, i.segment, i.exchange,
-                (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM cov WHERE a < b) AS cov_from,
-                (SELECT coalesce(array_agg(b ORDER BY a), '{}') FROM cov WHERE a < b) AS cov_to
-         FROM (VALUES ($1::bigint)) AS q(t) LEFT JOIN instruments i ON i.instrument_token = q.t",
+        "SELECT i.instrument_token, i.exchange_token, i.tradingsymbol, i.name, i.last_price, i.expiry, i.strike,
+                i.tick_size, i.lot_size, i.instrument_type, i.segment, i.exchange, c.cov_from, c.cov_to, c.cov_at
+         FROM (VALUES ($1::bigint)) AS q(t)
+         LEFT JOIN instruments i ON i.instrument_token = q.t
+         CROSS JOIN (SELECT coalesce(array_agg(window_from ORDER BY window_from), '{}') AS cov_from,
+                            coalesce(array_agg(window_to ORDER BY window_from), '{}') AS cov_to,
+                            coalesce(array_agg(fetched_at ORDER BY window_from), '{}') AS cov_at
+                     FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3) c",
     )
     .bind(token as i64)
     .bind(from)
     .bind(to)
-    .bind(settle.as_secs_f64())
     .fetch_one(pool)
     .await?;
+    // The instrument columns are all null when the store does not know the token.
     let inst = match row.try_get::<Option<String>, _>("tradingsymbol")? {
-        Some(tradingsymbol) => Some(Instrument {
-            instrument_token: token,
-            exchange_token: row.try_get("exchange_token")?,
-            tradingsymbol,
-            name: row.try_get("name")?,
-            last_price: row.try_get("last_price")?,
-            expiry: row.try_get("expiry")?,
-            strike: row.try_get("strike")?,
-            tick_size: row.try_get("tick_size")?,
-            lot_size: row.try_get("lot_size")?,
-            instrument_type: row.try_get("instrument_type")?,
-            segment: row.try_get("segment")?,
-            exchange: row.try_get("exchange")?,
-        }),
+        Some(_) => Some(<InstrumentRow as sqlx::FromRow<_>>::from_row(&row)?.into()),
         None => None,
     };
     let a: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_from")?;
     let b: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_to")?;
-    Ok((inst, a.into_iter().zip(b).collect()))
+    let at: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_at")?;
+    let covered =
+        a.into_iter().zip(b).zip(at).filter_map(|((a, b), at)| super::runs::trusted(a, b, at, settle)).collect();
+    Ok((inst, covered))
 }
 
 #[derive(sqlx::FromRow)]

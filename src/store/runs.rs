@@ -116,27 +116,39 @@ pub async fn insert_coverage(
     Ok(())
 }
 
-/// Every coverage window ending after `since`, by token then start, with its end pulled back to
-/// `fetched_at - settle`: the last minutes before a fetch are not trusted, so a minute the
-/// source published late is fetched again.
+/// The trusted part of a coverage window fetched at `fetched_at`: its end pulled back to the
+/// whole minute `settle` before the fetch (the last minutes before a fetch are not trusted, so a
+/// minute the source published late is fetched again); `None` when nothing of it is left.
+pub fn trusted(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    fetched_at: DateTime<Utc>,
+    settle: std::time::Duration,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let settled = crate::windows::floor_minute(fetched_at - chrono::Duration::from_std(settle).unwrap_or_default());
+    let end = to.min(settled);
+    (from < end).then_some((from, end))
+}
+
+/// When a coverage window was fetched.
+type CoverageAt = DateTime<Utc>;
+
+/// Every coverage window ending after `since`, by token then start, [`trusted`] part only.
 pub async fn coverage_since(
     pool: &PgPool,
     since: DateTime<Utc>,
     settle: std::time::Duration,
 ) -> sqlx::Result<Vec<(u32, DateTime<Utc>, DateTime<Utc>)>> {
-    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT instrument_token, window_from, LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $2)))
-         FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
+    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>, CoverageAt)> = sqlx::query_as(
+        "SELECT instrument_token, window_from, window_to, fetched_at FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
     )
     .bind(since)
-    .bind(settle.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().filter(|r| r.1 < r.2).map(|(t, a, b)| (t as u32, a, b)).collect())
+    Ok(rows.into_iter().filter_map(|(t, a, b, at)| trusted(a, b, at, settle).map(|(a, b)| (t as u32, a, b))).collect())
 }
 
-/// Coverage windows of `token` that overlap `[from, to)`, sorted by start, each end pulled back to
-/// `fetched_at - settle` as in [`coverage_since`].
+/// Coverage windows of `token` that overlap `[from, to)`, sorted by start, [`trusted`] part only.
 pub async fn find_coverage(
     pool: &PgPool,
     token: u32,
@@ -144,15 +156,14 @@ pub async fn find_coverage(
     to: DateTime<Utc>,
     settle: std::time::Duration,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
-    let rows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT window_from, LEAST(window_to, date_trunc('minute', fetched_at - make_interval(secs => $4))) FROM coverage
+    let rows: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT window_from, window_to, fetched_at FROM coverage
          WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3 ORDER BY window_from",
     )
     .bind(token as i64)
     .bind(from)
     .bind(to)
-    .bind(settle.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().filter(|(a, b)| a < b).collect())
+    Ok(rows.into_iter().filter_map(|(a, b, at)| trusted(a, b, at, settle)).collect())
 }

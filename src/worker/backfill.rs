@@ -218,17 +218,19 @@ pub(super) async fn fetch_with_throttle(
                 tracing::debug!(token, waited_ms = waited.as_millis() as u64, "waited for rate budget");
             }
         }
-        match state.ticker.history(token, window.0, window.1).await {
+        let answer = state.ticker.history(token, window.0, window.1).await;
+        if let Err(e) = &answer {
+            queue::count(&mut redis, &state.settings.queue, &format!("ticker_errors:{}", e.label())).await;
+        }
+        match answer {
             Ok(c) => return Ok(c),
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
-                queue::count(&mut redis, &state.settings.queue, "ticker_errors:throttled").await;
                 let pause = retry_after.unwrap_or(state.settings.throttle_pause);
                 tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
             }
             Err(TickerError::SessionExpired(msg)) => {
-                queue::count(&mut redis, &state.settings.queue, "ticker_errors:session_expired").await;
                 // The next look goes to Redis, and finds the pause.
                 *NOT_PAUSED_AT.lock().expect("pause clock") = None;
                 match queue::pause(&mut redis, &state.settings.queue, &msg).await {
@@ -237,18 +239,9 @@ pub(super) async fn fetch_with_throttle(
                     Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and the pause failed: {e})"))),
                 }
             }
-            Err(e @ TickerError::Unreachable(_)) => {
-                queue::count(&mut redis, &state.settings.queue, "ticker_errors:unreachable").await;
-                return Err(JobError::Pause(e.into()));
-            }
-            Err(e @ TickerError::Transient(_)) => {
-                queue::count(&mut redis, &state.settings.queue, "ticker_errors:transient").await;
-                return Err(JobError::Retry(e.into()));
-            }
-            Err(TickerError::Permanent(msg)) => {
-                queue::count(&mut redis, &state.settings.queue, "ticker_errors:permanent").await;
-                return Err(JobError::GiveUp(msg));
-            }
+            Err(e @ TickerError::Unreachable(_)) => return Err(JobError::Pause(e.into())),
+            Err(e @ TickerError::Transient(_)) => return Err(JobError::Retry(e.into())),
+            Err(TickerError::Permanent(msg)) => return Err(JobError::GiveUp(msg)),
         }
     }
     Err(JobError::Retry(anyhow::anyhow!("ticker kept throttling token {token}")))

@@ -21,7 +21,7 @@ pub(super) async fn find_instrument(
     event: Option<&SubscriptionEvent>,
 ) -> Result<(Instrument, instruments::Source), JobError> {
     let stored = instruments::find_instrument(&state.pool, token).await?;
-    instrument_or_event(stored, token, event)
+    instrument_or_event(stored, token, event).map_err(JobError::GiveUp)
 }
 
 /// The store's row (completed from its symbol where a dump left fields empty), else the
@@ -30,7 +30,7 @@ fn instrument_or_event(
     stored: Option<Instrument>,
     token: u32,
     event: Option<&SubscriptionEvent>,
-) -> Result<(Instrument, instruments::Source), JobError> {
+) -> Result<(Instrument, instruments::Source), String> {
     if let Some(mut inst) = stored {
         // Some dumps leave a derivative's name or expiry empty: its symbol tells them.
         market::complete_from_symbol(&mut inst);
@@ -49,10 +49,10 @@ fn instrument_or_event(
             .then_some((inst, if parsed { instruments::Source::Parsed } else { instruments::Source::Event }))
     });
     from_event.ok_or_else(|| {
-        JobError::GiveUp(format!(
+        format!(
             "unknown instrument {token}: not in instruments and the event carries no tradingsymbol and segment \
              (load the instrument dump with `tickfill instruments load`, then retry the job)"
-        ))
+        )
     })
 }
 
@@ -63,11 +63,8 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // The instrument and what is already stored of the window, in one round trip.
     let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window.0, window.1, s.settle).await?;
-    let (found, lookup_error) = match instrument_or_event(stored, token, Some(event)) {
-        Ok(pair) => (Some(pair), None),
-        Err(e) => (None, Some(e)),
-    };
-    let record = Recording { event, instrument: found.as_ref().map(|(i, s)| (i, *s)) };
+    let found = instrument_or_event(stored, token, Some(event));
+    let record = Recording { event, instrument: found.as_ref().ok().map(|(i, s)| (i, *s)) };
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
         let mut tx = state.pool.begin().await?;
         record_subscription(&mut tx, &record).await?;
@@ -77,11 +74,11 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         tracing::info!(token, "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
-    let prepared = match (&found, lookup_error) {
-        (Some((inst, _)), _) => classify(inst).map_err(JobError::GiveUp),
-        (None, e) => Err(e.unwrap_or_else(|| JobError::GiveUp(format!("instrument {token} not found")))),
+    let prepared = match &found {
+        Ok((inst, _)) => classify(inst),
+        Err(why) => Err(why.clone()),
     };
-    let target = match prepared {
+    let target = match prepared.map_err(JobError::GiveUp) {
         Ok(t) => t,
         Err(e) => {
             record_alone(state, &record).await?;
