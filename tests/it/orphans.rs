@@ -47,6 +47,12 @@ async fn kill_while_running(app: &TestApp, killed_before: &[String]) -> String {
     let new_busy = || async { busy_workers(app).await.into_iter().find(|k| !killed_before.contains(k)) };
     wait_until(30, "a new worker process to run the job", || async { new_busy().await.is_some() }).await;
     let running = new_busy().await.expect("still running");
+    // Claimed is not yet started: wait for its request to reach the ticker, so the handler runs.
+    let runs = killed_before.len() as i64 + 1;
+    wait_until(30, "the job's request at the ticker", || async {
+        app.sim_stats().await["history_requests"].as_i64().unwrap_or(0) >= runs
+    })
+    .await;
     worker.kill().unwrap(); // SIGKILL
     worker.wait().unwrap();
     running

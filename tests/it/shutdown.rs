@@ -46,6 +46,11 @@ async fn sigterm_lets_the_running_job_finish_then_exits() {
     let mut worker = spawn_worker(&app, "30s");
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
     wait_until(15, "the job to be running", || async { app.depths(Lane::Urgent).await.running == 1 }).await;
+    // Claimed is not yet started: wait for its request to reach the ticker.
+    wait_until(15, "the job's request at the ticker", || async {
+        app.sim_stats().await["history_requests"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
     sigterm(&worker);
     let (code, _) = wait_exit(&mut worker, 20).await;
     assert_eq!(code, Some(0));
