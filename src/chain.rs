@@ -365,10 +365,9 @@ mod tests {
 
     #[test]
     fn the_worked_example_gives_max_pain_100_and_pcr_0_7468() {
-        let dir = std::env::var("TICKFILL_FIXTURES")
-            .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let path = format!("{dir}/maxpain/worked_example.json");
-        let text = std::fs::read_to_string(&path).expect("worked example fixture beside the repository");
+        let text = std::fs::read_to_string(&path).expect("tests/fixtures/maxpain/worked_example.json");
         let ex: serde_json::Value = serde_json::from_str(&text).unwrap();
         let strikes: Vec<f64> = serde_json::from_value(ex["strikes"].clone()).unwrap();
         let calls: Vec<i64> = serde_json::from_value(ex["call_oi"].clone()).unwrap();

@@ -399,11 +399,10 @@ mod symbol_tests {
 
     #[test]
     fn every_real_symbol_in_the_kite_samples_agrees_with_its_dump_row() {
-        let dir = std::env::var("TICKFILL_FIXTURES")
-            .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut derivatives = 0;
         for file in ["instruments_all.csv", "instruments_nse.csv"] {
-            let bytes = std::fs::read(format!("{dir}/kite/{file}")).expect("Kite sample dumps beside the repository");
+            let bytes = std::fs::read(format!("{dir}/kite/{file}")).expect("Kite sample dumps in tests/fixtures/kite");
             let (rows, bad) = crate::load::parse_dump(&bytes).unwrap();
             assert!(bad.is_empty());
             for r in rows {

@@ -5,10 +5,9 @@ use crate::helpers::{run_cli, ScratchDb};
 use tickfill::{config::Secret, config::Settings, store};
 
 fn fixture(name: &str) -> String {
-    let dir = std::env::var("TICKFILL_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let path = format!("{dir}/kite/{name}");
-    assert!(std::path::Path::new(&path).exists(), "fixture {path} missing: set TICKFILL_FIXTURES");
+    assert!(std::path::Path::new(&path).exists(), "fixture {path} missing");
     path
 }
 

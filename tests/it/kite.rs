@@ -1,4 +1,4 @@
-//! Kite mode against Kite's own response samples (`../shared/fixtures/kite/`) and the simulator's
+//! Kite mode against Kite's own response samples (`tests/fixtures/kite/`) and the simulator's
 //! Kite route: candles land at their UTC instants, OI is read by array length, errors map to what
 //! the worker should do, and an expired session pauses the queues until `jobs resume`.
 
@@ -17,10 +17,9 @@ use tickfill::{
 use crate::helpers::{run_cli, wait_until, AppOptions, TestApp};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var("TICKFILL_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let path = format!("{dir}/kite/{name}");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e} (set TICKFILL_FIXTURES)"))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 fn at(s: &str) -> DateTime<Utc> {
