@@ -10,7 +10,10 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use sqlx::PgPool;
 
-use crate::store::instruments::{self, Instrument, Source};
+use crate::{
+    domain::instrument::{Instrument, Source},
+    store::instruments,
+};
 
 /// Rows written per statement.
 const BATCH: usize = 5000;

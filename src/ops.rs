@@ -8,9 +8,9 @@ use tickfill_jobs::{Job, Lane, Reason};
 
 use crate::{
     config::Settings,
+    domain::window::{self, floor_minute, Window},
     queue::{self, Producer},
     sweep,
-    windows::{self, floor_minute, Window},
 };
 
 /// Pushes a hand backfill of `[from, to)` for `token`, in chunks the ticker accepts. Each run
@@ -26,7 +26,7 @@ pub async fn push_backfill(
     anyhow::ensure!(window.0 < window.1, "--from must be before --to (after rounding down to the minute)");
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut pushed = Vec::new();
-    for (from, to) in windows::split(window, windows::MAX_CHUNK) {
+    for (from, to) in window::split(window, window::MAX_CHUNK) {
         let job = Job::Backfill { token, from, to, reason: Reason::Manual, force };
         let key = format!("manual:{run}:{}", job.idempotency_key());
         let id = producer.push_as(&job, &key, None).await?;

@@ -16,14 +16,16 @@ use tickfill_jobs::{Job, Reason};
 
 use crate::{
     config::{Settings, TickerApi},
+    domain::{
+        instrument::{Instrument, Source},
+        window::{self, floor_minute, immediate_window, Window},
+    },
     queue::{self, Producer},
     store::{
-        instruments::{self, Instrument},
-        runs,
+        instruments, runs,
         subscriptions::{self, Subscription},
     },
     ticker::TickerClient,
-    windows::{self, floor_minute, immediate_window, Window},
 };
 
 /// How long a sweep leaves a new subscription to its own (urgent) backfill before it fills the
@@ -60,12 +62,12 @@ pub fn plan_gaps(
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        for hole in windows::holes(start, end, covered) {
+        for hole in window::holes(start, end, covered) {
             // A short hole at the live edge fills at the next sweep, in one request with more.
             if hole.1 == end && hole.1 - hole.0 < threshold {
                 continue;
             }
-            for chunk in windows::split(hole, windows::MAX_CHUNK) {
+            for chunk in window::split(hole, window::MAX_CHUNK) {
                 gaps.push(Gap { token: *token, window: chunk });
             }
         }
@@ -158,7 +160,7 @@ pub async fn reconcile(
                 segment: Some(seg.clone()),
                 ..Default::default()
             };
-            instruments::insert_instrument_if_absent(&mut tx, &inst, instruments::Source::Event).await?;
+            instruments::insert_instrument_if_absent(&mut tx, &inst, Source::Event).await?;
         }
         report.added.push(s.instrument_token);
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     config::{Settings, TickerApi},
-    market::Candle,
+    domain::market::Candle,
 };
 
 /// What went wrong with a history request, sorted by what the caller should do about it.

@@ -6,6 +6,7 @@
 //! - [`Job`]: the payloads, one variant per kind of work.
 //! - [`SubscriptionEvent`]: a validated subscription announcement from the ticker service.
 //! - [`Job::idempotency_key`]: the key derived from a job's content, so two producers push it once.
+//! - [`InstrumentToken`]: a validated instrument token.
 //! - [`queue_name`]: Redis queue names, always under the deployment's namespace.
 //!
 //! A worker that meets a schema version it does not know refuses the job with
@@ -38,6 +39,70 @@ impl Lane {
 /// The Redis queue name of one lane inside a deployment's namespace (`TICKFILL_QUEUE`).
 pub fn queue_name(namespace: &str, lane: Lane) -> String {
     format!("{namespace}:{}", lane.as_str())
+}
+
+/// An instrument token: 1 … 2³²−1, as the ticker service and Kite number instruments. It is a
+/// bare number on the wire (serde transparent), so payloads read the same as before it existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u32")]
+pub struct InstrumentToken(u32);
+
+/// Why a value is not an instrument token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("instrument token {0} is outside 1 … 4294967295")]
+    OutOfRange(u64),
+    #[error("instrument token {0:?} is not a whole number 1 … 4294967295")]
+    NotANumber(String),
+}
+
+impl InstrumentToken {
+    /// The token `n`, if it is one (0 and anything above 2³²−1 are not).
+    pub fn new(n: u64) -> Result<Self, TokenError> {
+        match u32::try_from(n) {
+            Ok(t) if t > 0 => Ok(InstrumentToken(t)),
+            _ => Err(TokenError::OutOfRange(n)),
+        }
+    }
+
+    /// Parses a string of ASCII digits (surrounding blanks allowed).
+    pub fn parse(s: &str) -> Result<Self, TokenError> {
+        let t = s.trim();
+        if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TokenError::NotANumber(s.chars().take(40).collect()));
+        }
+        t.parse::<u64>().map_err(|_| TokenError::OutOfRange(u64::MAX)).and_then(Self::new)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for InstrumentToken {
+    type Error = TokenError;
+    fn try_from(n: u64) -> Result<Self, TokenError> {
+        Self::new(n)
+    }
+}
+
+impl From<InstrumentToken> for u32 {
+    fn from(t: InstrumentToken) -> u32 {
+        t.0
+    }
+}
+
+impl std::str::FromStr for InstrumentToken {
+    type Err = TokenError;
+    fn from_str(s: &str) -> Result<Self, TokenError> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for InstrumentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// What a subscription event announced.

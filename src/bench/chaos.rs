@@ -22,7 +22,7 @@ use serde_json::json;
 use tickfill_jobs::Lane;
 
 use super::procs::{free_port, wait_for, Fleet};
-use crate::{dead, load, queue, shutdown::Shutdown, sim, store, windows::floor_minute};
+use crate::{dead, domain::window::floor_minute, load, queue, shutdown::Shutdown, sim, store};
 
 /// What to run.
 pub struct ChaosOptions {

@@ -226,13 +226,14 @@ async fn direct_baseline(
     gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
-    let (from, to) = crate::windows::immediate_window(Utc::now() - chrono::Duration::days(1), settings.window_minutes);
+    let (from, to) =
+        crate::domain::window::immediate_window(Utc::now() - chrono::Duration::days(1), settings.window_minutes);
     let mut out = Vec::with_capacity(tokens.len());
     let mut pace = tokio::time::interval(gap);
     for token in tokens {
         pace.tick().await;
         let inst = store::instruments::find_instrument(pool, *token).await?.context("instrument missing")?;
-        let target = crate::market::classify(&inst).map_err(anyhow::Error::msg)?;
+        let target = crate::domain::market::classify(&inst).map_err(anyhow::Error::msg)?;
         let started = std::time::Instant::now();
         let candles = client.history(*token, from, to).await?;
         let mut tx = pool.begin().await?;
@@ -266,7 +267,7 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
     settings.reconcile = false;
     let pool = store::connect(db_url, 4).await?;
     store::migrate(&pool).await?;
-    let now = crate::windows::floor_minute(Utc::now());
+    let now = crate::domain::window::floor_minute(Utc::now());
     let subscribed_at = now;
     sqlx::query(
         "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, subscribed_at, source)
@@ -390,12 +391,12 @@ async fn chain_in(db_url: &str, strikes: usize, minutes: usize) -> anyhow::Resul
     let mut rows = 0;
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        rows = crate::chain::rebuild(&pool, "BENCH", expiry, (from, to)).await?;
+        rows = crate::store::chain::rebuild(&pool, "BENCH", expiry, (from, to)).await?;
         rebuild.push(t.elapsed().as_secs_f64() * 1000.0);
 
         let t = std::time::Instant::now();
-        let chain = crate::chain::read_chain(&pool, "BENCH", expiry, from, to).await?;
-        let prepared = crate::chain::Prepared::from_chain(&chain);
+        let chain = crate::store::chain::read_chain(&pool, "BENCH", expiry, from, to).await?;
+        let prepared = crate::store::chain::Prepared::from_chain(&chain);
         compute.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = std::time::Instant::now();
         let mut tx = pool.begin().await?;

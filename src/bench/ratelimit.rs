@@ -16,7 +16,7 @@ use super::{
     procs::{wait_for, Fleet},
     sim_and_store, with_processes,
 };
-use crate::{config::Settings, queue, shutdown::Shutdown, windows::immediate_window};
+use crate::{config::Settings, domain::window::immediate_window, queue, shutdown::Shutdown};
 
 /// What to run.
 pub struct RateOptions {

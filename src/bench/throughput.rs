@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     config::Settings,
-    market::{classify, BarTarget, Candle},
+    domain::market::{classify, BarTarget, Candle},
     queue,
     shutdown::Shutdown,
     store::{

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
-use crate::market::{BarTarget, Candle};
+use crate::domain::market::{BarTarget, Candle};
 
 /// Upserts the candles of one instrument into the table its target names; returns rows written.
 pub async fn upsert_bars(

@@ -3,40 +3,7 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-/// One row of the instrument dump.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Instrument {
-    pub instrument_token: u32,
-    pub exchange_token: Option<i64>,
-    pub tradingsymbol: String,
-    pub name: Option<String>,
-    pub last_price: Option<f64>,
-    pub expiry: Option<NaiveDate>,
-    pub strike: Option<f64>,
-    pub tick_size: Option<f64>,
-    pub lot_size: Option<i32>,
-    pub instrument_type: Option<String>,
-    pub segment: Option<String>,
-    pub exchange: Option<String>,
-}
-
-/// Where an `instruments` row came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Dump,
-    Event,
-    Parsed,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Dump => "dump",
-            Source::Event => "event",
-            Source::Parsed => "parsed",
-        }
-    }
-}
+use crate::domain::instrument::{Instrument, Source};
 
 /// Upserts a batch of instruments in one statement; returns the rows written.
 pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {

@@ -5,10 +5,12 @@
 //! - `subscriptions`: what the ticker service has subscribed.
 //! - `bars`: minute, futures and option bars, upserted on their natural keys.
 //! - `runs`: `backfill_runs` and `coverage`.
+//! - `chain`: the option-chain tables (strike distribution, expiry metrics).
 //!
 //! Every write of a backfill happens in one transaction: bars, run row and coverage together.
 
 pub mod bars;
+pub mod chain;
 pub mod instruments;
 pub mod runs;
 pub mod subscriptions;

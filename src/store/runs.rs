@@ -125,7 +125,8 @@ pub fn trusted(
     fetched_at: DateTime<Utc>,
     settle: std::time::Duration,
 ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let settled = crate::windows::floor_minute(fetched_at - chrono::Duration::from_std(settle).unwrap_or_default());
+    let settled =
+        crate::domain::window::floor_minute(fetched_at - chrono::Duration::from_std(settle).unwrap_or_default());
     let end = to.min(settled);
     (from < end).then_some((from, end))
 }

@@ -107,7 +107,7 @@ pub(super) async fn backfill(
         (Some(c), false) => c.clone(),
         (None, false) => runs::find_coverage(&state.pool, token, window.0, window.1, state.settings.settle).await?,
     };
-    let holes = windows::holes(window.0, window.1, &covered);
+    let holes = window::holes(window.0, window.1, &covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else {
         let mut tx = state.pool.begin().await?;
         if let Some(r) = &ctx.record {
@@ -121,7 +121,7 @@ pub(super) async fn backfill(
     };
     // One request for the span of the holes: fewer requests beat skipping a covered middle.
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
-    let fetch = (windows::floor_minute(first.0), last.1);
+    let fetch = (window::floor_minute(first.0), last.1);
     let candles = match fetch_with_throttle(state, token, fetch, ctx.reason.lane()).await {
         Ok(c) => c,
         Err(e) => {
@@ -206,7 +206,7 @@ pub(super) async fn fetch_with_throttle(
     token: u32,
     window: (DateTime<Utc>, DateTime<Utc>),
     lane: Lane,
-) -> Result<Vec<crate::market::Candle>, JobError> {
+) -> Result<Vec<crate::domain::market::Candle>, JobError> {
     let mut redis = state.redis.clone();
     let mut throttled = 0;
     while throttled < MAX_THROTTLE_WAITS {

@@ -69,7 +69,7 @@ pub(super) async fn rebuild_chain(
             _ => {}
         }
     }
-    let rows = crate::chain::rebuild(&state.pool, underlying, expiry, window).await?;
+    let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window).await?;
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", "fo_strike_distribution")).inc_by(rows);
     let run = Run {
         job_id: &meta.id,

@@ -32,18 +32,20 @@ use sweep_job::*;
 use crate::{
     budget::Budget,
     config::Settings,
-    market::{self, classify, BarTarget},
+    domain::{
+        instrument::{Instrument, Source},
+        market::{classify, BarTarget},
+        window::{self, subscription_window},
+    },
     metrics,
     queue::{self, Producer},
     shutdown::Shutdown,
     store::{
-        self, bars,
-        instruments::{self, Instrument},
+        self, bars, instruments,
         runs::{self, Outcome, Run},
         subscriptions::{self, Subscription},
     },
     ticker::{TickerClient, TickerError},
-    windows::{self, subscription_window},
 };
 
 /// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).

@@ -19,7 +19,7 @@ pub(super) async fn find_instrument(
     state: &WorkerState,
     token: u32,
     event: Option<&SubscriptionEvent>,
-) -> Result<(Instrument, instruments::Source), JobError> {
+) -> Result<(Instrument, Source), JobError> {
     let stored = instruments::find_instrument(&state.pool, token).await?;
     instrument_or_event(stored, token, event).map_err(JobError::GiveUp)
 }
@@ -30,11 +30,11 @@ fn instrument_or_event(
     stored: Option<Instrument>,
     token: u32,
     event: Option<&SubscriptionEvent>,
-) -> Result<(Instrument, instruments::Source), String> {
+) -> Result<(Instrument, Source), String> {
     if let Some(mut inst) = stored {
         // Some dumps leave a derivative's name or expiry empty: its symbol tells them.
-        market::complete_from_symbol(&mut inst);
-        return Ok((inst, instruments::Source::Dump));
+        crate::domain::symbol::complete_from_symbol(&mut inst);
+        return Ok((inst, Source::Dump));
     }
     let from_event = event.and_then(|e| {
         let mut inst = Instrument {
@@ -43,10 +43,8 @@ fn instrument_or_event(
             segment: e.segment.clone(),
             ..Default::default()
         };
-        let parsed = market::complete_from_symbol(&mut inst);
-        inst.segment
-            .is_some()
-            .then_some((inst, if parsed { instruments::Source::Parsed } else { instruments::Source::Event }))
+        let parsed = crate::domain::symbol::complete_from_symbol(&mut inst);
+        inst.segment.is_some().then_some((inst, if parsed { Source::Parsed } else { Source::Event }))
     });
     from_event.ok_or_else(|| {
         format!(
@@ -100,7 +98,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
 /// A subscription to record in the same transaction as its backfill: one commit per job.
 pub(super) struct Recording<'a> {
     pub(super) event: &'a SubscriptionEvent,
-    pub(super) instrument: Option<(&'a Instrument, instruments::Source)>,
+    pub(super) instrument: Option<(&'a Instrument, Source)>,
 }
 
 pub(super) async fn record_subscription(
@@ -109,7 +107,7 @@ pub(super) async fn record_subscription(
 ) -> sqlx::Result<()> {
     subscriptions::activate_subscription(tx, &subscription(r.event)).await?;
     if let Some((inst, source)) = r.instrument {
-        if source != instruments::Source::Dump {
+        if source != Source::Dump {
             instruments::insert_instrument_if_absent(tx, inst, source).await?;
         }
     }

@@ -96,3 +96,36 @@ async fn a_full_dump_retires_only_its_own_segments_and_bad_rows_are_reported_by_
     assert_eq!(count(&db, "SELECT lot_size::bigint FROM instruments WHERE instrument_token = 3813889").await, 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The tradingsymbol parser (the fallback for dumps that leave derivatives' columns empty) reads
+/// every real derivative symbol of Kite's sample dumps as their rows say.
+#[test]
+fn every_real_symbol_in_the_kite_samples_agrees_with_its_dump_row() {
+    let mut derivatives = 0;
+    for file in ["instruments_all.csv", "instruments_nse.csv"] {
+        let bytes = std::fs::read(fixture(file)).unwrap();
+        let (rows, bad) = tickfill::load::parse_dump(&bytes).unwrap();
+        assert!(bad.is_empty());
+        for r in rows {
+            let parsed = tickfill::domain::symbol::parse_tradingsymbol(&r.tradingsymbol);
+            let seg = r.segment.as_deref().unwrap_or("");
+            if seg.ends_with("-OPT") || seg.ends_with("-FUT") {
+                let p = parsed.unwrap_or_else(|| panic!("{} did not parse", r.tradingsymbol));
+                // These old dumps leave `name` empty for derivatives: the symbol's letters are the name.
+                let name = r
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| r.tradingsymbol.chars().take_while(|c| !c.is_ascii_digit()).collect());
+                assert_eq!(p.underlying, tickfill::domain::market::normalise_underlying(&name), "{}", r.tradingsymbol);
+                assert_eq!(Some(p.expiry), r.expiry, "{}", r.tradingsymbol);
+                assert_eq!(p.strike, r.strike, "{}", r.tradingsymbol);
+                assert_eq!(Some(p.instrument_type), r.instrument_type.as_deref(), "{}", r.tradingsymbol);
+                assert_eq!(p.segment, seg, "{}", r.tradingsymbol);
+                derivatives += 1;
+            } else {
+                assert_eq!(parsed, None, "{} is not a derivative", r.tradingsymbol);
+            }
+        }
+    }
+    assert_eq!(derivatives, 25);
+}

@@ -207,7 +207,7 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     let state = tickfill::worker::build_state(stale.clone(), None).await.unwrap();
     let stop_stale = app.shutdown.child();
     let stale_worker = tokio::spawn(tickfill::worker::run(state, stop_stale.clone()));
-    let to = tickfill::windows::floor_minute(Utc::now());
+    let to = tickfill::domain::window::floor_minute(Utc::now());
     let job = Job::Backfill { token: 256265, from: to - Duration::hours(1), to, reason: Reason::Manual, force: false };
     app.push(&job).await;
     let mut redis = app.redis.clone();

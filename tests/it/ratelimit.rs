@@ -4,9 +4,9 @@
 
 use chrono::{Duration, Utc};
 use tickfill::{
+    domain::window::floor_minute,
     jobs::{Job, Reason},
     sim::SimOptions,
-    windows::floor_minute,
 };
 
 use crate::helpers::{spawn_worker_process, AppOptions, TestApp};

@@ -1,7 +1,7 @@
 //! A subscription event becomes the simulator's candles in the right table.
 
 use chrono::{DateTime, Utc};
-use tickfill::windows::immediate_window;
+use tickfill::domain::window::immediate_window;
 
 use crate::helpers::{AppOptions, TestApp};
 

@@ -236,7 +236,7 @@ async fn a_ninety_day_hand_backfill_makes_two_history_requests() {
         ..Default::default()
     })
     .await;
-    let to = tickfill::windows::floor_minute(Utc::now());
+    let to = tickfill::domain::window::floor_minute(Utc::now());
     let from = to - Duration::days(90);
     let (code, out, err) = run_cli(
         &app.settings,

@@ -1,0 +1,61 @@
+//! `tickfill backfill`: a hand backfill of one instrument's window (or `backfill cancel`).
+
+use clap::Subcommand;
+use tickfill::{config::Settings, ops, queue, store};
+
+use crate::args::instant;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackfillArgs {
+    #[command(subcommand)]
+    command: Option<BackfillCommand>,
+    #[arg(long)]
+    token: Option<u32>,
+    /// Start (RFC 3339), inclusive.
+    #[arg(long, value_parser = instant)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End (RFC 3339), exclusive.
+    #[arg(long, value_parser = instant)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Fetch again even where coverage says the window is stored (the source revises candles).
+    #[arg(long)]
+    force: bool,
+    /// Push the jobs and return without waiting for them.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BackfillCommand {
+    /// Drop the pending backfills of a token.
+    Cancel {
+        #[arg(long)]
+        token: u32,
+    },
+}
+
+pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
+    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    if let Some(BackfillCommand::Cancel { token }) = a.command {
+        let n = ops::cancel_backfills(&mut conn, &settings.queue, token).await?;
+        println!("cancelled {n} pending backfill(s) of {token}");
+        return Ok(());
+    }
+    let (Some(token), Some(from), Some(to)) = (a.token, a.from, a.to) else {
+        anyhow::bail!("backfill needs --token, --from and --to (or: backfill cancel --token T)");
+    };
+    anyhow::ensure!(token > 0, "--token must be 1 … 4294967295");
+    let mut producer = queue::Producer::new(conn, &settings);
+    let chunks = ops::push_backfill(&mut producer, token, (from, to), a.force).await?;
+    println!("pushed {} backfill job(s) for {token}", chunks.len());
+    let job_ids: Vec<String> = chunks.into_iter().map(|(_, id)| id).collect();
+    if a.no_wait {
+        return Ok(());
+    }
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let (rows, dead) = ops::wait_for_backfill(&pool, &job_ids).await?;
+    println!("{rows} rows stored");
+    anyhow::ensure!(dead == 0, "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error");
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `tickfill bench …`: the measurements, each printing one JSON line.
+
+use clap::Subcommand;
+use tickfill::{bench, config::Settings};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// PUBLISH → committed rows latency for distinct instruments.
+    Latency {
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Events published per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
+    /// Rebuilding one expiry's chain for a day beside a bare write of the same rows.
+    Chain {
+        #[arg(long, default_value_t = 100)]
+        strikes: usize,
+        #[arg(long, default_value_t = 375)]
+        minutes: usize,
+    },
+    /// The whole system under faults, on a PostgreSQL and a Redis of its own: worker kills,
+    /// restarts of a bridge, PostgreSQL and Redis; then completeness against the simulator.
+    Chaos {
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value = "120s", value_parser = tickfill::config::parse_duration)]
+        duration: std::time::Duration,
+        /// The fleet's TICKER_RATE_LIMIT during the run.
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+    },
+    /// Worker processes sharing one rate budget behind a bulk backlog, urgent jobs at 1/s.
+    Ratelimit {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+        #[arg(long, default_value = "60s", value_parser = tickfill::config::parse_duration)]
+        duration: std::time::Duration,
+        /// Bulk jobs queued ahead of the urgent ones.
+        #[arg(long, default_value_t = 1000)]
+        backlog: usize,
+    },
+    /// Events for N instruments through bridge, queue, workers and store, beside a bare Redis
+    /// queue and a bare upsert of the same rows.
+    Throughput {
+        #[arg(long, default_value_t = 2000)]
+        instruments: usize,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Reloading an instrument dump over an existing table, beside a raw COPY of the same file.
+    Instruments {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
+    /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
+    Sweep {
+        #[arg(long, default_value_t = 2000)]
+        subscriptions: usize,
+    },
+}
+
+pub async fn run(settings: Settings, command: BenchCommand) -> anyhow::Result<()> {
+    let line = match command {
+        BenchCommand::Chain { strikes, minutes } => {
+            anyhow::ensure!(strikes > 0 && minutes > 0, "--strikes and --minutes must be positive");
+            bench::chain(settings, strikes, minutes).await?
+        }
+        BenchCommand::Sweep { subscriptions } => {
+            anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
+            bench::sweep(settings, subscriptions).await?
+        }
+        BenchCommand::Chaos { events, workers, duration, limit } => {
+            anyhow::ensure!(limit > 0, "--limit must be positive");
+            let window_minutes = settings.window_minutes;
+            bench::chaos::run(bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes }).await?
+        }
+        BenchCommand::Ratelimit { workers, limit, duration, backlog } => {
+            bench::ratelimit::run(settings, bench::ratelimit::RateOptions { workers, limit, duration, backlog }).await?
+        }
+        BenchCommand::Throughput { instruments, workers } => {
+            let concurrency = settings.concurrency;
+            let opts = bench::throughput::ThroughputOptions { instruments, workers, concurrency };
+            bench::throughput::run(settings, opts).await?
+        }
+        BenchCommand::Instruments { rows } => bench::instruments::run(settings, rows).await?,
+        BenchCommand::Latency { events, rate } => {
+            anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");
+            bench::latency(settings, events, rate).await?
+        }
+    };
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `tickfill instruments load`: upsert a Kite instrument dump.
+
+use clap::Subcommand;
+use tickfill::{config::Settings, load, store};
+
+#[derive(Subcommand)]
+pub enum InstrumentsCommand {
+    /// Upsert a Kite instrument dump (file path, http(s) URL, or - for stdin).
+    Load {
+        source: String,
+        /// The dump lists all of its segments: their instruments it omits become inactive.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Result<()> {
+    let InstrumentsCommand::Load { source, full } = command;
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let bytes = load::read_source(&source).await?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = load::load_with(&pool, &bytes, full, |done, total| {
+        if interactive {
+            tickfill::ops::draw_progress(done, total, "rows");
+        }
+    })
+    .await?;
+    for (line, why) in &report.rejected {
+        eprintln!("line {line}: {why}");
+    }
+    println!(
+        "{} rows read: {} inserted, {} updated, {} unchanged, {} rejected",
+        report.rows,
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.rejected.len()
+    );
+    match (&report.deactivated, &report.full_skipped) {
+        (Some(n), _) => println!("--full: {n} instrument(s) of the dump's segments no longer listed, now inactive"),
+        (None, Some(why)) => println!("--full: nothing deactivated: {why}"),
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The `tickfill` binary: parses the command line and hands it to the module of its command
+//! group. One process or operator task per subcommand; the work itself lives in the library.
+
+mod args;
+mod backfill;
+mod bench;
+mod events;
+mod instruments;
+mod jobs;
+mod processes;
+mod sim;
+mod status;
+
+use clap::{Parser, Subcommand};
+use tickfill::{config::Settings, telemetry};
+
+#[derive(Parser)]
+#[command(name = "tickfill", version, about = "Durable 1-minute history backfill for subscribed instruments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply database migrations.
+    Migrate,
+    /// Turn subscription events on Redis pub/sub into jobs.
+    Bridge,
+    /// Run the worker pool.
+    Worker,
+    /// Push a sweep job at every tick of SWEEP_INTERVAL.
+    Scheduler,
+    /// Backfill a window of one instrument by hand (or `backfill cancel`).
+    Backfill(backfill::BackfillArgs),
+    /// An option chain at a minute: per-strike calls and puts, PCR and max pain.
+    Chain {
+        #[arg(long)]
+        underlying: String,
+        #[arg(long)]
+        expiry: chrono::NaiveDate,
+        /// The minute to show (RFC 3339); default the latest.
+        #[arg(long, value_parser = args::instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per active subscription: newest bar, its age, coverage holes, last outcome.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole pipeline locally (migrations, simulator, instruments, bridge, worker).
+    Dev,
+    /// Serve the ticker-service simulator.
+    Sim(sim::SimArgs),
+    /// Instrument dump operations.
+    Instruments {
+        #[command(subcommand)]
+        command: instruments::InstrumentsCommand,
+    },
+    /// Queue operations: dead letters and figures.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
+    /// Event operations.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// Measurements (each prints one JSON line).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tickfill: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log_level, settings.log_format);
+    match dispatch(cli.command, settings).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tickfill: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => processes::migrate(settings).await,
+        Command::Bridge => processes::bridge(settings).await,
+        Command::Worker => processes::worker(settings).await,
+        Command::Scheduler => processes::scheduler(settings).await,
+        Command::Dev => processes::dev(settings).await,
+        Command::Sim(a) => sim::run(settings, a).await,
+        Command::Backfill(a) => backfill::run(settings, a).await,
+        Command::Status { json } => status::run_status(settings, json).await,
+        Command::Chain { underlying, expiry, at, json } => {
+            status::run_chain(settings, &underlying, expiry, at, json).await
+        }
+        Command::Instruments { command } => instruments::run(settings, command).await,
+        Command::Jobs { command } => jobs::run(settings, command).await,
+        Command::Events { command } => events::run(settings, command).await,
+        Command::Bench { command } => bench::run(settings, command).await,
+    }
+}

@@ -1,0 +1,54 @@
+//! `tickfill sim`: the ticker-service simulator.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tickfill::{config::Settings, shutdown::Shutdown, sim};
+
+use crate::args::fraction;
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Add N synthetic instruments to the universe.
+    #[arg(long, default_value_t = 0)]
+    universe: usize,
+    #[arg(long, value_enum, default_value = "always")]
+    calendar: sim::Calendar,
+    /// Fraction of history requests answered 502.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    error_rate: f64,
+    /// Fraction of history requests answered 429 with Retry-After: 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    throttle_rate: f64,
+    /// Added latency, MIN..MAX or one value, in ms.
+    #[arg(long, value_parser = sim::parse_latency)]
+    latency_ms: Option<(u64, u64)>,
+    /// Answer 429 to history requests above N per second.
+    #[arg(long)]
+    max_rps: Option<u32>,
+    /// The only access token Kite's route accepts (others get 403 TokenException).
+    #[arg(long)]
+    kite_access_token: Option<String>,
+}
+
+/// Serves the simulator on `--listen` until SIGTERM or SIGINT.
+pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let opts = sim::SimOptions {
+        universe: a.universe,
+        calendar: a.calendar,
+        error_rate: a.error_rate,
+        throttle_rate: a.throttle_rate,
+        latency_ms: a.latency_ms.unwrap_or((0, 0)),
+        max_rps: a.max_rps,
+        kite_access_token: a.kite_access_token,
+        redis_url: Some(settings.redis_url.expose().to_string()),
+        channel_prefix: settings.channel_prefix.clone(),
+    };
+    let listener =
+        tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("failed to bind {}", a.listen))?;
+    sim::serve(listener, opts, shutdown).await
+}

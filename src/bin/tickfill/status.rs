@@ -1,0 +1,94 @@
+//! `tickfill status` and `tickfill chain`: what the store holds, for a person or as JSON.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tickfill::{config::Settings, domain::market::normalise_underlying, ops, store};
+
+/// Per active subscription: newest bar, its age, coverage holes, last outcome.
+pub async fn run_status(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let rows = ops::status(&pool, &settings, Utc::now()).await?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print_status(&rows);
+    }
+    Ok(())
+}
+
+/// One expiry's chain at a minute (default the latest).
+pub async fn run_chain(
+    settings: Settings,
+    underlying: &str,
+    expiry: NaiveDate,
+    at: Option<DateTime<Utc>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let symbol = normalise_underlying(underlying);
+    let view = store::chain::view(&pool, &symbol, expiry, at.unwrap_or_else(Utc::now)).await?;
+    match (view, json) {
+        (None, true) => println!("null"),
+        (None, false) => println!("no chain metrics for {symbol} {expiry}"),
+        (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+        (Some(v), false) => print_chain(&v),
+    }
+    Ok(())
+}
+
+fn print_status(rows: &[ops::SubscriptionStatus]) {
+    if rows.is_empty() {
+        println!("no active subscriptions");
+        return;
+    }
+    println!(
+        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8}  last run",
+        "token", "symbol", "newest bar (UTC)", "age", "holes", "missing"
+    );
+    for r in rows {
+        println!(
+            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m  {}",
+            r.instrument_token,
+            r.tradingsymbol.as_deref().unwrap_or("?"),
+            r.newest_bar.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into()),
+            r.newest_bar_age_s.map(|s| format!("{}m{:02}s", s / 60, s % 60)).unwrap_or_else(|| "-".into()),
+            r.holes,
+            r.missing_minutes,
+            r.last_outcome.as_deref().unwrap_or("-"),
+        );
+    }
+}
+
+fn print_chain(v: &store::chain::ChainView) {
+    let f = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    let i = |x: Option<i64>| x.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "{} {}  at {}  underlying {}  PCR(OI) {}  PCR(vol) {}  max pain {}",
+        v.symbol,
+        v.expiry,
+        v.time.format("%Y-%m-%d %H:%M UTC"),
+        f(v.underlying_close),
+        v.pcr_oi.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
+        v.pcr_volume.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
+        f(v.max_pain)
+    );
+    println!(
+        "{:>10} {:>8} {:>10} {:>6} | {:>9} | {:>6} {:>10} {:>8} {:>10}",
+        "call OI", "vol", "close", "IV", "strike", "IV", "close", "vol", "put OI"
+    );
+    for s in &v.strikes {
+        let mark = if Some(s.strike) == v.max_pain { "*" } else { " " };
+        println!(
+            "{:>10} {:>8} {:>10} {:>6} |{mark}{:>8.1} | {:>6} {:>10} {:>8} {:>10}",
+            i(s.call_oi),
+            i(s.call_volume),
+            f(s.call_close),
+            f(s.call_iv),
+            s.strike,
+            f(s.put_iv),
+            f(s.put_close),
+            i(s.put_volume),
+            i(s.put_oi)
+        );
+    }
+    println!("{:>10} total call OI, {} total put OI; * = max pain", v.call_oi, v.put_oi);
+}

@@ -1,0 +1,15 @@
+//! The domain: pure types and rules, no I/O. Nothing here imports the store, the queue, the
+//! ticker client, the worker or the admin API; they all import this.
+//!
+//! Layout:
+//! - `instrument`: an instrument dump row, its source, the instrument token.
+//! - `market`: candles, the bar table an instrument's bars go to, underlying names.
+//! - `symbol`: tradingsymbol parsing and the exchanges' expiry rules.
+//! - `window`: half-open time windows: minute alignment, holes, chunks.
+//! - `chain`: option-chain math: strike rows, PCR, max pain.
+
+pub mod chain;
+pub mod instrument;
+pub mod market;
+pub mod symbol;
+pub mod window;
