@@ -15,7 +15,7 @@ use axum::{
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::{bridge, config::Settings, dead, metrics, queue, scheduler::Interval, shutdown::Shutdown, store};
+use crate::{bridge, config::Settings, metrics, queue, scheduler::Interval, shutdown::Shutdown, store};
 
 /// What the admin handlers reach.
 #[derive(Clone)]
@@ -121,16 +121,16 @@ async fn refresh_gauges(s: &AdminState) {
     let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
     metrics::set_up("redis", redis_ok);
     if redis_ok {
-        if let Ok(lanes) = dead::stats(&mut conn, ns).await {
+        if let Ok(lanes) = queue::stats::stats(&mut conn, ns).await {
             for l in lanes {
                 for (state, n) in [("pending", l.pending), ("scheduled", l.scheduled), ("running", l.running)] {
                     m.queue_depth
                         .get_or_create(&[("lane", l.lane.to_string()), ("state", state.to_string())])
                         .set(n as i64);
                 }
-                m.dead_jobs.get_or_create(&metrics::l1("lane", l.lane)).set(l.dead as i64);
+                m.dead_jobs.get_or_create(&metrics::l1("lane", l.lane.as_str())).set(l.dead as i64);
                 m.queue_oldest_pending
-                    .get_or_create(&metrics::l1("lane", l.lane))
+                    .get_or_create(&metrics::l1("lane", l.lane.as_str()))
                     .set(l.oldest_pending_age_s.unwrap_or(0.0));
             }
         }
@@ -164,39 +164,39 @@ async fn refresh_gauges(s: &AdminState) {
 }
 
 async fn stats(State(s): State<Shared>) -> Response {
-    match dead::stats(&mut s.redis.clone(), &s.settings.queue).await {
+    match queue::stats::stats(&mut s.redis.clone(), &s.settings.queue).await {
         Ok(st) => Json(st).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn list_dead(State(s): State<Shared>) -> Response {
-    match dead::list(&mut s.redis.clone(), &s.settings.queue).await {
+    match queue::dead::list(&mut s.redis.clone(), &s.settings.queue).await {
         Ok(list) => Json(list).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn show_dead(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    match dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await {
+    match queue::dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await {
         Ok(Some(d)) => Json(d).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
         Err(e) => internal(e),
     }
 }
 
-async fn retry(s: &AdminState, pick: impl Fn(&dead::DeadJob) -> bool) -> Response {
+async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> Response {
     let mut conn = s.redis.clone();
-    let list = match dead::list(&mut conn, &s.settings.queue).await {
+    let list = match queue::dead::list(&mut conn, &s.settings.queue).await {
         Ok(l) => l,
         Err(e) => return internal(e),
     };
-    let chosen: Vec<dead::DeadJob> = list.into_iter().filter(|d| pick(d)).collect();
+    let chosen: Vec<queue::dead::DeadJob> = list.into_iter().filter(|d| pick(d)).collect();
     if chosen.is_empty() {
         return error(StatusCode::NOT_FOUND, "no such dead job");
     }
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
-    match dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await {
+    match queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await {
         Ok(ids) => Json(json!({"retried": ids.len(), "new_ids": ids})).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
     }
@@ -216,7 +216,7 @@ async fn operator_page() -> Response {
 }
 
 async fn running(State(s): State<Shared>) -> Response {
-    match dead::running(&mut s.redis.clone(), &s.settings.queue, 200).await {
+    match queue::stats::running(&mut s.redis.clone(), &s.settings.queue, 200).await {
         Ok(list) => Json(list).into_response(),
         Err(e) => internal(e),
     }
@@ -285,7 +285,7 @@ async fn delete_dead(State(s): State<Shared>, headers: HeaderMap, Path(id): Path
     if let Some(r) = refuse(&s, &headers) {
         return r;
     }
-    match dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await {
+    match queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await {
         Ok(true) => Json(json!({"deleted": id})).into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
         Err(e) => internal(e),
@@ -306,7 +306,7 @@ async fn purge(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<Purg
         Some(Ok(d)) => Some(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
     };
-    match dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await {
+    match queue::dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await {
         Ok(n) => Json(json!({"purged": n})).into_response(),
         Err(e) => internal(e),
     }

@@ -152,7 +152,7 @@ pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, p
         "truncated": payload.len() > keep,
         "message": String::from_utf8_lossy(&payload[..payload.len().min(keep)]),
     });
-    let key = queue::rejected_key(ns);
+    let key = queue::keys::rejected(ns);
     let r: redis::RedisResult<()> = redis::pipe()
         .lpush(&key, entry.to_string())
         .ignore()
@@ -172,7 +172,7 @@ pub async fn list_rejected(
     ns: &str,
     limit: isize,
 ) -> anyhow::Result<Vec<Value>> {
-    let raw: Vec<String> = conn.lrange(queue::rejected_key(ns), 0, limit.max(1) - 1).await?;
+    let raw: Vec<String> = conn.lrange(queue::keys::rejected(ns), 0, limit.max(1) - 1).await?;
     Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
 
@@ -211,7 +211,7 @@ pub async fn handle_message(
 
 /// Runs the bridge until `shutdown` fires. Reconnects with capped exponential backoff.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let channel = format!("{}:events", settings.channel_prefix);
+    let channel = queue::keys::events_channel(&settings.channel_prefix);
     if !settings.subscription_events_enabled {
         tracing::warn!("SUBSCRIPTION_EVENTS_ENABLED=false: the bridge idles and queues nothing");
         shutdown.wait().await;

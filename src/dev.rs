@@ -46,7 +46,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let scheduler_task = tokio::spawn(scheduler::run(settings.clone(), shutdown.clone()));
 
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
-    let channel = format!("{}:events", settings.channel_prefix);
+    let channel = crate::queue::keys::events_channel(&settings.channel_prefix);
     while queue::subscribers(&mut conn, &channel).await? < 1 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

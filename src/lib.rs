@@ -28,9 +28,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bridge;
-pub mod budget;
 pub mod config;
-pub mod dead;
 pub mod dev;
 pub mod domain;
 pub mod load;

@@ -4,12 +4,12 @@ use std::{collections::HashMap, io::Write, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tickfill_jobs::{Job, Lane, Reason};
+use tickfill_jobs::{Job, Reason};
 
 use crate::{
     config::Settings,
     domain::window::{self, floor_minute, Window},
-    queue::{self, Producer},
+    queue::Producer,
     sweep,
 };
 
@@ -71,53 +71,6 @@ pub async fn wait_for_backfill(pool: &PgPool, job_ids: &[String]) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Drops the pending (not yet running) backfills of `token` from both lanes; returns how many.
-pub async fn cancel_backfills(conn: &mut redis::aio::ConnectionManager, ns: &str, token: u32) -> anyhow::Result<u64> {
-    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-        redis::Script::new(
-            r"local token = tonumber(ARGV[1])
-              local meta = ARGV[2]
-              local n = 0
-              local function ours(id)
-                local raw = redis.call('HGET', KEYS[3], id)
-                if not raw then return false end
-                local ok, d = pcall(cjson.decode, raw)
-                return ok and type(d) == 'table' and type(d.job) == 'table'
-                  and d.job.kind == 'backfill' and tonumber(d.job.token) == token
-              end
-              local function drop(id)
-                redis.call('HDEL', KEYS[3], id)
-                redis.call('DEL', meta .. ':' .. id)
-                n = n + 1
-              end
-              for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-                if ours(id) then redis.call('ZREM', KEYS[1], id); drop(id) end
-              end
-              for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-                if ours(id) then redis.call('LREM', KEYS[2], 0, id); drop(id) end
-              end
-              return n",
-        )
-    });
-    let mut total = 0;
-    for lane in Lane::ALL {
-        let q = tickfill_jobs::queue_name(ns, lane);
-        let n: u64 = SCRIPT
-            .key(format!("{q}:scheduled"))
-            .key(format!("{q}:active"))
-            .key(format!("{q}:data"))
-            .arg(token)
-            .arg(format!("{q}:meta"))
-            .invoke_async(conn)
-            .await?;
-        total += n;
-    }
-    if total > 0 {
-        queue::count(conn, ns, "backfills_cancelled").await;
-    }
-    Ok(total)
 }
 
 /// One line of `tickfill status`.

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The queue a job goes to. Subscription events are urgent; sweeps and hand backfills are bulk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Lane {
     Urgent,
     Bulk,
@@ -33,6 +34,12 @@ impl Lane {
             Lane::Urgent => "urgent",
             Lane::Bulk => "bulk",
         }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 use tickfill_jobs::Lane;
 
 use super::procs::{free_port, wait_for, Fleet};
-use crate::{dead, domain::window::floor_minute, load, queue, shutdown::Shutdown, sim, store};
+use crate::{domain::window::floor_minute, load, queue, shutdown::Shutdown, sim, store};
 
 /// What to run.
 pub struct ChaosOptions {
@@ -281,7 +281,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     let bridges: Vec<usize> = (0..2).map(|_| fleet.add("bridge", &[])).collect::<Result<_, _>>()?;
     fleet.add("scheduler", &[])?;
     let mut conn = queue::connect(&redis_url).await?;
-    let channel = format!("{ns}:events");
+    let channel = queue::keys::events_channel(&ns);
     wait_for(30, "both bridges to subscribe", || {
         let (mut conn, channel) = (conn.clone(), channel.clone());
         async move {
@@ -391,7 +391,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     let stats: serde_json::Value = http.get(format!("{sim_url}/stats")).send().await?.json().await?;
     fleet.stop_all(Duration::from_secs(10));
     let jobs_stuck = queue_load(&mut conn, &ns).await?;
-    let dead_jobs = dead::list(&mut conn, &ns).await?;
+    let dead_jobs = queue::dead::list(&mut conn, &ns).await?;
     let mut dead_reasons: BTreeMap<String, u32> = BTreeMap::new();
     for d in &dead_jobs {
         *dead_reasons.entry(reason_class(d.error.as_deref().unwrap_or("unknown"))).or_default() += 1;
@@ -437,7 +437,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
 async fn queue_load(conn: &mut redis::aio::ConnectionManager, ns: &str) -> anyhow::Result<u64> {
     let mut n = 0;
     for lane in Lane::ALL {
-        let d = queue::lane_depths(conn, ns, lane).await?;
+        let d = queue::stats::lane_depths(conn, ns, lane).await?;
         n += d.active + d.scheduled + d.running;
     }
     Ok(n)

@@ -130,7 +130,7 @@ async fn latency_in(
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
-    let channel = format!("{}:events", settings.channel_prefix);
+    let channel = queue::keys::events_channel(&settings.channel_prefix);
     let ready = tokio::time::timeout(Duration::from_secs(15), async {
         while queue::subscribers(&mut conn, &channel).await.unwrap_or(0) < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -299,7 +299,7 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let mut producer = queue::Producer::new(conn.clone(), &settings);
     let ticker = crate::ticker::TickerClient::new(&settings)?;
-    let pending = |d: [queue::Depths; 2]| d.iter().map(|d| d.pending()).sum::<u64>();
+    let pending = |d: [queue::stats::Depths; 2]| d.iter().map(|d| d.pending()).sum::<u64>();
 
     // Nothing missing: coverage up to now, fetched now.
     set_coverage(now).execute(&pool).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -318,8 +318,8 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
     }
     let complete = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
     let queued_complete = pending([
-        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
-        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
+        queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
+        queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
     ]);
 
     // Every instrument missed its last 10 minutes.
@@ -329,8 +329,8 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
     let tail = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
     let sweep_ms = t.elapsed().as_secs_f64() * 1000.0;
     let queued_tail = pending([
-        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
-        queue::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
+        queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
+        queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
     ]);
     pool.close().await;
     anyhow::ensure!(queued_complete as usize == complete.jobs, "pushed {} but {queued_complete} queued", complete.jobs);

@@ -262,7 +262,7 @@ async fn run_in(
 
 /// The stored size of one of the run's jobs (its payload in the urgent lane), if any is left.
 async fn redis_payload_size(conn: &mut redis::aio::ConnectionManager, ns: &str) -> Option<usize> {
-    let key = format!("{}:data", tickfill_jobs::queue_name(ns, tickfill_jobs::Lane::Urgent));
+    let key = crate::queue::keys::LaneKeys::new(ns, tickfill_jobs::Lane::Urgent).data();
     let sizes: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(&key).query_async(conn).await.ok()?;
     let total: usize = sizes.values().map(Vec::len).sum();
     (!sizes.is_empty()).then(|| total / sizes.len())

@@ -2,12 +2,6 @@
 
 use super::*;
 
-/// The Redis sorted set where the windows waiting for a chain's next rebuild accumulate (members
-/// `from` and `to`, kept at their minimum and maximum).
-pub(super) fn chain_pending_key(ns: &str, underlying: &str, expiry: NaiveDate) -> String {
-    format!("{ns}:chain-pending:{underlying}:{expiry}")
-}
-
 /// After an option backfill: ask for the chain to be rebuilt after `CHAIN_DEBOUNCE`, once per
 /// (underlying, expiry, debounce bucket), so a burst of a whole chain's subscriptions costs a
 /// rebuild or two rather than one per leg. Every backfill widens the pending window, so the one
@@ -20,7 +14,7 @@ pub(super) async fn push_chain_rebuild(
 ) -> anyhow::Result<()> {
     let debounce = state.settings.chain_debounce;
     let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
-    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let pending = crate::queue::keys::chain_pending(&state.settings.queue, underlying, expiry);
     let _: () = redis::pipe()
         .cmd("ZADD")
         .arg(&pending)
@@ -52,7 +46,7 @@ pub(super) async fn rebuild_chain(
     window: (DateTime<Utc>, DateTime<Utc>),
     meta: &JobMeta,
 ) -> Result<(), JobError> {
-    let pending = chain_pending_key(&state.settings.queue, underlying, expiry);
+    let pending = crate::queue::keys::chain_pending(&state.settings.queue, underlying, expiry);
     let (bounds, _): (Vec<(String, i64)>, ()) = redis::pipe()
         .atomic()
         .zrange_withscores(&pending, 0, -1)

@@ -30,7 +30,6 @@ use subscribe::*;
 use sweep_job::*;
 
 use crate::{
-    budget::Budget,
     config::Settings,
     domain::{
         instrument::{Instrument, Source},
@@ -45,7 +44,7 @@ use crate::{
         runs::{self, Outcome, Run},
         subscriptions::{self, Subscription},
     },
-    ticker::{TickerClient, TickerError},
+    ticker::{budget::Budget, TickerClient, TickerError},
 };
 
 /// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).
@@ -136,7 +135,7 @@ async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerS
     // as an attempt, so a job that crashes its worker ends dead instead of looping.
     // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second
     // round trip to clear it.
-    let starts_key = queue::starts_key(&state.settings.queue, &this_id);
+    let starts_key = queue::keys::starts(&state.settings.queue, &this_id);
     let mut redis = state.redis.clone();
     let counted: redis::RedisResult<(u32,)> = redis::pipe()
         .incr(&starts_key, 1)
@@ -340,13 +339,13 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
             for (lane, _) in &senders {
-                pubsub.subscribe(queue::wake_channel(&settings.queue, *lane)).await?;
+                pubsub.subscribe(queue::keys::LaneKeys::new(&settings.queue, *lane).wake()).await?;
             }
             let mut messages = pubsub.on_message();
             while let Some(msg) = futures::StreamExt::next(&mut messages).await {
                 let channel = msg.get_channel_name();
                 for (lane, tx) in &senders {
-                    if channel == queue::wake_channel(&settings.queue, *lane) {
+                    if channel == queue::keys::LaneKeys::new(&settings.queue, *lane).wake() {
                         tx.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }

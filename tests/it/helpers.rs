@@ -224,8 +224,8 @@ impl TestApp {
     }
 
     /// The depths of one lane of the app's namespace.
-    pub async fn depths(&self, lane: Lane) -> queue::Depths {
-        queue::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane).await.expect("queue depths")
+    pub async fn depths(&self, lane: Lane) -> queue::stats::Depths {
+        queue::stats::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane).await.expect("queue depths")
     }
 
     /// Waits until no job of the namespace is queued, scheduled or running.

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use tickfill::{
     admin::{self, AdminState},
     config::Secret,
-    dead,
     jobs::Lane,
     queue,
 };
@@ -270,7 +269,7 @@ async fn the_operator_page_shows_a_dead_job_and_its_retry_button_queues_it_again
         .await;
     wait_until(20, "a dead job", || async { app.depths(Lane::Urgent).await.dead == 1 }).await;
     worker.trigger(); // nothing runs the job once it is retried: it stays in the queue
-    let id = dead::list(&mut app.redis.clone(), &app.settings.queue).await.unwrap()[0].id.clone();
+    let id = queue::dead::list(&mut app.redis.clone(), &app.settings.queue).await.unwrap()[0].id.clone();
 
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();

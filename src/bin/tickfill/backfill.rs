@@ -38,7 +38,7 @@ pub enum BackfillCommand {
 pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     if let Some(BackfillCommand::Cancel { token }) = a.command {
-        let n = ops::cancel_backfills(&mut conn, &settings.queue, token).await?;
+        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token).await?;
         println!("cancelled {n} pending backfill(s) of {token}");
         return Ok(());
     }

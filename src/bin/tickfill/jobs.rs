@@ -1,11 +1,11 @@
 //! `tickfill jobs`: queue figures, dead letters (list, show, retry, purge) and lifting a pause.
 
 use clap::Subcommand;
-use tickfill::{config::Settings, dead, queue};
+use tickfill::{config::Settings, queue};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
-    /// Per lane: pending, scheduled, running, done, dead, oldest pending age.
+    /// Per lane: pending, scheduled, running, done, oldest pending age.
     Stats {
         #[arg(long)]
         json: bool,
@@ -60,7 +60,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             }
         }
         JobsCommand::Stats { json } => {
-            let stats = dead::stats(&mut conn, &ns).await?;
+            let stats = queue::stats::stats(&mut conn, &ns).await?;
             if json {
                 println!("{}", serde_json::to_string(&stats)?);
             } else {
@@ -85,7 +85,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             }
         }
         JobsCommand::Dead { command: DeadCommand::List { json } } => {
-            let list = dead::list(&mut conn, &ns).await?;
+            let list = queue::dead::list(&mut conn, &ns).await?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else if list.is_empty() {
@@ -105,13 +105,15 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 }
             }
         }
-        JobsCommand::Dead { command: DeadCommand::Show { id } } => match dead::show(&mut conn, &ns, &id).await? {
-            Some(d) => println!("{}", serde_json::to_string_pretty(&d)?),
-            None => anyhow::bail!("no dead job {id}"),
-        },
+        JobsCommand::Dead { command: DeadCommand::Show { id } } => {
+            match queue::dead::show(&mut conn, &ns, &id).await? {
+                Some(d) => println!("{}", serde_json::to_string_pretty(&d)?),
+                None => anyhow::bail!("no dead job {id}"),
+            }
+        }
         JobsCommand::Dead { command: DeadCommand::Retry { id, all, kind } } => {
-            let list = dead::list(&mut conn, &ns).await?;
-            let chosen: Vec<dead::DeadJob> = match (id, all, kind) {
+            let list = queue::dead::list(&mut conn, &ns).await?;
+            let chosen: Vec<queue::dead::DeadJob> = match (id, all, kind) {
                 (Some(id), _, _) => {
                     let one: Vec<_> = list.into_iter().filter(|d| d.id == id).collect();
                     anyhow::ensure!(!one.is_empty(), "no dead job {id}");
@@ -122,13 +124,13 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 (None, false, None) => anyhow::bail!("say which: an ID, --all or --kind K"),
             };
             let mut producer = queue::Producer::new(conn.clone(), &settings);
-            let ids = dead::retry(&mut conn, &mut producer, &ns, &chosen).await?;
+            let ids = queue::dead::retry(&mut conn, &mut producer, &ns, &chosen).await?;
             println!("retried {} dead job(s)", ids.len());
         }
         JobsCommand::Dead { command: DeadCommand::Purge { older_than, all } } => {
             anyhow::ensure!(all || older_than.is_some(), "say which: --older-than DUR or --all");
             let before = older_than.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
-            let n = dead::purge(&mut conn, &ns, before).await?;
+            let n = queue::dead::purge(&mut conn, &ns, before).await?;
             println!("purged {n} dead job(s)");
         }
     }

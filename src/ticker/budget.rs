@@ -33,39 +33,8 @@ const URGENT_FLAG_TTL: Duration = Duration::from_millis(500);
 /// the flag drops).
 const MAX_NAP: Duration = Duration::from_millis(250);
 
-// KEYS: grant log, urgent flag, last bulk grant. ARGV: limit, window µs, lane (u|b),
-// bulk spacing µs (0 = none reserved), flag TTL ms.
-// Returns 0 when granted, else the µs to wait before asking again.
-const TAKE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local urgent = ARGV[3] == 'u'
-local len = redis.call('LLEN', KEYS[1])
-local wait = 0
-if len >= limit then
-  wait = tonumber(redis.call('LINDEX', KEYS[1], 0)) + window - now
-end
-if not urgent and redis.call('EXISTS', KEYS[2]) == 1 then
-  local spacing = tonumber(ARGV[4])
-  if spacing <= 0 then
-    wait = math.max(wait, tonumber(ARGV[5]) * 1000)
-  else
-    local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-    wait = math.max(wait, last + spacing - now)
-  end
-end
-if wait > 0 then
-  if urgent then redis.call('SET', KEYS[2], '1', 'PX', ARGV[5]) end
-  return wait
-end
-redis.call('RPUSH', KEYS[1], now)
-while redis.call('LLEN', KEYS[1]) > limit do redis.call('LPOP', KEYS[1]) end
-redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
-if not urgent then redis.call('SET', KEYS[3], now, 'PX', 60000) end
-return 0
-"#;
+/// Takes one grant or says how long to wait (the script documents its keys and arguments).
+const TAKE: &str = include_str!("budget.lua");
 
 /// Hands out grants of the fleet-wide budget, urgent lane first.
 #[derive(Clone)]
@@ -84,7 +53,6 @@ impl Budget {
     /// The budget of `settings.queue`; `None` when `TICKER_RATE_LIMIT=0` (unlimited).
     pub fn new(redis: ConnectionManager, settings: &Settings) -> Option<Budget> {
         let limit = NonZeroU32::new(settings.rate_limit)?;
-        let ns = &settings.queue;
         // The bulk lane's reserved share, as the spacing between its grants while urgent waits.
         let bulk_rate = settings.bulk_share * limit.get() as f64;
         let bulk_spacing = if bulk_rate > 0.0 {
@@ -94,7 +62,7 @@ impl Budget {
         };
         Some(Budget {
             redis,
-            keys: [format!("{ns}:budget:log"), format!("{ns}:budget:urgent"), format!("{ns}:budget:bulk")],
+            keys: crate::queue::keys::budget(&settings.queue),
             limit: limit.get(),
             bulk_spacing,
             local: [(); 2].map(|_| Arc::new(RateLimiter::direct(Quota::per_second(limit)))),

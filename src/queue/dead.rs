@@ -1,6 +1,5 @@
-//! Dead letters and queue figures, read straight from apalis-redis's keys (its own introspection
-//! does not work in 1.0): list, show, retry and purge the jobs that failed for good, and count
-//! what waits, runs and finished in each lane.
+//! Dead letters, read straight from apalis-redis's keys (its own introspection does not work in
+//! 1.0): list, show, retry and purge the jobs that failed for good.
 //!
 //! A retried dead job is pushed again as a new task under a key derived from its original one
 //! (`…#retry-<ms>`): apalis-redis never frees the original key before its TTL, so re-using it would
@@ -10,15 +9,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands};
-use tickfill_jobs::{queue_name, Envelope, Job, Lane};
+use tickfill_jobs::{Envelope, Job, Lane};
 
-use crate::queue::{self, Producer};
+use super::{keys::LaneKeys, state::count, Producer};
 
 /// One dead job, as `tickfill jobs dead list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadJob {
     pub id: String,
-    pub lane: &'static str,
+    pub lane: Lane,
     pub kind: String,
     pub token: Option<u32>,
     pub attempts: u32,
@@ -40,10 +39,6 @@ pub struct DeadDetail {
     pub meta: HashMap<String, String>,
 }
 
-fn lane_name(lane: Lane) -> &'static str {
-    lane.as_str()
-}
-
 /// The error text apalis-redis stored as the job's result (`{"Err": "AbortError: …"}` or similar),
 /// without apalis's wrapper.
 fn error_of(result: Option<&String>) -> Option<String> {
@@ -59,15 +54,15 @@ fn error_of(result: Option<&String>) -> Option<String> {
     Some(text.strip_prefix("AbortError: ").map(String::from).unwrap_or(text))
 }
 
-async fn read_dead(
+pub(super) async fn read_job(
     conn: &mut ConnectionManager,
     ns: &str,
     lane: Lane,
     id: &str,
 ) -> redis::RedisResult<Option<DeadDetail>> {
-    let q = queue_name(ns, lane);
-    let data: Option<Vec<u8>> = conn.hget(format!("{q}:data"), id).await?;
-    let meta: HashMap<String, String> = conn.hgetall(format!("{q}:meta:{id}")).await?;
+    let k = LaneKeys::new(ns, lane);
+    let data: Option<Vec<u8>> = conn.hget(k.data(), id).await?;
+    let meta: HashMap<String, String> = conn.hgetall(k.meta(id)).await?;
     if data.is_none() && meta.is_empty() {
         return Ok(None);
     }
@@ -81,7 +76,7 @@ async fn read_dead(
         .unwrap_or_else(|| "unreadable".into());
     let summary = DeadJob {
         id: id.to_string(),
-        lane: lane_name(lane),
+        lane,
         kind,
         token: job.as_ref().and_then(Job::token),
         attempts: meta.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
@@ -93,52 +88,13 @@ async fn read_dead(
     Ok(Some(DeadDetail { summary, payload, meta }))
 }
 
-/// A job a worker is running now.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunningJob {
-    pub id: String,
-    pub lane: &'static str,
-    pub kind: String,
-    pub token: Option<u32>,
-    pub attempts: u32,
-    pub worker: String,
-}
-
-/// The jobs in the in-flight sets of every worker of the namespace (at most `limit`).
-pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> redis::RedisResult<Vec<RunningJob>> {
-    let mut out = Vec::new();
-    for lane in Lane::ALL {
-        let prefix = format!("{}:inflight:", queue_name(ns, lane));
-        for set in queue::scan_keys(conn, &format!("{prefix}*")).await? {
-            let ids: Vec<String> = conn.smembers(&set).await?;
-            for id in ids {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                if let Some(d) = read_dead(conn, ns, lane, &id).await? {
-                    let s = d.summary;
-                    out.push(RunningJob {
-                        id: s.id,
-                        lane: s.lane,
-                        kind: s.kind,
-                        token: s.token,
-                        attempts: s.attempts,
-                        worker: set.trim_start_matches(&prefix).to_string(),
-                    });
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Every dead job of the namespace, oldest failure first.
 pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<DeadJob>> {
     let mut all = Vec::new();
     for lane in Lane::ALL {
-        let ids: Vec<String> = conn.smembers(format!("{}:dead", queue_name(ns, lane))).await?;
+        let ids: Vec<String> = conn.smembers(LaneKeys::new(ns, lane).dead()).await?;
         for id in ids {
-            if let Some(d) = read_dead(conn, ns, lane, &id).await? {
+            if let Some(d) = read_job(conn, ns, lane, &id).await? {
                 all.push(d.summary);
             }
         }
@@ -150,23 +106,23 @@ pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<
 /// One dead job in full.
 pub async fn show(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<Option<DeadDetail>> {
     for lane in Lane::ALL {
-        let dead: bool = conn.sismember(format!("{}:dead", queue_name(ns, lane)), id).await?;
+        let dead: bool = conn.sismember(LaneKeys::new(ns, lane).dead(), id).await?;
         if dead {
-            return read_dead(conn, ns, lane, id).await;
+            return read_job(conn, ns, lane, id).await;
         }
     }
     Ok(None)
 }
 
 /// Removes a dead job's entry, data and meta.
-async fn forget(conn: &mut ConnectionManager, ns: &str, lane: &str, id: &str) -> redis::RedisResult<()> {
-    let q = format!("{ns}:{lane}");
+async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
+    let k = LaneKeys::new(ns, lane);
     redis::pipe()
-        .srem(format!("{q}:dead"), id)
+        .srem(k.dead(), id)
         .ignore()
-        .hdel(format!("{q}:data"), id)
+        .hdel(k.data(), id)
         .ignore()
-        .del(format!("{q}:meta:{id}"))
+        .del(k.meta(id))
         .ignore()
         .query_async(conn)
         .await
@@ -190,7 +146,7 @@ pub async fn retry(
         forget(conn, ns, d.lane, &d.id).await?;
     }
     if !ids.is_empty() {
-        queue::count(conn, ns, "dead_retried").await;
+        count(conn, ns, "dead_retried").await;
     }
     Ok(ids)
 }
@@ -206,58 +162,12 @@ pub async fn purge(conn: &mut ConnectionManager, ns: &str, before: Option<DateTi
     Ok(n)
 }
 
-/// The queue figures of one lane.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LaneStats {
-    pub lane: &'static str,
-    /// Due and waiting for a worker.
-    pub pending: u64,
-    /// Waiting for their time (delayed pushes, retries).
-    pub scheduled: u64,
-    pub running: u64,
-    pub done: u64,
-    pub dead: u64,
-    /// How long the oldest due job has waited, in seconds.
-    pub oldest_pending_age_s: Option<f64>,
-}
-
-/// Seconds since the creation of the job with this ULID id (apalis and tickfill ids are ULIDs).
-fn age_of(id: &str, now: DateTime<Utc>) -> Option<f64> {
-    let ms = ulid::Ulid::from_string(id).ok()?.timestamp_ms() as i64;
-    Some((now.timestamp_millis() - ms).max(0) as f64 / 1000.0)
-}
-
-/// Queue figures of both lanes.
-pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<LaneStats>> {
-    let now = Utc::now();
-    let mut out = Vec::new();
-    for lane in Lane::ALL {
-        let q = queue_name(ns, lane);
-        let d = queue::lane_depths(conn, ns, lane).await?;
-        let first_active: Vec<String> = conn.lrange(format!("{q}:active"), 0, 0).await?;
-        let due: Vec<String> =
-            conn.zrangebyscore_limit(format!("{q}:scheduled"), "-inf", now.timestamp(), 0, 1).await?;
-        let oldest = first_active.iter().chain(due.iter()).filter_map(|id| age_of(id, now)).reduce(f64::max);
-        let due_count: u64 = conn.zcount(format!("{q}:scheduled"), "-inf", now.timestamp()).await?;
-        out.push(LaneStats {
-            lane: lane_name(lane),
-            pending: d.active + due_count,
-            scheduled: d.scheduled - due_count.min(d.scheduled),
-            running: d.running,
-            done: d.done,
-            dead: d.dead,
-            oldest_pending_age_s: oldest.map(|a| (a * 10.0).round() / 10.0),
-        });
-    }
-    Ok(out)
-}
-
 /// Forgets one dead job by id; returns whether it was there.
 pub async fn forget_one(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<bool> {
     for lane in Lane::ALL {
-        let dead: bool = conn.sismember(format!("{}:dead", queue_name(ns, lane)), id).await?;
+        let dead: bool = conn.sismember(LaneKeys::new(ns, lane).dead(), id).await?;
         if dead {
-            forget(conn, ns, lane_name(lane), id).await?;
+            forget(conn, ns, lane, id).await?;
             return Ok(true);
         }
     }

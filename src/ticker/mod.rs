@@ -6,6 +6,8 @@
 //! duplicate minute, a non-finite or negative price, `high < low`, or a body that is not the
 //! documented JSON makes the whole answer an error, so a broken response never half-lands.
 
+pub mod budget;
+
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};

@@ -1,0 +1,169 @@
+//! Everything Redis holds for a deployment: the apalis-redis storages of the two lanes, pushing
+//! jobs with their idempotency keys, and beside them the scripts and figures apalis-redis 1.0
+//! does not provide.
+//!
+//! Layout:
+//! - `keys`: every key and channel name of a deployment.
+//! - this file: connecting, the lanes' storages, the [`Producer`].
+//! - `state`: the pause, the shared counters, the notes of queued subscriptions.
+//! - `housekeeping`: promoting due jobs, pruning finished ones, handing jobs back, scans.
+//! - `stats`: what waits, runs and finished in each lane.
+//! - `dead`: dead letters (list, show, retry, purge).
+//! - `cancel`: dropping the pending backfills of a token.
+//! - `lua/`: the scripts, one file each.
+
+pub mod cancel;
+pub mod dead;
+pub mod housekeeping;
+pub mod keys;
+pub mod state;
+pub mod stats;
+
+pub use housekeeping::{
+    delete_namespace, hand_back, promote_due, prune_done, scan_keys, subscribers, warn_without_persistence,
+};
+pub use state::{count, counters, note_subscribing, pause, paused, queued_subscriptions, resume};
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use redis::AsyncCommands;
+use tickfill_jobs::{queue_name, Envelope, Job, Lane};
+
+use crate::config::Settings;
+
+/// How long an idempotency key keeps a second push of the same job out. apalis-redis never frees
+/// a key before this, so deliberate re-pushes derive a new key (see `Producer::push_as`).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Opens a managed (reconnecting) Redis connection.
+pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client.get_connection_manager_with_config(cfg).await.context("failed to connect to Redis")
+}
+
+/// The apalis-redis configuration of one lane.
+pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
+    // A dead worker is noticed `heartbeat × missed` after its last beat, by a live worker at its
+    // next beat (up to one heartbeat later): so `missed` leaves one heartbeat of the budget.
+    let missed = ((settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).floor() as usize)
+        .saturating_sub(1)
+        .max(1);
+    Config::default()
+        .queue(queue_name(&settings.queue, lane))
+        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+        .heartbeat_interval(settings.heartbeat)
+        .missed_heartbeats(missed)
+        // One job per fetch: a worker never holds buffered jobs it is not running, so its
+        // heartbeat keeps going and nobody steals them (APALIS-NOTES §7).
+        .batch_size(1)
+        // Locks cost O(backlog) per job and orphan recovery does not need them (§8).
+        .lock_tasks(false)
+        .emit_events(false)
+}
+
+/// Pushes jobs onto the lanes of one namespace.
+#[derive(Clone)]
+pub struct Producer {
+    urgent: RedisStorage<Envelope>,
+    bulk: RedisStorage<Envelope>,
+    conn: ConnectionManager,
+    ns: String,
+}
+
+impl Producer {
+    /// The producer's Redis connection.
+    pub fn conn(&mut self) -> &mut ConnectionManager {
+        &mut self.conn
+    }
+
+    pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+        let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
+        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, ns: settings.queue.clone() }
+    }
+
+    /// Pushes a job under the idempotency key derived from its content; a second push of the same
+    /// job within [`IDEMPOTENCY_TTL`] is dropped by Redis.
+    pub async fn push(&mut self, job: &Job) -> anyhow::Result<()> {
+        self.push_as(job, &job.idempotency_key(), None).await.map(drop)
+    }
+
+    /// Pushes a job under an explicit key (a deliberate re-push derives one from the original),
+    /// optionally delayed; returns the job's id (what `backfill_runs.job_id` will say).
+    pub async fn push_as(&mut self, job: &Job, key: &str, delay: Option<Duration>) -> anyhow::Result<String> {
+        let envelope = Envelope { key: Some(key.to_string()), ..Envelope::new(job) };
+        self.push_envelope(job, envelope, key, delay).await
+    }
+
+    /// Pushes a prepared envelope of `job` (a retry carries its history) under `key`.
+    pub async fn push_envelope(
+        &mut self,
+        job: &Job,
+        envelope: Envelope,
+        key: &str,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<String> {
+        // ULIDs sort by time, so jobs due in the same second still run in push order.
+        let id = ulid::Ulid::new().to_string();
+        crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", job.kind())).inc();
+        let mut task =
+            TaskBuilder::new(envelope).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);
+        if let Some(d) = delay {
+            task = task.run_in_seconds(d.as_secs());
+        }
+        let storage = match job.lane() {
+            Lane::Urgent => &mut self.urgent,
+            Lane::Bulk => &mut self.bulk,
+        };
+        storage
+            .push_task(task.build())
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to push {} job: {e:?}", job.kind()))?;
+        if delay.is_none() {
+            // Wake idle workers now rather than at their next poll. Best effort: a lost wake
+            // costs one poll interval, nothing else.
+            let _: redis::RedisResult<i64> =
+                self.conn.publish(keys::LaneKeys::new(&self.ns, job.lane()).wake(), 1).await;
+        }
+        Ok(id)
+    }
+}
+
+impl Producer {
+    /// Pushes many jobs, each under its derived key, in one batch per lane (one script call
+    /// instead of one round trip per job), then wakes each lane once.
+    pub async fn push_many(&mut self, jobs: &[Job]) -> anyhow::Result<()> {
+        for j in jobs {
+            crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", j.kind())).inc();
+        }
+        for lane in Lane::ALL {
+            let tasks: Vec<_> = jobs
+                .iter()
+                .filter(|j| j.lane() == lane)
+                .map(|j| {
+                    let key = j.idempotency_key();
+                    let envelope = Envelope { key: Some(key.clone()), ..Envelope::new(j) };
+                    TaskBuilder::new(envelope).idempotency_key(key).build()
+                })
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            let storage = match lane {
+                Lane::Urgent => &mut self.urgent,
+                Lane::Bulk => &mut self.bulk,
+            };
+            storage
+                .push_all(futures::stream::iter(tasks))
+                .await
+                .map_err(|e| anyhow::anyhow!("failed to push a batch of jobs: {e:?}"))?;
+            let _: redis::RedisResult<i64> = self.conn.publish(keys::LaneKeys::new(&self.ns, lane).wake(), 1).await;
+        }
+        Ok(())
+    }
+}
