@@ -5,8 +5,13 @@
 //! Every answer is checked before anything is written: a candle outside the asked window, a
 //! duplicate minute, a non-finite or negative price, `high < low`, or a body that is not the
 //! documented JSON makes the whole answer an error, so a broken response never half-lands.
+//!
+//! Layout: this file holds the client, its errors and the ticker service's own API (`/history`,
+//! `/subscriptions`); `kite` holds Kite Connect's historical API; `budget` the fleet-wide rate
+//! budget every request takes a grant of.
 
 pub mod budget;
+pub mod kite;
 
 use std::time::Duration;
 
@@ -121,53 +126,6 @@ impl TickerClient {
     }
 }
 
-impl TickerClient {
-    /// Kite's `GET /instruments/historical/{token}/minute`: IST wall-clock `from` and an inclusive
-    /// `to` (the last minute wanted), `oi=1`; errors mapped by Kite's `error_type`.
-    async fn kite_history(
-        &self,
-        auth: &str,
-        token: u32,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<Candle>, TickerError> {
-        let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("IST offset");
-        let wall = |t: DateTime<Utc>| t.with_timezone(&ist).format("%Y-%m-%d %H:%M:%S").to_string();
-        let last = to - chrono::Duration::minutes(1);
-        let resp = self
-            .http
-            .get(format!("{}/instruments/historical/{token}/minute", self.base))
-            .query(&[("from", wall(from)), ("to", wall(last)), ("oi", "1".into())])
-            .header("X-Kite-Version", "3")
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .send()
-            .await
-            .map_err(request_failed)?;
-        let (status, retry_after, body) = read_answer(resp).await?;
-        if status.is_success() {
-            return parse_kite_history(&body, token, from, to);
-        }
-        Err(kite_error(status.as_u16(), &body, token, retry_after))
-    }
-}
-
-/// Maps a Kite error answer: 429 → throttled; `TokenException` → session expired;
-/// `InputException` and other 4xx → permanent; 5xx → transient.
-pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Duration>) -> TickerError {
-    let parsed = serde_json::from_slice::<KiteError>(body).ok();
-    let (kind, message) = match &parsed {
-        Some(e) => (e.error_type.as_str(), e.message.clone()),
-        None => ("", snippet(body)),
-    };
-    let msg = format!("Kite answered {status} {kind} for token {token}: {message}");
-    match (status, kind) {
-        (429, _) => TickerError::Throttled { retry_after },
-        (_, "TokenException") => TickerError::SessionExpired(msg),
-        (500..=599, _) => TickerError::Transient(msg),
-        _ => TickerError::Permanent(msg),
-    }
-}
-
 /// One subscription as the ticker service lists it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TickerSubscription {
@@ -222,7 +180,9 @@ impl TickerClient {
 }
 
 /// A history answer, counted by status: the status, its `Retry-After` in seconds, the body.
-async fn read_answer(resp: reqwest::Response) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), TickerError> {
+pub(super) async fn read_answer(
+    resp: reqwest::Response,
+) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), TickerError> {
     let status = resp.status();
     crate::metrics::history_request(Some(status.as_u16()));
     let retry_after = resp
@@ -239,7 +199,7 @@ async fn read_answer(resp: reqwest::Response) -> Result<(reqwest::StatusCode, Op
 }
 
 /// A history request that got no answer: unreachable if the connection failed, else transient.
-fn request_failed(e: reqwest::Error) -> TickerError {
+pub(super) fn request_failed(e: reqwest::Error) -> TickerError {
     crate::metrics::history_request(None);
     let msg = format!("request failed: {}", without_url(&e));
     if e.is_connect() {
@@ -258,7 +218,7 @@ fn without_url(e: &reqwest::Error) -> String {
     e
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(super) fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     if s.is_empty() {
         "<empty body>".into()
@@ -278,7 +238,7 @@ struct HistoryBody {
 }
 
 #[derive(Deserialize, Default)]
-struct CandleBody {
+pub(super) struct CandleBody {
     date: String,
     open: f64,
     high: f64,
@@ -322,67 +282,8 @@ pub fn parse_history(
     check_candles(parsed.candles, token, from, to)
 }
 
-/// Parses and checks a Kite historical-candles body (`data.candles` as arrays
-/// `[time, open, high, low, close, volume(, oi)]`) for `[from, to)`.
-pub fn parse_kite_history(
-    body: &[u8],
-    token: u32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<Candle>, TickerError> {
-    let bad = |why: String| TickerError::Permanent(format!("bad Kite history response for token {token}: {why}"));
-    let parsed: KiteBody =
-        serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
-    if parsed.status != "success" {
-        return Err(bad(format!("status {:?}", parsed.status)));
-    }
-    let mut candles = Vec::with_capacity(parsed.data.candles.len());
-    for row in parsed.data.candles {
-        let num = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
-        let (Some(date), Some(open), Some(high), Some(low), Some(close), Some(volume)) =
-            (row.first().and_then(|d| d.as_str()), num(1), num(2), num(3), num(4), num(5))
-        else {
-            return Err(bad(format!("a candle is not [time, open, high, low, close, volume(, oi)]: {row:?}")));
-        };
-        if row.len() > 7 || (row.len() == 7 && num(6).is_none()) {
-            return Err(bad(format!("a candle has an unexpected tail: {row:?}")));
-        }
-        candles.push(CandleBody {
-            date: date.to_string(),
-            open,
-            high,
-            low,
-            close,
-            volume,
-            oi: num(6),
-            ..Default::default()
-        });
-    }
-    check_candles(candles, token, from, to)
-}
-
-#[derive(Deserialize)]
-struct KiteBody {
-    status: String,
-    data: KiteData,
-}
-
-#[derive(Deserialize)]
-struct KiteData {
-    candles: Vec<Vec<serde_json::Value>>,
-}
-
-/// Kite's error envelope: `{"status":"error","message":…,"data":null,"error_type":…}`.
-#[derive(Deserialize)]
-struct KiteError {
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    error_type: String,
-}
-
 /// Checks candles for `[from, to)`; any broken one fails the whole answer.
-fn check_candles(
+pub(super) fn check_candles(
     candles: Vec<CandleBody>,
     token: u32,
     from: DateTime<Utc>,

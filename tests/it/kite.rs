@@ -11,7 +11,10 @@ use tickfill::{
     jobs::{Job, Reason},
     queue,
     sim::SimOptions,
-    ticker::{kite_error, parse_kite_history, TickerError},
+    ticker::{
+        kite::{kite_error, parse_kite_history},
+        TickerError,
+    },
 };
 
 use crate::helpers::{run_cli, wait_until, AppOptions, TestApp};

@@ -1,0 +1,117 @@
+//! Kite Connect's historical-candles API (`TICKER_API=kite`): IST wall-clock windows with an
+//! inclusive end, the Kite headers, candles as arrays with OI by length, and errors mapped by
+//! Kite's `error_type`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{check_candles, read_answer, request_failed, snippet, CandleBody, TickerClient, TickerError};
+use crate::domain::market::Candle;
+
+impl TickerClient {
+    /// Kite's `GET /instruments/historical/{token}/minute`: IST wall-clock `from` and an inclusive
+    /// `to` (the last minute wanted), `oi=1`; errors mapped by Kite's `error_type`.
+    pub(super) async fn kite_history(
+        &self,
+        auth: &str,
+        token: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Candle>, TickerError> {
+        let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("IST offset");
+        let wall = |t: DateTime<Utc>| t.with_timezone(&ist).format("%Y-%m-%d %H:%M:%S").to_string();
+        let last = to - chrono::Duration::minutes(1);
+        let resp = self
+            .http
+            .get(format!("{}/instruments/historical/{token}/minute", self.base))
+            .query(&[("from", wall(from)), ("to", wall(last)), ("oi", "1".into())])
+            .header("X-Kite-Version", "3")
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let (status, retry_after, body) = read_answer(resp).await?;
+        if status.is_success() {
+            return parse_kite_history(&body, token, from, to);
+        }
+        Err(kite_error(status.as_u16(), &body, token, retry_after))
+    }
+}
+
+/// Maps a Kite error answer: 429 → throttled; `TokenException` → session expired;
+/// `InputException` and other 4xx → permanent; 5xx → transient.
+pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Duration>) -> TickerError {
+    let parsed = serde_json::from_slice::<KiteError>(body).ok();
+    let (kind, message) = match &parsed {
+        Some(e) => (e.error_type.as_str(), e.message.clone()),
+        None => ("", snippet(body)),
+    };
+    let msg = format!("Kite answered {status} {kind} for token {token}: {message}");
+    match (status, kind) {
+        (429, _) => TickerError::Throttled { retry_after },
+        (_, "TokenException") => TickerError::SessionExpired(msg),
+        (500..=599, _) => TickerError::Transient(msg),
+        _ => TickerError::Permanent(msg),
+    }
+}
+
+/// Parses and checks a Kite historical-candles body (`data.candles` as arrays
+/// `[time, open, high, low, close, volume(, oi)]`) for `[from, to)`.
+pub fn parse_kite_history(
+    body: &[u8],
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Candle>, TickerError> {
+    let bad = |why: String| TickerError::Permanent(format!("bad Kite history response for token {token}: {why}"));
+    let parsed: KiteBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{e} (body starts {:?})", snippet(body))))?;
+    if parsed.status != "success" {
+        return Err(bad(format!("status {:?}", parsed.status)));
+    }
+    let mut candles = Vec::with_capacity(parsed.data.candles.len());
+    for row in parsed.data.candles {
+        let num = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
+        let (Some(date), Some(open), Some(high), Some(low), Some(close), Some(volume)) =
+            (row.first().and_then(|d| d.as_str()), num(1), num(2), num(3), num(4), num(5))
+        else {
+            return Err(bad(format!("a candle is not [time, open, high, low, close, volume(, oi)]: {row:?}")));
+        };
+        if row.len() > 7 || (row.len() == 7 && num(6).is_none()) {
+            return Err(bad(format!("a candle has an unexpected tail: {row:?}")));
+        }
+        candles.push(CandleBody {
+            date: date.to_string(),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            oi: num(6),
+            ..Default::default()
+        });
+    }
+    check_candles(candles, token, from, to)
+}
+
+#[derive(Deserialize)]
+struct KiteBody {
+    status: String,
+    data: KiteData,
+}
+
+#[derive(Deserialize)]
+struct KiteData {
+    candles: Vec<Vec<serde_json::Value>>,
+}
+
+/// Kite's error envelope: `{"status":"error","message":…,"data":null,"error_type":…}`.
+#[derive(Deserialize)]
+struct KiteError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error_type: String,
+}
