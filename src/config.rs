@@ -8,6 +8,11 @@
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
+use chrono::{DateTime, Utc};
+
+/// `SWEEP_INTERVAL` when unset.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Every variable tickfill reads; `.env.example` lists each with its default.
 pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
@@ -123,7 +128,7 @@ pub struct Settings {
     pub lookback: Duration,
     pub gap_threshold: Duration,
     pub settle: Duration,
-    pub sweep_interval: String,
+    pub sweep_interval: Interval,
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -254,16 +259,56 @@ fn parse_namespace(s: &str) -> Result<String, String> {
     }
 }
 
-/// `SWEEP_INTERVAL` is a duration or a 5/6/7-field cron expression.
-fn parse_sweep_interval(s: &str) -> Result<String, String> {
-    if parse_duration(s).is_ok() {
-        return Ok(s.trim().to_string());
+/// When sweeps happen.
+#[derive(Debug, Clone)]
+pub enum Interval {
+    Every(Duration),
+    Cron(Box<cron::Schedule>),
+}
+
+impl Interval {
+    /// Reads `SWEEP_INTERVAL`: a duration (`5m`) or a cron expression of 5 (minute first),
+    /// 6 (second first) or 7 fields.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        if let Ok(d) = parse_duration(s) {
+            anyhow::ensure!(d >= Duration::from_secs(1), "SWEEP_INTERVAL must be at least 1s");
+            return Ok(Interval::Every(d));
+        }
+        let expr = if s.split_whitespace().count() == 5 { format!("0 {s}") } else { s.to_string() };
+        let schedule = cron::Schedule::from_str(&expr).map_err(|e| anyhow::anyhow!("SWEEP_INTERVAL {s:?}: {e}"))?;
+        Ok(Interval::Cron(Box::new(schedule)))
     }
-    let fields = s.split_whitespace().count();
-    if (5..=7).contains(&fields) {
-        Ok(s.trim().to_string())
-    } else {
-        Err("expected a duration such as 5m, or a cron expression".into())
+
+    /// The latest tick at or before `now`.
+    pub fn latest_tick(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Interval::Every(d) => {
+                let step = d.as_millis() as i64;
+                let ms = now.timestamp_millis().div_euclid(step) * step;
+                DateTime::from_timestamp_millis(ms).expect("valid instant")
+            }
+            Interval::Cron(s) => {
+                let just_after = now + chrono::Duration::milliseconds(1);
+                s.after(&just_after).next_back().unwrap_or(now)
+            }
+        }
+    }
+
+    /// The first tick after `tick`.
+    pub fn next_tick(&self, tick: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Interval::Every(d) => tick + chrono::Duration::from_std(*d).expect("interval fits"),
+            Interval::Cron(s) => s.after(&tick).next().unwrap_or(tick + chrono::Duration::days(365)),
+        }
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Interval::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
+            Interval::Cron(s) => write!(f, "cron {}", s.source()),
+        }
     }
 }
 
@@ -332,7 +377,9 @@ impl Settings {
             lookback: r.duration("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400))?,
             gap_threshold: r.duration("BACKFILL_GAP_THRESHOLD", Duration::from_secs(180))?,
             settle: r.duration("BACKFILL_SETTLE", Duration::from_secs(120))?,
-            sweep_interval: r.get("SWEEP_INTERVAL", "5m".into(), parse_sweep_interval)?,
+            sweep_interval: r.get("SWEEP_INTERVAL", Interval::Every(DEFAULT_SWEEP_INTERVAL), |s| {
+                Interval::parse(s).map_err(|e| e.to_string())
+            })?,
             max_attempts: r.get("TICKFILL_MAX_ATTEMPTS", 8, |s| match s.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(n),
                 _ => Err("expected a whole number of at least 1".into()),
@@ -401,6 +448,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -479,5 +527,30 @@ mod tests {
         .unwrap();
         assert_eq!(s.database_url.expose(), "postgres://u:p@db:6543/bars");
         assert_eq!(with(&[("DB_PORT", "x")]).unwrap_err().var, "DB_PORT");
+    }
+
+    // Sweep intervals.
+
+    #[test]
+    fn duration_ticks_are_aligned_and_only_the_latest_counts() {
+        let i = Interval::parse("5m").unwrap();
+        let now = Utc.with_ymd_and_hms(2025, 11, 4, 10, 7, 31).unwrap();
+        assert_eq!(i.latest_tick(now), Utc.with_ymd_and_hms(2025, 11, 4, 10, 5, 0).unwrap());
+        assert_eq!(i.next_tick(i.latest_tick(now)), Utc.with_ymd_and_hms(2025, 11, 4, 10, 10, 0).unwrap());
+        // Down for an hour: the latest tick is the one that fires.
+        let later = now + chrono::Duration::hours(1);
+        assert_eq!(i.latest_tick(later), Utc.with_ymd_and_hms(2025, 11, 4, 11, 5, 0).unwrap());
+    }
+
+    #[test]
+    fn cron_expressions_with_five_or_six_fields() {
+        let i = Interval::parse("*/15 * * * *").unwrap();
+        let now = Utc.with_ymd_and_hms(2025, 11, 4, 10, 7, 31).unwrap();
+        assert_eq!(i.latest_tick(now), Utc.with_ymd_and_hms(2025, 11, 4, 10, 0, 0).unwrap());
+        assert_eq!(i.next_tick(i.latest_tick(now)), Utc.with_ymd_and_hms(2025, 11, 4, 10, 15, 0).unwrap());
+        let on = Utc.with_ymd_and_hms(2025, 11, 4, 10, 15, 0).unwrap();
+        assert_eq!(i.latest_tick(on), on);
+        assert!(Interval::parse("0 30 9 * * Mon-Fri").is_ok());
+        assert!(Interval::parse("every now and then").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! - `bars`: minute, futures and option bars, upserted on their natural keys.
 //! - `runs`: `backfill_runs` and `coverage`.
 //! - `chain`: the option-chain tables (strike distribution, expiry metrics).
+//! - `status`: what operators read: newest bars and runs per subscription, freshness.
 //!
 //! Every write of a backfill happens in one transaction: bars, run row and coverage together.
 
@@ -13,6 +14,7 @@ pub mod bars;
 pub mod chain;
 pub mod instruments;
 pub mod runs;
+pub mod status;
 pub mod subscriptions;
 
 use std::{str::FromStr, time::Duration};

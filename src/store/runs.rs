@@ -168,3 +168,40 @@ pub async fn find_coverage(
     .await?;
     Ok(rows.into_iter().filter_map(|(a, b, at)| trusted(a, b, at, settle)).collect())
 }
+
+/// A failed or dead run, as the operator page lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct FailedRun {
+    pub job_id: String,
+    pub kind: String,
+    pub token: Option<i64>,
+    pub reason: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// The newest `limit` failed or dead runs.
+pub async fn recent_failures(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<FailedRun>> {
+    sqlx::query_as(
+        "SELECT job_id, kind, instrument_token AS token, reason, finished_at, attempts, outcome, error
+         FROM backfill_runs WHERE outcome IN ('failed', 'dead') ORDER BY finished_at DESC NULLS LAST LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Of the runs of `job_ids`: how many have finished for good, their rows, and how many died.
+pub async fn progress(pool: &PgPool, job_ids: &[String]) -> sqlx::Result<(usize, i64, usize)> {
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT outcome, rows FROM backfill_runs
+         WHERE job_id = ANY($1) AND outcome IN ('stored', 'covered', 'dead', 'skipped')",
+    )
+    .bind(job_ids)
+    .fetch_all(pool)
+    .await?;
+    let dead = rows.iter().filter(|r| r.0 == "dead").count();
+    Ok((rows.len(), rows.iter().map(|r| r.1 as i64).sum(), dead))
+}

@@ -88,7 +88,7 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
     let app = TestApp::spawn_with(AppOptions {
         start_bridge: false,
         start_worker: false,
-        tweak: |s| s.sweep_interval = "1s".into(),
+        tweak: |s| s.sweep_interval = tickfill::config::Interval::parse("1s").unwrap(),
         ..Default::default()
     })
     .await;

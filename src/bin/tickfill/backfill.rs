@@ -1,7 +1,7 @@
 //! `tickfill backfill`: a hand backfill of one instrument's window (or `backfill cancel`).
 
 use clap::Subcommand;
-use tickfill::{config::Settings, ops, queue, store};
+use tickfill::{config::Settings, manual, queue, store};
 
 use crate::args::instant;
 
@@ -47,14 +47,14 @@ pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     };
     anyhow::ensure!(token > 0, "--token must be 1 … 4294967295");
     let mut producer = queue::Producer::new(conn, &settings);
-    let chunks = ops::push_backfill(&mut producer, token, (from, to), a.force).await?;
+    let chunks = manual::push_backfill(&mut producer, token, (from, to), a.force).await?;
     println!("pushed {} backfill job(s) for {token}", chunks.len());
     let job_ids: Vec<String> = chunks.into_iter().map(|(_, id)| id).collect();
     if a.no_wait {
         return Ok(());
     }
     let pool = store::connect(settings.database_url.expose(), 2).await?;
-    let (rows, dead) = ops::wait_for_backfill(&pool, &job_ids).await?;
+    let (rows, dead) = manual::wait_for_backfill(&pool, &job_ids).await?;
     println!("{rows} rows stored");
     anyhow::ensure!(dead == 0, "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error");
     Ok(())

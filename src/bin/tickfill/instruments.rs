@@ -18,13 +18,14 @@ pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Res
     let InstrumentsCommand::Load { source, full } = command;
     let pool = store::connect(settings.database_url.expose(), 2).await?;
     let bytes = load::read_source(&source).await?;
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // indicatif draws only when stderr is a terminal.
+    let bar = indicatif::ProgressBar::new(0).with_style(progress_style());
     let report = load::load_with(&pool, &bytes, full, |done, total| {
-        if interactive {
-            tickfill::ops::draw_progress(done, total, "rows");
-        }
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
     })
     .await?;
+    bar.finish_and_clear();
     for (line, why) in &report.rejected {
         eprintln!("line {line}: {why}");
     }
@@ -42,4 +43,10 @@ pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Res
         _ => {}
     }
     Ok(())
+}
+
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} rows")
+        .expect("a valid template")
+        .progress_chars("#-")
 }

@@ -1,12 +1,12 @@
 //! `tickfill status` and `tickfill chain`: what the store holds, for a person or as JSON.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tickfill::{config::Settings, domain::market::normalise_underlying, ops, store};
+use tickfill::{config::Settings, domain::market::normalise_underlying, store};
 
 /// Per active subscription: newest bar, its age, coverage holes, last outcome.
 pub async fn run_status(settings: Settings, json: bool) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 2).await?;
-    let rows = ops::status(&pool, &settings, Utc::now()).await?;
+    let rows = tickfill::status::status(&pool, &settings, Utc::now()).await?;
     if json {
         println!("{}", serde_json::to_string(&rows)?);
     } else {
@@ -35,7 +35,7 @@ pub async fn run_chain(
     Ok(())
 }
 
-fn print_status(rows: &[ops::SubscriptionStatus]) {
+fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
     if rows.is_empty() {
         println!("no active subscriptions");
         return;

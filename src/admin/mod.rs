@@ -3,19 +3,33 @@
 //! events. Mutations need `Authorization: Bearer $ADMIN_TOKEN`; with no token configured they are
 //! refused with 403 and the reason.
 
+//!
+//! Layout: this file holds the router and the handlers; `error` the one error type (a status per
+//! variant, an opaque 500 whose cause is logged); `auth` the bearer-token extractor.
+
+pub mod auth;
+pub mod error;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::{bridge, config::Settings, metrics, queue, scheduler::Interval, shutdown::Shutdown, store};
+use self::{auth::Authorized, error::ApiError};
+use crate::{
+    bridge,
+    config::{Interval, Settings},
+    metrics, queue,
+    shutdown::Shutdown,
+    store,
+};
 
 /// What the admin handlers reach.
 #[derive(Clone)]
@@ -61,21 +75,11 @@ pub async fn spawn(state: AdminState, shutdown: Shutdown) -> anyhow::Result<Sock
     Ok(addr)
 }
 
-fn error(status: StatusCode, detail: impl Into<String>) -> Response {
-    (status, Json(json!({"detail": detail.into()}))).into_response()
-}
+/// What a handler answers: JSON, or an [`ApiError`] with its status.
+type ApiResult = Result<Json<Value>, ApiError>;
 
-/// The refusal of a mutation that does not carry the configured bearer token, if it does not.
-fn refuse(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = &state.settings.admin_token else {
-        return Some(error(StatusCode::FORBIDDEN, "mutations are disabled: set ADMIN_TOKEN to enable them"));
-    };
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    (given != Some(token.expose())).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+fn to_json(v: impl serde::Serialize) -> ApiResult {
+    Ok(Json(serde_json::to_value(v).map_err(anyhow::Error::new)?))
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
@@ -140,72 +144,50 @@ async fn refresh_gauges(s: &AdminState) {
     }
     let Some(pool) = &s.pool else { return };
     let st = &s.settings;
-    let sweep = match Interval::parse(&st.sweep_interval) {
-        Ok(Interval::Every(d)) => d,
-        _ => std::time::Duration::from_secs(300),
+    let sweep = match &st.sweep_interval {
+        Interval::Every(d) => *d,
+        Interval::Cron(_) => crate::config::DEFAULT_SWEEP_INTERVAL,
     };
     let stale_after = (st.settle + st.gap_threshold + sweep).as_secs_f64();
-    let r: sqlx::Result<(i64, f64, i64)> = sqlx::query_as(
-        "SELECT count(*), coalesce(max(age), 0)::float8, count(*) FILTER (WHERE age > $1)
-         FROM (SELECT extract(epoch FROM now() - coalesce(
-                   (SELECT max(c.window_to) FROM coverage c WHERE c.instrument_token = s.instrument_token),
-                   s.subscribed_at))::float8 AS age
-               FROM subscriptions s WHERE s.status = 'active') a",
-    )
-    .bind(stale_after)
-    .fetch_one(pool)
-    .await;
+    let r = store::status::freshness(pool, stale_after).await;
     metrics::set_up("postgres", r.is_ok());
-    if let Ok((active, oldest, stale)) = r {
-        m.subscriptions_active.set(active);
-        m.freshness_max_age.set(oldest);
-        m.freshness_stale.set(stale);
+    if let Ok(f) = r {
+        m.subscriptions_active.set(f.active);
+        m.freshness_max_age.set(f.oldest_age_s);
+        m.freshness_stale.set(f.stale);
     }
 }
 
-async fn stats(State(s): State<Shared>) -> Response {
-    match queue::stats::stats(&mut s.redis.clone(), &s.settings.queue).await {
-        Ok(st) => Json(st).into_response(),
-        Err(e) => internal(e),
+async fn stats(State(s): State<Shared>) -> ApiResult {
+    to_json(queue::stats::stats(&mut s.redis.clone(), &s.settings.queue).await?)
+}
+
+async fn list_dead(State(s): State<Shared>) -> ApiResult {
+    to_json(queue::dead::list(&mut s.redis.clone(), &s.settings.queue).await?)
+}
+
+async fn show_dead(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    match queue::dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await? {
+        Some(d) => to_json(d),
+        None => Err(ApiError::NotFound(format!("no dead job {id}"))),
     }
 }
 
-async fn list_dead(State(s): State<Shared>) -> Response {
-    match queue::dead::list(&mut s.redis.clone(), &s.settings.queue).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
-async fn show_dead(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    match queue::dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await {
-        Ok(Some(d)) => Json(d).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
-        Err(e) => internal(e),
-    }
-}
-
-async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> Response {
+async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> ApiResult {
     let mut conn = s.redis.clone();
-    let list = match queue::dead::list(&mut conn, &s.settings.queue).await {
-        Ok(l) => l,
-        Err(e) => return internal(e),
-    };
+    let list = queue::dead::list(&mut conn, &s.settings.queue).await?;
     let chosen: Vec<queue::dead::DeadJob> = list.into_iter().filter(|d| pick(d)).collect();
     if chosen.is_empty() {
-        return error(StatusCode::NOT_FOUND, "no such dead job");
+        return Err(ApiError::NotFound("no such dead job".into()));
     }
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
     match queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await {
-        Ok(ids) => Json(json!({"retried": ids.len(), "new_ids": ids})).into_response(),
-        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+        Ok(ids) => Ok(Json(json!({"retried": ids.len(), "new_ids": ids}))),
+        Err(e) => Err(ApiError::Conflict(format!("{e:#}"))),
     }
 }
 
-async fn retry_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = refuse(&s, &headers) {
-        return r;
-    }
+async fn retry_one(State(s): State<Shared>, _: Authorized, Path(id): Path<String>) -> ApiResult {
     retry(&s, |d| d.id == id).await
 }
 
@@ -215,80 +197,36 @@ async fn operator_page() -> Response {
     axum::response::Html(include_str!("operator.html")).into_response()
 }
 
-async fn running(State(s): State<Shared>) -> Response {
-    match queue::stats::running(&mut s.redis.clone(), &s.settings.queue, 200).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+async fn running(State(s): State<Shared>) -> ApiResult {
+    to_json(queue::stats::running(&mut s.redis.clone(), &s.settings.queue, 200).await?)
 }
 
 /// The newest failed or dead runs (the store's record; empty for processes without a store).
-async fn failures(State(s): State<Shared>) -> Response {
-    let Some(pool) = &s.pool else { return Json(json!([])).into_response() };
-    type Row = (
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        i32,
-        String,
-        Option<String>,
-    );
-    let rows: sqlx::Result<Vec<Row>> = sqlx::query_as(
-        "SELECT job_id, kind, instrument_token, reason, finished_at, attempts, outcome, error FROM backfill_runs
-         WHERE outcome IN ('failed', 'dead') ORDER BY finished_at DESC NULLS LAST LIMIT 50",
-    )
-    .fetch_all(pool)
-    .await;
-    match rows {
-        Ok(rows) => Json(
-            rows.into_iter()
-                .map(|(id, kind, token, reason, at, attempts, outcome, error)| {
-                    json!({"job_id": id, "kind": kind, "token": token, "reason": reason, "finished_at": at,
-                           "attempts": attempts, "outcome": outcome, "error": error})
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(e) => internal(e),
-    }
+async fn failures(State(s): State<Shared>) -> ApiResult {
+    let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
+    to_json(store::runs::recent_failures(pool, 50).await?)
 }
 
 /// Per active subscription: newest bar, its age, holes, last outcome.
-async fn subscriptions(State(s): State<Shared>) -> Response {
-    let Some(pool) = &s.pool else { return Json(json!([])).into_response() };
-    match crate::ops::status(pool, &s.settings, chrono::Utc::now()).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-    }
+async fn subscriptions(State(s): State<Shared>) -> ApiResult {
+    let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
+    to_json(crate::status::status(pool, &s.settings, chrono::Utc::now()).await?)
 }
 
-async fn resume(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse(&s, &headers) {
-        return r;
-    }
-    match queue::resume(&mut s.redis.clone(), &s.settings.queue).await {
-        Ok(was) => Json(json!({"resumed": was})).into_response(),
-        Err(e) => internal(e),
-    }
+async fn resume(State(s): State<Shared>, _: Authorized) -> ApiResult {
+    let was = queue::resume(&mut s.redis.clone(), &s.settings.queue).await?;
+    Ok(Json(json!({"resumed": was})))
 }
 
-async fn retry_all(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse(&s, &headers) {
-        return r;
-    }
+async fn retry_all(State(s): State<Shared>, _: Authorized) -> ApiResult {
     retry(&s, |_| true).await
 }
 
-async fn delete_dead(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = refuse(&s, &headers) {
-        return r;
-    }
-    match queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await {
-        Ok(true) => Json(json!({"deleted": id})).into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no dead job {id}")),
-        Err(e) => internal(e),
+async fn delete_dead(State(s): State<Shared>, _: Authorized, Path(id): Path<String>) -> ApiResult {
+    if queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await? {
+        Ok(Json(json!({"deleted": id})))
+    } else {
+        Err(ApiError::NotFound(format!("no dead job {id}")))
     }
 }
 
@@ -297,24 +235,16 @@ struct PurgeQuery {
     older_than: Option<String>,
 }
 
-async fn purge(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<PurgeQuery>) -> Response {
-    if let Some(r) = refuse(&s, &headers) {
-        return r;
-    }
+async fn purge(State(s): State<Shared>, _: Authorized, Query(q): Query<PurgeQuery>) -> ApiResult {
     let before = match q.older_than.as_deref().map(crate::config::parse_duration) {
         None => None,
         Some(Ok(d)) => Some(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
+        Some(Err(e)) => return Err(ApiError::BadRequest(format!("older_than: {e}"))),
     };
-    match queue::dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await {
-        Ok(n) => Json(json!({"purged": n})).into_response(),
-        Err(e) => internal(e),
-    }
+    let n = queue::dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await?;
+    Ok(Json(json!({"purged": n})))
 }
 
-async fn rejected(State(s): State<Shared>) -> Response {
-    match bridge::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+async fn rejected(State(s): State<Shared>) -> ApiResult {
+    to_json(bridge::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await?)
 }

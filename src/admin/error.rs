@@ -1,0 +1,67 @@
+//! The admin API's one error type: each variant answers with its own status and a JSON
+//! `{"detail": …}`. An internal failure answers an opaque 500; its cause goes to the log, never
+//! to the client.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request itself is wrong; the text says what.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: a mutation without the configured bearer token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// 403: mutations are disabled because no `ADMIN_TOKEN` is configured.
+    #[error("mutations are disabled: set ADMIN_TOKEN to enable them")]
+    MutationsDisabled,
+    /// 404: what was asked for is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request cannot be carried out in the current state; the text says why.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500: Redis, PostgreSQL or a bug; logged with its whole chain, answered without it.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MutationsDisabled => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("Redis"))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("PostgreSQL"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "admin request failed");
+        }
+        (self.status(), Json(json!({"detail": self.to_string()}))).into_response()
+    }
+}
