@@ -33,10 +33,13 @@
 //! `underlying = r(U(k+1))`.
 //! `--calendar always` serves every minute; `--calendar nse` only 09:15–15:30 IST on weekdays.
 //! No candle is served for the current (forming) minute or later.
+//!
+//! Layout: this file holds the options, the routes of the ticker service's own API and the fault
+//! injection; `universe` the instruments; `candles` the candle formulas and the calendar; `kite`
+//! Kite's historical route.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    f64::consts::PI,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -49,34 +52,24 @@ use axum::{
     routing::{delete, get},
     Json, Router,
 };
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc, Weekday};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::shutdown::Shutdown;
 
+pub use candles::Calendar;
+use candles::{candle, in_calendar, SimCandle};
+pub use universe::NIFTY_TOKEN;
+use universe::{build_universe, ist, Kind, SimInstrument, LOT};
+
+mod candles;
+mod kite;
+mod universe;
+
 /// The longest window `/history` serves for minute candles, like the real service.
 pub const MAX_WINDOW_DAYS: i64 = 60;
-pub const NIFTY_TOKEN: u32 = 256265;
-const INDEX_BASE: f64 = 24500.0;
-const STRIKE_LOW: u32 = 24000;
-const STRIKE_STEP: u32 = 50;
-const STRIKES: u32 = 21;
-const LOT: i64 = 75;
-
-fn ist() -> FixedOffset {
-    FixedOffset::east_opt(5 * 3600 + 1800).expect("IST offset")
-}
-
-/// Which minutes have candles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Calendar {
-    /// Every minute of every day, so a demo at night has data.
-    Always,
-    /// NSE F&O hours: 09:15–15:30 IST, Monday to Friday.
-    Nse,
-}
 
 /// How the simulator misbehaves on the history route, and where it publishes events.
 #[derive(Debug, Clone)]
@@ -123,293 +116,6 @@ pub fn parse_latency(s: &str) -> Result<(u64, u64), String> {
             }
         }
         None => parse(s).map(|v| (v, v)),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Index,
-    Future { n: u32 },
-    Option { strike: f64, call: bool },
-    Equity,
-}
-
-#[derive(Debug, Clone)]
-struct SimInstrument {
-    token: u32,
-    tradingsymbol: String,
-    name: String,
-    expiry: Option<NaiveDate>,
-    segment: &'static str,
-    exchange: &'static str,
-    instrument_type: &'static str,
-    kind: Kind,
-}
-
-fn last_tuesday(year: i32, month: u32) -> NaiveDate {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-    let mut d = NaiveDate::from_ymd_opt(ny, nm, 1).expect("valid date").pred_opt().expect("valid date");
-    while d.weekday() != Weekday::Tue {
-        d = d.pred_opt().expect("valid date");
-    }
-    d
-}
-
-const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
-
-/// Kite's option symbol: monthly `NIFTY25NOV24500CE`, weekly `NIFTY25N1124500CE` (month 1-9, O, N, D).
-fn option_symbol(expiry: NaiveDate, strike: u32, call: bool) -> String {
-    let yy = expiry.year() % 100;
-    let cp = if call { "CE" } else { "PE" };
-    if expiry == last_tuesday(expiry.year(), expiry.month()) {
-        format!("NIFTY{yy:02}{}{strike}{cp}", MONTHS[expiry.month0() as usize])
-    } else {
-        let m = match expiry.month() {
-            10 => 'O',
-            11 => 'N',
-            12 => 'D',
-            n => char::from_digit(n, 10).expect("month digit"),
-        };
-        format!("NIFTY{yy:02}{m}{:02}{strike}{cp}", expiry.day())
-    }
-}
-
-fn build_universe(today: NaiveDate, synthetic: usize) -> Vec<SimInstrument> {
-    let mut all = vec![SimInstrument {
-        token: NIFTY_TOKEN,
-        tradingsymbol: "NIFTY 50".into(),
-        name: "NIFTY 50".into(),
-        expiry: None,
-        segment: "INDICES",
-        exchange: "NSE",
-        instrument_type: "EQ",
-        kind: Kind::Index,
-    }];
-    let (mut y, mut m) = (today.year(), today.month());
-    if last_tuesday(y, m) < today {
-        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    }
-    for n in 0..2u32 {
-        let e = last_tuesday(y, m);
-        all.push(SimInstrument {
-            token: 10_000_001 + n,
-            tradingsymbol: format!("NIFTY{:02}{}FUT", e.year() % 100, MONTHS[e.month0() as usize]),
-            name: "NIFTY".into(),
-            expiry: Some(e),
-            segment: "NFO-FUT",
-            exchange: "NFO",
-            instrument_type: "FUT",
-            kind: Kind::Future { n },
-        });
-        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    }
-    let mut tuesday = today;
-    while tuesday.weekday() != Weekday::Tue {
-        tuesday = tuesday.succ_opt().expect("valid date");
-    }
-    for e in 0..2u32 {
-        let expiry = tuesday + chrono::Duration::days(7 * e as i64);
-        for s in 0..STRIKES {
-            let strike = STRIKE_LOW + STRIKE_STEP * s;
-            for (t, call) in [(0, true), (1, false)] {
-                all.push(SimInstrument {
-                    token: 11_000_000 + 1000 * e + 2 * s + t,
-                    tradingsymbol: option_symbol(expiry, strike, call),
-                    name: "NIFTY".into(),
-                    expiry: Some(expiry),
-                    segment: "NFO-OPT",
-                    exchange: "NFO",
-                    instrument_type: if call { "CE" } else { "PE" },
-                    kind: Kind::Option { strike: strike as f64, call },
-                });
-            }
-        }
-    }
-    for i in 0..synthetic as u32 {
-        all.push(SimInstrument {
-            token: 20_000_001 + i,
-            tradingsymbol: format!("SIM{:06}", i + 1),
-            name: format!("SIMULATED EQUITY {}", i + 1),
-            expiry: None,
-            segment: "NSE",
-            exchange: "NSE",
-            instrument_type: "EQ",
-            kind: Kind::Equity,
-        });
-    }
-    all
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn tick(x: f64) -> f64 {
-    (x * 20.0).round() / 20.0
-}
-
-fn path(base: f64, token: u32, k: i64) -> f64 {
-    let phase = 2.0 * PI * (token % 1000) as f64 / 1000.0;
-    let k = k as f64;
-    base * (1.0 + 0.004 * (2.0 * PI * k / 375.0).sin() + 0.0015 * (2.0 * PI * k / 47.0 + phase).sin())
-}
-
-/// Standard normal CDF (Abramowitz–Stegun 7.1.26 through erf).
-fn norm_cdf(x: f64) -> f64 {
-    let z = x.abs() / 2f64.sqrt();
-    let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly =
-        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-z * z).exp();
-    if x >= 0.0 {
-        0.5 * (1.0 + erf)
-    } else {
-        0.5 * (1.0 - erf)
-    }
-}
-
-fn norm_pdf(x: f64) -> f64 {
-    (-0.5 * x * x).exp() / (2.0 * PI).sqrt()
-}
-
-struct Greeks {
-    price: f64,
-    iv: f64,
-    delta: f64,
-    gamma: f64,
-    theta: f64,
-    vega: f64,
-}
-
-fn black_scholes(u: f64, strike: f64, call: bool, years: f64) -> Greeks {
-    let sigma = 0.12 + 0.5 * ((strike - u) / u).powi(2);
-    let sq = sigma * years.sqrt();
-    let d1 = ((u / strike).ln() + 0.5 * sigma * sigma * years) / sq;
-    let d2 = d1 - sq;
-    let (price, delta) = if call {
-        (u * norm_cdf(d1) - strike * norm_cdf(d2), norm_cdf(d1))
-    } else {
-        (strike * norm_cdf(-d2) - u * norm_cdf(-d1), norm_cdf(d1) - 1.0)
-    };
-    let gamma = norm_pdf(d1) / (u * sq);
-    let theta = -(u * norm_pdf(d1) * sigma) / (2.0 * years.sqrt()) / 365.0;
-    let vega = u * norm_pdf(d1) * years.sqrt() / 100.0;
-    Greeks { price, iv: sigma * 100.0, delta, gamma, theta, vega }
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
-/// One candle as the API serves it (fields absent from the JSON are `None`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-struct SimCandle {
-    date: String,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    oi: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iv: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delta: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gamma: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    theta: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vega: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    underlying: Option<f64>,
-}
-
-/// `t` (epoch seconds) as IST wall clock, `2025-11-04T09:15:00` followed by `offset`.
-fn ist_date(t: i64, offset: &str) -> String {
-    let local = ist().timestamp_opt(t, 0).single().expect("valid instant");
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{offset}",
-        local.year(),
-        local.month(),
-        local.day(),
-        local.hour(),
-        local.minute(),
-        local.second()
-    )
-}
-
-/// The candle of `inst` for the minute starting at `t` (epoch seconds).
-fn candle(inst: &SimInstrument, t: i64, with_oi: bool) -> SimCandle {
-    let k = t.div_euclid(60);
-    let h = splitmix64(((inst.token as u64) << 32) ^ (k as u64));
-    let u1 = (h & 0xffff) as f64 / 65536.0;
-    let u2 = ((h >> 16) & 0xffff) as f64 / 65536.0;
-    let volume = 1000 + (h >> 32) % 9000;
-    let date = ist_date(t, "+05:30");
-    let series = |base: f64| {
-        let (open, close) = (tick(path(base, inst.token, k)), tick(path(base, inst.token, k + 1)));
-        let high = tick(open.max(close) + base * 0.0004 * (1.0 + u1));
-        let low = tick(open.min(close) - base * 0.0004 * (1.0 + u2));
-        (open, high, low, close)
-    };
-    match inst.kind {
-        Kind::Index | Kind::Equity | Kind::Future { .. } => {
-            let base = match inst.kind {
-                Kind::Index => INDEX_BASE,
-                Kind::Future { n } => 24560.0 + 60.0 * n as f64,
-                _ => 100.0 + (inst.token % 900) as f64,
-            };
-            let (open, high, low, close) = series(base);
-            let oi = match (inst.kind, with_oi) {
-                (Kind::Future { .. }, true) => Some((10_000_000 + (h >> 40) % 500_000) as i64),
-                _ => None,
-            };
-            SimCandle { date, open, high, low, close, volume, oi, ..Default::default() }
-        }
-        Kind::Option { strike, call } => {
-            let expiry = inst.expiry.expect("options have expiries");
-            let close_at = ist()
-                .from_local_datetime(&expiry.and_hms_opt(15, 30, 0).expect("valid time"))
-                .single()
-                .expect("valid instant")
-                .timestamp();
-            let years = |at: i64| ((close_at - at).max(60)) as f64 / (365.0 * 86_400.0);
-            let (u0, u1x) = (path(INDEX_BASE, NIFTY_TOKEN, k), path(INDEX_BASE, NIFTY_TOKEN, k + 1));
-            let g0 = black_scholes(u0, strike, call, years(t));
-            let g1 = black_scholes(u1x, strike, call, years(t + 60));
-            let open = tick(g0.price).max(0.05);
-            let close = tick(g1.price).max(0.05);
-            let spread = (0.001 * u0 * 0.05).max(0.05);
-            let high = tick(open.max(close) + spread * (1.0 + u1));
-            let low = tick(open.min(close) - spread * (1.0 + u2)).max(0.05).min(open.min(close));
-            let mut c = SimCandle { date, open, high, low, close, volume, ..Default::default() };
-            if with_oi {
-                c.oi = Some(LOT * (1000 + ((h >> 40) % 20_000) as i64));
-                c.iv = Some(round4(g1.iv));
-                c.delta = Some(round4(g1.delta));
-                c.gamma = Some(round4(g1.gamma));
-                c.theta = Some(round4(g1.theta));
-                c.vega = Some(round4(g1.vega));
-                c.underlying = Some(tick(u1x));
-            }
-            c
-        }
-    }
-}
-
-fn in_calendar(calendar: Calendar, t: i64) -> bool {
-    match calendar {
-        Calendar::Always => true,
-        Calendar::Nse => {
-            let local = ist().timestamp_opt(t, 0).single().expect("valid instant");
-            let minute = local.hour() * 60 + local.minute();
-            !matches!(local.weekday(), Weekday::Sat | Weekday::Sun) && (9 * 60 + 15..15 * 60 + 30).contains(&minute)
-        }
     }
 }
 
@@ -467,7 +173,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     });
     Ok(Router::new()
         .route("/history", get(history))
-        .route("/instruments/historical/{token}/{interval}", get(kite_history))
+        .route("/instruments/historical/{token}/{interval}", get(kite::kite_history))
         .route("/subscriptions", get(list_subscriptions).post(create_subscription))
         .route("/subscriptions/{token}", delete(delete_subscription))
         .route("/instruments", get(instruments))
@@ -618,107 +324,6 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
         candles,
     })
     .into_response()
-}
-
-#[derive(Deserialize)]
-struct KiteQuery {
-    from: Option<String>,
-    to: Option<String>,
-    oi: Option<String>,
-}
-
-fn kite_error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
-    let body = json!({"status": "error", "message": message.into(), "data": null, "error_type": error_type});
-    (status, Json(body)).into_response()
-}
-
-/// Kite's `GET /instruments/historical/{token}/{interval}`: IST wall-clock `from`/`to`, both
-/// inclusive; candles as arrays `[time(+0530), open, high, low, close, volume(, oi with oi=1)]`.
-async fn kite_history(
-    State(sim): State<Shared>,
-    Path((token, interval)): Path<(String, String)>,
-    headers: axum::http::HeaderMap,
-    Query(q): Query<KiteQuery>,
-) -> Response {
-    let in_last_second = note_arrival(&sim);
-    let resp = kite_history_response(&sim, &token, &interval, &headers, q, in_last_second).await;
-    note_status(&sim, resp.status());
-    resp
-}
-
-async fn kite_history_response(
-    sim: &Sim,
-    token: &str,
-    interval: &str,
-    headers: &axum::http::HeaderMap,
-    q: KiteQuery,
-    in_last_second: usize,
-) -> Response {
-    let o = &sim.opts;
-    match fault(o, in_last_second).await {
-        // Kite's 429 carries no Retry-After.
-        Some(Fault::Throttle) => {
-            return kite_error(StatusCode::TOO_MANY_REQUESTS, "NetworkException", "Too many requests")
-        }
-        Some(Fault::Fail) => {
-            return kite_error(StatusCode::BAD_GATEWAY, "NetworkException", "upstream failure (simulated)")
-        }
-        None => {}
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if header("x-kite-version") != "3" {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "X-Kite-Version: 3 is required");
-    }
-    let session = header("authorization").strip_prefix("token ").and_then(|c| c.split_once(':'));
-    let valid = match (session, &o.kite_access_token) {
-        (Some((key, access)), wanted) => {
-            !key.is_empty() && !access.is_empty() && wanted.as_deref().is_none_or(|w| w == access)
-        }
-        (None, _) => false,
-    };
-    if !valid {
-        return kite_error(StatusCode::FORBIDDEN, "TokenException", "Incorrect `api_key` or `access_token`.");
-    }
-    if interval != "minute" {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "only the minute interval is served");
-    }
-    let Some(inst) = token.parse::<u32>().ok().and_then(|t| sim.universe.get(&t)) else {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", format!("invalid token {token}"));
-    };
-    let parse = |v: &Option<String>| {
-        let v = v.as_deref()?;
-        let naive = chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
-            .ok()
-            .or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
-        ist().from_local_datetime(&naive).single().map(|t| t.timestamp())
-    };
-    let (Some(from), Some(to)) = (parse(&q.from), parse(&q.to)) else {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "invalid from or to date");
-    };
-    if to < from {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "from date is after to date");
-    }
-    if to - from > MAX_WINDOW_DAYS * 86_400 {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "interval exceeds max limit: 60 days");
-    }
-    let with_oi = matches!(q.oi.as_deref(), Some("1" | "true"));
-    let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
-    let first = (from + 59).div_euclid(60) * 60;
-    let last = to.div_euclid(60) * 60; // inclusive
-    let candles: Vec<Value> = (first..=last)
-        .step_by(60)
-        .filter(|t| *t < now_minute && in_calendar(o.calendar, *t))
-        .map(|t| {
-            let c = candle(inst, t, true);
-            let mut row = vec![json!(ist_date(t, "+0530")), json!(c.open), json!(c.high), json!(c.low)];
-            row.extend([json!(c.close), json!(c.volume)]);
-            if with_oi {
-                row.push(json!(c.oi.unwrap_or(0)));
-            }
-            Value::Array(row)
-        })
-        .collect();
-    Json(json!({"status": "success", "data": {"candles": candles}})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -873,6 +478,9 @@ async fn stats(State(sim): State<Shared>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candles::ist_date;
+    use chrono::NaiveDate;
+    use universe::{last_tuesday, option_symbol};
 
     #[test]
     fn symbols_follow_kite() {
