@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::Value;
-use tickfill_jobs::{EventType, Job, SubscriptionEvent};
+use tickfill_jobs::{EventType, InstrumentToken, Job, SubscriptionEvent};
 
 use crate::{
     config::Settings,
@@ -100,10 +100,7 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
                 format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
             ))
         }
-        Some(Ok(t)) if t == 0 || t > u32::MAX as u64 => {
-            return Err(reject("bad_token", format!("instrument_token {t} is outside 1 … 4294967295")))
-        }
-        Some(Ok(t)) => t as u32,
+        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject("bad_token", e.to_string()))?,
     };
     let published_at = match obj.get("timestamp") {
         None | Some(Value::Null) => None,
@@ -187,7 +184,7 @@ pub async fn handle_message(
     let received_ms = Utc::now().timestamp_millis();
     match parse_event(payload, received_ms) {
         Ok(event) => {
-            let token = event.instrument_token;
+            let token = event.instrument_token.get();
             let kind = metrics::l1("type", event.event_type.as_str());
             metrics::get().events_received.get_or_create(&kind).inc();
             let job = job_for(event);
@@ -281,7 +278,7 @@ mod tests {
             7,
         )
         .unwrap();
-        assert_eq!(e.instrument_token, 256265);
+        assert_eq!(e.instrument_token.get(), 256265);
         assert_eq!(e.tradingsymbol.as_deref(), Some("NIFTY 50"));
         assert_eq!(e.published_at, Some(1730462400));
         assert_eq!(e.received_ms, 7);
@@ -295,7 +292,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (e.instrument_token, e.published_at, e.event_type),
+            (e.instrument_token.get(), e.published_at, e.event_type),
             (408065, Some(1730462400), EventType::SubscriptionRemoved)
         );
         assert!(parse_event(
@@ -335,6 +332,6 @@ mod tests {
     #[test]
     fn the_largest_token_is_accepted() {
         let e = parse_event(br#"{"event_type":"subscription_created","instrument_token":4294967295}"#, 0).unwrap();
-        assert_eq!(e.instrument_token, u32::MAX);
+        assert_eq!(e.instrument_token.get(), u32::MAX);
     }
 }

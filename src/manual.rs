@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
-use tickfill_jobs::{Job, Reason};
+use tickfill_jobs::{InstrumentToken, Job, Reason};
 
 use crate::{
     domain::window::{self, floor_minute, Window},
@@ -18,7 +18,7 @@ use crate::{
 /// must not be swallowed by the first one's idempotency keys.
 pub async fn push_backfill(
     producer: &mut Producer,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     force: bool,
 ) -> anyhow::Result<Vec<(Window, String)>> {

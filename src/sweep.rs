@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
-use tickfill_jobs::{Job, Reason};
+use tickfill_jobs::{InstrumentToken, Job, Reason};
 
 use crate::{
     config::{Settings, TickerApi},
@@ -179,8 +179,8 @@ pub async fn reconcile(
     report.added.sort_unstable();
     report.deactivated.sort_unstable();
     let (from, to) = immediate_window(now, settings.window_minutes);
-    for token in &report.added {
-        producer.push(&Job::Backfill { token: *token, from, to, reason: Reason::Reconcile, force: false }).await?;
+    for token in report.added.iter().filter_map(|t| InstrumentToken::new((*t).into()).ok()) {
+        producer.push(&Job::Backfill { token, from, to, reason: Reason::Reconcile, force: false }).await?;
     }
     Ok(report)
 }
@@ -222,13 +222,9 @@ pub async fn sweep(
     let gaps = find_gaps_of(pool, &targets, settings, now).await?;
     let mut jobs = Vec::with_capacity(gaps.len());
     for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
-        jobs.push(Job::Backfill {
-            token: g.token,
-            from: g.window.0,
-            to: g.window.1,
-            reason: Reason::Sweep,
-            force: false,
-        });
+        // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
+        let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
+        jobs.push(Job::Backfill { token, from: g.window.0, to: g.window.1, reason: Reason::Sweep, force: false });
     }
     producer.push_many(&jobs).await?;
     report.jobs = jobs.len();

@@ -144,7 +144,7 @@ impl EventType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionEvent {
     pub event_type: EventType,
-    pub instrument_token: u32,
+    pub instrument_token: InstrumentToken,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tradingsymbol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +189,43 @@ impl Reason {
     }
 }
 
+/// The kinds of job, as the `kind` tag of a payload names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Subscribed,
+    Unsubscribed,
+    Backfill,
+    Sweep,
+    ChainMetrics,
+}
+
+impl JobKind {
+    /// Every kind, in a stable order (the metrics' label sets start from it).
+    pub const ALL: [JobKind; 5] =
+        [JobKind::Subscribed, JobKind::Unsubscribed, JobKind::Backfill, JobKind::Sweep, JobKind::ChainMetrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Subscribed => "subscribed",
+            JobKind::Unsubscribed => "unsubscribed",
+            JobKind::Backfill => "backfill",
+            JobKind::Sweep => "sweep",
+            JobKind::ChainMetrics => "chain_metrics",
+        }
+    }
+
+    /// The kind named `s` (`subscribed`, `backfill`, …).
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One unit of work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -200,7 +237,7 @@ pub enum Job {
         event: SubscriptionEvent,
     },
     Backfill {
-        token: u32,
+        token: InstrumentToken,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         reason: Reason,
@@ -219,15 +256,20 @@ pub enum Job {
 }
 
 impl Job {
+    /// The kind of job this is.
+    pub fn job_kind(&self) -> JobKind {
+        match self {
+            Job::Subscribed { .. } => JobKind::Subscribed,
+            Job::Unsubscribed { .. } => JobKind::Unsubscribed,
+            Job::Backfill { .. } => JobKind::Backfill,
+            Job::Sweep { .. } => JobKind::Sweep,
+            Job::ChainMetrics { .. } => JobKind::ChainMetrics,
+        }
+    }
+
     /// Short name of the variant, as logged and stored in `backfill_runs.kind`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Job::Subscribed { .. } => "subscribed",
-            Job::Unsubscribed { .. } => "unsubscribed",
-            Job::Backfill { .. } => "backfill",
-            Job::Sweep { .. } => "sweep",
-            Job::ChainMetrics { .. } => "chain_metrics",
-        }
+        self.job_kind().as_str()
     }
 
     /// The lane a job runs in: what a desk waits for is urgent, everything else bulk.
@@ -241,7 +283,7 @@ impl Job {
     }
 
     /// The instrument a job is about, where it is about one.
-    pub fn token(&self) -> Option<u32> {
+    pub fn token(&self) -> Option<InstrumentToken> {
         match self {
             Job::Subscribed { event } | Job::Unsubscribed { event } => Some(event.instrument_token),
             Job::Backfill { token, .. } => Some(*token),
@@ -386,7 +428,7 @@ mod tests {
     fn event(ts: Option<i64>, received_ms: i64) -> SubscriptionEvent {
         SubscriptionEvent {
             event_type: EventType::SubscriptionCreated,
-            instrument_token: 256265,
+            instrument_token: InstrumentToken(256265),
             tradingsymbol: Some("NIFTY 50".into()),
             segment: Some("INDICES".into()),
             requested_mode: None,
@@ -402,7 +444,7 @@ mod tests {
         let jobs = vec![
             Job::Subscribed { event: event(Some(1), 2) },
             Job::Unsubscribed { event: event(None, 2) },
-            Job::Backfill { token: 5, from: t, to: t, reason: Reason::Sweep, force: true },
+            Job::Backfill { token: InstrumentToken(5), from: t, to: t, reason: Reason::Sweep, force: true },
             Job::Sweep { tick: t },
             Job::ChainMetrics {
                 underlying: "NIFTY".into(),
@@ -472,5 +514,36 @@ mod tests {
     fn queues_live_under_the_namespace() {
         assert_eq!(queue_name("desk1", Lane::Urgent), "desk1:urgent");
         assert_eq!(queue_name("desk1", Lane::Bulk), "desk1:bulk");
+    }
+
+    #[test]
+    fn a_token_is_1_to_2_pow_32_minus_1_on_the_wire_and_in_text() {
+        assert_eq!(InstrumentToken::parse(" 256265 ").map(InstrumentToken::get), Ok(256265));
+        assert_eq!(InstrumentToken::parse("4294967295").map(InstrumentToken::get), Ok(u32::MAX));
+        assert_eq!(InstrumentToken::parse("4294967296"), Err(TokenError::OutOfRange(4294967296)));
+        assert_eq!(InstrumentToken::parse("0"), Err(TokenError::OutOfRange(0)));
+        for bad in ["", "-1", "1e3", "12a", "99999999999999999999999"] {
+            assert!(InstrumentToken::parse(bad).is_err(), "{bad:?}");
+        }
+        let job = Job::Backfill {
+            token: InstrumentToken(7),
+            from: Utc::now(),
+            to: Utc::now(),
+            reason: Reason::Manual,
+            force: false,
+        };
+        let wire = serde_json::to_value(&job).unwrap();
+        assert_eq!(wire["token"], serde_json::json!(7), "a bare number, as before the type existed");
+        let mut zero = wire.clone();
+        zero["token"] = serde_json::json!(0);
+        assert!(serde_json::from_value::<Job>(zero).is_err(), "token 0 is refused");
+    }
+
+    #[test]
+    fn every_job_kind_is_listed_and_parses_back() {
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(JobKind::parse("nope"), None);
     }
 }

@@ -61,7 +61,7 @@ async fn run_in(
     let (from, to) = immediate_window(long_ago + Span::hours(3), 60);
     let backlog: Vec<Job> = bulk_tokens
         .iter()
-        .map(|t| Job::Backfill { token: *t, from, to, reason: Reason::Sweep, force: false })
+        .map(|t| Job::Backfill { token: sim_token(*t), from, to, reason: Reason::Sweep, force: false })
         .collect();
     producer.push_many(&backlog).await?;
 
@@ -89,7 +89,7 @@ async fn run_in(
         tokio::time::sleep_until((started + Duration::from_secs(i as u64)).into()).await;
         let event = SubscriptionEvent {
             event_type: EventType::SubscriptionCreated,
-            instrument_token: *token,
+            instrument_token: sim_token(*token),
             tradingsymbol: None,
             segment: None,
             requested_mode: Some("full".into()),
@@ -139,4 +139,9 @@ async fn run_in(
         "workers": opts.workers,
         "by_status": stats["by_status"],
     }))
+}
+
+/// A simulator token as the queue contract carries it (the simulator's tokens are all valid).
+fn sim_token(t: u32) -> tickfill_jobs::InstrumentToken {
+    tickfill_jobs::InstrumentToken::new(t.into()).expect("a simulator token")
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands};
-use tickfill_jobs::{Envelope, Job, Lane};
+use tickfill_jobs::{Envelope, InstrumentToken, Job, Lane};
 
 use super::{keys::LaneKeys, state::count, Producer};
 
@@ -19,7 +19,7 @@ pub struct DeadJob {
     pub id: String,
     pub lane: Lane,
     pub kind: String,
-    pub token: Option<u32>,
+    pub token: Option<InstrumentToken>,
     pub attempts: u32,
     /// The error the job died of, as the worker reported it.
     pub error: Option<String>,

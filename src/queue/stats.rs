@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands};
-use tickfill_jobs::Lane;
+use tickfill_jobs::{InstrumentToken, Lane};
 
 use super::{dead::read_job, housekeeping::scan_keys, keys::LaneKeys};
 
@@ -93,7 +93,7 @@ pub struct RunningJob {
     pub id: String,
     pub lane: Lane,
     pub kind: String,
-    pub token: Option<u32>,
+    pub token: Option<InstrumentToken>,
     pub attempts: u32,
     pub worker: String,
 }

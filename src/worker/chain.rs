@@ -1,6 +1,17 @@
 //! Option-chain rebuilds: debounced after option backfills, run as `ChainMetrics` jobs.
 
-use super::*;
+use chrono::{DateTime, NaiveDate, Utc};
+use tickfill_jobs::Job;
+
+use super::{
+    attempt::{JobError, JobMeta},
+    WorkerState,
+};
+use crate::{
+    domain::window::Window,
+    metrics,
+    store::runs::{self, Outcome, Run},
+};
 
 /// After an option backfill: ask for the chain to be rebuilt after `CHAIN_DEBOUNCE`, once per
 /// (underlying, expiry, debounce bucket), so a burst of a whole chain's subscriptions costs a
@@ -10,7 +21,7 @@ pub(super) async fn push_chain_rebuild(
     state: &WorkerState,
     underlying: &str,
     expiry: NaiveDate,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    window: Window,
 ) -> anyhow::Result<()> {
     let debounce = state.settings.chain_debounce;
     let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
@@ -43,7 +54,7 @@ pub(super) async fn rebuild_chain(
     state: &WorkerState,
     underlying: &str,
     expiry: NaiveDate,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    window: Window,
     meta: &JobMeta,
 ) -> Result<(), JobError> {
     let pending = crate::queue::keys::chain_pending(&state.settings.queue, underlying, expiry);

@@ -1,5 +1,9 @@
 //! The worker: an apalis worker pool on the urgent and bulk queues of one namespace.
 //!
+//! Layout: this file holds the pool (shared state, the loops beside apalis, start and stop);
+//! `attempt` one attempt of a job and the retry policy; `fetch` the pause, budget and throttle
+//! in front of the ticker; one file per job kind: `subscribe`, `backfill`, `sweep_job`, `chain`.
+//!
 //! Each job decides explicitly what happens when it fails: a transient failure (ticker 5xx or
 //! timeout, database or Redis trouble) schedules the next attempt with exponential backoff and
 //! jitter, up to `TICKFILL_MAX_ATTEMPTS`; a permanent one (unknown token, bad window, a response
@@ -10,47 +14,33 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use apalis::prelude::{AbortError, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_redis::{ConnectionManager, RedisStorage};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use sqlx::PgPool;
-use tickfill_jobs::{Envelope, Job, Lane, Reason, SubscriptionEvent};
+use tickfill_jobs::{Envelope, Lane};
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument as _;
 
+mod attempt;
 mod backfill;
 mod chain;
+mod fetch;
 mod subscribe;
 mod sweep_job;
 
-use backfill::*;
-use chain::*;
-use subscribe::*;
-use sweep_job::*;
+pub use attempt::{backoff, JobError};
 
 use crate::{
     config::Settings,
-    domain::{
-        instrument::{Instrument, Source},
-        market::{classify, BarTarget},
-        window::{self, subscription_window},
-    },
-    metrics,
     queue::{self, Producer},
     shutdown::Shutdown,
-    store::{
-        self, bars, instruments,
-        runs::{self, Outcome, Run},
-        subscriptions::{self, Subscription},
-    },
-    ticker::{budget::Budget, TickerClient, TickerError},
+    store,
+    ticker::{budget::Budget, TickerClient},
 };
 
 /// How often an idle worker looks for jobs (apalis-redis otherwise waits a whole heartbeat).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// How many 429s one job sits out before it hands itself back to the queue.
-const MAX_THROTTLE_WAITS: u32 = 20;
 
 /// A backfill that was committed, for whoever wants to show it (`tickfill dev`).
 #[derive(Debug, Clone)]
@@ -73,195 +63,6 @@ pub struct WorkerState {
     pub redis: ConnectionManager,
     pub producer: Producer,
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
-}
-
-/// Why a job did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Try again later.
-    #[error("{0:#}")]
-    Retry(anyhow::Error),
-    /// Give up: to the dead set with this reason.
-    #[error("{0}")]
-    GiveUp(String),
-    /// A dependency cannot be reached: try the same attempt again later, spending none.
-    #[error("{0:#}")]
-    Pause(anyhow::Error),
-}
-
-impl From<sqlx::Error> for JobError {
-    fn from(e: sqlx::Error) -> Self {
-        JobError::Retry(anyhow::Error::new(e).context("database error"))
-    }
-}
-
-/// Everything one job run knows about itself.
-struct JobMeta {
-    /// The first attempt's id: every attempt of a job updates one `backfill_runs` row.
-    id: String,
-    /// This attempt's number, from 1.
-    attempt: usize,
-    /// No further attempt follows a transient failure of this one.
-    last_attempt: bool,
-    started_at: DateTime<Utc>,
-}
-
-/// The retry delay before attempt `next` (2, 3, …): `base · 2^(next − 2)`, at most `max`, then
-/// scaled by a random factor in [0.5, 1] so that jobs that failed together do not retry together.
-/// apalis-redis schedules in whole seconds, so the delay is at least one.
-pub fn backoff(next: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exp = next.saturating_sub(2).min(30);
-    let full = base.saturating_mul(1u32 << exp).min(max);
-    let scaled = full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
-    Duration::from_secs(scaled.as_secs_f64().ceil().max(1.0) as u64)
-}
-
-/// Every error of a job's attempts, for the dead set and the log.
-fn all_errors(envelope: &Envelope, last: &str) -> String {
-    let mut parts: Vec<String> =
-        envelope.failures.iter().enumerate().map(|(i, f)| format!("attempt {}: {}", i + 1, f.error)).collect();
-    parts.push(format!("attempt {}: {last}", envelope.attempt()));
-    parts.join("; ")
-}
-
-/// The apalis handler: decode, dispatch, and decide what a failure means. tickfill keeps its own
-/// retry policy (apalis-redis 1.0 would retry 25 times at `now + attempt` seconds): a transient
-/// failure pushes the next attempt as a delayed job carrying every earlier error, so the schedule
-/// lives in Redis and survives a crash; the last allowed attempt, or a permanent failure, goes to
-/// the dead set with the reasons.
-async fn handle_job(envelope: Envelope, task_id: TaskId, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
-    let this_id = task_id.to_string();
-    // A task id that starts again was recovered from a worker that died running it: that counts
-    // as an attempt, so a job that crashes its worker ends dead instead of looping.
-    // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second
-    // round trip to clear it.
-    let starts_key = queue::keys::starts(&state.settings.queue, &this_id);
-    let mut redis = state.redis.clone();
-    let counted: redis::RedisResult<(u32,)> = redis::pipe()
-        .incr(&starts_key, 1)
-        .expire(&starts_key, state.settings.retention.as_secs().max(3600) as i64)
-        .ignore()
-        .query_async(&mut redis)
-        .await;
-    let starts = counted.map(|(n,)| n).unwrap_or(1);
-    let attempt = envelope.attempt() + starts.saturating_sub(1);
-    handle_attempt(&envelope, &this_id, attempt, &state).await
-}
-
-/// Pushes the job's next envelope to run after `delay` and completes this run. If it cannot be
-/// scheduled, this run fails with the original error instead, and apalis runs it again.
-async fn put_off(
-    state: &WorkerState,
-    job: &Job,
-    error: anyhow::Error,
-    next: Envelope,
-    key: &str,
-    delay: Duration,
-    counter: &str,
-) -> Result<(), BoxDynError> {
-    if let Err(push) = state.producer.clone().push_envelope(job, next, key, Some(delay)).await {
-        tracing::warn!(error = format!("{push:#}"), "could not schedule the job again");
-        return Err(error.into());
-    }
-    tracing::warn!(error = format!("{error:#}"), retry_in_s = delay.as_secs(), "job put off; it runs again later");
-    queue::count(&mut state.redis.clone(), &state.settings.queue, &format!("{counter}:{}", job.kind())).await;
-    Ok(())
-}
-
-async fn handle_attempt(
-    envelope: &Envelope,
-    this_id: &str,
-    attempt: u32,
-    state: &WorkerState,
-) -> Result<(), BoxDynError> {
-    if attempt > state.settings.max_attempts {
-        let reason = format!(
-            "gave up after {attempt} attempts: the job was abandoned by workers that died running it; {}",
-            all_errors(envelope, "worker died")
-        );
-        tracing::error!(job_id = %this_id, reason = %reason, "job failed for good; sent to the dead set");
-        queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_dead:crashed_worker").await;
-        metrics::get().jobs_dead.get_or_create(&metrics::l1("kind", "crashed_worker")).inc();
-        return Err(Box::new(AbortError::new(reason)));
-    }
-    let meta = JobMeta {
-        id: envelope.origin.clone().unwrap_or_else(|| this_id.to_string()),
-        attempt: attempt as usize,
-        last_attempt: attempt >= state.settings.max_attempts,
-        started_at: Utc::now(),
-    };
-    let job = match envelope.decode() {
-        Ok(job) => job,
-        Err(e) => {
-            tracing::error!(job_id = %this_id, error = %e, "job refused");
-            queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
-            return Err(Box::new(AbortError::new(e)));
-        }
-    };
-    let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token(), attempt);
-    let kind = metrics::l1("kind", job.kind());
-    let m = metrics::get();
-    m.jobs_started.get_or_create(&kind).inc();
-    let started = std::time::Instant::now();
-    let result = run_job(state, &job, &meta).instrument(span.clone()).await;
-    m.job_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
-    match &result {
-        Ok(()) => m.jobs_succeeded.get_or_create(&kind).inc(),
-        Err(JobError::Pause(_)) => m.jobs_put_off.get_or_create(&kind).inc(),
-        Err(JobError::Retry(_)) if !meta.last_attempt => m.jobs_retried.get_or_create(&kind).inc(),
-        Err(_) => m.jobs_dead.get_or_create(&kind).inc(),
-    };
-    let _enter = span.enter();
-    let mut redis = state.redis.clone();
-    let ns = &state.settings.queue;
-    match result {
-        Ok(()) => Ok(()),
-        Err(JobError::Pause(e)) => {
-            // An outage is no fault of the job: wait (doubling up to TICKFILL_RETRY_MAX) without
-            // spending an attempt, however long the outage lasts.
-            let s = &state.settings;
-            let delay = backoff(envelope.pauses + 2, s.retry_base, s.retry_max, rand::random());
-            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
-            put_off(state, &job, e, next, &key, delay, "jobs_paused").await
-        }
-        Err(JobError::Retry(e)) if !meta.last_attempt => {
-            let s = &state.settings;
-            let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
-            let mut next = envelope.next_attempt(this_id, format!("{e:#}"), Utc::now());
-            // Attempts lost to dead workers count as failures too.
-            while next.attempt() < attempt + 1 {
-                next = next.next_attempt(this_id, "the worker running it died".into(), Utc::now());
-            }
-            let key = envelope.next_key(&job.idempotency_key());
-            put_off(state, &job, e, next, &key, delay, "jobs_retried").await
-        }
-        Err(JobError::Retry(e)) => {
-            let reason = format!("gave up after {attempt} attempts: {}", all_errors(envelope, &format!("{e:#}")));
-            tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
-            queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
-            Err(Box::new(AbortError::new(reason)))
-        }
-        Err(JobError::GiveUp(reason)) => {
-            let reason = if envelope.failures.is_empty() { reason } else { all_errors(envelope, &reason) };
-            tracing::error!(reason = %reason, "job failed for good; sent to the dead set");
-            queue::count(&mut redis, ns, &format!("jobs_dead:{}", job.kind())).await;
-            Err(Box::new(AbortError::new(reason)))
-        }
-    }
-}
-
-async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), JobError> {
-    match job {
-        Job::Subscribed { event } => subscribed(state, event, meta).await,
-        Job::Unsubscribed { event } => unsubscribed(state, event).await,
-        Job::Backfill { token, from, to, reason, force } => {
-            requested_backfill(state, *token, (*from, *to), *reason, *force, meta).await
-        }
-        Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
-        Job::ChainMetrics { underlying, expiry, from, to } => {
-            rebuild_chain(state, underlying, *expiry, (*from, *to), meta).await
-        }
-    }
 }
 
 /// Builds the shared state of a worker process.
@@ -401,7 +202,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
                 .backend(storage)
                 .concurrency(settings.concurrency)
                 .data(state.clone())
-                .build(handle_job)
+                .build(attempt::handle_job)
         });
     }
     let grace = settings.shutdown_timeout;
@@ -436,23 +237,4 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     }
     tracing::info!("worker stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_and_whole_seconds() {
-        let (base, max) = (Duration::from_secs(2), Duration::from_secs(300));
-        let full: Vec<u64> = (2..12).map(|n| backoff(n, base, max, 1.0).as_secs()).collect();
-        assert_eq!(full, vec![2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(backoff(5, base, max, 0.0), Duration::from_secs(8), "half of 16 at the lowest jitter");
-        for j in [0.0, 0.3, 0.9] {
-            let d = backoff(4, base, max, j).as_secs();
-            assert!((4..=8).contains(&d), "{d}");
-        }
-        assert_eq!(backoff(2, Duration::from_millis(100), max, 0.0), Duration::from_secs(1));
-        assert_eq!(backoff(u32::MAX, base, max, 1.0), max);
-    }
 }

@@ -1,6 +1,12 @@
 //! `Sweep` jobs.
 
-use super::*;
+use chrono::{DateTime, Utc};
+
+use super::{
+    attempt::{JobError, JobMeta},
+    WorkerState,
+};
+use crate::store::runs::{self, Outcome, Run};
 
 /// A `Sweep` job: reconcile, plan, push; its run row says how many backfills it pushed.
 pub(super) async fn run_sweep(state: &WorkerState, tick: DateTime<Utc>, meta: &JobMeta) -> Result<(), JobError> {

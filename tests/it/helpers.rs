@@ -461,3 +461,8 @@ pub fn spawn_process(app: &TestApp, role: &str, env: &[(&str, &str)]) -> ChildGu
     }
     ChildGuard(cmd.spawn().unwrap_or_else(|e| panic!("start tickfill {role}: {e}")))
 }
+
+/// An instrument token of the simulator's universe, as jobs carry it.
+pub fn tok(n: u32) -> tickfill::jobs::InstrumentToken {
+    tickfill::jobs::InstrumentToken::new(n.into()).expect("a valid token")
+}

@@ -92,7 +92,8 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     .await
     .unwrap();
     let (from, to) = (at("2017-12-15T03:45:00Z"), at("2017-12-27T10:00:00Z")); // 09:15 IST … 15:30 IST
-    app.push(&Job::Backfill { token: 408065, from, to, reason: Reason::Manual, force: false }).await;
+    app.push(&Job::Backfill { token: crate::helpers::tok(408065), from, to, reason: Reason::Manual, force: false })
+        .await;
     app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
 
     let seen = seen.lock().unwrap().clone();
@@ -211,7 +212,13 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     let stop_stale = app.shutdown.child();
     let stale_worker = tokio::spawn(tickfill::worker::run(state, stop_stale.clone()));
     let to = tickfill::domain::window::floor_minute(Utc::now());
-    let job = Job::Backfill { token: 256265, from: to - Duration::hours(1), to, reason: Reason::Manual, force: false };
+    let job = Job::Backfill {
+        token: crate::helpers::tok(256265),
+        from: to - Duration::hours(1),
+        to,
+        reason: Reason::Manual,
+        force: false,
+    };
     app.push(&job).await;
     let mut redis = app.redis.clone();
     wait_until(20, "the queues to pause", || async {

@@ -24,8 +24,13 @@ async fn three_workers_share_three_requests_a_second_and_urgent_work_jumps_the_b
     const BULK: i64 = 24;
     for h in 0..BULK {
         let to = end - Duration::hours(h);
-        let job =
-            Job::Backfill { token: 256265, from: to - Duration::hours(1), to, reason: Reason::Manual, force: false };
+        let job = Job::Backfill {
+            token: crate::helpers::tok(256265),
+            from: to - Duration::hours(1),
+            to,
+            reason: Reason::Manual,
+            force: false,
+        };
         app.push(&job).await;
     }
     let env = [("TICKER_RATE_LIMIT", "3")];

@@ -192,7 +192,7 @@ async fn an_instrument_removed_on_the_ticker_goes_inactive_and_its_pending_backf
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
     // A backfill already waiting in the queue, due after the sweep has run.
     let (from, to) = (Utc::now() - Duration::hours(30), Utc::now() - Duration::hours(29));
-    let job = Job::Backfill { token: 256265, from, to, reason: Reason::Sweep, force: false };
+    let job = Job::Backfill { token: crate::helpers::tok(256265), from, to, reason: Reason::Sweep, force: false };
     queue::Producer::new(app.redis.clone(), &app.settings)
         .push_as(&job, "pending-test", Some(std::time::Duration::from_secs(2)))
         .await

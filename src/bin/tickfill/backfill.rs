@@ -1,7 +1,7 @@
 //! `tickfill backfill`: a hand backfill of one instrument's window (or `backfill cancel`).
 
 use clap::Subcommand;
-use tickfill::{config::Settings, manual, queue, store};
+use tickfill::{config::Settings, domain::instrument::InstrumentToken, manual, queue, store};
 
 use crate::args::instant;
 
@@ -11,7 +11,7 @@ pub struct BackfillArgs {
     #[command(subcommand)]
     command: Option<BackfillCommand>,
     #[arg(long)]
-    token: Option<u32>,
+    token: Option<InstrumentToken>,
     /// Start (RFC 3339), inclusive.
     #[arg(long, value_parser = instant)]
     from: Option<chrono::DateTime<chrono::Utc>>,
@@ -31,21 +31,20 @@ pub enum BackfillCommand {
     /// Drop the pending backfills of a token.
     Cancel {
         #[arg(long)]
-        token: u32,
+        token: InstrumentToken,
     },
 }
 
 pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     if let Some(BackfillCommand::Cancel { token }) = a.command {
-        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token).await?;
+        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token.get()).await?;
         println!("cancelled {n} pending backfill(s) of {token}");
         return Ok(());
     }
     let (Some(token), Some(from), Some(to)) = (a.token, a.from, a.to) else {
         anyhow::bail!("backfill needs --token, --from and --to (or: backfill cancel --token T)");
     };
-    anyhow::ensure!(token > 0, "--token must be 1 … 4294967295");
     let mut producer = queue::Producer::new(conn, &settings);
     let chunks = manual::push_backfill(&mut producer, token, (from, to), a.force).await?;
     println!("pushed {} backfill job(s) for {token}", chunks.len());
