@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tickfill_jobs::{InstrumentToken, Job, Reason};
 
 use crate::{
-    domain::window::{self, floor_minute, Window},
+    domain::window::{self, Window},
     queue::Producer,
     store,
 };
@@ -22,15 +22,15 @@ pub async fn push_backfill(
     window: Window,
     force: bool,
 ) -> anyhow::Result<Vec<(Window, String)>> {
-    let window = (floor_minute(window.0), floor_minute(window.1));
-    anyhow::ensure!(window.0 < window.1, "--from must be before --to (after rounding down to the minute)");
+    let window = window.floor_minutes();
+    anyhow::ensure!(!window.is_empty(), "--from must be before --to (after rounding down to the minute)");
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut pushed = Vec::new();
-    for (from, to) in window::split(window, window::MAX_CHUNK) {
-        let job = Job::Backfill { token, from, to, reason: Reason::Manual, force };
+    for chunk in window.split(window::MAX_CHUNK) {
+        let job = Job::Backfill { token, from: chunk.from, to: chunk.to, reason: Reason::Manual, force };
         let key = format!("manual:{run}:{}", job.idempotency_key());
         let id = producer.push_as(&job, &key, None).await?;
-        pushed.push(((from, to), id));
+        pushed.push((chunk, id));
     }
     Ok(pushed)
 }

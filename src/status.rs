@@ -34,7 +34,7 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
     for gap in sweep::find_gaps(pool, &strict, now).await? {
         let e = holes.entry(gap.token).or_default();
         e.0 += 1;
-        e.1 += (gap.window.1 - gap.window.0).num_minutes();
+        e.1 += (gap.window.to - gap.window.from).num_minutes();
     }
     Ok(rows
         .into_iter()

@@ -22,7 +22,7 @@ use crate::{
     },
     queue::{self, Producer},
     store::{
-        instruments, runs,
+        coverage, instruments,
         subscriptions::{self, Subscription},
     },
     ticker::TickerClient,
@@ -45,13 +45,13 @@ pub type Targets = Vec<(u32, DateTime<Utc>)>;
 /// Plans the backfills of a sweep from targets and (settle-clipped, sorted) coverage.
 pub fn plan_gaps(
     targets: &[(u32, DateTime<Utc>)],
-    coverage: &[(u32, DateTime<Utc>, DateTime<Utc>)],
+    coverage: &[(u32, Window)],
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Vec<Gap> {
     let mut by_token: HashMap<u32, Vec<Window>> = HashMap::new();
-    for (t, a, b) in coverage {
-        by_token.entry(*t).or_default().push((*a, *b));
+    for (t, w) in coverage {
+        by_token.entry(*t).or_default().push(*w);
     }
     let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
     let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
@@ -62,12 +62,12 @@ pub fn plan_gaps(
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        for hole in window::holes(start, end, covered) {
+        for hole in Window::new(start, end).holes(covered) {
             // A short hole at the live edge fills at the next sweep, in one request with more.
-            if hole.1 == end && hole.1 - hole.0 < threshold {
+            if hole.to == end && hole.to - hole.from < threshold {
                 continue;
             }
-            for chunk in window::split(hole, window::MAX_CHUNK) {
+            for chunk in hole.split(window::MAX_CHUNK) {
                 gaps.push(Gap { token: *token, window: chunk });
             }
         }
@@ -103,7 +103,7 @@ async fn find_gaps_of(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Gap>> {
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let coverage = runs::coverage_since(pool, since, settings.settle).await?;
+    let coverage = coverage::coverage_since(pool, since, settings.settle).await?;
     Ok(plan_gaps(targets, &coverage, settings, now))
 }
 
@@ -178,7 +178,7 @@ pub async fn reconcile(
     report.deactivated = gone;
     report.added.sort_unstable();
     report.deactivated.sort_unstable();
-    let (from, to) = immediate_window(now, settings.window_minutes);
+    let Window { from, to } = immediate_window(now, settings.window_minutes);
     for token in report.added.iter().filter_map(|t| InstrumentToken::new((*t).into()).ok()) {
         producer.push(&Job::Backfill { token, from, to, reason: Reason::Reconcile, force: false }).await?;
     }
@@ -224,7 +224,7 @@ pub async fn sweep(
     for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
         // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
         let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-        jobs.push(Job::Backfill { token, from: g.window.0, to: g.window.1, reason: Reason::Sweep, force: false });
+        jobs.push(Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false });
     }
     producer.push_many(&jobs).await?;
     report.jobs = jobs.len();
@@ -246,21 +246,24 @@ mod tests {
         let now = at(12, 0);
         let targets = vec![(1, at(8, 0)), (2, at(8, 0))];
         let coverage = vec![
-            (1, at(8, 0), at(9, 0)),
-            (1, at(10, 0), at(11, 57)), // 1 minute short of the wanted end (11:58): waits
-            (2, at(8, 0), at(11, 50)),  // 8 minutes short: fetched
+            (1, Window::new(at(8, 0), at(9, 0))),
+            (1, Window::new(at(10, 0), at(11, 57))), // 1 minute short of the wanted end (11:58): waits
+            (2, Window::new(at(8, 0), at(11, 50))),  // 8 minutes short: fetched
         ];
         let gaps = plan_gaps(&targets, &coverage, &s, now);
         assert_eq!(
             gaps,
-            vec![Gap { token: 1, window: (at(9, 0), at(10, 0)) }, Gap { token: 2, window: (at(11, 50), at(11, 58)) }]
+            vec![
+                Gap { token: 1, window: Window::new(at(9, 0), at(10, 0)) },
+                Gap { token: 2, window: Window::new(at(11, 50), at(11, 58)) }
+            ]
         );
     }
 
     #[test]
     fn nothing_is_planned_for_complete_instruments() {
         let s = Settings::defaults();
-        let gaps = plan_gaps(&[(1, at(10, 0))], &[(1, at(9, 0), at(11, 59))], &s, at(12, 0));
+        let gaps = plan_gaps(&[(1, at(10, 0))], &[(1, Window::new(at(9, 0), at(11, 59)))], &s, at(12, 0));
         assert!(gaps.is_empty());
     }
 }

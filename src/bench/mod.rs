@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::{bridge, config::Settings, load, queue, shutdown::Shutdown, sim, store, worker};
+use crate::{bridge, config::Settings, domain::window::Window, load, queue, shutdown::Shutdown, sim, store, worker};
 
 pub mod chaos;
 pub mod instruments;
@@ -226,7 +226,7 @@ async fn direct_baseline(
     gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
-    let (from, to) =
+    let window =
         crate::domain::window::immediate_window(Utc::now() - chrono::Duration::days(1), settings.window_minutes);
     let mut out = Vec::with_capacity(tokens.len());
     let mut pace = tokio::time::interval(gap);
@@ -235,10 +235,10 @@ async fn direct_baseline(
         let inst = store::instruments::find_instrument(pool, *token).await?.context("instrument missing")?;
         let target = crate::domain::market::classify(&inst).map_err(anyhow::Error::msg)?;
         let started = std::time::Instant::now();
-        let candles = client.history(*token, from, to).await?;
+        let candles = client.history(*token, window).await?;
         let mut tx = pool.begin().await?;
         store::bars::upsert_bars(&mut tx, *token, &target, &candles).await?;
-        store::runs::insert_coverage(&mut tx, *token, from, to, candles.len() as i32).await?;
+        store::coverage::insert_coverage(&mut tx, *token, window, candles.len() as i32).await?;
         tx.commit().await?;
         out.push(started.elapsed().as_secs_f64() * 1000.0);
     }
@@ -313,7 +313,7 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
         let t = std::time::Instant::now();
         let since = now - chrono::Duration::from_std(settings.lookback)?;
         let _ = store::subscriptions::active_subscriptions(&pool).await?;
-        let _ = store::runs::coverage_since(&pool, since, settings.settle).await?;
+        let _ = store::coverage::coverage_since(&pool, since, settings.settle).await?;
         read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let complete = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
@@ -391,16 +391,16 @@ async fn chain_in(db_url: &str, strikes: usize, minutes: usize) -> anyhow::Resul
     let mut rows = 0;
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        rows = crate::store::chain::rebuild(&pool, "BENCH", expiry, (from, to)).await?;
+        rows = crate::store::chain::rebuild(&pool, "BENCH", expiry, Window::new(from, to)).await?;
         rebuild.push(t.elapsed().as_secs_f64() * 1000.0);
 
         let t = std::time::Instant::now();
-        let chain = crate::store::chain::read_chain(&pool, "BENCH", expiry, from, to).await?;
+        let chain = crate::store::chain::read_chain(&pool, "BENCH", expiry, Window::new(from, to)).await?;
         let prepared = crate::store::chain::Prepared::from_chain(&chain);
         compute.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = std::time::Instant::now();
         let mut tx = pool.begin().await?;
-        prepared.write(&mut tx, "BENCH", expiry, (from, to)).await?;
+        prepared.write(&mut tx, "BENCH", expiry, Window::new(from, to)).await?;
         tx.commit().await?;
         raw.push(t.elapsed().as_secs_f64() * 1000.0);
     }

@@ -58,7 +58,7 @@ async fn run_in(
     .bind(long_ago)
     .execute(&pool)
     .await?;
-    let (from, to) = immediate_window(long_ago + Span::hours(3), 60);
+    let crate::domain::window::Window { from, to } = immediate_window(long_ago + Span::hours(3), 60);
     let backlog: Vec<Job> = bulk_tokens
         .iter()
         .map(|t| Job::Backfill { token: sim_token(*t), from, to, reason: Reason::Sweep, force: false })

@@ -27,7 +27,10 @@ use super::{
 };
 use crate::{
     config::Settings,
-    domain::market::{classify, BarTarget, Candle},
+    domain::{
+        market::{classify, BarTarget, Candle},
+        window::Window,
+    },
     queue,
     shutdown::Shutdown,
     store::{
@@ -53,7 +56,7 @@ pub async fn run(base: Settings, opts: ThroughputOptions) -> anyhow::Result<serd
 }
 
 /// One instrument's write in the upsert floor: token, table, window, candles.
-type FloorJob = (u32, BarTarget, (DateTime<Utc>, DateTime<Utc>), Vec<Candle>);
+type FloorJob = (u32, BarTarget, Window, Vec<Candle>);
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_s(pid: u32) -> Option<f64> {
@@ -186,8 +189,9 @@ async fn run_in(
         let token = *token as u32;
         let inst = store::instruments::find_instrument(&pool, token).await?.context("instrument missing")?;
         let target = classify(&inst).map_err(anyhow::Error::msg)?;
-        let candles = client.history(token, *from, *to).await?;
-        work.push((token, target, (*from, *to), candles));
+        let window = Window::new(*from, *to);
+        let candles = client.history(token, window).await?;
+        work.push((token, target, window, candles));
     }
     sqlx::query("TRUNCATE minute_bars, futures_bars, option_bars, coverage, backfill_runs").execute(&pool).await?;
     let expected: usize = work.iter().map(|w| w.3.len()).sum();
@@ -208,7 +212,7 @@ async fn run_in(
                     let Some((token, target, window, candles)) = queue.lock().await.pop() else { break };
                     let mut tx = pool.begin().await?;
                     written += store::bars::upsert_bars(&mut tx, token, &target, &candles).await?;
-                    runs::insert_coverage(&mut tx, token, window.0, window.1, candles.len() as i32).await?;
+                    store::coverage::insert_coverage(&mut tx, token, window, candles.len() as i32).await?;
                     let job_id = format!("floor-{i}-{token}");
                     let run = Run {
                         job_id: &job_id,

@@ -5,16 +5,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::domain::chain::{metrics, Chain, Metrics, Side, StrikeRow};
+use crate::domain::{
+    chain::{metrics, Chain, Metrics, Side, StrikeRow},
+    window::Window,
+};
 
-/// Reads the option bars of one underlying and expiry in `[from, to)` into per-minute chains.
-pub async fn read_chain(
-    pool: &PgPool,
-    symbol: &str,
-    expiry: NaiveDate,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<Chain> {
+/// Reads the option bars of one underlying and expiry in `window` into per-minute chains.
+pub async fn read_chain(pool: &PgPool, symbol: &str, expiry: NaiveDate, window: Window) -> sqlx::Result<Chain> {
     type Row = (DateTime<Utc>, f64, bool, f64, i64, Option<i64>, Option<f64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT time, strike, option_type = 'CE', close, volume, oi, iv FROM option_bars
@@ -22,8 +19,8 @@ pub async fn read_chain(
     )
     .bind(symbol)
     .bind(expiry)
-    .bind(from)
-    .bind(to)
+    .bind(window.from)
+    .bind(window.to)
     .fetch_all(pool)
     .await?;
     let mut chain = Chain::new();
@@ -78,7 +75,7 @@ impl Prepared {
         tx: &mut Transaction<'_, Postgres>,
         symbol: &str,
         expiry: NaiveDate,
-        window: (DateTime<Utc>, DateTime<Utc>),
+        window: Window,
     ) -> sqlx::Result<u64> {
         delete_window(tx, symbol, expiry, window).await?;
         self.insert(tx, symbol, expiry).await
@@ -102,7 +99,7 @@ pub async fn delete_window(
     tx: &mut Transaction<'_, Postgres>,
     symbol: &str,
     expiry: NaiveDate,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    window: Window,
 ) -> sqlx::Result<()> {
     for table in ["fo_strike_distribution", "fo_expiry_metrics"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -110,8 +107,8 @@ pub async fn delete_window(
         )))
         .bind(symbol)
         .bind(expiry)
-        .bind(window.0)
-        .bind(window.1)
+        .bind(window.from)
+        .bind(window.to)
         .execute(&mut **tx)
         .await?;
     }
@@ -219,20 +216,13 @@ impl MetricColumns {
     }
 }
 
-/// Rebuilds one underlying and expiry over `[from, to)`: its rows are replaced in one transaction.
+/// Rebuilds one underlying and expiry over `window`: its rows are replaced in one transaction.
 /// Returns rows written.
-pub async fn rebuild(
-    pool: &PgPool,
-    symbol: &str,
-    expiry: NaiveDate,
-    window: (DateTime<Utc>, DateTime<Utc>),
-) -> sqlx::Result<u64> {
+pub async fn rebuild(pool: &PgPool, symbol: &str, expiry: NaiveDate, window: Window) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     // The old rows go while the bars are read (on another connection): the read costs no time.
-    let (chain, deleted) = tokio::join!(
-        read_chain(pool, symbol, expiry, window.0, window.1),
-        delete_window(&mut tx, symbol, expiry, window)
-    );
+    let (chain, deleted) =
+        tokio::join!(read_chain(pool, symbol, expiry, window), delete_window(&mut tx, symbol, expiry, window));
     deleted?;
     let rows = Prepared::from_chain(&chain?).insert(&mut tx, symbol, expiry).await?;
     tx.commit().await?;

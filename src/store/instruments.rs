@@ -3,7 +3,10 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use crate::domain::instrument::{Instrument, Source};
+use crate::domain::{
+    instrument::{Instrument, Source},
+    window::Window,
+};
 
 /// Upserts a batch of instruments in one statement; returns the rows written.
 pub async fn upsert_instruments(pool: &PgPool, rows: &[Instrument], source: Source) -> sqlx::Result<u64> {
@@ -118,16 +121,15 @@ pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<I
     Ok(row.map(Into::into))
 }
 
-/// The instrument of `token` (if the store has it) and the coverage of `[from, to)` as
-/// [`super::runs::find_coverage`] reads it, in one round trip: what a subscription job needs
+/// The instrument of `token` (if the store has it) and the coverage of `window` as
+/// [`super::coverage::find_coverage`] reads it, in one round trip: what a subscription job needs
 /// before it fetches.
 pub async fn find_with_coverage(
     pool: &PgPool,
     token: u32,
-    from: chrono::DateTime<chrono::Utc>,
-    to: chrono::DateTime<chrono::Utc>,
+    window: Window,
     settle: std::time::Duration,
-) -> sqlx::Result<(Option<Instrument>, Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>)> {
+) -> sqlx::Result<(Option<Instrument>, Vec<Window>)> {
     let row = sqlx::query(
         "SELECT i.instrument_token, i.exchange_token, i.tradingsymbol, i.name, i.last_price, i.expiry, i.strike,
                 i.tick_size, i.lot_size, i.instrument_type, i.segment, i.exchange, c.cov_from, c.cov_to, c.cov_at
@@ -139,8 +141,8 @@ pub async fn find_with_coverage(
                      FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3) c",
     )
     .bind(token as i64)
-    .bind(from)
-    .bind(to)
+    .bind(window.from)
+    .bind(window.to)
     .fetch_one(pool)
     .await?;
     // The instrument columns are all null when the store does not know the token.
@@ -152,7 +154,7 @@ pub async fn find_with_coverage(
     let b: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_to")?;
     let at: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("cov_at")?;
     let covered =
-        a.into_iter().zip(b).zip(at).filter_map(|((a, b), at)| super::runs::trusted(a, b, at, settle)).collect();
+        a.into_iter().zip(b).zip(at).filter_map(|((a, b), at)| super::coverage::trusted(a, b, at, settle)).collect();
     Ok((inst, covered))
 }
 

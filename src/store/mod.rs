@@ -4,7 +4,8 @@
 //! - `instruments`: the Kite instrument dump (upsert, lookup).
 //! - `subscriptions`: what the ticker service has subscribed.
 //! - `bars`: minute, futures and option bars, upserted on their natural keys.
-//! - `runs`: `backfill_runs` and `coverage`.
+//! - `runs`: `backfill_runs`, one row per job.
+//! - `coverage`: what the answers have shown the store holds.
 //! - `chain`: the option-chain tables (strike distribution, expiry metrics).
 //! - `status`: what operators read: newest bars and runs per subscription, freshness.
 //!
@@ -12,6 +13,7 @@
 
 pub mod bars;
 pub mod chain;
+pub mod coverage;
 pub mod instruments;
 pub mod runs;
 pub mod status;

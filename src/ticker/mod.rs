@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::{
     config::{Settings, TickerApi},
-    domain::market::Candle,
+    domain::{market::Candle, window::Window},
 };
 
 /// What went wrong with a history request, sorted by what the caller should do about it.
@@ -84,13 +84,9 @@ impl TickerClient {
         Ok(TickerClient { http, base, kite_auth })
     }
 
-    /// Fetches the 1-minute candles of `token` in the half-open window `[from, to)`.
-    pub async fn history(
-        &self,
-        token: u32,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<Candle>, TickerError> {
+    /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`).
+    pub async fn history(&self, token: u32, window: Window) -> Result<Vec<Candle>, TickerError> {
+        let Window { from, to } = window;
         if let Some(auth) = &self.kite_auth {
             return self.kite_history(auth, token, from, to).await;
         }

@@ -20,7 +20,7 @@ use super::{
     sweep_job::run_sweep,
     WorkerState,
 };
-use crate::{metrics, queue};
+use crate::{domain::window::Window, metrics, queue};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -207,11 +207,11 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
         Job::Subscribed { event } => subscribed(state, event, meta).await,
         Job::Unsubscribed { event } => unsubscribed(state, event).await,
         Job::Backfill { token, from, to, reason, force } => {
-            requested_backfill(state, token.get(), (*from, *to), *reason, *force, meta).await
+            requested_backfill(state, token.get(), Window::new(*from, *to), *reason, *force, meta).await
         }
         Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
         Job::ChainMetrics { underlying, expiry, from, to } => {
-            rebuild_chain(state, underlying, *expiry, (*from, *to), meta).await
+            rebuild_chain(state, underlying, *expiry, Window::new(*from, *to), meta).await
         }
     }
 }

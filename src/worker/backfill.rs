@@ -24,7 +24,7 @@ use crate::{
     },
     metrics,
     store::{
-        bars, instruments,
+        bars, coverage, instruments,
         runs::{self, Outcome, Run},
         subscriptions,
     },
@@ -97,13 +97,13 @@ pub(super) async fn fetch_missing(
     let covered = match (covered, ctx.force) {
         (_, true) => vec![],
         (Some(c), false) => c,
-        (None, false) => runs::find_coverage(&state.pool, ctx.token, window.0, window.1, state.settings.settle).await?,
+        (None, false) => coverage::find_coverage(&state.pool, ctx.token, window, state.settings.settle).await?,
     };
-    let holes = window::holes(window.0, window.1, &covered);
+    let holes = window.holes(&covered);
     let (Some(first), Some(last)) = (holes.first(), holes.last()) else { return Ok(Fetched::Covered) };
     // One request for the span of the holes: fewer requests beat skipping a covered middle.
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
-    let fetch = (window::floor_minute(first.0), last.1);
+    let fetch = Window::new(window::floor_minute(first.from), last.to);
     let candles = fetch_with_throttle(state, ctx.token, fetch, ctx.reason.lane()).await?;
     Ok(Fetched::Candles { window: fetch, candles })
 }
@@ -121,7 +121,7 @@ pub(super) async fn write(
         Fetched::Covered => (0, Outcome::Covered),
         Fetched::Candles { window: fetch, candles } => {
             let rows = bars::upsert_bars(tx, ctx.token, ctx.target, candles).await?;
-            runs::insert_coverage(tx, ctx.token, fetch.0, fetch.1, candles.len() as i32).await?;
+            coverage::insert_coverage(tx, ctx.token, *fetch, candles.len() as i32).await?;
             (rows, Outcome::Stored)
         }
     };

@@ -30,20 +30,20 @@ pub(super) async fn push_chain_rebuild(
         .cmd("ZADD")
         .arg(&pending)
         .arg("LT")
-        .arg(window.0.timestamp())
+        .arg(window.from.timestamp())
         .arg("from")
         .ignore()
         .cmd("ZADD")
         .arg(&pending)
         .arg("GT")
-        .arg(window.1.timestamp())
+        .arg(window.to.timestamp())
         .arg("to")
         .ignore()
         .expire(&pending, 86_400)
         .ignore()
         .query_async(&mut state.redis.clone())
         .await?;
-    let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.0, to: window.1 };
+    let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.from, to: window.to };
     let key = format!("chain:{underlying}:{expiry}:{bucket}");
     state.producer.clone().push_as(&job, &key, Some(debounce)).await?;
     Ok(())
@@ -69,8 +69,8 @@ pub(super) async fn rebuild_chain(
     for (member, ts) in bounds {
         let Some(t) = DateTime::from_timestamp(ts, 0) else { continue };
         match member.as_str() {
-            "from" => window.0 = window.0.min(t),
-            "to" => window.1 = window.1.max(t),
+            "from" => window.from = window.from.min(t),
+            "to" => window.to = window.to.max(t),
             _ => {}
         }
     }
@@ -90,6 +90,6 @@ pub(super) async fn rebuild_chain(
         error: None,
     };
     runs::upsert_run(&state.pool, &run).await?;
-    tracing::info!(underlying, %expiry, rows, from = %window.0, to = %window.1, "chain rebuilt");
+    tracing::info!(underlying, %expiry, rows, from = %window.from, to = %window.to, "chain rebuilt");
     Ok(())
 }

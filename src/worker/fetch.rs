@@ -66,7 +66,7 @@ pub(super) async fn fetch_with_throttle(
                 tracing::debug!(token, waited_ms = waited.as_millis() as u64, "waited for rate budget");
             }
         }
-        let answer = state.ticker.history(token, window.0, window.1).await;
+        let answer = state.ticker.history(token, window).await;
         if let Err(e) = &answer {
             queue::count(&mut redis, &state.settings.queue, &format!("ticker_errors:{}", e.label())).await;
         }

@@ -43,7 +43,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // The instrument and what is already stored of the window, in one round trip.
-    let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window.0, window.1, s.settle).await?;
+    let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.settle).await?;
     let found = instrument::resolve(stored, token, Some(event));
     let instrument = found.as_ref().ok().map(|(i, s)| (i, *s));
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {

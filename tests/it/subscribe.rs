@@ -20,7 +20,7 @@ async fn nifty_event_stores_exactly_the_simulators_candles_for_the_window() {
             .await
             .unwrap();
     assert_eq!(to - from, chrono::Duration::minutes(120));
-    assert_eq!(to, immediate_window(to, 120).1, "the window ends on a minute boundary");
+    assert_eq!(to, immediate_window(to, 120).to, "the window ends on a minute boundary");
 
     let want = app.sim_candles(256265, from, to).await;
     assert_eq!(want.len(), 120, "the always-open simulator has a candle every minute");

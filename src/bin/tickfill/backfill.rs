@@ -1,7 +1,11 @@
 //! `tickfill backfill`: a hand backfill of one instrument's window (or `backfill cancel`).
 
 use clap::Subcommand;
-use tickfill::{config::Settings, domain::instrument::InstrumentToken, manual, queue, store};
+use tickfill::{
+    config::Settings,
+    domain::{instrument::InstrumentToken, window::Window},
+    manual, queue, store,
+};
 
 use crate::args::instant;
 
@@ -46,7 +50,7 @@ pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
         anyhow::bail!("backfill needs --token, --from and --to (or: backfill cancel --token T)");
     };
     let mut producer = queue::Producer::new(conn, &settings);
-    let chunks = manual::push_backfill(&mut producer, token, (from, to), a.force).await?;
+    let chunks = manual::push_backfill(&mut producer, token, Window::new(from, to), a.force).await?;
     println!("pushed {} backfill job(s) for {token}", chunks.len());
     let job_ids: Vec<String> = chunks.into_iter().map(|(_, id)| id).collect();
     if a.no_wait {

@@ -1,0 +1,88 @@
+//! `coverage`: what answers have shown the store holds, per instrument, as merged windows, and
+//! the settle rule that decides which part of a window is trusted.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::window::{floor_minute, Window};
+
+/// Records that `window` was fetched for `token`, with how many candles came back. Windows
+/// that touch or overlap are merged into one row, so coverage stays one row per contiguous span
+/// however many sweeps fill its tail; the merged row keeps the fetch time of its newest end, which
+/// is what the settle rule looks at.
+pub async fn insert_coverage(
+    tx: &mut Transaction<'_, Postgres>,
+    token: u32,
+    window: Window,
+    candles: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH merged AS (
+             DELETE FROM coverage WHERE instrument_token = $1 AND window_to >= $2 AND window_from <= $3
+             RETURNING window_from, window_to, fetched_at, candles)
+         INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+         SELECT $1, min(window_from), max(window_to),
+                (array_agg(fetched_at ORDER BY window_to DESC, fetched_at DESC))[1], sum(candles)::int
+         FROM (SELECT * FROM merged UNION ALL SELECT $2, $3, now(), $4) m
+         ON CONFLICT (instrument_token, window_from, window_to)
+         DO UPDATE SET fetched_at = now(), candles = EXCLUDED.candles",
+    )
+    .bind(token as i64)
+    .bind(window.from)
+    .bind(window.to)
+    .bind(candles)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The trusted part of a coverage window fetched at `fetched_at`: its end pulled back to the
+/// whole minute `settle` before the fetch (the last minutes before a fetch are not trusted, so a
+/// minute the source published late is fetched again); `None` when nothing of it is left.
+pub fn trusted(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    fetched_at: DateTime<Utc>,
+    settle: std::time::Duration,
+) -> Option<Window> {
+    let settled = floor_minute(fetched_at - chrono::Duration::from_std(settle).unwrap_or_default());
+    let end = to.min(settled);
+    (from < end).then_some(Window::new(from, end))
+}
+
+/// When a coverage window was fetched.
+type CoverageAt = DateTime<Utc>;
+
+/// Every coverage window ending after `since`, by token then start, [`trusted`] part only.
+pub async fn coverage_since(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    settle: std::time::Duration,
+) -> sqlx::Result<Vec<(u32, Window)>> {
+    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>, CoverageAt)> = sqlx::query_as(
+        "SELECT instrument_token, window_from, window_to, fetched_at FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(t, a, b, at)| trusted(a, b, at, settle).map(|w| (t as u32, w))).collect())
+}
+
+/// Coverage windows of `token` that overlap `window`, sorted by start, [`trusted`] part only.
+pub async fn find_coverage(
+    pool: &PgPool,
+    token: u32,
+    window: Window,
+    settle: std::time::Duration,
+) -> sqlx::Result<Vec<Window>> {
+    let rows: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT window_from, window_to, fetched_at FROM coverage
+         WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3 ORDER BY window_from",
+    )
+    .bind(token as i64)
+    .bind(window.from)
+    .bind(window.to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(a, b, at)| trusted(a, b, at, settle)).collect())
+}
