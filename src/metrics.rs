@@ -7,6 +7,9 @@
 
 use std::sync::{atomic::AtomicU64, LazyLock};
 
+use tickfill_jobs::{EventType, JobKind};
+
+use crate::domain::{chain::STRIKE_TABLE, event::RejectReason, market::BarTarget};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
@@ -49,23 +52,10 @@ pub struct Metrics {
     pub rate_limit: Gauge,
 }
 
-/// Job kinds, event types, rejection reasons, statuses and tables known in advance: their series
-/// exist from the start at 0, so rates and alerts see them before the first occurrence.
-const KINDS: [&str; 5] = ["subscribed", "unsubscribed", "backfill", "sweep", "chain_metrics"];
-const EVENT_TYPES: [&str; 3] = ["subscription_created", "subscription_removed", "subscription_deleted"];
-const REJECT_REASONS: [&str; 10] = [
-    "malformed_json",
-    "not_an_object",
-    "missing_event_type",
-    "bad_event_type",
-    "unknown_event_type",
-    "missing_token",
-    "bad_token",
-    "bad_timestamp",
-    "bad_metadata",
-    "oversize",
-];
-const TABLES: [&str; 4] = ["minute_bars", "futures_bars", "option_bars", "fo_strike_distribution"];
+/// The tables rows are upserted into: the bar tables and the chain's strike distribution.
+fn tables() -> impl Iterator<Item = &'static str> {
+    BarTarget::TABLES.into_iter().chain([STRIKE_TABLE])
+}
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     // 1 ms … ~65 s.
@@ -102,7 +92,9 @@ impl Metrics {
             freshness_stale: Gauge::default(),
             rate_limit: Gauge::default(),
         };
-        for kind in KINDS.map(|k| l1("kind", k)) {
+        // Job kinds, event types, rejection reasons, statuses and tables known in advance get their
+        // series at 0 from the start, so rates and alerts see them before the first occurrence.
+        for kind in JobKind::ALL.map(|k| l1("kind", k.as_str())) {
             for f in
                 [&m.jobs_pushed, &m.jobs_started, &m.jobs_succeeded, &m.jobs_retried, &m.jobs_put_off, &m.jobs_dead]
             {
@@ -110,17 +102,17 @@ impl Metrics {
             }
             let _ = m.job_duration.get_or_create(&kind);
         }
-        for t in EVENT_TYPES.map(|t| l1("type", t)) {
+        for t in EventType::ALL.map(|t| l1("type", t.as_str())) {
             let _ = m.events_received.get_or_create(&t);
             let _ = m.events_accepted.get_or_create(&t);
         }
-        for r in REJECT_REASONS {
-            let _ = m.events_rejected.get_or_create(&l1("reason", r));
+        for r in RejectReason::ALL {
+            let _ = m.events_rejected.get_or_create(&l1("reason", r.as_str()));
         }
         for status in ["200", "429", "error"] {
             let _ = m.history_requests.get_or_create(&l1("status", status));
         }
-        for t in TABLES {
+        for t in tables() {
             let _ = m.rows_upserted.get_or_create(&l1("table", t));
         }
         r.register("events_received", "Subscription events received by the bridge, by type", m.events_received.clone());

@@ -122,6 +122,10 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in a stable order.
+    pub const ALL: [EventType; 3] =
+        [EventType::SubscriptionCreated, EventType::SubscriptionRemoved, EventType::SubscriptionDeleted];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "subscription_created" => Some(Self::SubscriptionCreated),

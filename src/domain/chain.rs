@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+/// The table a rebuild's per-strike rows go to (its row counts are reported under this name).
+pub const STRIKE_TABLE: &str = "fo_strike_distribution";
+
 /// One leg of the chain in one minute.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Side {

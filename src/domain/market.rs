@@ -50,6 +50,9 @@ pub enum BarTarget {
 }
 
 impl BarTarget {
+    /// Every bar table, in the order of the variants.
+    pub const TABLES: [&'static str; 3] = ["minute_bars", "futures_bars", "option_bars"];
+
     pub fn table(&self) -> &'static str {
         match self {
             BarTarget::Minute { .. } => "minute_bars",

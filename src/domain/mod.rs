@@ -2,6 +2,7 @@
 //! ticker client, the worker or the admin API; they all import this.
 //!
 //! Layout:
+//! - `event`: subscription events: parsing a message, the reasons one is refused.
 //! - `instrument`: an instrument dump row, its source, the instrument token.
 //! - `market`: candles, the bar table an instrument's bars go to, underlying names.
 //! - `symbol`: tradingsymbol parsing and the exchanges' expiry rules.
@@ -9,6 +10,7 @@
 //! - `chain`: option-chain math: strike rows, PCR, max pain.
 
 pub mod chain;
+pub mod event;
 pub mod instrument;
 pub mod market;
 pub mod symbol;

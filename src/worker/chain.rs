@@ -8,7 +8,7 @@ use super::{
     WorkerState,
 };
 use crate::{
-    domain::window::Window,
+    domain::{chain::STRIKE_TABLE, window::Window},
     metrics,
     store::runs::{self, Outcome, Run},
 };
@@ -75,7 +75,7 @@ pub(super) async fn rebuild_chain(
         }
     }
     let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window).await?;
-    metrics::get().rows_upserted.get_or_create(&metrics::l1("table", "fo_strike_distribution")).inc_by(rows);
+    metrics::get().rows_upserted.get_or_create(&metrics::l1("table", STRIKE_TABLE)).inc_by(rows);
     let run = Run {
         job_id: &meta.id,
         kind: "chain_metrics",

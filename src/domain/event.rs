@@ -1,0 +1,253 @@
+//! Subscription events as the ticker service publishes them: parsing one message into a
+//! [`SubscriptionEvent`], liberal in what it accepts, and the reasons a message is refused.
+
+use serde_json::Value;
+use tickfill_jobs::{EventType, InstrumentToken, Job, SubscriptionEvent};
+
+/// Messages above this size are rejected unparsed.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Why a message was refused, as a stable label for counters and the rejected list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    MalformedJson,
+    NotAnObject,
+    MissingEventType,
+    BadEventType,
+    UnknownEventType,
+    MissingToken,
+    BadToken,
+    BadTimestamp,
+    BadMetadata,
+    Oversize,
+}
+
+impl RejectReason {
+    /// Every reason, in a stable order (the metrics' label sets start from it).
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::MalformedJson,
+        RejectReason::NotAnObject,
+        RejectReason::MissingEventType,
+        RejectReason::BadEventType,
+        RejectReason::UnknownEventType,
+        RejectReason::MissingToken,
+        RejectReason::BadToken,
+        RejectReason::BadTimestamp,
+        RejectReason::BadMetadata,
+        RejectReason::Oversize,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::MissingEventType => "missing_event_type",
+            RejectReason::BadEventType => "bad_event_type",
+            RejectReason::UnknownEventType => "unknown_event_type",
+            RejectReason::MissingToken => "missing_token",
+            RejectReason::BadToken => "bad_token",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::BadMetadata => "bad_metadata",
+            RejectReason::Oversize => "oversize",
+        }
+    }
+}
+
+impl PartialEq<&str> for RejectReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectReason,
+    /// What was wrong, naming the field.
+    pub reason: String,
+}
+
+fn reject(code: RejectReason, reason: impl Into<String>) -> Rejection {
+    Rejection { code, reason: reason.into() }
+}
+
+/// Reads an unsigned integer given as a JSON number or as a string of digits.
+fn integer(v: &Value) -> Option<Result<u64, ()>> {
+    match v {
+        Value::Null => None,
+        Value::Number(n) => Some(n.as_u64().ok_or(())),
+        Value::String(s) if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse::<u64>().map_err(|_| ()))
+        }
+        _ => Some(Err(())),
+    }
+}
+
+fn optional_string(meta: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
+    match meta.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Some(Value::String(_)) => {
+            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} is longer than 256 characters")))
+        }
+        Some(other) => {
+            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} must be a string, got {}", kind(other))))
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses one pub/sub message, liberal in what it accepts: the token and timestamp may be
+/// strings of digits, `metadata` may be missing or partial; other wrong types are refused.
+pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent, Rejection> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(reject(
+            RejectReason::Oversize,
+            format!("message of {} bytes exceeds {MAX_MESSAGE_BYTES}", payload.len()),
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| reject(RejectReason::MalformedJson, format!("not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(reject(RejectReason::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
+    };
+    let event_type = match obj.get("event_type") {
+        Some(Value::String(s)) => EventType::parse(s.trim())
+            .ok_or_else(|| reject(RejectReason::UnknownEventType, format!("unknown event_type {s:?}")))?,
+        None | Some(Value::Null) => return Err(reject(RejectReason::MissingEventType, "event_type is missing")),
+        Some(other) => {
+            return Err(reject(RejectReason::BadEventType, format!("event_type must be a string, got {}", kind(other))))
+        }
+    };
+    let token = match obj.get("instrument_token").and_then(integer) {
+        None => return Err(reject(RejectReason::MissingToken, "instrument_token is missing")),
+        Some(Err(())) => {
+            return Err(reject(
+                RejectReason::BadToken,
+                format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
+            ))
+        }
+        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject(RejectReason::BadToken, e.to_string()))?,
+    };
+    let published_at = match obj.get("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (0.0..1.0e11).contains(&f)) => {
+            Some(n.as_f64().unwrap() as i64)
+        }
+        Some(v) => match integer(v) {
+            Some(Ok(t)) if t < 100_000_000_000 => Some(t as i64),
+            _ => return Err(reject(RejectReason::BadTimestamp, format!("timestamp must be epoch seconds, got {v}"))),
+        },
+    };
+    let empty = serde_json::Map::new();
+    let meta = match obj.get("metadata") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(reject(RejectReason::BadMetadata, format!("metadata must be an object, got {}", kind(other))))
+        }
+    };
+    Ok(SubscriptionEvent {
+        event_type,
+        instrument_token: token,
+        tradingsymbol: optional_string(meta, "tradingsymbol")?,
+        segment: optional_string(meta, "segment")?.map(|s| s.to_ascii_uppercase()),
+        requested_mode: optional_string(meta, "requested_mode")?,
+        account_id: optional_string(meta, "account_id")?,
+        published_at,
+        received_ms,
+    })
+}
+
+/// The job an accepted event becomes.
+pub fn job_for(event: SubscriptionEvent) -> Job {
+    match event.event_type {
+        EventType::SubscriptionCreated => Job::Subscribed { event },
+        EventType::SubscriptionRemoved | EventType::SubscriptionDeleted => Job::Unsubscribed { event },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_event_parses() {
+        let e = parse_event(
+            br#"{"event_type":"subscription_created","instrument_token":256265,"metadata":{"tradingsymbol":"NIFTY 50","segment":"INDICES"},"timestamp":1730462400}"#,
+            7,
+        )
+        .unwrap();
+        assert_eq!(e.instrument_token.get(), 256265);
+        assert_eq!(e.tradingsymbol.as_deref(), Some("NIFTY 50"));
+        assert_eq!(e.published_at, Some(1730462400));
+        assert_eq!(e.received_ms, 7);
+    }
+
+    #[test]
+    fn strings_of_digits_and_missing_metadata_are_accepted() {
+        let e = parse_event(
+            br#"{"event_type":"subscription_removed","instrument_token":"408065","timestamp":"1730462400"}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.instrument_token.get(), e.published_at, e.event_type),
+            (408065, Some(1730462400), EventType::SubscriptionRemoved)
+        );
+        assert!(parse_event(
+            br#"{"event_type":"subscription_deleted","instrument_token":1,"metadata":{"segment":"nfo-opt"}}"#,
+            0
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn each_bad_input_has_its_reason() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{not json", "malformed_json"),
+            (b"[1,2]", "not_an_object"),
+            (br#"{"event_type":"subscription_paused","instrument_token":1}"#, "unknown_event_type"),
+            (br#"{"event_type":7,"instrument_token":1}"#, "bad_event_type"),
+            (br#"{"instrument_token":1}"#, "missing_event_type"),
+            (br#"{"event_type":"subscription_created","instrument_token":0}"#, "bad_token"),
+            (br#"{"event_type":"subscription_created","instrument_token":-5}"#, "bad_token"),
+            (br#"{"event_type":"subscription_created","instrument_token":4294967296}"#, "bad_token"),
+            (br#"{"event_type":"subscription_created","instrument_token":"12a"}"#, "bad_token"),
+            (br#"{"event_type":"subscription_created","instrument_token":1.5}"#, "bad_token"),
+            (br#"{"event_type":"subscription_created"}"#, "missing_token"),
+            (br#"{"event_type":"subscription_created","instrument_token":1,"timestamp":"soon"}"#, "bad_timestamp"),
+            (br#"{"event_type":"subscription_created","instrument_token":1,"metadata":"x"}"#, "bad_metadata"),
+            (br#"{"event_type":"subscription_created","instrument_token":1,"metadata":{"segment":5}}"#, "bad_metadata"),
+        ];
+        for (msg, code) in cases {
+            let r = parse_event(msg, 0).unwrap_err();
+            assert_eq!(r.code, *code, "{}", String::from_utf8_lossy(msg));
+        }
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(parse_event(&big, 0).unwrap_err().code, "oversize");
+        assert_eq!(parse_event(b"\xff\xfe\x00", 0).unwrap_err().code, "malformed_json");
+    }
+
+    #[test]
+    fn the_largest_token_is_accepted() {
+        let e = parse_event(br#"{"event_type":"subscription_created","instrument_token":4294967295}"#, 0).unwrap();
+        assert_eq!(e.instrument_token.get(), u32::MAX);
+    }
+}
