@@ -16,7 +16,7 @@ use crate::{
     domain::event::{job_for, parse_event, RejectReason, Rejection},
     metrics,
     queue::{self, Producer},
-    shutdown::Shutdown,
+    shutdown::{reconnect_delays, Shutdown, MAX_RECONNECT_DELAY},
 };
 
 /// How many rejected messages are kept.
@@ -106,7 +106,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Ok(mut conn) = queue::connect(settings.redis_url.expose()).await {
         queue::warn_without_persistence(&mut conn).await;
     }
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = reconnect_delays(Duration::from_millis(100), Duration::from_secs(10));
+    let mut backoff = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
     let mut reconnects = 0u64;
     loop {
         let session = async {
@@ -127,11 +128,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 let payload = msg.get_payload_bytes().to_vec();
                 // A push that fails is retried until it lands: the event is not lost while
                 // this connection lives.
-                let mut wait = Duration::from_millis(50);
+                let mut waits = reconnect_delays(Duration::from_millis(50), Duration::from_secs(5));
                 while let Err(e) = handle_message(&mut producer, &mut conn, &settings, &payload).await {
                     tracing::warn!(error = %e, "failed to queue an event; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(waits.next().unwrap_or(MAX_RECONNECT_DELAY)).await;
                 }
             }
             anyhow::Ok(())
@@ -150,7 +150,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
         reconnects += 1;
     }
 }

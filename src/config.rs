@@ -157,23 +157,21 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// Parses `90s`, `5m`, `2h`, `7d` (also `250ms`). A bare number is refused.
+/// Parses one number and one unit: `90s`, `5m`, `2h`, `7d`, `250ms`. A bare number is refused,
+/// so nobody wonders whether it meant seconds or minutes; humantime does the checked arithmetic.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| "a duration needs a unit: ms, s, m, h or d (e.g. 90s, 5m)".to_string())?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| "expected a number before the unit".to_string())?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
+    if num.is_empty() {
+        return Err("expected a number before the unit".into());
+    }
+    if !matches!(unit, "ms" | "s" | "m" | "h" | "d") {
+        return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s}: {e}"))
 }
 
 /// Parses true/false (also 1/0, yes/no, on/off).

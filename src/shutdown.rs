@@ -1,6 +1,9 @@
 //! One shutdown trigger shared by every part of a process: fired by SIGTERM or SIGINT, or by a
 //! test, and awaited by every loop at its safe points.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -56,6 +59,14 @@ impl Shutdown {
     }
 }
 
+/// What a reconnect loop waits once its delays run out (they never do: `without_max_times`).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
+
+/// Delays for a reconnect loop: `min`, doubling to `max`, for ever (backon's exponential backoff).
+pub fn reconnect_delays(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new().with_min_delay(min).with_max_delay(max).without_max_times().build()
+}
+
 /// Retries `attempt` with backoff (up to 5 s) until it succeeds, logging what is awaited; gives
 /// up only when `shutdown` fires. A process started while its dependencies are down waits for
 /// them instead of exiting.
@@ -64,7 +75,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut backoff = std::time::Duration::from_millis(200);
+    let mut delays = reconnect_delays(Duration::from_millis(200), Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
         match attempt().await {
@@ -82,9 +93,26 @@ where
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delays.next().unwrap_or(MAX_RECONNECT_DELAY)) => {}
             _ = shutdown.wait() => anyhow::bail!("stopped while waiting for {what}"),
         }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_up_to_the_cap_for_ever() {
+        let ms: Vec<u128> = reconnect_delays(Duration::from_millis(100), Duration::from_secs(1))
+            .take(8)
+            .map(|d| d.as_millis())
+            .collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+        assert_eq!(
+            reconnect_delays(Duration::from_millis(1), Duration::from_millis(2)).nth(10_000),
+            Some(Duration::from_millis(2))
+        );
     }
 }

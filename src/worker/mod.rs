@@ -34,7 +34,7 @@ pub use attempt::{backoff, JobError};
 use crate::{
     config::Settings,
     queue::{self, Producer},
-    shutdown::Shutdown,
+    shutdown::{reconnect_delays, Shutdown, MAX_RECONNECT_DELAY},
     store,
     ticker::{budget::Budget, TickerClient},
 };
@@ -135,7 +135,7 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "no wake-ups: bad REDIS_URL"),
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = reconnect_delays(Duration::from_millis(100), Duration::from_secs(5));
     while !shutdown.is_triggered() {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -157,8 +157,7 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
             r = session => if let Err(e) = r { tracing::debug!(error = %e, "wake listener lost Redis") },
             _ = shutdown.wait() => return,
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(delays.next().unwrap_or(MAX_RECONNECT_DELAY)).await;
     }
 }
 
