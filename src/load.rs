@@ -77,38 +77,23 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
         bytes.to_vec()
     };
     let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(lf.as_slice());
-    let headers = rdr.headers().context("the dump has no header row")?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let token_col = col("instrument_token").context("the dump has no instrument_token column")?;
-    let symbol_col = col("tradingsymbol").context("the dump has no tradingsymbol column")?;
-    let cols = [
-        "exchange_token",
-        "name",
-        "last_price",
-        "expiry",
-        "strike",
-        "tick_size",
-        "lot_size",
-        "instrument_type",
-        "segment",
-        "exchange",
-    ]
-    .map(col);
+    // Header names are matched without regard to case: the rows are read by name through serde.
+    let headers: csv::StringRecord =
+        rdr.headers().context("the dump has no header row")?.iter().map(str::to_ascii_lowercase).collect();
+    anyhow::ensure!(headers.iter().any(|h| h == "instrument_token"), "the dump has no instrument_token column");
+    anyhow::ensure!(headers.iter().any(|h| h == "tradingsymbol"), "the dump has no tradingsymbol column");
+    rdr.set_headers(headers.clone());
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for record in rdr.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                bad.push((line, e.to_string()));
-                continue;
-            }
-        };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        match parse_row(&record, token_col, symbol_col, &cols) {
-            Ok(i) => good.push((line, i)),
-            Err(e) => bad.push((line, e)),
+        let parsed = record.map_err(|e| (e.position().map(|p| p.line()).unwrap_or(0), e.to_string())).and_then(|r| {
+            let line = r.position().map(|p| p.line()).unwrap_or(0);
+            let row: DumpRow = r.deserialize(Some(&headers)).map_err(|e| (line, e.to_string()))?;
+            parse_row(row).map(|i| (line, i)).map_err(|e| (line, e))
+        });
+        match parsed {
+            Ok(ok) => good.push(ok),
+            Err(err) => bad.push(err),
         }
     }
     // A token listed twice: the later row wins, the earlier is reported.
@@ -132,42 +117,57 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
     Ok((kept, bad))
 }
 
-fn parse_row(
-    r: &csv::StringRecord,
-    token_col: usize,
-    symbol_col: usize,
-    cols: &[Option<usize>; 10],
-) -> Result<Instrument, String> {
-    let get = |i: Option<usize>| i.and_then(|i| r.get(i)).map(str::trim).filter(|s| !s.is_empty());
-    let token: u64 = get(Some(token_col))
+/// One row of a Kite instrument dump, by column name; every field as text, so a bad value is
+/// reported by [`parse_row`] naming its column. Columns the dump lacks are `None`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct DumpRow {
+    instrument_token: Option<String>,
+    exchange_token: Option<String>,
+    tradingsymbol: Option<String>,
+    name: Option<String>,
+    last_price: Option<String>,
+    expiry: Option<String>,
+    strike: Option<String>,
+    tick_size: Option<String>,
+    lot_size: Option<String>,
+    instrument_type: Option<String>,
+    segment: Option<String>,
+    exchange: Option<String>,
+}
+
+fn parse_row(r: DumpRow) -> Result<Instrument, String> {
+    let get = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    let raw_token = r.instrument_token.clone().unwrap_or_default();
+    let token: u64 = get(&r.instrument_token)
         .ok_or("instrument_token is empty")?
         .parse()
-        .map_err(|_| format!("instrument_token {:?} is not a number", r.get(token_col).unwrap_or("")))?;
+        .map_err(|_| format!("instrument_token {raw_token:?} is not a number"))?;
     if token == 0 || token > u32::MAX as u64 {
         return Err(format!("instrument_token {token} is outside 1 … 4294967295"));
     }
-    let tradingsymbol = get(Some(symbol_col)).ok_or("tradingsymbol is empty")?.to_string();
-    let num = |i: Option<usize>, what: &str| -> Result<Option<f64>, String> {
-        get(i).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
+    let tradingsymbol = get(&r.tradingsymbol).ok_or("tradingsymbol is empty")?;
+    let num = |v: &Option<String>, what: &str| -> Result<Option<f64>, String> {
+        get(v).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
     };
-    let expiry = get(cols[3])
-        .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
+    let expiry = get(&r.expiry)
+        .map(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
         .transpose()?;
     Ok(Instrument {
         instrument_token: token as u32,
-        exchange_token: get(cols[0]).and_then(|v| v.parse().ok()),
+        exchange_token: get(&r.exchange_token).and_then(|v| v.parse().ok()),
         tradingsymbol,
-        name: get(cols[1]).map(String::from),
-        last_price: num(cols[2], "last_price")?,
+        name: get(&r.name),
+        last_price: num(&r.last_price, "last_price")?,
         expiry,
-        strike: num(cols[4], "strike")?,
-        tick_size: num(cols[5], "tick_size")?,
-        lot_size: get(cols[6])
+        strike: num(&r.strike, "strike")?,
+        tick_size: num(&r.tick_size, "tick_size")?,
+        lot_size: get(&r.lot_size)
             .map(|v| v.parse::<f64>().map(|f| f as i32).map_err(|_| format!("lot_size {v:?} is not a number")))
             .transpose()?,
-        instrument_type: get(cols[7]).map(String::from),
-        segment: get(cols[8]).map(String::from),
-        exchange: get(cols[9]).map(String::from),
+        instrument_type: get(&r.instrument_type),
+        segment: get(&r.segment),
+        exchange: get(&r.exchange),
     })
 }
 
