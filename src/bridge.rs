@@ -63,6 +63,7 @@ pub async fn list_rejected(
 
 /// Handles one message: a job on success, a kept rejection otherwise. Never fails the bridge;
 /// a push that fails (Redis down) is returned so the caller can retry it.
+#[tracing::instrument(level = "debug", skip_all, fields(bytes = payload.len()))]
 pub async fn handle_message(
     producer: &mut Producer,
     conn: &mut redis::aio::ConnectionManager,

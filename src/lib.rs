@@ -1,29 +1,25 @@
 //! tickfill keeps a market-data store complete: subscription events become durable jobs, and a
 //! pool of workers fetches the missing 1-minute history and upserts it into PostgreSQL.
 //!
-//! Layout:
-//! - `admin`: the admin HTTP API (health, readiness, queue figures, dead letters).
-//! - `config`: typed settings from the environment.
-//! - `telemetry`: logging.
-//! - `metrics`: the Prometheus registry.
-//! - `shutdown`: the stop signal every loop obeys.
-//! - `queue`: apalis-redis storages, pushing jobs, counters and the scripts apalis needs beside it.
-//! - `dead`: dead letters (list, show, retry, purge) and queue figures.
+//! Layout (arrows run one way: everything may import `domain`; `domain` imports nothing below):
+//! - `domain/`: pure types and rules: instruments and tokens, events, candles and bar tables,
+//!   tradingsymbols, windows, option-chain math.
+//! - `config`: typed settings from the environment; `telemetry`: logging; `metrics`: the
+//!   Prometheus registry; `shutdown`: the stop signal every loop obeys, and reconnect delays.
+//! - `store/`: PostgreSQL: migrations and every SQL statement of the product, one function each.
+//! - `queue/`: everything Redis holds for a deployment: key names, storages and the producer,
+//!   housekeeping, figures, dead letters, cancelling, the Lua scripts.
+//! - `ticker/`: the history API clients (ticker service, Kite) and the fleet-wide rate budget.
 //! - `bridge`: Redis pub/sub events → jobs.
-//! - `worker`: the apalis worker pool and its retry policy; one file per job type beside it.
-//! - `sweep`: gap planning and reconciliation with the ticker's subscription list.
-//! - `scheduler`: pushes sweep jobs on `SWEEP_INTERVAL`.
-//! - `ticker`: the history API client.
-//! - `budget`: the fleet-wide rate budget of the history API, urgent lane first.
-//! - `market`: candles, instrument classification, underlying names, tradingsymbol parsing.
-//! - `chain`: option-chain strike distribution, PCR and max pain.
-//! - `windows`: minute alignment, holes, chunks.
-//! - `store`: PostgreSQL: migrations and one function per statement.
-//! - `load`: the instrument-dump loader.
-//! - `ops`: operator commands (hand backfills, status).
-//! - `sim`: the ticker-service simulator.
-//! - `dev`: the one-command local stack.
-//! - `bench`: measurements.
+//! - `worker/`: the apalis worker pool, one attempt and its retry policy, one file per job kind.
+//! - `sweep`: gap planning and reconciliation; `scheduler`: sweep jobs on `SWEEP_INTERVAL`.
+//! - `load`: the instrument-dump loader; `manual`: hand backfills; `status`: per-subscription
+//!   status.
+//! - `admin/`: the admin HTTP API and operator page.
+//! - `sim/`: the ticker-service simulator (an outside system: it shares no code with `ticker`).
+//! - `dev`: the one-command local stack; `bench/`: measurements.
+//!
+//! The binary (`src/bin/tickfill/`) only parses the command line and dispatches to these.
 
 pub mod admin;
 pub mod bench;

@@ -180,6 +180,7 @@ pub async fn load(pool: &PgPool, bytes: &[u8]) -> anyhow::Result<LoadReport> {
 /// the whole list of its segments: their instruments it does not list become inactive (other
 /// segments are left alone, so a partial dump never deactivates them). A dump with rejected rows
 /// deactivates nothing: a row it could not read may be an instrument that still trades.
+#[tracing::instrument(skip_all, fields(bytes = bytes.len(), full = full))]
 pub async fn load_with(
     pool: &PgPool,
     bytes: &[u8],

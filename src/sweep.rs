@@ -120,6 +120,7 @@ pub struct Reconciled {
 
 /// Brings `subscriptions` in line with the ticker's list: a subscription we never heard about is
 /// recorded and gets its immediate backfill; one the ticker no longer lists becomes inactive.
+#[tracing::instrument(skip_all)]
 pub async fn reconcile(
     pool: &PgPool,
     ticker: &TickerClient,
@@ -194,6 +195,7 @@ pub struct SweepReport {
 }
 
 /// Runs one sweep: reconcile (when on and the ticker answers), plan, push.
+#[tracing::instrument(skip_all)]
 pub async fn sweep(
     pool: &PgPool,
     ticker: &TickerClient,

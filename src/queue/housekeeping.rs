@@ -40,7 +40,7 @@ pub async fn promote_due(conn: &mut ConnectionManager, config: &Config) -> redis
 /// Every key matching `pattern`, found with SCAN (never KEYS, which blocks Redis).
 pub async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
     let mut keys = Vec::new();
-    let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+    let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await?;
     while let Some(k) = futures::StreamExt::next(&mut iter).await {
         keys.push(k?);
     }

@@ -101,6 +101,7 @@ impl Producer {
     }
 
     /// Pushes a prepared envelope of `job` (a retry carries its history) under `key`.
+    #[tracing::instrument(level = "debug", skip_all, fields(kind = job.kind(), key = key))]
     pub async fn push_envelope(
         &mut self,
         job: &Job,
@@ -137,6 +138,7 @@ impl Producer {
 impl Producer {
     /// Pushes many jobs, each under its derived key, in one batch per lane (one script call
     /// instead of one round trip per job), then wakes each lane once.
+    #[tracing::instrument(level = "debug", skip_all, fields(jobs = jobs.len()))]
     pub async fn push_many(&mut self, jobs: &[Job]) -> anyhow::Result<()> {
         for j in jobs {
             crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", j.kind())).inc();

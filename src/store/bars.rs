@@ -6,6 +6,7 @@ use sqlx::{Postgres, Transaction};
 use crate::domain::market::{BarTarget, Candle};
 
 /// Upserts the candles of one instrument into the table its target names; returns rows written.
+#[tracing::instrument(level = "debug", skip_all, fields(token = token, table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,

@@ -218,6 +218,7 @@ impl MetricColumns {
 
 /// Rebuilds one underlying and expiry over `window`: its rows are replaced in one transaction.
 /// Returns rows written.
+#[tracing::instrument(skip_all, fields(symbol = symbol, %expiry, from = %window.from, to = %window.to))]
 pub async fn rebuild(pool: &PgPool, symbol: &str, expiry: NaiveDate, window: Window) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     // The old rows go while the bars are read (on another connection): the read costs no time.

@@ -10,6 +10,7 @@ use crate::domain::window::{floor_minute, Window};
 /// that touch or overlap are merged into one row, so coverage stays one row per contiguous span
 /// however many sweeps fill its tail; the merged row keeps the fetch time of its newest end, which
 /// is what the settle rule looks at.
+#[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to))]
 pub async fn insert_coverage(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,
@@ -69,6 +70,7 @@ pub async fn coverage_since(
 }
 
 /// Coverage windows of `token` that overlap `window`, sorted by start, [`trusted`] part only.
+#[tracing::instrument(level = "debug", skip_all, fields(token = token))]
 pub async fn find_coverage(
     pool: &PgPool,
     token: u32,

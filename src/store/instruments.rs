@@ -124,6 +124,7 @@ pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<I
 /// The instrument of `token` (if the store has it) and the coverage of `window` as
 /// [`super::coverage::find_coverage`] reads it, in one round trip: what a subscription job needs
 /// before it fetches.
+#[tracing::instrument(level = "debug", skip_all, fields(token = token))]
 pub async fn find_with_coverage(
     pool: &PgPool,
     token: u32,

@@ -56,6 +56,7 @@ pub struct Run<'a> {
 
 /// Upserts a run row; `finished_at` is the database clock at the statement, so it is the
 /// commit-side instant latency figures are taken from.
+#[tracing::instrument(level = "debug", skip_all, fields(job_id = run.job_id, outcome = run.outcome.as_str()))]
 pub async fn upsert_run<'e, E>(exec: E, run: &Run<'_>) -> sqlx::Result<()>
 where
     E: sqlx::Executor<'e, Database = Postgres>,

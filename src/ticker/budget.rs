@@ -72,6 +72,7 @@ impl Budget {
 
     /// Waits for a grant for one request of `lane`; returns how long it waited. While Redis is
     /// unreachable it keeps waiting: a request without a grant could break the fleet's limit.
+    #[tracing::instrument(level = "debug", skip_all, fields(lane = lane.as_str()))]
     pub async fn take(&self, lane: Lane) -> Duration {
         let started = std::time::Instant::now();
         self.local[lane as usize].until_ready().await;

@@ -85,6 +85,7 @@ impl TickerClient {
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`).
+    #[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to))]
     pub async fn history(&self, token: u32, window: Window) -> Result<Vec<Candle>, TickerError> {
         let Window { from, to } = window;
         if let Some(auth) = &self.kite_auth {

@@ -88,6 +88,7 @@ pub(super) async fn requested_backfill(
 
 /// Asks the ticker for what coverage lacks of `window` (`covered`, when the caller has read it
 /// already). Writes nothing.
+#[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token, from = %window.from, to = %window.to))]
 pub(super) async fn fetch_missing(
     state: &WorkerState,
     ctx: &BackfillCtx<'_>,
@@ -110,6 +111,7 @@ pub(super) async fn fetch_missing(
 
 /// Writes what was fetched into `tx`: bars, coverage and the run row (`window` is the job's).
 /// Returns the bars written.
+#[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token))]
 pub(super) async fn write(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &BackfillCtx<'_>,

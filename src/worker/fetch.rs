@@ -49,6 +49,7 @@ async fn wait_while_paused(state: &WorkerState) {
 
 /// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt) and
 /// pauses (an expired Kite session).
+#[tracing::instrument(level = "debug", skip_all, fields(token = token, lane = lane.as_str()))]
 pub(super) async fn fetch_with_throttle(
     state: &WorkerState,
     token: u32,
