@@ -4,7 +4,12 @@
 
 use chrono::NaiveDate;
 
-use super::{instrument::Instrument, market::normalise_underlying};
+use tickfill_jobs::SubscriptionEvent;
+
+use super::{
+    instrument::{Instrument, Source},
+    market::normalise_underlying,
+};
 
 /// What a derivative's tradingsymbol says about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +166,36 @@ pub fn complete_from_symbol(inst: &mut Instrument) -> bool {
         inst.segment = Some(p.segment);
     }
     true
+}
+
+/// The store's row (completed from its symbol where a dump left fields empty), else the
+/// instrument the event's metadata describes.
+pub fn resolve_instrument(
+    stored: Option<Instrument>,
+    token: u32,
+    event: Option<&SubscriptionEvent>,
+) -> Result<(Instrument, Source), String> {
+    if let Some(mut inst) = stored {
+        // Some dumps leave a derivative's name or expiry empty: its symbol tells them.
+        complete_from_symbol(&mut inst);
+        return Ok((inst, Source::Dump));
+    }
+    let from_event = event.and_then(|e| {
+        let mut inst = Instrument {
+            instrument_token: token,
+            tradingsymbol: e.tradingsymbol.clone()?,
+            segment: e.segment.clone(),
+            ..Default::default()
+        };
+        let parsed = complete_from_symbol(&mut inst);
+        inst.segment.is_some().then_some((inst, if parsed { Source::Parsed } else { Source::Event }))
+    });
+    from_event.ok_or_else(|| {
+        format!(
+            "unknown instrument {token}: not in instruments and the event carries no tradingsymbol and segment \
+             (load the instrument dump with `tickfill instruments load`, then retry the job)"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -160,7 +160,8 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     let list = build_universe(today, opts.universe);
     let order = list.iter().map(|i| i.token).collect();
     let redis = match &opts.redis_url {
-        Some(url) => Some(crate::queue::connect(url).await?),
+        // Its own connection, not the queue's: the simulator is an outside system.
+        Some(url) => Some(redis::Client::open(url.as_str())?.get_connection_manager().await?),
         None => None,
     };
     let sim = Arc::new(Sim {

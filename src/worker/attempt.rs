@@ -9,49 +9,19 @@
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{AbortError, BoxDynError, Data, TaskId};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tickfill_jobs::{Envelope, Job};
 use tracing::Instrument as _;
 
 use super::{
     backfill::requested_backfill,
     chain::rebuild_chain,
+    job::{JobError, JobMeta},
     subscribe::{subscribed, unsubscribed},
     sweep_job::run_sweep,
     WorkerState,
 };
 use crate::{domain::window::Window, metrics, queue};
-
-/// Why a job did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Try again later.
-    #[error("{0:#}")]
-    Retry(anyhow::Error),
-    /// Give up: to the dead set with this reason.
-    #[error("{0}")]
-    GiveUp(String),
-    /// A dependency cannot be reached: try the same attempt again later, spending none.
-    #[error("{0:#}")]
-    Pause(anyhow::Error),
-}
-
-impl From<sqlx::Error> for JobError {
-    fn from(e: sqlx::Error) -> Self {
-        JobError::Retry(anyhow::Error::new(e).context("database error"))
-    }
-}
-
-/// Everything one job run knows about itself.
-pub(super) struct JobMeta {
-    /// The first attempt's id: every attempt of a job updates one `backfill_runs` row.
-    pub(super) id: String,
-    /// This attempt's number, from 1.
-    pub(super) attempt: usize,
-    /// No further attempt follows a transient failure of this one.
-    pub(super) last_attempt: bool,
-    pub(super) started_at: DateTime<Utc>,
-}
 
 /// The retry delay before attempt `next` (2, 3, …): `base · 2^(next − 2)`, at most `max`, then
 /// scaled by a random factor in [0.5, 1] so that jobs that failed together do not retry together.

@@ -11,15 +11,15 @@ use sqlx::{Postgres, Transaction};
 use tickfill_jobs::Reason;
 
 use super::{
-    attempt::{JobError, JobMeta},
     chain::push_chain_rebuild,
     fetch::fetch_with_throttle,
+    job::{JobError, JobMeta},
     Committed, WorkerState,
 };
 use crate::{
     domain::{
-        instrument,
         market::{classify, BarTarget, Candle},
+        symbol,
         window::{self, Window},
     },
     metrics,
@@ -70,7 +70,7 @@ pub(super) async fn requested_backfill(
         }
     }
     let stored = instruments::find_instrument(&state.pool, token).await?;
-    let target = match instrument::resolve(stored, token, None).and_then(|(i, _)| classify(&i)) {
+    let target = match symbol::resolve_instrument(stored, token, None).and_then(|(i, _)| classify(&i)) {
         Ok(t) => t,
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };

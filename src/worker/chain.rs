@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tickfill_jobs::Job;
 
 use super::{
-    attempt::{JobError, JobMeta},
+    job::{JobError, JobMeta},
     WorkerState,
 };
 use crate::{

@@ -8,7 +8,7 @@ use std::{
 
 use tickfill_jobs::Lane;
 
-use super::{attempt::JobError, WorkerState};
+use super::{job::JobError, WorkerState};
 use crate::{
     domain::{market::Candle, window::Window},
     metrics, queue,

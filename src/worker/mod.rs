@@ -1,7 +1,7 @@
 //! The worker: an apalis worker pool on the urgent and bulk queues of one namespace.
 //!
 //! Layout: this file holds the pool (shared state, the loops beside apalis, start and stop);
-//! `attempt` one attempt of a job and the retry policy; `fetch` the pause, budget and throttle
+//! `job` what a job handler takes and returns; `attempt` one attempt of a job and the retry policy; `fetch` the pause, budget and throttle
 //! in front of the ticker; one file per job kind: `subscribe`, `backfill`, `sweep_job`, `chain`.
 //!
 //! Each job decides explicitly what happens when it fails: a transient failure (ticker 5xx or
@@ -26,10 +26,12 @@ mod attempt;
 mod backfill;
 mod chain;
 mod fetch;
+mod job;
 mod subscribe;
 mod sweep_job;
 
-pub use attempt::{backoff, JobError};
+pub use attempt::backoff;
+pub use job::JobError;
 
 use crate::{
     config::Settings,

@@ -6,14 +6,15 @@ use sqlx::{Postgres, Transaction};
 use tickfill_jobs::{Reason, SubscriptionEvent};
 
 use super::{
-    attempt::{JobError, JobMeta},
     backfill::{self, record_failure, run_row, BackfillCtx},
+    job::{JobError, JobMeta},
     WorkerState,
 };
 use crate::{
     domain::{
-        instrument::{self, Instrument, Source},
+        instrument::{Instrument, Source},
         market::classify,
+        symbol,
         window::subscription_window,
     },
     store::{
@@ -44,7 +45,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // The instrument and what is already stored of the window, in one round trip.
     let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.settle).await?;
-    let found = instrument::resolve(stored, token, Some(event));
+    let found = symbol::resolve_instrument(stored, token, Some(event));
     let instrument = found.as_ref().ok().map(|(i, s)| (i, *s));
     if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
         let mut tx = state.pool.begin().await?;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    attempt::{JobError, JobMeta},
+    job::{JobError, JobMeta},
     WorkerState,
 };
 use crate::store::runs::{self, Outcome, Run};
