@@ -224,6 +224,16 @@ impl JobKind {
     }
 }
 
+impl std::str::FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobKind::parse(s.trim()).ok_or_else(|| {
+            let all: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown job kind {s:?}: one of {}", all.join(", "))
+        })
+    }
+}
+
 impl std::fmt::Display for JobKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())

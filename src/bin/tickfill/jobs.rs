@@ -1,7 +1,7 @@
 //! `tickfill jobs`: queue figures, dead letters (list, show, retry, purge) and lifting a pause.
 
 use clap::Subcommand;
-use tickfill::{config::Settings, queue};
+use tickfill::{config::Settings, jobs::JobKind, queue};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -36,7 +36,7 @@ pub enum DeadCommand {
         all: bool,
         /// Every dead job of this kind (subscribed, backfill, sweep, …).
         #[arg(long, conflicts_with = "id")]
-        kind: Option<String>,
+        kind: Option<JobKind>,
     },
     /// Forget dead jobs.
     Purge {
@@ -120,7 +120,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                     one
                 }
                 (None, true, _) => list,
-                (None, false, Some(k)) => list.into_iter().filter(|d| d.kind == k).collect(),
+                (None, false, Some(k)) => list.into_iter().filter(|d| d.kind == k.as_str()).collect(),
                 (None, false, None) => anyhow::bail!("say which: an ID, --all or --kind K"),
             };
             let mut producer = queue::Producer::new(conn.clone(), &settings);
