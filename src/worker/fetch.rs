@@ -18,6 +18,16 @@ use crate::{
 /// How many 429s one job sits out before it hands itself back to the queue.
 const MAX_THROTTLE_WAITS: u32 = 20;
 
+/// How long to sit out the `n`th 429 in a row (from 1) when the ticker asked for `least`: exactly
+/// `least` the first time, then a random share of up to 2, 4 and 8 times it more. Jobs throttled
+/// together would otherwise retry together for ever against a limiter that counts refused
+/// requests too (measured: three of four jobs gave up after 20 waits); spreading them lets the
+/// limiter's window empty. Never less than the ticker asked for.
+fn throttle_pause(least: Duration, n: u32, jitter: f64) -> Duration {
+    let spread = (1u32 << n.saturating_sub(1).min(3)) - 1;
+    least + least.mul_f64(spread as f64 * jitter.clamp(0.0, 1.0))
+}
+
 /// How often a job waiting out a pause looks whether it was lifted.
 const PAUSE_POLL: Duration = Duration::from_secs(2);
 
@@ -75,7 +85,8 @@ pub(super) async fn fetch_with_throttle(
             Ok(c) => return Ok(c),
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
-                let pause = retry_after.unwrap_or(state.settings.throttle_pause);
+                let least = retry_after.unwrap_or(state.settings.throttle_pause);
+                let pause = throttle_pause(least, throttled, rand::random());
                 tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
             }
@@ -94,4 +105,20 @@ pub(super) async fn fetch_with_throttle(
         }
     }
     Err(JobError::Retry(anyhow::anyhow!("ticker kept throttling token {token}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_429_waits_as_asked_and_repeated_ones_spread_out() {
+        let s = Duration::from_secs(1);
+        assert_eq!(throttle_pause(s, 1, 1.0), s, "the first wait is what the ticker asked");
+        assert_eq!(throttle_pause(s, 2, 0.0), s, "never less than asked");
+        assert_eq!(throttle_pause(s, 2, 1.0), Duration::from_secs(2));
+        assert_eq!(throttle_pause(s, 3, 1.0), Duration::from_secs(4));
+        assert_eq!(throttle_pause(s, 20, 1.0), Duration::from_secs(8), "capped at eight times");
+        assert_eq!(throttle_pause(s, 4, 0.5), Duration::from_millis(4500));
+    }
 }
