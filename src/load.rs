@@ -88,7 +88,7 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
     for record in rdr.records() {
         let parsed = record.map_err(|e| (e.position().map(|p| p.line()).unwrap_or(0), e.to_string())).and_then(|r| {
             let line = r.position().map(|p| p.line()).unwrap_or(0);
-            let row: DumpRow = r.deserialize(Some(&headers)).map_err(|e| (line, e.to_string()))?;
+            let row: DumpRow<'_> = r.deserialize(Some(&headers)).map_err(|e| (line, e.to_string()))?;
             parse_row(row).map(|i| (line, i)).map_err(|e| (line, e))
         });
         match parsed {
@@ -119,26 +119,32 @@ pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<Rejected
 
 /// One row of a Kite instrument dump, by column name; every field as text, so a bad value is
 /// reported by [`parse_row`] naming its column. Columns the dump lacks are `None`.
+/// The fields borrow from the record: no allocation until a value is kept.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
-struct DumpRow {
-    instrument_token: Option<String>,
-    exchange_token: Option<String>,
-    tradingsymbol: Option<String>,
-    name: Option<String>,
-    last_price: Option<String>,
-    expiry: Option<String>,
-    strike: Option<String>,
-    tick_size: Option<String>,
-    lot_size: Option<String>,
-    instrument_type: Option<String>,
-    segment: Option<String>,
-    exchange: Option<String>,
+struct DumpRow<'a> {
+    instrument_token: Option<&'a str>,
+    exchange_token: Option<&'a str>,
+    tradingsymbol: Option<&'a str>,
+    name: Option<&'a str>,
+    last_price: Option<&'a str>,
+    expiry: Option<&'a str>,
+    strike: Option<&'a str>,
+    tick_size: Option<&'a str>,
+    lot_size: Option<&'a str>,
+    instrument_type: Option<&'a str>,
+    segment: Option<&'a str>,
+    exchange: Option<&'a str>,
 }
 
-fn parse_row(r: DumpRow) -> Result<Instrument, String> {
-    let get = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
-    let raw_token = r.instrument_token.clone().unwrap_or_default();
+/// A field's value, trimmed; `None` when it is missing or blank.
+fn field<'a>(v: &Option<&'a str>) -> Option<&'a str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_row(r: DumpRow<'_>) -> Result<Instrument, String> {
+    let get = field;
+    let raw_token = r.instrument_token.unwrap_or_default();
     let token: u64 = get(&r.instrument_token)
         .ok_or("instrument_token is empty")?
         .parse()
@@ -146,18 +152,18 @@ fn parse_row(r: DumpRow) -> Result<Instrument, String> {
     if token == 0 || token > u32::MAX as u64 {
         return Err(format!("instrument_token {token} is outside 1 … 4294967295"));
     }
-    let tradingsymbol = get(&r.tradingsymbol).ok_or("tradingsymbol is empty")?;
-    let num = |v: &Option<String>, what: &str| -> Result<Option<f64>, String> {
+    let tradingsymbol = get(&r.tradingsymbol).ok_or("tradingsymbol is empty")?.to_string();
+    let num = |v: &Option<&str>, what: &str| -> Result<Option<f64>, String> {
         get(v).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
     };
     let expiry = get(&r.expiry)
-        .map(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
+        .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
         .transpose()?;
     Ok(Instrument {
         instrument_token: token as u32,
         exchange_token: get(&r.exchange_token).and_then(|v| v.parse().ok()),
         tradingsymbol,
-        name: get(&r.name),
+        name: get(&r.name).map(String::from),
         last_price: num(&r.last_price, "last_price")?,
         expiry,
         strike: num(&r.strike, "strike")?,
@@ -165,9 +171,9 @@ fn parse_row(r: DumpRow) -> Result<Instrument, String> {
         lot_size: get(&r.lot_size)
             .map(|v| v.parse::<f64>().map(|f| f as i32).map_err(|_| format!("lot_size {v:?} is not a number")))
             .transpose()?,
-        instrument_type: get(&r.instrument_type),
-        segment: get(&r.segment),
-        exchange: get(&r.exchange),
+        instrument_type: get(&r.instrument_type).map(String::from),
+        segment: get(&r.segment).map(String::from),
+        exchange: get(&r.exchange).map(String::from),
     })
 }
 
