@@ -157,8 +157,13 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// Parses one number and one unit: `90s`, `5m`, `2h`, `7d`, `250ms`. A bare number is refused,
-/// so nobody wonders whether it meant seconds or minutes; humantime does the checked arithmetic.
+/// The longest duration any setting or argument accepts: 100 years. Anything longer is a typo,
+/// and refusing it keeps every later conversion (to chrono, to an instant) in range.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Parses one number and one unit: `90s`, `5m`, `2h`, `7d`, `250ms`, at most [`MAX_DURATION`].
+/// A bare number is refused, so nobody wonders whether it meant seconds or minutes; humantime
+/// does the checked arithmetic, so nothing wraps.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -171,7 +176,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !matches!(unit, "ms" | "s" | "m" | "h" | "d") {
         return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d"));
     }
-    humantime::parse_duration(s).map_err(|e| format!("{s}: {e}"))
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s}: {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s} is out of range: at most 36500d"));
+    }
+    Ok(d)
+}
+
+/// The instant `d` before `now`, or an error naming `d` when that is not a representable instant.
+pub fn ago(now: DateTime<Utc>, d: Duration) -> Result<DateTime<Utc>, String> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| format!("{} before {now} is out of range", humantime::format_duration(d)))
 }
 
 /// Parses true/false (also 1/0, yes/no, on/off).
@@ -473,6 +490,12 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
         assert!(parse_duration("30").is_err());
+        for huge in ["99999999999d", "999999999999d", "3381903080180084463m", "36501d", "18446744073709551616s"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains(huge), "{huge}: {e}");
+        }
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+        assert!(ago(Utc::now(), MAX_DURATION).is_ok());
         assert!(parse_duration("5 minutes").is_err());
     }
 

@@ -1,5 +1,6 @@
-//! The one check every mutation passes: `Authorization: Bearer $ADMIN_TOKEN`. A handler that
-//! takes an [`Authorized`] argument cannot run without it.
+//! The checks every mutation passes: `Authorization: Bearer $ADMIN_TOKEN` ([`Authorized`]), and
+//! no input it does not read ([`NoQuery`], [`NoBody`]): a misspelt parameter is refused, never
+//! ignored into a default that acts on everything.
 
 use std::sync::Arc;
 
@@ -25,5 +26,39 @@ impl FromRequestParts<Arc<AdminState>> for Authorized {
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// Proof that the request carries no query string (for mutations that take no parameters).
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.uri.query().filter(|q| !q.is_empty()) {
+            None => Ok(NoQuery),
+            Some(q) => {
+                let shown: String = q.chars().take(100).collect();
+                Err(ApiError::BadRequest(format!("this endpoint takes no query parameters, got {shown:?}")))
+            }
+        }
+    }
+}
+
+/// Proof that the request carries no body (mutations here take none).
+pub struct NoBody;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoBody {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let h = &parts.headers;
+        let length = h.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(str::trim);
+        let chunked = h.contains_key(axum::http::header::TRANSFER_ENCODING);
+        if chunked || length.is_some_and(|l| l != "0") {
+            return Err(ApiError::BadRequest("this endpoint takes no body".into()));
+        }
+        Ok(NoBody)
     }
 }

@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 409: the request cannot be carried out in the current state; the text says why.
     #[error("{0}")]
     Conflict(String),
+    /// 409 for a bulk action that could not do all of it: the body says job by job what was done
+    /// and what failed (and carries a `detail`).
+    #[error("some of the jobs failed")]
+    Partial(serde_json::Value),
     /// 500: Redis, PostgreSQL or a bug; logged with its whole chain, answered without it.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -39,7 +43,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MutationsDisabled => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Partial(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +65,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = format!("{cause:#}"), "admin request failed");
+        }
+        if let ApiError::Partial(body) = self {
+            return (StatusCode::CONFLICT, Json(body)).into_response();
         }
         (self.status(), Json(json!({"detail": self.to_string()}))).into_response()
     }

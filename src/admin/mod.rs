@@ -13,7 +13,7 @@ pub mod error;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -22,7 +22,10 @@ use axum::{
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use self::{auth::Authorized, error::ApiError};
+use self::{
+    auth::{Authorized, NoBody, NoQuery},
+    error::ApiError,
+};
 use crate::{
     bridge,
     config::{Interval, Settings},
@@ -181,13 +184,25 @@ async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> 
         return Err(ApiError::NotFound("no such dead job".into()));
     }
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
-    match queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await {
-        Ok(ids) => Ok(Json(json!({"retried": ids.len(), "new_ids": ids}))),
-        Err(e) => Err(ApiError::Conflict(format!("{e:#}"))),
+    let report = queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await;
+    let new_ids: Vec<&str> = report.retried.iter().map(|r| r.new_id.as_str()).collect();
+    let body = json!({"retried": report.retried.len(), "new_ids": new_ids, "jobs": report.retried,
+                      "failed": report.failed});
+    if report.failed.is_empty() {
+        return Ok(Json(body));
     }
+    // Some could not be retried: say which, and that the others were.
+    let mut body = body;
+    body["detail"] = json!(format!(
+        "{} of {} dead job(s) could not be retried; {} were",
+        report.failed.len(),
+        chosen.len(),
+        report.retried.len()
+    ));
+    Err(ApiError::Partial(body))
 }
 
-async fn retry_one(State(s): State<Shared>, _: Authorized, Path(id): Path<String>) -> ApiResult {
+async fn retry_one(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody, Path(id): Path<String>) -> ApiResult {
     retry(&s, |d| d.id == id).await
 }
 
@@ -213,16 +228,22 @@ async fn subscriptions(State(s): State<Shared>) -> ApiResult {
     to_json(crate::status::status(pool, &s.settings, chrono::Utc::now()).await?)
 }
 
-async fn resume(State(s): State<Shared>, _: Authorized) -> ApiResult {
+async fn resume(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody) -> ApiResult {
     let was = queue::resume(&mut s.redis.clone(), &s.settings.queue).await?;
     Ok(Json(json!({"resumed": was})))
 }
 
-async fn retry_all(State(s): State<Shared>, _: Authorized) -> ApiResult {
+async fn retry_all(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody) -> ApiResult {
     retry(&s, |_| true).await
 }
 
-async fn delete_dead(State(s): State<Shared>, _: Authorized, Path(id): Path<String>) -> ApiResult {
+async fn delete_dead(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoQuery,
+    _: NoBody,
+    Path(id): Path<String>,
+) -> ApiResult {
     if queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await? {
         Ok(Json(json!({"deleted": id})))
     } else {
@@ -230,16 +251,38 @@ async fn delete_dead(State(s): State<Shared>, _: Authorized, Path(id): Path<Stri
     }
 }
 
+/// What `POST /api/dead/purge` takes: exactly one of `older_than=DURATION` and `all=true`.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PurgeQuery {
     older_than: Option<String>,
+    all: Option<bool>,
 }
 
-async fn purge(State(s): State<Shared>, _: Authorized, Query(q): Query<PurgeQuery>) -> ApiResult {
-    let before = match q.older_than.as_deref().map(crate::config::parse_duration) {
-        None => None,
-        Some(Ok(d)) => Some(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
-        Some(Err(e)) => return Err(ApiError::BadRequest(format!("older_than: {e}"))),
+async fn purge(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoBody,
+    q: Result<Query<PurgeQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let before = match (q.older_than.as_deref(), q.all) {
+        (Some(d), None | Some(false)) => {
+            let d = crate::config::parse_duration(d).map_err(|e| ApiError::BadRequest(format!("older_than: {e}")))?;
+            Some(
+                crate::config::ago(chrono::Utc::now(), d)
+                    .map_err(|e| ApiError::BadRequest(format!("older_than: {e}")))?,
+            )
+        }
+        (None, Some(true)) => None,
+        (Some(_), Some(true)) => {
+            return Err(ApiError::BadRequest("say one of older_than=DURATION and all=true, not both".into()))
+        }
+        (None, _) => {
+            return Err(ApiError::BadRequest(
+                "say which dead jobs to purge: older_than=DURATION (90s, 5m, 2h, 7d) or all=true".into(),
+            ))
+        }
     };
     let n = queue::dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await?;
     Ok(Json(json!({"purged": n})))

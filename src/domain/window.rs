@@ -1,7 +1,7 @@
 //! Time windows: minute alignment, the immediate window, holes left by coverage, and chunks the
 //! ticker accepts. Every window is half-open, `[from, to)`.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// The longest window the ticker serves for minute candles in one request.
 pub const MAX_CHUNK: Duration = Duration::days(60);
@@ -74,9 +74,9 @@ impl std::fmt::Display for Window {
     }
 }
 
-/// The start of the minute `t` falls in.
+/// The start of the minute `t` falls in (for any instant chrono can hold).
 pub fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::minutes(1)).expect("minute truncation")
+    DateTime::from_timestamp(t.timestamp().div_euclid(60) * 60, 0).unwrap_or(t)
 }
 
 /// The immediate window: the `minutes` before the start of the current minute (the forming

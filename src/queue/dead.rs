@@ -68,7 +68,8 @@ pub(super) async fn read_job(
     }
     let payload: serde_json::Value =
         data.as_deref().and_then(|d| serde_json::from_slice(d).ok()).unwrap_or(serde_json::Value::Null);
-    let job = serde_json::from_value::<Envelope>(payload.clone()).ok().and_then(|e| e.decode().ok());
+    let envelope = serde_json::from_value::<Envelope>(payload.clone()).ok();
+    let job = envelope.as_ref().and_then(|e| e.decode().ok());
     let kind = job
         .as_ref()
         .map(|j| j.kind().to_string())
@@ -79,7 +80,13 @@ pub(super) async fn read_job(
         lane,
         kind,
         token: job.as_ref().and_then(Job::token),
-        attempts: meta.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+        // Every attempt of tickfill's retry policy is a task of its own: the envelope counts them
+        // all (apalis's own count is this task's alone).
+        attempts: meta
+            .get("attempts")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0)
+            .max(envelope.as_ref().map_or(0, Envelope::attempt)),
         error: error_of(meta.get("result")),
         failed_at: meta.get("done_at").and_then(|t| t.parse::<i64>().ok()).and_then(|t| DateTime::from_timestamp(t, 0)),
         idempotency_key: meta.get("idempotency_key").filter(|k| !k.is_empty()).cloned(),
@@ -129,26 +136,56 @@ async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) ->
 }
 
 /// Pushes dead jobs again as new tasks and forgets the dead entries; returns the new ids.
-pub async fn retry(
+pub async fn retry(conn: &mut ConnectionManager, producer: &mut Producer, ns: &str, jobs: &[DeadJob]) -> RetryReport {
+    let mut report = RetryReport::default();
+    for d in jobs {
+        match retry_one(conn, producer, ns, d).await {
+            Ok(new_id) => report.retried.push(Retried { id: d.id.clone(), new_id }),
+            Err(e) => report.failed.push(NotRetried { id: d.id.clone(), error: format!("{e:#}") }),
+        }
+    }
+    if !report.retried.is_empty() {
+        count(conn, ns, "dead_retried").await;
+    }
+    report
+}
+
+/// Pushes one dead job again and forgets its dead entry; returns the new id.
+async fn retry_one(
     conn: &mut ConnectionManager,
     producer: &mut Producer,
     ns: &str,
-    jobs: &[DeadJob],
-) -> anyhow::Result<Vec<String>> {
-    let mut ids = Vec::new();
-    for d in jobs {
-        let Some(job) = &d.job else {
-            anyhow::bail!("dead job {} cannot be read (schema or payload), so it cannot be retried; purge it", d.id);
-        };
-        let base = d.idempotency_key.clone().unwrap_or_else(|| job.idempotency_key());
-        let key = format!("{base}#retry-{}", Utc::now().timestamp_millis());
-        ids.push(producer.push_as(job, &key, None).await?);
-        forget(conn, ns, d.lane, &d.id).await?;
-    }
-    if !ids.is_empty() {
-        count(conn, ns, "dead_retried").await;
-    }
-    Ok(ids)
+    d: &DeadJob,
+) -> anyhow::Result<String> {
+    let Some(job) = &d.job else {
+        anyhow::bail!("dead job {} cannot be read (schema or payload), so it cannot be retried; purge it", d.id);
+    };
+    let base = d.idempotency_key.clone().unwrap_or_else(|| job.idempotency_key());
+    let key = format!("{base}#retry-{}", Utc::now().timestamp_millis());
+    let new_id = producer.push_as(job, &key, None).await?;
+    forget(conn, ns, d.lane, &d.id).await?;
+    Ok(new_id)
+}
+
+/// What a retry of dead jobs did, job by job: a bulk retry goes on past a job it cannot retry.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RetryReport {
+    pub retried: Vec<Retried>,
+    pub failed: Vec<NotRetried>,
+}
+
+/// A dead job pushed again, under its new id.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Retried {
+    pub id: String,
+    pub new_id: String,
+}
+
+/// A dead job left in the dead set, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotRetried {
+    pub id: String,
+    pub error: String,
 }
 
 /// Forgets dead jobs that failed before `before` (all of them with `None`); returns how many.

@@ -133,7 +133,21 @@ async fn handle_attempt(
         Err(JobError::Retry(_)) if !meta.last_attempt => m.jobs_retried.get_or_create(&kind).inc(),
         Err(_) => m.jobs_dead.get_or_create(&kind).inc(),
     };
-    let _enter = span.enter();
+    // What follows logs in the job's span too; the span is entered per poll (`.instrument`), never
+    // held across an await, so no other job's lines land in it.
+    settle(state, envelope, this_id, attempt, &job, &meta, result).instrument(span).await
+}
+
+/// Decides what a finished run means: done, put off, retried later, or dead.
+async fn settle(
+    state: &WorkerState,
+    envelope: &Envelope,
+    this_id: &str,
+    attempt: u32,
+    job: &Job,
+    meta: &JobMeta,
+    result: Result<(), JobError>,
+) -> Result<(), BoxDynError> {
     let mut redis = state.redis.clone();
     let ns = &state.settings.queue;
     match result {
@@ -144,7 +158,7 @@ async fn handle_attempt(
             let s = &state.settings;
             let delay = backoff(envelope.pauses + 2, s.retry_base, s.retry_max, rand::random());
             let (next, key) = envelope.paused(this_id, &job.idempotency_key());
-            put_off(state, &job, e, next, &key, delay, "jobs_paused").await
+            put_off(state, job, e, next, &key, delay, "jobs_paused").await
         }
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;
@@ -155,7 +169,7 @@ async fn handle_attempt(
                 next = next.next_attempt(this_id, "the worker running it died".into(), Utc::now());
             }
             let key = envelope.next_key(&job.idempotency_key());
-            put_off(state, &job, e, next, &key, delay, "jobs_retried").await
+            put_off(state, job, e, next, &key, delay, "jobs_retried").await
         }
         Err(JobError::Retry(e)) => {
             let reason = format!("gave up after {attempt} attempts: {}", all_errors(envelope, &format!("{e:#}")));

@@ -14,6 +14,7 @@ mod instruments;
 mod kite;
 mod migrations;
 mod observability;
+mod operator_input;
 mod orphans;
 mod ratelimit;
 mod retention;

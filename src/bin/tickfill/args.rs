@@ -1,9 +1,32 @@
-//! Value parsers shared by the commands' arguments.
+//! Value parsers shared by the commands' arguments. Each refuses what is out of range with a
+//! message naming the value, so clap exits 2 before anything is done.
 
-pub fn instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})"))
+use chrono::{DateTime, Utc};
+
+/// The earliest instant an argument may name: the store holds nothing older, and no source
+/// serves it.
+const EARLIEST: &str = "1970-01-01T00:00:00Z";
+
+/// An RFC 3339 instant from 1970 on.
+pub fn instant(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})"))?;
+    let earliest = DateTime::parse_from_rfc3339(EARLIEST).expect("a valid instant").with_timezone(&Utc);
+    if t < earliest {
+        return Err(format!("{s} is before {EARLIEST}, older than anything the store holds"));
+    }
+    Ok(t)
+}
+
+/// An RFC 3339 instant from 1970 on and not in the future: history that does not exist yet
+/// cannot be fetched, and a window claimed for it would call an instrument fresh when it is not.
+pub fn past_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = instant(s)?;
+    if t > Utc::now() {
+        return Err(format!("{s} is in the future"));
+    }
+    Ok(t)
 }
 
 pub fn fraction(s: &str) -> Result<f64, String> {

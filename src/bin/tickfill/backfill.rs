@@ -7,7 +7,7 @@ use tickfill::{
     manual, queue, store,
 };
 
-use crate::args::instant;
+use crate::args::past_instant;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -17,10 +17,10 @@ pub struct BackfillArgs {
     #[arg(long)]
     token: Option<InstrumentToken>,
     /// Start (RFC 3339), inclusive.
-    #[arg(long, value_parser = instant)]
+    #[arg(long, value_parser = past_instant)]
     from: Option<chrono::DateTime<chrono::Utc>>,
     /// End (RFC 3339), exclusive.
-    #[arg(long, value_parser = instant)]
+    #[arg(long, value_parser = past_instant)]
     to: Option<chrono::DateTime<chrono::Utc>>,
     /// Fetch again even where coverage says the window is stored (the source revises candles).
     #[arg(long)]
@@ -43,7 +43,7 @@ pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     if let Some(BackfillCommand::Cancel { token }) = a.command {
         let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token.get()).await?;
-        println!("cancelled {n} pending backfill(s) of {token}");
+        say!("cancelled {n} pending backfill(s) of {token}");
         return Ok(());
     }
     let (Some(token), Some(from), Some(to)) = (a.token, a.from, a.to) else {
@@ -51,14 +51,14 @@ pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     };
     let mut producer = queue::Producer::new(conn, &settings);
     let chunks = manual::push_backfill(&mut producer, token, Window::new(from, to), a.force).await?;
-    println!("pushed {} backfill job(s) for {token}", chunks.len());
+    say!("pushed {} backfill job(s) for {token}", chunks.len());
     let job_ids: Vec<String> = chunks.into_iter().map(|(_, id)| id).collect();
     if a.no_wait {
         return Ok(());
     }
     let pool = store::connect(settings.database_url.expose(), 2).await?;
     let (rows, dead) = manual::wait_for_backfill(&pool, &job_ids).await?;
-    println!("{rows} rows stored");
+    say!("{rows} rows stored");
     anyhow::ensure!(dead == 0, "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error");
     Ok(())
 }

@@ -94,6 +94,6 @@ pub async fn run(settings: Settings, command: BenchCommand) -> anyhow::Result<()
             bench::latency(settings, events, rate).await?
         }
     };
-    println!("{line}");
+    say!("{line}");
     Ok(())
 }

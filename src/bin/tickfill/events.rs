@@ -19,15 +19,15 @@ pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<(
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let list = bridge::list_rejected(&mut conn, &settings.queue, limit).await?;
     if json {
-        println!("{}", serde_json::Value::Array(list));
+        say!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
     let counts = queue::counters(&mut conn, &settings.queue).await?;
     for (name, n) in counts.iter().filter(|(k, _)| k.starts_with("events_")) {
-        println!("{name}: {n}");
+        say!("{name}: {n}");
     }
     for e in &list {
-        println!(
+        say!(
             "{}  {:<18} {:>6} B  {}  {}",
             e["at"].as_str().unwrap_or(""),
             e["code"].as_str().unwrap_or(""),
@@ -37,7 +37,7 @@ pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<(
         );
     }
     if list.is_empty() {
-        println!("no rejected events");
+        say!("no rejected events");
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Res
     for (line, why) in &report.rejected {
         eprintln!("line {line}: {why}");
     }
-    println!(
+    say!(
         "{} rows read: {} inserted, {} updated, {} unchanged, {} rejected",
         report.rows,
         report.inserted,
@@ -38,8 +38,8 @@ pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Res
         report.rejected.len()
     );
     match (&report.deactivated, &report.full_skipped) {
-        (Some(n), _) => println!("--full: {n} instrument(s) of the dump's segments no longer listed, now inactive"),
-        (None, Some(why)) => println!("--full: nothing deactivated: {why}"),
+        (Some(n), _) => say!("--full: {n} instrument(s) of the dump's segments no longer listed, now inactive"),
+        (None, Some(why)) => say!("--full: nothing deactivated: {why}"),
         _ => {}
     }
     Ok(())

@@ -1,7 +1,11 @@
 //! `tickfill jobs`: queue figures, dead letters (list, show, retry, purge) and lifting a pause.
 
 use clap::Subcommand;
-use tickfill::{config::Settings, jobs::JobKind, queue};
+use tickfill::{
+    config::{self, Settings},
+    jobs::JobKind,
+    queue,
+};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -54,32 +58,42 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
     match command {
         JobsCommand::Resume => {
             if queue::resume(&mut conn, &ns).await? {
-                println!("history requests resumed");
+                say!("history requests resumed");
             } else {
-                println!("history requests were not paused");
+                say!("history requests were not paused");
             }
         }
         JobsCommand::Stats { json } => {
             let stats = queue::stats::stats(&mut conn, &ns).await?;
             if json {
-                println!("{}", serde_json::to_string(&stats)?);
+                say!("{}", serde_json::to_string(&stats)?);
             } else {
                 if let Some(p) = &queue::paused(&mut conn, &ns).await? {
-                    println!(
+                    say!(
                         "PAUSED: {} (since {}); renew the session, then run `tickfill jobs resume`\n",
                         p["reason"].as_str().unwrap_or("?"),
                         p["since"].as_str().unwrap_or("?")
                     );
                 }
-                println!(
+                say!(
                     "{:<7} {:>8} {:>9} {:>8} {:>8} {:>6}  oldest pending",
-                    "lane", "pending", "scheduled", "running", "done", "dead"
+                    "lane",
+                    "pending",
+                    "scheduled",
+                    "running",
+                    "done",
+                    "dead"
                 );
                 for s in stats {
                     let age = s.oldest_pending_age_s.map(|a| format!("{a:.1}s")).unwrap_or_else(|| "-".into());
-                    println!(
+                    say!(
                         "{:<7} {:>8} {:>9} {:>8} {:>8} {:>6}  {age}",
-                        s.lane, s.pending, s.scheduled, s.running, s.done, s.dead
+                        s.lane,
+                        s.pending,
+                        s.scheduled,
+                        s.running,
+                        s.done,
+                        s.dead
                     );
                 }
             }
@@ -87,12 +101,12 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
         JobsCommand::Dead { command: DeadCommand::List { json } } => {
             let list = queue::dead::list(&mut conn, &ns).await?;
             if json {
-                println!("{}", serde_json::to_string(&list)?);
+                say!("{}", serde_json::to_string(&list)?);
             } else if list.is_empty() {
-                println!("no dead jobs");
+                say!("no dead jobs");
             } else {
                 for d in list {
-                    println!(
+                    say!(
                         "{}  {:<6} {:<13} {:>10}  attempts {}  {}  {}",
                         d.id,
                         d.lane,
@@ -107,7 +121,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
         }
         JobsCommand::Dead { command: DeadCommand::Show { id } } => {
             match queue::dead::show(&mut conn, &ns, &id).await? {
-                Some(d) => println!("{}", serde_json::to_string_pretty(&d)?),
+                Some(d) => say!("{}", serde_json::to_string_pretty(&d)?),
                 None => anyhow::bail!("no dead job {id}"),
             }
         }
@@ -124,14 +138,22 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 (None, false, None) => anyhow::bail!("say which: an ID, --all or --kind K"),
             };
             let mut producer = queue::Producer::new(conn.clone(), &settings);
-            let ids = queue::dead::retry(&mut conn, &mut producer, &ns, &chosen).await?;
-            println!("retried {} dead job(s)", ids.len());
+            let report = queue::dead::retry(&mut conn, &mut producer, &ns, &chosen).await;
+            for r in &report.retried {
+                eprintln!("retried {} as {}", r.id, r.new_id);
+            }
+            for f in &report.failed {
+                eprintln!("not retried {}: {}", f.id, f.error);
+            }
+            say!("retried {} dead job(s)", report.retried.len());
+            anyhow::ensure!(report.failed.is_empty(), "{} dead job(s) could not be retried", report.failed.len());
         }
         JobsCommand::Dead { command: DeadCommand::Purge { older_than, all } } => {
             anyhow::ensure!(all || older_than.is_some(), "say which: --older-than DUR or --all");
-            let before = older_than.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
+            let before =
+                older_than.map(|d| config::ago(chrono::Utc::now(), d)).transpose().map_err(anyhow::Error::msg)?;
             let n = queue::dead::purge(&mut conn, &ns, before).await?;
-            println!("purged {n} dead job(s)");
+            say!("purged {n} dead job(s)");
         }
     }
     Ok(())

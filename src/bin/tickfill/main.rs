@@ -1,6 +1,20 @@
 //! The `tickfill` binary: parses the command line and hands it to the module of its command
 //! group. One process or operator task per subcommand; the work itself lives in the library.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe (`… | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("tickfill: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod args;
 mod backfill;
 mod bench;

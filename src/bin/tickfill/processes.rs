@@ -13,7 +13,7 @@ use tickfill::{
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 1).await?;
     store::migrate(&pool).await?;
-    println!("migrations applied; bar tables: {:?}", store::bar_storage(&pool).await?);
+    say!("migrations applied; bar tables: {:?}", store::bar_storage(&pool).await?);
     Ok(())
 }
 

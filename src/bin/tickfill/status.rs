@@ -8,7 +8,7 @@ pub async fn run_status(settings: Settings, json: bool) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 2).await?;
     let rows = tickfill::status::status(&pool, &settings, Utc::now()).await?;
     if json {
-        println!("{}", serde_json::to_string(&rows)?);
+        say!("{}", serde_json::to_string(&rows)?);
     } else {
         print_status(&rows);
     }
@@ -27,9 +27,9 @@ pub async fn run_chain(
     let symbol = normalise_underlying(underlying);
     let view = store::chain::view(&pool, &symbol, expiry, at.unwrap_or_else(Utc::now)).await?;
     match (view, json) {
-        (None, true) => println!("null"),
-        (None, false) => println!("no chain metrics for {symbol} {expiry}"),
-        (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+        (None, true) => say!("null"),
+        (None, false) => say!("no chain metrics for {symbol} {expiry}"),
+        (Some(v), true) => say!("{}", serde_json::to_string(&v)?),
         (Some(v), false) => print_chain(&v),
     }
     Ok(())
@@ -37,15 +37,20 @@ pub async fn run_chain(
 
 fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
     if rows.is_empty() {
-        println!("no active subscriptions");
+        say!("no active subscriptions");
         return;
     }
-    println!(
+    say!(
         "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8}  last run",
-        "token", "symbol", "newest bar (UTC)", "age", "holes", "missing"
+        "token",
+        "symbol",
+        "newest bar (UTC)",
+        "age",
+        "holes",
+        "missing"
     );
     for r in rows {
-        println!(
+        say!(
             "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m  {}",
             r.instrument_token,
             r.tradingsymbol.as_deref().unwrap_or("?"),
@@ -61,7 +66,7 @@ fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
 fn print_chain(v: &store::chain::ChainView) {
     let f = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     let i = |x: Option<i64>| x.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-    println!(
+    say!(
         "{} {}  at {}  underlying {}  PCR(OI) {}  PCR(vol) {}  max pain {}",
         v.symbol,
         v.expiry,
@@ -71,13 +76,21 @@ fn print_chain(v: &store::chain::ChainView) {
         v.pcr_volume.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
         f(v.max_pain)
     );
-    println!(
+    say!(
         "{:>10} {:>8} {:>10} {:>6} | {:>9} | {:>6} {:>10} {:>8} {:>10}",
-        "call OI", "vol", "close", "IV", "strike", "IV", "close", "vol", "put OI"
+        "call OI",
+        "vol",
+        "close",
+        "IV",
+        "strike",
+        "IV",
+        "close",
+        "vol",
+        "put OI"
     );
     for s in &v.strikes {
         let mark = if Some(s.strike) == v.max_pain { "*" } else { " " };
-        println!(
+        say!(
             "{:>10} {:>8} {:>10} {:>6} |{mark}{:>8.1} | {:>6} {:>10} {:>8} {:>10}",
             i(s.call_oi),
             i(s.call_volume),
@@ -90,5 +103,5 @@ fn print_chain(v: &store::chain::ChainView) {
             i(s.put_oi)
         );
     }
-    println!("{:>10} total call OI, {} total put OI; * = max pain", v.call_oi, v.put_oi);
+    say!("{:>10} total call OI, {} total put OI; * = max pain", v.call_oi, v.put_oi);
 }
