@@ -220,7 +220,12 @@ impl Reader<'_> {
             None => Ok(default),
             Some(v) => parse(v).map_err(|reason| ConfigError {
                 var,
-                value: if var.contains("TOKEN") || var.contains("PASSWORD") || var.contains("KEY") {
+                // URLs may carry a password anywhere (user info, query): never shown.
+                value: if var.contains("TOKEN")
+                    || var.contains("PASSWORD")
+                    || var.contains("KEY")
+                    || var.ends_with("_URL")
+                {
                     "***".into()
                 } else {
                     v.to_string()
@@ -258,11 +263,40 @@ fn parse_url(s: &str) -> Result<String, String> {
 
 fn parse_redis_url(s: &str) -> Result<Secret, String> {
     let s = s.trim();
-    if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("unix://") {
-        Ok(Secret::new(s))
-    } else {
-        Err("expected redis://host:port[/db]".into())
+    if !(s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("unix://")) {
+        return Err("expected redis://host:port[/db]".into());
     }
+    // The client's own parser: a bad port or host stops startup instead of a retry loop for ever.
+    redis::Client::open(s).map_err(|e| format!("not a Redis URL ({})", e.category()))?;
+    Ok(Secret::new(s))
+}
+
+/// A PostgreSQL URL (`postgres://` or `postgresql://`) that the driver can read.
+fn parse_database_url(s: &str) -> Result<Secret, String> {
+    let s = s.trim();
+    let scheme = s.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+        return Err("expected postgres://user[:password]@host[:port]/database".into());
+    }
+    sqlx::postgres::PgConnectOptions::from_str(s)
+        .map_err(|_| "not a PostgreSQL URL the driver can read".to_string())?;
+    Ok(Secret::new(s))
+}
+
+/// `DATABASE_URL` from its parts, the user and password percent-encoded.
+fn database_url_from_parts(
+    host: &str,
+    port: u16,
+    name: &str,
+    user: &str,
+    password: Option<&str>,
+) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(&format!("postgres://{host}:{port}/"))
+        .map_err(|e| format!("DB_HOST {host:?} is not a host name: {e}"))?;
+    url.set_username(user).map_err(|_| "DB_USER cannot be set on this host".to_string())?;
+    url.set_password(password).map_err(|_| "DB_PASSWORD cannot be set on this host".to_string())?;
+    url.path_segments_mut().map_err(|_| "DB_NAME cannot be set on this host".to_string())?.clear().push(name);
+    Ok(url.to_string())
 }
 
 fn parse_namespace(s: &str) -> Result<String, String> {
@@ -339,14 +373,16 @@ impl Settings {
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let r = Reader { vars };
         let database_url = match r.raw("DATABASE_URL") {
-            Some(u) => Secret::new(u.trim()),
+            Some(_) => r.get("DATABASE_URL", Secret::new(""), parse_database_url)?,
             None => {
                 let host = r.string("DB_HOST", "127.0.0.1");
                 let port: u16 = r.number("DB_PORT", 5432)?;
                 let name = r.string("DB_NAME", "tickfill");
                 let user = r.string("DB_USER", "postgres");
-                let password = r.raw("DB_PASSWORD").map(|p| format!(":{p}")).unwrap_or_default();
-                Secret::new(format!("postgres://{user}{password}@{host}:{port}/{name}"))
+                let password = r.raw("DB_PASSWORD");
+                database_url_from_parts(&host, port, &name, &user, password)
+                    .and_then(|url| parse_database_url(&url))
+                    .map_err(|reason| ConfigError { var: "DB_HOST", value: host.clone(), reason })?
             }
         };
         let bulk_share: f64 = r.get("TICKFILL_BULK_SHARE", 0.2, |s| {

@@ -62,6 +62,7 @@ async fn a_job_that_keeps_failing_dies_after_max_attempts_with_every_error() {
     let dead: serde_json::Value = serde_json::from_str(&out).unwrap();
     let reason = dead[0]["error"].as_str().unwrap();
     assert!(reason.starts_with("gave up after 3 attempts"), "{reason}");
+    assert_eq!(dead[0]["attempts"], 3, "the listing counts every attempt, not the last task's");
     for n in 1..=3 {
         assert!(reason.contains(&format!("attempt {n}: ")), "{reason}");
     }
