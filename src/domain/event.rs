@@ -89,13 +89,22 @@ fn integer(v: &Value) -> Option<Result<u64, ()>> {
     }
 }
 
+/// The longest metadata string accepted, in characters (not bytes: 256 `€` are fine).
+pub const MAX_FIELD_CHARS: usize = 256;
+
 fn optional_string(meta: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
     match meta.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
-        Some(Value::String(_)) => {
-            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} is longer than 256 characters")))
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(reject(
+            RejectReason::BadMetadata,
+            format!("metadata.{field} is longer than {MAX_FIELD_CHARS} characters"),
+        )),
+        // A NUL or another control character cannot be stored (PostgreSQL refuses NUL in text)
+        // and is never part of a symbol: refused here, not by the job that would die of it.
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} holds a control character (such as NUL)")))
         }
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
         Some(other) => {
             Err(reject(RejectReason::BadMetadata, format!("metadata.{field} must be a string, got {}", kind(other))))
         }
@@ -249,5 +258,21 @@ mod tests {
     fn the_largest_token_is_accepted() {
         let e = parse_event(br#"{"event_type":"subscription_created","instrument_token":4294967295}"#, 0).unwrap();
         assert_eq!(e.instrument_token.get(), u32::MAX);
+    }
+
+    #[test]
+    fn metadata_is_limited_in_characters_and_refuses_control_characters() {
+        let ev = |sym: &str| {
+            let msg = serde_json::json!({"event_type": "subscription_created", "instrument_token": 5,
+                                         "metadata": {"tradingsymbol": sym}});
+            parse_event(msg.to_string().as_bytes(), 0)
+        };
+        assert_eq!(ev(&"€".repeat(256)).unwrap().tradingsymbol.unwrap().chars().count(), 256);
+        assert_eq!(ev(&"€".repeat(257)).unwrap_err().code, "bad_metadata");
+        for bad in ["NIFTY\0", "A\nB", "\u{1b}[31m"] {
+            let r = ev(bad).unwrap_err();
+            assert_eq!(r.code, "bad_metadata", "{bad}");
+            assert!(r.reason.contains("tradingsymbol"), "{}", r.reason);
+        }
     }
 }

@@ -27,6 +27,11 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
             "bad_timestamp",
         ),
         (br#"{"event_type":"subscription_created","instrument_token":256265,"metadata":[1]}"#.to_vec(), "bad_metadata"),
+        (
+            br#"{"event_type":"subscription_created","instrument_token":256265,"metadata":{"tradingsymbol":"NIFTY\u0000"}}"#
+                .to_vec(),
+            "bad_metadata",
+        ),
         (oversize.clone(), "oversize"),
     ];
     for (msg, _) in &bad {
