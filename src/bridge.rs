@@ -16,7 +16,7 @@ use crate::{
     domain::event::{job_for, parse_event, RejectReason, Rejection},
     metrics,
     queue::{self, Producer},
-    shutdown::{reconnect_delays, Shutdown, MAX_RECONNECT_DELAY},
+    shutdown::{ReconnectDelays, Shutdown},
 };
 
 /// How many rejected messages are kept.
@@ -107,8 +107,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Ok(mut conn) = queue::connect(settings.redis_url.expose()).await {
         queue::warn_without_persistence(&mut conn).await;
     }
-    let mut delays = reconnect_delays(Duration::from_millis(100), Duration::from_secs(10));
-    let mut backoff = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
+    let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut backoff = delays.next_delay();
     let mut reconnects = 0u64;
     loop {
         let session = async {
@@ -129,10 +129,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 let payload = msg.get_payload_bytes().to_vec();
                 // A push that fails is retried until it lands: the event is not lost while
                 // this connection lives.
-                let mut waits = reconnect_delays(Duration::from_millis(50), Duration::from_secs(5));
+                let mut waits = ReconnectDelays::new(Duration::from_millis(50), Duration::from_secs(5));
                 while let Err(e) = handle_message(&mut producer, &mut conn, &settings, &payload).await {
                     tracing::warn!(error = %e, "failed to queue an event; retrying");
-                    tokio::time::sleep(waits.next().unwrap_or(MAX_RECONNECT_DELAY)).await;
+                    tokio::time::sleep(waits.next_delay()).await;
                 }
             }
             anyhow::Ok(())
@@ -151,7 +151,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        backoff = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
+        backoff = delays.next_delay();
         reconnects += 1;
     }
 }

@@ -143,37 +143,36 @@ fn field<'a>(v: &Option<&'a str>) -> Option<&'a str> {
 }
 
 fn parse_row(r: DumpRow<'_>) -> Result<Instrument, String> {
-    let get = field;
     let raw_token = r.instrument_token.unwrap_or_default();
-    let token: u64 = get(&r.instrument_token)
+    let token: u64 = field(&r.instrument_token)
         .ok_or("instrument_token is empty")?
         .parse()
         .map_err(|_| format!("instrument_token {raw_token:?} is not a number"))?;
     if token == 0 || token > u32::MAX as u64 {
         return Err(format!("instrument_token {token} is outside 1 … 4294967295"));
     }
-    let tradingsymbol = get(&r.tradingsymbol).ok_or("tradingsymbol is empty")?.to_string();
+    let tradingsymbol = field(&r.tradingsymbol).ok_or("tradingsymbol is empty")?.to_string();
     let num = |v: &Option<&str>, what: &str| -> Result<Option<f64>, String> {
-        get(v).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
+        field(v).map(|v| v.parse::<f64>().map_err(|_| format!("{what} {v:?} is not a number"))).transpose()
     };
-    let expiry = get(&r.expiry)
+    let expiry = field(&r.expiry)
         .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("expiry {v:?} is not YYYY-MM-DD")))
         .transpose()?;
     Ok(Instrument {
         instrument_token: token as u32,
-        exchange_token: get(&r.exchange_token).and_then(|v| v.parse().ok()),
+        exchange_token: field(&r.exchange_token).and_then(|v| v.parse().ok()),
         tradingsymbol,
-        name: get(&r.name).map(String::from),
+        name: field(&r.name).map(String::from),
         last_price: num(&r.last_price, "last_price")?,
         expiry,
         strike: num(&r.strike, "strike")?,
         tick_size: num(&r.tick_size, "tick_size")?,
-        lot_size: get(&r.lot_size)
+        lot_size: field(&r.lot_size)
             .map(|v| v.parse::<f64>().map(|f| f as i32).map_err(|_| format!("lot_size {v:?} is not a number")))
             .transpose()?,
-        instrument_type: get(&r.instrument_type).map(String::from),
-        segment: get(&r.segment).map(String::from),
-        exchange: get(&r.exchange).map(String::from),
+        instrument_type: field(&r.instrument_type).map(String::from),
+        segment: field(&r.segment).map(String::from),
+        exchange: field(&r.exchange).map(String::from),
     })
 }
 

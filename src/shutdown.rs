@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -59,12 +59,24 @@ impl Shutdown {
     }
 }
 
-/// What a reconnect loop waits once its delays run out (they never do: `without_max_times`).
-pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
+/// The delays of a reconnect loop: `min`, doubling to `max`, for ever (backon's exponential
+/// backoff, without a limit on the number of tries).
+pub struct ReconnectDelays {
+    backoff: ExponentialBackoff,
+    max: Duration,
+}
 
-/// Delays for a reconnect loop: `min`, doubling to `max`, for ever (backon's exponential backoff).
-pub fn reconnect_delays(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::new().with_min_delay(min).with_max_delay(max).without_max_times().build()
+impl ReconnectDelays {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let backoff = ExponentialBuilder::new().with_min_delay(min).with_max_delay(max).without_max_times().build();
+        ReconnectDelays { backoff, max }
+    }
+
+    /// How long to wait before the next try.
+    pub fn next_delay(&mut self) -> Duration {
+        // Without a limit on tries the backoff never runs out; `max` only keeps this total.
+        self.backoff.next().unwrap_or(self.max)
+    }
 }
 
 /// Retries `attempt` with backoff (up to 5 s) until it succeeds, logging what is awaited; gives
@@ -75,7 +87,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut delays = reconnect_delays(Duration::from_millis(200), Duration::from_secs(5));
+    let mut delays = ReconnectDelays::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
         match attempt().await {
@@ -93,7 +105,7 @@ where
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(delays.next().unwrap_or(MAX_RECONNECT_DELAY)) => {}
+            _ = tokio::time::sleep(delays.next_delay()) => {}
             _ = shutdown.wait() => anyhow::bail!("stopped while waiting for {what}"),
         }
     }
@@ -105,14 +117,10 @@ mod tests {
 
     #[test]
     fn reconnect_delays_double_up_to_the_cap_for_ever() {
-        let ms: Vec<u128> = reconnect_delays(Duration::from_millis(100), Duration::from_secs(1))
-            .take(8)
-            .map(|d| d.as_millis())
-            .collect();
+        let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(1));
+        let ms: Vec<u128> = (0..8).map(|_| delays.next_delay().as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
-        assert_eq!(
-            reconnect_delays(Duration::from_millis(1), Duration::from_millis(2)).nth(10_000),
-            Some(Duration::from_millis(2))
-        );
+        let mut tiny = ReconnectDelays::new(Duration::from_millis(1), Duration::from_millis(2));
+        assert_eq!((0..10_000).map(|_| tiny.next_delay()).last(), Some(Duration::from_millis(2)));
     }
 }

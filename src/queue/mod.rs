@@ -73,7 +73,8 @@ pub struct Producer {
     urgent: RedisStorage<Envelope>,
     bulk: RedisStorage<Envelope>,
     conn: ConnectionManager,
-    ns: String,
+    /// The lanes' wake channels, by `Lane as usize`: named once, pinged after every push.
+    wake: [String; 2],
 }
 
 impl Producer {
@@ -84,7 +85,8 @@ impl Producer {
 
     pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
         let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
-        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, ns: settings.queue.clone() }
+        let wake = Lane::ALL.map(|l| keys::LaneKeys::new(&settings.queue, l).wake());
+        Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, wake }
     }
 
     /// Pushes a job under the idempotency key derived from its content; a second push of the same
@@ -128,8 +130,7 @@ impl Producer {
         if delay.is_none() {
             // Wake idle workers now rather than at their next poll. Best effort: a lost wake
             // costs one poll interval, nothing else.
-            let _: redis::RedisResult<i64> =
-                self.conn.publish(keys::LaneKeys::new(&self.ns, job.lane()).wake(), 1).await;
+            let _: redis::RedisResult<i64> = self.conn.publish(&self.wake[job.lane() as usize], 1).await;
         }
         Ok(id)
     }
@@ -164,7 +165,7 @@ impl Producer {
                 .push_all(futures::stream::iter(tasks))
                 .await
                 .map_err(|e| anyhow::anyhow!("failed to push a batch of jobs: {e:?}"))?;
-            let _: redis::RedisResult<i64> = self.conn.publish(keys::LaneKeys::new(&self.ns, lane).wake(), 1).await;
+            let _: redis::RedisResult<i64> = self.conn.publish(&self.wake[lane as usize], 1).await;
         }
         Ok(())
     }

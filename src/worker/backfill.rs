@@ -31,9 +31,9 @@ use crate::{
 };
 
 /// What a backfill is for.
-pub(super) struct BackfillCtx<'a> {
+pub(super) struct BackfillCtx {
     pub(super) token: u32,
-    pub(super) target: &'a BarTarget,
+    pub(super) target: BarTarget,
     pub(super) reason: Reason,
     /// When the bridge received the event that asked for it, if an event did.
     pub(super) requested_at: Option<DateTime<Utc>>,
@@ -74,7 +74,7 @@ pub(super) async fn requested_backfill(
         Ok(t) => t,
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };
-    let ctx = BackfillCtx { token, target: &target, reason, requested_at: None, force };
+    let ctx = BackfillCtx { token, target, reason, requested_at: None, force };
     let fetched = match fetch_missing(state, &ctx, window, None).await {
         Ok(f) => f,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
@@ -91,7 +91,7 @@ pub(super) async fn requested_backfill(
 #[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token, from = %window.from, to = %window.to))]
 pub(super) async fn fetch_missing(
     state: &WorkerState,
-    ctx: &BackfillCtx<'_>,
+    ctx: &BackfillCtx,
     window: Window,
     covered: Option<Vec<Window>>,
 ) -> Result<Fetched, JobError> {
@@ -114,7 +114,7 @@ pub(super) async fn fetch_missing(
 #[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token))]
 pub(super) async fn write(
     tx: &mut Transaction<'_, Postgres>,
-    ctx: &BackfillCtx<'_>,
+    ctx: &BackfillCtx,
     window: Window,
     fetched: &Fetched,
     meta: &JobMeta,
@@ -122,7 +122,7 @@ pub(super) async fn write(
     let (rows, outcome) = match fetched {
         Fetched::Covered => (0, Outcome::Covered),
         Fetched::Candles { window: fetch, candles } => {
-            let rows = bars::upsert_bars(tx, ctx.token, ctx.target, candles).await?;
+            let rows = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
             coverage::insert_coverage(tx, ctx.token, *fetch, candles.len() as i32).await?;
             (rows, Outcome::Stored)
         }
@@ -134,7 +134,7 @@ pub(super) async fn write(
 
 /// After the commit: metrics, the log line, the chain rebuild of an option, and the commit feed
 /// of `tickfill dev`.
-pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx<'_>, fetched: &Fetched, rows: u64) {
+pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &Fetched, rows: u64) {
     let token = ctx.token;
     let Fetched::Candles { window: fetch, .. } = fetched else {
         tracing::info!(token, "window already covered; nothing fetched");
@@ -153,7 +153,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx<'_>, fetched
         latency_ms = latency.map(|l| l.as_millis() as u64),
         "backfill committed"
     );
-    if let (BarTarget::Option { symbol, expiry, .. }, true) = (ctx.target, rows > 0) {
+    if let (BarTarget::Option { symbol, expiry, .. }, true) = (&ctx.target, rows > 0) {
         if let Err(e) = push_chain_rebuild(state, symbol, *expiry, *fetch).await {
             tracing::warn!(error = format!("{e:#}"), "failed to push a chain rebuild; the next option backfill will");
         }

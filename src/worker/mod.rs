@@ -36,7 +36,7 @@ pub use job::JobError;
 use crate::{
     config::Settings,
     queue::{self, Producer},
-    shutdown::{reconnect_delays, Shutdown, MAX_RECONNECT_DELAY},
+    shutdown::{ReconnectDelays, Shutdown},
     store,
     ticker::{budget::Budget, TickerClient},
 };
@@ -137,18 +137,20 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "no wake-ups: bad REDIS_URL"),
     };
-    let mut delays = reconnect_delays(Duration::from_millis(100), Duration::from_secs(5));
+    let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(5));
+    let channels: Vec<String> =
+        senders.iter().map(|(lane, _)| queue::keys::LaneKeys::new(&settings.queue, *lane).wake()).collect();
     while !shutdown.is_triggered() {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            for (lane, _) in &senders {
-                pubsub.subscribe(queue::keys::LaneKeys::new(&settings.queue, *lane).wake()).await?;
+            for channel in &channels {
+                pubsub.subscribe(channel).await?;
             }
             let mut messages = pubsub.on_message();
             while let Some(msg) = futures::StreamExt::next(&mut messages).await {
                 let channel = msg.get_channel_name();
-                for (lane, tx) in &senders {
-                    if channel == queue::keys::LaneKeys::new(&settings.queue, *lane).wake() {
+                for ((_, tx), wake) in senders.iter().zip(&channels) {
+                    if channel == *wake {
                         tx.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }
@@ -159,7 +161,7 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
             r = session => if let Err(e) = r { tracing::debug!(error = %e, "wake listener lost Redis") },
             _ = shutdown.wait() => return,
         }
-        tokio::time::sleep(delays.next().unwrap_or(MAX_RECONNECT_DELAY)).await;
+        tokio::time::sleep(delays.next_delay()).await;
     }
 }
 

@@ -62,12 +62,12 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     };
     let fetched = match prepared {
         Ok(target) => {
-            let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
-            backfill::fetch_missing(state, &ctx, window, Some(covered)).await.map(|f| (target, f))
+            let ctx = BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false };
+            backfill::fetch_missing(state, &ctx, window, Some(covered)).await.map(|f| (ctx, f))
         }
         Err(e) => Err(e),
     };
-    let (target, fetched) = match fetched {
+    let (ctx, fetched) = match fetched {
         Ok(t) => t,
         Err(e) => {
             // Nothing to store, but the desk did subscribe: that is recorded on its own.
@@ -77,7 +77,6 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
             return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await);
         }
     };
-    let ctx = BackfillCtx { token, target: &target, reason: Reason::Subscribe, requested_at, force: false };
     let mut tx = state.pool.begin().await?;
     record(&mut tx, event, instrument).await?;
     let rows = backfill::write(&mut tx, &ctx, window, &fetched, meta).await?;
