@@ -1,17 +1,23 @@
 //! `tickfill bench instruments`: reloading a Kite instrument dump over an existing table, against
-//! a raw `COPY` of the same file in the same run.
+//! a raw `COPY` of the same file in the same run, and the loader's peak memory.
 //!
-//! The dump is generated: `rows` instruments across NSE, BSE, NFO-FUT and NFO-OPT. It is loaded
-//! once into a scratch database, then a second dump of the same instruments with every
-//! `last_price` changed (as the next day's dump would have) is loaded over it: every row is an
-//! update, the heavy case. The baseline is `COPY … FROM STDIN (FORMAT csv, HEADER)` of that second
-//! file into an empty scratch table with the same primary key.
+//! The dump is generated into a file: `rows` instruments across NSE, BSE, NFO-FUT and NFO-OPT. It
+//! is loaded once into a scratch database, then a second dump of the same instruments with every
+//! `last_price` changed (as the next day's dump would have) is loaded over it by a real
+//! `tickfill instruments load FILE` process: every row is an update, the heavy case. `max_rss_mb`
+//! is that process's largest resident set (`VmHWM`, sampled until it exits). The baseline is
+//! `COPY … FROM STDIN (FORMAT csv, HEADER)` of the same file, streamed from disk, into an empty
+//! scratch table with the same primary key.
 
-use std::{fmt::Write as _, time::Instant};
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
 
 use serde_json::json;
 use sqlx::PgPool;
 
+use super::procs;
 use crate::{config::Settings, load, store};
 
 /// A Kite-format dump of `rows` instruments; `day` changes every `last_price`.
@@ -51,7 +57,7 @@ pub async fn run(base: Settings, rows: usize) -> anyhow::Result<serde_json::Valu
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
     let pool = store::connect(&db_url, 2).await?;
-    let result = run_in(&pool, rows).await;
+    let result = run_in(&pool, &db_url, rows).await;
     pool.close().await;
     if let Err(e) = store::drop_database(base.database_url.expose(), &id).await {
         tracing::warn!(error = %e, "failed to drop the scratch database");
@@ -59,22 +65,46 @@ pub async fn run(base: Settings, rows: usize) -> anyhow::Result<serde_json::Valu
     result
 }
 
-async fn run_in(pool: &PgPool, rows: usize) -> anyhow::Result<serde_json::Value> {
+async fn run_in(pool: &PgPool, db_url: &str, rows: usize) -> anyhow::Result<serde_json::Value> {
     store::migrate(pool).await?;
-    let first = generate_dump(rows, 0);
-    let initial = load::load(pool, &first).await?;
+    let dir = std::env::temp_dir().join(format!("tickfill-bench-dump-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(pool, db_url, rows, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn measure(pool: &PgPool, db_url: &str, rows: usize, dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let first = dir.join("day0.csv");
+    let next = dir.join("day1.csv");
+    std::fs::write(&first, generate_dump(rows, 0))?;
+    std::fs::write(&next, generate_dump(rows, 1))?;
+    let initial = load::load_from(pool, tokio::fs::File::open(&first).await?, None, |_| {}).await?;
     anyhow::ensure!(initial.inserted as usize == rows, "the first load inserted {} of {rows}", initial.inserted);
     sqlx::query("VACUUM ANALYZE instruments").execute(pool).await?;
 
-    let next = generate_dump(rows, 1);
     let started = Instant::now();
-    let report = load::load(pool, &next).await?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["instruments", "load"])
+        .arg(&next)
+        .env("DATABASE_URL", db_url)
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut max_rss_mb: f64 = 0.0;
+    while child.try_wait()?.is_none() {
+        max_rss_mb = max_rss_mb.max(procs::memory_mb(child.id(), "VmHWM").unwrap_or(0.0));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let load_s = started.elapsed().as_secs_f64();
+    let out = child.wait_with_output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let want = format!("{rows} rows read: 0 inserted, {rows} updated, 0 unchanged, 0 rejected");
     anyhow::ensure!(
-        report.updated as usize == rows && report.rejected.is_empty(),
-        "the reload updated {} of {rows} ({} rejected)",
-        report.updated,
-        report.rejected.len()
+        out.status.success() && said.contains(&want),
+        "the reload did not update every row: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     sqlx::query(
@@ -88,7 +118,7 @@ async fn run_in(pool: &PgPool, rows: usize) -> anyhow::Result<serde_json::Value>
     let mut conn = pool.acquire().await?;
     let started = Instant::now();
     let mut copy = conn.copy_in_raw("COPY copy_scratch FROM STDIN (FORMAT csv, HEADER true)").await?;
-    copy.send(next.as_slice()).await?;
+    copy.read_from(tokio::fs::File::open(&next).await?).await?;
     let copied = copy.finish().await?;
     let copy_s = started.elapsed().as_secs_f64();
     anyhow::ensure!(copied as usize == rows, "COPY wrote {copied} of {rows} rows");
@@ -102,6 +132,8 @@ async fn run_in(pool: &PgPool, rows: usize) -> anyhow::Result<serde_json::Value>
         "ratio": (rows_per_s / copy_rows_per_s * 100.0).round() / 100.0,
         "load_ms": (load_s * 1000.0).round(),
         "copy_ms": (copy_s * 1000.0).round(),
-        "updated": report.updated,
+        "updated": rows,
+        "max_rss_mb": (max_rss_mb * 10.0).round() / 10.0,
+        "file_mb": (std::fs::metadata(&next)?.len() as f64 / 1048576.0 * 10.0).round() / 10.0,
     }))
 }

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::{
-    procs::{wait_for, Fleet},
+    procs::{self, wait_for, Fleet},
     sim_and_store, with_processes,
 };
 use crate::{
@@ -57,21 +57,6 @@ pub async fn run(base: Settings, opts: ThroughputOptions) -> anyhow::Result<serd
 
 /// One instrument's write in the upsert floor: token, table, window, candles.
 type FloorJob = (u32, BarTarget, Window, Vec<Candle>);
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// Resident set of a process, in MiB.
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 async fn run_in(
     base: &Settings,
@@ -126,9 +111,9 @@ async fn run_in(
     })
     .await?;
     let pids = fleet.pids("worker");
-    let cpu_before: f64 = pids.iter().filter_map(|p| cpu_s(*p)).sum();
-    let own_before = cpu_s(std::process::id()).unwrap_or(0.0);
-    let bridge_before: f64 = fleet.pids("bridge").iter().filter_map(|p| cpu_s(*p)).sum();
+    let cpu_before: f64 = pids.iter().filter_map(|p| procs::cpu_s(*p)).sum();
+    let own_before = procs::cpu_s(std::process::id()).unwrap_or(0.0);
+    let bridge_before: f64 = fleet.pids("bridge").iter().filter_map(|p| procs::cpu_s(*p)).sum();
 
     // The pipeline: every event published at once; done when every backfill is committed.
     let started = Utc::now();
@@ -137,7 +122,7 @@ async fn run_in(
     let mut rss_max: f64 = 0.0;
     loop {
         for pid in &pids {
-            rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
+            rss_max = rss_max.max(procs::memory_mb(*pid, "VmRSS").unwrap_or(0.0));
         }
         let done: i64 = sqlx::query_scalar::<_, i64>(stored).fetch_one(&pool).await? - warm as i64;
         if done as usize >= n {
@@ -154,12 +139,12 @@ async fn run_in(
     .fetch_one(&pool)
     .await?;
     for pid in &pids {
-        rss_max = rss_max.max(rss_mb(*pid).unwrap_or(0.0));
+        rss_max = rss_max.max(procs::memory_mb(*pid, "VmRSS").unwrap_or(0.0));
     }
-    let worker_cpu: f64 = pids.iter().filter_map(|p| cpu_s(*p)).sum::<f64>() - cpu_before;
-    let bridge_cpu: f64 = fleet.pids("bridge").iter().filter_map(|p| cpu_s(*p)).sum::<f64>() - bridge_before;
+    let worker_cpu: f64 = pids.iter().filter_map(|p| procs::cpu_s(*p)).sum::<f64>() - cpu_before;
+    let bridge_cpu: f64 = fleet.pids("bridge").iter().filter_map(|p| procs::cpu_s(*p)).sum::<f64>() - bridge_before;
     // This process meanwhile: the simulator answering the workers, and the polling.
-    let sim_cpu = cpu_s(std::process::id()).unwrap_or(0.0) - own_before;
+    let sim_cpu = procs::cpu_s(std::process::id()).unwrap_or(0.0) - own_before;
     fleet.stop_all(Duration::from_secs(5));
     let pipeline_s = (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
     let windows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(

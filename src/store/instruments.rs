@@ -70,18 +70,52 @@ pub async fn upsert_counted(pool: &PgPool, rows: &[Instrument], source: Source) 
     Ok(Upserted { inserted, updated, unchanged: rows.len() as u64 - inserted - updated })
 }
 
-/// Marks inactive the active instruments of `segments` whose tokens are not in `keep`; returns
-/// how many. For a full dump: what the exchange no longer lists is gone.
-pub async fn deactivate_absent(pool: &PgPool, segments: &[String], keep: &[i64]) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE instruments SET active = false, updated_at = now()
-         WHERE active AND segment = ANY($1) AND instrument_token NOT IN (SELECT unnest($2::bigint[]))",
+/// What [`deactivate_absent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retire {
+    /// This many instruments are now inactive.
+    Done(u64),
+    /// Nothing changed: `segment` would have lost `gone` of its `active` instruments, over the limit.
+    Refused { segment: String, gone: u64, active: u64 },
+}
+
+/// Marks inactive the active instruments of `segments` whose tokens are not in `keep`: for a full
+/// dump, what the exchange no longer lists is gone. With `max_share`, nothing changes when any
+/// segment would lose more than that share of its active instruments.
+pub async fn deactivate_absent(
+    pool: &PgPool,
+    segments: &[String],
+    keep: &[i64],
+    max_share: Option<f64>,
+) -> sqlx::Result<Retire> {
+    let mut tx = pool.begin().await?;
+    let active: Vec<(String, i64)> =
+        sqlx::query_as("SELECT segment, count(*) FROM instruments WHERE active AND segment = ANY($1) GROUP BY segment")
+            .bind(segments)
+            .fetch_all(&mut *tx)
+            .await?;
+    let gone: Vec<(String, i64)> = sqlx::query_as(
+        "WITH gone AS (
+             UPDATE instruments SET active = false, updated_at = now()
+             WHERE active AND segment = ANY($1) AND instrument_token NOT IN (SELECT unnest($2::bigint[]))
+             RETURNING segment)
+         SELECT segment, count(*) FROM gone GROUP BY segment ORDER BY count(*) DESC, segment",
     )
     .bind(segments)
     .bind(keep)
-    .execute(pool)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(done.rows_affected())
+    if let Some(max) = max_share {
+        for (segment, n) in &gone {
+            let of = active.iter().find(|(s, _)| s == segment).map_or(0, |(_, n)| *n);
+            if *n as f64 > max * of as f64 {
+                tx.rollback().await?;
+                return Ok(Retire::Refused { segment: segment.clone(), gone: *n as u64, active: of as u64 });
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(Retire::Done(gone.iter().map(|(_, n)| *n as u64).sum()))
 }
 
 /// Records an instrument learnt from an event's metadata, unless the dump already knows it.
