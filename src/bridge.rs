@@ -61,6 +61,19 @@ pub async fn list_rejected(
     Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
 
+/// The receipt time of a message, in epoch milliseconds, strictly increasing within this process:
+/// two events for one token stamped in the same second keep the order they arrived in.
+fn receipt_ms() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = Utc::now().timestamp_millis();
+    let prev = LAST
+        .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(prev + 1)
+}
+
 /// Handles one message: a job on success, a kept rejection otherwise. Never fails the bridge;
 /// a push that fails (Redis down) is returned so the caller can retry it.
 #[tracing::instrument(level = "debug", skip_all, fields(bytes = payload.len()))]
@@ -70,7 +83,7 @@ pub async fn handle_message(
     settings: &Settings,
     payload: &[u8],
 ) -> anyhow::Result<()> {
-    let received_ms = Utc::now().timestamp_millis();
+    let received_ms = receipt_ms();
     match parse_event(payload, received_ms) {
         Ok(event) => {
             let token = event.instrument_token.get();

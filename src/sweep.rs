@@ -23,7 +23,7 @@ use crate::{
     queue::{self, Producer},
     store::{
         coverage, instruments,
-        subscriptions::{self, Subscription},
+        subscriptions::{self, EventOrder, Subscription},
     },
     ticker::TickerClient,
 };
@@ -127,6 +127,8 @@ pub async fn reconcile(
     producer: &mut Producer,
     settings: &Settings,
 ) -> anyhow::Result<Reconciled> {
+    // What the list says is so as of the moment it was asked for: an event newer than that wins.
+    let asked = EventOrder::now(Utc::now());
     let listed = ticker.active_subscriptions().await?;
     let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|(t, _)| t).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
@@ -152,8 +154,11 @@ pub async fn reconcile(
             account_id: s.account_id.as_deref(),
             at: now,
             source: "reconcile",
+            order: asked,
         };
-        subscriptions::activate_subscription(&mut tx, &sub).await?;
+        if !subscriptions::activate_subscription(&mut tx, &sub).await? {
+            continue; // removed by an event newer than the list
+        }
         if let (Some(sym), Some(seg)) = (&s.tradingsymbol, &s.segment) {
             let inst = Instrument {
                 instrument_token: s.instrument_token,
@@ -174,9 +179,8 @@ pub async fn reconcile(
             Some(format!("the ticker listed none of our {} active subscriptions", gone.len()));
         gone.clear();
     }
-    subscriptions::deactivate_many(&mut tx, &gone).await?;
+    report.deactivated = subscriptions::deactivate_many(&mut tx, &gone, asked).await?;
     tx.commit().await?;
-    report.deactivated = gone;
     report.added.sort_unstable();
     report.deactivated.sort_unstable();
     let Window { from, to } = immediate_window(now, settings.window_minutes);

@@ -89,6 +89,9 @@ fn integer(v: &Value) -> Option<Result<u64, ()>> {
     }
 }
 
+/// How far an event's timestamp may run ahead of the bridge's clock.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// The longest metadata string accepted, in characters (not bytes: 256 `€` are fine).
 pub const MAX_FIELD_CHARS: usize = 256;
 
@@ -164,6 +167,16 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
             _ => return Err(reject(RejectReason::BadTimestamp, format!("timestamp must be epoch seconds, got {v}"))),
         },
     };
+    // The timestamp orders a token's events (the later wins), so one from the future would
+    // outrank every real event after it: beyond a clock's plausible skew it is refused.
+    if let Some(t) = published_at {
+        if t.saturating_mul(1000) > received_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(reject(
+                RejectReason::BadTimestamp,
+                format!("timestamp {t} is more than {} s after the bridge received it", MAX_CLOCK_SKEW_MS / 1000),
+            ));
+        }
+    }
     let empty = serde_json::Map::new();
     let meta = match obj.get("metadata") {
         None | Some(Value::Null) => &empty,

@@ -14,14 +14,46 @@ pub struct Subscription<'a> {
     pub at: DateTime<Utc>,
     /// Who told us: `event` (the bridge) or `reconcile` (the ticker's subscription list).
     pub source: &'a str,
+    /// When it was so: a newer order already applied leaves the row as it is.
+    pub order: EventOrder,
 }
 
-/// Marks a subscription active. `subscribed_at` moves only when it was inactive (a re-subscribe),
-/// so a repeated event does not shift the window sweeps look at.
-pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
-         VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), $7)
+/// When an event (or a reconcile) says what it says: its own timestamp, then its receipt.
+/// Compared as a pair, so events stamped in the same second keep the order they were received in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventOrder {
+    pub at: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+}
+
+impl EventOrder {
+    /// For what is observed now (a reconcile's list).
+    pub fn now(now: DateTime<Utc>) -> EventOrder {
+        EventOrder { at: now, received: now }
+    }
+}
+
+/// The SQL condition under which an order `($o1, $o2)` may change a `subscriptions` row.
+macro_rules! not_older {
+    ($at:literal, $received:literal) => {
+        concat!(
+            "(coalesce(subscriptions.event_at, '-infinity'), coalesce(subscriptions.event_received_at, '-infinity')) <= (",
+            $at,
+            "::timestamptz, ",
+            $received,
+            "::timestamptz)"
+        )
+    };
+}
+
+/// Marks a subscription active, unless a newer event already said otherwise; returns whether it
+/// changed the row. `subscribed_at` moves only when it was inactive (a re-subscribe), so a
+/// repeated event does not shift the window sweeps look at.
+pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(concat!(
+        "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id,
+                                    subscribed_at, updated_at, source, event_at, event_received_at)
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, now(), $7, $8, $9)
          ON CONFLICT (instrument_token) DO UPDATE SET
              tradingsymbol = COALESCE(EXCLUDED.tradingsymbol, subscriptions.tradingsymbol),
              segment = COALESCE(EXCLUDED.segment, subscriptions.segment),
@@ -29,8 +61,11 @@ pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subsc
              account_id = COALESCE(EXCLUDED.account_id, subscriptions.account_id),
              subscribed_at = CASE WHEN subscriptions.status = 'active' THEN subscriptions.subscribed_at
                                   ELSE EXCLUDED.subscribed_at END,
-             status = 'active', updated_at = now()",
-    )
+             status = 'active', updated_at = now(),
+             event_at = EXCLUDED.event_at, event_received_at = EXCLUDED.event_received_at
+         WHERE ",
+        not_older!("$8", "$9")
+    ))
     .bind(s.instrument_token as i64)
     .bind(s.tradingsymbol)
     .bind(s.segment)
@@ -38,18 +73,25 @@ pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subsc
     .bind(s.account_id)
     .bind(s.at)
     .bind(s.source)
+    .bind(s.order.at)
+    .bind(s.order.received)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-/// Marks a subscription inactive, creating the row if the store never saw it active.
-pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id, subscribed_at, updated_at, source)
-         VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), $7)
-         ON CONFLICT (instrument_token) DO UPDATE SET status = 'inactive', updated_at = now()",
-    )
+/// Marks a subscription inactive (creating the row if the store never saw it active), unless a
+/// newer event already said otherwise; returns whether it changed the row.
+pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subscription<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(concat!(
+        "INSERT INTO subscriptions (instrument_token, tradingsymbol, segment, status, requested_mode, account_id,
+                                    subscribed_at, updated_at, source, event_at, event_received_at)
+         VALUES ($1, $2, $3, 'inactive', $4, $5, $6, now(), $7, $8, $9)
+         ON CONFLICT (instrument_token) DO UPDATE SET status = 'inactive', updated_at = now(),
+             event_at = EXCLUDED.event_at, event_received_at = EXCLUDED.event_received_at
+         WHERE ",
+        not_older!("$8", "$9")
+    ))
     .bind(s.instrument_token as i64)
     .bind(s.tradingsymbol)
     .bind(s.segment)
@@ -57,9 +99,25 @@ pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Sub
     .bind(s.account_id)
     .bind(s.at)
     .bind(s.source)
+    .bind(s.order.at)
+    .bind(s.order.received)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether an event newer than `order` has already been applied to the subscription of `token`.
+pub async fn superseded(pool: &PgPool, token: u32, order: EventOrder) -> sqlx::Result<bool> {
+    sqlx::query_scalar(concat!(
+        "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE instrument_token = $1 AND NOT ",
+        not_older!("$2", "$3"),
+        ")"
+    ))
+    .bind(token as i64)
+    .bind(order.at)
+    .bind(order.received)
+    .fetch_one(pool)
+    .await
 }
 
 /// Active subscriptions with when they started, by token.
@@ -97,15 +155,24 @@ pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<boo
         .await
 }
 
-/// Marks inactive every listed subscription; returns how many changed.
-pub async fn deactivate_many(tx: &mut Transaction<'_, Postgres>, tokens: &[u32]) -> sqlx::Result<u64> {
+/// Marks inactive every listed subscription that no event newer than `order` keeps active;
+/// returns the tokens it changed.
+pub async fn deactivate_many(
+    tx: &mut Transaction<'_, Postgres>,
+    tokens: &[u32],
+    order: EventOrder,
+) -> sqlx::Result<Vec<u32>> {
     let tokens: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
-    let done = sqlx::query(
-        "UPDATE subscriptions SET status = 'inactive', updated_at = now()
-         WHERE instrument_token = ANY($1) AND status = 'active'",
-    )
+    let done: Vec<i64> = sqlx::query_scalar(concat!(
+        "UPDATE subscriptions SET status = 'inactive', updated_at = now(), event_at = $2, event_received_at = $3
+         WHERE instrument_token = ANY($1) AND status = 'active' AND ",
+        not_older!("$2", "$3"),
+        " RETURNING instrument_token"
+    ))
     .bind(&tokens)
-    .execute(&mut **tx)
+    .bind(order.at)
+    .bind(order.received)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(done.rows_affected())
+    Ok(done.into_iter().map(|t| t as u32).collect())
 }

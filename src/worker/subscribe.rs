@@ -20,7 +20,7 @@ use crate::{
     store::{
         instruments,
         runs::{self, Outcome},
-        subscriptions::{self, Subscription},
+        subscriptions::{self, EventOrder, Subscription},
     },
 };
 
@@ -34,7 +34,16 @@ fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
         account_id: event.account_id.as_deref(),
         at: DateTime::from_timestamp_millis(event.received_ms).unwrap_or_else(Utc::now),
         source: "event",
+        order: order(event),
     }
+}
+
+/// Where an event stands among the token's events: its timestamp (its receipt when it has
+/// none), then its receipt.
+fn order(event: &SubscriptionEvent) -> EventOrder {
+    let received = DateTime::from_timestamp_millis(event.received_ms).unwrap_or_else(Utc::now);
+    let at = event.published_at.and_then(|s| DateTime::from_timestamp(s, 0)).unwrap_or(received);
+    EventOrder { at, received }
 }
 
 /// A `Subscribed` job: the subscription, and the backfill of its window, in one commit.
@@ -42,6 +51,14 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let token = event.instrument_token.get();
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
+    // A removal newer than this event has run already: the desk is gone, nothing to fetch.
+    if subscriptions::superseded(&state.pool, token, order(event)).await? {
+        let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
+        let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Skipped, None);
+        runs::upsert_run(&state.pool, &run).await?;
+        tracing::info!(token, "subscription event superseded by a newer one; nothing fetched");
+        return Ok(());
+    }
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // The instrument and what is already stored of the window, in one round trip.
     let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.settle).await?;
@@ -92,7 +109,9 @@ async fn record(
     event: &SubscriptionEvent,
     instrument: Option<(&Instrument, Source)>,
 ) -> sqlx::Result<()> {
-    subscriptions::activate_subscription(tx, &subscription(event)).await?;
+    if !subscriptions::activate_subscription(tx, &subscription(event)).await? {
+        tracing::info!(token = event.instrument_token.get(), "a newer event removed this subscription; left inactive");
+    }
     if let Some((inst, source)) = instrument {
         if source != Source::Dump {
             instruments::insert_instrument_if_absent(tx, inst, source).await?;
@@ -104,8 +123,15 @@ async fn record(
 /// An `Unsubscribed` job: the subscription is marked inactive.
 pub(super) async fn unsubscribed(state: &WorkerState, event: &SubscriptionEvent) -> Result<(), JobError> {
     let mut tx = state.pool.begin().await?;
-    subscriptions::deactivate_subscription(&mut tx, &subscription(event)).await?;
+    let changed = subscriptions::deactivate_subscription(&mut tx, &subscription(event)).await?;
     tx.commit().await?;
-    tracing::info!(token = event.instrument_token.get(), "subscription marked inactive");
+    if changed {
+        tracing::info!(token = event.instrument_token.get(), "subscription marked inactive");
+    } else {
+        tracing::info!(
+            token = event.instrument_token.get(),
+            "removal older than the subscription's newest event; nothing changed"
+        );
+    }
     Ok(())
 }

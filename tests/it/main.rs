@@ -10,6 +10,7 @@ mod config;
 mod dead_letters;
 mod dedupe;
 mod dependencies;
+mod event_order;
 mod instruments;
 mod kite;
 mod migrations;
