@@ -29,6 +29,7 @@ pub const VARIABLES: &[&str] = &[
     "DB_PASSWORD",
     "TICKER_SERVICE_URL",
     "TICKER_SERVICE_TIMEOUT",
+    "TICKER_MAX_BODY",
     "LOG_LEVEL",
     "LOG_FORMAT",
     "TICKFILL_QUEUE",
@@ -117,6 +118,9 @@ pub struct Settings {
     pub database_url: Secret,
     pub ticker_url: String,
     pub ticker_timeout: Duration,
+    /// The largest ticker answer read, in bytes (each history answer is held to less: see
+    /// [`crate::ticker::answer_cap`]).
+    pub ticker_max_body: u64,
     pub log_level: String,
     pub log_format: LogFormat,
     pub queue: String,
@@ -160,6 +164,30 @@ pub struct ConfigError {
 /// The longest duration any setting or argument accepts: 100 years. Anything longer is a typo,
 /// and refusing it keeps every later conversion (to chrono, to an instant) in range.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// The default of `TICKER_MAX_BODY`: the largest legal history answer, 60 days of one-minute
+/// candles with every optional field (86,400 × about 250 bytes, some 22 MB), with room to spare.
+pub const DEFAULT_TICKER_MAX_BODY: u64 = 32 << 20;
+
+/// Parses a size in bytes: a whole number with an optional unit, `KiB`, `MiB`, `GiB` (or `KB`,
+/// `MB`, `GB`, taken as the same powers of 1024), between 1 KiB and 1 GiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size such as 32MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("{other:?} is not a size unit (KiB, MiB or GiB)")),
+    };
+    match n.checked_mul(1 << shift) {
+        Some(b) if (1 << 10..=1 << 30).contains(&b) => Ok(b),
+        _ => Err(format!("{s} is outside 1KiB … 1GiB")),
+    }
+}
 
 /// Parses one number and one unit: `90s`, `5m`, `2h`, `7d`, `250ms`, at most [`MAX_DURATION`].
 /// A bare number is refused, so nobody wonders whether it meant seconds or minutes; humantime
@@ -403,6 +431,7 @@ impl Settings {
             database_url,
             ticker_url: r.get("TICKER_SERVICE_URL", DEFAULT_TICKER_URL.into(), parse_url)?,
             ticker_timeout: r.duration("TICKER_SERVICE_TIMEOUT", Duration::from_secs(30))?,
+            ticker_max_body: r.get("TICKER_MAX_BODY", DEFAULT_TICKER_MAX_BODY, parse_size)?,
             log_level: r.get("LOG_LEVEL", "info".into(), |s| {
                 let l = s.trim().to_ascii_lowercase();
                 match l.as_str() {

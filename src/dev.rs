@@ -14,7 +14,9 @@ use crate::{bridge, config::Settings, load, queue, scheduler, shutdown::Shutdown
 pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_000_021];
 
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let pool = store::connect(settings.database_url.expose(), 4).await?;
+    let pool =
+        crate::shutdown::patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 4))
+            .await?;
     store::migrate(&pool).await?;
     println!("migrations applied ({:?} bar tables)", store::bar_storage(&pool).await?);
 

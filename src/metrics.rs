@@ -40,6 +40,7 @@ pub struct Metrics {
     pub job_duration: Hist,
     pub rows_upserted: Family<L1, Counter>,
     pub history_requests: Family<L1, Counter>,
+    pub ticker_oversize: Counter,
     pub rate_limit_wait: Histogram,
     pub queue_depth: Family<L2, Gauge>,
     pub queue_oldest_pending: Family<L1, GaugeF>,
@@ -81,6 +82,7 @@ impl Metrics {
             job_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             rows_upserted: Family::default(),
             history_requests: Family::default(),
+            ticker_oversize: Counter::default(),
             rate_limit_wait: Histogram::new(seconds_buckets()),
             queue_depth: Family::default(),
             queue_oldest_pending: Family::default(),
@@ -139,6 +141,11 @@ impl Metrics {
             "history_requests",
             "History requests to the ticker, by HTTP status (or error)",
             m.history_requests.clone(),
+        );
+        r.register(
+            "ticker_oversize_answers",
+            "Ticker answers refused unread for being larger than any answer to their request (TICKER_MAX_BODY)",
+            m.ticker_oversize.clone(),
         );
         r.register(
             "rate_limit_wait_seconds",

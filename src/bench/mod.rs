@@ -10,6 +10,7 @@ use crate::{bridge, config::Settings, domain::window::Window, load, queue, shutd
 
 pub mod chaos;
 pub mod instruments;
+pub mod oversize;
 mod procs;
 pub mod ratelimit;
 pub mod throughput;

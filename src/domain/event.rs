@@ -209,24 +209,36 @@ pub fn job_for(event: SubscriptionEvent) -> Job {
 mod tests {
     use super::*;
 
+    /// A receipt time a minute after the samples' timestamp.
+    const RECEIVED: i64 = 1_730_462_460_000;
+
+    #[test]
+    fn a_timestamp_beyond_the_clock_skew_is_refused() {
+        let at = |ts: i64| format!(r#"{{"event_type":"subscription_created","instrument_token":1,"timestamp":{ts}}}"#);
+        assert!(parse_event(at(1_730_462_460 + 300).as_bytes(), RECEIVED).is_ok());
+        let e = parse_event(at(1_730_462_460 + 301).as_bytes(), RECEIVED).unwrap_err();
+        assert_eq!(e.code, RejectReason::BadTimestamp);
+        assert!(e.reason.contains("more than 300 s after the bridge received it"), "{}", e.reason);
+    }
+
     #[test]
     fn the_documented_event_parses() {
         let e = parse_event(
             br#"{"event_type":"subscription_created","instrument_token":256265,"metadata":{"tradingsymbol":"NIFTY 50","segment":"INDICES"},"timestamp":1730462400}"#,
-            7,
+            RECEIVED,
         )
         .unwrap();
         assert_eq!(e.instrument_token.get(), 256265);
         assert_eq!(e.tradingsymbol.as_deref(), Some("NIFTY 50"));
         assert_eq!(e.published_at, Some(1730462400));
-        assert_eq!(e.received_ms, 7);
+        assert_eq!(e.received_ms, RECEIVED);
     }
 
     #[test]
     fn strings_of_digits_and_missing_metadata_are_accepted() {
         let e = parse_event(
             br#"{"event_type":"subscription_removed","instrument_token":"408065","timestamp":"1730462400"}"#,
-            0,
+            RECEIVED,
         )
         .unwrap();
         assert_eq!(

@@ -58,6 +58,7 @@ pub(super) async fn kite_history_response(
         Some(Fault::Throttle) => {
             return kite_error(StatusCode::TOO_MANY_REQUESTS, "NetworkException", "Too many requests")
         }
+        Some(Fault::Oversize(mib)) => return super::oversize_answer(mib),
         Some(Fault::Fail) => {
             return kite_error(StatusCode::BAD_GATEWAY, "NetworkException", "upstream failure (simulated)")
         }

@@ -85,6 +85,9 @@ pub struct SimOptions {
     /// The only access token Kite's route accepts (`None`: any non-empty one); any other is
     /// answered 403 `TokenException`, as an expired session is.
     pub kite_access_token: Option<String>,
+    /// When above 0: every history answer is a 200 of this many MiB, streamed (chunked, no
+    /// length), JSON-shaped but padded: what a broken upstream or proxy might send.
+    pub oversize_mib: u64,
 }
 
 impl Default for SimOptions {
@@ -99,6 +102,7 @@ impl Default for SimOptions {
             redis_url: None,
             channel_prefix: "ticker:nifty".into(),
             kite_access_token: None,
+            oversize_mib: 0,
         }
     }
 }
@@ -242,6 +246,8 @@ enum Fault {
     Throttle,
     /// 502, drawn at `--error-rate`.
     Fail,
+    /// A 200 of this many MiB (`--oversize-mib`).
+    Oversize(u64),
 }
 
 /// Waits the configured latency, then draws the request's fault, if any (both history routes).
@@ -253,6 +259,9 @@ async fn fault(o: &SimOptions, in_last_second: usize) -> Option<Fault> {
     if o.max_rps.is_some_and(|n| in_last_second > n as usize) {
         return Some(Fault::Throttle);
     }
+    if o.oversize_mib > 0 {
+        return Some(Fault::Oversize(o.oversize_mib));
+    }
     let roll: f64 = rand::rng().random();
     if roll < o.throttle_rate {
         Some(Fault::Throttle)
@@ -261,6 +270,20 @@ async fn fault(o: &SimOptions, in_last_second: usize) -> Option<Fault> {
     } else {
         None
     }
+}
+
+/// A 200 of `mib` MiB, made as it is sent: `{"candles":[` then spaces, never held in memory.
+pub(super) fn oversize_answer(mib: u64) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunks = mib * 16;
+    let pad = axum::body::Bytes::from(vec![b' '; CHUNK]);
+    let body = futures::stream::iter(
+        std::iter::once(axum::body::Bytes::from_static(b"{\"candles\":["))
+            .chain((0..chunks).map(move |_| pad.clone()))
+            .chain(std::iter::once(axum::body::Bytes::from_static(b"]}")))
+            .map(Ok::<_, std::convert::Infallible>),
+    );
+    ([(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(body)).into_response()
 }
 
 #[allow(clippy::result_large_err)]
@@ -272,6 +295,7 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
             return ([(header::RETRY_AFTER, "1")], body).into_response();
         }
         Some(Fault::Fail) => return error(StatusCode::BAD_GATEWAY, "upstream failure (simulated)"),
+        Some(Fault::Oversize(mib)) => return oversize_answer(mib),
         None => {}
     }
     let Some(token) = q.instrument_token.as_deref().and_then(|t| t.trim().parse::<u32>().ok()) else {

@@ -64,16 +64,33 @@ pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
     Ok(if has_ts { BarStorage::Hypertables } else { BarStorage::Plain })
 }
 
-/// A URL with its password replaced, for messages.
+/// A URL fit for a log line: a password in its user part and the value of any query parameter
+/// that names a secret (`password`, `sslpassword`, `token`, …) become `***`; a URL that does not
+/// parse is never shown.
 pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable url>".into(),
+    let Ok(mut u) = reqwest::Url::parse(url) else { return "<an unparseable URL>".into() };
+    if u.cannot_be_a_base() {
+        // `scheme:anything`: the rest may be anything, a password included.
+        return format!("{}:…", u.scheme());
     }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["pass", "pwd", "secret", "token", "key", "auth"].iter().any(|s| k.contains(s))
+    };
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// The URL of another database on the same server as `url`.
@@ -115,4 +132,26 @@ pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
             _ => Err(e),
         })?;
     Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_in_every_part_of_a_url_are_redacted() {
+        for (url, want) in [
+            ("postgres://u:hunter2@db:5432/x", "postgres://u:***@db:5432/x"),
+            (
+                "postgres://u@db:1/x?password=TOPSECRET&sslmode=require",
+                "postgres://u@db:1/x?password=***&sslmode=require",
+            ),
+            ("postgres://db/x?sslpassword=s3&PassWord=s4", "postgres://db/x?sslpassword=***&PassWord=***"),
+            ("redis://:hunter2@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+            ("rediss://user:p%40ss@cache:6380", "rediss://user:***@cache:6380"),
+            ("postgres://db/x?application_name=tickfill", "postgres://db/x?application_name=tickfill"),
+        ] {
+            assert_eq!(super::redact_url(url), want);
+        }
+        assert_eq!(super::redact_url("garbage:hunter2@@"), "garbage:…");
+        assert_eq!(super::redact_url("hunter2 at db"), "<an unparseable URL>");
+    }
 }

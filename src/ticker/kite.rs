@@ -32,7 +32,8 @@ impl TickerClient {
             .send()
             .await
             .map_err(request_failed)?;
-        let (status, retry_after, body) = read_answer(resp).await?;
+        let cap = super::answer_cap(crate::domain::window::Window { from, to }, self.max_body);
+        let (status, retry_after, body) = read_answer(resp, cap).await?;
         if status.is_success() {
             return parse_kite_history(&body, token, from, to);
         }

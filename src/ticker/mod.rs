@@ -65,7 +65,20 @@ pub struct TickerClient {
     base: String,
     /// In Kite mode, the `Authorization` header value (`token KEY:ACCESS_TOKEN`).
     kite_auth: Option<String>,
+    /// `TICKER_MAX_BODY`: no answer is read past this.
+    max_body: u64,
 }
+
+/// The most a history answer for `window` may be: one candle a minute at most, each well under
+/// 1 KiB even with every optional field, plus 64 KiB for the envelope; never over `max_body`.
+/// Anything bigger is not an answer to the question asked.
+pub fn answer_cap(window: Window, max_body: u64) -> u64 {
+    let minutes = (window.to - window.from).num_minutes().max(0) as u64;
+    (64 * 1024 + minutes.saturating_mul(1024)).min(max_body)
+}
+
+/// How much of an error answer is read: enough for its `detail`.
+const ERROR_BODY_CAP: u64 = 64 * 1024;
 
 impl TickerClient {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
@@ -81,7 +94,7 @@ impl TickerClient {
                 Some(format!("token {}:{}", settings.kite_api_key.expose(), settings.kite_access_token.expose())),
             ),
         };
-        Ok(TickerClient { http, base, kite_auth })
+        Ok(TickerClient { http, base, kite_auth, max_body: settings.ticker_max_body })
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`).
@@ -105,7 +118,7 @@ impl TickerClient {
             .send()
             .await
             .map_err(request_failed)?;
-        let (status, retry_after, body) = read_answer(resp).await?;
+        let (status, retry_after, body) = read_answer(resp, answer_cap(window, self.max_body)).await?;
         if status.as_u16() == 429 {
             return Err(TickerError::Throttled { retry_after });
         }
@@ -177,8 +190,11 @@ impl TickerClient {
 }
 
 /// A history answer, counted by status: the status, its `Retry-After` in seconds, the body.
+/// A successful answer over `cap` bytes is refused as soon as that is known (by its length, or
+/// while it streams in), so a huge body is never held; an error answer is read to 64 KiB.
 pub(super) async fn read_answer(
-    resp: reqwest::Response,
+    mut resp: reqwest::Response,
+    cap: u64,
 ) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), TickerError> {
     let status = resp.status();
     crate::metrics::history_request(Some(status.as_u16()));
@@ -188,11 +204,37 @@ pub(super) async fn read_answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
-    Ok((status, retry_after, Vec::from(body)))
+    let oversize = |n: u64| {
+        crate::metrics::get().ticker_oversize.inc();
+        TickerError::Permanent(format!(
+            "the answer is over {cap} bytes ({n} bytes or more), more than any answer for this window can be; \
+             refused unread (TICKER_MAX_BODY)"
+        ))
+    };
+    let limit = if status.is_success() { cap } else { ERROR_BODY_CAP.min(cap) };
+    if status.is_success() {
+        if let Some(n) = resp.content_length().filter(|n| *n > cap) {
+            return Err(oversize(n));
+        }
+    }
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
+        let Some(chunk) = chunk else { break };
+        let room = limit as usize - body.len();
+        if chunk.len() > room {
+            if status.is_success() {
+                return Err(oversize((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, retry_after, body))
 }
 
 /// A history request that got no answer: unreachable if the connection failed, else transient.

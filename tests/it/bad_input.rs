@@ -1,6 +1,6 @@
 //! Bad input of every kind is refused with a reason, counted and kept; nothing else stops.
 
-use tickfill::jobs::Lane;
+use tickfill::{jobs::Lane, sim::SimOptions};
 
 use crate::helpers::{run_cli, spawn_broken_ticker, wait_until, AppOptions, TestApp};
 
@@ -110,4 +110,65 @@ async fn broken_ticker_answers_write_no_bars_and_say_why() {
         app.depths(Lane::Urgent).await.dead == 4 && permanent == Some(4)
     })
     .await;
+}
+
+/// What is stored for a token: bars, coverage windows, and runs by outcome.
+async fn stored(app: &TestApp, token: i64) -> (i64, i64, Vec<(String, i64)>) {
+    let bars = app.count(&format!("SELECT count(*) FROM minute_bars WHERE instrument_token = {token}")).await;
+    let coverage = app.count(&format!("SELECT count(*) FROM coverage WHERE instrument_token = {token}")).await;
+    let runs =
+        sqlx::query_as("SELECT outcome, count(*) FROM backfill_runs WHERE instrument_token = $1 GROUP BY 1 ORDER BY 1")
+            .bind(token)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    (bars, coverage, runs)
+}
+
+/// An answer bigger than any answer to its window could be is refused as it streams in (or by its
+/// announced length), with the reason, after one request; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_bigger_than_its_window_can_hold_is_refused_unread_and_stores_nothing() {
+    let sim = SimOptions { oversize_mib: 64, ..Default::default() };
+    let app = TestApp::spawn_with(AppOptions { sim, ..Default::default() }).await;
+    app.publish(GOOD).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'dead'", 1)
+        .await;
+    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 256265")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    // A 120-minute window: 64 KiB + 120 × 1 KiB at most.
+    assert!(why.contains("the answer is over 188416 bytes"), "{why}");
+    assert!(why.contains("refused unread (TICKER_MAX_BODY)"), "{why}");
+    assert_eq!(stored(&app, 256265).await, (0, 0, vec![("dead".to_string(), 1)]));
+    assert_eq!(app.sim_stats().await["history_requests"], 1, "refused for good: not asked again");
+
+    // Announced by Content-Length: refused before reading.
+    let broken = spawn_broken_ticker().await;
+    let app = TestApp::spawn_with(AppOptions { ticker_url: Some(broken), ..Default::default() }).await;
+    app.publish(r#"{"event_type":"subscription_created","instrument_token":1008,"metadata":{"tradingsymbol":"T1008","segment":"NSE"},"timestamp":1}"#).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1008 AND outcome = 'dead'", 1)
+        .await;
+    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 1008")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(why.contains("(1048590 bytes or more)"), "{why}");
+    assert_eq!(stored(&app, 1008).await, (0, 0, vec![("dead".to_string(), 1)]));
+}
+
+/// `TICKER_MAX_BODY` holds every answer, even one its window would allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticker_max_body_caps_even_a_legal_answer() {
+    let app = TestApp::spawn_with(AppOptions { tweak: |s| s.ticker_max_body = 1024, ..Default::default() }).await;
+    app.publish(GOOD).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'dead'", 1)
+        .await;
+    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 256265")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(why.contains("the answer is over 1024 bytes"), "{why}");
+    assert_eq!(stored(&app, 256265).await, (0, 0, vec![("dead".to_string(), 1)]));
 }

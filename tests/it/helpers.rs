@@ -320,6 +320,8 @@ pub async fn spawn_broken_ticker() -> String {
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
             1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
             1005 => (StatusCode::OK, candle(from, "NaN")).into_response(),
+            // A megabyte of padding with its length announced: refused before it is read.
+            1008 => (StatusCode::OK, format!(r#"{{"candles":[{}]}}"#, " ".repeat(1 << 20))).into_response(),
             1007 if flaky.fetch_add(1, Ordering::SeqCst) < 2 => {
                 (StatusCode::BAD_GATEWAY, r#"{"detail":"upstream hiccup"}"#).into_response()
             }

@@ -58,6 +58,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
     },
+    /// A worker against a ticker answering every history request with a huge streamed body:
+    /// the answers refused, nothing stored, and the worker's memory.
+    Oversize {
+        #[arg(long, default_value_t = 200)]
+        body_mib: u64,
+        #[arg(long, default_value_t = 32)]
+        jobs: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -87,6 +97,9 @@ pub async fn run(settings: Settings, command: BenchCommand) -> anyhow::Result<()
             let concurrency = settings.concurrency;
             let opts = bench::throughput::ThroughputOptions { instruments, workers, concurrency };
             bench::throughput::run(settings, opts).await?
+        }
+        BenchCommand::Oversize { body_mib, jobs, concurrency } => {
+            bench::oversize::run(settings, bench::oversize::OversizeOptions { body_mib, jobs, concurrency }).await?
         }
         BenchCommand::Instruments { rows } => bench::instruments::run(settings, rows).await?,
         BenchCommand::Latency { events, rate } => {

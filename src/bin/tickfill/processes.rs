@@ -38,7 +38,7 @@ pub async fn scheduler(settings: Settings) -> anyhow::Result<()> {
 
 pub async fn dev(settings: Settings) -> anyhow::Result<()> {
     let shutdown = stopped_by_signals();
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let pool = patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 2)).await?;
     serve_admin(&settings, Some(pool), &shutdown).await?;
     dev::run(settings, shutdown).await
 }
@@ -49,9 +49,10 @@ fn stopped_by_signals() -> Shutdown {
     shutdown
 }
 
-/// Serves the admin API on `ADMIN_LISTEN` for a long-running process.
+/// Serves the admin API on `ADMIN_LISTEN` for a long-running process, once Redis answers (a
+/// process started while Redis is down waits for it, saying so, rather than exiting).
 async fn serve_admin(settings: &Settings, pool: Option<sqlx::PgPool>, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let redis = queue::connect(settings.redis_url.expose()).await?;
+    let redis = patiently("Redis", shutdown, || queue::connect(settings.redis_url.expose())).await?;
     let state = admin::AdminState { settings: settings.clone(), redis, pool };
     admin::spawn(state, shutdown.clone())
         .await

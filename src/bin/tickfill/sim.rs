@@ -31,6 +31,9 @@ pub struct SimArgs {
     /// The only access token Kite's route accepts (others get 403 TokenException).
     #[arg(long)]
     kite_access_token: Option<String>,
+    /// Answer every history request with a 200 of N MiB, streamed without a length.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    oversize_mib: u64,
 }
 
 /// Serves the simulator on `--listen` until SIGTERM or SIGINT.
@@ -45,6 +48,7 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
         latency_ms: a.latency_ms.unwrap_or((0, 0)),
         max_rps: a.max_rps,
         kite_access_token: a.kite_access_token,
+        oversize_mib: a.oversize_mib,
         redis_url: Some(settings.redis_url.expose().to_string()),
         channel_prefix: settings.channel_prefix.clone(),
     };
