@@ -352,7 +352,12 @@ impl Interval {
             return Ok(Interval::Every(d));
         }
         let expr = if s.split_whitespace().count() == 5 { format!("0 {s}") } else { s.to_string() };
-        let schedule = cron::Schedule::from_str(&expr).map_err(|e| anyhow::anyhow!("SWEEP_INTERVAL {s:?}: {e}"))?;
+        // The cron crate's message draws a caret under its own six-field form: only its last
+        // line (the reason) is kept.
+        let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
+            let e = e.to_string();
+            anyhow::anyhow!("neither a duration nor a cron expression: {}", e.lines().last().unwrap_or(&e).trim())
+        })?;
         Ok(Interval::Cron(Box::new(schedule)))
     }
 

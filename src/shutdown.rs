@@ -90,7 +90,22 @@ where
     let mut delays = ReconnectDelays::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
-        match attempt().await {
+        // A first attempt that hangs (a pool retrying until its timeout) is announced after 2 s,
+        // and a stop request never waits for an attempt to end.
+        let mut pending = std::pin::pin!(attempt());
+        let mut slow = std::pin::pin!(tokio::time::sleep(Duration::from_secs(2)));
+        let mut announced = failures > 0;
+        let result = loop {
+            tokio::select! {
+                r = &mut pending => break r,
+                _ = shutdown.wait() => anyhow::bail!("stopped while waiting for {what}"),
+                _ = &mut slow, if !announced => {
+                    announced = true;
+                    tracing::warn!(dependency = what, "no answer yet; waiting for it");
+                }
+            }
+        };
+        match result {
             Ok(v) => {
                 if failures > 0 {
                     tracing::info!(dependency = what, "reachable again; going on");

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -72,9 +73,7 @@ pub async fn spawn(state: AdminState, shutdown: Shutdown) -> anyhow::Result<Sock
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "admin API listening");
     let app = router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
-    });
+    tokio::spawn(server::serve(listener, app, shutdown));
     Ok(addr)
 }
 

@@ -9,7 +9,7 @@ use tickfill::{
     queue,
 };
 
-use crate::helpers::{spawn_broken_ticker, wait_until, AppOptions, ScratchDb, TestApp};
+use crate::helpers::{spawn_broken_ticker, spawn_process_with_fd_limit, wait_until, AppOptions, ScratchDb, TestApp};
 
 async fn serve(app: &TestApp, token: Option<&str>, pool: Option<sqlx::PgPool>) -> String {
     let mut settings = app.settings.clone();
@@ -90,4 +90,44 @@ async fn without_a_token_mutations_are_refused_and_readiness_sees_missing_migrat
     let ready: Value = ready.json().await.unwrap();
     assert!(ready["postgres"].as_str().unwrap().contains("behind"), "{ready}");
     assert_eq!(ready["ready"], false);
+}
+
+/// Half-open and slow clients cannot starve a worker: under a 256-descriptor limit, 300
+/// connections that never send a request are closed by the server, and meanwhile the worker's
+/// jobs still run (no "Too many open files") and its admin API answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_admin_connections_are_capped_and_dropped_and_jobs_still_run() {
+    use std::io::{Read, Write};
+    let app = TestApp::spawn_with(AppOptions { start_worker: false, ..Default::default() }).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let _worker = spawn_process_with_fd_limit(&app, "worker", 256, &[("ADMIN_LISTEN", &listen)]);
+    let health = format!("http://{listen}/healthz");
+    wait_until(20, "the worker's admin API", || async { app.http.get(&health).send().await.is_ok() }).await;
+
+    // 300 connections that send nothing, and one that stops half-way through its headers.
+    let mut idle: Vec<std::net::TcpStream> =
+        (0..300).map(|_| std::net::TcpStream::connect(&listen).expect("connect")).collect();
+    let mut slow = std::net::TcpStream::connect(&listen).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    idle.push(slow);
+    let dead_before = app.depths(Lane::Urgent).await.dead;
+    for token in [256265, 10000001, 11000000] {
+        app.publish(format!(r#"{{"event_type":"subscription_created","instrument_token":{token}}}"#)).await;
+    }
+    app.wait_count(60, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 3).await;
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE error ILIKE '%open files%'").await, 0);
+    assert_eq!(app.depths(Lane::Urgent).await.dead, dead_before);
+
+    // The server hangs up on every one of them (reads see EOF or a reset), without any request.
+    for s in &idle {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    }
+    for (i, s) in idle.iter_mut().enumerate() {
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "connection {i} got an answer instead of being closed");
+    }
+    let ok = app.http.get(&health).send().await.expect("healthz after the flood");
+    assert!(ok.status().is_success());
 }

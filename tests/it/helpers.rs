@@ -447,10 +447,21 @@ pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
 /// Starts `tickfill ROLE` (worker, bridge, scheduler) as a process of its own on the app's
 /// namespace, channel prefix, database and ticker, with the rate limit lifted and `env` on top.
 pub fn spawn_process(app: &TestApp, role: &str, env: &[(&str, &str)]) -> ChildGuard {
-    let s = &app.settings;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
-    cmd.arg(role)
-        .env("REDIS_URL", s.redis_url.expose())
+    cmd.arg(role);
+    spawn_with_env(app, cmd, role, env)
+}
+
+/// [`spawn_process`] with at most `files` open file descriptors (`ulimit -n`).
+pub fn spawn_process_with_fd_limit(app: &TestApp, role: &str, files: u32, env: &[(&str, &str)]) -> ChildGuard {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" {role}")).arg(env!("CARGO_BIN_EXE_tickfill"));
+    spawn_with_env(app, cmd, role, env)
+}
+
+fn spawn_with_env(app: &TestApp, mut cmd: std::process::Command, role: &str, env: &[(&str, &str)]) -> ChildGuard {
+    let s = &app.settings;
+    cmd.env("REDIS_URL", s.redis_url.expose())
         .env("DATABASE_URL", s.database_url.expose())
         .env("TICKFILL_QUEUE", &s.queue)
         .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)
