@@ -554,6 +554,18 @@ mod tests {
     }
 
     #[test]
+    fn sizes_have_units_and_bounds() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512 KB"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        for bad in
+            ["", "MiB", "12XB", "-5MiB", "1.5MiB", "2GiB", "1000", "99999999999999999999", "18446744073709551615GiB"]
+        {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn durations_need_a_unit() {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));

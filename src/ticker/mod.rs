@@ -158,7 +158,7 @@ impl TickerClient {
     pub async fn active_subscriptions(&self) -> Result<Vec<TickerSubscription>, TickerError> {
         let mut all = Vec::new();
         loop {
-            let resp = self
+            let mut resp = self
                 .http
                 .get(format!("{}/subscriptions", self.base))
                 .query(&[
@@ -178,8 +178,9 @@ impl TickerClient {
                     TickerError::Transient(msg)
                 });
             }
-            let page: Vec<TickerSubscription> =
-                resp.json().await.map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
+            let body = read_capped(&mut resp, self.max_body, true).await?;
+            let page: Vec<TickerSubscription> = serde_json::from_slice(&body)
+                .map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
             let n = page.len();
             all.extend(page);
             if n < SUBSCRIPTIONS_PAGE {
@@ -204,29 +205,36 @@ pub(super) async fn read_answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let limit = if status.is_success() { cap } else { ERROR_BODY_CAP.min(cap) };
+    let body = read_capped(&mut resp, limit, status.is_success()).await.inspect_err(|e| {
+        if matches!(e, TickerError::Permanent(_)) {
+            crate::metrics::get().ticker_oversize.inc();
+        }
+    })?;
+    Ok((status, retry_after, body))
+}
+
+/// Reads a body of at most `cap` bytes. Over it: refused (`strict`: an answer that size is
+/// not an answer; the rest is never read), or cut there (an error's text).
+async fn read_capped(resp: &mut reqwest::Response, cap: u64, strict: bool) -> Result<Vec<u8>, TickerError> {
     let oversize = |n: u64| {
-        crate::metrics::get().ticker_oversize.inc();
         TickerError::Permanent(format!(
-            "the answer is over {cap} bytes ({n} bytes or more), more than any answer for this window can be; \
+            "the answer is over {cap} bytes ({n} bytes or more), more than a legal answer can be; \
              refused unread (TICKER_MAX_BODY)"
         ))
     };
-    let limit = if status.is_success() { cap } else { ERROR_BODY_CAP.min(cap) };
-    if status.is_success() {
-        if let Some(n) = resp.content_length().filter(|n| *n > cap) {
-            return Err(oversize(n));
-        }
+    if let Some(n) = resp.content_length().filter(|n| strict && *n > cap) {
+        return Err(oversize(n));
     }
-    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-    loop {
-        let chunk = resp
-            .chunk()
-            .await
-            .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?;
-        let Some(chunk) = chunk else { break };
-        let room = limit as usize - body.len();
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(cap) as usize);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| TickerError::Transient(format!("reading the response failed: {}", without_url(&e))))?
+    {
+        let room = cap as usize - body.len();
         if chunk.len() > room {
-            if status.is_success() {
+            if strict {
                 return Err(oversize((body.len() + chunk.len()) as u64));
             }
             body.extend_from_slice(&chunk[..room]);
@@ -234,7 +242,7 @@ pub(super) async fn read_answer(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((status, retry_after, body))
+    Ok(body)
 }
 
 /// A history request that got no answer: unreachable if the connection failed, else transient.

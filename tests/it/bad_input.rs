@@ -33,6 +33,14 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
             "bad_metadata",
         ),
         (oversize.clone(), "oversize"),
+        (
+            format!(
+                r#"{{"event_type":"subscription_removed","instrument_token":256265,"timestamp":{}}}"#,
+                chrono::Utc::now().timestamp() + 3600
+            )
+            .into_bytes(),
+            "bad_timestamp",
+        ),
     ];
     for (msg, _) in &bad {
         app.publish(msg).await;
@@ -68,6 +76,20 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
     let (code, text, _) = run_cli(&app.settings, &["events", "rejected"], &[]);
     assert_eq!(code, 0);
     assert!(text.contains("events_rejected:bad_token: 4"), "{text}");
+
+    // Nothing else changed: two events became two jobs, two subscriptions, two runs, and only the
+    // good one's window is covered.
+    let accepted: i64 = redis::cmd("HGET")
+        .arg(format!("{}:counters", app.settings.queue))
+        .arg("events_accepted")
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(accepted, 2);
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs").await, 2);
+    assert_eq!(app.count("SELECT count(DISTINCT instrument_token) FROM coverage").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

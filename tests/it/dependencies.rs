@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    base_database_url, redis_url, spawn_process, spawn_worker_process, wait_until, AppOptions, ChildGuard, Relay, TestApp,
+    base_database_url, redis_url, spawn_process, spawn_worker_process, wait_until, AppOptions, ChildGuard, Relay,
+    TestApp,
 };
 
 fn host_port(url: &str) -> String {
