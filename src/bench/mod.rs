@@ -71,7 +71,17 @@ pub(crate) async fn sim_and_store(
     connections: u32,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(String, sqlx::PgPool, Vec<u32>)> {
-    let opts = sim::SimOptions { universe: n, ..Default::default() };
+    sim_and_store_with(db_url, sim::SimOptions { universe: n, ..Default::default() }, connections, shutdown).await
+}
+
+/// [`sim_and_store`] with a simulator of these options (`opts.universe` synthetic equities).
+pub(crate) async fn sim_and_store_with(
+    db_url: &str,
+    opts: sim::SimOptions,
+    connections: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(String, sqlx::PgPool, Vec<u32>)> {
+    let n = opts.universe;
     let sim_url = format!("http://{}", sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?);
     let pool = store::connect(db_url, connections).await?;
     store::migrate(&pool).await?;

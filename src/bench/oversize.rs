@@ -14,9 +14,9 @@ use tickfill_jobs::{InstrumentToken, Job, Reason};
 
 use super::{
     procs::{self, Fleet},
-    with_processes,
+    sim_and_store_with, with_processes,
 };
-use crate::{config::Settings, domain::window::immediate_window, load, queue, shutdown::Shutdown, sim, store};
+use crate::{config::Settings, domain::window::immediate_window, queue, shutdown::Shutdown, sim};
 
 pub struct OversizeOptions {
     pub body_mib: u64,
@@ -40,12 +40,7 @@ async fn run_in(
 ) -> anyhow::Result<serde_json::Value> {
     let shutdown = Shutdown::new();
     let sim_opts = sim::SimOptions { universe: opts.jobs, oversize_mib: opts.body_mib, ..Default::default() };
-    let sim_url = format!("http://{}", sim::spawn("127.0.0.1:0".parse()?, sim_opts, shutdown.clone()).await?);
-    let pool = store::connect(db_url, 2).await?;
-    store::migrate(&pool).await?;
-    let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
-    load::load(&pool, &dump).await?;
-    let tokens: Vec<u32> = super::universe_tokens(&dump)?.into_iter().rev().take(opts.jobs).collect();
+    let (sim_url, pool, tokens) = sim_and_store_with(db_url, sim_opts, 2, &shutdown).await?;
 
     let concurrency = opts.concurrency.to_string();
     let extra = [

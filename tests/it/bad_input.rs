@@ -79,13 +79,7 @@ async fn every_bad_event_is_rejected_visibly_and_the_next_good_one_lands() {
 
     // Nothing else changed: two events became two jobs, two subscriptions, two runs, and only the
     // good one's window is covered.
-    let accepted: i64 = redis::cmd("HGET")
-        .arg(format!("{}:counters", app.settings.queue))
-        .arg("events_accepted")
-        .query_async(&mut app.redis.clone())
-        .await
-        .unwrap();
-    assert_eq!(accepted, 2);
+    assert_eq!(app.counter("events_accepted").await, 2);
     assert_eq!(app.count("SELECT count(*) FROM subscriptions").await, 2);
     assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 2);
     assert_eq!(app.count("SELECT count(*) FROM backfill_runs").await, 2);
@@ -123,13 +117,7 @@ async fn broken_ticker_answers_write_no_bars_and_say_why() {
     assert_eq!(app.count("SELECT count(*) FROM minute_bars WHERE instrument_token = 1006").await, 1);
     // The run row commits inside the handler; apalis moves the job to the dead set just after.
     wait_until(10, "four jobs in the dead set and four permanent ticker errors counted", || async {
-        let permanent: Option<i64> = redis::cmd("HGET")
-            .arg(format!("{}:counters", app.settings.queue))
-            .arg("ticker_errors:permanent")
-            .query_async(&mut app.redis.clone())
-            .await
-            .unwrap_or(None);
-        app.depths(Lane::Urgent).await.dead == 4 && permanent == Some(4)
+        app.depths(Lane::Urgent).await.dead == 4 && app.counter("ticker_errors:permanent").await == 4
     })
     .await;
 }
@@ -154,12 +142,7 @@ async fn an_answer_bigger_than_its_window_can_hold_is_refused_unread_and_stores_
     let sim = SimOptions { oversize_mib: 64, ..Default::default() };
     let app = TestApp::spawn_with(AppOptions { sim, ..Default::default() }).await;
     app.publish(GOOD).await;
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'dead'", 1)
-        .await;
-    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 256265")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let why = app.dead_reason(256265).await;
     // A 120-minute window: 64 KiB + 120 × 1 KiB at most.
     assert!(why.contains("the answer is over 188416 bytes"), "{why}");
     assert!(why.contains("refused unread (TICKER_MAX_BODY)"), "{why}");
@@ -170,12 +153,7 @@ async fn an_answer_bigger_than_its_window_can_hold_is_refused_unread_and_stores_
     let broken = spawn_broken_ticker().await;
     let app = TestApp::spawn_with(AppOptions { ticker_url: Some(broken), ..Default::default() }).await;
     app.publish(r#"{"event_type":"subscription_created","instrument_token":1008,"metadata":{"tradingsymbol":"T1008","segment":"NSE"},"timestamp":1}"#).await;
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 1008 AND outcome = 'dead'", 1)
-        .await;
-    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 1008")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let why = app.dead_reason(1008).await;
     assert!(why.contains("(1048590 bytes or more)"), "{why}");
     assert_eq!(stored(&app, 1008).await, (0, 0, vec![("dead".to_string(), 1)]));
 }
@@ -185,12 +163,7 @@ async fn an_answer_bigger_than_its_window_can_hold_is_refused_unread_and_stores_
 async fn ticker_max_body_caps_even_a_legal_answer() {
     let app = TestApp::spawn_with(AppOptions { tweak: |s| s.ticker_max_body = 1024, ..Default::default() }).await;
     app.publish(GOOD).await;
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE instrument_token = 256265 AND outcome = 'dead'", 1)
-        .await;
-    let why: String = sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = 256265")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let why = app.dead_reason(256265).await;
     assert!(why.contains("the answer is over 1024 bytes"), "{why}");
     assert_eq!(stored(&app, 256265).await, (0, 0, vec![("dead".to_string(), 1)]));
 }

@@ -13,13 +13,7 @@ async fn the_same_event_published_twice_and_seen_by_two_bridges_is_fetched_once(
     app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
     app.wait_idle(20).await;
     // Four receipts (2 publishes × 2 bridges) were accepted, yet one job ran.
-    let accepted: i64 = redis::cmd("HGET")
-        .arg(format!("{}:counters", app.settings.queue))
-        .arg("events_accepted")
-        .query_async(&mut app.redis.clone())
-        .await
-        .unwrap();
-    assert_eq!(accepted, 4);
+    assert_eq!(app.counter("events_accepted").await, 4);
     assert_eq!(app.sim_stats().await["history_requests"], 1);
     assert_eq!(app.count("SELECT count(*) FROM backfill_runs").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120);

@@ -57,13 +57,7 @@ async fn a_bridge_and_a_scheduler_started_while_redis_is_down_wait_and_then_work
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("waiting for it") && said.contains("Redis"), "{said}");
     redis.set_up(true);
-    let channel = app.channel();
-    wait_until(30, "the bridge to subscribe", || {
-        let mut conn = app.redis.clone();
-        let channel = channel.clone();
-        async move { tickfill::queue::subscribers(&mut conn, &channel).await.unwrap_or(0) >= 1 }
-    })
-    .await;
+    app.wait_bridges(30, 1).await;
     wait_until(30, "the scheduler's first sweep", || async {
         let d = app.depths(tickfill::jobs::Lane::Bulk).await;
         d.scheduled + d.active >= 1

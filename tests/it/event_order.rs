@@ -33,13 +33,7 @@ async fn random_interleavings_end_in_the_state_of_each_tokens_newest_event() {
     let _workers: Vec<_> = (0..2)
         .map(|_| spawn_process(&app, "worker", &[("ADMIN_LISTEN", "127.0.0.1:0"), ("TICKFILL_CONCURRENCY", "4")]))
         .collect();
-    let channel = app.channel();
-    wait_until(20, "the bridge process to subscribe", || {
-        let mut conn = app.redis.clone();
-        let channel = channel.clone();
-        async move { tickfill::queue::subscribers(&mut conn, &channel).await.unwrap_or(0) >= 1 }
-    })
-    .await;
+    app.wait_bridges(20, 1).await;
     let tokens: Vec<i64> = sqlx::query_scalar(
         "SELECT instrument_token FROM instruments WHERE segment IN ('NFO-OPT', 'NFO-FUT', 'INDICES') ORDER BY 1 LIMIT 24",
     )

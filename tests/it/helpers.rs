@@ -158,14 +158,18 @@ impl TestApp {
 
     /// Starts one more bridge and waits until it is subscribed.
     pub async fn start_bridge(&self) {
-        let mut conn = self.redis.clone();
-        let before = queue::subscribers(&mut conn, &self.channel()).await.unwrap();
+        let before = queue::subscribers(&mut self.redis.clone(), &self.channel()).await.unwrap();
         tokio::spawn(bridge::run(self.settings.clone(), self.shutdown.clone()));
+        self.wait_bridges(10, before + 1).await;
+    }
+
+    /// Waits until at least `n` bridges (subscribers of the events channel) listen.
+    pub async fn wait_bridges(&self, secs: u64, n: i64) {
         let channel = self.channel();
-        wait_until(10, "the bridge to subscribe", || {
-            let mut conn = conn.clone();
+        wait_until(secs, "the bridges to subscribe", || {
+            let mut conn = self.redis.clone();
             let channel = channel.clone();
-            async move { queue::subscribers(&mut conn, &channel).await.unwrap_or(0) > before }
+            async move { queue::subscribers(&mut conn, &channel).await.unwrap_or(0) >= n }
         })
         .await;
     }
@@ -219,6 +223,28 @@ impl TestApp {
     }
 
     /// Waits until `sql` (a count) reaches at least `n`.
+    /// A counter of the namespace's `{queue}:counters` hash (0 when never counted).
+    pub async fn counter(&self, name: &str) -> i64 {
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{}:counters", self.settings.queue))
+            .arg(name)
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("read a counter");
+        n.unwrap_or(0)
+    }
+
+    /// Waits for the run of `token` to end in the dead set; returns its error.
+    pub async fn dead_reason(&self, token: i64) -> String {
+        let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND outcome = 'dead'");
+        self.wait_count(20, &sql, 1).await;
+        sqlx::query_scalar("SELECT error FROM backfill_runs WHERE instrument_token = $1 AND outcome = 'dead'")
+            .bind(token)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("the dead run's error")
+    }
+
     pub async fn wait_count(&self, secs: u64, sql: &str, n: i64) {
         wait_until(secs, sql, || async { self.count(sql).await >= n }).await;
     }
