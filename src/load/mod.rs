@@ -91,11 +91,15 @@ pub struct DumpSource {
 /// Opens a dump: a file path, an http(s) URL, or `-` for stdin. Nothing is read yet.
 pub async fn open_source(source: &str) -> anyhow::Result<DumpSource> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        let resp = reqwest::get(source).await.with_context(|| format!("failed to fetch {source}"))?;
+        // The URL may carry credentials: messages show it redacted, and reqwest's errors without it.
+        let shown = crate::store::redact_url(source);
+        let resp = reqwest::get(source)
+            .await
+            .map_err(|e| anyhow::Error::new(e.without_url()).context(format!("failed to fetch {shown}")))?;
         let status = resp.status();
-        anyhow::ensure!(status.is_success(), "fetching {source} answered {status}");
+        anyhow::ensure!(status.is_success(), "fetching {shown} answered {status}");
         let len = resp.content_length();
-        let body = resp.bytes_stream().map_err(std::io::Error::other);
+        let body = resp.bytes_stream().map_err(|e| std::io::Error::other(e.without_url()));
         return Ok(DumpSource { reader: Box::new(tokio_util::io::StreamReader::new(body)), len });
     }
     if source == "-" {
