@@ -475,17 +475,31 @@ pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
 pub fn spawn_process(app: &TestApp, role: &str, env: &[(&str, &str)]) -> ChildGuard {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
     cmd.arg(role);
-    spawn_with_env(app, cmd, role, env)
+    spawn_with_env(app, cmd, role, env, std::process::Stdio::null())
+}
+
+/// [`spawn_process`] with its logs (stderr) written to `log`.
+pub fn spawn_process_logging_to(app: &TestApp, role: &str, log: &std::path::Path, env: &[(&str, &str)]) -> ChildGuard {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    cmd.arg(role);
+    let file = std::fs::File::create(log).expect("create the log file");
+    spawn_with_env(app, cmd, role, env, file.into())
 }
 
 /// [`spawn_process`] with at most `files` open file descriptors (`ulimit -n`).
 pub fn spawn_process_with_fd_limit(app: &TestApp, role: &str, files: u32, env: &[(&str, &str)]) -> ChildGuard {
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" {role}")).arg(env!("CARGO_BIN_EXE_tickfill"));
-    spawn_with_env(app, cmd, role, env)
+    spawn_with_env(app, cmd, role, env, std::process::Stdio::null())
 }
 
-fn spawn_with_env(app: &TestApp, mut cmd: std::process::Command, role: &str, env: &[(&str, &str)]) -> ChildGuard {
+fn spawn_with_env(
+    app: &TestApp,
+    mut cmd: std::process::Command,
+    role: &str,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> ChildGuard {
     let s = &app.settings;
     cmd.env("REDIS_URL", s.redis_url.expose())
         .env("DATABASE_URL", s.database_url.expose())
@@ -494,7 +508,7 @@ fn spawn_with_env(app: &TestApp, mut cmd: std::process::Command, role: &str, env
         .env("TICKER_SERVICE_URL", &s.ticker_url)
         .env("TICKER_RATE_LIMIT", "0")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }

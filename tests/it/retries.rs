@@ -3,7 +3,7 @@
 
 use tickfill::{jobs::Lane, sim::SimOptions};
 
-use crate::helpers::{run_cli, spawn_broken_ticker, wait_until, AppOptions, TestApp};
+use crate::helpers::{run_cli, spawn_broken_ticker, spawn_process_logging_to, wait_until, AppOptions, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_and_the_job_completes_in_one_run_row() {
@@ -105,4 +105,40 @@ async fn a_429_is_waited_out_as_retry_after_says_without_spending_an_attempt() {
     assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs WHERE reason = 'subscribe'").await, 1);
     assert_eq!(app.counter("jobs_retried:subscribed").await, 0, "a 429 spent an attempt");
     assert_eq!(stats["by_status"]["200"], 4, "each window fetched once it was allowed");
+}
+
+/// Each log line carries only its own job's span: jobs for different tokens wait out 429s side
+/// by side in one worker process, and every line that names a token sits in the span of the job
+/// for that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_log_line_carries_only_its_own_jobs_span() {
+    let sim = SimOptions { throttle_rate: 0.5, latency_ms: (5, 40), ..Default::default() };
+    let app = TestApp::spawn_with(AppOptions { sim, start_worker: false, ..Default::default() }).await;
+    let log = std::env::temp_dir().join(format!("tf-spans-{}.log", uuid::Uuid::new_v4().simple()));
+    let _worker = spawn_process_logging_to(
+        &app,
+        "worker",
+        &log,
+        &[("LOG_FORMAT", "json"), ("ADMIN_LISTEN", "127.0.0.1:0"), ("TICKFILL_CONCURRENCY", "8")],
+    );
+    let tokens: Vec<i64> = sqlx::query_scalar("SELECT instrument_token FROM instruments ORDER BY 1 LIMIT 12")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    for t in &tokens {
+        app.publish(format!(r#"{{"event_type":"subscription_created","instrument_token":{t}}}"#)).await;
+    }
+    app.wait_count(60, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", tokens.len() as i64).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(own), Some(span)) = (v["fields"]["token"].as_i64(), v.get("span")) else { continue };
+        if span["name"] == "job" {
+            assert_eq!(span["token"].as_i64(), Some(own), "a line of token {own} in another job's span: {line}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "too few lines with a token to check ({checked}): {text}");
+    let _ = std::fs::remove_file(&log);
 }
