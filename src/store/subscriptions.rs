@@ -33,7 +33,8 @@ impl EventOrder {
     }
 }
 
-/// The SQL condition under which an order `($o1, $o2)` may change a `subscriptions` row.
+/// The SQL condition under which the order in two placeholders (its time, its receipt) may change
+/// a `subscriptions` row: no newer order was applied to it.
 macro_rules! not_older {
     ($at:literal, $received:literal) => {
         concat!(
