@@ -4,9 +4,11 @@
 //! A sweep job (pushed by the scheduler, or by a bridge after it reconnects) first reconciles
 //! `subscriptions` with the ticker's own list, then plans: for each active subscription the wanted
 //! window is `[max(subscribed_at − BACKFILL_WINDOW_MINUTES, now − BACKFILL_LOOKBACK), now −
-//! BACKFILL_SETTLE)`, minus coverage; every hole becomes `Backfill{reason: sweep}` jobs of at
-//! most 60 days, keyed by token and window so that overlapping sweeps push each hole once. A hole
-//! at the live edge shorter than `BACKFILL_GAP_THRESHOLD` waits for the next sweep.
+//! BACKFILL_SETTLE)`, minus coverage. An instrument's holes become the fewest
+//! `Backfill{reason: sweep}` jobs of at most 60 days that hold them all (one request each: the
+//! covered minutes between holes are asked again, which costs no budget), keyed by token and
+//! window so that overlapping sweeps push each once. A hole at the live edge shorter than
+//! `BACKFILL_GAP_THRESHOLD` waits for the next sweep.
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,14 +64,12 @@ pub fn plan_gaps(
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        for hole in Window::new(start, end).holes(covered) {
-            // A short hole at the live edge fills at the next sweep, in one request with more.
-            if hole.to == end && hole.to - hole.from < threshold {
-                continue;
-            }
-            for chunk in hole.split(window::MAX_CHUNK) {
-                gaps.push(Gap { token: *token, window: chunk });
-            }
+        let mut holes = Window::new(start, end).holes(covered);
+        // A short hole at the live edge fills at the next sweep, in one request with more.
+        holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
+        // The budget is per request, not per hole: the fewest ≤ 60-day windows holding them all.
+        for span in window::spans(&holes, window::MAX_CHUNK) {
+            gaps.push(Gap { token: *token, window: span });
         }
     }
     gaps
@@ -264,6 +264,19 @@ mod tests {
                 Gap { token: 2, window: Window::new(at(11, 50), at(11, 58)) }
             ]
         );
+    }
+
+    #[test]
+    fn an_instruments_holes_are_one_request() {
+        let s = Settings::defaults();
+        let coverage = vec![
+            (1, Window::new(at(8, 0), at(8, 30))),
+            (1, Window::new(at(8, 40), at(9, 30))),
+            (1, Window::new(at(9, 45), at(11, 0))),
+            (1, Window::new(at(11, 5), at(11, 58))),
+        ];
+        let gaps = plan_gaps(&[(1, at(8, 0))], &coverage, &s, at(12, 0));
+        assert_eq!(gaps, vec![Gap { token: 1, window: Window::new(at(8, 30), at(11, 5)) }]);
     }
 
     #[test]

@@ -260,18 +260,26 @@ async fn direct_baseline(
 /// `bench sweep`: how long planning the sweep of `n` active subscriptions with 2 hours of
 /// history each takes, and how many backfills it pushes when nothing is missing (goal 0) and
 /// when every instrument misses its last 10 minutes (goal n). The raw baseline is reading the
-/// same subscriptions and coverage rows with no planning.
-pub async fn sweep(base: Settings, n: usize) -> anyhow::Result<serde_json::Value> {
+/// same subscriptions and coverage rows with no planning. With `holes`, a third store: a week of
+/// coverage per subscription with that many half-hour holes in it, whose sweep should push one
+/// job per instrument (`jobs`, goal n), planned in `holes_gap_ms`.
+pub async fn sweep(base: Settings, n: usize, holes: usize) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
     let redis = queue::connect(base.redis_url.expose()).await?;
     let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
-    let result = sweep_in(&base, &db_url, &id, n).await;
+    let result = sweep_in(&base, &db_url, &id, n, holes).await;
     scratch.remove().await;
     result
 }
 
-async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::Result<serde_json::Value> {
+async fn sweep_in(
+    base: &Settings,
+    db_url: &str,
+    id: &str,
+    n: usize,
+    holes: usize,
+) -> anyhow::Result<serde_json::Value> {
     let mut settings = base.clone();
     settings.database_url = crate::config::Secret::new(db_url);
     settings.queue = id.to_string();
@@ -343,6 +351,11 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
         queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
         queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Bulk).await?,
     ]);
+    let holed = if holes > 0 {
+        Some(sweep_holes(&pool, &settings, &mut producer, &ticker, n, holes, now).await?)
+    } else {
+        None
+    };
     pool.close().await;
     anyhow::ensure!(queued_complete as usize == complete.jobs, "pushed {} but {queued_complete} queued", complete.jobs);
     anyhow::ensure!(queued_tail as usize == tail.jobs, "pushed {} but {queued_tail} queued", tail.jobs);
@@ -358,7 +371,67 @@ async fn sweep_in(base: &Settings, db_url: &str, id: &str, n: usize) -> anyhow::
         "read_ms": r1(read),
         "gap_vs_read": r1(gap / read),
         "sweep_with_push_ms": r1(sweep_ms),
+        "holes": holes,
+        "jobs": holed.map_or(tail.jobs, |h| h.0),
+        "holes_gap_ms": holed.map(|h| r1(h.1)),
+        "holes_gap_vs_read": holed.map(|h| r1(h.1 / h.2)),
     }))
+}
+
+/// The third store of `bench sweep`: every subscription started 8 days ago, its last week
+/// covered but for `holes` half-hours spread over it. Returns the jobs its sweep pushed, the
+/// median planning time and the median time to read the same rows without planning.
+async fn sweep_holes(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    producer: &mut queue::Producer,
+    ticker: &crate::ticker::TickerClient,
+    n: usize,
+    holes: usize,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, f64, f64)> {
+    let week = chrono::Duration::from_std(settings.lookback)?;
+    sqlx::query("UPDATE subscriptions SET subscribed_at = $1")
+        .bind(now - week - chrono::Duration::days(1))
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM coverage").execute(pool).await?;
+    // Hole k starts k+1 parts into the week (the week cut into holes+1 parts), 30 minutes long.
+    let start = now - week;
+    let part = (now - start) / (holes as i32 + 1);
+    let mut edges = vec![start];
+    for k in 1..=holes {
+        let at = crate::domain::window::floor_minute(start + part * k as i32);
+        edges.push(at);
+        edges.push(at + chrono::Duration::minutes(30));
+    }
+    edges.push(now);
+    for pair in edges.chunks(2) {
+        sqlx::query(
+            "INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
+             SELECT 20000000 + g, $1, $2, $3, 0 FROM generate_series(1, $4) g",
+        )
+        .bind(pair[0])
+        .bind(pair[1])
+        .bind(now)
+        .bind(n as i32)
+        .execute(pool)
+        .await?;
+    }
+    let (mut plan_ms, mut read_ms) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let _ = crate::sweep::find_gaps(pool, settings, now).await?;
+        plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = std::time::Instant::now();
+        let _ = store::subscriptions::active_subscriptions(pool).await?;
+        let _ = store::coverage::coverage_since(pool, now - week, settings.settle).await?;
+        read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    plan_ms.sort_by(|a, b| a.total_cmp(b));
+    read_ms.sort_by(|a, b| a.total_cmp(b));
+    let report = crate::sweep::sweep(pool, ticker, producer, settings, now).await?;
+    Ok((report.jobs, plan_ms[plan_ms.len() / 2], read_ms[read_ms.len() / 2]))
 }
 
 /// `bench chain`: rebuilding one expiry of `strikes` strikes × CE/PE over `minutes` minutes

@@ -68,6 +68,21 @@ impl Window {
     }
 }
 
+/// The fewest windows of at most `max` that hold every one of `holes` (sorted, disjoint): each
+/// window runs from a hole's start to the end of the last hole that still fits, so the covered
+/// minutes between holes are asked again rather than spending a request per hole. A hole longer
+/// than `max` is split.
+pub fn spans(holes: &[Window], max: Duration) -> Vec<Window> {
+    let mut out: Vec<Window> = Vec::new();
+    for part in holes.iter().flat_map(|h| h.split(max)) {
+        match out.last_mut() {
+            Some(w) if part.to - w.from <= max => w.to = part.to,
+            _ => out.push(part),
+        }
+    }
+    out
+}
+
 impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}, {})", self.from.to_rfc3339(), self.to.to_rfc3339())
@@ -143,5 +158,19 @@ mod tests {
         let win = immediate_window(now, 120);
         assert_eq!(win.to, Utc.with_ymd_and_hms(2025, 11, 4, 4, 0, 0).unwrap());
         assert_eq!(win.from, Utc.with_ymd_and_hms(2025, 11, 4, 2, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn spans_hold_every_hole_in_the_fewest_windows_of_sixty_days() {
+        let day = |d: i64| t(0) + Duration::days(d);
+        let hole = |a: i64, b: i64| w(day(a), day(b));
+        // Three holes within a week: one window from the first's start to the last's end.
+        assert_eq!(spans(&[hole(0, 1), hole(3, 4), hole(6, 7)], MAX_CHUNK), vec![hole(0, 7)]);
+        // Holes 70 days apart: two windows; a 90-day hole: split at 60 days, the rest joins the next.
+        assert_eq!(spans(&[hole(0, 1), hole(70, 71)], MAX_CHUNK), vec![hole(0, 1), hole(70, 71)]);
+        assert_eq!(spans(&[hole(0, 90), hole(100, 101)], MAX_CHUNK), vec![hole(0, 60), hole(60, 101)]);
+        assert_eq!(spans(&[], MAX_CHUNK), vec![]);
+        // Exactly 60 days fits in one.
+        assert_eq!(spans(&[hole(0, 1), hole(59, 60)], MAX_CHUNK), vec![hole(0, 60)]);
     }
 }

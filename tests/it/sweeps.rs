@@ -84,6 +84,77 @@ async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() 
     assert_eq!(app.count("SELECT count(*) FROM coverage").await, 1);
 }
 
+/// Three holes in one instrument's window cost one request, not three: the sweep plans one
+/// window from the first hole's start to the last's end, and every minute ends up stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_holes_of_one_instrument_are_filled_by_one_request() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    let (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let m = |n: i64| from + Duration::minutes(n);
+    let holes = [(m(10), m(20)), (m(50), m(55)), (m(80), m(100))];
+    sqlx::query("DELETE FROM coverage").execute(&app.db.pool).await.unwrap();
+    let mut start = from;
+    for (a, b) in holes {
+        sqlx::query("DELETE FROM minute_bars WHERE time >= $1 AND time < $2")
+            .bind(a)
+            .bind(b)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $3, 0)")
+            .bind(start)
+            .bind(a)
+            .bind(fetched)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        start = b;
+    }
+    sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $3, 0)")
+        .bind(start)
+        .bind(to)
+        .bind(fetched)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120 - 35);
+    let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
+
+    app.sweep_once().await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'sweep' AND outcome = 'stored'", 1).await;
+    app.wait_idle(20).await;
+    assert_eq!(app.sim_stats().await["history_requests"].as_i64().unwrap(), before + 1, "one request for three holes");
+    let planned: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT window_from, window_to FROM backfill_runs WHERE reason = 'sweep' AND kind = 'backfill'")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(planned, vec![(m(10), m(100))]);
+    assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120);
+    let stored: Vec<(DateTime<Utc>, f64)> =
+        sqlx::query_as("SELECT time, close FROM minute_bars WHERE instrument_token = 256265 ORDER BY time")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let want: Vec<(DateTime<Utc>, f64)> = app
+        .sim_candles(256265, from, to)
+        .await
+        .iter()
+        .map(|c| {
+            let t = DateTime::parse_from_rfc3339(c["date"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            (t, c["close"].as_f64().unwrap())
+        })
+        .collect();
+    assert_eq!(stored, want);
+    assert_eq!(app.count("SELECT count(*) FROM coverage").await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_schedulers_push_exactly_one_sweep_per_tick() {
     let app = TestApp::spawn_with(AppOptions {

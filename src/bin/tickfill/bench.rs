@@ -72,6 +72,9 @@ pub enum BenchCommand {
     Sweep {
         #[arg(long, default_value_t = 2000)]
         subscriptions: usize,
+        /// Also plan a store where each subscription misses this many half-hours in the last week.
+        #[arg(long, default_value_t = 0)]
+        holes: usize,
     },
 }
 
@@ -81,9 +84,10 @@ pub async fn run(settings: Settings, command: BenchCommand) -> anyhow::Result<()
             anyhow::ensure!(strikes > 0 && minutes > 0, "--strikes and --minutes must be positive");
             bench::chain(settings, strikes, minutes).await?
         }
-        BenchCommand::Sweep { subscriptions } => {
+        BenchCommand::Sweep { subscriptions, holes } => {
             anyhow::ensure!(subscriptions > 0, "--subscriptions must be positive");
-            bench::sweep(settings, subscriptions).await?
+            anyhow::ensure!(holes <= 100, "--holes must be at most 100");
+            bench::sweep(settings, subscriptions, holes).await?
         }
         BenchCommand::Chaos { events, workers, duration, limit } => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
