@@ -6,9 +6,11 @@
 //!
 //! The variables read are listed in [`VARIABLES`].
 
-use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+
+use crate::domain::calendar::{Calendars, TradingCalendar};
 
 /// `SWEEP_INTERVAL` when unset.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -53,6 +55,8 @@ pub const VARIABLES: &[&str] = &[
     "CHAIN_DEBOUNCE",
     "ADMIN_LISTEN",
     "ADMIN_TOKEN",
+    "TICKFILL_CALENDAR",
+    "TICKFILL_CALENDAR_FILE",
     "TICKER_API",
     "KITE_API_URL",
     "KITE_API_KEY",
@@ -146,6 +150,11 @@ pub struct Settings {
     pub chain_debounce: Duration,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<Secret>,
+    /// Which minutes trade (`TICKFILL_CALENDAR`).
+    pub calendar: TradingCalendar,
+    /// The exchanges' calendars, built in and extended by `TICKFILL_CALENDAR_FILE`, whichever
+    /// `calendar` is in force.
+    pub calendars: Arc<Calendars>,
     pub ticker_api: TickerApi,
     pub kite_url: String,
     pub kite_api_key: Secret,
@@ -426,6 +435,12 @@ impl Settings {
                 Err("expected a fraction between 0 and 1".into())
             }
         })?;
+        let calendars = Arc::new(r.get("TICKFILL_CALENDAR_FILE", Calendars::built_in(), |path| {
+            let text = std::fs::read_to_string(path.trim()).map_err(|e| format!("cannot read it: {e}"))?;
+            let mut c = Calendars::built_in();
+            c.extend(&text)?;
+            Ok(c)
+        })?);
         let settings = Settings {
             redis_url: r.get("REDIS_URL", Secret::new(DEFAULT_REDIS_URL), parse_redis_url)?,
             channel_prefix: r.get("REDIS_CHANNEL_PREFIX", DEFAULT_CHANNEL_PREFIX.into(), parse_namespace)?,
@@ -485,6 +500,18 @@ impl Settings {
                 s.trim().parse::<SocketAddr>().map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
             })?,
             admin_token: r.raw("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
+            calendar: match r.raw("TICKFILL_CALENDAR").map(str::trim) {
+                None | Some("exchange") => TradingCalendar::Exchange(calendars.clone()),
+                Some("always") => TradingCalendar::Always,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "TICKFILL_CALENDAR",
+                        value: other.to_string(),
+                        reason: "expected exchange or always".into(),
+                    })
+                }
+            },
+            calendars,
             ticker_api: r.get("TICKER_API", TickerApi::TickerService, |s| match s.trim() {
                 "ticker-service" => Ok(TickerApi::TickerService),
                 "kite" => Ok(TickerApi::Kite),

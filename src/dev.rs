@@ -13,7 +13,9 @@ use crate::{bridge, config::Settings, load, queue, scheduler, shutdown::Shutdown
 /// Subscribed at start: the index, the near future, and an at-the-money call and put.
 pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_000_021];
 
-pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The simulator serves every minute, so that `dev` works at any hour: so does the store.
+    settings.calendar = crate::domain::calendar::TradingCalendar::Always;
     let pool =
         crate::shutdown::patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 4))
             .await?;

@@ -69,6 +69,8 @@ impl Fleet {
             ("REDIS_CHANNEL_PREFIX", ns),
             ("TICKER_SERVICE_URL", ticker_url),
             ("ADMIN_LISTEN", "127.0.0.1:0"),
+            // The benches' simulators serve every minute.
+            ("TICKFILL_CALENDAR", "always"),
         ];
         let env = common.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Ok(Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() })

@@ -9,6 +9,7 @@
 //! - `window`: half-open time windows: minute alignment, holes, chunks.
 //! - `chain`: option-chain math: strike rows, PCR, max pain.
 
+pub mod calendar;
 pub mod chain;
 pub mod event;
 pub mod instrument;

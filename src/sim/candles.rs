@@ -3,7 +3,9 @@
 
 use std::f64::consts::PI;
 
-use chrono::{Datelike, TimeZone, Timelike, Weekday};
+use chrono::{Datelike, TimeZone, Timelike};
+
+use crate::domain::calendar::{Calendars, Exchange};
 
 use super::universe::{ist, Kind, SimInstrument, INDEX_BASE, LOT, NIFTY_TOKEN};
 
@@ -12,7 +14,8 @@ use super::universe::{ist, Kind, SimInstrument, INDEX_BASE, LOT, NIFTY_TOKEN};
 pub enum Calendar {
     /// Every minute of every day, so a demo at night has data.
     Always,
-    /// NSE F&O hours: 09:15–15:30 IST, Monday to Friday.
+    /// NSE F&O sessions as the repository's calendar data has them: 09:15–15:30 IST on trading
+    /// days, holidays closed, special sessions open.
     Nse,
 }
 
@@ -182,9 +185,15 @@ pub(super) fn in_calendar(calendar: Calendar, t: i64) -> bool {
     match calendar {
         Calendar::Always => true,
         Calendar::Nse => {
+            // NSE's sessions and holidays as the repository's calendar data has them.
+            static NSE: std::sync::OnceLock<Calendars> = std::sync::OnceLock::new();
             let local = ist().timestamp_opt(t, 0).single().expect("valid instant");
-            let minute = local.hour() * 60 + local.minute();
-            !matches!(local.weekday(), Weekday::Sat | Weekday::Sun) && (9 * 60 + 15..15 * 60 + 30).contains(&minute)
+            let time = local.time();
+            NSE.get_or_init(Calendars::built_in)
+                .day(Exchange::Nse, local.date_naive())
+                .sessions
+                .iter()
+                .any(|s| s.open <= time && time < s.close)
         }
     }
 }

@@ -137,6 +137,8 @@ impl TestApp {
         settings.channel_prefix = ns.clone();
         settings.ticker_url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
         settings.rate_limit = 0;
+        // The simulator serves every minute (`--calendar always`): so does the store's calendar.
+        settings.calendar = tickfill::domain::calendar::TradingCalendar::Always;
         settings.concurrency = 4;
         (opts.tweak)(&mut settings);
         let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
@@ -369,7 +371,8 @@ pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -
         .env("DATABASE_URL", settings.database_url.expose())
         .env("TICKFILL_QUEUE", &settings.queue)
         .env("REDIS_CHANNEL_PREFIX", &settings.channel_prefix)
-        .env("TICKER_SERVICE_URL", &settings.ticker_url);
+        .env("TICKER_SERVICE_URL", &settings.ticker_url)
+        .env("TICKFILL_CALENDAR", "always");
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -507,6 +510,7 @@ fn spawn_with_env(
         .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)
         .env("TICKER_SERVICE_URL", &s.ticker_url)
         .env("TICKER_RATE_LIMIT", "0")
+        .env("TICKFILL_CALENDAR", "always")
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
     for (k, v) in env {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod bad_input;
+mod calendar;
 mod chain;
 mod config;
 mod dead_letters;

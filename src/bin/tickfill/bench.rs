@@ -78,7 +78,9 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(settings: Settings, command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Result<()> {
+    // Every bench runs its own simulator, which serves every minute: so does the store's calendar.
+    settings.calendar = tickfill::domain::calendar::TradingCalendar::Always;
     let line = match command {
         BenchCommand::Chain { strikes, minutes } => {
             anyhow::ensure!(strikes > 0 && minutes > 0, "--strikes and --minutes must be positive");

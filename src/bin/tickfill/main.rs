@@ -18,6 +18,7 @@ macro_rules! say {
 mod args;
 mod backfill;
 mod bench;
+mod calendar;
 mod events;
 mod instruments;
 mod jobs;
@@ -64,6 +65,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An exchange's trading calendar for a year: sessions, holidays, special sessions.
+    Calendar(calendar::CalendarArgs),
     /// Run the whole pipeline locally (migrations, simulator, instruments, bridge, worker).
     Dev,
     /// Serve the ticker-service simulator.
@@ -113,6 +116,7 @@ async fn main() -> std::process::ExitCode {
 async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Migrate => processes::migrate(settings).await,
+        Command::Calendar(a) => calendar::run(&settings, a),
         Command::Bridge => processes::bridge(settings).await,
         Command::Worker => processes::worker(settings).await,
         Command::Scheduler => processes::scheduler(settings).await,

@@ -1,0 +1,65 @@
+//! `tickfill calendar`: the exchanges' sessions as the repository's data has them, extended by
+//! an operator's file.
+
+use tickfill::config::Settings;
+
+use crate::helpers::run_cli;
+
+fn days(extra: &[(&str, &str)], exchange: &str, year: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) =
+        run_cli(&Settings::defaults(), &["calendar", "--exchange", exchange, "--year", year, "--json"], extra);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn day<'a>(all: &'a [serde_json::Value], date: &str) -> &'a serde_json::Value {
+    all.iter().find(|d| d["date"] == date).unwrap_or_else(|| panic!("{date} missing"))
+}
+
+#[test]
+fn the_nse_calendar_has_every_day_with_holidays_weekends_and_special_sessions() {
+    let nse = days(&[], "NSE", "2026");
+    assert_eq!(nse.len(), 365);
+    for closed in ["2026-01-26", "2026-03-03", "2026-10-02", "2026-12-25", "2026-12-05", "2026-12-06"] {
+        assert_eq!(day(&nse, closed)["trading"], false, "{closed}");
+    }
+    for open in ["2026-12-01", "2026-11-30", "2026-01-27"] {
+        let d = day(&nse, open);
+        assert_eq!(
+            (d["trading"].clone(), d["open"].clone(), d["close"].clone()),
+            (true.into(), "09:15".into(), "15:30".into())
+        );
+    }
+    assert_eq!(day(&nse, "2026-02-01")["note"], "Union Budget (Sunday session)");
+    assert_eq!(day(&nse, "2026-01-26")["note"], "Republic Day");
+    let mcx = days(&[], "mcx", "2025");
+    assert_eq!(day(&mcx, "2025-03-14")["open"], "17:00", "MCX trades the evening of Holi");
+    assert_eq!(day(&mcx, "2025-07-01")["close"], "23:30");
+    assert_eq!(day(&mcx, "2025-12-01")["close"], "23:55");
+}
+
+#[test]
+fn an_operator_file_adds_a_session_and_a_bad_one_stops_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("tf-cal-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "exchange NSE\n2026-11-08 open 18:00-19:00 Muhurat trading\n").unwrap();
+    let nse = days(&[("TICKFILL_CALENDAR_FILE", good.to_str().unwrap())], "NSE", "2026");
+    let muhurat = day(&nse, "2026-11-08");
+    assert_eq!((muhurat["open"].as_str(), muhurat["close"].as_str()), (Some("18:00"), Some("19:00")));
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "exchange NSE\n# fine\n2026-11-08 open 19:00-18:00 backwards\n").unwrap();
+    let args = ["calendar", "--exchange", "NSE", "--year", "2026"];
+    let (code, _, err) = run_cli(&Settings::defaults(), &args, &[("TICKFILL_CALENDAR_FILE", bad.to_str().unwrap())]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("TICKFILL_CALENDAR_FILE") && err.contains("line 3") && err.contains("closes before it opens"),
+        "{err}"
+    );
+    for args in
+        [&["calendar", "--exchange", "LSE", "--year", "2026"][..], &["calendar", "--exchange", "NSE", "--year", "1900"]]
+    {
+        assert_eq!(run_cli(&Settings::defaults(), args, &[]).0, 2, "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
