@@ -164,12 +164,12 @@ impl Metrics {
         r.register("subscriptions_active", "Active subscriptions", m.subscriptions_active.clone());
         r.register(
             "freshness_max_age_seconds",
-            "The largest age, over active subscriptions, of the newest stored minute",
+            "The largest age, over active subscriptions, of the newest stored minute, in trading seconds (TICKFILL_CALENDAR)",
             m.freshness_max_age.clone(),
         );
         r.register(
             "freshness_stale",
-            "Active subscriptions whose newest stored minute is older than BACKFILL_SETTLE + SWEEP_INTERVAL",
+            "Active subscriptions whose newest stored minute is more than BACKFILL_SETTLE + BACKFILL_GAP_THRESHOLD + SWEEP_INTERVAL of trading time old",
             m.freshness_stale.clone(),
         );
         r.register(

@@ -1,12 +1,13 @@
 //! `tickfill status`: per active subscription, its newest bar and that bar's age, the coverage
-//! holes in the lookback, and the last run's outcome.
+//! holes in the lookback (trading minutes only), and the last run's outcome; and the freshness
+//! figures the metrics export.
 
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::{config::Settings, store, sweep};
+use crate::{config::Settings, domain::window::Window, store, sweep};
 
 /// One line of `tickfill status`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,12 +31,12 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
     let mut strict = settings.clone();
     strict.gap_threshold = Duration::ZERO;
     strict.backfill_subscription_aware = true;
-    let mut holes: HashMap<u32, (usize, i64)> = HashMap::new();
-    for gap in sweep::find_gaps(pool, &strict, now).await? {
-        let e = holes.entry(gap.token).or_default();
-        e.0 += 1;
-        e.1 += (gap.window.to - gap.window.from).num_minutes();
-    }
+    // Holes cut to trading sessions: a weekend or a holiday is never missing.
+    let holes: HashMap<u32, (usize, i64)> = sweep::find_holes(pool, &strict, now)
+        .await?
+        .into_iter()
+        .map(|(token, holes)| (token, (holes.len(), holes.iter().map(Window::minutes).sum())))
+        .collect();
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -54,4 +55,39 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
             }
         })
         .collect())
+}
+
+/// How fresh the active subscriptions are: the trading time since the end of each one's newest
+/// coverage (since it started, with none), so a weekend or a holiday makes nothing stale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Freshness {
+    pub active: i64,
+    /// The stalest subscription's age in trading seconds (0 with none).
+    pub oldest_age_s: f64,
+    /// Subscriptions older than the threshold asked for.
+    pub stale: i64,
+}
+
+/// The freshness of every active subscription; `stale_after_s` (trading seconds) decides which
+/// count as stale.
+pub async fn freshness(
+    pool: &PgPool,
+    settings: &Settings,
+    stale_after_s: f64,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Freshness> {
+    let rows = store::status::freshness_rows(pool).await?;
+    let ages: Vec<f64> = rows
+        .iter()
+        .map(|(segment, since)| {
+            let since = crate::domain::window::floor_minute(*since);
+            let trading = settings.calendar.trading_windows(segment.as_deref(), Window::new(since, now));
+            trading.iter().map(|w| (w.to - w.from).num_seconds()).sum::<i64>() as f64
+        })
+        .collect();
+    Ok(Freshness {
+        active: ages.len() as i64,
+        oldest_age_s: ages.iter().copied().fold(0.0, f64::max),
+        stale: ages.iter().filter(|a| **a > stale_after_s).count() as i64,
+    })
 }

@@ -41,51 +41,84 @@ pub struct Gap {
     pub window: Window,
 }
 
-/// The sweep's inputs: each target instrument with the start of its wanted window.
-pub type Targets = Vec<(u32, DateTime<Utc>)>;
+/// One instrument a sweep looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub token: u32,
+    /// The start of its wanted window.
+    pub start: DateTime<Utc>,
+    /// Its segment, which decides the calendar its holes are cut to.
+    pub segment: Option<String>,
+}
 
-/// Plans the backfills of a sweep from targets and (settle-clipped, sorted) coverage.
-pub fn plan_gaps(
-    targets: &[(u32, DateTime<Utc>)],
+impl Target {
+    pub fn new(token: u32, start: DateTime<Utc>, segment: Option<&str>) -> Target {
+        Target { token, start, segment: segment.map(String::from) }
+    }
+}
+
+/// The holes of each target in its wanted window, from (settle-clipped, sorted) coverage, cut to
+/// the instrument's trading sessions (`TICKFILL_CALENDAR`): a closed day is never asked for and
+/// never counts as missing. A hole at the live edge shorter than `BACKFILL_GAP_THRESHOLD` is left
+/// for the next sweep.
+pub fn plan_holes(
+    targets: &[Target],
     coverage: &[(u32, Window)],
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Vec<Gap> {
+) -> Vec<(u32, Vec<Window>)> {
     let mut by_token: HashMap<u32, Vec<Window>> = HashMap::new();
     for (t, w) in coverage {
         by_token.entry(*t).or_default().push(*w);
     }
     let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
     let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
-    let mut gaps = Vec::new();
-    for (token, start) in targets {
+    let mut out = Vec::new();
+    for Target { token, start, segment } in targets {
         let start = floor_minute(*start);
         if start >= end {
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        let mut holes = Window::new(start, end).holes(covered);
+        let mut holes: Vec<Window> = Window::new(start, end)
+            .holes(covered)
+            .into_iter()
+            .flat_map(|hole| settings.calendar.trading_windows(segment.as_deref(), hole))
+            .collect();
         // A short hole at the live edge fills at the next sweep, in one request with more.
         holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
-        // The budget is per request, not per hole: the fewest ≤ 60-day windows holding them all.
-        for span in window::spans(&holes, window::MAX_CHUNK) {
-            gaps.push(Gap { token: *token, window: span });
+        if !holes.is_empty() {
+            out.push((*token, holes));
         }
     }
-    gaps
+    out
+}
+
+/// Plans the backfills of a sweep: the budget is per request, not per hole, so each instrument's
+/// holes become the fewest ≤ 60-day windows holding them all.
+pub fn plan_gaps(targets: &[Target], coverage: &[(u32, Window)], settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
+    plan_holes(targets, coverage, settings, now)
+        .into_iter()
+        .flat_map(|(token, holes)| {
+            window::spans(&holes, window::MAX_CHUNK).into_iter().map(move |span| Gap { token, window: span })
+        })
+        .collect()
 }
 
 /// The targets of a sweep: active subscriptions (start = subscribed_at − window, not before the
 /// lookback), or every active instrument when `BACKFILL_SUBSCRIPTION_AWARE` is off.
-pub async fn find_targets(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Targets> {
+pub async fn find_targets(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<Target>> {
     let lookback_start = now - Duration::from_std(settings.lookback).unwrap_or_default();
     let window = Duration::minutes(settings.window_minutes as i64);
     if settings.backfill_subscription_aware {
         let subs = subscriptions::active_subscriptions(pool).await?;
-        Ok(subs.into_iter().map(|(t, at)| (t, (at - window).max(lookback_start))).collect())
+        Ok(subs
+            .into_iter()
+            .map(|(token, at, segment)| Target { token, start: (at - window).max(lookback_start), segment })
+            .collect())
     } else {
-        let tokens = instruments::active_instrument_tokens(pool).await?;
-        Ok(tokens.into_iter().map(|t| (t, lookback_start)).collect())
+        let all = instruments::active_instruments(pool).await?;
+        Ok(all.into_iter().map(|(token, segment)| Target { token, start: lookback_start, segment }).collect())
     }
 }
 
@@ -95,16 +128,32 @@ pub async fn find_gaps(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -
     find_gaps_of(pool, &targets, settings, now).await
 }
 
+/// Every target's holes as [`plan_holes`] finds them, read from the store.
+pub async fn find_holes(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<(u32, Vec<Window>)>> {
+    let targets = find_targets(pool, settings, now).await?;
+    let coverage = read_coverage(pool, settings, now).await?;
+    Ok(plan_holes(&targets, &coverage, settings, now))
+}
+
 /// The gaps of given targets, against the coverage read from the store.
 async fn find_gaps_of(
     pool: &PgPool,
-    targets: &[(u32, DateTime<Utc>)],
+    targets: &[Target],
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Gap>> {
-    let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let coverage = coverage::coverage_since(pool, since, settings.settle).await?;
+    let coverage = read_coverage(pool, settings, now).await?;
     Ok(plan_gaps(targets, &coverage, settings, now))
+}
+
+/// The coverage a sweep plans against: the lookback's, settle-clipped.
+async fn read_coverage(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<(u32, Window)>> {
+    let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
+    coverage::coverage_since(pool, since, settings.settle).await
 }
 
 /// What a reconcile changed.
@@ -130,7 +179,7 @@ pub async fn reconcile(
     // What the list says is so as of the moment it was asked for: an event newer than that wins.
     let asked = EventOrder::now(Utc::now());
     let listed = ticker.active_subscriptions().await?;
-    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|(t, _)| t).collect();
+    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
     // here too would fetch its window twice.
     let since = (Utc::now() - IMMEDIATE_GRACE).timestamp_millis();
@@ -246,11 +295,22 @@ mod tests {
         Utc.with_ymd_and_hms(2025, 11, 4, h, m, 0).unwrap()
     }
 
+    /// The defaults with every minute a trading minute, as the simulator serves them.
+    fn always() -> Settings {
+        let mut s = Settings::defaults();
+        s.calendar = crate::domain::calendar::TradingCalendar::Always;
+        s
+    }
+
+    fn target(token: u32, start: DateTime<Utc>) -> Target {
+        Target::new(token, start, None)
+    }
+
     #[test]
     fn middle_holes_count_and_short_live_edge_gaps_wait() {
-        let s = Settings::defaults(); // window 120 min, settle 2 min, threshold 3 min
+        let s = always(); // window 120 min, settle 2 min, threshold 3 min
         let now = at(12, 0);
-        let targets = vec![(1, at(8, 0)), (2, at(8, 0))];
+        let targets = vec![target(1, at(8, 0)), target(2, at(8, 0))];
         let coverage = vec![
             (1, Window::new(at(8, 0), at(9, 0))),
             (1, Window::new(at(10, 0), at(11, 57))), // 1 minute short of the wanted end (11:58): waits
@@ -268,21 +328,55 @@ mod tests {
 
     #[test]
     fn an_instruments_holes_are_one_request() {
-        let s = Settings::defaults();
+        let s = always();
         let coverage = vec![
             (1, Window::new(at(8, 0), at(8, 30))),
             (1, Window::new(at(8, 40), at(9, 30))),
             (1, Window::new(at(9, 45), at(11, 0))),
             (1, Window::new(at(11, 5), at(11, 58))),
         ];
-        let gaps = plan_gaps(&[(1, at(8, 0))], &coverage, &s, at(12, 0));
+        let gaps = plan_gaps(&[target(1, at(8, 0))], &coverage, &s, at(12, 0));
         assert_eq!(gaps, vec![Gap { token: 1, window: Window::new(at(8, 30), at(11, 5)) }]);
     }
 
     #[test]
     fn nothing_is_planned_for_complete_instruments() {
-        let s = Settings::defaults();
-        let gaps = plan_gaps(&[(1, at(10, 0))], &[(1, Window::new(at(9, 0), at(11, 59)))], &s, at(12, 0));
+        let s = always();
+        let gaps = plan_gaps(&[target(1, at(10, 0))], &[(1, Window::new(at(9, 0), at(11, 59)))], &s, at(12, 0));
         assert!(gaps.is_empty());
+    }
+
+    #[test]
+    fn under_the_exchange_calendar_holes_are_cut_to_sessions() {
+        let s = Settings::defaults(); // TICKFILL_CALENDAR=exchange
+        let utc = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        // Nothing stored from Friday 2026-11-27 14:00 IST to Tuesday 2026-12-01 10:00 IST.
+        let now = utc("2026-12-01T10:02:00+05:30");
+        let nse = Target::new(1, utc("2026-11-27T14:00:00+05:30"), Some("NFO-OPT"));
+        let mcx = Target::new(2, utc("2026-11-27T14:00:00+05:30"), Some("MCX-FUT"));
+        let gaps = plan_gaps(&[nse, mcx], &[], &s, now);
+        assert_eq!(
+            gaps,
+            vec![
+                // Friday's last 90 minutes to Tuesday's first 45 (the weekend and nights inside one
+                // request cost nothing more).
+                Gap {
+                    token: 1,
+                    window: Window::new(utc("2026-11-27T14:00:00+05:30"), utc("2026-12-01T10:00:00+05:30"))
+                },
+                Gap {
+                    token: 2,
+                    window: Window::new(utc("2026-11-27T14:00:00+05:30"), utc("2026-12-01T10:00:00+05:30"))
+                },
+            ]
+        );
+        // A weekend alone is no hole at all, and neither is a holiday.
+        let weekend = Target::new(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
+        assert!(plan_gaps(&[weekend], &[], &s, utc("2026-11-30T09:10:00+05:30")).is_empty());
+        let holiday = Target::new(1, utc("2026-12-25T00:00:00+05:30"), Some("NSE"));
+        assert!(plan_gaps(&[holiday], &[], &s, utc("2026-12-26T00:00:00+05:30")).is_empty());
+        // The same window under `always` is one hole of every minute.
+        let weekend = Target::new(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
+        assert_eq!(plan_gaps(&[weekend], &[], &always(), utc("2026-11-30T09:10:00+05:30")).len(), 1);
     }
 }

@@ -151,7 +151,7 @@ async fn refresh_gauges(s: &AdminState) {
         Interval::Cron(_) => crate::config::DEFAULT_SWEEP_INTERVAL,
     };
     let stale_after = (st.settle + st.gap_threshold + sweep).as_secs_f64();
-    let r = store::status::freshness(pool, stale_after).await;
+    let r = crate::status::freshness(pool, st, stale_after, chrono::Utc::now()).await;
     metrics::set_up("postgres", r.is_ok());
     if let Ok(f) = r {
         m.subscriptions_active.set(f.active);

@@ -262,9 +262,11 @@ impl Columns {
     }
 }
 
-/// Tokens of the active instruments (for sweeps that are not subscription-aware).
-pub async fn active_instrument_tokens(pool: &PgPool) -> sqlx::Result<Vec<u32>> {
-    let rows: Vec<i64> =
-        sqlx::query_scalar("SELECT instrument_token FROM instruments WHERE active ORDER BY 1").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|t| t as u32).collect())
+/// Every active instrument's token and segment.
+pub async fn active_instruments(pool: &PgPool) -> sqlx::Result<Vec<(u32, Option<String>)>> {
+    let rows: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT instrument_token, segment FROM instruments WHERE active ORDER BY 1")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(t, seg)| (t as u32, seg)).collect())
 }

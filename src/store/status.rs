@@ -34,27 +34,16 @@ pub async fn active_subscription_rows(pool: &PgPool) -> sqlx::Result<Vec<Subscri
     .await
 }
 
-/// How fresh the active subscriptions are, by the end of their newest coverage.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Freshness {
-    pub active: i64,
-    /// The oldest subscription's age in seconds (0 with none).
-    pub oldest_age_s: f64,
-    /// Subscriptions older than the threshold asked for.
-    pub stale: i64,
-}
-
-/// The freshness of every active subscription; `stale_after_s` decides which count as stale.
-pub async fn freshness(pool: &PgPool, stale_after_s: f64) -> sqlx::Result<Freshness> {
-    let (active, oldest_age_s, stale): (i64, f64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(max(age), 0)::float8, count(*) FILTER (WHERE age > $1)
-         FROM (SELECT extract(epoch FROM now() - coalesce(
-                   (SELECT max(c.window_to) FROM coverage c WHERE c.instrument_token = s.instrument_token),
-                   s.subscribed_at))::float8 AS age
-               FROM subscriptions s WHERE s.status = 'active') a",
+/// Per active subscription: its instrument's segment and the end of its newest coverage (when it
+/// started, with none), for [`crate::status::freshness`].
+pub async fn freshness_rows(pool: &PgPool) -> sqlx::Result<Vec<(Option<String>, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "SELECT coalesce(i.segment, s.segment),
+                coalesce((SELECT max(c.window_to) FROM coverage c WHERE c.instrument_token = s.instrument_token),
+                         s.subscribed_at)
+         FROM subscriptions s LEFT JOIN instruments i ON i.instrument_token = s.instrument_token
+         WHERE s.status = 'active'",
     )
-    .bind(stale_after_s)
-    .fetch_one(pool)
-    .await?;
-    Ok(Freshness { active, oldest_age_s, stale })
+    .fetch_all(pool)
+    .await
 }

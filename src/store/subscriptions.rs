@@ -121,13 +121,17 @@ pub async fn superseded(pool: &PgPool, token: u32, order: EventOrder) -> sqlx::R
     .await
 }
 
-/// Active subscriptions with when they started, by token.
-pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateTime<Utc>)>> {
-    let rows: Vec<(i64, DateTime<Utc>)> =
-        sqlx::query_as("SELECT instrument_token, subscribed_at FROM subscriptions WHERE status = 'active' ORDER BY 1")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(t, at)| (t as u32, at)).collect())
+/// Active subscriptions by token: when each started, and its instrument's segment (from
+/// `instruments`, else the event's), which decides its trading calendar.
+pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateTime<Utc>, Option<String>)>> {
+    let rows: Vec<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+        "SELECT s.instrument_token, s.subscribed_at, coalesce(i.segment, s.segment) FROM subscriptions s
+         LEFT JOIN instruments i ON i.instrument_token = s.instrument_token
+         WHERE s.status = 'active' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(t, at, seg)| (t as u32, at, seg)).collect())
 }
 
 /// Active subscriptions started after `since` whose own backfill (subscribe or reconcile) has

@@ -63,3 +63,49 @@ fn an_operator_file_adds_a_session_and_a_bad_one_stops_with_its_line() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Under the exchange calendar a weekend is neither stale nor missing: a subscription whose
+/// coverage ends at Friday's close is fresh all Saturday and has no hole until Monday's open.
+#[tokio::test]
+async fn a_weekend_is_neither_stale_nor_a_hole() {
+    use chrono::{DateTime, Utc};
+    use tickfill::{domain::calendar::TradingCalendar, status, store};
+    let db = crate::helpers::ScratchDb::new().await;
+    store::migrate(&db.pool).await.unwrap();
+    let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    sqlx::query("INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange) VALUES (11000000, 'NIFTYOPT', 'NFO-OPT', 'NFO')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO subscriptions (instrument_token, status, subscribed_at) VALUES (11000000, 'active', $1)")
+        .bind(t("2026-11-27T13:30:00+05:30"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO coverage VALUES (11000000, $1, $2, $3, 120)")
+        .bind(t("2026-11-27T11:30:00+05:30"))
+        .bind(t("2026-11-27T15:30:00+05:30"))
+        .bind(t("2026-11-27T16:00:00+05:30"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut exchange = Settings::defaults();
+    exchange.database_url = tickfill::config::Secret::new(db.url.clone());
+    let saturday = t("2026-11-28T12:00:00+05:30");
+    let monday = t("2026-11-30T09:45:00+05:30");
+    let f = status::freshness(&db.pool, &exchange, 600.0, saturday).await.unwrap();
+    assert_eq!((f.active, f.oldest_age_s, f.stale), (1, 0.0, 0), "a Saturday is no trading time");
+    let f = status::freshness(&db.pool, &exchange, 600.0, monday).await.unwrap();
+    assert_eq!((f.oldest_age_s, f.stale), (30.0 * 60.0, 1), "Monday's first 30 minutes count");
+    let rows = status::status(&db.pool, &exchange, saturday).await.unwrap();
+    assert_eq!((rows[0].holes, rows[0].missing_minutes), (0, 0));
+    let rows = status::status(&db.pool, &exchange, monday).await.unwrap();
+    // 09:15 to the settle margin (09:43): one hole of 28 trading minutes.
+    assert_eq!((rows[0].holes, rows[0].missing_minutes), (1, 28));
+    // Under `always` the weekend counts minute by minute.
+    let mut always = exchange.clone();
+    always.calendar = TradingCalendar::Always;
+    let f = status::freshness(&db.pool, &always, 600.0, saturday).await.unwrap();
+    assert_eq!(f.oldest_age_s, 20.5 * 3600.0);
+    assert_eq!(status::status(&db.pool, &always, saturday).await.unwrap()[0].missing_minutes, 20 * 60 + 28);
+}
