@@ -38,8 +38,8 @@ pub(super) async fn kite_history(
     headers: axum::http::HeaderMap,
     Query(q): Query<KiteQuery>,
 ) -> Response {
-    let in_last_second = note_arrival(&sim);
-    let resp = kite_history_response(&sim, &token, &interval, &headers, q, in_last_second).await;
+    let (in_last_second, request) = note_arrival(&sim);
+    let resp = kite_history_response(&sim, &token, &interval, &headers, q, (in_last_second, request)).await;
     note_status(&sim, resp.status());
     resp
 }
@@ -50,7 +50,7 @@ pub(super) async fn kite_history_response(
     interval: &str,
     headers: &axum::http::HeaderMap,
     q: KiteQuery,
-    in_last_second: usize,
+    (in_last_second, request): (usize, u64),
 ) -> Response {
     let o = &sim.opts;
     match fault(o, in_last_second).await {
@@ -104,11 +104,13 @@ pub(super) async fn kite_history_response(
     let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
     let first = (from + 59).div_euclid(60) * 60;
     let last = to.div_euclid(60) * 60; // inclusive
-    let candles: Vec<Value> = (first..=last)
-        .step_by(60)
-        .filter(|t| *t < now_minute && in_calendar(o.calendar, *t))
+    let minutes = (first..=last).step_by(60).filter(|t| *t < now_minute && in_calendar(o.calendar, *t)).collect();
+    let candles: Vec<Value> = o
+        .lies
+        .serve(inst, minutes, request, now_minute, &sim.told)
+        .into_iter()
         .map(|t| {
-            let c = candle(inst, t, true);
+            let c = o.lies.adjust(inst, t, candle(inst, t, true), &sim.told);
             let mut row = vec![json!(ist_date(t, "+0530")), json!(c.open), json!(c.high), json!(c.low)];
             row.extend([json!(c.close), json!(c.volume)]);
             if with_oi {

@@ -66,6 +66,7 @@ use universe::{build_universe, ist, Kind, SimInstrument, LOT};
 
 mod candles;
 mod kite;
+pub mod lies;
 mod universe;
 
 /// The longest window `/history` serves for minute candles, like the real service.
@@ -88,6 +89,8 @@ pub struct SimOptions {
     /// When above 0: every history answer is a 200 of this many MiB, streamed (chunked, no
     /// length), JSON-shaped but padded: what a broken upstream or proxy might send.
     pub oversize_mib: u64,
+    /// Wrong answers on request (`lies`): truncated, holed, lagged, illiquid, adjusted.
+    pub lies: lies::Lies,
 }
 
 impl Default for SimOptions {
@@ -103,6 +106,7 @@ impl Default for SimOptions {
             channel_prefix: "ticker:nifty".into(),
             kite_access_token: None,
             oversize_mib: 0,
+            lies: lies::Lies::default(),
         }
     }
 }
@@ -149,6 +153,7 @@ struct Sim {
     order: Vec<u32>,
     subs: Mutex<BTreeMap<u32, SubRecord>>,
     stats: Mutex<Stats>,
+    told: lies::Told,
     redis: Option<redis::aio::ConnectionManager>,
 }
 
@@ -174,6 +179,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
         opts,
         subs: Mutex::new(BTreeMap::new()),
         stats: Mutex::new(Stats::default()),
+        told: lies::Told::default(),
         redis,
     });
     Ok(Router::new()
@@ -217,7 +223,8 @@ struct HistoryQuery {
     oi: Option<String>,
 }
 
-fn note_arrival(sim: &Sim) -> usize {
+/// Counts a history request; returns how many arrived in the last second and its number.
+fn note_arrival(sim: &Sim) -> (usize, u64) {
     let mut st = sim.stats.lock().expect("stats lock");
     let now = Instant::now();
     st.history_requests += 1;
@@ -226,7 +233,7 @@ fn note_arrival(sim: &Sim) -> usize {
     }
     st.recent.push_back(now);
     st.peak_rps = st.peak_rps.max(st.recent.len());
-    st.recent.len()
+    (st.recent.len(), st.history_requests)
 }
 
 fn note_status(sim: &Sim, status: StatusCode) {
@@ -234,8 +241,8 @@ fn note_status(sim: &Sim, status: StatusCode) {
 }
 
 async fn history(State(sim): State<Shared>, Query(q): Query<HistoryQuery>) -> Response {
-    let in_last_second = note_arrival(&sim);
-    let resp = history_response(&sim, q, in_last_second).await;
+    let (in_last_second, request) = note_arrival(&sim);
+    let resp = history_response(&sim, q, in_last_second, request).await;
     note_status(&sim, resp.status());
     resp
 }
@@ -287,7 +294,7 @@ pub(super) fn oversize_answer(mib: u64) -> Response {
 }
 
 #[allow(clippy::result_large_err)]
-async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> Response {
+async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize, request: u64) -> Response {
     let o = &sim.opts;
     match fault(o, in_last_second).await {
         Some(Fault::Throttle) => {
@@ -327,8 +334,13 @@ async fn history_response(sim: &Sim, q: HistoryQuery, in_last_second: usize) -> 
     let now_minute = Utc::now().timestamp().div_euclid(60) * 60;
     let first = (from.timestamp() + 59).div_euclid(60) * 60;
     let end = to.timestamp().min(now_minute);
-    let candles: Vec<SimCandle> =
-        (first..end).step_by(60).filter(|t| in_calendar(o.calendar, *t)).map(|t| candle(inst, t, with_oi)).collect();
+    let minutes = (first..end).step_by(60).filter(|t| in_calendar(o.calendar, *t)).collect();
+    let candles: Vec<SimCandle> = o
+        .lies
+        .serve(inst, minutes, request, now_minute, &sim.told)
+        .into_iter()
+        .map(|t| o.lies.adjust(inst, t, candle(inst, t, with_oi), &sim.told))
+        .collect();
     #[derive(serde::Serialize)]
     struct Body<'a> {
         instrument_token: u32,
@@ -496,8 +508,13 @@ async fn instruments(State(sim): State<Shared>) -> Response {
 async fn stats(State(sim): State<Shared>) -> Response {
     let st = sim.stats.lock().expect("stats lock");
     let by_status: BTreeMap<String, u64> = st.by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    Json(json!({"history_requests": st.history_requests, "by_status": by_status, "peak_rps": st.peak_rps}))
-        .into_response()
+    Json(json!({
+        "history_requests": st.history_requests,
+        "by_status": by_status,
+        "peak_rps": st.peak_rps,
+        "faults": sim.told.json(),
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

@@ -190,3 +190,85 @@ async fn kites_route_answers_like_kite() {
     assert!(r.headers().get("retry-after").is_none(), "Kite's 429 has no Retry-After");
     assert_eq!(error(r).await, (429, "NetworkException".into()));
 }
+
+/// The candles' minutes of an answer, as epoch seconds, and the closes by minute.
+fn minutes(body: &serde_json::Value) -> Vec<(i64, f64)> {
+    body["candles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = chrono::DateTime::parse_from_rfc3339(c["date"].as_str().unwrap()).unwrap().timestamp();
+            (t, c["close"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+const TWO_DAYS: &str = "/history?instrument_token=256265&from_ts=2025-11-03T00:00:00Z&to_ts=2025-11-05T00:00:00Z";
+
+/// The lies are told as asked, deterministically from the seed, drawn per request (so asking
+/// again can get the truth), and counted in `/stats`.
+#[tokio::test]
+async fn the_simulator_lies_on_request_and_counts_its_lies() {
+    use tickfill::sim::lies::{parse_adjustment, Lies};
+    let clean = start(SimOptions::default()).await;
+    let q = |token: u32| format!("/history?instrument_token={token}&{DAY}&oi=true");
+    let (_, _, truth) = clean.get(&q(256265)).await;
+    let truth = minutes(&truth);
+    assert_eq!(truth.len(), 1440);
+
+    let lying = |lies: Lies| start(SimOptions { lies, ..Default::default() });
+    // Truncation and holes: fewer candles, every one of them true; some answers whole.
+    let sim = lying(Lies { seed: 7, truncate_rate: 0.5, hole_rate: 0.5, ..Default::default() }).await;
+    let mut whole = 0;
+    for _ in 0..20 {
+        let got = minutes(&sim.get(&q(256265)).await.2);
+        assert!(got.iter().all(|m| truth.contains(m)), "a lie changed a candle");
+        whole += usize::from(got.len() == truth.len());
+    }
+    assert!(whole > 0 && whole < 20, "{whole} of 20 answers whole");
+    let faults = sim.get("/stats").await.2["faults"].clone();
+    assert!(faults["truncated"].as_u64().unwrap() > 0 && faults["holes"].as_u64().unwrap() > 0, "{faults}");
+    // The same seed tells the same lies in the same order.
+    let again = lying(Lies { seed: 7, truncate_rate: 0.5, hole_rate: 0.5, ..Default::default() }).await;
+    let other = lying(Lies { seed: 7, truncate_rate: 0.5, hole_rate: 0.5, ..Default::default() }).await;
+    for _ in 0..5 {
+        assert_eq!(minutes(&again.get(&q(256265)).await.2), minutes(&other.get(&q(256265)).await.2));
+    }
+
+    // Illiquid options: the same minutes missing in every answer; the index untouched.
+    let sim = lying(Lies { seed: 3, illiquid_share: 1.0, ..Default::default() }).await;
+    let (a, b) = (minutes(&sim.get(&q(11000000)).await.2), minutes(&sim.get(&q(11000000)).await.2));
+    assert_eq!(a, b);
+    assert!(a.len() < 1440 && a.len() > 500, "{} of 1440 minutes traded", a.len());
+    assert_eq!(minutes(&sim.get(&q(256265)).await.2).len(), 1440);
+    assert_eq!(sim.get("/stats").await.2["faults"]["illiquid_minutes"], 2 * (1440 - a.len()) as u64);
+
+    // An adjustment: prices before the date times the ratio, after it untouched.
+    let adj = parse_adjustment("256265:2025-11-04:0.5").unwrap();
+    let sim = lying(Lies { adjust: vec![adj], ..Default::default() }).await;
+    let adjusted = minutes(&sim.get(TWO_DAYS).await.2);
+    let (_, _, clean_two) = clean.get(TWO_DAYS).await;
+    let clean_two = minutes(&clean_two);
+    let split = chrono::DateTime::parse_from_rfc3339("2025-11-04T00:00:00+05:30").unwrap().timestamp();
+    for ((t, c), (t2, c2)) in adjusted.iter().zip(&clean_two) {
+        assert_eq!(t, t2);
+        let want = if *t < split { (c2 * 0.5 * 20.0).round() / 20.0 } else { *c2 };
+        assert!((c - want).abs() < 1e-9, "{t}: {c} vs {want}");
+    }
+    assert!(sim.get("/stats").await.2["faults"]["adjusted"].as_u64().unwrap() > 0);
+    for bad in ["x:2025-11-04:0.5", "1:2025-13-04:0.5", "1:2025-11-04:-1", "1:2025-11-04"] {
+        assert!(parse_adjustment(bad).is_err(), "{bad}");
+    }
+
+    // Lag: the newest N minutes are not served yet.
+    let sim = lying(Lies { lag_minutes: 5, ..Default::default() }).await;
+    let now = chrono::Utc::now().timestamp().div_euclid(60) * 60;
+    let from = chrono::DateTime::from_timestamp(now - 3600, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+    let to = chrono::DateTime::from_timestamp(now + 60, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+    let got = minutes(&sim.get(&format!("/history?instrument_token=256265&from_ts={from}&to_ts={to}")).await.2);
+    // (A minute may turn between the two clocks.)
+    let newest = got.last().unwrap().0;
+    assert!((now - 6 * 60..=now - 5 * 60).contains(&newest), "the newest served minute is 5 behind the forming one");
+    assert_eq!(sim.get("/stats").await.2["faults"]["lagged"], 1);
+}

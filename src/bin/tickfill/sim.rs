@@ -34,6 +34,24 @@ pub struct SimArgs {
     /// Answer every history request with a 200 of N MiB, streamed without a length.
     #[arg(long, value_name = "N", default_value_t = 0)]
     oversize_mib: u64,
+    /// The seed every lie below is drawn from.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fraction of history answers that end early by a random number of minutes.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    truncate_rate: f64,
+    /// Fraction of history answers missing a run of up to 30 minutes inside.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    hole_rate: f64,
+    /// The newest N minutes appear only N minutes later.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    lag_minutes: u32,
+    /// That share of the option contracts has no-trade minutes, never served.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    illiquid_share: f64,
+    /// History of TOKEN before DATE (IST) is served with prices multiplied by RATIO (repeatable).
+    #[arg(long, value_name = "TOKEN:DATE:RATIO", value_parser = sim::lies::parse_adjustment)]
+    adjust: Vec<sim::lies::Adjustment>,
 }
 
 /// Serves the simulator on `--listen` until SIGTERM or SIGINT.
@@ -49,6 +67,14 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
         max_rps: a.max_rps,
         kite_access_token: a.kite_access_token,
         oversize_mib: a.oversize_mib,
+        lies: sim::lies::Lies {
+            seed: a.seed,
+            truncate_rate: a.truncate_rate,
+            hole_rate: a.hole_rate,
+            lag_minutes: a.lag_minutes,
+            illiquid_share: a.illiquid_share,
+            adjust: a.adjust,
+        },
         redis_url: Some(settings.redis_url.expose().to_string()),
         channel_prefix: settings.channel_prefix.clone(),
     };
