@@ -19,6 +19,8 @@ pub struct SubscriptionStatus {
     pub newest_bar_age_s: Option<i64>,
     pub holes: usize,
     pub missing_minutes: i64,
+    /// Trading minutes answers lacked, not yet found or confirmed empty.
+    pub suspect_minutes: i64,
     pub last_outcome: Option<String>,
     pub last_run_at: Option<DateTime<Utc>>,
 }
@@ -37,6 +39,7 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
         .into_iter()
         .map(|(token, holes)| (token, (holes.len(), holes.iter().map(Window::minutes).sum())))
         .collect();
+    let suspect = store::suspects::counts(pool).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -50,6 +53,7 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
                 newest_bar_age_s: r.newest_bar.map(|b| (now - b).num_seconds()),
                 holes: n,
                 missing_minutes: minutes,
+                suspect_minutes: suspect.get(&token).copied().unwrap_or(0),
                 last_outcome: r.last_outcome,
                 last_run_at: r.last_run_at,
             }

@@ -26,6 +26,7 @@ use crate::{
     store::{
         coverage, instruments,
         subscriptions::{self, EventOrder, Subscription},
+        suspects,
     },
     ticker::TickerClient,
 };
@@ -70,6 +71,9 @@ pub fn plan_holes(
     let mut by_token: HashMap<u32, Vec<Window>> = HashMap::new();
     for (t, w) in coverage {
         by_token.entry(*t).or_default().push(*w);
+    }
+    for windows in by_token.values_mut() {
+        windows.sort_unstable();
     }
     let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
     let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
@@ -150,10 +154,13 @@ async fn find_gaps_of(
     Ok(plan_gaps(targets, &coverage, settings, now))
 }
 
-/// The coverage a sweep plans against: the lookback's, settle-clipped.
+/// What a sweep plans around: the lookback's coverage, settle-clipped, and the suspect minutes
+/// not yet due to be asked again (their backoff runs).
 async fn read_coverage(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<(u32, Window)>> {
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    coverage::coverage_since(pool, since, settings.settle).await
+    let mut covered = coverage::coverage_since(pool, since, settings.settle).await?;
+    covered.extend(suspects::not_due(pool, now).await?);
+    Ok(covered)
 }
 
 /// What a reconcile changed.

@@ -14,5 +14,6 @@ pub mod chain;
 pub mod event;
 pub mod instrument;
 pub mod market;
+pub mod proof;
 pub mod symbol;
 pub mod window;

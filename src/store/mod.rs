@@ -18,6 +18,7 @@ pub mod instruments;
 pub mod runs;
 pub mod status;
 pub mod subscriptions;
+pub mod suspects;
 
 use std::{str::FromStr, time::Duration};
 

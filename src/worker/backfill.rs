@@ -17,8 +17,10 @@ use super::{
     Committed, WorkerState,
 };
 use crate::{
+    config::{Interval, DEFAULT_SWEEP_INTERVAL},
     domain::{
         market::{classify, BarTarget, Candle},
+        proof::{self, Verdict},
         symbol,
         window::{self, Window},
     },
@@ -26,7 +28,7 @@ use crate::{
     store::{
         bars, coverage, instruments,
         runs::{self, Outcome, Run},
-        subscriptions,
+        subscriptions, suspects,
     },
 };
 
@@ -39,14 +41,17 @@ pub(super) struct BackfillCtx {
     pub(super) requested_at: Option<DateTime<Utc>>,
     /// Fetch the whole window even where coverage says it is stored.
     pub(super) force: bool,
+    /// The instrument's segment: its trading calendar.
+    pub(super) segment: Option<String>,
 }
 
 /// What a backfill fetched.
 pub(super) enum Fetched {
     /// Coverage already holds the whole window: nothing was asked.
     Covered,
-    /// The candles of `window` (the span of the window's holes, in whole minutes).
-    Candles { window: Window, candles: Vec<Candle> },
+    /// The candles of `window` (the span of the window's holes, in whole minutes), and what
+    /// they prove of it.
+    Candles { window: Window, candles: Vec<Candle>, verdict: Verdict },
 }
 
 /// A `Backfill` job (sweep, reconcile or by hand). One for a token no longer subscribed is
@@ -70,11 +75,13 @@ pub(super) async fn requested_backfill(
         }
     }
     let stored = instruments::find_instrument(&state.pool, token).await?;
-    let target = match symbol::resolve_instrument(stored, token, None).and_then(|(i, _)| classify(&i)) {
+    let (target, segment) = match symbol::resolve_instrument(stored, token, None)
+        .and_then(|(i, _)| Ok((classify(&i)?, i.segment)))
+    {
         Ok(t) => t,
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };
-    let ctx = BackfillCtx { token, target, reason, requested_at: None, force };
+    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment };
     let fetched = match fetch_missing(state, &ctx, window, None).await {
         Ok(f) => f,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
@@ -106,7 +113,35 @@ pub(super) async fn fetch_missing(
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
     let fetch = Window::new(window::floor_minute(first.from), last.to);
     let candles = fetch_with_throttle(state, ctx.token, fetch, ctx.reason.lane()).await?;
-    Ok(Fetched::Candles { window: fetch, candles })
+    let verdict = judge_answer(state, ctx, fetch, &candles).await?;
+    Ok(Fetched::Candles { window: fetch, candles, verdict })
+}
+
+/// What an answer proves of `fetch`: its trading minutes without a candle are suspect, or
+/// confirmed empty once enough answers lacked them.
+async fn judge_answer(
+    state: &WorkerState,
+    ctx: &BackfillCtx,
+    fetch: Window,
+    candles: &[Candle],
+) -> Result<Verdict, JobError> {
+    let s = &state.settings;
+    let trading = s.calendar.trading_windows(ctx.segment.as_deref(), fetch);
+    let prior = suspects::prior_asks(&state.pool, ctx.token, fetch).await?;
+    let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+    let backoff = match &s.sweep_interval {
+        Interval::Every(d) => *d,
+        Interval::Cron(_) => DEFAULT_SWEEP_INTERVAL,
+    };
+    Ok(proof::judge(&proof::Answer {
+        window: fetch,
+        trading: &trading,
+        candles: &minutes,
+        prior: &prior,
+        may_not_trade: matches!(ctx.target, BarTarget::Option { .. }),
+        now: Utc::now(),
+        backoff: chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::minutes(5)),
+    }))
 }
 
 /// Writes what was fetched into `tx`: bars, coverage and the run row (`window` is the job's).
@@ -121,9 +156,14 @@ pub(super) async fn write(
 ) -> sqlx::Result<u64> {
     let (rows, outcome) = match fetched {
         Fetched::Covered => (0, Outcome::Covered),
-        Fetched::Candles { window: fetch, candles } => {
+        Fetched::Candles { window: fetch, candles, verdict } => {
             let rows = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
-            coverage::insert_coverage(tx, ctx.token, *fetch, candles.len() as i32).await?;
+            // Coverage is what the answer proved, not what was asked.
+            for w in &verdict.covered {
+                let n = candles.iter().filter(|c| w.from <= c.time && c.time < w.to).count();
+                coverage::insert_coverage(tx, ctx.token, *w, n as i32).await?;
+            }
+            suspects::record(tx, ctx.token, *fetch, verdict).await?;
             (rows, Outcome::Stored)
         }
     };

@@ -79,7 +79,8 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     };
     let fetched = match prepared {
         Ok(target) => {
-            let ctx = BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false };
+            let segment = found.as_ref().ok().and_then(|(i, _)| i.segment.clone());
+            let ctx = BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false, segment };
             backfill::fetch_missing(state, &ctx, window, Some(covered)).await.map(|f| (ctx, f))
         }
         Err(e) => Err(e),

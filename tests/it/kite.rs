@@ -81,6 +81,11 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     .await;
     let mut settings = app.settings.clone();
     settings.kite_url = url;
+    // Real 2017 history: judged by NSE's sessions (the shipped data starts in 2024, so that
+    // year's Christmas holiday is added as an operator would).
+    let mut calendars = tickfill::domain::calendar::Calendars::built_in();
+    calendars.extend("exchange NSE\n2017-12-25 closed Christmas\n").unwrap();
+    settings.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(std::sync::Arc::new(calendars));
     let state = tickfill::worker::build_state(settings, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
     sqlx::query(
@@ -136,8 +141,10 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     .await
     .unwrap();
     assert_eq!(per_day, vec![375; 8], "eight sessions of 375 minutes");
+    // Every session minute held a candle, so the whole window is one proved coverage row.
     let covered: i64 = app.count("SELECT count(*) FROM coverage WHERE instrument_token = 408065").await;
     assert_eq!(covered, 1);
+    assert_eq!(app.count("SELECT count(*) FROM suspect_minutes").await, 0);
 }
 
 #[test]

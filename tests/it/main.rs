@@ -7,6 +7,7 @@ mod admin;
 mod bad_input;
 mod calendar;
 mod chain;
+mod completeness;
 mod config;
 mod dead_letters;
 mod dedupe;

@@ -195,6 +195,8 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
 async fn under_the_nse_calendar_a_weekend_window_is_fetched_once_and_never_again() {
     let app = TestApp::spawn_with(AppOptions {
         sim: SimOptions { calendar: Calendar::Nse, ..Default::default() },
+        // The store judges answers by the same sessions the simulator serves.
+        tweak: |s| s.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.calendars.clone()),
         ..Default::default()
     })
     .await;

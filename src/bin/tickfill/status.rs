@@ -41,23 +41,25 @@ fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
         return;
     }
     say!(
-        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8}  last run",
+        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8} {:>8}  last run",
         "token",
         "symbol",
         "newest bar (UTC)",
         "age",
         "holes",
-        "missing"
+        "missing",
+        "suspect"
     );
     for r in rows {
         say!(
-            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m  {}",
+            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m {:>7}m  {}",
             r.instrument_token,
             r.tradingsymbol.as_deref().unwrap_or("?"),
             r.newest_bar.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into()),
             r.newest_bar_age_s.map(|s| format!("{}m{:02}s", s / 60, s % 60)).unwrap_or_else(|| "-".into()),
             r.holes,
             r.missing_minutes,
+            r.suspect_minutes,
             r.last_outcome.as_deref().unwrap_or("-"),
         );
     }

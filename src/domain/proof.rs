@@ -1,0 +1,160 @@
+//! What an answer proves (see "Completeness" in the design): a trading minute is covered when the
+//! answer holds its candle, or when enough answers lacked it that the source is taken to have none
+//! (confirmed empty, with the reason). Until then it is *suspect*: not covered, asked again later
+//! with backoff.
+//!
+//! How many answers must lack a minute depends on what trades it: an index, an equity or a future
+//! trades every session minute, so a missing one is the source's fault, asked up to
+//! [`LIQUID_ASKS`] times; an option may simply not have traded (Kite serves no candle then), so a
+//! minute lacking in two answers that both hold a later candle is a no-trade minute — one extra
+//! request, ever. A missing tail (no later candle) may be lag or an answer cut short: it waits
+//! for a later answer, or for the end of its session.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::window::Window;
+
+/// Answers that must lack a minute of an instrument that trades every minute before it is
+/// confirmed empty.
+pub const LIQUID_ASKS: u32 = 4;
+
+/// Answers that must lack a minute of an option (which may not have traded) before it is
+/// confirmed empty.
+pub const OPTION_ASKS: u32 = 2;
+
+/// A minute still suspect after an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspect {
+    pub minute: DateTime<Utc>,
+    /// Answers that have lacked it, this one included.
+    pub asks: u32,
+    pub next_ask_at: DateTime<Utc>,
+    pub tail: bool,
+}
+
+/// What one answer proved about its window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The parts of the window now covered: every minute but the suspects.
+    pub covered: Vec<Window>,
+    pub suspects: Vec<Suspect>,
+    /// Minutes taken to have no candle at the source, with why.
+    pub confirmed: Vec<(DateTime<Utc>, &'static str)>,
+}
+
+/// The facts one answer is judged on.
+pub struct Answer<'a> {
+    /// The window asked for, in whole minutes.
+    pub window: Window,
+    /// Its trading sessions (the calendar's cut of `window`).
+    pub trading: &'a [Window],
+    /// The minutes the answer held a candle for.
+    pub candles: &'a [DateTime<Utc>],
+    /// Answers that lacked each minute before this one.
+    pub prior: &'a HashMap<DateTime<Utc>, u32>,
+    /// Whether the instrument may have minutes without trades (an option).
+    pub may_not_trade: bool,
+    pub now: DateTime<Utc>,
+    /// The first backoff before a suspect is asked again (doubling after each answer).
+    pub backoff: Duration,
+}
+
+/// Judges one answer.
+pub fn judge(a: &Answer<'_>) -> Verdict {
+    let held: std::collections::HashSet<DateTime<Utc>> = a.candles.iter().copied().collect();
+    let last_candle = a.candles.iter().max().copied();
+    let needed = if a.may_not_trade { OPTION_ASKS } else { LIQUID_ASKS };
+    let mut v = Verdict::default();
+    for session in a.trading {
+        let mut m = session.from;
+        while m < session.to {
+            if !held.contains(&m) {
+                let asks = a.prior.get(&m).copied().unwrap_or(0) + 1;
+                let tail = last_candle.is_none_or(|l| m > l);
+                // A tail is only explained once its session is over: until then it may be lag.
+                let session_over = a.now >= session.to;
+                if asks >= needed && (!tail || session_over || !a.may_not_trade) {
+                    let why = match (a.may_not_trade, tail) {
+                        (true, false) => "no trade: two answers lack it between served minutes",
+                        (true, true) => "no trade: none served for it after its session ended",
+                        (false, _) => "never served: every answer asked lacked it",
+                    };
+                    v.confirmed.push((m, why));
+                } else {
+                    let wait = a.backoff * 2i32.saturating_pow(asks.saturating_sub(1).min(16));
+                    v.suspects.push(Suspect { minute: m, asks, next_ask_at: a.now + wait, tail });
+                }
+            }
+            m += Duration::minutes(1);
+        }
+    }
+    let runs: Vec<Window> = v.suspects.iter().map(|s| Window::new(s.minute, s.minute + Duration::minutes(1))).collect();
+    v.covered = a.window.holes(&runs);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(m: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_764_565_200 + m * 60, 0).unwrap()
+    }
+
+    fn answer<'a>(
+        window: Window,
+        trading: &'a [Window],
+        candles: &'a [DateTime<Utc>],
+        prior: &'a HashMap<DateTime<Utc>, u32>,
+        may_not_trade: bool,
+        now: DateTime<Utc>,
+    ) -> Answer<'a> {
+        Answer { window, trading, candles, prior, may_not_trade, now, backoff: Duration::minutes(5) }
+    }
+
+    #[test]
+    fn a_whole_answer_covers_its_window_and_a_short_one_leaves_its_tail_suspect() {
+        let w = Window::new(t(0), t(10));
+        let all: Vec<_> = (0..10).map(t).collect();
+        let none = HashMap::new();
+        let v = judge(&answer(w, &[w], &all, &none, false, t(12)));
+        assert_eq!((v.covered, v.suspects.len(), v.confirmed.len()), (vec![w], 0, 0));
+        // Ended 3 minutes early: those 3 are suspect tails, asked again in 5 minutes.
+        let v = judge(&answer(w, &[w], &all[..7], &none, false, t(12)));
+        assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
+        assert_eq!(v.suspects.iter().map(|s| (s.asks, s.tail)).collect::<Vec<_>>(), vec![(1, true); 3]);
+        assert_eq!(v.suspects[0].next_ask_at, t(17));
+    }
+
+    #[test]
+    fn an_option_no_trade_minute_is_confirmed_by_the_second_answer_an_index_only_by_the_fourth() {
+        let w = Window::new(t(0), t(5));
+        let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
+        let once: HashMap<_, _> = [(t(2), 1)].into();
+        let v = judge(&answer(w, &[w], &candles, &once, true, t(30)));
+        assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it between served minutes")]);
+        assert_eq!(v.covered, vec![w]);
+        let v = judge(&answer(w, &[w], &candles, &once, false, t(30)));
+        assert_eq!((v.suspects[0].asks, v.suspects[0].next_ask_at), (2, t(40)));
+        let thrice: HashMap<_, _> = [(t(2), 3)].into();
+        assert_eq!(judge(&answer(w, &[w], &candles, &thrice, false, t(30))).confirmed.len(), 1);
+    }
+
+    #[test]
+    fn an_option_tail_waits_for_the_end_of_its_session_and_closed_minutes_need_no_proof() {
+        let w = Window::new(t(0), t(10));
+        let session = [Window::new(t(0), t(6))]; // minutes 6-9 are closed
+        let candles = [t(0), t(1), t(2)];
+        let once: HashMap<_, _> = [(t(3), 1), (t(4), 1), (t(5), 1)].into();
+        // During the session: still suspect.
+        let v = judge(&answer(w, &session, &candles, &once, true, t(5)));
+        assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));
+        // After it: confirmed, and the closed minutes were never suspect.
+        let v = judge(&answer(w, &session, &candles, &once, true, t(20)));
+        assert_eq!((v.suspects.len(), v.confirmed.len()), (0, 3));
+        assert_eq!(v.covered, vec![w]);
+    }
+}

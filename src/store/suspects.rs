@@ -1,0 +1,83 @@
+//! `suspect_minutes` and `confirmed_empty`: the trading minutes answers lacked, until a candle
+//! arrives or enough answers confirm the source has none (see `domain::proof`).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{proof::Verdict, window::Window};
+
+/// How many answers have lacked each suspect minute of `token` in `window`.
+pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, u32>> {
+    let rows: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
+        "SELECT minute, asks FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
+    )
+    .bind(token as i64)
+    .bind(window.from)
+    .bind(window.to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(m, n)| (m, n.max(0) as u32)).collect())
+}
+
+/// Records what an answer for `window` proved: its suspects replace those it covered, its
+/// confirmed-empty minutes are kept with their reasons.
+pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, window: Window, v: &Verdict) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3")
+        .bind(token as i64)
+        .bind(window.from)
+        .bind(window.to)
+        .execute(&mut **tx)
+        .await?;
+    if !v.suspects.is_empty() {
+        let minutes: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.minute).collect();
+        let asks: Vec<i32> = v.suspects.iter().map(|s| s.asks.min(i32::MAX as u32) as i32).collect();
+        let next: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.next_ask_at).collect();
+        let tails: Vec<bool> = v.suspects.iter().map(|s| s.tail).collect();
+        sqlx::query(
+            "INSERT INTO suspect_minutes (instrument_token, minute, asks, next_ask_at, tail)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::timestamptz[], $5::bool[])",
+        )
+        .bind(token as i64)
+        .bind(minutes)
+        .bind(asks)
+        .bind(next)
+        .bind(tails)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !v.confirmed.is_empty() {
+        let minutes: Vec<DateTime<Utc>> = v.confirmed.iter().map(|c| c.0).collect();
+        let reasons: Vec<&str> = v.confirmed.iter().map(|c| c.1).collect();
+        sqlx::query(
+            "INSERT INTO confirmed_empty (instrument_token, minute, reason)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[])
+             ON CONFLICT (instrument_token, minute) DO UPDATE SET reason = EXCLUDED.reason, confirmed_at = now()",
+        )
+        .bind(token as i64)
+        .bind(minutes)
+        .bind(reasons)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Suspect minutes not yet due to be asked again, as one-minute windows by token then minute: a
+/// sweep plans around them as if covered.
+pub async fn not_due(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<(u32, Window)>> {
+    let rows: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT instrument_token, minute FROM suspect_minutes WHERE next_ask_at > $1 ORDER BY 1, 2")
+            .bind(now)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(t, m)| (t as u32, Window::new(m, m + chrono::Duration::minutes(1)))).collect())
+}
+
+/// Suspect minutes by token.
+pub async fn counts(pool: &PgPool) -> sqlx::Result<HashMap<u32, i64>> {
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT instrument_token, count(*) FROM suspect_minutes GROUP BY 1").fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(t, n)| (t as u32, n)).collect())
+}

@@ -1,0 +1,171 @@
+//! Coverage is what the answers proved: against a simulator that lies (answers cut short, holes
+//! inside, illiquid options), the store never calls a minute covered that it lacks, asks suspect
+//! minutes again with backoff, and converges to the truth.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use tickfill::{
+    config::Interval,
+    shutdown::Shutdown,
+    sim::{self, lies::Lies, SimOptions},
+};
+
+use crate::helpers::{AppOptions, TestApp};
+
+fn lying(lies: Lies) -> AppOptions {
+    AppOptions {
+        sim: SimOptions { lies, ..Default::default() },
+        tweak: |s| {
+            // Suspects are due again after 1 s, 2 s, 4 s …; every minute up to now is planned.
+            s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+            s.settle = std::time::Duration::ZERO;
+            s.gap_threshold = std::time::Duration::ZERO;
+        },
+        ..Default::default()
+    }
+}
+
+/// The true candles' minutes of `token` in `[from, to)`, from a simulator that does not lie.
+async fn truth(token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
+    let stop = Shutdown::new();
+    let addr = sim::spawn("127.0.0.1:0".parse().unwrap(), SimOptions::default(), stop.clone()).await.unwrap();
+    let z = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let body: serde_json::Value =
+        reqwest::get(format!("http://{addr}/history?instrument_token={token}&from_ts={}&to_ts={}", z(from), z(to)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    stop.trigger();
+    body["candles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| DateTime::parse_from_rfc3339(c["date"].as_str().unwrap()).unwrap().with_timezone(&Utc))
+        .collect()
+}
+
+async fn minutes(
+    app: &TestApp,
+    sql: &str,
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> BTreeSet<DateTime<Utc>> {
+    let rows: Vec<DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(token as i64)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    rows.into_iter().collect()
+}
+
+/// Minutes of `[from, to)` that coverage claims for `token`.
+async fn covered(app: &TestApp, token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
+    minutes(
+        app,
+        "SELECT m FROM coverage c, generate_series(c.window_from, c.window_to - interval '1 minute', interval '1 minute') m
+         WHERE c.instrument_token = $1 AND m >= $2 AND m < $3",
+        token,
+        from,
+        to,
+    )
+    .await
+}
+
+/// The subscription window of `token`, as its first run recorded it.
+async fn window(app: &TestApp, token: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
+    app.wait_count(20, &sql, 1).await;
+    sqlx::query_as(
+        "SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'",
+    )
+    .bind(token as i64)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_them() {
+    let app =
+        TestApp::spawn_with(lying(Lies { seed: 11, truncate_rate: 0.6, hole_rate: 0.4, ..Default::default() })).await;
+    let tokens = [256265u32, 10000001, 10000002];
+    for t in tokens {
+        assert_eq!(app.subscribe_via_sim(t).await, 201);
+    }
+    let mut windows = Vec::new();
+    for t in tokens {
+        windows.push((t, window(&app, t).await));
+    }
+    app.wait_idle(20).await;
+    // After the first answers: whatever coverage claims is stored, and what is not stored is
+    // either suspect or not claimed.
+    let mut lied = 0;
+    for &(t, (from, to)) in &windows {
+        let stored = minutes(&app, "SELECT time FROM minute_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3 UNION SELECT time FROM futures_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3", t, from, to).await;
+        let claimed = covered(&app, t, from, to).await;
+        assert!(claimed.is_subset(&stored), "token {t}: coverage claims minutes it does not hold");
+        lied += usize::from(stored.len() < 120);
+    }
+    assert!(lied > 0, "the simulator told no lie to check against (seed)");
+    // Sweeps ask the suspects again until the truth is in.
+    for _ in 0..12 {
+        if app.count("SELECT count(*) FROM suspect_minutes").await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        app.sweep_once().await;
+        app.wait_idle(20).await;
+    }
+    for &(t, (from, to)) in &windows {
+        let stored = minutes(&app, "SELECT time FROM minute_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3 UNION SELECT time FROM futures_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3", t, from, to).await;
+        assert_eq!(stored, truth(t, from, to).await, "token {t}: the window is not the truth");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM confirmed_empty").await, 0, "a liquid minute was given up on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_illiquid_options_no_trade_minutes_cost_one_extra_request_and_are_confirmed_empty() {
+    let app = TestApp::spawn_with(lying(Lies { seed: 5, illiquid_share: 1.0, ..Default::default() })).await;
+    let token = 11000002u32;
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    let (from, to) = window(&app, token).await;
+    app.wait_idle(20).await;
+    let first = app.sim_stats().await["history_requests"].as_i64().unwrap();
+    let sql = "SELECT time FROM option_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3";
+    let stored = minutes(&app, sql, token, from, to).await;
+    let no_trade: BTreeSet<_> = truth(token, from, to).await.difference(&stored).copied().collect();
+    assert!(!no_trade.is_empty(), "the option traded every minute (seed)");
+    // One sweep asks them again, once; that answer lacks them too: confirmed, with the reason.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.sweep_once().await;
+    app.wait_idle(20).await;
+    assert_eq!(app.sim_stats().await["history_requests"].as_i64().unwrap(), first + 1);
+    let confirmed = minutes(
+        &app,
+        "SELECT minute FROM confirmed_empty WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
+        token,
+        from,
+        to,
+    )
+    .await;
+    assert_eq!(confirmed, no_trade);
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT reason FROM confirmed_empty").fetch_all(&app.db.pool).await.unwrap();
+    assert!(reasons.iter().all(|r| r.starts_with("no trade")), "{reasons:?}");
+    // Now the whole window is covered and asked for no more.
+    assert_eq!(covered(&app, token, from, to).await.len() as i64, (to - from).num_minutes());
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM suspect_minutes WHERE instrument_token = {token} AND minute < '{}'",
+            to.to_rfc3339()
+        ))
+        .await,
+        0
+    );
+}
