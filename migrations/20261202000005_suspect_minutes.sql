@@ -6,6 +6,8 @@ CREATE TABLE IF NOT EXISTS suspect_minutes (
     instrument_token  bigint NOT NULL,
     minute            timestamptz NOT NULL,
     asks              integer NOT NULL CHECK (asks >= 1),
+    -- Of those, the answers that held a later candle (it was missing inside them, not at the end).
+    inside            integer NOT NULL DEFAULT 0,
     next_ask_at       timestamptz NOT NULL,
     -- No candle after it in the answer that last lacked it (a tail that ended early, or lag).
     tail              boolean NOT NULL,

@@ -3,12 +3,13 @@
 //! (confirmed empty, with the reason). Until then it is *suspect*: not covered, asked again later
 //! with backoff.
 //!
-//! How many answers must lack a minute depends on what trades it: an index, an equity or a future
-//! trades every session minute, so a missing one is the source's fault, asked up to
-//! [`LIQUID_ASKS`] times; an option may simply not have traded (Kite serves no candle then), so a
-//! minute lacking in two answers that both hold a later candle is a no-trade minute — one extra
-//! request, ever. A missing tail (no later candle) may be lag or an answer cut short: it waits
-//! for a later answer, or for the end of its session.
+//! How many answers must lack a minute depends on what trades it, and on where it was missing.
+//! Missing *inside* an answer (a later candle was served) is evidence; missing at the *tail* (no
+//! later candle) may be lag or an answer cut short, and is weak evidence. An index, an equity or
+//! a future trades every session minute: a minute is given up on after [`LIQUID_INSIDE`] answers
+//! lacked it inside, or [`MAX_ASKS`] lacked it at all. An option may simply not have traded (Kite
+//! serves no candle then): a minute two answers lacked, the last of them inside, is a no-trade
+//! minute — one extra request, ever — and a tail is one once its session is over.
 
 use std::collections::HashMap;
 
@@ -16,13 +17,23 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::window::Window;
 
-/// Answers that must lack a minute of an instrument that trades every minute before it is
-/// confirmed empty.
-pub const LIQUID_ASKS: u32 = 4;
+/// Answers that must lack a minute (inside them) of an instrument that trades every minute before
+/// it is confirmed empty.
+pub const LIQUID_INSIDE: u32 = 4;
 
-/// Answers that must lack a minute of an option (which may not have traded) before it is
-/// confirmed empty.
+/// Answers that must lack a minute of an option (which may not have traded), inside them or
+/// after its session ended, before it is confirmed empty.
 pub const OPTION_ASKS: u32 = 2;
+
+/// Answers lacking a minute, anywhere, after which it is confirmed empty whatever it is.
+pub const MAX_ASKS: u32 = 8;
+
+/// How many answers lacked a minute so far, and how many of them held a later candle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Misses {
+    pub asks: u32,
+    pub inside: u32,
+}
 
 /// A minute still suspect after an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +41,8 @@ pub struct Suspect {
     pub minute: DateTime<Utc>,
     /// Answers that have lacked it, this one included.
     pub asks: u32,
+    /// Of those, the answers that held a later candle.
+    pub inside: u32,
     pub next_ask_at: DateTime<Utc>,
     pub tail: bool,
 }
@@ -53,7 +66,7 @@ pub struct Answer<'a> {
     /// The minutes the answer held a candle for.
     pub candles: &'a [DateTime<Utc>],
     /// Answers that lacked each minute before this one.
-    pub prior: &'a HashMap<DateTime<Utc>, u32>,
+    pub prior: &'a HashMap<DateTime<Utc>, Misses>,
     /// Whether the instrument may have minutes without trades (an option).
     pub may_not_trade: bool,
     pub now: DateTime<Utc>,
@@ -65,26 +78,39 @@ pub struct Answer<'a> {
 pub fn judge(a: &Answer<'_>) -> Verdict {
     let held: std::collections::HashSet<DateTime<Utc>> = a.candles.iter().copied().collect();
     let last_candle = a.candles.iter().max().copied();
-    let needed = if a.may_not_trade { OPTION_ASKS } else { LIQUID_ASKS };
     let mut v = Verdict::default();
     for session in a.trading {
         let mut m = session.from;
         while m < session.to {
             if !held.contains(&m) {
-                let asks = a.prior.get(&m).copied().unwrap_or(0) + 1;
+                let before = a.prior.get(&m).copied().unwrap_or_default();
                 let tail = last_candle.is_none_or(|l| m > l);
-                // A tail is only explained once its session is over: until then it may be lag.
+                let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail) };
+                // An option's tail is explained once its session is over; before, it may be lag.
                 let session_over = a.now >= session.to;
-                if asks >= needed && (!tail || session_over || !a.may_not_trade) {
-                    let why = match (a.may_not_trade, tail) {
-                        (true, false) => "no trade: two answers lack it between served minutes",
-                        (true, true) => "no trade: none served for it after its session ended",
-                        (false, _) => "never served: every answer asked lacked it",
-                    };
-                    v.confirmed.push((m, why));
+                let why = if a.may_not_trade && !tail && misses.asks >= OPTION_ASKS {
+                    Some("no trade: two answers lack it, the last between served minutes")
+                } else if a.may_not_trade && tail && session_over && misses.asks >= OPTION_ASKS {
+                    Some("no trade: none served for it after its session ended")
+                } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
+                    Some("never served: four answers lacked it between served minutes")
+                } else if misses.asks >= MAX_ASKS {
+                    Some("never served: eight answers lacked it")
                 } else {
-                    let wait = a.backoff * 2i32.saturating_pow(asks.saturating_sub(1).min(16));
-                    v.suspects.push(Suspect { minute: m, asks, next_ask_at: a.now + wait, tail });
+                    None
+                };
+                match why {
+                    Some(why) => v.confirmed.push((m, why)),
+                    None => {
+                        let wait = a.backoff * 2i32.saturating_pow(misses.asks.saturating_sub(1).min(16));
+                        v.suspects.push(Suspect {
+                            minute: m,
+                            asks: misses.asks,
+                            inside: misses.inside,
+                            next_ask_at: a.now + wait,
+                            tail,
+                        });
+                    }
                 }
             }
             m += Duration::minutes(1);
@@ -108,7 +134,7 @@ mod tests {
         window: Window,
         trading: &'a [Window],
         candles: &'a [DateTime<Utc>],
-        prior: &'a HashMap<DateTime<Utc>, u32>,
+        prior: &'a HashMap<DateTime<Utc>, Misses>,
         may_not_trade: bool,
         now: DateTime<Utc>,
     ) -> Answer<'a> {
@@ -133,14 +159,23 @@ mod tests {
     fn an_option_no_trade_minute_is_confirmed_by_the_second_answer_an_index_only_by_the_fourth() {
         let w = Window::new(t(0), t(5));
         let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
-        let once: HashMap<_, _> = [(t(2), 1)].into();
+        let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1 })].into();
         let v = judge(&answer(w, &[w], &candles, &once, true, t(30)));
-        assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it between served minutes")]);
+        assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it, the last between served minutes")]);
         assert_eq!(v.covered, vec![w]);
         let v = judge(&answer(w, &[w], &candles, &once, false, t(30)));
         assert_eq!((v.suspects[0].asks, v.suspects[0].next_ask_at), (2, t(40)));
-        let thrice: HashMap<_, _> = [(t(2), 3)].into();
+        let thrice: HashMap<_, _> = [(t(2), Misses { asks: 3, inside: 3 })].into();
         assert_eq!(judge(&answer(w, &[w], &candles, &thrice, false, t(30))).confirmed.len(), 1);
+        // Missing at the tail is weak evidence: an index is given up on only after eight answers.
+        let tails: HashMap<_, _> = [(t(4), Misses { asks: 6, inside: 0 })].into();
+        let short = [t(0), t(1), t(2), t(3)];
+        assert_eq!(judge(&answer(w, &[w], &short, &tails, false, t(30))).suspects[0].asks, 7);
+        let tails: HashMap<_, _> = [(t(4), Misses { asks: 7, inside: 0 })].into();
+        assert_eq!(
+            judge(&answer(w, &[w], &short, &tails, false, t(30))).confirmed,
+            vec![(t(4), "never served: eight answers lacked it")]
+        );
     }
 
     #[test]
@@ -148,7 +183,8 @@ mod tests {
         let w = Window::new(t(0), t(10));
         let session = [Window::new(t(0), t(6))]; // minutes 6-9 are closed
         let candles = [t(0), t(1), t(2)];
-        let once: HashMap<_, _> = [(t(3), 1), (t(4), 1), (t(5), 1)].into();
+        let one = Misses { asks: 1, inside: 0 };
+        let once: HashMap<_, _> = [(t(3), one), (t(4), one), (t(5), one)].into();
         // During the session: still suspect.
         let v = judge(&answer(w, &session, &candles, &once, true, t(5)));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));

@@ -6,19 +6,22 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::domain::{proof::Verdict, window::Window};
+use crate::domain::{
+    proof::{Misses, Verdict},
+    window::Window,
+};
 
 /// How many answers have lacked each suspect minute of `token` in `window`.
-pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, u32>> {
-    let rows: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
-        "SELECT minute, asks FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
+pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
+    let rows: Vec<(DateTime<Utc>, i32, i32)> = sqlx::query_as(
+        "SELECT minute, asks, inside FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
     .bind(token as i64)
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(m, n)| (m, n.max(0) as u32)).collect())
+    Ok(rows.into_iter().map(|(m, a, i)| (m, Misses { asks: a.max(0) as u32, inside: i.max(0) as u32 })).collect())
 }
 
 /// Records what an answer for `window` proved: its suspects replace those it covered, its
@@ -33,15 +36,17 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, window: Wind
     if !v.suspects.is_empty() {
         let minutes: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.minute).collect();
         let asks: Vec<i32> = v.suspects.iter().map(|s| s.asks.min(i32::MAX as u32) as i32).collect();
+        let inside: Vec<i32> = v.suspects.iter().map(|s| s.inside.min(i32::MAX as u32) as i32).collect();
         let next: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.next_ask_at).collect();
         let tails: Vec<bool> = v.suspects.iter().map(|s| s.tail).collect();
         sqlx::query(
-            "INSERT INTO suspect_minutes (instrument_token, minute, asks, next_ask_at, tail)
-             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::timestamptz[], $5::bool[])",
+            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[])",
         )
         .bind(token as i64)
         .bind(minutes)
         .bind(asks)
+        .bind(inside)
         .bind(next)
         .bind(tails)
         .execute(&mut **tx)

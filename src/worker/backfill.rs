@@ -113,20 +113,26 @@ pub(super) async fn fetch_missing(
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
     let fetch = Window::new(window::floor_minute(first.from), last.to);
     let candles = fetch_with_throttle(state, ctx.token, fetch, ctx.reason.lane()).await?;
-    let verdict = judge_answer(state, ctx, fetch, &candles).await?;
+    let verdict = judge_answer(state, ctx, fetch, &candles, &covered).await?;
     Ok(Fetched::Candles { window: fetch, candles, verdict })
 }
 
 /// What an answer proves of `fetch`: its trading minutes without a candle are suspect, or
-/// confirmed empty once enough answers lacked them.
+/// confirmed empty once enough answers lacked them. Minutes `covered` already (a request spans
+/// the covered stretches between holes) stay covered: only the holes are judged.
 async fn judge_answer(
     state: &WorkerState,
     ctx: &BackfillCtx,
     fetch: Window,
     candles: &[Candle],
+    covered: &[Window],
 ) -> Result<Verdict, JobError> {
     let s = &state.settings;
-    let trading = s.calendar.trading_windows(ctx.segment.as_deref(), fetch);
+    let trading: Vec<Window> = fetch
+        .holes(covered)
+        .into_iter()
+        .flat_map(|hole| s.calendar.trading_windows(ctx.segment.as_deref(), hole))
+        .collect();
     let prior = suspects::prior_asks(&state.pool, ctx.token, fetch).await?;
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let backoff = match &s.sweep_interval {
