@@ -26,6 +26,9 @@ fn lying(lies: Lies) -> AppOptions {
     }
 }
 
+/// A `suspect_minutes` row: minute, asks, inside, next ask, tail.
+type SuspectRow = (DateTime<Utc>, i32, i32, DateTime<Utc>, bool);
+
 /// The true candles' minutes of `token` in `[from, to)`, from a simulator that does not lie.
 async fn truth(token: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
     let stop = Shutdown::new();
@@ -129,7 +132,7 @@ async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_
         let stored = minutes(&app, "SELECT time FROM minute_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3 UNION SELECT time FROM futures_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3", t, from, to).await;
         let want = truth(t, from, to).await;
         if stored != want {
-            let left: Vec<(DateTime<Utc>, i32, i32, DateTime<Utc>, bool)> = sqlx::query_as(
+            let left: Vec<SuspectRow> = sqlx::query_as(
                 "SELECT minute, asks, inside, next_ask_at, tail FROM suspect_minutes WHERE instrument_token = $1 ORDER BY 1",
             )
             .bind(t as i64)
