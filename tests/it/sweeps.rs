@@ -38,33 +38,49 @@ async fn events_lost_while_the_bridge_was_down_are_made_good_by_one_sweep() {
     assert_eq!(app.sim_stats().await["history_requests"], 3);
 }
 
+/// Subscribes NIFTY 50 through the simulator and waits for its window; returns the window's
+/// coverage row (from, to, fetched at).
+async fn subscribed_nifty(app: &TestApp) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    sqlx::query_as("SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Deletes NIFTY's bars in each of `holes` and rewrites its coverage of `[from, to)` around them.
+async fn punch_holes(
+    app: &TestApp,
+    (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
+    holes: &[(DateTime<Utc>, DateTime<Utc>)],
+) {
+    sqlx::query("DELETE FROM coverage").execute(&app.db.pool).await.unwrap();
+    let mut start = from;
+    for &(a, b) in holes.iter().chain([(to, to)].iter()) {
+        sqlx::query("DELETE FROM minute_bars WHERE time >= $1 AND time < $2")
+            .bind(a)
+            .bind(b)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $3, 0)")
+            .bind(start)
+            .bind(a)
+            .bind(fetched)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        start = b;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() {
     let app = TestApp::spawn().await;
-    assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
-    let (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as("SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    let (a, b) = (from + Duration::minutes(30), from + Duration::minutes(90));
-    sqlx::query("DELETE FROM minute_bars WHERE time >= $1 AND time < $2")
-        .bind(a)
-        .bind(b)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM coverage").execute(&app.db.pool).await.unwrap();
-    sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $5, 30), (256265, $3, $4, $5, 30)")
-        .bind(from)
-        .bind(a)
-        .bind(b)
-        .bind(to)
-        .bind(fetched)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    let window = subscribed_nifty(&app).await;
+    let (a, b) = (window.0 + Duration::minutes(30), window.0 + Duration::minutes(90));
+    punch_holes(&app, window, &[(a, b)]).await;
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 60);
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
 
@@ -89,40 +105,10 @@ async fn a_deleted_middle_hour_is_refilled_by_the_next_sweep_with_one_request() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_holes_of_one_instrument_are_filled_by_one_request() {
     let app = TestApp::spawn().await;
-    assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
-    let (from, to, fetched): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as("SELECT window_from, window_to, fetched_at FROM coverage WHERE instrument_token = 256265")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let window = subscribed_nifty(&app).await;
+    let (from, to, _) = window;
     let m = |n: i64| from + Duration::minutes(n);
-    let holes = [(m(10), m(20)), (m(50), m(55)), (m(80), m(100))];
-    sqlx::query("DELETE FROM coverage").execute(&app.db.pool).await.unwrap();
-    let mut start = from;
-    for (a, b) in holes {
-        sqlx::query("DELETE FROM minute_bars WHERE time >= $1 AND time < $2")
-            .bind(a)
-            .bind(b)
-            .execute(&app.db.pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $3, 0)")
-            .bind(start)
-            .bind(a)
-            .bind(fetched)
-            .execute(&app.db.pool)
-            .await
-            .unwrap();
-        start = b;
-    }
-    sqlx::query("INSERT INTO coverage VALUES (256265, $1, $2, $3, 0)")
-        .bind(start)
-        .bind(to)
-        .bind(fetched)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    punch_holes(&app, window, &[(m(10), m(20)), (m(50), m(55)), (m(80), m(100))]).await;
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 120 - 35);
     let before = app.sim_stats().await["history_requests"].as_i64().unwrap();
 
