@@ -41,7 +41,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
 
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
     let report = load::load(&pool, &dump).await?;
-    println!("instruments loaded: {} rows", report.upserted());
+    println!("instruments loaded: {} rows ({} new or changed)", report.rows, report.upserted());
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let state = worker::build_state(settings.clone(), Some(tx)).await?;
