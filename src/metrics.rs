@@ -50,6 +50,7 @@ pub struct Metrics {
     pub subscriptions_active: Gauge,
     pub freshness_max_age: GaugeF,
     pub freshness_stale: Gauge,
+    pub suspect_minutes: Gauge,
     pub rate_limit: Gauge,
 }
 
@@ -92,6 +93,7 @@ impl Metrics {
             subscriptions_active: Gauge::default(),
             freshness_max_age: GaugeF::default(),
             freshness_stale: Gauge::default(),
+            suspect_minutes: Gauge::default(),
             rate_limit: Gauge::default(),
         };
         // Job kinds, event types, rejection reasons, statuses and tables known in advance get their
@@ -171,6 +173,11 @@ impl Metrics {
             "freshness_stale",
             "Active subscriptions whose newest stored minute is more than BACKFILL_SETTLE + BACKFILL_GAP_THRESHOLD + SWEEP_INTERVAL of trading time old",
             m.freshness_stale.clone(),
+        );
+        r.register(
+            "suspect_minutes",
+            "Trading minutes answers lacked, not yet found or confirmed empty (asked again by sweeps)",
+            m.suspect_minutes.clone(),
         );
         r.register(
             "rate_limit_per_second",

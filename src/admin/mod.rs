@@ -158,6 +158,9 @@ async fn refresh_gauges(s: &AdminState) {
         m.freshness_max_age.set(f.oldest_age_s);
         m.freshness_stale.set(f.stale);
     }
+    if let Ok(n) = store::suspects::total(pool).await {
+        m.suspect_minutes.set(n);
+    }
 }
 
 async fn stats(State(s): State<Shared>) -> ApiResult {

@@ -86,3 +86,8 @@ pub async fn counts(pool: &PgPool) -> sqlx::Result<HashMap<u32, i64>> {
         sqlx::query_as("SELECT instrument_token, count(*) FROM suspect_minutes GROUP BY 1").fetch_all(pool).await?;
     Ok(rows.into_iter().map(|(t, n)| (t as u32, n)).collect())
 }
+
+/// Every suspect minute.
+pub async fn total(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM suspect_minutes").fetch_one(pool).await
+}

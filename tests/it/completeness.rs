@@ -116,6 +116,16 @@ async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_
         lied += usize::from(stored.len() < 120);
     }
     assert!(lied > 0, "the simulator told no lie to check against (seed)");
+    // The suspects are a gauge too.
+    let suspects = app.count("SELECT count(*) FROM suspect_minutes").await;
+    let mut settings = app.settings.clone();
+    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    let redis = tickfill::queue::connect(settings.redis_url.expose()).await.unwrap();
+    let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
+    let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
+    let page = app.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = page.lines().find_map(|l| l.strip_prefix("tickfill_suspect_minutes ")).unwrap_or("missing");
+    assert_eq!(gauge, suspects.to_string(), "{page}");
     // Sweeps ask the suspects again until the truth is in (minutes after the windows, at the live
     // edge, may stay suspect: only the windows are judged).
     let end = windows.iter().map(|w| w.1 .1).max().unwrap();
