@@ -196,3 +196,42 @@ async fn an_illiquid_options_no_trade_minutes_cost_one_extra_request_and_are_con
         0
     );
 }
+
+/// An empty answer for NIFTY 50 at 11:00 IST on a Tuesday is not a closed market: under the
+/// exchange calendar every session minute it lacked is suspect and nothing is covered (so it
+/// stays a hole for sweeps). The same empty answer over a Sunday covers the whole day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_in_session_covers_nothing_and_over_a_sunday_covers_it_all() {
+    use axum::{routing::get, Router};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = Router::new().route("/history", get(|| async { r#"{"candles":[]}"# }));
+        axum::serve(listener, app).await
+    });
+    let app = TestApp::spawn_with(AppOptions {
+        ticker_url: Some(url),
+        tweak: |s| s.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.calendars.clone()),
+        ..Default::default()
+    })
+    .await;
+    let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    let backfill = |from: &str, to: &str| tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(256265),
+        from: t(from),
+        to: t(to),
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&backfill("2026-12-01T10:30:00+05:30", "2026-12-01T11:30:00+05:30")).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    assert_eq!(app.count("SELECT count(*) FROM coverage").await, 0, "an empty answer in session proved nothing");
+    assert_eq!(app.count("SELECT count(*) FROM suspect_minutes WHERE asks = 1").await, 60);
+    app.push(&backfill("2026-11-29T00:00:00+05:30", "2026-11-30T00:00:00+05:30")).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 2).await;
+    let sunday: i64 = app
+        .count("SELECT count(*) FROM coverage WHERE window_from = '2026-11-28T18:30:00Z' AND window_to = '2026-11-29T18:30:00Z'")
+        .await;
+    assert_eq!(sunday, 1, "a closed day needs no candle to be covered");
+    assert_eq!(app.count("SELECT count(*) FROM suspect_minutes").await, 60);
+}
