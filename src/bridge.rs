@@ -64,14 +64,13 @@ pub async fn list_rejected(
 /// The receipt time of a message, in epoch milliseconds, strictly increasing within this process:
 /// two events for one token stamped in the same second keep the order they arrived in.
 fn receipt_ms() -> i64 {
-    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    static LAST: AtomicI64 = AtomicI64::new(0);
     let now = Utc::now().timestamp_millis();
-    let prev = LAST
-        .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
-            Some(now.max(last + 1))
-        })
-        .unwrap_or(now);
-    now.max(prev + 1)
+    let next = |last: i64| now.max(last + 1);
+    // The closure always answers, so the update always happens; both arms hold the old value.
+    let last = LAST.fetch_update(SeqCst, SeqCst, |last| Some(next(last))).unwrap_or_else(|last| last);
+    next(last)
 }
 
 /// Handles one message: a job on success, a kept rejection otherwise. Never fails the bridge;

@@ -353,6 +353,15 @@ pub enum Interval {
 }
 
 impl Interval {
+    /// The time between sweeps, for what scales with it (staleness, the backoff of suspect
+    /// minutes): the duration itself, or [`DEFAULT_SWEEP_INTERVAL`] for a cron schedule.
+    pub fn nominal(&self) -> Duration {
+        match self {
+            Interval::Every(d) => *d,
+            Interval::Cron(_) => DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+
     /// Reads `SWEEP_INTERVAL`: a duration (`5m`) or a cron expression of 5 (minute first),
     /// 6 (second first) or 7 fields.
     pub fn parse(s: &str) -> anyhow::Result<Self> {

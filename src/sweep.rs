@@ -52,12 +52,6 @@ pub struct Target {
     pub segment: Option<String>,
 }
 
-impl Target {
-    pub fn new(token: u32, start: DateTime<Utc>, segment: Option<&str>) -> Target {
-        Target { token, start, segment: segment.map(String::from) }
-    }
-}
-
 /// The holes of each target in its wanted window, from (settle-clipped, sorted) coverage, cut to
 /// the instrument's trading sessions (`TICKFILL_CALENDAR`): a closed day is never asked for and
 /// never counts as missing. A hole at the live edge shorter than `BACKFILL_GAP_THRESHOLD` is left
@@ -84,11 +78,7 @@ pub fn plan_holes(
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        let mut holes: Vec<Window> = Window::new(start, end)
-            .holes(covered)
-            .into_iter()
-            .flat_map(|hole| settings.calendar.trading_windows(segment.as_deref(), hole))
-            .collect();
+        let mut holes = settings.calendar.trading_holes(segment.as_deref(), Window::new(start, end), covered);
         // A short hole at the live edge fills at the next sweep, in one request with more.
         holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
         if !holes.is_empty() {
@@ -310,7 +300,11 @@ mod tests {
     }
 
     fn target(token: u32, start: DateTime<Utc>) -> Target {
-        Target::new(token, start, None)
+        in_segment(token, start, None)
+    }
+
+    fn in_segment(token: u32, start: DateTime<Utc>, segment: Option<&str>) -> Target {
+        Target { token, start, segment: segment.map(String::from) }
     }
 
     #[test]
@@ -359,8 +353,8 @@ mod tests {
         let utc = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
         // Nothing stored from Friday 2026-11-27 14:00 IST to Tuesday 2026-12-01 10:00 IST.
         let now = utc("2026-12-01T10:02:00+05:30");
-        let nse = Target::new(1, utc("2026-11-27T14:00:00+05:30"), Some("NFO-OPT"));
-        let mcx = Target::new(2, utc("2026-11-27T14:00:00+05:30"), Some("MCX-FUT"));
+        let nse = in_segment(1, utc("2026-11-27T14:00:00+05:30"), Some("NFO-OPT"));
+        let mcx = in_segment(2, utc("2026-11-27T14:00:00+05:30"), Some("MCX-FUT"));
         let gaps = plan_gaps(&[nse, mcx], &[], &s, now);
         assert_eq!(
             gaps,
@@ -378,12 +372,12 @@ mod tests {
             ]
         );
         // A weekend alone is no hole at all, and neither is a holiday.
-        let weekend = Target::new(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
+        let weekend = in_segment(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
         assert!(plan_gaps(&[weekend], &[], &s, utc("2026-11-30T09:10:00+05:30")).is_empty());
-        let holiday = Target::new(1, utc("2026-12-25T00:00:00+05:30"), Some("NSE"));
+        let holiday = in_segment(1, utc("2026-12-25T00:00:00+05:30"), Some("NSE"));
         assert!(plan_gaps(&[holiday], &[], &s, utc("2026-12-26T00:00:00+05:30")).is_empty());
         // The same window under `always` is one hole of every minute.
-        let weekend = Target::new(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
+        let weekend = in_segment(1, utc("2026-11-28T09:00:00+05:30"), Some("NSE"));
         assert_eq!(plan_gaps(&[weekend], &[], &always(), utc("2026-11-30T09:10:00+05:30")).len(), 1);
     }
 }

@@ -27,13 +27,7 @@ use self::{
     auth::{Authorized, NoBody, NoQuery},
     error::ApiError,
 };
-use crate::{
-    bridge,
-    config::{Interval, Settings},
-    metrics, queue,
-    shutdown::Shutdown,
-    store,
-};
+use crate::{bridge, config::Settings, metrics, queue, shutdown::Shutdown, store};
 
 /// What the admin handlers reach.
 #[derive(Clone)]
@@ -146,11 +140,7 @@ async fn refresh_gauges(s: &AdminState) {
     }
     let Some(pool) = &s.pool else { return };
     let st = &s.settings;
-    let sweep = match &st.sweep_interval {
-        Interval::Every(d) => *d,
-        Interval::Cron(_) => crate::config::DEFAULT_SWEEP_INTERVAL,
-    };
-    let stale_after = (st.settle + st.gap_threshold + sweep).as_secs_f64();
+    let stale_after = (st.settle + st.gap_threshold + st.sweep_interval.nominal()).as_secs_f64();
     let r = crate::status::freshness(pool, st, stale_after, chrono::Utc::now()).await;
     metrics::set_up("postgres", r.is_ok());
     if let Ok(f) = r {

@@ -322,19 +322,8 @@ async fn sweep_in(
 
     // Nothing missing: coverage up to now, fetched now.
     set_coverage(now).execute(&pool).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut plan_ms = Vec::new();
-    let mut read_ms = Vec::new();
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        let gaps = crate::sweep::find_gaps(&pool, &settings, now).await?;
-        plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(gaps.is_empty(), "a complete store planned {} backfills", gaps.len());
-        let t = std::time::Instant::now();
-        let since = now - chrono::Duration::from_std(settings.lookback)?;
-        let _ = store::subscriptions::active_subscriptions(&pool).await?;
-        let _ = store::coverage::coverage_since(&pool, since, settings.settle).await?;
-        read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+    let (planned, gap, read) = time_planning(&pool, &settings, now).await?;
+    anyhow::ensure!(planned == 0, "a complete store planned {planned} backfills");
     let complete = crate::sweep::sweep(&pool, &ticker, &mut producer, &settings, now).await?;
     let queued_complete = pending([
         queue::stats::lane_depths(&mut conn, id, tickfill_jobs::Lane::Urgent).await?,
@@ -359,10 +348,7 @@ async fn sweep_in(
     pool.close().await;
     anyhow::ensure!(queued_complete as usize == complete.jobs, "pushed {} but {queued_complete} queued", complete.jobs);
     anyhow::ensure!(queued_tail as usize == tail.jobs, "pushed {} but {queued_tail} queued", tail.jobs);
-    plan_ms.sort_by(|a, b| a.total_cmp(b));
-    read_ms.sort_by(|a, b| a.total_cmp(b));
     let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let (gap, read) = (plan_ms[plan_ms.len() / 2], read_ms[read_ms.len() / 2]);
     Ok(serde_json::json!({
         "subscriptions": n,
         "gap_ms": r1(gap),
@@ -418,20 +404,36 @@ async fn sweep_holes(
         .execute(pool)
         .await?;
     }
-    let (mut plan_ms, mut read_ms) = (Vec::new(), Vec::new());
+    let (_, plan, read) = time_planning(pool, settings, now).await?;
+    let report = crate::sweep::sweep(pool, ticker, producer, settings, now).await?;
+    Ok((report.jobs, plan, read))
+}
+
+/// Plans the sweep (`find_gaps`) five times, and reads the same subscriptions and coverage rows
+/// without planning five times: the gaps planned, and the median milliseconds of each.
+async fn time_planning(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, f64, f64)> {
+    let since = now - chrono::Duration::from_std(settings.lookback)?;
+    let (mut plan_ms, mut read_ms, mut gaps) = (Vec::new(), Vec::new(), 0);
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        let _ = crate::sweep::find_gaps(pool, settings, now).await?;
+        gaps = crate::sweep::find_gaps(pool, settings, now).await?.len();
         plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = std::time::Instant::now();
         let _ = store::subscriptions::active_subscriptions(pool).await?;
-        let _ = store::coverage::coverage_since(pool, now - week, settings.settle).await?;
+        let _ = store::coverage::coverage_since(pool, since, settings.settle).await?;
         read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    plan_ms.sort_by(|a, b| a.total_cmp(b));
-    read_ms.sort_by(|a, b| a.total_cmp(b));
-    let report = crate::sweep::sweep(pool, ticker, producer, settings, now).await?;
-    Ok((report.jobs, plan_ms[plan_ms.len() / 2], read_ms[read_ms.len() / 2]))
+    Ok((gaps, median(plan_ms), median(read_ms)))
+}
+
+/// The median of measurements in any order.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(&v, 50.0)
 }
 
 /// `bench chain`: rebuilding one expiry of `strikes` strikes × CE/PE over `minutes` minutes

@@ -52,7 +52,6 @@ async fn run_in(
     let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
     fleet.add("worker", &[])?;
     let pid = *fleet.pids("worker").first().ok_or_else(|| anyhow::anyhow!("the worker did not start"))?;
-    let admin = reqwest::Client::new();
     // Started and connected well within this; a worker that failed to start ends the run below.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let idle = procs::memory_mb(pid, "VmRSS").unwrap_or(0.0);
@@ -90,7 +89,7 @@ async fn run_in(
     .fetch_one(&pool)
     .await?;
     let coverage: i64 = sqlx::query_scalar("SELECT count(*) FROM coverage").fetch_one(&pool).await?;
-    let served: serde_json::Value = admin.get(format!("{sim_url}/stats")).send().await?.json().await?;
+    let served: serde_json::Value = reqwest::get(format!("{sim_url}/stats")).await?.json().await?;
     fleet.stop_all(Duration::from_secs(5));
     shutdown.trigger();
     pool.close().await;

@@ -244,6 +244,11 @@ impl TradingCalendar {
             TradingCalendar::Exchange(c) => c.trading_windows(Exchange::of_segment(segment), window),
         }
     }
+
+    /// The trading parts of `window` that `covered` (sorted) lacks: what is missing of it.
+    pub fn trading_holes(&self, segment: Option<&str>, window: Window, covered: &[Window]) -> Vec<Window> {
+        window.holes(covered).into_iter().flat_map(|hole| self.trading_windows(segment, hole)).collect()
+    }
 }
 
 fn hm(h: u32, m: u32) -> NaiveTime {

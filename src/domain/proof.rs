@@ -57,14 +57,37 @@ pub struct Verdict {
     pub confirmed: Vec<(DateTime<Utc>, &'static str)>,
 }
 
+/// A trading minute an answer held no candle for, with the end of its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lacking {
+    pub minute: DateTime<Utc>,
+    pub session_end: DateTime<Utc>,
+}
+
+/// The minutes of `trading` (sessions, in order) that `candles` hold no candle for.
+pub fn lacking(trading: &[Window], candles: &[DateTime<Utc>]) -> Vec<Lacking> {
+    let held: std::collections::HashSet<DateTime<Utc>> = candles.iter().copied().collect();
+    let mut out = Vec::new();
+    for session in trading {
+        let mut m = session.from;
+        while m < session.to {
+            if !held.contains(&m) {
+                out.push(Lacking { minute: m, session_end: session.to });
+            }
+            m += Duration::minutes(1);
+        }
+    }
+    out
+}
+
 /// The facts one answer is judged on.
 pub struct Answer<'a> {
     /// The window asked for, in whole minutes.
     pub window: Window,
-    /// Its trading sessions (the calendar's cut of `window`).
-    pub trading: &'a [Window],
-    /// The minutes the answer held a candle for.
-    pub candles: &'a [DateTime<Utc>],
+    /// Its trading minutes the answer held no candle for ([`lacking`]).
+    pub lacking: &'a [Lacking],
+    /// The newest minute the answer held a candle for.
+    pub last_candle: Option<DateTime<Utc>>,
     /// Answers that lacked each minute before this one.
     pub prior: &'a HashMap<DateTime<Utc>, Misses>,
     /// Whether the instrument may have minutes without trades (an option).
@@ -76,44 +99,36 @@ pub struct Answer<'a> {
 
 /// Judges one answer.
 pub fn judge(a: &Answer<'_>) -> Verdict {
-    let held: std::collections::HashSet<DateTime<Utc>> = a.candles.iter().copied().collect();
-    let last_candle = a.candles.iter().max().copied();
     let mut v = Verdict::default();
-    for session in a.trading {
-        let mut m = session.from;
-        while m < session.to {
-            if !held.contains(&m) {
-                let before = a.prior.get(&m).copied().unwrap_or_default();
-                let tail = last_candle.is_none_or(|l| m > l);
-                let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail) };
-                // An option's tail is explained once its session is over; before, it may be lag.
-                let session_over = a.now >= session.to;
-                let why = if a.may_not_trade && !tail && misses.asks >= OPTION_ASKS {
-                    Some("no trade: two answers lack it, the last between served minutes")
-                } else if a.may_not_trade && tail && session_over && misses.asks >= OPTION_ASKS {
-                    Some("no trade: none served for it after its session ended")
-                } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
-                    Some("never served: four answers lacked it between served minutes")
-                } else if misses.asks >= MAX_ASKS {
-                    Some("never served: eight answers lacked it")
-                } else {
-                    None
-                };
-                match why {
-                    Some(why) => v.confirmed.push((m, why)),
-                    None => {
-                        let wait = a.backoff * 2i32.saturating_pow(misses.asks.saturating_sub(1).min(16));
-                        v.suspects.push(Suspect {
-                            minute: m,
-                            asks: misses.asks,
-                            inside: misses.inside,
-                            next_ask_at: a.now + wait,
-                            tail,
-                        });
-                    }
-                }
+    for &Lacking { minute: m, session_end } in a.lacking {
+        let before = a.prior.get(&m).copied().unwrap_or_default();
+        let tail = a.last_candle.is_none_or(|l| m > l);
+        let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail) };
+        // An option's tail is explained once its session is over; before, it may be lag.
+        let session_over = a.now >= session_end;
+        let why = if a.may_not_trade && !tail && misses.asks >= OPTION_ASKS {
+            Some("no trade: two answers lack it, the last between served minutes")
+        } else if a.may_not_trade && tail && session_over && misses.asks >= OPTION_ASKS {
+            Some("no trade: none served for it after its session ended")
+        } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
+            Some("never served: four answers lacked it between served minutes")
+        } else if misses.asks >= MAX_ASKS {
+            Some("never served: eight answers lacked it")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => v.confirmed.push((m, why)),
+            None => {
+                let wait = a.backoff * 2i32.saturating_pow(misses.asks.saturating_sub(1).min(16));
+                v.suspects.push(Suspect {
+                    minute: m,
+                    asks: misses.asks,
+                    inside: misses.inside,
+                    next_ask_at: a.now + wait,
+                    tail,
+                });
             }
-            m += Duration::minutes(1);
         }
     }
     let runs: Vec<Window> = v.suspects.iter().map(|s| Window::new(s.minute, s.minute + Duration::minutes(1))).collect();
@@ -130,15 +145,25 @@ mod tests {
         Utc.timestamp_opt(1_764_565_200 + m * 60, 0).unwrap()
     }
 
-    fn answer<'a>(
+    /// Judges an answer of `candles` for `window` whose sessions are `trading`.
+    fn judged(
         window: Window,
-        trading: &'a [Window],
-        candles: &'a [DateTime<Utc>],
-        prior: &'a HashMap<DateTime<Utc>, Misses>,
+        trading: &[Window],
+        candles: &[DateTime<Utc>],
+        prior: &HashMap<DateTime<Utc>, Misses>,
         may_not_trade: bool,
         now: DateTime<Utc>,
-    ) -> Answer<'a> {
-        Answer { window, trading, candles, prior, may_not_trade, now, backoff: Duration::minutes(5) }
+    ) -> Verdict {
+        let lacking = lacking(trading, candles);
+        judge(&Answer {
+            window,
+            lacking: &lacking,
+            last_candle: candles.iter().max().copied(),
+            prior,
+            may_not_trade,
+            now,
+            backoff: Duration::minutes(5),
+        })
     }
 
     #[test]
@@ -146,10 +171,10 @@ mod tests {
         let w = Window::new(t(0), t(10));
         let all: Vec<_> = (0..10).map(t).collect();
         let none = HashMap::new();
-        let v = judge(&answer(w, &[w], &all, &none, false, t(12)));
+        let v = judged(w, &[w], &all, &none, false, t(12));
         assert_eq!((v.covered, v.suspects.len(), v.confirmed.len()), (vec![w], 0, 0));
         // Ended 3 minutes early: those 3 are suspect tails, asked again in 5 minutes.
-        let v = judge(&answer(w, &[w], &all[..7], &none, false, t(12)));
+        let v = judged(w, &[w], &all[..7], &none, false, t(12));
         assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
         assert_eq!(v.suspects.iter().map(|s| (s.asks, s.tail)).collect::<Vec<_>>(), vec![(1, true); 3]);
         assert_eq!(v.suspects[0].next_ask_at, t(17));
@@ -160,20 +185,20 @@ mod tests {
         let w = Window::new(t(0), t(5));
         let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
         let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1 })].into();
-        let v = judge(&answer(w, &[w], &candles, &once, true, t(30)));
+        let v = judged(w, &[w], &candles, &once, true, t(30));
         assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it, the last between served minutes")]);
         assert_eq!(v.covered, vec![w]);
-        let v = judge(&answer(w, &[w], &candles, &once, false, t(30)));
+        let v = judged(w, &[w], &candles, &once, false, t(30));
         assert_eq!((v.suspects[0].asks, v.suspects[0].next_ask_at), (2, t(40)));
         let thrice: HashMap<_, _> = [(t(2), Misses { asks: 3, inside: 3 })].into();
-        assert_eq!(judge(&answer(w, &[w], &candles, &thrice, false, t(30))).confirmed.len(), 1);
+        assert_eq!(judged(w, &[w], &candles, &thrice, false, t(30)).confirmed.len(), 1);
         // Missing at the tail is weak evidence: an index is given up on only after eight answers.
         let tails: HashMap<_, _> = [(t(4), Misses { asks: 6, inside: 0 })].into();
         let short = [t(0), t(1), t(2), t(3)];
-        assert_eq!(judge(&answer(w, &[w], &short, &tails, false, t(30))).suspects[0].asks, 7);
+        assert_eq!(judged(w, &[w], &short, &tails, false, t(30)).suspects[0].asks, 7);
         let tails: HashMap<_, _> = [(t(4), Misses { asks: 7, inside: 0 })].into();
         assert_eq!(
-            judge(&answer(w, &[w], &short, &tails, false, t(30))).confirmed,
+            judged(w, &[w], &short, &tails, false, t(30)).confirmed,
             vec![(t(4), "never served: eight answers lacked it")]
         );
     }
@@ -186,10 +211,10 @@ mod tests {
         let one = Misses { asks: 1, inside: 0 };
         let once: HashMap<_, _> = [(t(3), one), (t(4), one), (t(5), one)].into();
         // During the session: still suspect.
-        let v = judge(&answer(w, &session, &candles, &once, true, t(5)));
+        let v = judged(w, &session, &candles, &once, true, t(5));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));
         // After it: confirmed, and the closed minutes were never suspect.
-        let v = judge(&answer(w, &session, &candles, &once, true, t(20)));
+        let v = judged(w, &session, &candles, &once, true, t(20));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (0, 3));
         assert_eq!(v.covered, vec![w]);
     }

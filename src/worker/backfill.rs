@@ -17,7 +17,6 @@ use super::{
     Committed, WorkerState,
 };
 use crate::{
-    config::{Interval, DEFAULT_SWEEP_INTERVAL},
     domain::{
         market::{classify, BarTarget, Candle},
         proof::{self, Verdict},
@@ -128,37 +127,23 @@ async fn judge_answer(
     covered: &[Window],
 ) -> Result<Verdict, JobError> {
     let s = &state.settings;
-    let trading: Vec<Window> = fetch
-        .holes(covered)
-        .into_iter()
-        .flat_map(|hole| s.calendar.trading_windows(ctx.segment.as_deref(), hole))
-        .collect();
+    let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+    let lacking = proof::lacking(&trading, &minutes);
     // An answer that holds every trading minute needs no history of earlier answers.
-    let held: std::collections::HashSet<DateTime<Utc>> = minutes.iter().copied().collect();
-    let lacking = trading.iter().any(|w| {
-        let mut m = w.from;
-        while m < w.to {
-            if !held.contains(&m) {
-                return true;
-            }
-            m += chrono::Duration::minutes(1);
-        }
-        false
-    });
-    let prior = if lacking { suspects::prior_asks(&state.pool, ctx.token, fetch).await? } else { Default::default() };
-    let backoff = match &s.sweep_interval {
-        Interval::Every(d) => *d,
-        Interval::Cron(_) => DEFAULT_SWEEP_INTERVAL,
+    let prior = if lacking.is_empty() {
+        Default::default()
+    } else {
+        suspects::prior_asks(&state.pool, ctx.token, fetch).await?
     };
     Ok(proof::judge(&proof::Answer {
         window: fetch,
-        trading: &trading,
-        candles: &minutes,
+        lacking: &lacking,
+        last_candle: minutes.iter().max().copied(),
         prior: &prior,
         may_not_trade: matches!(ctx.target, BarTarget::Option { .. }),
         now: Utc::now(),
-        backoff: chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::minutes(5)),
+        backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
     }))
 }
 

@@ -51,15 +51,14 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let token = event.instrument_token.get();
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
+    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // A removal newer than this event has run already: the desk is gone, nothing to fetch.
     if subscriptions::superseded(&state.pool, token, order(event)).await? {
-        let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Skipped, None);
         runs::upsert_run(&state.pool, &run).await?;
         tracing::info!(token, "subscription event superseded by a newer one; nothing fetched");
         return Ok(());
     }
-    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
     // The instrument and what is already stored of the window, in one round trip.
     let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.settle).await?;
     let found = symbol::resolve_instrument(stored, token, Some(event));

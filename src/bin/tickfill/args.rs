@@ -3,18 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-/// The earliest instant an argument may name: the store holds nothing older, and no source
-/// serves it.
-const EARLIEST: &str = "1970-01-01T00:00:00Z";
-
-/// An RFC 3339 instant from 1970 on.
+/// An RFC 3339 instant from 1970 on: the store holds nothing older, and no source serves it.
 pub fn instant(s: &str) -> Result<DateTime<Utc>, String> {
     let t = DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("expected an RFC 3339 instant such as 2025-11-04T09:15:00+05:30 ({e})"))?;
-    let earliest = DateTime::parse_from_rfc3339(EARLIEST).expect("a valid instant").with_timezone(&Utc);
-    if t < earliest {
-        return Err(format!("{s} is before {EARLIEST}, older than anything the store holds"));
+    if t < DateTime::UNIX_EPOCH {
+        return Err(format!("{s} is before 1970-01-01T00:00:00Z, older than anything the store holds"));
     }
     Ok(t)
 }
