@@ -51,6 +51,7 @@ pub struct Metrics {
     pub freshness_max_age: GaugeF,
     pub freshness_stale: Gauge,
     pub suspect_minutes: Gauge,
+    pub days: Family<L1, Gauge>,
     pub rate_limit: Gauge,
 }
 
@@ -94,6 +95,7 @@ impl Metrics {
             freshness_max_age: GaugeF::default(),
             freshness_stale: Gauge::default(),
             suspect_minutes: Gauge::default(),
+            days: Family::default(),
             rate_limit: Gauge::default(),
         };
         // Job kinds, event types, rejection reasons, statuses and tables known in advance get their
@@ -118,6 +120,9 @@ impl Metrics {
         }
         for t in tables() {
             let _ = m.rows_upserted.get_or_create(&l1("table", t));
+        }
+        for d in crate::domain::days::DayState::ALL {
+            let _ = m.days.get_or_create(&l1("state", d.as_str()));
         }
         r.register("events_received", "Subscription events received by the bridge, by type", m.events_received.clone());
         r.register("events_accepted", "Events turned into jobs, by type", m.events_accepted.clone());
@@ -178,6 +183,11 @@ impl Metrics {
             "suspect_minutes",
             "Trading minutes answers lacked, not yet found or confirmed empty (asked again by sweeps)",
             m.suspect_minutes.clone(),
+        );
+        r.register(
+            "days",
+            "Active subscriptions' days in the lookback, by state (open, complete, partial, empty, closed, final)",
+            m.days.clone(),
         );
         r.register(
             "rate_limit_per_second",

@@ -1,13 +1,25 @@
 //! `tickfill status`: per active subscription, its newest bar and that bar's age, the coverage
-//! holes in the lookback (trading minutes only), and the last run's outcome; and the freshness
-//! figures the metrics export.
+//! holes in the lookback (trading minutes only), its days by state and the last run's outcome;
+//! `tickfill quality`: one instrument's days; and the freshness and day figures the metrics
+//! export.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
-use crate::{config::Settings, domain::window::Window, store, sweep};
+use crate::{
+    config::Settings,
+    domain::{
+        days::{DayFacts, DayState},
+        window::{floor_minute, Window},
+    },
+    store::{self, days::DaysOf},
+    sweep,
+};
 
 /// One line of `tickfill status`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,6 +33,8 @@ pub struct SubscriptionStatus {
     pub missing_minutes: i64,
     /// Trading minutes answers lacked, not yet found or confirmed empty.
     pub suspect_minutes: i64,
+    /// Its days in the lookback, by state.
+    pub days: BTreeMap<DayState, i64>,
     pub last_outcome: Option<String>,
     pub last_run_at: Option<DateTime<Utc>>,
 }
@@ -40,6 +54,11 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
         .map(|(token, holes)| (token, (holes.len(), holes.iter().map(Window::minutes).sum())))
         .collect();
     let suspect = store::suspects::counts(pool).await?;
+    let days: HashMap<u32, BTreeMap<DayState, i64>> = subscription_days(pool, settings, now)
+        .await?
+        .into_iter()
+        .map(|(token, days)| (token, by_state(&days, now)))
+        .collect();
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -54,6 +73,7 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
                 holes: n,
                 missing_minutes: minutes,
                 suspect_minutes: suspect.get(&token).copied().unwrap_or(0),
+                days: days.get(&token).cloned().unwrap_or_default(),
                 last_outcome: r.last_outcome,
                 last_run_at: r.last_run_at,
             }
@@ -61,8 +81,73 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
         .collect())
 }
 
+/// Every active subscription's days in its wanted window (from its start in the lookback to now).
+pub async fn subscription_days(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<(u32, Vec<DayFacts>)>> {
+    let mut aware = settings.clone();
+    aware.backfill_subscription_aware = true;
+    let of: Vec<DaysOf> = sweep::find_targets(pool, &aware, now)
+        .await?
+        .into_iter()
+        .filter(|t| t.start < now)
+        .map(|t| DaysOf { token: t.token, segment: t.segment, window: Window::new(floor_minute(t.start), now) })
+        .collect();
+    store::days::facts(pool, settings, &of).await
+}
+
+/// How many of `days` are in each state at `now`.
+pub fn by_state(days: &[DayFacts], now: DateTime<Utc>) -> BTreeMap<DayState, i64> {
+    let mut out = BTreeMap::new();
+    for d in days {
+        *out.entry(d.state(now)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Every active subscription's days by state, for the metrics and the admin API.
+pub async fn day_states(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<BTreeMap<DayState, i64>> {
+    let mut out: BTreeMap<DayState, i64> = DayState::ALL.iter().map(|s| (*s, 0)).collect();
+    for (_, days) in subscription_days(pool, settings, now).await? {
+        for (state, n) in by_state(&days, now) {
+            *out.entry(state).or_insert(0) += n;
+        }
+    }
+    Ok(out)
+}
+
+/// One day of one instrument, as `tickfill quality` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayQuality {
+    pub state: DayState,
+    pub bars: i64,
+    #[serde(flatten)]
+    pub facts: DayFacts,
+}
+
+/// The days of `token` in `window`, with their states and stored bars.
+pub async fn quality(
+    pool: &PgPool,
+    settings: &Settings,
+    token: u32,
+    window: Window,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<DayQuality>> {
+    let segment = store::instruments::find_instrument(pool, token).await?.and_then(|i| i.segment);
+    let of = [DaysOf { token, segment, window }];
+    let facts = store::days::facts(pool, settings, &of).await?.pop().map(|(_, d)| d).unwrap_or_default();
+    let bars: HashMap<NaiveDate, i64> =
+        store::status::bars_per_day(pool, token, window.from, window.to).await?.into_iter().collect();
+    Ok(facts
+        .into_iter()
+        .map(|f| DayQuality { state: f.state(now), bars: bars.get(&f.date).copied().unwrap_or(0), facts: f })
+        .collect())
+}
+
 /// How fresh the active subscriptions are: the trading time since the end of each one's newest
-/// coverage (since it started, with none), so a weekend or a holiday makes nothing stale.
+/// bar (since it was subscribed, with none), so a weekend or a holiday makes nothing stale.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Freshness {
     pub active: i64,

@@ -24,7 +24,9 @@ use crate::{
     },
     queue::{self, Producer},
     store::{
-        coverage, instruments,
+        coverage,
+        days::{self, DaysOf},
+        instruments,
         subscriptions::{self, EventOrder, Subscription},
         suspects,
     },
@@ -153,6 +155,41 @@ async fn read_coverage(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -
     Ok(covered)
 }
 
+/// The checks a sweep wants (`BACKFILL_VERIFY`): per target, its days whose session ended
+/// `BACKFILL_SETTLE` ago with every minute proved and no accepted check, as the fewest ≤ 60-day
+/// windows holding them (one request checks them all). A day whose check was not accepted waits
+/// a doubling backoff, and gets [`crate::store::days::MAX_CHECKS`] checks at most.
+pub async fn find_checks(
+    pool: &PgPool,
+    settings: &Settings,
+    targets: &[Target],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Gap>> {
+    let settle = Duration::from_std(settings.settle).unwrap_or_default();
+    let end = floor_minute(now - settle);
+    let of: Vec<DaysOf> = targets
+        .iter()
+        .filter(|t| floor_minute(t.start) < end)
+        .map(|t| DaysOf { token: t.token, segment: t.segment.clone(), window: Window::new(floor_minute(t.start), end) })
+        .collect();
+    let facts = days::facts(pool, settings, &of).await?;
+    let backoff = Duration::from_std(settings.sweep_interval.nominal()).unwrap_or(Duration::minutes(5));
+    let waiting = days::checks_not_due(pool, now, backoff).await?;
+    let mut out = Vec::new();
+    for (o, (token, facts)) in of.iter().zip(facts) {
+        let wanted: Vec<Window> = settings
+            .calendar
+            .days(o.segment.as_deref(), o.window)
+            .iter()
+            .zip(&facts)
+            .filter(|(_, f)| f.wants_check(now, settle) && !waiting.contains(&(token, f.date)))
+            .filter_map(|(d, _)| Some(Window::new(d.sessions.first()?.from, d.sessions.last()?.to)))
+            .collect();
+        out.extend(window::spans(&wanted, window::MAX_CHUNK).into_iter().map(|w| Gap { token, window: w }));
+    }
+    Ok(out)
+}
+
 /// What a reconcile changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reconciled {
@@ -241,7 +278,10 @@ pub async fn reconcile(
 pub struct SweepReport {
     pub reconciled: Option<Reconciled>,
     pub targets: usize,
+    /// Backfills pushed for holes.
     pub jobs: usize,
+    /// Checks of settled days pushed.
+    pub checks: usize,
 }
 
 /// Runs one sweep: reconcile (when on and the ticker answers), plan, push.
@@ -278,8 +318,15 @@ pub async fn sweep(
         let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
         jobs.push(Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false });
     }
-    producer.push_many(&jobs).await?;
     report.jobs = jobs.len();
+    if settings.backfill_verify {
+        for g in find_checks(pool, settings, &targets, now).await?.into_iter().filter(|g| !fresh.contains(&g.token)) {
+            let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
+            jobs.push(Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false });
+        }
+        report.checks = jobs.len() - report.jobs;
+    }
+    producer.push_many(&jobs).await?;
     Ok(report)
 }
 

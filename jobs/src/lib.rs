@@ -172,6 +172,9 @@ pub enum Reason {
     Sweep,
     Manual,
     Reconcile,
+    /// The check after a session: the settled days of the window are fetched again whole and
+    /// compared with the store (a revision, an adjustment), and accepted as final.
+    Verify,
 }
 
 impl Reason {
@@ -181,6 +184,7 @@ impl Reason {
             Reason::Sweep => "sweep",
             Reason::Manual => "manual",
             Reason::Reconcile => "reconcile",
+            Reason::Verify => "verify",
         }
     }
 
@@ -188,7 +192,7 @@ impl Reason {
     pub fn lane(self) -> Lane {
         match self {
             Reason::Subscribe | Reason::Reconcile => Lane::Urgent,
-            Reason::Sweep | Reason::Manual => Lane::Bulk,
+            Reason::Sweep | Reason::Manual | Reason::Verify => Lane::Bulk,
         }
     }
 }
@@ -326,8 +330,13 @@ impl Job {
                     when
                 )
             }
-            Job::Backfill { token, from, to, force, .. } => {
-                format!("bf:{token}:{}:{}{}", from.timestamp(), to.timestamp(), if *force { ":force" } else { "" })
+            Job::Backfill { token, from, to, force, reason } => {
+                let tag = match (force, reason) {
+                    (_, Reason::Verify) => ":verify",
+                    (true, _) => ":force",
+                    (false, _) => "",
+                };
+                format!("bf:{token}:{}:{}{tag}", from.timestamp(), to.timestamp())
             }
             Job::Sweep { tick } => format!("sweep:{}", tick.timestamp()),
             Job::ChainMetrics { underlying, expiry, from, to } => {

@@ -58,6 +58,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/running", get(running))
         .route("/api/failures", get(failures))
         .route("/api/subscriptions", get(subscriptions))
+        .route("/api/days", get(days_summary))
+        .route("/api/days/{token}", get(days_of))
         .with_state(Arc::new(state))
 }
 
@@ -151,6 +153,11 @@ async fn refresh_gauges(s: &AdminState) {
     if let Ok(n) = store::suspects::total(pool).await {
         m.suspect_minutes.set(n);
     }
+    if let Ok(days) = crate::status::day_states(pool, st, chrono::Utc::now()).await {
+        for (state, n) in days {
+            m.days.get_or_create(&metrics::l1("state", state.as_str())).set(n);
+        }
+    }
 }
 
 async fn stats(State(s): State<Shared>) -> ApiResult {
@@ -218,6 +225,57 @@ async fn failures(State(s): State<Shared>) -> ApiResult {
 async fn subscriptions(State(s): State<Shared>) -> ApiResult {
     let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
     to_json(crate::status::status(pool, &s.settings, chrono::Utc::now()).await?)
+}
+
+/// Every active subscription's days in the lookback, by state, and the suspect minutes.
+async fn days_summary(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+    let Some(pool) = &s.pool else { return Ok(Json(json!({"states": {}, "suspect_minutes": 0}))) };
+    let states = crate::status::day_states(pool, &s.settings, chrono::Utc::now()).await?;
+    let suspect = store::suspects::total(pool).await?;
+    Ok(Json(json!({"states": states, "suspect_minutes": suspect})))
+}
+
+/// What `GET /api/days/{token}` takes: an optional window, RFC 3339 (default the lookback).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaysQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The longest window `GET /api/days/{token}` reads.
+const DAYS_MAX_SPAN: chrono::Duration = chrono::Duration::days(400);
+
+/// One instrument's days, as `tickfill quality --json` prints them.
+async fn days_of(
+    State(s): State<Shared>,
+    Path(token): Path<String>,
+    q: Result<Query<DaysQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let token: u32 = token
+        .parse()
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("token: {token:?} is not an instrument token (1 to 4294967295)")))?;
+    let instant = |name: &str, v: &str| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| ApiError::BadRequest(format!("{name}: {v:?} is not an RFC 3339 instant ({e})")))
+    };
+    let now = chrono::Utc::now();
+    let to = q.to.as_deref().map(|v| instant("to", v)).transpose()?.unwrap_or(now);
+    let lookback = chrono::Duration::from_std(s.settings.lookback).unwrap_or_default();
+    let from = q.from.as_deref().map(|v| instant("from", v)).transpose()?.unwrap_or(to - lookback);
+    if from >= to {
+        return Err(ApiError::BadRequest(format!("from {from} is not before to {to}")));
+    }
+    if to - from > DAYS_MAX_SPAN {
+        return Err(ApiError::BadRequest(format!("from {from} to {to} spans more than 400 days")));
+    }
+    let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
+    let window = crate::domain::window::Window::new(from, to);
+    to_json(crate::status::quality(pool, &s.settings, token, window, now).await?)
 }
 
 async fn resume(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody) -> ApiResult {

@@ -196,7 +196,7 @@ async fn run_in(
                 loop {
                     let Some((token, target, window, candles)) = queue.lock().await.pop() else { break };
                     let mut tx = pool.begin().await?;
-                    written += store::bars::upsert_bars(&mut tx, token, &target, &candles).await?;
+                    written += store::bars::upsert_bars(&mut tx, token, &target, &candles).await?.written;
                     store::coverage::insert_coverage(&mut tx, token, window, candles.len() as i32).await?;
                     let job_id = format!("floor-{i}-{token}");
                     let run = Run {

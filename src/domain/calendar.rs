@@ -249,6 +249,52 @@ impl TradingCalendar {
     pub fn trading_holes(&self, segment: Option<&str>, window: Window, covered: &[Window]) -> Vec<Window> {
         window.holes(covered).into_iter().flat_map(|hole| self.trading_windows(segment, hole)).collect()
     }
+
+    /// The IST days `window` touches, each with its sessions clipped to the window and the end of
+    /// its last session (whole, not clipped); a day without trading has neither. Under `always`
+    /// a day's session is the whole IST day.
+    pub fn days(&self, segment: Option<&str>, window: Window) -> Vec<TradingDay> {
+        let mut out = Vec::new();
+        if window.is_empty() {
+            return out;
+        }
+        let tz = ist();
+        let midnight = |d: NaiveDate| tz.from_local_datetime(&d.and_time(NaiveTime::MIN)).single();
+        let mut d = window.from.with_timezone(&tz).date_naive();
+        while let (Some(start), Some(next)) = (midnight(d), d.succ_opt()) {
+            let Some(end) = midnight(next) else { break };
+            let (start, end) = (start.with_timezone(&Utc), end.with_timezone(&Utc));
+            if start >= window.to {
+                break;
+            }
+            let whole = self.trading_windows(segment, Window::new(start, end));
+            let sessions = whole
+                .iter()
+                .map(|w| Window::new(w.from.max(window.from), w.to.min(window.to)))
+                .filter(|w| !w.is_empty())
+                .collect();
+            out.push(TradingDay { date: d, sessions, session_end: whole.last().map(|w| w.to) });
+            d = next;
+        }
+        out
+    }
+}
+
+/// One IST day of an instrument's calendar within a window ([`TradingCalendar::days`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradingDay {
+    pub date: NaiveDate,
+    /// Its trading minutes in the window, in order.
+    pub sessions: Vec<Window>,
+    /// When its last session ends (`None`: no trading that day).
+    pub session_end: Option<chrono::DateTime<Utc>>,
+}
+
+impl TradingDay {
+    /// Trading minutes of the day in the window.
+    pub fn minutes(&self) -> i64 {
+        self.sessions.iter().map(Window::minutes).sum()
+    }
 }
 
 fn hm(h: u32, m: u32) -> NaiveTime {

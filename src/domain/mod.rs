@@ -8,9 +8,13 @@
 //! - `symbol`: tradingsymbol parsing and the exchanges' expiry rules.
 //! - `window`: half-open time windows: minute alignment, holes, chunks.
 //! - `chain`: option-chain math: strike rows, PCR, max pain.
+//! - `calendar`: exchange sessions and holidays: which minutes trade.
+//! - `proof`: what an answer proves: covered, suspect and confirmed-empty minutes.
+//! - `days`: the state of an instrument's day, and adjustments.
 
 pub mod calendar;
 pub mod chain;
+pub mod days;
 pub mod event;
 pub mod instrument;
 pub mod market;

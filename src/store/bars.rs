@@ -1,20 +1,50 @@
-//! Bar upserts, one statement per table, keyed on (symbol or contract, time).
+//! Bar upserts, one statement per table, keyed on (symbol or contract, time). A row whose values
+//! are unchanged is left alone; one that changed is a revision the caller counts.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
-use crate::domain::market::{BarTarget, Candle};
+use crate::domain::{
+    market::{BarTarget, Candle},
+    window::Window,
+};
 
-/// Upserts the candles of one instrument into the table its target names; returns rows written.
+/// What an upsert did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// Rows inserted or changed.
+    pub written: u64,
+    /// The minutes of rows that were stored already with other values.
+    pub revised: Vec<DateTime<Utc>>,
+}
+
+/// The stored prices (open, high, low, close) of `token` in `window`, by minute.
+pub async fn stored_prices(
+    tx: &mut Transaction<'_, Postgres>,
+    token: u32,
+    target: &BarTarget,
+    window: Window,
+) -> sqlx::Result<Vec<(DateTime<Utc>, [f64; 4])>> {
+    // The table name is one of three constants, never input.
+    let sql = format!(
+        "SELECT time, open, high, low, close FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3 ORDER BY time",
+        target.table()
+    );
+    let rows: Vec<(DateTime<Utc>, f64, f64, f64, f64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_all(&mut **tx).await?;
+    Ok(rows.into_iter().map(|(t, o, h, l, c)| (t, [o, h, l, c])).collect())
+}
+
+/// Upserts the candles of one instrument into the table its target names.
 #[tracing::instrument(level = "debug", skip_all, fields(token = token, table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,
     target: &BarTarget,
     candles: &[Candle],
-) -> sqlx::Result<u64> {
+) -> sqlx::Result<Upserted> {
     if candles.is_empty() {
-        return Ok(0);
+        return Ok(Upserted::default());
     }
     let time: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let open: Vec<f64> = candles.iter().map(|c| c.open).collect();
@@ -23,16 +53,20 @@ pub async fn upsert_bars(
     let close: Vec<f64> = candles.iter().map(|c| c.close).collect();
     let volume: Vec<i64> = candles.iter().map(|c| c.volume).collect();
     let token = token as i64;
-    let done = match target {
+    let done: Vec<(DateTime<Utc>, bool)> = match target {
         BarTarget::Minute { symbol } => {
-            sqlx::query(
-                "INSERT INTO minute_bars (symbol, time, instrument_token, open, high, low, close, volume)
+            sqlx::query_as(
+                "INSERT INTO minute_bars AS b (symbol, time, instrument_token, open, high, low, close, volume)
                  SELECT $1, t.time, $2, t.o, t.h, t.l, t.c, t.v
                  FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::bigint[])
                       AS t(time, o, h, l, c, v)
                  ON CONFLICT (symbol, time) DO UPDATE SET instrument_token = EXCLUDED.instrument_token,
                      open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-                     close = EXCLUDED.close, volume = EXCLUDED.volume",
+                     close = EXCLUDED.close, volume = EXCLUDED.volume
+                 WHERE (b.instrument_token, b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM
+                       (EXCLUDED.instrument_token, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                        EXCLUDED.volume)
+                 RETURNING b.time, (b.xmax::text <> '0')",
             )
             .bind(symbol)
             .bind(token)
@@ -42,20 +76,24 @@ pub async fn upsert_bars(
             .bind(&low)
             .bind(&close)
             .bind(&volume)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?
         }
         BarTarget::Future { contract, symbol, expiry } => {
             let oi: Vec<Option<i64>> = candles.iter().map(|c| c.oi).collect();
-            sqlx::query(
-                "INSERT INTO futures_bars (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
+            sqlx::query_as(
+                "INSERT INTO futures_bars AS b (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
                  SELECT $1, t.time, $2, $3, $4, t.o, t.h, t.l, t.c, t.v, t.oi
                  FROM UNNEST($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::bigint[], $11::bigint[])
                       AS t(time, o, h, l, c, v, oi)
                  ON CONFLICT (contract, time) DO UPDATE SET instrument_token = EXCLUDED.instrument_token,
                      symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, open = EXCLUDED.open,
                      high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-                     volume = EXCLUDED.volume, oi = EXCLUDED.oi",
+                     volume = EXCLUDED.volume, oi = EXCLUDED.oi
+                 WHERE (b.instrument_token, b.symbol, b.expiry, b.open, b.high, b.low, b.close, b.volume, b.oi)
+                       IS DISTINCT FROM (EXCLUDED.instrument_token, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.open,
+                        EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.oi)
+                 RETURNING b.time, (b.xmax::text <> '0')",
             )
             .bind(contract)
             .bind(token)
@@ -68,14 +106,14 @@ pub async fn upsert_bars(
             .bind(&close)
             .bind(&volume)
             .bind(&oi)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?
         }
         BarTarget::Option { contract, symbol, expiry, strike, option_type } => {
             let col = |f: fn(&Candle) -> Option<f64>| candles.iter().map(f).collect::<Vec<Option<f64>>>();
             let oi: Vec<Option<i64>> = candles.iter().map(|c| c.oi).collect();
-            sqlx::query(
-                "INSERT INTO option_bars (contract, time, instrument_token, symbol, expiry, strike, option_type,
+            sqlx::query_as(
+                "INSERT INTO option_bars AS b (contract, time, instrument_token, symbol, expiry, strike, option_type,
                      open, high, low, close, volume, oi, iv, delta, gamma, theta, vega, underlying_price)
                  SELECT $1, t.time, $2, $3, $4, $5, $6, t.o, t.h, t.l, t.c, t.v, t.oi, t.iv, t.d, t.g, t.th, t.ve, t.u
                  FROM UNNEST($7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
@@ -87,7 +125,14 @@ pub async fn upsert_bars(
                      option_type = EXCLUDED.option_type, open = EXCLUDED.open, high = EXCLUDED.high,
                      low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, oi = EXCLUDED.oi,
                      iv = EXCLUDED.iv, delta = EXCLUDED.delta, gamma = EXCLUDED.gamma,
-                     theta = EXCLUDED.theta, vega = EXCLUDED.vega, underlying_price = EXCLUDED.underlying_price",
+                     theta = EXCLUDED.theta, vega = EXCLUDED.vega, underlying_price = EXCLUDED.underlying_price
+                 WHERE (b.instrument_token, b.symbol, b.expiry, b.strike, b.option_type, b.open, b.high, b.low,
+                        b.close, b.volume, b.oi, b.iv, b.delta, b.gamma, b.theta, b.vega, b.underlying_price)
+                       IS DISTINCT FROM (EXCLUDED.instrument_token, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.strike,
+                        EXCLUDED.option_type, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                        EXCLUDED.volume, EXCLUDED.oi, EXCLUDED.iv, EXCLUDED.delta, EXCLUDED.gamma, EXCLUDED.theta,
+                        EXCLUDED.vega, EXCLUDED.underlying_price)
+                 RETURNING b.time, (b.xmax::text <> '0')",
             )
             .bind(contract)
             .bind(token)
@@ -108,9 +153,12 @@ pub async fn upsert_bars(
             .bind(col(|c| c.theta))
             .bind(col(|c| c.vega))
             .bind(col(|c| c.underlying))
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?
         }
     };
-    Ok(done.rows_affected())
+    Ok(Upserted {
+        written: done.len() as u64,
+        revised: done.into_iter().filter(|(_, updated)| *updated).map(|(t, _)| t).collect(),
+    })
 }

@@ -7,6 +7,8 @@
 //! - `runs`: `backfill_runs`, one row per job.
 //! - `coverage`: what the answers have shown the store holds.
 //! - `chain`: the option-chain tables (strike distribution, expiry metrics).
+//! - `suspects`: suspect and confirmed-empty minutes.
+//! - `days`: per instrument and day, what is known and its checks.
 //! - `status`: what operators read: newest bars and runs per subscription, freshness.
 //!
 //! Every write of a backfill happens in one transaction: bars, run row and coverage together.
@@ -14,6 +16,7 @@
 pub mod bars;
 pub mod chain;
 pub mod coverage;
+pub mod days;
 pub mod instruments;
 pub mod runs;
 pub mod status;

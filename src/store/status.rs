@@ -34,16 +34,41 @@ pub async fn active_subscription_rows(pool: &PgPool) -> sqlx::Result<Vec<Subscri
     .await
 }
 
-/// Per active subscription: its instrument's segment and the end of its newest coverage (when it
-/// started, with none), for [`crate::status::freshness`].
+/// Per active subscription: its instrument's segment and the end of its newest stored bar (when
+/// it was subscribed, with none), for [`crate::status::freshness`].
 pub async fn freshness_rows(pool: &PgPool) -> sqlx::Result<Vec<(Option<String>, DateTime<Utc>)>> {
     sqlx::query_as(
         "SELECT coalesce(i.segment, s.segment),
-                coalesce((SELECT max(c.window_to) FROM coverage c WHERE c.instrument_token = s.instrument_token),
-                         s.subscribed_at)
+                coalesce(GREATEST(
+                    (SELECT max(time) FROM minute_bars b WHERE b.instrument_token = s.instrument_token),
+                    (SELECT max(time) FROM futures_bars b WHERE b.instrument_token = s.instrument_token),
+                    (SELECT max(time) FROM option_bars b WHERE b.instrument_token = s.instrument_token))
+                    + interval '1 minute',
+                 s.subscribed_at)
          FROM subscriptions s LEFT JOIN instruments i ON i.instrument_token = s.instrument_token
          WHERE s.status = 'active'",
     )
+    .fetch_all(pool)
+    .await
+}
+
+/// Bars stored per IST day of `token` in `[from, to)`, over the three bar tables.
+pub async fn bars_per_day(
+    pool: &PgPool,
+    token: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<(chrono::NaiveDate, i64)>> {
+    sqlx::query_as(
+        "SELECT ((time AT TIME ZONE 'UTC') + interval '5 hours 30 minutes')::date AS day, count(*)
+         FROM (SELECT time FROM minute_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3
+               UNION ALL SELECT time FROM futures_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3
+               UNION ALL SELECT time FROM option_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3) b
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(token as i64)
+    .bind(from)
+    .bind(to)
     .fetch_all(pool)
     .await
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{
+    market::Candle,
     proof::{Misses, Verdict},
     window::Window,
 };
@@ -25,8 +26,23 @@ pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Resu
 }
 
 /// Records what an answer for `window` proved: its suspects replace those it covered, its
-/// confirmed-empty minutes are kept with their reasons.
-pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, window: Window, v: &Verdict) -> sqlx::Result<()> {
+/// confirmed-empty minutes are kept with their reasons, and a minute confirmed empty that the
+/// answer did serve (`candles`) is not empty after all.
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    token: u32,
+    window: Window,
+    v: &Verdict,
+    candles: &[Candle],
+) -> sqlx::Result<()> {
+    if !candles.is_empty() {
+        let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+        sqlx::query("DELETE FROM confirmed_empty WHERE instrument_token = $1 AND minute = ANY($2)")
+            .bind(token as i64)
+            .bind(served)
+            .execute(&mut **tx)
+            .await?;
+    }
     sqlx::query("DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3")
         .bind(token as i64)
         .bind(window.from)

@@ -12,6 +12,7 @@ use tickfill_jobs::Reason;
 
 use super::{
     chain::push_chain_rebuild,
+    settle,
     fetch::fetch_with_throttle,
     job::{JobError, JobMeta},
     Committed, WorkerState,
@@ -23,9 +24,10 @@ use crate::{
         symbol,
         window::{self, Window},
     },
+    config::Settings,
     metrics,
     store::{
-        bars, coverage, instruments,
+        bars, coverage, days, instruments,
         runs::{self, Outcome, Run},
         subscriptions, suspects,
     },
@@ -48,9 +50,9 @@ pub(super) struct BackfillCtx {
 pub(super) enum Fetched {
     /// Coverage already holds the whole window: nothing was asked.
     Covered,
-    /// The candles of `window` (the span of the window's holes, in whole minutes), and what
-    /// they prove of it.
-    Candles { window: Window, candles: Vec<Candle>, verdict: Verdict },
+    /// The candles of `window` (the span of the window's holes, in whole minutes, or all of it
+    /// for a check), what they prove of it, and what coverage held of it before.
+    Candles { window: Window, candles: Vec<Candle>, verdict: Verdict, covered: Vec<Window> },
 }
 
 /// A `Backfill` job (sweep, reconcile or by hand). One for a token no longer subscribed is
@@ -86,14 +88,14 @@ pub(super) async fn requested_backfill(
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
     };
     let mut tx = state.pool.begin().await?;
-    let rows = write(&mut tx, &ctx, window, &fetched, meta).await?;
+    let written = write(&mut tx, &state.settings, &ctx, window, &fetched, meta).await?;
     tx.commit().await?;
-    announce(state, &ctx, &fetched, rows).await;
+    announce(state, &ctx, &fetched, written).await;
     Ok(())
 }
 
 /// Asks the ticker for what coverage lacks of `window` (`covered`, when the caller has read it
-/// already). Writes nothing.
+/// already), or for all of it when the backfill is a check (`Verify`). Writes nothing.
 #[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token, from = %window.from, to = %window.to))]
 pub(super) async fn fetch_missing(
     state: &WorkerState,
@@ -107,13 +109,20 @@ pub(super) async fn fetch_missing(
         (None, false) => coverage::find_coverage(&state.pool, ctx.token, window, state.settings.settle).await?,
     };
     let holes = window.holes(&covered);
-    let (Some(first), Some(last)) = (holes.first(), holes.last()) else { return Ok(Fetched::Covered) };
-    // One request for the span of the holes: fewer requests beat skipping a covered middle.
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
-    let fetch = Window::new(window::floor_minute(first.from), last.to);
+    let fetch = match (holes.first(), holes.last()) {
+        // A check asks for the whole window: the stored minutes are what it compares.
+        _ if ctx.reason == Reason::Verify => window.floor_minutes(),
+        // One request for the span of the holes: fewer requests beat skipping a covered middle.
+        (Some(first), Some(last)) => Window::new(window::floor_minute(first.from), last.to),
+        _ => return Ok(Fetched::Covered),
+    };
+    if fetch.is_empty() {
+        return Ok(Fetched::Covered);
+    }
     let candles = fetch_with_throttle(state, ctx.token, fetch, ctx.reason.lane()).await?;
     let verdict = judge_answer(state, ctx, fetch, &candles, &covered).await?;
-    Ok(Fetched::Candles { window: fetch, candles, verdict })
+    Ok(Fetched::Candles { window: fetch, candles, verdict, covered })
 }
 
 /// What an answer proves of `fetch`: its trading minutes without a candle are suspect, or
@@ -147,38 +156,55 @@ async fn judge_answer(
     }))
 }
 
-/// Writes what was fetched into `tx`: bars, coverage and the run row (`window` is the job's).
-/// Returns the bars written.
+/// What [`write`] wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Written {
+    /// Bars inserted or changed.
+    pub(super) rows: u64,
+    /// A day of an equity changed whole by one ratio: its older history wants checking.
+    pub(super) adjusted: bool,
+}
+
+/// Writes what was fetched into `tx`: bars, coverage, suspects, the days' checks and revisions,
+/// and the run row (`window` is the job's).
 #[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token))]
 pub(super) async fn write(
     tx: &mut Transaction<'_, Postgres>,
+    settings: &Settings,
     ctx: &BackfillCtx,
     window: Window,
     fetched: &Fetched,
     meta: &JobMeta,
-) -> sqlx::Result<u64> {
-    let (rows, outcome) = match fetched {
-        Fetched::Covered => (0, Outcome::Covered),
-        Fetched::Candles { window: fetch, candles, verdict } => {
-            let rows = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
+) -> sqlx::Result<Written> {
+    let (written, outcome) = match fetched {
+        Fetched::Covered => (Written::default(), Outcome::Covered),
+        Fetched::Candles { window: fetch, candles, verdict, covered } => {
+            let check = ctx.reason == Reason::Verify;
+            let before = if check { bars::stored_prices(tx, ctx.token, &ctx.target, *fetch).await? } else { vec![] };
+            let up = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
             // Coverage is what the answer proved, not what was asked.
             for w in &verdict.covered {
                 let n = candles.iter().filter(|c| w.from <= c.time && c.time < w.to).count();
                 coverage::insert_coverage(tx, ctx.token, *w, n as i32).await?;
             }
-            suspects::record(tx, ctx.token, *fetch, verdict).await?;
-            (rows, Outcome::Stored)
+            suspects::record(tx, ctx.token, *fetch, verdict, candles).await?;
+            let facts = settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
+            let found = settle::judge_days(settings, ctx, &facts, check, Utc::now());
+            days::record(tx, ctx.token, &found).await?;
+            let adjusted = found.iter().any(|d| d.adjustment.is_some());
+            (Written { rows: up.written, adjusted }, Outcome::Stored)
         }
     };
-    let run = run_row(meta, ctx.token, ctx.reason, window, ctx.requested_at, rows, outcome, None);
+    let run = run_row(meta, ctx.token, ctx.reason, window, ctx.requested_at, written.rows, outcome, None);
     runs::upsert_run(&mut **tx, &run).await?;
-    Ok(rows)
+    Ok(written)
 }
 
 /// After the commit: metrics, the log line, the chain rebuild of an option, and the commit feed
 /// of `tickfill dev`.
-pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &Fetched, rows: u64) {
+pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &Fetched, written: Written) {
     let token = ctx.token;
+    let rows = written.rows;
     let Fetched::Candles { window: fetch, .. } = fetched else {
         tracing::info!(token, "window already covered; nothing fetched");
         return;
@@ -196,6 +222,11 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
         latency_ms = latency.map(|l| l.as_millis() as u64),
         "backfill committed"
     );
+    if written.adjusted {
+        if let Err(e) = settle::push_older_checks(state, token, *fetch).await {
+            tracing::warn!(error = format!("{e:#}"), "failed to push the checks of an adjusted history");
+        }
+    }
     if let (BarTarget::Option { symbol, expiry, .. }, true) = (&ctx.target, rows > 0) {
         if let Err(e) = push_chain_rebuild(state, symbol, *expiry, *fetch).await {
             tracing::warn!(error = format!("{e:#}"), "failed to push a chain rebuild; the next option backfill will");

@@ -27,6 +27,7 @@ mod backfill;
 mod chain;
 mod fetch;
 mod job;
+mod settle;
 mod subscribe;
 mod sweep_job;
 

@@ -96,9 +96,9 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     };
     let mut tx = state.pool.begin().await?;
     record(&mut tx, event, instrument).await?;
-    let rows = backfill::write(&mut tx, &ctx, window, &fetched, meta).await?;
+    let written = backfill::write(&mut tx, &state.settings, &ctx, window, &fetched, meta).await?;
     tx.commit().await?;
-    backfill::announce(state, &ctx, &fetched, rows).await;
+    backfill::announce(state, &ctx, &fetched, written).await;
     Ok(())
 }
 

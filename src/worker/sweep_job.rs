@@ -23,7 +23,7 @@ pub(super) async fn run_sweep(state: &WorkerState, tick: DateTime<Utc>, meta: &J
         requested_at: Some(tick),
         started_at: meta.started_at,
         attempts: meta.attempt.max(1) as i32,
-        rows: report.jobs as i32,
+        rows: (report.jobs + report.checks) as i32,
         outcome: Outcome::Done,
         error: None,
     };
@@ -33,6 +33,7 @@ pub(super) async fn run_sweep(state: &WorkerState, tick: DateTime<Utc>, meta: &J
         %tick,
         targets = report.targets,
         jobs = report.jobs,
+        checks = report.checks,
         added = r.map(|r| r.added.len()),
         deactivated = r.map(|r| r.deactivated.len()),
         "sweep done"

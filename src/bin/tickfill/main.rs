@@ -60,11 +60,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per active subscription: newest bar, its age, coverage holes, last outcome.
+    /// Per active subscription: newest bar, its age, coverage holes, suspect minutes, days by
+    /// state, last outcome.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// One instrument's days: state, trading, stored, suspect and confirmed-empty minutes,
+    /// checks and revisions.
+    Quality(status::QualityArgs),
     /// An exchange's trading calendar for a year: sessions, holidays, special sessions.
     Calendar(calendar::CalendarArgs),
     /// Run the whole pipeline locally (migrations, simulator, instruments, bridge, worker).
@@ -124,6 +128,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Sim(a) => sim::run(settings, a).await,
         Command::Backfill(a) => backfill::run(settings, a).await,
         Command::Status { json } => status::run_status(settings, json).await,
+        Command::Quality(a) => status::run_quality(settings, a).await,
         Command::Chain { underlying, expiry, at, json } => {
             status::run_chain(settings, &underlying, expiry, at, json).await
         }

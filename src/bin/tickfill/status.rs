@@ -1,7 +1,84 @@
 //! `tickfill status` and `tickfill chain`: what the store holds, for a person or as JSON.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tickfill::{config::Settings, domain::market::normalise_underlying, store};
+use tickfill::{
+    config::Settings,
+    domain::{market::normalise_underlying, window::Window},
+    store,
+};
+
+use crate::args;
+
+/// The longest span `tickfill quality` reads at once.
+const QUALITY_MAX_DAYS: i64 = 400;
+
+#[derive(clap::Args)]
+pub struct QualityArgs {
+    /// The instrument token.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    token: u32,
+    /// Start (RFC 3339); default `BACKFILL_LOOKBACK` before `--to`.
+    #[arg(long, value_parser = args::instant)]
+    from: Option<DateTime<Utc>>,
+    /// End (RFC 3339); default now.
+    #[arg(long, value_parser = args::instant)]
+    to: Option<DateTime<Utc>>,
+    /// One JSON object per day.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One instrument's days, by IST date.
+pub async fn run_quality(settings: Settings, a: QualityArgs) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let to = a.to.unwrap_or(now);
+    let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
+    let from = a.from.unwrap_or(to - lookback);
+    let usage = |msg: String| {
+        use clap::CommandFactory;
+        crate::Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+    };
+    if from >= to {
+        usage(format!("--from {from} is not before --to {to}"));
+    }
+    if to - from > chrono::Duration::days(QUALITY_MAX_DAYS) {
+        usage(format!("--from {from} to --to {to} spans more than {QUALITY_MAX_DAYS} days"));
+    }
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let days = tickfill::status::quality(&pool, &settings, a.token, Window::new(from, to), now).await?;
+    if a.json {
+        say!("{}", serde_json::to_string(&days)?);
+        return Ok(());
+    }
+    say!(
+        "{:<10}  {:<8} {:>8} {:>6} {:>8} {:>8} {:>6}  {:>9}  checked (UTC)",
+        "day (IST)",
+        "state",
+        "trading",
+        "bars",
+        "covered",
+        "suspect",
+        "empty",
+        "revisions"
+    );
+    for d in &days {
+        let f = &d.facts;
+        say!(
+            "{:<10}  {:<8} {:>7}m {:>6} {:>7}m {:>7}m {:>5}m  {:>9}  {}{}",
+            f.date,
+            d.state.as_str(),
+            f.trading_minutes,
+            d.bars,
+            f.covered_minutes,
+            f.suspect_minutes,
+            f.confirmed_empty_minutes,
+            f.revisions,
+            f.checked_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into()),
+            f.adjustment.map(|r| format!("  adjusted ×{r:.4}")).unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
 
 /// Per active subscription: newest bar, its age, coverage holes, last outcome.
 pub async fn run_status(settings: Settings, json: bool) -> anyhow::Result<()> {
@@ -41,18 +118,19 @@ fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
         return;
     }
     say!(
-        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8} {:>8}  last run",
+        "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>8} {:>8}  {:<28} last run",
         "token",
         "symbol",
         "newest bar (UTC)",
         "age",
         "holes",
         "missing",
-        "suspect"
+        "suspect",
+        "days"
     );
     for r in rows {
         say!(
-            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m {:>7}m  {}",
+            "{:>10}  {:<22} {:<20} {:>9}  {:>5} {:>7}m {:>7}m  {:<28} {}",
             r.instrument_token,
             r.tradingsymbol.as_deref().unwrap_or("?"),
             r.newest_bar.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into()),
@@ -60,6 +138,7 @@ fn print_status(rows: &[tickfill::status::SubscriptionStatus]) {
             r.holes,
             r.missing_minutes,
             r.suspect_minutes,
+            r.days.iter().map(|(s, n)| format!("{n} {}", s.as_str())).collect::<Vec<_>>().join(", "),
             r.last_outcome.as_deref().unwrap_or("-"),
         );
     }

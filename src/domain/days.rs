@@ -1,0 +1,157 @@
+//! Days settle (see "Completeness" in the design): per instrument and trading day a state, from
+//! what the store knows of the day's trading minutes and whether its check after the session was
+//! accepted.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// Where one instrument's day stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayState {
+    /// The session is not over.
+    Open,
+    /// Every trading minute is stored or confirmed empty, some stored; not yet checked.
+    Complete,
+    /// Some trading minutes are neither stored nor confirmed empty (suspect, or never asked).
+    Partial,
+    /// Every trading minute is confirmed empty: the source has no candle for the day.
+    Empty,
+    /// Not a trading day.
+    Closed,
+    /// Checked once after the session, the check accepted.
+    Final,
+}
+
+impl DayState {
+    pub const ALL: [DayState; 6] =
+        [DayState::Open, DayState::Complete, DayState::Partial, DayState::Empty, DayState::Closed, DayState::Final];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayState::Open => "open",
+            DayState::Complete => "complete",
+            DayState::Partial => "partial",
+            DayState::Empty => "empty",
+            DayState::Closed => "closed",
+            DayState::Final => "final",
+        }
+    }
+}
+
+/// What the store knows of one instrument's day, in trading minutes of the window asked about.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DayFacts {
+    pub date: NaiveDate,
+    pub trading_minutes: i64,
+    /// Trading minutes answers proved: a candle stored, or confirmed empty.
+    pub covered_minutes: i64,
+    pub suspect_minutes: i64,
+    pub confirmed_empty_minutes: i64,
+    /// When the last session of the day ends.
+    pub session_end: Option<DateTime<Utc>>,
+    /// When the day's check was accepted.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Checks that found stored minutes changed, and how many minutes they changed.
+    pub revisions: i64,
+    pub revised_minutes: i64,
+    /// The constant ratio a check found the whole day changed by (an equity's adjustment).
+    pub adjustment: Option<f64>,
+}
+
+impl DayFacts {
+    /// The day's state at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> DayState {
+        let Some(end) = self.session_end else { return DayState::Closed };
+        if self.trading_minutes == 0 {
+            return DayState::Closed; // the window holds none of its sessions
+        }
+        if now < end {
+            return DayState::Open;
+        }
+        if self.covered_minutes < self.trading_minutes {
+            return DayState::Partial;
+        }
+        if self.checked_at.is_some() {
+            return DayState::Final;
+        }
+        if self.confirmed_empty_minutes >= self.trading_minutes {
+            return DayState::Empty;
+        }
+        DayState::Complete
+    }
+
+    /// Whether the day waits for its check: its session ended `settle` ago or more, every minute
+    /// is proved, and no check was accepted yet.
+    pub fn wants_check(&self, now: DateTime<Utc>, settle: chrono::Duration) -> bool {
+        self.session_end.is_some_and(|end| now >= end + settle)
+            && matches!(self.state(now), DayState::Complete | DayState::Empty)
+    }
+}
+
+/// A price tick: how far an adjusted price may sit from `old × ratio` after rounding.
+pub const TICK: f64 = 0.05;
+
+/// The one ratio that turns every `old` price into its `new` one (each within a tick), when there
+/// is one and it is not 1: the day was adjusted (a split, a bonus, a dividend), not revised minute
+/// by minute. `pairs` are (old, new) open, high, low, close of every stored minute of a day.
+pub fn adjustment_ratio(pairs: &[([f64; 4], [f64; 4])]) -> Option<f64> {
+    let mut ratios: Vec<f64> =
+        pairs.iter().filter(|(old, _)| old[3] > 0.0).map(|(old, new)| new[3] / old[3]).collect();
+    if ratios.len() < 2 || ratios.len() != pairs.len() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let r = ratios[ratios.len() / 2];
+    let fits = pairs.iter().all(|(old, new)| (0..4).all(|i| (new[i] - old[i] * r).abs() <= TICK + 1e-9 * new[i].abs()));
+    (fits && r.is_finite() && (r - 1.0).abs() > 1e-3).then_some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    #[test]
+    fn a_day_is_open_until_its_session_ends_then_partial_complete_empty_or_final() {
+        let end = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let day = DayFacts {
+            date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            trading_minutes: 375,
+            covered_minutes: 370,
+            suspect_minutes: 5,
+            session_end: Some(end),
+            ..Default::default()
+        };
+        assert_eq!(day.state(end - Duration::minutes(1)), DayState::Open);
+        assert_eq!(day.state(end), DayState::Partial);
+        assert!(!day.wants_check(end + Duration::hours(1), Duration::minutes(2)));
+        let whole = DayFacts { covered_minutes: 375, suspect_minutes: 0, ..day.clone() };
+        assert_eq!(whole.state(end), DayState::Complete);
+        assert!(!whole.wants_check(end + Duration::minutes(1), Duration::minutes(2)), "settle first");
+        assert!(whole.wants_check(end + Duration::minutes(2), Duration::minutes(2)));
+        let none = DayFacts { confirmed_empty_minutes: 375, ..whole.clone() };
+        assert_eq!(none.state(end), DayState::Empty);
+        let checked = DayFacts { checked_at: Some(end + Duration::minutes(5)), ..whole.clone() };
+        assert_eq!(checked.state(end + Duration::hours(1)), DayState::Final);
+        assert!(!checked.wants_check(end + Duration::hours(1), Duration::minutes(2)));
+        // A checked day that lost proof (a suspect found since) is partial again, not final.
+        assert_eq!(DayFacts { covered_minutes: 374, ..checked }.state(end), DayState::Partial);
+        assert_eq!(DayFacts { session_end: None, ..whole }.state(end), DayState::Closed);
+    }
+
+    #[test]
+    fn a_whole_day_scaled_by_one_ratio_is_an_adjustment_and_scattered_changes_are_not() {
+        let old = [[100.0, 101.0, 99.5, 100.5], [100.5, 102.0, 100.0, 101.25], [101.25, 101.3, 100.1, 100.2]];
+        let halve = |p: [f64; 4]| p.map(|x| (x * 0.5 * 20.0).round() / 20.0);
+        let pairs: Vec<_> = old.iter().map(|o| (*o, halve(*o))).collect();
+        assert!((adjustment_ratio(&pairs).unwrap() - 0.5).abs() < 1e-3);
+        // One minute revised by other means breaks the ratio.
+        let mut odd = pairs.clone();
+        odd[1].1[1] = 60.0;
+        assert_eq!(adjustment_ratio(&odd), None);
+        // Unchanged is no adjustment; a single minute proves nothing.
+        let same: Vec<_> = old.iter().map(|o| (*o, *o)).collect();
+        assert_eq!(adjustment_ratio(&same), None);
+        assert_eq!(adjustment_ratio(&pairs[..1]), None);
+    }
+}

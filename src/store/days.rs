@@ -1,0 +1,187 @@
+//! Per instrument and IST day: what the store knows of its trading minutes (`coverage`,
+//! `suspect_minutes`, `confirmed_empty`) and its checks (`day_checks`), as [`DayFacts`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::coverage;
+use crate::{
+    config::Settings,
+    domain::{days::DayFacts, window::Window},
+};
+
+/// One instrument to read days for: its token, segment (its calendar) and the window asked about.
+#[derive(Debug, Clone)]
+pub struct DaysOf {
+    pub token: u32,
+    pub segment: Option<String>,
+    pub window: Window,
+}
+
+/// What one fetch found of one day, to add to its `day_checks` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayCheck {
+    pub day: NaiveDate,
+    /// This fetch was the day's check (a verify), whether or not it was accepted.
+    pub checked: bool,
+    /// The check was accepted: the day is final.
+    pub accepted: bool,
+    /// Stored minutes this fetch changed.
+    pub revised_minutes: i64,
+    pub adjustment: Option<f64>,
+}
+
+/// The IST date of an instant.
+pub fn ist_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&crate::domain::calendar::ist()).date_naive()
+}
+
+/// Every day of every `of`, in order, read in four statements whatever their number.
+pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::Result<Vec<(u32, Vec<DayFacts>)>> {
+    let Some(since) = of.iter().map(|o| o.window.from).min() else { return Ok(vec![]) };
+    let tokens: Vec<i64> = of.iter().map(|o| o.token as i64).collect();
+    let mut covered: HashMap<u32, Vec<Window>> = HashMap::new();
+    for (t, w) in coverage::coverage_since(pool, since, settings.settle).await? {
+        covered.entry(t).or_default().push(w);
+    }
+    let suspect = minutes_of(pool, "suspect_minutes", &tokens, since).await?;
+    let confirmed = minutes_of(pool, "confirmed_empty", &tokens, since).await?;
+    type CheckRow = (i64, NaiveDate, Option<DateTime<Utc>>, i32, i32, Option<f64>);
+    let checks: Vec<CheckRow> = sqlx::query_as(
+        "SELECT instrument_token, day, checked_at, revisions, revised_minutes, adjustment FROM day_checks
+         WHERE instrument_token = ANY($1) AND day >= $2",
+    )
+    .bind(&tokens)
+    .bind(ist_date(since))
+    .fetch_all(pool)
+    .await?;
+    let checks: HashMap<(u32, NaiveDate), CheckRow> = checks.into_iter().map(|r| ((r.0 as u32, r.1), r)).collect();
+    let none = Vec::new();
+    let mut out = Vec::with_capacity(of.len());
+    for o in of {
+        let cov = covered.get(&o.token).unwrap_or(&none);
+        let inside = |m: &DateTime<Utc>, w: &Window| w.from <= *m && *m < w.to;
+        let days = settings
+            .calendar
+            .days(o.segment.as_deref(), o.window)
+            .into_iter()
+            .map(|d| {
+                let count = |by: &HashMap<u32, Vec<DateTime<Utc>>>| {
+                    by.get(&o.token).map_or(0, |ms| {
+                        ms.iter().filter(|m| d.sessions.iter().any(|s| inside(m, s))).count() as i64
+                    })
+                };
+                let covered_minutes: i64 = d
+                    .sessions
+                    .iter()
+                    .map(|s| s.minutes() - s.holes(cov).iter().map(Window::minutes).sum::<i64>())
+                    .sum();
+                let check = checks.get(&(o.token, d.date));
+                DayFacts {
+                    date: d.date,
+                    trading_minutes: d.minutes(),
+                    covered_minutes,
+                    suspect_minutes: count(&suspect),
+                    confirmed_empty_minutes: count(&confirmed),
+                    session_end: d.session_end,
+                    checked_at: check.and_then(|c| c.2),
+                    revisions: check.map_or(0, |c| c.3 as i64),
+                    revised_minutes: check.map_or(0, |c| c.4 as i64),
+                    adjustment: check.and_then(|c| c.5),
+                }
+            })
+            .collect();
+        out.push((o.token, days));
+    }
+    Ok(out)
+}
+
+/// The minutes of `tokens` from `since` in `table` (`suspect_minutes` or `confirmed_empty`).
+async fn minutes_of(
+    pool: &PgPool,
+    table: &'static str,
+    tokens: &[i64],
+    since: DateTime<Utc>,
+) -> sqlx::Result<HashMap<u32, Vec<DateTime<Utc>>>> {
+    let sql = format!("SELECT instrument_token, minute FROM {table} WHERE instrument_token = ANY($1) AND minute >= $2");
+    let rows: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tokens).bind(since).fetch_all(pool).await?;
+    let mut by: HashMap<u32, Vec<DateTime<Utc>>> = HashMap::new();
+    for (t, m) in rows {
+        by.entry(t as u32).or_default().push(m);
+    }
+    Ok(by)
+}
+
+/// Days of `token` whose last check was not accepted and is too recent to ask again: each
+/// unaccepted check doubles the wait from `first`.
+pub async fn checks_not_due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    first: Duration,
+) -> sqlx::Result<std::collections::HashSet<(u32, NaiveDate)>> {
+    let rows: Vec<(i64, NaiveDate, i32, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT instrument_token, day, checks, last_check_at FROM day_checks
+         WHERE checked_at IS NULL AND checks > 0 AND last_check_at IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, n, at)| {
+            let wait = first * 2i32.saturating_pow((*n as u32).saturating_sub(1).min(16));
+            now < *at + wait || *n as u32 >= MAX_CHECKS
+        })
+        .map(|(t, d, _, _)| (t as u32, d))
+        .collect())
+}
+
+/// Checks a day gets at most before it is left `complete` for an operator to look at: the source
+/// keeps lacking minutes the store holds.
+pub const MAX_CHECKS: u32 = 6;
+
+/// Adds what one fetch found of its days to their `day_checks` rows.
+pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[DayCheck]) -> sqlx::Result<()> {
+    let found: Vec<&DayCheck> = found.iter().filter(|c| c.checked || c.revised_minutes > 0).collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let day: Vec<NaiveDate> = found.iter().map(|c| c.day).collect();
+    let checks: Vec<i32> = found.iter().map(|c| i32::from(c.checked)).collect();
+    let accepted: Vec<bool> = found.iter().map(|c| c.accepted).collect();
+    let revisions: Vec<i32> = found.iter().map(|c| i32::from(c.revised_minutes > 0)).collect();
+    let revised: Vec<i32> = found.iter().map(|c| c.revised_minutes.min(i32::MAX as i64) as i32).collect();
+    let adjustment: Vec<Option<f64>> = found.iter().map(|c| c.adjustment).collect();
+    sqlx::query(
+        "INSERT INTO day_checks AS d (instrument_token, day, checks, last_check_at, checked_at, revisions,
+                                     revised_minutes, adjustment)
+         SELECT $1, t.day, t.checks, CASE WHEN t.checks > 0 THEN now() END, CASE WHEN t.accepted THEN now() END,
+                t.revisions, t.revised, t.adjustment
+         FROM UNNEST($2::date[], $3::int[], $4::bool[], $5::int[], $6::int[], $7::float8[])
+              AS t(day, checks, accepted, revisions, revised, adjustment)
+         ON CONFLICT (instrument_token, day) DO UPDATE SET
+             checks = d.checks + EXCLUDED.checks,
+             last_check_at = coalesce(EXCLUDED.last_check_at, d.last_check_at),
+             checked_at = coalesce(EXCLUDED.checked_at, d.checked_at),
+             revisions = d.revisions + EXCLUDED.revisions,
+             revised_minutes = d.revised_minutes + EXCLUDED.revised_minutes,
+             adjustment = coalesce(EXCLUDED.adjustment, d.adjustment)",
+    )
+    .bind(token as i64)
+    .bind(day)
+    .bind(checks)
+    .bind(accepted)
+    .bind(revisions)
+    .bind(revised)
+    .bind(adjustment)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Revisions found, over every instrument and day.
+pub async fn total_revisions(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(sum(revisions), 0)::bigint FROM day_checks").fetch_one(pool).await
+}
