@@ -157,14 +157,15 @@ async fn read_coverage(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -
 
 /// The checks a sweep wants (`BACKFILL_VERIFY`): per target, its days whose session ended
 /// `BACKFILL_SETTLE` ago with every minute proved and no accepted check, as the fewest ≤ 60-day
-/// windows holding them (one request checks them all). A day whose check was not accepted waits
-/// a doubling backoff, and gets [`crate::store::days::MAX_CHECKS`] checks at most.
+/// windows holding them (one request checks them all), each with the checks its days had so far.
+/// A day whose check was not accepted waits a doubling backoff, and gets
+/// [`crate::store::days::MAX_CHECKS`] checks at most.
 pub async fn find_checks(
     pool: &PgPool,
     settings: &Settings,
     targets: &[Target],
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<Gap>> {
+) -> sqlx::Result<Vec<(Gap, i64)>> {
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
     let end = floor_minute(now - settle);
     let of: Vec<DaysOf> = targets
@@ -177,15 +178,19 @@ pub async fn find_checks(
     let waiting = days::checks_not_due(pool, now, backoff).await?;
     let mut out = Vec::new();
     for (o, (token, facts)) in of.iter().zip(facts) {
-        let wanted: Vec<Window> = settings
+        let wanted: Vec<(Window, i64)> = settings
             .calendar
             .days(o.segment.as_deref(), o.window)
             .iter()
             .zip(&facts)
             .filter(|(_, f)| f.wants_check(now, settle) && !waiting.contains(&(token, f.date)))
-            .filter_map(|(d, _)| Some(Window::new(d.sessions.first()?.from, d.sessions.last()?.to)))
+            .filter_map(|(d, f)| Some((Window::new(d.sessions.first()?.from, d.sessions.last()?.to), f.checks)))
             .collect();
-        out.extend(window::spans(&wanted, window::MAX_CHUNK).into_iter().map(|w| Gap { token, window: w }));
+        let windows: Vec<Window> = wanted.iter().map(|w| w.0).collect();
+        for span in window::spans(&windows, window::MAX_CHUNK) {
+            let checks = wanted.iter().filter(|(w, _)| span.from <= w.from && w.to <= span.to).map(|w| w.1).sum();
+            out.push((Gap { token, window: span }, checks));
+        }
     }
     Ok(out)
 }
@@ -312,22 +317,45 @@ pub async fn sweep(
     let targets = find_targets(pool, settings, now).await?;
     report.targets = targets.len();
     let gaps = find_gaps_of(pool, &targets, settings, now).await?;
-    let mut jobs = Vec::with_capacity(gaps.len());
+    // A sweep re-pushes the same window deliberately once the earlier job ran and left it
+    // unproved (a suspect asked again, a check not accepted): its key then names how many answers
+    // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job
+    // still push it once.
+    let asks = days::suspect_asks(pool).await?;
+    let mut jobs: Vec<(Job, String)> = Vec::with_capacity(gaps.len());
     for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
         // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
         let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-        jobs.push(Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false });
+        let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false };
+        let round: i64 = asks.get(&g.token).map_or(0, |a| {
+            a.iter().filter(|(m, _)| g.window.from <= *m && *m < g.window.to).map(|(_, n)| *n as i64).sum()
+        });
+        jobs.push(keyed(job, round));
     }
     report.jobs = jobs.len();
     if settings.backfill_verify {
-        for g in find_checks(pool, settings, &targets, now).await?.into_iter().filter(|g| !fresh.contains(&g.token)) {
+        for (g, checks) in find_checks(pool, settings, &targets, now).await? {
+            if fresh.contains(&g.token) {
+                continue;
+            }
             let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-            jobs.push(Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false });
+            let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
+            jobs.push(keyed(job, checks));
         }
         report.checks = jobs.len() - report.jobs;
     }
-    producer.push_many(&jobs).await?;
+    let jobs: Vec<(&Job, String)> = jobs.iter().map(|(j, k)| (j, k.clone())).collect();
+    producer.push_many_keyed(&jobs).await?;
     Ok(report)
+}
+
+/// `job` under its idempotency key, marked with the answers its window had so far (`round`).
+fn keyed(job: Job, round: i64) -> (Job, String) {
+    let key = match round {
+        0 => job.idempotency_key(),
+        n => format!("{}#r{n}", job.idempotency_key()),
+    };
+    (job, key)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod oversize;
 mod procs;
 pub mod ratelimit;
 pub mod throughput;
+pub mod truth;
 
 /// Tokens of the simulator's universe in serving order, for a universe of at least `n`.
 pub(crate) fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {

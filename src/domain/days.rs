@@ -49,6 +49,8 @@ pub struct DayFacts {
     pub confirmed_empty_minutes: i64,
     /// When the last session of the day ends.
     pub session_end: Option<DateTime<Utc>>,
+    /// Checks of the day so far, accepted or not.
+    pub checks: i64,
     /// When the day's check was accepted.
     pub checked_at: Option<DateTime<Utc>>,
     /// Checks that found stored minutes changed, and how many minutes they changed.

@@ -141,15 +141,22 @@ impl Producer {
     /// instead of one round trip per job), then wakes each lane once.
     #[tracing::instrument(level = "debug", skip_all, fields(jobs = jobs.len()))]
     pub async fn push_many(&mut self, jobs: &[Job]) -> anyhow::Result<()> {
-        for j in jobs {
+        let keyed: Vec<(&Job, String)> = jobs.iter().map(|j| (j, j.idempotency_key())).collect();
+        self.push_many_keyed(&keyed).await
+    }
+
+    /// [`Producer::push_many`] under given keys: a caller whose re-push of the same job is
+    /// deliberate (the sweep, once the earlier one ran) derives a new key.
+    pub async fn push_many_keyed(&mut self, jobs: &[(&Job, String)]) -> anyhow::Result<()> {
+        for (j, _) in jobs {
             crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", j.kind())).inc();
         }
         for lane in Lane::ALL {
             let tasks: Vec<_> = jobs
                 .iter()
-                .filter(|j| j.lane() == lane)
-                .map(|j| {
-                    let key = j.idempotency_key();
+                .filter(|(j, _)| j.lane() == lane)
+                .map(|(j, key)| {
+                    let key = key.clone();
                     let envelope = Envelope { key: Some(key.clone()), ..Envelope::new(j) };
                     TaskBuilder::new(envelope).idempotency_key(key).build()
                 })

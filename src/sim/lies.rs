@@ -52,14 +52,15 @@ pub fn parse_adjustment(s: &str) -> Result<Adjustment, String> {
     Ok(Adjustment { token, before, ratio })
 }
 
-/// How often each lie was told.
+/// How often each lie was told: answers truncated, holed and lagged, no-trade minutes withheld,
+/// and the instrument-days served adjusted.
 #[derive(Debug, Default)]
 pub(super) struct Told {
     truncated: AtomicU64,
     holes: AtomicU64,
     lagged: AtomicU64,
     illiquid_minutes: AtomicU64,
-    adjusted: AtomicU64,
+    adjusted: std::sync::Mutex<std::collections::HashSet<(u32, NaiveDate)>>,
 }
 
 impl Told {
@@ -70,7 +71,7 @@ impl Told {
             "holes": n(&self.holes),
             "lagged": n(&self.lagged),
             "illiquid_minutes": n(&self.illiquid_minutes),
-            "adjusted": n(&self.adjusted),
+            "adjusted": self.adjusted.lock().expect("told lock").len(),
         })
     }
 }
@@ -134,11 +135,14 @@ impl Lies {
 
     /// `c` (the minute starting at `t` of `inst`) as served: adjusted when an adjustment covers it.
     pub(super) fn adjust(&self, inst: &SimInstrument, t: i64, mut c: SimCandle, told: &Told) -> SimCandle {
-        let day = ist().timestamp_opt(t, 0).single().map(|d| d.date_naive());
-        if let Some(a) = self.adjust.iter().find(|a| a.token == inst.token && day.is_some_and(|d| d < a.before)) {
+        if self.adjust.is_empty() {
+            return c;
+        }
+        let Some(day) = ist().timestamp_opt(t, 0).single().map(|d| d.date_naive()) else { return c };
+        if let Some(a) = self.adjust.iter().find(|a| a.token == inst.token && day < a.before) {
             let r = |p: f64| (p * a.ratio * 20.0).round() / 20.0;
             (c.open, c.high, c.low, c.close) = (r(c.open), r(c.high), r(c.low), r(c.close));
-            told.adjusted.fetch_add(1, Ordering::Relaxed);
+            told.adjusted.lock().expect("told lock").insert((inst.token, day));
         }
         c
     }

@@ -35,6 +35,19 @@ pub async fn stored_prices(
     Ok(rows.into_iter().map(|(t, o, h, l, c)| (t, [o, h, l, c])).collect())
 }
 
+/// The oldest stored minute of `token` in `window`.
+pub async fn first_stored(
+    pool: &sqlx::PgPool,
+    token: u32,
+    target: &BarTarget,
+    window: Window,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    // The table name is one of three constants, never input.
+    let sql =
+        format!("SELECT min(time) FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_one(pool).await
+}
+
 /// Upserts the candles of one instrument into the table its target names.
 #[tracing::instrument(level = "debug", skip_all, fields(token = token, table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(

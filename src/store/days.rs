@@ -48,9 +48,9 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
     }
     let suspect = minutes_of(pool, "suspect_minutes", &tokens, since).await?;
     let confirmed = minutes_of(pool, "confirmed_empty", &tokens, since).await?;
-    type CheckRow = (i64, NaiveDate, Option<DateTime<Utc>>, i32, i32, Option<f64>);
+    type CheckRow = (i64, NaiveDate, Option<DateTime<Utc>>, i32, i32, Option<f64>, i32);
     let checks: Vec<CheckRow> = sqlx::query_as(
-        "SELECT instrument_token, day, checked_at, revisions, revised_minutes, adjustment FROM day_checks
+        "SELECT instrument_token, day, checked_at, revisions, revised_minutes, adjustment, checks FROM day_checks
          WHERE instrument_token = ANY($1) AND day >= $2",
     )
     .bind(&tokens)
@@ -86,6 +86,7 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
                     suspect_minutes: count(&suspect),
                     confirmed_empty_minutes: count(&confirmed),
                     session_end: d.session_end,
+                    checks: check.map_or(0, |c| c.6 as i64),
                     checked_at: check.and_then(|c| c.2),
                     revisions: check.map_or(0, |c| c.3 as i64),
                     revised_minutes: check.map_or(0, |c| c.4 as i64),
@@ -179,6 +180,17 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Suspect minutes by token, with how many answers have lacked each.
+pub async fn suspect_asks(pool: &PgPool) -> sqlx::Result<HashMap<u32, Vec<(DateTime<Utc>, i32)>>> {
+    let rows: Vec<(i64, DateTime<Utc>, i32)> =
+        sqlx::query_as("SELECT instrument_token, minute, asks FROM suspect_minutes").fetch_all(pool).await?;
+    let mut by: HashMap<u32, Vec<(DateTime<Utc>, i32)>> = HashMap::new();
+    for (t, m, a) in rows {
+        by.entry(t as u32).or_default().push((m, a));
+    }
+    Ok(by)
 }
 
 /// Revisions found, over every instrument and day.

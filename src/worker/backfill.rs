@@ -180,7 +180,12 @@ pub(super) async fn write(
         Fetched::Covered => (Written::default(), Outcome::Covered),
         Fetched::Candles { window: fetch, candles, verdict, covered } => {
             let check = ctx.reason == Reason::Verify;
-            let before = if check { bars::stored_prices(tx, ctx.token, &ctx.target, *fetch).await? } else { vec![] };
+            // A check compares with what is stored; so does any fetch of an equity (an adjustment).
+            let before = if check || settle::is_equity(ctx) {
+                bars::stored_prices(tx, ctx.token, &ctx.target, *fetch).await?
+            } else {
+                vec![]
+            };
             let up = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
             // Coverage is what the answer proved, not what was asked.
             for w in &verdict.covered {
@@ -223,7 +228,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
         "backfill committed"
     );
     if written.adjusted {
-        if let Err(e) = settle::push_older_checks(state, token, *fetch).await {
+        if let Err(e) = settle::push_older_checks(state, token, &ctx.target, *fetch).await {
             tracing::warn!(error = format!("{e:#}"), "failed to push the checks of an adjusted history");
         }
     }

@@ -16,7 +16,10 @@ use crate::{
         proof::Verdict,
         window::{self, Window},
     },
-    store::days::{ist_date, DayCheck},
+    store::{
+        bars,
+        days::{ist_date, DayCheck},
+    },
 };
 
 /// What one fetch saw and did.
@@ -33,7 +36,7 @@ pub(super) struct Facts<'a> {
 }
 
 /// Whether `ctx` is an equity: its history is back-adjusted on corporate actions.
-fn is_equity(ctx: &BackfillCtx) -> bool {
+pub(super) fn is_equity(ctx: &BackfillCtx) -> bool {
     matches!(ctx.target, BarTarget::Minute { .. }) && ctx.segment.as_deref() != Some("INDICES")
 }
 
@@ -60,30 +63,43 @@ pub(super) fn judge_days(
         let revised_minutes = revised.iter().filter(|t| in_day(t)).count() as i64;
         let settled = day.session_end.is_some_and(|end| now >= end + settle);
         let mut found = DayCheck { day: day.date, revised_minutes, ..Default::default() };
+        let stored: Vec<&(DateTime<Utc>, [f64; 4])> = f.before.iter().filter(|(t, _)| in_day(t)).collect();
+        let holds_stored = stored.iter().all(|(t, _)| served.contains_key(t));
         if check && settled {
-            let stored: Vec<&(DateTime<Utc>, [f64; 4])> = f.before.iter().filter(|(t, _)| in_day(t)).collect();
-            let holds_stored = stored.iter().all(|(t, _)| served.contains_key(t));
             let proves_all = day.sessions.iter().all(|s| s.holes(&proved).is_empty())
                 && !suspects.iter().any(|t| in_day(t));
             found.checked = true;
             found.accepted = holds_stored && proves_all;
-            if holds_stored && is_equity(ctx) && !stored.is_empty() && stored.iter().all(|(t, _)| revised.contains(t)) {
+        }
+        // An equity's whole day, every stored minute changed by one ratio: an adjustment, whichever
+        // fetch saw it.
+        if day.entire && holds_stored && is_equity(ctx) && !stored.is_empty() {
+            if stored.iter().all(|(t, _)| revised.contains(t)) {
                 let pairs: Vec<([f64; 4], [f64; 4])> = stored.iter().map(|(t, old)| (*old, served[t])).collect();
                 found.adjustment = days::adjustment_ratio(&pairs);
             }
         }
-        if found.checked || found.revised_minutes > 0 {
+        if found.checked || found.revised_minutes > 0 || found.adjustment.is_some() {
             out.push(found);
         }
     }
     out
 }
 
-/// After an adjustment found in `checked`: the instrument's history in the lookback before it is
-/// checked too (in ≤ 60-day windows), since the source now serves all of it adjusted.
-pub(super) async fn push_older_checks(state: &WorkerState, token: u32, checked: Window) -> anyhow::Result<()> {
+/// After an adjustment found in `checked`: the instrument's stored history in the lookback before
+/// it is checked too (in ≤ 60-day windows), since the source now serves all of it adjusted.
+pub(super) async fn push_older_checks(
+    state: &WorkerState,
+    token: u32,
+    target: &BarTarget,
+    checked: Window,
+) -> anyhow::Result<()> {
     let lookback = Duration::from_std(state.settings.lookback).unwrap_or_default();
-    let older = Window::new(window::floor_minute(Utc::now() - lookback), checked.from);
+    let since = window::floor_minute(Utc::now() - lookback);
+    let Some(first) = bars::first_stored(&state.pool, token, target, Window::new(since, checked.from)).await? else {
+        return Ok(()); // nothing older is stored
+    };
+    let older = Window::new(window::floor_minute(first), checked.from);
     let Ok(token) = InstrumentToken::new(token.into()) else { return Ok(()) };
     let jobs: Vec<Job> = older
         .split(window::MAX_CHUNK)

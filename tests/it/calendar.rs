@@ -89,6 +89,12 @@ async fn a_weekend_is_neither_stale_nor_a_hole() {
         .execute(&db.pool)
         .await
         .unwrap();
+    // Freshness is the age of the newest bar: Friday's last minute, 15:29.
+    sqlx::query("INSERT INTO minute_bars VALUES ('NIFTYOPT', $1, 11000000, 1, 1, 1, 1, 0)")
+        .bind(t("2026-11-27T15:29:00+05:30"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let mut exchange = Settings::defaults();
     exchange.database_url = tickfill::config::Secret::new(db.url.clone());
     let saturday = t("2026-11-28T12:00:00+05:30");
@@ -99,6 +105,9 @@ async fn a_weekend_is_neither_stale_nor_a_hole() {
     assert_eq!((f.oldest_age_s, f.stale), (30.0 * 60.0, 1), "Monday's first 30 minutes count");
     let rows = status::status(&db.pool, &exchange, saturday).await.unwrap();
     assert_eq!((rows[0].holes, rows[0].missing_minutes), (0, 0));
+    // Friday from the window's start is proved but not checked; Saturday does not trade.
+    let states: Vec<(&str, i64)> = rows[0].days.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    assert_eq!(states, vec![("complete", 1), ("closed", 1)]);
     let rows = status::status(&db.pool, &exchange, monday).await.unwrap();
     // 09:15 to the settle margin (09:43): one hole of 28 trading minutes.
     assert_eq!((rows[0].holes, rows[0].missing_minutes), (1, 28));

@@ -139,6 +139,9 @@ impl TestApp {
         settings.rate_limit = 0;
         // The simulator serves every minute (`--calendar always`): so does the store's calendar.
         settings.calendar = tickfill::domain::calendar::TradingCalendar::Always;
+        // Checks after a session would cross a test's window at IST midnight; the tests of days
+        // turn them on.
+        settings.backfill_verify = false;
         settings.concurrency = 4;
         (opts.tweak)(&mut settings);
         let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
@@ -372,7 +375,8 @@ pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -
         .env("TICKFILL_QUEUE", &settings.queue)
         .env("REDIS_CHANNEL_PREFIX", &settings.channel_prefix)
         .env("TICKER_SERVICE_URL", &settings.ticker_url)
-        .env("TICKFILL_CALENDAR", "always");
+        .env("TICKFILL_CALENDAR", "always")
+        .env("BACKFILL_VERIFY", if settings.backfill_verify { "true" } else { "false" });
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -511,6 +515,7 @@ fn spawn_with_env(
         .env("TICKER_SERVICE_URL", &s.ticker_url)
         .env("TICKER_RATE_LIMIT", "0")
         .env("TICKFILL_CALENDAR", "always")
+        .env("BACKFILL_VERIFY", if s.backfill_verify { "true" } else { "false" })
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
     for (k, v) in env {

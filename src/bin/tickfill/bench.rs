@@ -68,6 +68,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The store against a simulator telling every lie (cut-short, holed, late and illiquid
+    /// answers, then back-adjusted equities): sweeps and checks until it settles, then every
+    /// stored minute compared with a simulator that does not lie.
+    Truth {
+        #[arg(long, default_value_t = 300)]
+        instruments: usize,
+        #[arg(long, default_value_t = 5)]
+        days: u32,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Seeds the simulator's lies.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -108,6 +122,9 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
             bench::oversize::run(settings, bench::oversize::OversizeOptions { body_mib, jobs, concurrency }).await?
         }
         BenchCommand::Instruments { rows } => bench::instruments::run(settings, rows).await?,
+        BenchCommand::Truth { instruments, days, workers, seed } => {
+            bench::truth::run(settings, bench::truth::TruthOptions { instruments, days, workers, seed }).await?
+        }
         BenchCommand::Latency { events, rate } => {
             anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");
             bench::latency(settings, events, rate).await?
