@@ -13,3 +13,7 @@ CREATE TABLE IF NOT EXISTS day_checks (
     adjustment        double precision,
     PRIMARY KEY (instrument_token, day)
 );
+
+-- A suspect tail's answer ended at this candle (NULL: it held none); two answers agreeing where
+-- they end explain an option's tail after its session.
+ALTER TABLE suspect_minutes ADD COLUMN IF NOT EXISTS tail_end timestamptz;

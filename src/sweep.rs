@@ -54,6 +54,17 @@ pub struct Target {
     pub segment: Option<String>,
 }
 
+/// What the store knows that a sweep plans around.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Coverage (settle-clipped), and the suspect minutes not due yet, as if covered.
+    pub coverage: Vec<(u32, Window)>,
+    /// Every suspect minute of each token, with the answers that have lacked it.
+    pub suspects: HashMap<u32, Vec<(DateTime<Utc>, i32)>>,
+    /// The tokens with suspect minutes due to be asked again, short of the live edge.
+    pub owed: HashSet<u32>,
+}
+
 /// The holes of each target in its wanted window, from (settle-clipped, sorted) coverage, cut to
 /// the instrument's trading sessions (`TICKFILL_CALENDAR`): a closed day is never asked for and
 /// never counts as missing. A hole at the live edge shorter than `BACKFILL_GAP_THRESHOLD` is left
@@ -61,6 +72,19 @@ pub struct Target {
 pub fn plan_holes(
     targets: &[Target],
     coverage: &[(u32, Window)],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<(u32, Vec<Window>)> {
+    plan_holes_owing(targets, coverage, &HashSet::new(), settings, now)
+}
+
+/// [`plan_holes`], but the holes of a token that `owed` names (it has suspect minutes due) are
+/// all asked for, a short one at the live edge too: the request for the suspects brings it along,
+/// and holding candles after a tail makes its answer evidence.
+pub fn plan_holes_owing(
+    targets: &[Target],
+    coverage: &[(u32, Window)],
+    owed: &HashSet<u32>,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Vec<(u32, Vec<Window>)> {
@@ -82,7 +106,9 @@ pub fn plan_holes(
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
         let mut holes = settings.calendar.trading_holes(segment.as_deref(), Window::new(start, end), covered);
         // A short hole at the live edge fills at the next sweep, in one request with more.
-        holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
+        if !owed.contains(token) {
+            holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
+        }
         if !holes.is_empty() {
             out.push((*token, holes));
         }
@@ -93,7 +119,12 @@ pub fn plan_holes(
 /// Plans the backfills of a sweep: the budget is per request, not per hole, so each instrument's
 /// holes become the fewest ≤ 60-day windows holding them all.
 pub fn plan_gaps(targets: &[Target], coverage: &[(u32, Window)], settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
-    plan_holes(targets, coverage, settings, now)
+    spans_of(plan_holes(targets, coverage, settings, now))
+}
+
+/// Each instrument's holes as the fewest ≤ 60-day windows holding them.
+fn spans_of(holes: Vec<(u32, Vec<Window>)>) -> Vec<Gap> {
+    holes
         .into_iter()
         .flat_map(|(token, holes)| {
             window::spans(&holes, window::MAX_CHUNK).into_iter().map(move |span| Gap { token, window: span })
@@ -131,8 +162,8 @@ pub async fn find_holes(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(u32, Vec<Window>)>> {
     let targets = find_targets(pool, settings, now).await?;
-    let coverage = read_coverage(pool, settings, now).await?;
-    Ok(plan_holes(&targets, &coverage, settings, now))
+    let known = read_known(pool, settings, now).await?;
+    Ok(plan_holes_owing(&targets, &known.coverage, &known.owed, settings, now))
 }
 
 /// The gaps of given targets, against the coverage read from the store.
@@ -142,17 +173,27 @@ async fn find_gaps_of(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Gap>> {
-    let coverage = read_coverage(pool, settings, now).await?;
-    Ok(plan_gaps(targets, &coverage, settings, now))
+    let known = read_known(pool, settings, now).await?;
+    Ok(spans_of(plan_holes_owing(targets, &known.coverage, &known.owed, settings, now)))
 }
 
 /// What a sweep plans around: the lookback's coverage, settle-clipped, and the suspect minutes
-/// not yet due to be asked again (their backoff runs).
-async fn read_coverage(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<(u32, Window)>> {
+/// (those not yet due to be asked again count as covered: their backoff runs).
+pub async fn read_known(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Known> {
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let mut covered = coverage::coverage_since(pool, since, settings.settle).await?;
-    covered.extend(suspects::not_due(pool, now).await?);
-    Ok(covered)
+    let mut known = Known { coverage: coverage::coverage_since(pool, since, settings.settle).await?, ..Default::default() };
+    // A due suspect at the live edge (within BACKFILL_GAP_THRESHOLD of it) waits with the edge.
+    let settle = Duration::from_std(settings.settle).unwrap_or_default();
+    let edge = now - settle - Duration::from_std(settings.gap_threshold).unwrap_or_default();
+    for s in suspects::all(pool).await? {
+        if s.next_ask_at > now {
+            known.coverage.push((s.token, Window::new(s.minute, s.minute + Duration::minutes(1))));
+        } else if s.minute < edge {
+            known.owed.insert(s.token);
+        }
+        known.suspects.entry(s.token).or_default().push((s.minute, s.asks));
+    }
+    Ok(known)
 }
 
 /// The checks a sweep wants (`BACKFILL_VERIFY`): per target, its days whose session ended
@@ -316,12 +357,13 @@ pub async fn sweep(
     fresh.extend(subscriptions::awaiting_immediate_backfill(pool, now - IMMEDIATE_GRACE).await?);
     let targets = find_targets(pool, settings, now).await?;
     report.targets = targets.len();
-    let gaps = find_gaps_of(pool, &targets, settings, now).await?;
+    let known = read_known(pool, settings, now).await?;
+    let gaps = spans_of(plan_holes_owing(&targets, &known.coverage, &known.owed, settings, now));
     // A sweep re-pushes the same window deliberately once the earlier job ran and left it
     // unproved (a suspect asked again, a check not accepted): its key then names how many answers
     // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job
     // still push it once.
-    let asks = days::suspect_asks(pool).await?;
+    let asks = &known.suspects;
     let mut jobs: Vec<(Job, String)> = Vec::with_capacity(gaps.len());
     for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
         // A stored token of 0 cannot be asked for; nothing valid is ever stored so.

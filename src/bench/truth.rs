@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context;
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -162,6 +163,19 @@ async fn run_in(
         .take((equities / 50).max(2))
         .map(|t| Adjustment { token: *t, before: ex_date, ratio: 0.5 })
         .collect();
+    // The instrument-days whose stored history the ex-date makes stale: each must be found.
+    let ex_start = ex_date
+        .and_hms_opt(0, 0, 0)
+        .and_then(|d| d.and_local_timezone(crate::domain::calendar::ist()).single())
+        .context("the ex-date's midnight")?;
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT (instrument_token, ((time AT TIME ZONE 'UTC') + interval '5 hours 30 minutes')::date))
+         FROM minute_bars WHERE instrument_token = ANY($1) AND time < $2",
+    )
+    .bind(adjusted.iter().map(|a| a.token as i64).collect::<Vec<_>>())
+    .bind(ex_start)
+    .fetch_one(&pool)
+    .await?;
     stop_a.trigger();
     let stop_b = Shutdown::new();
     respawn(addr, sim_opts(lies(opts.seed, adjusted.clone())), &stop_b).await?;
@@ -236,8 +250,9 @@ async fn run_in(
             "holes": fault("holes"),
             "lagged": fault("lagged"),
             "illiquid_minutes": fault("illiquid_minutes"),
-            "adjusted": told_after["faults"]["adjusted"].as_u64().unwrap_or(0),
+            "adjusted": stale,
         },
+        "adjusted_days_served": told_after["faults"]["adjusted"],
         "missing_minutes": cmp.missing,
         "wrong_minutes": cmp.wrong,
         "silently_covered_minutes": cmp.silently_covered,

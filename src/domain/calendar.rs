@@ -273,8 +273,7 @@ impl TradingCalendar {
                 .map(|w| Window::new(w.from.max(window.from), w.to.min(window.to)))
                 .filter(|w| !w.is_empty())
                 .collect();
-            let entire = whole.iter().all(|w| window.from <= w.from && w.to <= window.to);
-            out.push(TradingDay { date: d, sessions, session_end: whole.last().map(|w| w.to), entire });
+            out.push(TradingDay { date: d, sessions, session_end: whole.last().map(|w| w.to) });
             d = next;
         }
         out
@@ -289,8 +288,6 @@ pub struct TradingDay {
     pub sessions: Vec<Window>,
     /// When its last session ends (`None`: no trading that day).
     pub session_end: Option<chrono::DateTime<Utc>>,
-    /// Every session of the day lies inside the window.
-    pub entire: bool,
 }
 
 impl TradingDay {

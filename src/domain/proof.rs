@@ -9,7 +9,9 @@
 //! a future trades every session minute: a minute is given up on after [`LIQUID_INSIDE`] answers
 //! lacked it inside, or [`MAX_ASKS`] lacked it at all. An option may simply not have traded (Kite
 //! serves no candle then): a minute two answers lacked, the last of them inside, is a no-trade
-//! minute — one extra request, ever — and a tail is one once its session is over.
+//! minute — one extra request, ever. So is a tail once its session is over, when two answers in a
+//! row ended at the same last candle: an answer cut short ends at a random minute, so two that
+//! agree are taken as the source's own end.
 
 use std::collections::HashMap;
 
@@ -28,11 +30,16 @@ pub const OPTION_ASKS: u32 = 2;
 /// Answers lacking a minute, anywhere, after which it is confirmed empty whatever it is.
 pub const MAX_ASKS: u32 = 8;
 
-/// How many answers lacked a minute so far, and how many of them held a later candle.
+/// The backoff before a suspect is asked again doubles at most this many times (64 × the first).
+pub const MAX_DOUBLINGS: u32 = 6;
+
+/// How many answers lacked a minute so far, how many of them held a later candle, and, when the
+/// last one lacked it at its tail, that answer's last candle (`None`: it held none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Misses {
     pub asks: u32,
     pub inside: u32,
+    pub tail_end: Option<Option<DateTime<Utc>>>,
 }
 
 /// A minute still suspect after an answer.
@@ -45,6 +52,8 @@ pub struct Suspect {
     pub inside: u32,
     pub next_ask_at: DateTime<Utc>,
     pub tail: bool,
+    /// The answer's last candle, when it lacked the minute at its tail.
+    pub tail_end: Option<DateTime<Utc>>,
 }
 
 /// What one answer proved about its window.
@@ -103,13 +112,15 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
     for &Lacking { minute: m, session_end } in a.lacking {
         let before = a.prior.get(&m).copied().unwrap_or_default();
         let tail = a.last_candle.is_none_or(|l| m > l);
-        let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail) };
-        // An option's tail is explained once its session is over; before, it may be lag.
+        let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail), tail_end: None };
+        // An option's tail is explained once its session is over, by two answers that agree where
+        // they end; before, it may be lag, and one answer may have been cut short.
         let session_over = a.now >= session_end;
+        let agreed = tail && before.tail_end == Some(a.last_candle);
         let why = if a.may_not_trade && !tail && misses.asks >= OPTION_ASKS {
             Some("no trade: two answers lack it, the last between served minutes")
-        } else if a.may_not_trade && tail && session_over && misses.asks >= OPTION_ASKS {
-            Some("no trade: none served for it after its session ended")
+        } else if a.may_not_trade && agreed && session_over && misses.asks >= OPTION_ASKS {
+            Some("no trade: two answers after its session ended it at the same last candle")
         } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
             Some("never served: four answers lacked it between served minutes")
         } else if misses.asks >= MAX_ASKS {
@@ -120,13 +131,14 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
         match why {
             Some(why) => v.confirmed.push((m, why)),
             None => {
-                let wait = a.backoff * 2i32.saturating_pow(misses.asks.saturating_sub(1).min(16));
+                let wait = a.backoff * 2i32.pow(misses.asks.saturating_sub(1).min(MAX_DOUBLINGS));
                 v.suspects.push(Suspect {
                     minute: m,
                     asks: misses.asks,
                     inside: misses.inside,
                     next_ask_at: a.now + wait,
                     tail,
+                    tail_end: if tail { a.last_candle } else { None },
                 });
             }
         }
@@ -184,19 +196,19 @@ mod tests {
     fn an_option_no_trade_minute_is_confirmed_by_the_second_answer_an_index_only_by_the_fourth() {
         let w = Window::new(t(0), t(5));
         let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
-        let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1 })].into();
+        let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1, tail_end: None })].into();
         let v = judged(w, &[w], &candles, &once, true, t(30));
         assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it, the last between served minutes")]);
         assert_eq!(v.covered, vec![w]);
         let v = judged(w, &[w], &candles, &once, false, t(30));
         assert_eq!((v.suspects[0].asks, v.suspects[0].next_ask_at), (2, t(40)));
-        let thrice: HashMap<_, _> = [(t(2), Misses { asks: 3, inside: 3 })].into();
+        let thrice: HashMap<_, _> = [(t(2), Misses { asks: 3, inside: 3, tail_end: None })].into();
         assert_eq!(judged(w, &[w], &candles, &thrice, false, t(30)).confirmed.len(), 1);
         // Missing at the tail is weak evidence: an index is given up on only after eight answers.
-        let tails: HashMap<_, _> = [(t(4), Misses { asks: 6, inside: 0 })].into();
+        let tails: HashMap<_, _> = [(t(4), Misses { asks: 6, inside: 0, tail_end: Some(Some(t(3))) })].into();
         let short = [t(0), t(1), t(2), t(3)];
         assert_eq!(judged(w, &[w], &short, &tails, false, t(30)).suspects[0].asks, 7);
-        let tails: HashMap<_, _> = [(t(4), Misses { asks: 7, inside: 0 })].into();
+        let tails: HashMap<_, _> = [(t(4), Misses { asks: 7, inside: 0, tail_end: Some(Some(t(3))) })].into();
         assert_eq!(
             judged(w, &[w], &short, &tails, false, t(30)).confirmed,
             vec![(t(4), "never served: eight answers lacked it")]
@@ -208,14 +220,21 @@ mod tests {
         let w = Window::new(t(0), t(10));
         let session = [Window::new(t(0), t(6))]; // minutes 6-9 are closed
         let candles = [t(0), t(1), t(2)];
-        let one = Misses { asks: 1, inside: 0 };
+        let one = Misses { asks: 1, inside: 0, tail_end: Some(Some(t(2))) };
         let once: HashMap<_, _> = [(t(3), one), (t(4), one), (t(5), one)].into();
         // During the session: still suspect.
         let v = judged(w, &session, &candles, &once, true, t(5));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));
-        // After it: confirmed, and the closed minutes were never suspect.
+        assert_eq!(v.suspects[0].tail_end, Some(t(2)));
+        // After it, the two answers agreeing where they end: confirmed, and the closed minutes
+        // were never suspect.
         let v = judged(w, &session, &candles, &once, true, t(20));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (0, 3));
         assert_eq!(v.covered, vec![w]);
+        // An answer cut short ends elsewhere: the tail it left stays suspect.
+        let cut = Misses { asks: 1, inside: 0, tail_end: Some(Some(t(1))) };
+        let short: HashMap<_, _> = [(t(3), cut), (t(4), cut), (t(5), cut)].into();
+        let v = judged(w, &session, &candles, &short, true, t(20));
+        assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));
     }
 }

@@ -182,17 +182,6 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
     Ok(())
 }
 
-/// Suspect minutes by token, with how many answers have lacked each.
-pub async fn suspect_asks(pool: &PgPool) -> sqlx::Result<HashMap<u32, Vec<(DateTime<Utc>, i32)>>> {
-    let rows: Vec<(i64, DateTime<Utc>, i32)> =
-        sqlx::query_as("SELECT instrument_token, minute, asks FROM suspect_minutes").fetch_all(pool).await?;
-    let mut by: HashMap<u32, Vec<(DateTime<Utc>, i32)>> = HashMap::new();
-    for (t, m, a) in rows {
-        by.entry(t as u32).or_default().push((m, a));
-    }
-    Ok(by)
-}
-
 /// Revisions found, over every instrument and day.
 pub async fn total_revisions(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT coalesce(sum(revisions), 0)::bigint FROM day_checks").fetch_one(pool).await

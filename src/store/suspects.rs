@@ -14,15 +14,21 @@ use crate::domain::{
 
 /// How many answers have lacked each suspect minute of `token` in `window`.
 pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
-    let rows: Vec<(DateTime<Utc>, i32, i32)> = sqlx::query_as(
-        "SELECT minute, asks, inside FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
+    let rows: Vec<(DateTime<Utc>, i32, i32, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT minute, asks, inside, tail, tail_end FROM suspect_minutes
+         WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
     .bind(token as i64)
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(m, a, i)| (m, Misses { asks: a.max(0) as u32, inside: i.max(0) as u32 })).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(m, a, i, tail, end)| {
+            (m, Misses { asks: a.max(0) as u32, inside: i.max(0) as u32, tail_end: tail.then_some(end) })
+        })
+        .collect())
 }
 
 /// Records what an answer for `window` proved: its suspects replace those it covered, its
@@ -55,9 +61,11 @@ pub async fn record(
         let inside: Vec<i32> = v.suspects.iter().map(|s| s.inside.min(i32::MAX as u32) as i32).collect();
         let next: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.next_ask_at).collect();
         let tails: Vec<bool> = v.suspects.iter().map(|s| s.tail).collect();
+        let ends: Vec<Option<DateTime<Utc>>> = v.suspects.iter().map(|s| s.tail_end).collect();
         sqlx::query(
-            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail)
-             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[])",
+            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail, tail_end)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[],
+                                      $7::timestamptz[])",
         )
         .bind(token as i64)
         .bind(minutes)
@@ -65,6 +73,7 @@ pub async fn record(
         .bind(inside)
         .bind(next)
         .bind(tails)
+        .bind(ends)
         .execute(&mut **tx)
         .await?;
     }
@@ -85,15 +94,23 @@ pub async fn record(
     Ok(())
 }
 
-/// Suspect minutes not yet due to be asked again, as one-minute windows by token then minute: a
-/// sweep plans around them as if covered.
-pub async fn not_due(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<(u32, Window)>> {
-    let rows: Vec<(i64, DateTime<Utc>)> =
-        sqlx::query_as("SELECT instrument_token, minute FROM suspect_minutes WHERE next_ask_at > $1 ORDER BY 1, 2")
-            .bind(now)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(t, m)| (t as u32, Window::new(m, m + chrono::Duration::minutes(1)))).collect())
+/// One suspect minute, as a sweep plans with it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SuspectRow {
+    #[sqlx(try_from = "i64")]
+    pub token: u32,
+    pub minute: DateTime<Utc>,
+    pub asks: i32,
+    pub next_ask_at: DateTime<Utc>,
+}
+
+/// Every suspect minute, by token then minute.
+pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<SuspectRow>> {
+    sqlx::query_as(
+        "SELECT instrument_token AS token, minute, asks, next_ask_at FROM suspect_minutes ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Suspect minutes by token.

@@ -136,6 +136,14 @@ async fn judge_answer(
     covered: &[Window],
 ) -> Result<Verdict, JobError> {
     let s = &state.settings;
+    // The last BACKFILL_SETTLE before now is not judged: a source publishes its newest minutes
+    // late, and coverage does not trust them yet anyway.
+    let now = Utc::now();
+    let settled = window::floor_minute(now - chrono::Duration::from_std(s.settle).unwrap_or_default());
+    let fetch = Window::new(fetch.from, fetch.to.min(settled));
+    if fetch.is_empty() {
+        return Ok(Verdict::default());
+    }
     let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let lacking = proof::lacking(&trading, &minutes);
@@ -151,7 +159,7 @@ async fn judge_answer(
         last_candle: minutes.iter().max().copied(),
         prior: &prior,
         may_not_trade: matches!(ctx.target, BarTarget::Option { .. }),
-        now: Utc::now(),
+        now,
         backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
     }))
 }

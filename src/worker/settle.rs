@@ -22,6 +22,9 @@ use crate::{
     },
 };
 
+/// The fewest changed minutes of a day that are taken as an adjustment.
+const MIN_ADJUSTED_MINUTES: usize = 5;
+
 /// What one fetch saw and did.
 pub(super) struct Facts<'a> {
     pub(super) fetch: Window,
@@ -71,9 +74,9 @@ pub(super) fn judge_days(
             found.checked = true;
             found.accepted = holds_stored && proves_all;
         }
-        // An equity's whole day, every stored minute changed by one ratio: an adjustment, whichever
-        // fetch saw it.
-        if day.entire && holds_stored && is_equity(ctx) && !stored.is_empty() {
+        // An equity's day of which every stored minute the fetch saw changed, by one ratio: an
+        // adjustment, whichever fetch saw it.
+        if holds_stored && is_equity(ctx) && stored.len() >= MIN_ADJUSTED_MINUTES {
             if stored.iter().all(|(t, _)| revised.contains(t)) {
                 let pairs: Vec<([f64; 4], [f64; 4])> = stored.iter().map(|(t, old)| (*old, served[t])).collect();
                 found.adjustment = days::adjustment_ratio(&pairs);

@@ -1,0 +1,206 @@
+//! Days settle: after its session, one check fetch per instrument settles its proved days to
+//! `final`, finds stored minutes that changed (revisions) and an equity's whole days changed by
+//! one ratio (an adjustment, after which its older stored history is checked too). The states are
+//! shown by `tickfill status`, `tickfill quality`, the admin API and `tickfill_days{state}`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tickfill::{
+    config::Interval,
+    domain::days::DayState,
+    sim::{
+        lies::{Adjustment, Lies},
+        SimOptions,
+    },
+    status,
+};
+
+use crate::helpers::{run_cli, AppOptions, TestApp};
+
+/// Three days of history per subscription, checks on, and nothing left to settle for.
+fn three_days(sim: SimOptions) -> AppOptions {
+    AppOptions {
+        sim,
+        tweak: |s| {
+            s.window_minutes = 3 * 1440;
+            s.lookback = std::time::Duration::from_secs(4 * 86_400);
+            s.backfill_verify = true;
+            s.settle = std::time::Duration::ZERO;
+            s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+        },
+        ..Default::default()
+    }
+}
+
+async fn requests(app: &TestApp) -> i64 {
+    app.sim_stats().await["history_requests"].as_i64().unwrap()
+}
+
+async fn days(app: &TestApp, token: u32) -> Vec<status::DayQuality> {
+    let (from, to) = subscription_window(app, token).await;
+    let window = tickfill::domain::window::Window::new(from, to.max(Utc::now()));
+    status::quality(&app.db.pool, &app.settings, token, window, Utc::now()).await.unwrap()
+}
+
+async fn subscription_window(app: &TestApp, token: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
+    app.wait_count(30, &sql, 1).await;
+    sqlx::query_as("SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'")
+        .bind(token as i64)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+fn states(days: &[status::DayQuality]) -> Vec<DayState> {
+    days.iter().map(|d| d.state).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revision() {
+    let app = TestApp::spawn_with(three_days(SimOptions::default())).await;
+    let token = 256265u32;
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    let (from, _) = subscription_window(&app, token).await;
+    app.wait_idle(30).await;
+    // Every minute stored; the ended days are complete, today is open.
+    let before = days(&app, token).await;
+    let n = before.len();
+    assert!(n >= 4, "three days touch four IST dates or more: {before:?}");
+    assert_eq!(before[n - 1].state, DayState::Open);
+    assert!(before[..n - 1].iter().all(|d| d.state == DayState::Complete), "{:?}", states(&before));
+    // A stored minute of the first day goes stale (the source revised it).
+    let minute = from + chrono::Duration::minutes(10);
+    let truth: f64 = sqlx::query_scalar("SELECT close FROM minute_bars WHERE time = $1")
+        .bind(minute)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE minute_bars SET close = close + 1 WHERE time = $1").bind(minute).execute(&app.db.pool).await.unwrap();
+
+    // One sweep: one request checks every settled day.
+    let asked = requests(&app).await;
+    app.sweep_once().await;
+    app.wait_idle(30).await;
+    assert_eq!(requests(&app).await, asked + 1, "one check for all the settled days");
+    let after = days(&app, token).await;
+    assert!(after[..n - 1].iter().all(|d| d.state == DayState::Final), "{:?}", states(&after));
+    assert_eq!(after[n - 1].state, DayState::Open);
+    let first = &after[0].facts;
+    assert_eq!((first.revisions, first.revised_minutes, first.adjustment), (1, 1, None), "{first:?}");
+    assert!(after[1..].iter().all(|d| d.facts.revisions == 0));
+    let close: f64 = sqlx::query_scalar("SELECT close FROM minute_bars WHERE time = $1")
+        .bind(minute)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(close, truth, "the check stored the source's value");
+    // A final day is not checked again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.sweep_once().await;
+    app.wait_idle(30).await;
+    assert_eq!(requests(&app).await, asked + 1);
+
+    // The same days as `tickfill quality --json`, `tickfill status`, the admin API and metrics.
+    let (code, out, err) = run_cli(&app.settings, &["quality", "--token", "256265", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let cli: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap();
+    let finals = cli.iter().filter(|d| d["state"] == "final").count();
+    assert_eq!(finals, n - 1, "{out}");
+    assert_eq!(cli[0]["revisions"], 1);
+    let (code, table, _) = run_cli(&app.settings, &["quality", "--token", "256265"], &[]);
+    assert_eq!(code, 0);
+    assert!(table.lines().any(|l| l.contains(" final ")), "{table}");
+    let rows = status::status(&app.db.pool, &app.settings, Utc::now()).await.unwrap();
+    assert_eq!(rows[0].days.get(&DayState::Final).copied(), Some((n - 1) as i64));
+    let mut settings = app.settings.clone();
+    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    let redis = tickfill::queue::connect(settings.redis_url.expose()).await.unwrap();
+    let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
+    let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
+    let api: serde_json::Value =
+        app.http.get(format!("http://{addr}/api/days")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(api["states"]["final"], (n - 1) as i64, "{api}");
+    assert_eq!(api["states"]["open"], 1, "{api}");
+    let one: serde_json::Value =
+        app.http.get(format!("http://{addr}/api/days/{token}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one.as_array().unwrap().iter().filter(|d| d["state"] == "final").count(), n - 1);
+    for bad in ["/api/days/0", "/api/days/x", "/api/days/256265?from=yesterday", "/api/days/256265?since=1"] {
+        let r = app.http.get(format!("http://{addr}{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let page = app.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = page.lines().find_map(|l| l.strip_prefix("tickfill_days{state=\"final\"} ")).unwrap_or("missing");
+    assert_eq!(gauge, (n - 1).to_string(), "{page}");
+    // A window the wrong way round is a usage error.
+    let (code, _, err) = run_cli(
+        &app.settings,
+        &["quality", "--token", "256265", "--from", "2026-12-02T00:00:00Z", "--to", "2026-12-01T00:00:00Z"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not before"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_older_history_checked() {
+    // The source serves the first synthetic equity's history before yesterday (IST) halved.
+    let ex_date: NaiveDate = (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
+    let token = 20000001u32;
+    let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
+    let app = TestApp::spawn_with(three_days(SimOptions { universe: 1, lies, ..Default::default() })).await;
+    // What the store held before the ex-date: stored an hour earlier than the subscription's
+    // window, and the window itself (stored now, then put back to the prices before the ex-date).
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    let (from, _) = subscription_window(&app, token).await;
+    app.wait_idle(30).await;
+    let older = tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(token),
+        from: from - chrono::Duration::hours(1),
+        to: from,
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&older).await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
+    let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
+    sqlx::query("UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1")
+        .bind(ex_start)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+
+    let asked = requests(&app).await;
+    app.sweep_once().await;
+    app.wait_idle(30).await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'verify'", 2).await;
+    app.wait_idle(30).await;
+    assert_eq!(requests(&app).await, asked + 2, "the check, then the check of the older history");
+    let checked = days(&app, token).await;
+    // The days before the ex-date changed: a revision each; the whole ones by one ratio.
+    let adjusted: Vec<f64> = checked.iter().filter_map(|d| d.facts.adjustment).collect();
+    assert!(!adjusted.is_empty(), "{checked:?}");
+    assert!(adjusted.iter().all(|r| (r - 0.5).abs() < 1e-3), "{adjusted:?}");
+    for d in &checked {
+        let before_ex = d.facts.date < ex_date;
+        assert_eq!(d.facts.revisions > 0, before_ex, "{:?}", d.facts);
+        if d.facts.date >= ex_date {
+            assert_eq!(d.facts.adjustment, None);
+        }
+    }
+    // Every stored minute, the older hour too, is the source's now.
+    let stale: i64 = app
+        .count(&format!(
+            "SELECT count(*) FROM minute_bars WHERE instrument_token = {token} AND time < '{}'
+             AND close <> round((close / 0.05)::numeric) * 0.05",
+            ex_start.to_rfc3339()
+        ))
+        .await;
+    assert_eq!(stale, 0);
+    let older_hour: i64 = app
+        .count(&format!(
+            "SELECT revised_minutes FROM day_checks WHERE instrument_token = {token} AND day = '{}'",
+            tickfill::store::days::ist_date(from - chrono::Duration::hours(1))
+        ))
+        .await;
+    assert!(older_hour >= 60, "the hour before the window was checked and revised: {older_hour}");
+}
