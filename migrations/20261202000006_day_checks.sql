@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS day_checks (
     PRIMARY KEY (instrument_token, day)
 );
 
--- A suspect tail's answer ended at this candle (NULL: it held none); two answers agreeing where
--- they end explain an option's tail after its session.
+-- When the answer that last lacked a suspect at its tail held every stored minute
+-- (`tail_agrees`), the candle it ended at (`tail_end`, NULL: it held none): two such answers
+-- ending at the same candle explain an option's tail after its session.
+ALTER TABLE suspect_minutes ADD COLUMN IF NOT EXISTS tail_agrees boolean NOT NULL DEFAULT false;
 ALTER TABLE suspect_minutes ADD COLUMN IF NOT EXISTS tail_end timestamptz;

@@ -116,6 +116,26 @@ pub fn plan_holes_owing(
     out
 }
 
+/// How far a request for suspect minutes reaches into the stored minutes around them: an answer
+/// that holds those proves it left nothing out there, and one that lacks them proves nothing.
+pub const SUSPECT_MARGIN: Duration = Duration::hours(6);
+
+/// The windows of a sweep: each instrument's holes as the fewest ≤ 60-day windows, those of an
+/// instrument with suspects due widened by [`SUSPECT_MARGIN`] within its wanted window.
+fn plan_windows(targets: &[Target], known: &Known, settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
+    let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
+    let starts: HashMap<u32, DateTime<Utc>> = targets.iter().map(|t| (t.token, floor_minute(t.start))).collect();
+    let mut gaps = spans_of(plan_holes_owing(targets, &known.coverage, &known.owed, settings, now));
+    for g in gaps.iter_mut().filter(|g| known.owed.contains(&g.token)) {
+        let start = starts.get(&g.token).copied().unwrap_or(g.window.from);
+        let wide = Window::new((g.window.from - SUSPECT_MARGIN).max(start), (g.window.to + SUSPECT_MARGIN).min(end));
+        if wide.to - wide.from <= window::MAX_CHUNK {
+            g.window = Window::new(wide.from.min(g.window.from), wide.to.max(g.window.to));
+        }
+    }
+    gaps
+}
+
 /// Plans the backfills of a sweep: the budget is per request, not per hole, so each instrument's
 /// holes become the fewest ≤ 60-day windows holding them all.
 pub fn plan_gaps(targets: &[Target], coverage: &[(u32, Window)], settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
@@ -174,7 +194,7 @@ async fn find_gaps_of(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Gap>> {
     let known = read_known(pool, settings, now).await?;
-    Ok(spans_of(plan_holes_owing(targets, &known.coverage, &known.owed, settings, now)))
+    Ok(plan_windows(targets, &known, settings, now))
 }
 
 /// What a sweep plans around: the lookback's coverage, settle-clipped, and the suspect minutes
@@ -358,7 +378,7 @@ pub async fn sweep(
     let targets = find_targets(pool, settings, now).await?;
     report.targets = targets.len();
     let known = read_known(pool, settings, now).await?;
-    let gaps = spans_of(plan_holes_owing(&targets, &known.coverage, &known.owed, settings, now));
+    let gaps = plan_windows(&targets, &known, settings, now);
     // A sweep re-pushes the same window deliberately once the earlier job ran and left it
     // unproved (a suspect asked again, a check not accepted): its key then names how many answers
     // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job

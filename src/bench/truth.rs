@@ -237,6 +237,24 @@ async fn run_in(
     )
     .fetch_all(&pool)
     .await?;
+    let stale_found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM day_checks WHERE instrument_token = ANY($1) AND day < $2 AND revisions > 0",
+    )
+    .bind(adjusted.iter().map(|a| a.token as i64).collect::<Vec<_>>())
+    .bind(ex_date)
+    .fetch_one(&pool)
+    .await?;
+    let other_revisions: Vec<(i64, NaiveDate, i32, i32)> = sqlx::query_as(
+        "SELECT instrument_token, day, revisions, revised_minutes FROM day_checks
+         WHERE revisions > 0 AND NOT (instrument_token = ANY($1) AND day < $2) ORDER BY 1, 2",
+    )
+    .bind(adjusted.iter().map(|a| a.token as i64).collect::<Vec<_>>())
+    .bind(ex_date)
+    .fetch_all(&pool)
+    .await?;
+    if !other_revisions.is_empty() {
+        tracing::info!(?other_revisions, "revisions outside the adjusted days");
+    }
     let confirmed_empty: i64 = sqlx::query_scalar("SELECT count(*) FROM confirmed_empty").fetch_one(&pool).await?;
     pool.close().await;
     let requests = told_before["history_requests"].as_u64().unwrap_or(0) + told_after["history_requests"].as_u64().unwrap_or(0);
@@ -259,6 +277,8 @@ async fn run_in(
         "suspect_minutes_reported": peak_suspects,
         "confirmed_empty_minutes": confirmed_empty,
         "revisions": revisions,
+        "stale_days_found": stale_found,
+        "other_revised_days": other_revisions.len(),
         "adjustments": adjusted.len(),
         "adjustments_found": found.len(),
         "requests": requests,

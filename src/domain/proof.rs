@@ -34,7 +34,8 @@ pub const MAX_ASKS: u32 = 8;
 pub const MAX_DOUBLINGS: u32 = 6;
 
 /// How many answers lacked a minute so far, how many of them held a later candle, and, when the
-/// last one lacked it at its tail, that answer's last candle (`None`: it held none).
+/// last one lacked it at its tail (and held every stored minute), that answer's last candle
+/// (`Some(None)`: it held none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Misses {
     pub asks: u32,
@@ -52,8 +53,9 @@ pub struct Suspect {
     pub inside: u32,
     pub next_ask_at: DateTime<Utc>,
     pub tail: bool,
-    /// The answer's last candle, when it lacked the minute at its tail.
-    pub tail_end: Option<DateTime<Utc>>,
+    /// When the answer lacked it at its tail and held every stored minute: its last candle
+    /// (`Some(None)`: it held none).
+    pub tail_end: Option<Option<DateTime<Utc>>>,
 }
 
 /// What one answer proved about its window.
@@ -101,6 +103,9 @@ pub struct Answer<'a> {
     pub prior: &'a HashMap<DateTime<Utc>, Misses>,
     /// Whether the instrument may have minutes without trades (an option).
     pub may_not_trade: bool,
+    /// Whether the answer held every minute the store holds a candle for in its window: one that
+    /// did not is known to have left minutes out, and proves no minute empty.
+    pub consistent: bool,
     pub now: DateTime<Utc>,
     /// The first backoff before a suspect is asked again (doubling after each answer).
     pub backoff: Duration,
@@ -112,12 +117,13 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
     for &Lacking { minute: m, session_end } in a.lacking {
         let before = a.prior.get(&m).copied().unwrap_or_default();
         let tail = a.last_candle.is_none_or(|l| m > l);
-        let misses = Misses { asks: before.asks + 1, inside: before.inside + u32::from(!tail), tail_end: None };
+        let inside = u32::from(!tail && a.consistent);
+        let misses = Misses { asks: before.asks + 1, inside: before.inside + inside, tail_end: None };
         // An option's tail is explained once its session is over, by two answers that agree where
         // they end; before, it may be lag, and one answer may have been cut short.
         let session_over = a.now >= session_end;
-        let agreed = tail && before.tail_end == Some(a.last_candle);
-        let why = if a.may_not_trade && !tail && misses.asks >= OPTION_ASKS {
+        let agreed = tail && a.consistent && before.tail_end == Some(a.last_candle);
+        let why = if a.may_not_trade && inside == 1 && misses.asks >= OPTION_ASKS {
             Some("no trade: two answers lack it, the last between served minutes")
         } else if a.may_not_trade && agreed && session_over && misses.asks >= OPTION_ASKS {
             Some("no trade: two answers after its session ended it at the same last candle")
@@ -138,7 +144,7 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
                     inside: misses.inside,
                     next_ask_at: a.now + wait,
                     tail,
-                    tail_end: if tail { a.last_candle } else { None },
+                    tail_end: (tail && a.consistent).then_some(a.last_candle),
                 });
             }
         }
@@ -173,6 +179,7 @@ mod tests {
             last_candle: candles.iter().max().copied(),
             prior,
             may_not_trade,
+            consistent: true,
             now,
             backoff: Duration::minutes(5),
         })
@@ -225,7 +232,7 @@ mod tests {
         // During the session: still suspect.
         let v = judged(w, &session, &candles, &once, true, t(5));
         assert_eq!((v.suspects.len(), v.confirmed.len()), (3, 0));
-        assert_eq!(v.suspects[0].tail_end, Some(t(2)));
+        assert_eq!(v.suspects[0].tail_end, Some(Some(t(2))));
         // After it, the two answers agreeing where they end: confirmed, and the closed minutes
         // were never suspect.
         let v = judged(w, &session, &candles, &once, true, t(20));

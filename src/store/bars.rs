@@ -35,6 +35,18 @@ pub async fn stored_prices(
     Ok(rows.into_iter().map(|(t, o, h, l, c)| (t, [o, h, l, c])).collect())
 }
 
+/// The stored minutes of `token` in `window`.
+pub async fn stored_minutes(
+    pool: &sqlx::PgPool,
+    token: u32,
+    target: &BarTarget,
+    window: Window,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    // The table name is one of three constants, never input.
+    let sql = format!("SELECT time FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_all(pool).await
+}
+
 /// The oldest stored minute of `token` in `window`.
 pub async fn first_stored(
     pool: &sqlx::PgPool,

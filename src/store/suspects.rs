@@ -15,7 +15,7 @@ use crate::domain::{
 /// How many answers have lacked each suspect minute of `token` in `window`.
 pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
     let rows: Vec<(DateTime<Utc>, i32, i32, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT minute, asks, inside, tail, tail_end FROM suspect_minutes
+        "SELECT minute, asks, inside, tail_agrees, tail_end FROM suspect_minutes
          WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
     .bind(token as i64)
@@ -25,8 +25,8 @@ pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Resu
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(m, a, i, tail, end)| {
-            (m, Misses { asks: a.max(0) as u32, inside: i.max(0) as u32, tail_end: tail.then_some(end) })
+        .map(|(m, a, i, agrees, end)| {
+            (m, Misses { asks: a.max(0) as u32, inside: i.max(0) as u32, tail_end: agrees.then_some(end) })
         })
         .collect())
 }
@@ -61,11 +61,13 @@ pub async fn record(
         let inside: Vec<i32> = v.suspects.iter().map(|s| s.inside.min(i32::MAX as u32) as i32).collect();
         let next: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.next_ask_at).collect();
         let tails: Vec<bool> = v.suspects.iter().map(|s| s.tail).collect();
-        let ends: Vec<Option<DateTime<Utc>>> = v.suspects.iter().map(|s| s.tail_end).collect();
+        let agrees: Vec<bool> = v.suspects.iter().map(|s| s.tail_end.is_some()).collect();
+        let ends: Vec<Option<DateTime<Utc>>> = v.suspects.iter().map(|s| s.tail_end.flatten()).collect();
         sqlx::query(
-            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail, tail_end)
+            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail, tail_agrees,
+                                          tail_end)
              SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[],
-                                      $7::timestamptz[])",
+                                      $7::bool[], $8::timestamptz[])",
         )
         .bind(token as i64)
         .bind(minutes)
@@ -73,6 +75,7 @@ pub async fn record(
         .bind(inside)
         .bind(next)
         .bind(tails)
+        .bind(agrees)
         .bind(ends)
         .execute(&mut **tx)
         .await?;

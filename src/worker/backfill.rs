@@ -113,6 +113,9 @@ pub(super) async fn fetch_missing(
     let fetch = match (holes.first(), holes.last()) {
         // A check asks for the whole window: the stored minutes are what it compares.
         _ if ctx.reason == Reason::Verify => window.floor_minutes(),
+        // A sweep planned its window: around suspects it reaches into stored minutes, which an
+        // answer must hold to prove anything.
+        (Some(_), Some(_)) if ctx.reason == Reason::Sweep => window.floor_minutes(),
         // One request for the span of the holes: fewer requests beat skipping a covered middle.
         (Some(first), Some(last)) => Window::new(window::floor_minute(first.from), last.to),
         _ => return Ok(Fetched::Covered),
@@ -147,11 +150,14 @@ async fn judge_answer(
     let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let lacking = proof::lacking(&trading, &minutes);
-    // An answer that holds every trading minute needs no history of earlier answers.
-    let prior = if lacking.is_empty() {
-        Default::default()
+    // An answer that holds every trading minute needs no history of earlier answers, nor a look
+    // at what is stored.
+    let (prior, consistent) = if lacking.is_empty() {
+        (Default::default(), true)
     } else {
-        suspects::prior_asks(&state.pool, ctx.token, fetch).await?
+        let held: std::collections::HashSet<DateTime<Utc>> = minutes.iter().copied().collect();
+        let stored = bars::stored_minutes(&state.pool, ctx.token, &ctx.target, fetch).await?;
+        (suspects::prior_asks(&state.pool, ctx.token, fetch).await?, stored.iter().all(|m| held.contains(m)))
     };
     Ok(proof::judge(&proof::Answer {
         window: fetch,
@@ -159,6 +165,7 @@ async fn judge_answer(
         last_candle: minutes.iter().max().copied(),
         prior: &prior,
         may_not_trade: matches!(ctx.target, BarTarget::Option { .. }),
+        consistent,
         now,
         backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
     }))
