@@ -199,11 +199,20 @@ async fn run_in(
         .bind(crate::store::days::ist_date(cut))
         .fetch_one(&pool)
         .await?;
-        if suspects == 0 && finals >= expected_final && runs("verify").await > 0 {
+        let unproved = unproved_minutes(&pool, &windows, cut).await?;
+        if suspects == 0 && unproved == 0 && finals >= expected_final && runs("verify").await > 0 {
             break Some(started.elapsed());
         }
         if started.elapsed() > SETTLE_LIMIT {
-            tracing::warn!(suspects, finals, expected_final, "the store did not settle in time");
+            type Left = (i64, DateTime<Utc>, i32, i32, DateTime<Utc>, bool);
+            let left: Vec<Left> = sqlx::query_as(
+                "SELECT instrument_token, minute, asks, inside, next_ask_at, tail FROM suspect_minutes
+                 WHERE minute < $1 ORDER BY 1, 2 LIMIT 20",
+            )
+            .bind(cut)
+            .fetch_all(&pool)
+            .await?;
+            tracing::warn!(suspects, unproved, finals, expected_final, ?left, "the store did not settle in time");
             break None;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -322,6 +331,25 @@ async fn subscription_windows(pool: &PgPool) -> sqlx::Result<Vec<(u32, Window)>>
     Ok(rows.into_iter().map(|(t, a, b)| (t as u32, Window::new(a, b))).collect())
 }
 
+/// Minutes of the windows before `cut` that coverage does not hold (neither stored nor confirmed
+/// empty): holes still to fetch.
+async fn unproved_minutes(pool: &PgPool, windows: &[(u32, Window)], cut: DateTime<Utc>) -> sqlx::Result<i64> {
+    let tokens: Vec<i64> = windows.iter().map(|w| w.0 as i64).collect();
+    let from: Vec<DateTime<Utc>> = windows.iter().map(|w| w.1.from).collect();
+    let wanted: i64 = windows.iter().map(|w| Window::new(w.1.from, w.1.to.min(cut)).minutes()).sum();
+    let covered: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(EXTRACT(EPOCH FROM (least(c.window_to, $3) - greatest(c.window_from, w.f))) / 60), 0)::bigint
+         FROM UNNEST($1::bigint[], $2::timestamptz[]) AS w(t, f)
+         JOIN coverage c ON c.instrument_token = w.t AND c.window_to > w.f AND c.window_from < $3",
+    )
+    .bind(tokens)
+    .bind(from)
+    .bind(cut)
+    .fetch_one(pool)
+    .await?;
+    Ok(wanted - covered)
+}
+
 /// The instrument-days that must end final: every IST day of each window that ended before
 /// `cut`'s day (every minute trades under the bench's calendar).
 fn final_days_wanted(windows: &[(u32, Window)], cut: DateTime<Utc>) -> i64 {
@@ -369,8 +397,8 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
     .bind(window.to)
     .fetch_all(pool)
     .await?;
-    let empty: HashSet<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT minute FROM confirmed_empty WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
+    let empty: HashMap<DateTime<Utc>, String> = sqlx::query_as(
+        "SELECT minute, reason FROM confirmed_empty WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
     .bind(token as i64)
     .bind(window.from)
@@ -385,8 +413,11 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
         match stored.get(&c.time) {
             None => {
                 cmp.missing += 1;
-                let covered = empty.contains(&c.time) || coverage.iter().any(|(a, b)| *a <= c.time && c.time < *b);
+                let covered = empty.contains_key(&c.time) || coverage.iter().any(|(a, b)| *a <= c.time && c.time < *b);
                 cmp.silently_covered += u64::from(covered);
+                if let Some(why) = empty.get(&c.time) {
+                    tracing::warn!(token, minute = %c.time, why, "a minute the source has was confirmed empty");
+                }
             }
             Some(&(_, o, h, l, cl, v, oi)) => {
                 let oi_differs = oi.is_some() && oi != c.oi;

@@ -223,6 +223,29 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_that_lacks_stored_minutes_confirms_nothing_but_still_counts() {
+        let w = Window::new(t(0), t(5));
+        let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
+        let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1, tail_end: None })].into();
+        let lacking = lacking(&[w], &candles);
+        let answer = |consistent| Answer {
+            window: w,
+            lacking: &lacking,
+            last_candle: Some(t(4)),
+            prior: &once,
+            may_not_trade: true,
+            consistent,
+            now: t(30),
+            backoff: Duration::minutes(5),
+        };
+        assert_eq!(judge(&answer(true)).confirmed.len(), 1);
+        // The same answer, known to have left out a stored minute (a hole told inside it).
+        let v = judge(&answer(false));
+        assert_eq!(v.confirmed, vec![]);
+        assert_eq!((v.suspects[0].asks, v.suspects[0].inside, v.suspects[0].tail_end), (2, 1, None));
+    }
+
+    #[test]
     fn an_option_tail_waits_for_the_end_of_its_session_and_closed_minutes_need_no_proof() {
         let w = Window::new(t(0), t(10));
         let session = [Window::new(t(0), t(6))]; // minutes 6-9 are closed
