@@ -118,6 +118,19 @@ pub async fn day_states(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) 
     Ok(out)
 }
 
+/// Where `tickfill quality` starts by default: the start of `token`'s wanted window when it is
+/// subscribed (`BACKFILL_WINDOW_MINUTES` before, within the lookback), else the lookback's.
+pub async fn wanted_start(pool: &PgPool, settings: &Settings, token: u32, now: DateTime<Utc>) -> sqlx::Result<DateTime<Utc>> {
+    let mut aware = settings.clone();
+    aware.backfill_subscription_aware = true;
+    let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
+    Ok(sweep::find_targets(pool, &aware, now)
+        .await?
+        .into_iter()
+        .find(|t| t.token == token)
+        .map_or(now - lookback, |t| floor_minute(t.start)))
+}
+
 /// One day of one instrument, as `tickfill quality` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DayQuality {

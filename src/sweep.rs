@@ -379,6 +379,7 @@ pub async fn sweep(
     report.targets = targets.len();
     let known = read_known(pool, settings, now).await?;
     let gaps = plan_windows(&targets, &known, settings, now);
+    let edge = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
     // A sweep re-pushes the same window deliberately once the earlier job ran and left it
     // unproved (a suspect asked again, a check not accepted): its key then names how many answers
     // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job
@@ -392,7 +393,7 @@ pub async fn sweep(
         let round: i64 = asks.get(&g.token).map_or(0, |a| {
             a.iter().filter(|(m, _)| g.window.from <= *m && *m < g.window.to).map(|(_, n)| *n as i64).sum()
         });
-        jobs.push(keyed(job, round));
+        jobs.push(keyed(job, round, edge));
     }
     report.jobs = jobs.len();
     if settings.backfill_verify {
@@ -402,7 +403,7 @@ pub async fn sweep(
             }
             let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
             let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
-            jobs.push(keyed(job, checks));
+            jobs.push(keyed(job, checks, edge));
         }
         report.checks = jobs.len() - report.jobs;
     }
@@ -411,11 +412,20 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// `job` under its idempotency key, marked with the answers its window had so far (`round`).
-fn keyed(job: Job, round: i64) -> (Job, String) {
+/// `job` under its idempotency key, marked with the answers its window had so far (`round`). A
+/// window that ends at the live edge (`edge`) is keyed by its start and the quarter hour: the edge
+/// moves with every sweep, and a job still queued for the same start holds the same request (one
+/// that failed for good holds it a quarter of an hour at most).
+fn keyed(job: Job, round: i64, edge: DateTime<Utc>) -> (Job, String) {
+    let base = match &job {
+        Job::Backfill { token, from, to, .. } if *to == edge => {
+            format!("bf:{token}:{}:edge{}", from.timestamp(), edge.timestamp().div_euclid(900))
+        }
+        _ => job.idempotency_key(),
+    };
     let key = match round {
-        0 => job.idempotency_key(),
-        n => format!("{}#r{n}", job.idempotency_key()),
+        0 => base,
+        n => format!("{base}#r{n}"),
     };
     (job, key)
 }

@@ -235,7 +235,8 @@ async fn days_summary(State(s): State<Shared>, _: NoQuery) -> ApiResult {
     Ok(Json(json!({"states": states, "suspect_minutes": suspect})))
 }
 
-/// What `GET /api/days/{token}` takes: an optional window, RFC 3339 (default the lookback).
+/// What `GET /api/days/{token}` takes: an optional window, RFC 3339 (default from the start of the
+/// token's wanted window, as `tickfill quality`).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DaysQuery {
@@ -265,15 +266,18 @@ async fn days_of(
     };
     let now = chrono::Utc::now();
     let to = q.to.as_deref().map(|v| instant("to", v)).transpose()?.unwrap_or(now);
-    let lookback = chrono::Duration::from_std(s.settings.lookback).unwrap_or_default();
-    let from = q.from.as_deref().map(|v| instant("from", v)).transpose()?.unwrap_or(to - lookback);
+    let from = q.from.as_deref().map(|v| instant("from", v)).transpose()?;
+    let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
+    let from = match from {
+        Some(f) => f,
+        None => crate::status::wanted_start(pool, &s.settings, token, to).await?,
+    };
     if from >= to {
         return Err(ApiError::BadRequest(format!("from {from} is not before to {to}")));
     }
     if to - from > DAYS_MAX_SPAN {
         return Err(ApiError::BadRequest(format!("from {from} to {to} spans more than 400 days")));
     }
-    let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
     let window = crate::domain::window::Window::new(from, to);
     to_json(crate::status::quality(pool, &s.settings, token, window, now).await?)
 }

@@ -55,7 +55,7 @@ where
     std::fs::create_dir_all(&dir)?;
     let result = run(db_url, id, dir.clone()).await;
     scratch.remove().await;
-    if result.is_ok() {
+    if result.is_ok() && std::env::var_os("KEEPLOGS").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         tracing::error!(dir = %dir.display(), "{bench} bench failed; the processes' logs are kept");

@@ -334,20 +334,24 @@ async fn subscription_windows(pool: &PgPool) -> sqlx::Result<Vec<(u32, Window)>>
 /// Minutes of the windows before `cut` that coverage does not hold (neither stored nor confirmed
 /// empty): holes still to fetch.
 async fn unproved_minutes(pool: &PgPool, windows: &[(u32, Window)], cut: DateTime<Utc>) -> sqlx::Result<i64> {
-    let tokens: Vec<i64> = windows.iter().map(|w| w.0 as i64).collect();
-    let from: Vec<DateTime<Utc>> = windows.iter().map(|w| w.1.from).collect();
-    let wanted: i64 = windows.iter().map(|w| Window::new(w.1.from, w.1.to.min(cut)).minutes()).sum();
-    let covered: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(EXTRACT(EPOCH FROM (least(c.window_to, $3) - greatest(c.window_from, w.f))) / 60), 0)::bigint
-         FROM UNNEST($1::bigint[], $2::timestamptz[]) AS w(t, f)
-         JOIN coverage c ON c.instrument_token = w.t AND c.window_to > w.f AND c.window_from < $3",
+    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT instrument_token, window_from, window_to FROM coverage WHERE window_from < $1 ORDER BY 1, 2",
     )
-    .bind(tokens)
-    .bind(from)
     .bind(cut)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(wanted - covered)
+    let mut by: HashMap<u32, Vec<Window>> = HashMap::new();
+    for (t, a, b) in rows {
+        by.entry(t as u32).or_default().push(Window::new(a, b));
+    }
+    let none = Vec::new();
+    Ok(windows
+        .iter()
+        .map(|(t, w)| {
+            let w = Window::new(w.from, w.to.min(cut));
+            w.holes(by.get(t).unwrap_or(&none)).iter().map(Window::minutes).sum::<i64>()
+        })
+        .sum())
 }
 
 /// The instrument-days that must end final: every IST day of each window that ended before

@@ -8,8 +8,8 @@
 //! later candle) may be lag or an answer cut short, and is weak evidence. An index, an equity or
 //! a future trades every session minute: a minute is given up on after [`LIQUID_INSIDE`] answers
 //! lacked it inside, or [`MAX_ASKS`] lacked it at all. An option may simply not have traded (Kite
-//! serves no candle then): a minute two answers lacked, the last of them inside, is a no-trade
-//! minute — one extra request, ever. So is a tail once its session is over, when two answers in a
+//! serves no candle then): a minute two answers lacked inside them is a no-trade minute — one
+//! extra request, ever, when the first answer already held later candles. So is a tail once its session is over, when two answers in a
 //! row ended at the same last candle: an answer cut short ends at a random minute, so two that
 //! agree are taken as the source's own end.
 
@@ -123,8 +123,8 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
         // they end; before, it may be lag, and one answer may have been cut short.
         let session_over = a.now >= session_end;
         let agreed = tail && a.consistent && before.tail_end == Some(a.last_candle);
-        let why = if a.may_not_trade && inside == 1 && misses.asks >= OPTION_ASKS {
-            Some("no trade: two answers lack it, the last between served minutes")
+        let why = if a.may_not_trade && misses.inside >= OPTION_ASKS {
+            Some("no trade: two answers lacked it between served minutes")
         } else if a.may_not_trade && agreed && session_over && misses.asks >= OPTION_ASKS {
             Some("no trade: two answers after its session ended it at the same last candle")
         } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
@@ -205,7 +205,10 @@ mod tests {
         let candles = [t(0), t(1), t(3), t(4)]; // minute 2 missing, inside
         let once: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 1, tail_end: None })].into();
         let v = judged(w, &[w], &candles, &once, true, t(30));
-        assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lack it, the last between served minutes")]);
+        assert_eq!(v.confirmed, vec![(t(2), "no trade: two answers lacked it between served minutes")]);
+        // Lacking at the tail first (an answer cut short), then inside: not yet.
+        let tail_then: HashMap<_, _> = [(t(2), Misses { asks: 1, inside: 0, tail_end: Some(Some(t(1))) })].into();
+        assert_eq!(judged(w, &[w], &candles, &tail_then, true, t(30)).suspects[0].inside, 1);
         assert_eq!(v.covered, vec![w]);
         let v = judged(w, &[w], &candles, &once, false, t(30));
         assert_eq!((v.suspects[0].asks, v.suspects[0].next_ask_at), (2, t(40)));

@@ -159,6 +159,7 @@ async fn judge_answer(
         let stored = bars::stored_minutes(&state.pool, ctx.token, &ctx.target, fetch).await?;
         (suspects::prior_asks(&state.pool, ctx.token, fetch).await?, stored.iter().all(|m| held.contains(m)))
     };
+    tracing::debug!(lacking = lacking.len(), consistent, candles = candles.len(), "answer judged");
     Ok(proof::judge(&proof::Answer {
         window: fetch,
         lacking: &lacking,

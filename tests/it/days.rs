@@ -101,13 +101,15 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
     assert_eq!(requests(&app).await, asked + 1);
 
     // The same days as `tickfill quality --json`, `tickfill status`, the admin API and metrics.
-    let (code, out, err) = run_cli(&app.settings, &["quality", "--token", "256265", "--json"], &[]);
+    // The command reads the same settings the app has.
+    let env = [("BACKFILL_WINDOW_MINUTES", "4320"), ("BACKFILL_LOOKBACK", "4d"), ("BACKFILL_SETTLE", "0s")];
+    let (code, out, err) = run_cli(&app.settings, &["quality", "--token", "256265", "--json"], &env);
     assert_eq!(code, 0, "{err}");
     let cli: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap();
     let finals = cli.iter().filter(|d| d["state"] == "final").count();
     assert_eq!(finals, n - 1, "{out}");
     assert_eq!(cli[0]["revisions"], 1);
-    let (code, table, _) = run_cli(&app.settings, &["quality", "--token", "256265"], &[]);
+    let (code, table, _) = run_cli(&app.settings, &["quality", "--token", "256265"], &env);
     assert_eq!(code, 0);
     assert!(table.lines().any(|l| l.contains(" final ")), "{table}");
     let rows = status::status(&app.db.pool, &app.settings, Utc::now()).await.unwrap();
@@ -187,20 +189,36 @@ async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_old
             assert_eq!(d.facts.adjustment, None);
         }
     }
-    // Every stored minute, the older hour too, is the source's now.
-    let stale: i64 = app
-        .count(&format!(
-            "SELECT count(*) FROM minute_bars WHERE instrument_token = {token} AND time < '{}'
-             AND close <> round((close / 0.05)::numeric) * 0.05",
-            ex_start.to_rfc3339()
-        ))
-        .await;
-    assert_eq!(stale, 0);
-    let older_hour: i64 = app
-        .count(&format!(
-            "SELECT revised_minutes FROM day_checks WHERE instrument_token = {token} AND day = '{}'",
-            tickfill::store::days::ist_date(from - chrono::Duration::hours(1))
-        ))
-        .await;
-    assert!(older_hour >= 60, "the hour before the window was checked and revised: {older_hour}");
+    // Every stored minute, the older hour too, is the source's now: the check's older window
+    // revised the hour before the subscription's window.
+    let older: Vec<(DateTime<Utc>, DateTime<Utc>, i32)> = sqlx::query_as(
+        "SELECT window_from, window_to, rows FROM backfill_runs WHERE reason = 'verify' ORDER BY window_from",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((older[0].0, older[0].1), (from - chrono::Duration::hours(1), from), "{older:?}");
+    assert_eq!(older[0].2, 60, "the older hour's 60 minutes were revised: {older:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_illiquid_options_days_settle_final_once_its_no_trade_minutes_are_confirmed() {
+    let lies = Lies { seed: 5, illiquid_share: 1.0, ..Default::default() };
+    let app = TestApp::spawn_with(three_days(SimOptions { lies, ..Default::default() })).await;
+    let token = 11000002u32;
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    subscription_window(&app, token).await;
+    app.wait_idle(30).await;
+    let first = days(&app, token).await;
+    let n = first.len();
+    assert!(first[..n - 1].iter().all(|d| d.state == DayState::Partial), "{:?}", states(&first));
+    // The second answer confirms the no-trade minutes; the next sweep checks the settled days.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        app.sweep_once().await;
+        app.wait_idle(30).await;
+    }
+    let settled = days(&app, token).await;
+    assert!(settled[..n - 1].iter().all(|d| d.state == DayState::Final), "{:?}", settled);
+    assert!(settled.iter().all(|d| d.facts.confirmed_empty_minutes > 0));
 }

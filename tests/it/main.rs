@@ -10,6 +10,7 @@ mod chain;
 mod completeness;
 mod config;
 mod dead_letters;
+mod days;
 mod dedupe;
 mod dependencies;
 mod event_order;

@@ -17,7 +17,8 @@ pub struct QualityArgs {
     /// The instrument token.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     token: u32,
-    /// Start (RFC 3339); default `BACKFILL_LOOKBACK` before `--to`.
+    /// Start (RFC 3339); default the start of the token's wanted window when it is subscribed,
+    /// else `BACKFILL_LOOKBACK` before `--to`.
     #[arg(long, value_parser = args::instant)]
     from: Option<DateTime<Utc>>,
     /// End (RFC 3339); default now.
@@ -32,8 +33,11 @@ pub struct QualityArgs {
 pub async fn run_quality(settings: Settings, a: QualityArgs) -> anyhow::Result<()> {
     let now = Utc::now();
     let to = a.to.unwrap_or(now);
-    let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
-    let from = a.from.unwrap_or(to - lookback);
+    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let from = match a.from {
+        Some(f) => f,
+        None => tickfill::status::wanted_start(&pool, &settings, a.token, to).await?,
+    };
     let usage = |msg: String| {
         use clap::CommandFactory;
         crate::Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
@@ -44,7 +48,6 @@ pub async fn run_quality(settings: Settings, a: QualityArgs) -> anyhow::Result<(
     if to - from > chrono::Duration::days(QUALITY_MAX_DAYS) {
         usage(format!("--from {from} to --to {to} spans more than {QUALITY_MAX_DAYS} days"));
     }
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
     let days = tickfill::status::quality(&pool, &settings, a.token, Window::new(from, to), now).await?;
     if a.json {
         say!("{}", serde_json::to_string(&days)?);
