@@ -108,7 +108,11 @@ pub fn by_state(days: &[DayFacts], now: DateTime<Utc>) -> BTreeMap<DayState, i64
 }
 
 /// Every active subscription's days by state, for the metrics and the admin API.
-pub async fn day_states(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<BTreeMap<DayState, i64>> {
+pub async fn day_states(
+    pool: &PgPool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<BTreeMap<DayState, i64>> {
     let mut out: BTreeMap<DayState, i64> = DayState::ALL.iter().map(|s| (*s, 0)).collect();
     for (_, days) in subscription_days(pool, settings, now).await? {
         for (state, n) in by_state(&days, now) {
@@ -120,7 +124,12 @@ pub async fn day_states(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) 
 
 /// Where `tickfill quality` starts by default: the start of `token`'s wanted window when it is
 /// subscribed (`BACKFILL_WINDOW_MINUTES` before, within the lookback), else the lookback's.
-pub async fn wanted_start(pool: &PgPool, settings: &Settings, token: u32, now: DateTime<Utc>) -> sqlx::Result<DateTime<Utc>> {
+pub async fn wanted_start(
+    pool: &PgPool,
+    settings: &Settings,
+    token: u32,
+    now: DateTime<Utc>,
+) -> sqlx::Result<DateTime<Utc>> {
     let mut aware = settings.clone();
     aware.backfill_subscription_aware = true;
     let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();

@@ -201,7 +201,8 @@ async fn find_gaps_of(
 /// (those not yet due to be asked again count as covered: their backoff runs).
 pub async fn read_known(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Known> {
     let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let mut known = Known { coverage: coverage::coverage_since(pool, since, settings.settle).await?, ..Default::default() };
+    let mut known =
+        Known { coverage: coverage::coverage_since(pool, since, settings.settle).await?, ..Default::default() };
     // A due suspect at the live edge (within BACKFILL_GAP_THRESHOLD of it) waits with the edge.
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
     let edge = now - settle - Duration::from_std(settings.gap_threshold).unwrap_or_default();
@@ -402,7 +403,8 @@ pub async fn sweep(
                 continue;
             }
             let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-            let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
+            let job =
+                Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
             jobs.push(keyed(job, checks, edge));
         }
         report.checks = jobs.len() - report.jobs;

@@ -254,11 +254,9 @@ async fn days_of(
     q: Result<Query<DaysQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let token: u32 = token
-        .parse()
-        .ok()
-        .filter(|t| *t > 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("token: {token:?} is not an instrument token (1 to 4294967295)")))?;
+    let token: u32 = token.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!("token: {token:?} is not an instrument token (1 to 4294967295)"))
+    })?;
     let instant = |name: &str, v: &str| {
         chrono::DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&chrono::Utc))

@@ -193,12 +193,11 @@ async fn run_in(
             .await?;
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM suspect_minutes").fetch_one(&pool).await?;
         peak_suspects = peak_suspects.max(total);
-        let finals: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM day_checks WHERE checked_at IS NOT NULL AND day < $1::date",
-        )
-        .bind(crate::store::days::ist_date(cut))
-        .fetch_one(&pool)
-        .await?;
+        let finals: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM day_checks WHERE checked_at IS NOT NULL AND day < $1::date")
+                .bind(crate::store::days::ist_date(cut))
+                .fetch_one(&pool)
+                .await?;
         let unproved = unproved_minutes(&pool, &windows, cut).await?;
         if suspects == 0 && unproved == 0 && finals >= expected_final && runs("verify").await > 0 {
             break Some(started.elapsed());
@@ -223,12 +222,8 @@ async fn run_in(
 
     // The truth: a simulator that does not lie, after the ex-date.
     let stop_c = Shutdown::new();
-    let truth_addr = sim::spawn(
-        "127.0.0.1:0".parse()?,
-        sim_opts(facts(opts.seed, adjusted.clone())),
-        stop_c.clone(),
-    )
-    .await?;
+    let truth_addr =
+        sim::spawn("127.0.0.1:0".parse()?, sim_opts(facts(opts.seed, adjusted.clone())), stop_c.clone()).await?;
     let mut truth_settings = base.clone();
     truth_settings.ticker_url = format!("http://{truth_addr}");
     truth_settings.rate_limit = 0;
@@ -241,11 +236,10 @@ async fn run_in(
     }
     stop_c.trigger();
     let revisions = store::days::total_revisions(&pool).await?;
-    let found: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT instrument_token FROM day_checks WHERE adjustment IS NOT NULL ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await?;
+    let found: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT instrument_token FROM day_checks WHERE adjustment IS NOT NULL ORDER BY 1")
+            .fetch_all(&pool)
+            .await?;
     let stale_found: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM day_checks WHERE instrument_token = ANY($1) AND day < $2 AND revisions > 0",
     )
@@ -266,8 +260,10 @@ async fn run_in(
     }
     let confirmed_empty: i64 = sqlx::query_scalar("SELECT count(*) FROM confirmed_empty").fetch_one(&pool).await?;
     pool.close().await;
-    let requests = told_before["history_requests"].as_u64().unwrap_or(0) + told_after["history_requests"].as_u64().unwrap_or(0);
-    let fault = |k: &str| told_before["faults"][k].as_u64().unwrap_or(0) + told_after["faults"][k].as_u64().unwrap_or(0);
+    let requests =
+        told_before["history_requests"].as_u64().unwrap_or(0) + told_after["history_requests"].as_u64().unwrap_or(0);
+    let fault =
+        |k: &str| told_before["faults"][k].as_u64().unwrap_or(0) + told_after["faults"][k].as_u64().unwrap_or(0);
     let instrument_days = (windows.len() as u64 * opts.days as u64).max(1);
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(json!({

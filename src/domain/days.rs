@@ -97,8 +97,7 @@ pub const TICK: f64 = 0.05;
 /// is one and it is not 1: the day was adjusted (a split, a bonus, a dividend), not revised minute
 /// by minute. `pairs` are (old, new) open, high, low, close of every stored minute of a day.
 pub fn adjustment_ratio(pairs: &[([f64; 4], [f64; 4])]) -> Option<f64> {
-    let mut ratios: Vec<f64> =
-        pairs.iter().filter(|(old, _)| old[3] > 0.0).map(|(old, new)| new[3] / old[3]).collect();
+    let mut ratios: Vec<f64> = pairs.iter().filter(|(old, _)| old[3] > 0.0).map(|(old, new)| new[3] / old[3]).collect();
     if ratios.len() < 2 || ratios.len() != pairs.len() {
         return None;
     }

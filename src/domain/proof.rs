@@ -107,6 +107,9 @@ pub struct Answer<'a> {
     /// did not is known to have left minutes out, and proves no minute empty.
     pub consistent: bool,
     pub now: DateTime<Utc>,
+    /// Minutes from here on are too new to judge (`BACKFILL_SETTLE`): one the answer lacks is
+    /// neither suspect nor covered, since a source publishes its newest minutes late.
+    pub settled: DateTime<Utc>,
     /// The first backoff before a suspect is asked again (doubling after each answer).
     pub backoff: Duration,
 }
@@ -114,7 +117,12 @@ pub struct Answer<'a> {
 /// Judges one answer.
 pub fn judge(a: &Answer<'_>) -> Verdict {
     let mut v = Verdict::default();
+    let mut unjudged = Vec::new();
     for &Lacking { minute: m, session_end } in a.lacking {
+        if m >= a.settled {
+            unjudged.push(Window::new(m, m + Duration::minutes(1)));
+            continue;
+        }
         let before = a.prior.get(&m).copied().unwrap_or_default();
         let tail = a.last_candle.is_none_or(|l| m > l);
         let inside = u32::from(!tail && a.consistent);
@@ -149,7 +157,10 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
             }
         }
     }
-    let runs: Vec<Window> = v.suspects.iter().map(|s| Window::new(s.minute, s.minute + Duration::minutes(1))).collect();
+    let mut runs: Vec<Window> =
+        v.suspects.iter().map(|s| Window::new(s.minute, s.minute + Duration::minutes(1))).collect();
+    runs.extend(unjudged);
+    runs.sort_unstable();
     v.covered = a.window.holes(&runs);
     v
 }
@@ -181,6 +192,7 @@ mod tests {
             may_not_trade,
             consistent: true,
             now,
+            settled: window.to,
             backoff: Duration::minutes(5),
         })
     }
@@ -197,6 +209,21 @@ mod tests {
         assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
         assert_eq!(v.suspects.iter().map(|s| (s.asks, s.tail)).collect::<Vec<_>>(), vec![(1, true); 3]);
         assert_eq!(v.suspects[0].next_ask_at, t(17));
+        // Lacking within the settle margin (from minute 8): neither suspect nor covered.
+        let lacking = lacking(&[w], &all[..7]);
+        let v = judge(&Answer {
+            window: w,
+            lacking: &lacking,
+            last_candle: Some(t(6)),
+            prior: &none,
+            may_not_trade: false,
+            consistent: true,
+            now: t(10),
+            settled: t(8),
+            backoff: Duration::minutes(5),
+        });
+        assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
+        assert_eq!(v.suspects.iter().map(|s| s.minute).collect::<Vec<_>>(), vec![t(7)]);
     }
 
     #[test]
@@ -239,6 +266,7 @@ mod tests {
             may_not_trade: true,
             consistent,
             now: t(30),
+            settled: t(30),
             backoff: Duration::minutes(5),
         };
         assert_eq!(judge(&answer(true)).confirmed.len(), 1);

@@ -30,8 +30,12 @@ pub async fn stored_prices(
         "SELECT time, open, high, low, close FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3 ORDER BY time",
         target.table()
     );
-    let rows: Vec<(DateTime<Utc>, f64, f64, f64, f64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_all(&mut **tx).await?;
+    let rows: Vec<(DateTime<Utc>, f64, f64, f64, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(token as i64)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(rows.into_iter().map(|(t, o, h, l, c)| (t, [o, h, l, c])).collect())
 }
 
@@ -44,7 +48,12 @@ pub async fn stored_minutes(
 ) -> sqlx::Result<Vec<DateTime<Utc>>> {
     // The table name is one of three constants, never input.
     let sql = format!("SELECT time FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_all(pool).await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(token as i64)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch_all(pool)
+        .await
 }
 
 /// The oldest stored minute of `token` in `window`.
@@ -57,7 +66,12 @@ pub async fn first_stored(
     // The table name is one of three constants, never input.
     let sql =
         format!("SELECT min(time) FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(window.from).bind(window.to).fetch_one(pool).await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(token as i64)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch_one(pool)
+        .await
 }
 
 /// Upserts the candles of one instrument into the table its target names.

@@ -69,9 +69,8 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
             .into_iter()
             .map(|d| {
                 let count = |by: &HashMap<u32, Vec<DateTime<Utc>>>| {
-                    by.get(&o.token).map_or(0, |ms| {
-                        ms.iter().filter(|m| d.sessions.iter().any(|s| inside(m, s))).count() as i64
-                    })
+                    by.get(&o.token)
+                        .map_or(0, |ms| ms.iter().filter(|m| d.sessions.iter().any(|s| inside(m, s))).count() as i64)
                 };
                 let covered_minutes: i64 = d
                     .sessions

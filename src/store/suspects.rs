@@ -14,7 +14,8 @@ use crate::domain::{
 
 /// How many answers have lacked each suspect minute of `token` in `window`.
 pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
-    let rows: Vec<(DateTime<Utc>, i32, i32, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+    type Row = (DateTime<Utc>, i32, i32, bool, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT minute, asks, inside, tail_agrees, tail_end FROM suspect_minutes
          WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
@@ -109,11 +110,9 @@ pub struct SuspectRow {
 
 /// Every suspect minute, by token then minute.
 pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<SuspectRow>> {
-    sqlx::query_as(
-        "SELECT instrument_token AS token, minute, asks, next_ask_at FROM suspect_minutes ORDER BY 1, 2",
-    )
-    .fetch_all(pool)
-    .await
+    sqlx::query_as("SELECT instrument_token AS token, minute, asks, next_ask_at FROM suspect_minutes ORDER BY 1, 2")
+        .fetch_all(pool)
+        .await
 }
 
 /// Suspect minutes by token.

@@ -12,19 +12,18 @@ use tickfill_jobs::Reason;
 
 use super::{
     chain::push_chain_rebuild,
-    settle,
     fetch::fetch_with_throttle,
     job::{JobError, JobMeta},
-    Committed, WorkerState,
+    settle, Committed, WorkerState,
 };
 use crate::{
+    config::Settings,
     domain::{
         market::{classify, BarTarget, Candle},
         proof::{self, Verdict},
         symbol,
         window::{self, Window},
     },
-    config::Settings,
     metrics,
     store::{
         bars, coverage, days, instruments,
@@ -140,13 +139,9 @@ async fn judge_answer(
 ) -> Result<Verdict, JobError> {
     let s = &state.settings;
     // The last BACKFILL_SETTLE before now is not judged: a source publishes its newest minutes
-    // late, and coverage does not trust them yet anyway.
+    // late (a minute lacking there is neither suspect nor covered).
     let now = Utc::now();
     let settled = window::floor_minute(now - chrono::Duration::from_std(s.settle).unwrap_or_default());
-    let fetch = Window::new(fetch.from, fetch.to.min(settled));
-    if fetch.is_empty() {
-        return Ok(Verdict::default());
-    }
     let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let lacking = proof::lacking(&trading, &minutes);
@@ -168,6 +163,7 @@ async fn judge_answer(
         may_not_trade: matches!(ctx.target, BarTarget::Option { .. }),
         consistent,
         now,
+        settled,
         backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
     }))
 }
@@ -209,7 +205,8 @@ pub(super) async fn write(
                 coverage::insert_coverage(tx, ctx.token, *w, n as i32).await?;
             }
             suspects::record(tx, ctx.token, *fetch, verdict, candles).await?;
-            let facts = settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
+            let facts =
+                settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
             let found = settle::judge_days(settings, ctx, &facts, check, Utc::now());
             days::record(tx, ctx.token, &found).await?;
             let adjusted = found.iter().any(|d| d.adjustment.is_some());

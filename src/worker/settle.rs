@@ -69,18 +69,19 @@ pub(super) fn judge_days(
         let stored: Vec<&(DateTime<Utc>, [f64; 4])> = f.before.iter().filter(|(t, _)| in_day(t)).collect();
         let holds_stored = stored.iter().all(|(t, _)| served.contains_key(t));
         if check && settled {
-            let proves_all = day.sessions.iter().all(|s| s.holes(&proved).is_empty())
-                && !suspects.iter().any(|t| in_day(t));
+            let proves_all = day.sessions.iter().all(|s| s.holes(&proved).is_empty()) && !suspects.iter().any(in_day);
             found.checked = true;
             found.accepted = holds_stored && proves_all;
         }
         // An equity's day of which every stored minute the fetch saw changed, by one ratio: an
         // adjustment, whichever fetch saw it.
-        if holds_stored && is_equity(ctx) && stored.len() >= MIN_ADJUSTED_MINUTES {
-            if stored.iter().all(|(t, _)| revised.contains(t)) {
-                let pairs: Vec<([f64; 4], [f64; 4])> = stored.iter().map(|(t, old)| (*old, served[t])).collect();
-                found.adjustment = days::adjustment_ratio(&pairs);
-            }
+        if holds_stored
+            && is_equity(ctx)
+            && stored.len() >= MIN_ADJUSTED_MINUTES
+            && stored.iter().all(|(t, _)| revised.contains(t))
+        {
+            let pairs: Vec<([f64; 4], [f64; 4])> = stored.iter().map(|(t, old)| (*old, served[t])).collect();
+            found.adjustment = days::adjustment_ratio(&pairs);
         }
         if found.checked || found.revised_minutes > 0 || found.adjustment.is_some() {
             out.push(found);

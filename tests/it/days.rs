@@ -44,11 +44,13 @@ async fn days(app: &TestApp, token: u32) -> Vec<status::DayQuality> {
 async fn subscription_window(app: &TestApp, token: u32) -> (DateTime<Utc>, DateTime<Utc>) {
     let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
     app.wait_count(30, &sql, 1).await;
-    sqlx::query_as("SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'")
-        .bind(token as i64)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'",
+    )
+    .bind(token as i64)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
 }
 
 fn states(days: &[status::DayQuality]) -> Vec<DayState> {
@@ -75,7 +77,11 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE minute_bars SET close = close + 1 WHERE time = $1").bind(minute).execute(&app.db.pool).await.unwrap();
+    sqlx::query("UPDATE minute_bars SET close = close + 1 WHERE time = $1")
+        .bind(minute)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
 
     // One sweep: one request checks every settled day.
     let asked = requests(&app).await;
@@ -146,7 +152,8 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_older_history_checked() {
     // The source serves the first synthetic equity's history before yesterday (IST) halved.
-    let ex_date: NaiveDate = (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
+    let ex_date: NaiveDate =
+        (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
     let token = 20000001u32;
     let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
     let app = TestApp::spawn_with(three_days(SimOptions { universe: 1, lies, ..Default::default() })).await;
@@ -165,11 +172,13 @@ async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_old
     app.push(&older).await;
     app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
     let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
-    sqlx::query("UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1")
-        .bind(ex_start)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1",
+    )
+    .bind(ex_start)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
 
     let asked = requests(&app).await;
     app.sweep_once().await;
