@@ -114,7 +114,7 @@ async fn run_in(
         ("BACKFILL_WINDOW_MINUTES", window_minutes.as_str()),
         ("BACKFILL_LOOKBACK", lookback.as_str()),
         ("BACKFILL_VERIFY", "true"),
-        ("SWEEP_INTERVAL", "2s"),
+        ("SWEEP_INTERVAL", "1s"),
         ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
     ];
     let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
