@@ -416,6 +416,12 @@ impl fmt::Display for Interval {
 }
 
 impl Settings {
+    /// The live edge at `now`: the whole minute `BACKFILL_SETTLE` before it. Minutes from here on
+    /// are too new to plan, judge or trust (a source publishes its newest minutes late).
+    pub fn live_edge(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        crate::domain::window::floor_minute(now - chrono::Duration::from_std(self.settle).unwrap_or_default())
+    }
+
     /// Reads `.env` (if present) and the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();

@@ -95,7 +95,7 @@ pub fn plan_holes_owing(
     for windows in by_token.values_mut() {
         windows.sort_unstable();
     }
-    let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
+    let end = settings.live_edge(now);
     let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
     let mut out = Vec::new();
     for Target { token, start, segment } in targets {
@@ -123,7 +123,7 @@ pub const SUSPECT_MARGIN: Duration = Duration::hours(6);
 /// The windows of a sweep: each instrument's holes as the fewest ≤ 60-day windows, those of an
 /// instrument with suspects due widened by [`SUSPECT_MARGIN`] within its wanted window.
 fn plan_windows(targets: &[Target], known: &Known, settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
-    let end = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
+    let end = settings.live_edge(now);
     let starts: HashMap<u32, DateTime<Utc>> = targets.iter().map(|t| (t.token, floor_minute(t.start))).collect();
     let mut gaps = spans_of(plan_holes_owing(targets, &known.coverage, &known.owed, settings, now));
     for g in gaps.iter_mut().filter(|g| known.owed.contains(&g.token)) {
@@ -229,7 +229,7 @@ pub async fn find_checks(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(Gap, i64)>> {
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
-    let end = floor_minute(now - settle);
+    let end = settings.live_edge(now);
     let of: Vec<DaysOf> = targets
         .iter()
         .filter(|t| floor_minute(t.start) < end)
@@ -380,7 +380,7 @@ pub async fn sweep(
     report.targets = targets.len();
     let known = read_known(pool, settings, now).await?;
     let gaps = plan_windows(&targets, &known, settings, now);
-    let edge = floor_minute(now - Duration::from_std(settings.settle).unwrap_or_default());
+    let edge = settings.live_edge(now);
     // A sweep re-pushes the same window deliberately once the earlier job ran and left it
     // unproved (a suspect asked again, a check not accepted): its key then names how many answers
     // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job

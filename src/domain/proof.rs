@@ -114,6 +114,12 @@ pub struct Answer<'a> {
     pub backoff: Duration,
 }
 
+/// How long to wait before asking again after the `n`th answer that did not settle a question
+/// (from 1): `first`, doubling each time, [`MAX_DOUBLINGS`] times at most.
+pub fn backoff(first: Duration, n: u32) -> Duration {
+    first * 2i32.pow(n.saturating_sub(1).min(MAX_DOUBLINGS))
+}
+
 /// Judges one answer.
 pub fn judge(a: &Answer<'_>) -> Verdict {
     let mut v = Verdict::default();
@@ -145,7 +151,7 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
         match why {
             Some(why) => v.confirmed.push((m, why)),
             None => {
-                let wait = a.backoff * 2i32.pow(misses.asks.saturating_sub(1).min(MAX_DOUBLINGS));
+                let wait = backoff(a.backoff, misses.asks);
                 v.suspects.push(Suspect {
                     minute: m,
                     asks: misses.asks,

@@ -131,7 +131,7 @@ pub async fn checks_not_due(
     Ok(rows
         .into_iter()
         .filter(|(_, _, n, at)| {
-            let wait = first * 2i32.saturating_pow((*n as u32).saturating_sub(1).min(16));
+            let wait = crate::domain::proof::backoff(first, *n as u32);
             now < *at + wait || *n as u32 >= MAX_CHECKS
         })
         .map(|(t, d, _, _)| (t as u32, d))

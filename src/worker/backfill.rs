@@ -141,7 +141,7 @@ async fn judge_answer(
     // The last BACKFILL_SETTLE before now is not judged: a source publishes its newest minutes
     // late (a minute lacking there is neither suspect nor covered).
     let now = Utc::now();
-    let settled = window::floor_minute(now - chrono::Duration::from_std(s.settle).unwrap_or_default());
+    let settled = s.live_edge(now);
     let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let lacking = proof::lacking(&trading, &minutes);

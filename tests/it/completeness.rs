@@ -80,19 +80,6 @@ async fn covered(app: &TestApp, token: u32, from: DateTime<Utc>, to: DateTime<Ut
     .await
 }
 
-/// The subscription window of `token`, as its first run recorded it.
-async fn window(app: &TestApp, token: u32) -> (DateTime<Utc>, DateTime<Utc>) {
-    let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
-    app.wait_count(20, &sql, 1).await;
-    sqlx::query_as(
-        "SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'",
-    )
-    .bind(token as i64)
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_them() {
     let app =
@@ -103,7 +90,7 @@ async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_
     }
     let mut windows = Vec::new();
     for t in tokens {
-        windows.push((t, window(&app, t).await));
+        windows.push((t, app.subscription_window(t).await));
     }
     app.wait_idle(20).await;
     // After the first answers: whatever coverage claims is stored, and what is not stored is
@@ -161,7 +148,7 @@ async fn an_illiquid_options_no_trade_minutes_cost_one_extra_request_and_are_con
     let app = TestApp::spawn_with(lying(Lies { seed: 5, illiquid_share: 1.0, ..Default::default() })).await;
     let token = 11000002u32;
     assert_eq!(app.subscribe_via_sim(token).await, 201);
-    let (from, to) = window(&app, token).await;
+    let (from, to) = app.subscription_window(token).await;
     app.wait_idle(20).await;
     let first = app.sim_stats().await["history_requests"].as_i64().unwrap();
     let sql = "SELECT time FROM option_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3";

@@ -36,21 +36,9 @@ async fn requests(app: &TestApp) -> i64 {
 }
 
 async fn days(app: &TestApp, token: u32) -> Vec<status::DayQuality> {
-    let (from, to) = subscription_window(app, token).await;
+    let (from, to) = app.subscription_window(token).await;
     let window = tickfill::domain::window::Window::new(from, to.max(Utc::now()));
     status::quality(&app.db.pool, &app.settings, token, window, Utc::now()).await.unwrap()
-}
-
-async fn subscription_window(app: &TestApp, token: u32) -> (DateTime<Utc>, DateTime<Utc>) {
-    let sql = format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
-    app.wait_count(30, &sql, 1).await;
-    sqlx::query_as(
-        "SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'",
-    )
-    .bind(token as i64)
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap()
 }
 
 fn states(days: &[status::DayQuality]) -> Vec<DayState> {
@@ -62,7 +50,7 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
     let app = TestApp::spawn_with(three_days(SimOptions::default())).await;
     let token = 256265u32;
     assert_eq!(app.subscribe_via_sim(token).await, 201);
-    let (from, _) = subscription_window(&app, token).await;
+    let (from, _) = app.subscription_window(token).await;
     app.wait_idle(30).await;
     // Every minute stored; the ended days are complete, today is open.
     let before = days(&app, token).await;
@@ -160,7 +148,7 @@ async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_old
     // What the store held before the ex-date: stored an hour earlier than the subscription's
     // window, and the window itself (stored now, then put back to the prices before the ex-date).
     assert_eq!(app.subscribe_via_sim(token).await, 201);
-    let (from, _) = subscription_window(&app, token).await;
+    let (from, _) = app.subscription_window(token).await;
     app.wait_idle(30).await;
     let older = tickfill::jobs::Job::Backfill {
         token: crate::helpers::tok(token),
@@ -216,7 +204,7 @@ async fn an_illiquid_options_days_settle_final_once_its_no_trade_minutes_are_con
     let app = TestApp::spawn_with(three_days(SimOptions { lies, ..Default::default() })).await;
     let token = 11000002u32;
     assert_eq!(app.subscribe_via_sim(token).await, 201);
-    subscription_window(&app, token).await;
+    app.subscription_window(token).await;
     app.wait_idle(30).await;
     let first = days(&app, token).await;
     let n = first.len();

@@ -192,6 +192,23 @@ impl TestApp {
         queue::Producer::new(self.redis.clone(), &self.settings).push(job).await.expect("push");
     }
 
+    /// The window of `token`'s subscription backfill, as its run recorded it (waits for the run).
+    pub async fn subscription_window(
+        &self,
+        token: u32,
+    ) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+        let sql =
+            format!("SELECT count(*) FROM backfill_runs WHERE instrument_token = {token} AND reason = 'subscribe'");
+        self.wait_count(30, &sql, 1).await;
+        sqlx::query_as(
+            "SELECT window_from, window_to FROM backfill_runs WHERE instrument_token = $1 AND reason = 'subscribe'",
+        )
+        .bind(token as i64)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
     /// Pushes a sweep with a tick of its own and waits until its run row is written.
     pub async fn sweep_once(&self) {
         let before = self.count("SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'").await;
