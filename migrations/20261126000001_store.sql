@@ -1,5 +1,6 @@
 -- tickfill's store: instruments, subscriptions, bars, runs and coverage.
--- All instants are timestamptz (UTC); IST appears only at the edges.
+-- All instants are timestamptz (UTC); IST appears only at the edges. Whether the bar tables become
+-- TimescaleDB hypertables is decided after the migrations, by `store::timescale`.
 
 CREATE TABLE IF NOT EXISTS instruments (
     instrument_token  bigint PRIMARY KEY CHECK (instrument_token BETWEEN 1 AND 4294967295),
@@ -111,26 +112,3 @@ CREATE TABLE IF NOT EXISTS coverage (
     candles           integer NOT NULL,
     PRIMARY KEY (instrument_token, window_from, window_to)
 );
-
--- Hypertables when TimescaleDB is there, plain tables otherwise. The extension is created when
--- the server offers it; `create_hypertable` is then called for each bar table on its time column.
--- Where no such function is visible (plain PostgreSQL) the tables stay as they are.
-DO $tickfill$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
-        BEGIN
-            CREATE EXTENSION IF NOT EXISTS timescaledb;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'tickfill: timescaledb is available but could not be created (%); using plain tables', SQLERRM;
-        END;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'create_hypertable' AND pg_function_is_visible(oid)) THEN
-        PERFORM create_hypertable('minute_bars', 'time', if_not_exists => TRUE, migrate_data => TRUE);
-        PERFORM create_hypertable('futures_bars', 'time', if_not_exists => TRUE, migrate_data => TRUE);
-        PERFORM create_hypertable('option_bars', 'time', if_not_exists => TRUE, migrate_data => TRUE);
-        RAISE NOTICE 'tickfill: bar tables are hypertables';
-    ELSE
-        RAISE NOTICE 'tickfill: TimescaleDB not present; bar tables are plain tables';
-    END IF;
-END
-$tickfill$;

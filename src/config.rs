@@ -62,6 +62,8 @@ pub const VARIABLES: &[&str] = &[
     "KITE_API_URL",
     "KITE_API_KEY",
     "KITE_ACCESS_TOKEN",
+    "TIMESCALE_COMPRESS_AFTER",
+    "TIMESCALE_RETENTION",
 ];
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -162,6 +164,37 @@ pub struct Settings {
     pub kite_url: String,
     pub kite_api_key: Secret,
     pub kite_access_token: Secret,
+    /// What TimescaleDB does with old chunks (no effect on plain PostgreSQL).
+    pub timescale: TimescalePolicy,
+}
+
+/// `TIMESCALE_COMPRESS_AFTER` when unset.
+pub const DEFAULT_COMPRESS_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// The chunk policies of the bar tables on TimescaleDB; plain PostgreSQL ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimescalePolicy {
+    /// Compress chunks whose newest minute is older than this; `None`: never.
+    pub compress_after: Option<Duration>,
+    /// Drop chunks (bars and option-chain tables, not their rollups) older than this; `None`: keep all.
+    pub retention: Option<Duration>,
+}
+
+impl Default for TimescalePolicy {
+    fn default() -> Self {
+        TimescalePolicy { compress_after: Some(DEFAULT_COMPRESS_AFTER), retention: None }
+    }
+}
+
+/// A duration, or `none` for "never".
+fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    match s.trim() {
+        "none" | "off" | "never" => Ok(None),
+        d => match parse_duration(d)? {
+            z if z.is_zero() => Err("must be more than zero (write none to turn it off)".into()),
+            d => Ok(Some(d)),
+        },
+    }
 }
 
 /// A setting that could not be read; the message names the variable.
@@ -539,6 +572,10 @@ impl Settings {
             kite_url: r.get("KITE_API_URL", DEFAULT_KITE_URL.into(), parse_url)?,
             kite_api_key: Secret::new(r.string("KITE_API_KEY", "")),
             kite_access_token: Secret::new(r.string("KITE_ACCESS_TOKEN", "")),
+            timescale: TimescalePolicy {
+                compress_after: r.get("TIMESCALE_COMPRESS_AFTER", Some(DEFAULT_COMPRESS_AFTER), parse_optional_duration)?,
+                retention: r.get("TIMESCALE_RETENTION", None, parse_optional_duration)?,
+            },
         };
         settings.check()?;
         Ok(settings)
@@ -558,6 +595,17 @@ impl Settings {
                 var: "TICKFILL_ORPHAN_AFTER",
                 value: format!("{:?}", self.orphan_after),
                 reason: "must be at least TICKFILL_HEARTBEAT".into(),
+            });
+        }
+        // Chunks dropped inside the lookback would be holes the sweeps fetch again, forever.
+        if let Some(r) = self.timescale.retention.filter(|r| *r <= self.lookback) {
+            return Err(ConfigError {
+                var: "TIMESCALE_RETENTION",
+                value: humantime::format_duration(r).to_string(),
+                reason: format!(
+                    "must be longer than BACKFILL_LOOKBACK ({}): dropped bars inside it would be fetched again",
+                    humantime::format_duration(self.lookback)
+                ),
             });
         }
         if self.ticker_api == TickerApi::Kite && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty()) {

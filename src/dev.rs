@@ -19,8 +19,11 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
     let pool =
         crate::shutdown::patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 4))
             .await?;
-    store::migrate(&pool).await?;
-    println!("migrations applied ({:?} bar tables)", store::bar_storage(&pool).await?);
+    let migrated = store::migrate(&pool, &settings.timescale).await?;
+    if let Some(w) = migrated.plain.as_ref().and_then(|p| p.warning()) {
+        tracing::warn!("{w}");
+    }
+    println!("migrations applied ({})", migrated.summary());
 
     let url = reqwest::Url::parse(&settings.ticker_url)?;
     let host = url.host_str().context("TICKER_SERVICE_URL has no host")?.to_string();

@@ -231,7 +231,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     wait_for(20, "the bench's Redis to answer", || redis_up(&redis_url)).await?;
     let db_url = store::create_database(&pg.url("postgres"), "chaos").await?;
     let pool = store::connect(&db_url, 4).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &Default::default()).await?;
 
     let ns = "chaos".to_string();
     let sim_port = free_port()?;

@@ -66,7 +66,7 @@ pub async fn run(base: Settings, rows: usize) -> anyhow::Result<serde_json::Valu
 }
 
 async fn run_in(pool: &PgPool, db_url: &str, rows: usize) -> anyhow::Result<serde_json::Value> {
-    store::migrate(pool).await?;
+    store::migrate(pool, &Default::default()).await?;
     let dir = std::env::temp_dir().join(format!("tickfill-bench-dump-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let result = measure(pool, db_url, rows, &dir).await;

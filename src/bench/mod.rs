@@ -85,7 +85,7 @@ pub(crate) async fn sim_and_store_with(
     let n = opts.universe;
     let sim_url = format!("http://{}", sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?);
     let pool = store::connect(db_url, connections).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &Default::default()).await?;
     let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
     load::load(&pool, &dump).await?;
     // The synthetic equities are the end of the universe.
@@ -132,7 +132,7 @@ async fn latency_in(
     settings.rate_limit = 0;
 
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &settings.timescale).await?;
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
     load::load(&pool, &dump).await?;
     let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).collect();
@@ -286,7 +286,7 @@ async fn sweep_in(
     settings.queue = id.to_string();
     settings.reconcile = false;
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &settings.timescale).await?;
     let now = crate::domain::window::floor_minute(Utc::now());
     let subscribed_at = now;
     sqlx::query(
@@ -452,7 +452,7 @@ pub async fn chain(base: Settings, strikes: usize, minutes: usize) -> anyhow::Re
 
 async fn chain_in(db_url: &str, strikes: usize, minutes: usize) -> anyhow::Result<serde_json::Value> {
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &Default::default()).await?;
     let expiry = chrono::NaiveDate::from_ymd_opt(2025, 11, 25).expect("valid date");
     let from = DateTime::parse_from_rfc3339("2025-11-18T03:45:00Z")?.with_timezone(&Utc);
     let to = from + chrono::Duration::minutes(minutes as i64);
@@ -478,7 +478,8 @@ async fn chain_in(db_url: &str, strikes: usize, minutes: usize) -> anyhow::Resul
     let mut rows = 0;
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        rows = crate::store::chain::rebuild(&pool, "BENCH", expiry, Window::new(from, to)).await?;
+        let upkeep = store::rollups::upkeep(&pool).await?;
+        rows = crate::store::chain::rebuild(&pool, "BENCH", expiry, Window::new(from, to), upkeep).await?;
         rebuild.push(t.elapsed().as_secs_f64() * 1000.0);
 
         let t = std::time::Instant::now();

@@ -99,7 +99,7 @@ async fn run_in(
     let addr = sim::spawn("127.0.0.1:0".parse()?, sim_opts(lies(opts.seed, vec![])), stop_a.clone()).await?;
     let sim_url = format!("http://{addr}");
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool).await?;
+    store::migrate(&pool, &Default::default()).await?;
     let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
     load::load(&pool, &dump).await?;
     let tokens: Vec<u32> = super::universe_tokens(&dump)?.into_iter().take(opts.instruments).collect();

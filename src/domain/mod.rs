@@ -11,6 +11,7 @@
 //! - `calendar`: exchange sessions and holidays: which minutes trade.
 //! - `proof`: what an answer proves: covered, suspect and confirmed-empty minutes.
 //! - `days`: the state of an instrument's day, and adjustments.
+//! - `timeframe`: chart timeframes and their IST-aligned buckets.
 
 pub mod calendar;
 pub mod chain;
@@ -20,4 +21,5 @@ pub mod instrument;
 pub mod market;
 pub mod proof;
 pub mod symbol;
+pub mod timeframe;
 pub mod window;

@@ -16,6 +16,8 @@ pub struct Upserted {
     pub written: u64,
     /// The minutes of rows that were stored already with other values.
     pub revised: Vec<DateTime<Utc>>,
+    /// From the first written minute to the end of the last: what rollups must recompute.
+    pub touched: Option<Window>,
 }
 
 /// The stored prices (open, high, low, close) of `token` in `window`, by minute.
@@ -196,8 +198,11 @@ pub async fn upsert_bars(
             .await?
         }
     };
+    let first = done.iter().map(|(t, _)| *t).min();
+    let last = done.iter().map(|(t, _)| *t).max();
     Ok(Upserted {
         written: done.len() as u64,
+        touched: first.zip(last).map(|(f, l)| Window::new(f, l + chrono::Duration::minutes(1))),
         revised: done.into_iter().filter(|(_, updated)| *updated).map(|(t, _)| t).collect(),
     })
 }

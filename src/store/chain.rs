@@ -216,16 +216,25 @@ impl MetricColumns {
     }
 }
 
-/// Rebuilds one underlying and expiry over `window`: its rows are replaced in one transaction.
-/// Returns rows written.
+/// Rebuilds one underlying and expiry over `window`: its rows (and, on the plain path, the
+/// rollup buckets they fall in) are replaced in one transaction. Returns rows written.
 #[tracing::instrument(skip_all, fields(symbol = symbol, %expiry, from = %window.from, to = %window.to))]
-pub async fn rebuild(pool: &PgPool, symbol: &str, expiry: NaiveDate, window: Window) -> sqlx::Result<u64> {
+pub async fn rebuild(
+    pool: &PgPool,
+    symbol: &str,
+    expiry: NaiveDate,
+    window: Window,
+    upkeep: super::rollups::Upkeep,
+) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     // The old rows go while the bars are read (on another connection): the read costs no time.
     let (chain, deleted) =
         tokio::join!(read_chain(pool, symbol, expiry, window), delete_window(&mut tx, symbol, expiry, window));
     deleted?;
     let rows = Prepared::from_chain(&chain?).insert(&mut tx, symbol, expiry).await?;
+    if upkeep == super::rollups::Upkeep::Tables {
+        super::rollups::refresh_chain(&mut tx, symbol, expiry, window).await?;
+    }
     tx.commit().await?;
     Ok(rows)
 }

@@ -10,6 +10,8 @@
 //! - `suspects`: suspect and confirmed-empty minutes.
 //! - `days`: per instrument and day, what is known and its checks.
 //! - `status`: what operators read: newest bars and runs per subscription, freshness.
+//! - `rollups`: 5m, 15m, 1h and 1d bars and chain buckets, the same relations on both paths.
+//! - `timescale`: whether TimescaleDB can be used, and what it is used for.
 //!
 //! Every write of a backfill happens in one transaction: bars, run row and coverage together.
 
@@ -18,10 +20,12 @@ pub mod chain;
 pub mod coverage;
 pub mod days;
 pub mod instruments;
+pub mod rollups;
 pub mod runs;
 pub mod status;
 pub mod subscriptions;
 pub mod suspects;
+pub mod timescale;
 
 use std::{str::FromStr, time::Duration};
 
@@ -47,12 +51,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .with_context(|| format!("failed to connect to PostgreSQL at {}", redact_url(url)))
 }
 
-/// Applies pending migrations.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("failed to run migrations")?;
-    Ok(())
-}
-
 /// How the bar tables are stored: as TimescaleDB hypertables or as plain tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarStorage {
@@ -60,12 +58,95 @@ pub enum BarStorage {
     Plain,
 }
 
-/// Tells which path the migration took on this database.
+/// Tells which path the migration took on this database: whether `minute_bars` is a hypertable.
 pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
     let has_ts: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
         .fetch_one(pool)
         .await?;
-    Ok(if has_ts { BarStorage::Hypertables } else { BarStorage::Plain })
+    if !has_ts {
+        return Ok(BarStorage::Plain);
+    }
+    let hyper: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'minute_bars'
+                        AND hypertable_schema = current_schema())",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(if hyper { BarStorage::Hypertables } else { BarStorage::Plain })
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    pub storage: BarStorage,
+    /// Why the store is on plain tables, when it is.
+    pub plain: Option<timescale::Plain>,
+}
+
+impl Migrated {
+    /// The line `tickfill migrate` prints.
+    pub fn summary(&self) -> String {
+        match (&self.storage, &self.plain) {
+            (BarStorage::Hypertables, _) => {
+                "bar tables: TimescaleDB hypertables; rollups: continuous aggregates".to_string()
+            }
+            (BarStorage::Plain, why) => format!(
+                "bar tables: plain tables ({}); rollups: tables the worker keeps",
+                why.as_ref().map_or("TimescaleDB is not in use", |w| w.summary())
+            ),
+        }
+    }
+}
+
+/// Applies pending migrations, then puts the rollups in place: on TimescaleDB (when the server
+/// can really use it) hypertables, continuous aggregates and `policy`; otherwise plain tables.
+pub async fn migrate(pool: &PgPool, policy: &crate::config::TimescalePolicy) -> anyhow::Result<Migrated> {
+    repair_rewritten_migrations(pool).await?;
+    let ts = timescale::prepare(pool).await?;
+    MIGRATOR.run(pool).await.context("failed to run migrations")?;
+    match ts {
+        Ok(()) => {
+            timescale::setup(pool, policy).await?;
+            Ok(Migrated { storage: BarStorage::Hypertables, plain: None })
+        }
+        Err(why) => {
+            timescale::create_plain_rollups(pool).await?;
+            Ok(Migrated { storage: BarStorage::Plain, plain: Some(why) })
+        }
+    }
+}
+
+/// Migrations whose text changed after release, with the checksum of the text they replaced.
+/// The first migration used to create the TimescaleDB extension itself, which ends the
+/// connection on a server where it is installed but not preloaded; that part moved to
+/// [`timescale`]. A database that applied the old text gets the new checksum recorded, since
+/// what the old text did is what the new one and `timescale::setup` do together.
+const REWRITTEN: [(i64, &str); 1] = [(
+    20261126000001,
+    "c6bc67903530c78c551d46664b9d9c92d284d41123046b03ea9e2da50b324ca24d3570cda5b9314a36cf7fdb33cee640",
+)];
+
+async fn repair_rewritten_migrations(pool: &PgPool) -> anyhow::Result<()> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !exists {
+        return Ok(());
+    }
+    for (version, old) in REWRITTEN {
+        let Some(m) = MIGRATOR.iter().find(|m| m.version == version) else { continue };
+        let done = sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = decode($3, 'hex')",
+        )
+        .bind(m.checksum.as_ref())
+        .bind(version)
+        .bind(old)
+        .execute(pool)
+        .await
+        .context("failed to record the checksum of a rewritten migration")?;
+        if done.rows_affected() > 0 {
+            tracing::info!(version, "recorded the new text of a rewritten migration");
+        }
+    }
+    Ok(())
 }
 
 /// A URL fit for a log line: a password in its user part and the value of any query parameter

@@ -27,6 +27,7 @@ use crate::{
     metrics,
     store::{
         bars, coverage, days, instruments,
+        rollups::{self, Upkeep},
         runs::{self, Outcome, Run},
         subscriptions, suspects,
     },
@@ -43,6 +44,8 @@ pub(super) struct BackfillCtx {
     pub(super) force: bool,
     /// The instrument's segment: its trading calendar.
     pub(super) segment: Option<String>,
+    /// Whether the job keeps the plain rollup tables of what it writes.
+    pub(super) rollups: Upkeep,
 }
 
 /// What a backfill fetched.
@@ -81,7 +84,8 @@ pub(super) async fn requested_backfill(
         Ok(t) => t,
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };
-    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment };
+    let rollups = state.rollups.get(&state.pool).await?;
+    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment, rollups };
     let fetched = match fetch_missing(state, &ctx, window, None).await {
         Ok(f) => f,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
@@ -199,6 +203,11 @@ pub(super) async fn write(
                 vec![]
             };
             let up = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
+            if let (Some(touched), Upkeep::Tables) = (up.touched, ctx.rollups) {
+                if let Some(family) = rollups::bar_family(ctx.target.table()) {
+                    rollups::refresh_bars(tx, family, ctx.token, touched).await?;
+                }
+            }
             // Coverage is what the answer proved, not what was asked.
             for w in &verdict.covered {
                 let n = candles.iter().filter(|c| w.from <= c.time && c.time < w.to).count();

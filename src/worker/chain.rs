@@ -74,7 +74,8 @@ pub(super) async fn rebuild_chain(
             _ => {}
         }
     }
-    let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window).await?;
+    let upkeep = state.rollups.get(&state.pool).await?;
+    let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window, upkeep).await?;
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", STRIKE_TABLE)).inc_by(rows);
     let run = Run {
         job_id: &meta.id,

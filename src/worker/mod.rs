@@ -66,6 +66,8 @@ pub struct WorkerState {
     pub redis: ConnectionManager,
     pub producer: Producer,
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
+    /// How the store keeps its rollups (the worker refreshes plain rollup tables).
+    pub rollups: store::rollups::UpkeepCache,
 }
 
 /// Builds the shared state of a worker process.
@@ -80,7 +82,11 @@ pub async fn build_state(
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
     let budget = Budget::new(redis.clone(), &settings);
-    Ok(Arc::new(WorkerState { settings, pool, ticker, budget, redis, producer, commits }))
+    let rollups = store::rollups::UpkeepCache::default();
+    if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {
+        tracing::warn!("the store has no rollups yet: run `tickfill migrate`");
+    }
+    Ok(Arc::new(WorkerState { settings, pool, ticker, budget, redis, producer, commits, rollups }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).

@@ -79,7 +79,9 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let fetched = match prepared {
         Ok(target) => {
             let segment = found.as_ref().ok().and_then(|(i, _)| i.segment.clone());
-            let ctx = BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false, segment };
+            let rollups = state.rollups.get(&state.pool).await?;
+            let ctx =
+                BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false, segment, rollups };
             backfill::fetch_missing(state, &ctx, window, Some(covered)).await.map(|f| (ctx, f))
         }
         Err(e) => Err(e),

@@ -71,7 +71,7 @@ async fn a_weekend_is_neither_stale_nor_a_hole() {
     use chrono::{DateTime, Utc};
     use tickfill::{domain::calendar::TradingCalendar, status, store};
     let db = crate::helpers::ScratchDb::new().await;
-    store::migrate(&db.pool).await.unwrap();
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
     let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
     sqlx::query("INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange) VALUES (11000000, 'NIFTYOPT', 'NFO-OPT', 'NFO')")
         .execute(&db.pool)

@@ -121,7 +121,7 @@ impl TestApp {
     pub async fn spawn_with(opts: AppOptions) -> Self {
         init_logs();
         let db = ScratchDb::new().await;
-        store::migrate(&db.pool).await.expect("migrate");
+        store::migrate(&db.pool, &Default::default()).await.expect("migrate");
         let ns = unique("tf_it");
         let shutdown = Shutdown::new();
         let mut sim_opts = opts.sim;

@@ -13,7 +13,7 @@ fn fixture(name: &str) -> String {
 
 async fn setup() -> (ScratchDb, Settings) {
     let db = ScratchDb::new().await;
-    store::migrate(&db.pool).await.unwrap();
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
     let mut s = Settings::defaults();
     s.database_url = Secret::new(db.url.clone());
     (db, s)

@@ -14,7 +14,7 @@ use crate::helpers::ScratchDb;
 #[tokio::test]
 async fn without_timescaledb_the_bar_tables_are_plain() {
     let db = ScratchDb::new().await;
-    store::migrate(&db.pool).await.unwrap();
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
     assert_eq!(store::bar_storage(&db.pool).await.unwrap(), BarStorage::Plain);
     for t in ["instruments", "subscriptions", "minute_bars", "futures_bars", "option_bars", "backfill_runs", "coverage"]
     {
@@ -27,7 +27,7 @@ async fn without_timescaledb_the_bar_tables_are_plain() {
         assert_eq!(n, 1, "{t}");
     }
     // Running them again is a no-op.
-    store::migrate(&db.pool).await.unwrap();
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
 }
 
 #[tokio::test]

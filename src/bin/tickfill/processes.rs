@@ -12,8 +12,11 @@ use tickfill::{
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let pool = store::connect(settings.database_url.expose(), 1).await?;
-    store::migrate(&pool).await?;
-    say!("migrations applied; bar tables: {:?}", store::bar_storage(&pool).await?);
+    let migrated = store::migrate(&pool, &settings.timescale).await?;
+    if let Some(w) = migrated.plain.as_ref().and_then(|p| p.warning()) {
+        eprintln!("tickfill: warning: {w}");
+    }
+    say!("migrations applied; {}", migrated.summary());
     Ok(())
 }
 

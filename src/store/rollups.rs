@@ -1,0 +1,464 @@
+//! Rollups: 5m, 15m, 1h and 1d bars of the three bar tables, and 5m and 15m buckets of the
+//! option-chain tables, under one name per table and timeframe (`minute_bars_5m`,
+//! `fo_expiry_metrics_15m`, …) with the same columns whichever path the store took:
+//! - on TimescaleDB, continuous aggregates over the hypertables, refreshed by policies and
+//!   answering in real time past their last refresh (`store::timescale` creates them);
+//! - on plain PostgreSQL, tables the worker keeps, in the transaction that wrote the minutes, for
+//!   the buckets those minutes fall in ([`refresh_bars`], [`refresh_chain`]).
+//!
+//! Every relation is described once, by a [`Family`]: its source, its grouping keys and how each
+//! column aggregates. Both paths' SQL is generated from that description, so they cannot drift.
+//! A bucket takes the open of its first minute, the close (and OI, IV, underlying price, PCR of
+//! OI, max pain) of its last, the high and low over its minutes, volumes summed, and PCR of volume
+//! from the summed volumes. On the plain path 15m buckets are built from 5m ones and hours and
+//! days from 15m ones, which gives the same values with a fraction of the reading.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{timeframe::Timeframe, window::Window};
+
+/// How a rollup column is made from its source's rows in one bucket.
+#[derive(Debug, Clone, Copy)]
+pub enum Agg {
+    /// The value of the bucket's first row.
+    First,
+    /// The value of the bucket's last row (NULL when that row has none).
+    Last,
+    Max,
+    Min,
+    Sum,
+    /// Σ numerator / Σ denominator over the bucket; NULL when the denominator sums to 0.
+    Ratio(&'static str, &'static str),
+}
+
+/// One column of a rollup.
+#[derive(Debug, Clone, Copy)]
+pub struct Col {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub agg: Agg,
+}
+
+const fn col(name: &'static str, ty: &'static str, agg: Agg) -> Col {
+    Col { name, ty, agg }
+}
+
+/// What selects one series' rows: one instrument of a bar table, or one underlying and expiry of
+/// a chain table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Token,
+    Expiry,
+}
+
+/// A table and its rollups.
+#[derive(Debug)]
+pub struct Family {
+    pub source: &'static str,
+    /// Grouping columns (name, type), besides the bucket.
+    pub keys: &'static [(&'static str, &'static str)],
+    pub cols: &'static [Col],
+    pub timeframes: &'static [Timeframe],
+    pub scope: Scope,
+}
+
+const OHLCV: [Col; 5] = [
+    col("open", "double precision", Agg::First),
+    col("high", "double precision", Agg::Max),
+    col("low", "double precision", Agg::Min),
+    col("close", "double precision", Agg::Last),
+    col("volume", "bigint", Agg::Sum),
+];
+
+pub const MINUTE: Family = Family {
+    source: "minute_bars",
+    keys: &[("instrument_token", "bigint")],
+    cols: &[col("symbol", "text", Agg::Last), OHLCV[0], OHLCV[1], OHLCV[2], OHLCV[3], OHLCV[4]],
+    timeframes: &Timeframe::ROLLUPS,
+    scope: Scope::Token,
+};
+
+pub const FUTURES: Family = Family {
+    source: "futures_bars",
+    keys: &[("instrument_token", "bigint")],
+    cols: &[
+        col("contract", "text", Agg::Last),
+        col("symbol", "text", Agg::Last),
+        col("expiry", "date", Agg::Last),
+        OHLCV[0],
+        OHLCV[1],
+        OHLCV[2],
+        OHLCV[3],
+        OHLCV[4],
+        col("oi", "bigint", Agg::Last),
+    ],
+    timeframes: &Timeframe::ROLLUPS,
+    scope: Scope::Token,
+};
+
+pub const OPTIONS: Family = Family {
+    source: "option_bars",
+    keys: &[("instrument_token", "bigint")],
+    cols: &[
+        col("contract", "text", Agg::Last),
+        col("symbol", "text", Agg::Last),
+        col("expiry", "date", Agg::Last),
+        col("strike", "double precision", Agg::Last),
+        col("option_type", "text", Agg::Last),
+        OHLCV[0],
+        OHLCV[1],
+        OHLCV[2],
+        OHLCV[3],
+        OHLCV[4],
+        col("oi", "bigint", Agg::Last),
+        col("iv", "double precision", Agg::Last),
+        col("underlying_price", "double precision", Agg::Last),
+    ],
+    timeframes: &Timeframe::ROLLUPS,
+    scope: Scope::Token,
+};
+
+pub const STRIKES: Family = Family {
+    source: "fo_strike_distribution",
+    keys: &[("symbol", "text"), ("expiry", "date"), ("strike", "double precision")],
+    cols: &[
+        col("call_close", "double precision", Agg::Last),
+        col("put_close", "double precision", Agg::Last),
+        col("call_volume", "bigint", Agg::Sum),
+        col("put_volume", "bigint", Agg::Sum),
+        col("call_oi", "bigint", Agg::Last),
+        col("put_oi", "bigint", Agg::Last),
+        col("call_iv", "double precision", Agg::Last),
+        col("put_iv", "double precision", Agg::Last),
+    ],
+    timeframes: &Timeframe::CHAIN_ROLLUPS,
+    scope: Scope::Expiry,
+};
+
+pub const EXPIRY_METRICS: Family = Family {
+    source: "fo_expiry_metrics",
+    keys: &[("symbol", "text"), ("expiry", "date")],
+    cols: &[
+        col("underlying_close", "double precision", Agg::Last),
+        col("call_volume", "bigint", Agg::Sum),
+        col("put_volume", "bigint", Agg::Sum),
+        col("call_oi", "bigint", Agg::Last),
+        col("put_oi", "bigint", Agg::Last),
+        col("pcr_oi", "double precision", Agg::Last),
+        col("pcr_volume", "double precision", Agg::Ratio("put_volume", "call_volume")),
+        col("max_pain", "double precision", Agg::Last),
+        col("strikes", "integer", Agg::Last),
+    ],
+    timeframes: &Timeframe::CHAIN_ROLLUPS,
+    scope: Scope::Expiry,
+};
+
+/// Every family, bars first.
+pub const FAMILIES: [&Family; 5] = [&MINUTE, &FUTURES, &OPTIONS, &STRIKES, &EXPIRY_METRICS];
+
+/// The family of a bar table.
+pub fn bar_family(table: &str) -> Option<&'static Family> {
+    [&MINUTE, &FUTURES, &OPTIONS].into_iter().find(|f| f.source == table)
+}
+
+impl Family {
+    /// The relation holding `tf` (the source itself for one minute).
+    pub fn relation(&self, tf: Timeframe) -> String {
+        match tf {
+            Timeframe::M1 => self.source.to_string(),
+            tf => format!("{}_{}", self.source, tf.as_str()),
+        }
+    }
+
+    /// Every rollup relation of the family.
+    pub fn relations(&self) -> impl Iterator<Item = (Timeframe, String)> + '_ {
+        self.timeframes.iter().map(|tf| (*tf, self.relation(*tf)))
+    }
+
+    fn key_list(&self) -> String {
+        self.keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+    }
+
+    fn col_list(&self) -> String {
+        self.cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `CREATE TABLE` of the plain path's rollup of `tf`.
+    pub fn create_table_sql(&self, tf: Timeframe) -> String {
+        let mut cols: Vec<String> = self.keys.iter().map(|(k, t)| format!("{k} {t} NOT NULL")).collect();
+        cols.push("time timestamptz NOT NULL".into());
+        cols.extend(self.cols.iter().map(|c| format!("{} {}", c.name, c.ty)));
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, time))",
+            self.relation(tf),
+            cols.join(", "),
+            self.key_list()
+        )
+    }
+
+    /// The continuous aggregate of `tf` on TimescaleDB, built from the source table.
+    pub fn create_continuous_sql(&self, tf: Timeframe) -> String {
+        let bucket = match tf.offset_seconds() {
+            0 => format!("time_bucket(INTERVAL '{}', time)", tf.interval_sql()),
+            off => format!("time_bucket(INTERVAL '{}', time, \"offset\" => INTERVAL '{off} seconds')", tf.interval_sql()),
+        };
+        let aggs: Vec<String> = self
+            .cols
+            .iter()
+            .map(|c| {
+                let e = match c.agg {
+                    Agg::First => format!("first({}, time)", c.name),
+                    Agg::Last => format!("last({}, time)", c.name),
+                    Agg::Max => format!("max({})", c.name),
+                    Agg::Min => format!("min({})", c.name),
+                    Agg::Sum => format!("sum({})::{}", c.name, c.ty),
+                    Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
+                };
+                format!("{e} AS {}", c.name)
+            })
+            .collect();
+        format!(
+            "CREATE MATERIALIZED VIEW {rel} WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+             SELECT {keys}, {bucket} AS time, {aggs} FROM {src} GROUP BY {keys}, {bucket} WITH NO DATA",
+            rel = self.relation(tf),
+            keys = self.key_list(),
+            aggs = aggs.join(", "),
+            src = self.source,
+        )
+    }
+
+    /// The plain path's statement that recomputes `tf`'s buckets of one series from the finer
+    /// relation: `$1` (and `$2` for an expiry) select the series, the last two parameters the
+    /// span, which must be whole buckets of `tf`.
+    fn refresh_sql(&self, tf: Timeframe) -> String {
+        self.upsert_sql(
+            tf,
+            match self.scope {
+                Scope::Token => "instrument_token = $1 AND time >= $2 AND time < $3",
+                Scope::Expiry => "symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4",
+            },
+        )
+    }
+
+    /// Upserts `tf`'s buckets computed from the finer relation's rows that match `filter`.
+    fn upsert_sql(&self, tf: Timeframe, filter: &str) -> String {
+        let aggs: Vec<String> = self
+            .cols
+            .iter()
+            .map(|c| match c.agg {
+                Agg::First => format!("(array_agg({} ORDER BY time))[1]", c.name),
+                Agg::Last => format!("(array_agg({} ORDER BY time DESC))[1]", c.name),
+                Agg::Max => format!("max({})", c.name),
+                Agg::Min => format!("min({})", c.name),
+                Agg::Sum => format!("sum({})::{}", c.name, c.ty),
+                Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
+            })
+            .collect();
+        let sets: Vec<String> = self.cols.iter().map(|c| format!("{0} = EXCLUDED.{0}", c.name)).collect();
+        let old: Vec<String> = self.cols.iter().map(|c| format!("r.{}", c.name)).collect();
+        let new: Vec<String> = self.cols.iter().map(|c| format!("EXCLUDED.{}", c.name)).collect();
+        format!(
+            "INSERT INTO {rel} AS r ({keys}, time, {cols})
+             SELECT {keys}, date_bin(INTERVAL '{width}', time, TIMESTAMPTZ '2000-01-03 00:00:00+00' + INTERVAL '{off} seconds') AS bucket, {aggs}
+             FROM {src} WHERE {filter}
+             GROUP BY {keys}, bucket
+             ON CONFLICT ({keys}, time) DO UPDATE SET {sets}
+             WHERE ({old}) IS DISTINCT FROM ({new})",
+            rel = self.relation(tf),
+            keys = self.key_list(),
+            cols = self.col_list(),
+            width = tf.interval_sql(),
+            off = tf.offset_seconds(),
+            aggs = aggs.join(", "),
+            src = self.relation(tf.source()),
+            sets = sets.join(", "),
+            old = old.join(", "),
+            new = new.join(", "),
+        )
+    }
+}
+
+/// How this database keeps its rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upkeep {
+    /// Plain tables: the worker refreshes the buckets it writes into.
+    Tables,
+    /// TimescaleDB continuous aggregates: policies refresh them, nothing for the worker to do.
+    Continuous,
+    /// No rollups (the migrations have not run since they were added).
+    Missing,
+}
+
+/// Tells how the rollups are kept, from what `minute_bars_5m` is.
+pub async fn upkeep(pool: &PgPool) -> sqlx::Result<Upkeep> {
+    let kind: Option<String> = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)")
+        .bind(MINUTE.relation(Timeframe::M5))
+        .fetch_optional(pool)
+        .await?;
+    Ok(match kind.as_deref() {
+        Some("r") => Upkeep::Tables,
+        Some("v") => Upkeep::Continuous,
+        _ => Upkeep::Missing,
+    })
+}
+
+/// [`upkeep`], asked until it is known and then remembered (a worker may start before the
+/// migrations that add the rollups have run).
+#[derive(Debug, Default)]
+pub struct UpkeepCache(std::sync::OnceLock<Upkeep>);
+
+impl UpkeepCache {
+    pub async fn get(&self, pool: &PgPool) -> sqlx::Result<Upkeep> {
+        if let Some(u) = self.0.get() {
+            return Ok(*u);
+        }
+        let u = upkeep(pool).await?;
+        if u != Upkeep::Missing {
+            let _ = self.0.set(u);
+        }
+        Ok(u)
+    }
+}
+
+/// Recomputes, in `tx`, every rollup bucket of `token` in the bar table of `family` that holds a
+/// minute of `touched` (the minutes an upsert wrote). Returns the rollup rows written.
+#[tracing::instrument(level = "debug", skip_all, fields(token, table = family.source))]
+pub async fn refresh_bars(
+    tx: &mut Transaction<'_, Postgres>,
+    family: &Family,
+    token: u32,
+    touched: Window,
+) -> sqlx::Result<u64> {
+    let mut rows = 0;
+    // Finest first: each is read by the next.
+    for tf in family.timeframes {
+        let span = tf.cover(touched);
+        rows += sqlx::query(sqlx::AssertSqlSafe(family.refresh_sql(*tf)))
+            .bind(token as i64)
+            .bind(span.from)
+            .bind(span.to)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    }
+    Ok(rows)
+}
+
+/// Rebuilds, in `tx`, the chain rollups of one underlying and expiry for the buckets holding a
+/// minute of `window` (whose rows were just replaced): buckets left without minutes go.
+#[tracing::instrument(level = "debug", skip_all, fields(symbol, %expiry))]
+pub async fn refresh_chain(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    window: Window,
+) -> sqlx::Result<u64> {
+    let mut rows = 0;
+    for family in [&STRIKES, &EXPIRY_METRICS] {
+        for tf in family.timeframes {
+            let span = tf.cover(window);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4",
+                family.relation(*tf)
+            )))
+            .bind(symbol)
+            .bind(expiry)
+            .bind(span.from)
+            .bind(span.to)
+            .execute(&mut **tx)
+            .await?;
+            rows += sqlx::query(sqlx::AssertSqlSafe(family.refresh_sql(*tf)))
+                .bind(symbol)
+                .bind(expiry)
+                .bind(span.from)
+                .bind(span.to)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        }
+    }
+    Ok(rows)
+}
+
+/// Computes every bucket of `tf` from the finer relation (a new plain rollup table on a store
+/// that holds bars already). Returns the rows written.
+pub async fn rebuild_all(tx: &mut Transaction<'_, Postgres>, family: &Family, tf: Timeframe) -> sqlx::Result<u64> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(family.upsert_sql(tf, "true"))).execute(&mut **tx).await?.rows_affected())
+}
+
+/// One bar as `tickfill bars` prints it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Bar {
+    pub time: DateTime<Utc>,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oi: Option<Option<i64>>,
+}
+
+/// Streams `token`'s bars of `tf` from `family` whose bucket starts in `window`, oldest first,
+/// to `each`. The rows are never all held: a year of minutes prints in constant memory.
+pub async fn read_bars(
+    pool: &PgPool,
+    family: &Family,
+    tf: Timeframe,
+    token: u32,
+    window: Window,
+    mut each: impl FnMut(Bar) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let has_oi = family.cols.iter().any(|c| c.name == "oi");
+    let oi = if has_oi { "oi" } else { "NULL::bigint" };
+    let sql = format!(
+        "SELECT time, open, high, low, close, volume, {oi} FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3 ORDER BY time",
+        family.relation(tf)
+    );
+    type Row = (DateTime<Utc>, f64, f64, f64, f64, i64, Option<i64>);
+    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        .bind(token as i64)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch(pool);
+    let mut n = 0;
+    while let Some((time, open, high, low, close, volume, o)) = rows.try_next().await? {
+        each(Bar { time, open, high, low, close, volume, oi: has_oi.then_some(o) })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_paths_name_the_same_columns_in_the_same_order() {
+        for f in FAMILIES {
+            for tf in f.timeframes {
+                let table = f.create_table_sql(*tf);
+                let view = f.create_continuous_sql(*tf);
+                let mut at_t = 0;
+                let mut at_v = 0;
+                for name in f.keys.iter().map(|(k, _)| *k).chain(["time"]).chain(f.cols.iter().map(|c| c.name)) {
+                    let t = table[at_t..].find(&format!("{name} ")).unwrap_or_else(|| panic!("{name} in {table}"));
+                    let v = view[at_v..].find(&format!("AS {name}")).or_else(|| view[at_v..].find(name)).unwrap();
+                    at_t += t + name.len();
+                    at_v += v + name.len();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn coarser_plain_rollups_read_the_finer_ones() {
+        let sql = MINUTE.refresh_sql(Timeframe::D1);
+        assert!(sql.contains("FROM minute_bars_15m"), "{sql}");
+        assert!(sql.contains("INTERVAL '66600 seconds'"), "{sql}");
+        assert!(MINUTE.refresh_sql(Timeframe::M5).contains("FROM minute_bars WHERE"));
+        assert_eq!(bar_family("option_bars").unwrap().relation(Timeframe::H1), "option_bars_1h");
+    }
+}
