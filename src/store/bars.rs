@@ -76,6 +76,19 @@ pub async fn first_stored(
         .await
 }
 
+/// The bar table that holds `token`'s bars, if any does.
+pub async fn table_of(pool: &sqlx::PgPool, token: u32) -> sqlx::Result<Option<&'static str>> {
+    for table in BarTarget::TABLES {
+        // The table name is one of three constants, never input.
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE instrument_token = $1)");
+        let found: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).fetch_one(pool).await?;
+        if found {
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
+}
+
 /// Upserts the candles of one instrument into the table its target names.
 #[tracing::instrument(level = "debug", skip_all, fields(token = token, table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(

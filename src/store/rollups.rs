@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::domain::{timeframe::Timeframe, window::Window};
+use crate::domain::{market::Candle, timeframe::Timeframe, window::Window};
 
 /// How a rollup column is made from its source's rows in one bucket.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ const OHLCV: [Col; 5] = [
 pub const MINUTE: Family = Family {
     source: "minute_bars",
     keys: &[("instrument_token", "bigint")],
-    cols: &[col("symbol", "text", Agg::Last), OHLCV[0], OHLCV[1], OHLCV[2], OHLCV[3], OHLCV[4]],
+    cols: &OHLCV,
     timeframes: &Timeframe::ROLLUPS,
     scope: Scope::Token,
 };
@@ -83,17 +83,7 @@ pub const MINUTE: Family = Family {
 pub const FUTURES: Family = Family {
     source: "futures_bars",
     keys: &[("instrument_token", "bigint")],
-    cols: &[
-        col("contract", "text", Agg::Last),
-        col("symbol", "text", Agg::Last),
-        col("expiry", "date", Agg::Last),
-        OHLCV[0],
-        OHLCV[1],
-        OHLCV[2],
-        OHLCV[3],
-        OHLCV[4],
-        col("oi", "bigint", Agg::Last),
-    ],
+    cols: &[OHLCV[0], OHLCV[1], OHLCV[2], OHLCV[3], OHLCV[4], col("oi", "bigint", Agg::Last)],
     timeframes: &Timeframe::ROLLUPS,
     scope: Scope::Token,
 };
@@ -102,11 +92,6 @@ pub const OPTIONS: Family = Family {
     source: "option_bars",
     keys: &[("instrument_token", "bigint")],
     cols: &[
-        col("contract", "text", Agg::Last),
-        col("symbol", "text", Agg::Last),
-        col("expiry", "date", Agg::Last),
-        col("strike", "double precision", Agg::Last),
-        col("option_type", "text", Agg::Last),
         OHLCV[0],
         OHLCV[1],
         OHLCV[2],
@@ -244,38 +229,138 @@ impl Family {
 
     /// Upserts `tf`'s buckets computed from the finer relation's rows that match `filter`.
     fn upsert_sql(&self, tf: Timeframe, filter: &str) -> String {
+        self.upsert_from_sql(tf, &self.relation(tf.source()), filter)
+    }
+
+    /// The plain path's one statement that recomputes, for one instrument, every rollup bucket
+    /// holding a minute an upsert wrote. Level by level, each timeframe from the one below
+    /// (`Timeframe::source`):
+    /// - 5-minute buckets the answer held whole arrive computed (`$11` times, then one array per
+    ///   column); the others (`$10`, the edges and holes of the answer) are rolled up from the
+    ///   stored minutes;
+    /// - each level's buckets are those inside its span (`$2`, `$3` for the first timeframe,
+    ///   `$4`, `$5` for the next, …), rolled up from the level below, whose own rows outside its
+    ///   span are read from its table (the statement does not change them).
+    ///
+    /// Returns the rows written. One round trip, and no minute is read twice.
+    fn refresh_token_sql(&self) -> String {
+        let cols = self.col_list();
+        let keys = self.key_list();
+        let span = |i: usize| (2 + 2 * i, 3 + 2 * i);
+        let n = self.timeframes.len();
+        let given = 2 + 2 * n + 1;
+        let arrays: Vec<String> =
+            self.cols.iter().enumerate().map(|(i, c)| format!("${}::{}[]", given + 1 + i, c.ty)).collect();
+        let first = self.timeframes[0];
+        let mut parts = vec![
+            format!(
+                "l{src} AS (SELECT x.instrument_token, x.time, {cols} FROM unnest(${incomplete}::timestamptz[]) AS b(start)
+                 JOIN {table} x ON x.instrument_token = $1 AND x.time >= b.start AND x.time < b.start + INTERVAL '{width}')",
+                src = first.source().as_str(),
+                incomplete = given - 1,
+                table = self.source,
+                width = first.interval_sql(),
+            ),
+            format!(
+                "l{tf} AS MATERIALIZED (SELECT $1::bigint AS instrument_token, k.* FROM UNNEST(${given}::timestamptz[], {arrays})
+                     AS k(time, {cols})
+                 UNION ALL {level})",
+                tf = first.as_str(),
+                arrays = arrays.join(", "),
+                level = self.level_sql(first, &format!("l{}", first.source().as_str()), "true"),
+            ),
+        ];
+        let mut counts = Vec::new();
+        for (i, tf) in self.timeframes.iter().enumerate() {
+            let (from, to) = span(i);
+            let level = format!("l{}", tf.as_str());
+            if i > 0 {
+                let below = format!("l{}_all", tf.source().as_str());
+                let filter = format!("time >= ${from} AND time < ${to}");
+                parts.push(format!("{level} AS MATERIALIZED ({})", self.level_sql(*tf, &below, &filter)));
+            }
+            parts.push(format!(
+                "u{i} AS (INSERT INTO {rel} AS r ({keys}, time, {cols}) SELECT {keys}, time, {cols} FROM {level} \
+                 {conflict} RETURNING 1)",
+                rel = self.relation(*tf),
+                conflict = self.on_conflict_sql(),
+            ));
+            counts.push(format!("(SELECT count(*) FROM u{i})"));
+            // The spans of the levels built from this one: its rows there, recomputed or stored.
+            let above: Vec<(usize, usize)> =
+                (0..n).filter(|j| self.timeframes[*j].source() == *tf).map(span).collect();
+            if !above.is_empty() {
+                let lo = above.iter().map(|(f, _)| format!("${f}")).collect::<Vec<_>>().join(", ");
+                let hi = above.iter().map(|(_, t)| format!("${t}")).collect::<Vec<_>>().join(", ");
+                parts.push(format!(
+                    "{level}_all AS MATERIALIZED (SELECT {keys}, time, {cols} FROM {level} UNION ALL
+                     SELECT {keys}, time, {cols} FROM {rel} WHERE instrument_token = $1
+                         AND time >= least({lo}) AND time < greatest({hi}) AND NOT (time >= ${from} AND time < ${to}))",
+                    rel = self.relation(*tf),
+                ));
+            }
+        }
+        format!("WITH {} SELECT {}", parts.join(",\n"), counts.join(" + "))
+    }
+
+    /// [`Self::upsert_sql`] from the rows of `src`.
+    fn upsert_from_sql(&self, tf: Timeframe, src: &str, filter: &str) -> String {
+        format!(
+            "INSERT INTO {rel} AS r ({keys}, time, {cols}) {level} {conflict}",
+            rel = self.relation(tf),
+            keys = self.key_list(),
+            cols = self.col_list(),
+            level = self.level_sql(tf, src, filter),
+            conflict = self.on_conflict_sql(),
+        )
+    }
+
+    /// The buckets of `tf` computed from the rows of `src` (a relation with the family's keys,
+    /// `time` and columns) that match `filter`: keys, `time` (the bucket's start), columns.
+    ///
+    /// First and last values are taken from arrays aggregated in time order: the rows come from a
+    /// subquery sorted by the grouping keys, the bucket and then time, which the aggregation
+    /// consumes in that order (grouped by a prefix of it, so nothing re-sorts them). One sort per
+    /// timeframe, where an `ORDER BY` inside each aggregate would sort once per column and bucket.
+    fn level_sql(&self, tf: Timeframe, src: &str, filter: &str) -> String {
         let aggs: Vec<String> = self
             .cols
             .iter()
-            .map(|c| match c.agg {
-                Agg::First => format!("(array_agg({} ORDER BY time))[1]", c.name),
-                Agg::Last => format!("(array_agg({} ORDER BY time DESC))[1]", c.name),
-                Agg::Max => format!("max({})", c.name),
-                Agg::Min => format!("min({})", c.name),
-                Agg::Sum => format!("sum({})::{}", c.name, c.ty),
-                Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
+            .map(|c| {
+                let e = match c.agg {
+                    Agg::First => format!("(array_agg({}))[1]", c.name),
+                    Agg::Last => format!("(array_agg({}))[count(*)]", c.name),
+                    Agg::Max => format!("max({})", c.name),
+                    Agg::Min => format!("min({})", c.name),
+                    Agg::Sum => format!("sum({})::{}", c.name, c.ty),
+                    Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
+                };
+                format!("{e} AS {}", c.name)
             })
             .collect();
+        format!(
+            "SELECT {keys}, bucket AS time, {aggs}
+             FROM (SELECT *, date_bin(INTERVAL '{width}', time, TIMESTAMPTZ '2000-01-03 00:00:00+00' + INTERVAL '{off} seconds') AS bucket
+                   FROM {src} WHERE {filter} ORDER BY {keys}, bucket, time) s
+             GROUP BY {keys}, bucket",
+            keys = self.key_list(),
+            width = tf.interval_sql(),
+            off = tf.offset_seconds(),
+            aggs = aggs.join(", "),
+        )
+    }
+
+    /// An upsert's conflict clause: a bucket whose values are unchanged is left alone.
+    fn on_conflict_sql(&self) -> String {
         let sets: Vec<String> = self.cols.iter().map(|c| format!("{0} = EXCLUDED.{0}", c.name)).collect();
         let old: Vec<String> = self.cols.iter().map(|c| format!("r.{}", c.name)).collect();
         let new: Vec<String> = self.cols.iter().map(|c| format!("EXCLUDED.{}", c.name)).collect();
         format!(
-            "INSERT INTO {rel} AS r ({keys}, time, {cols})
-             SELECT {keys}, date_bin(INTERVAL '{width}', time, TIMESTAMPTZ '2000-01-03 00:00:00+00' + INTERVAL '{off} seconds') AS bucket, {aggs}
-             FROM {src} WHERE {filter}
-             GROUP BY {keys}, bucket
-             ON CONFLICT ({keys}, time) DO UPDATE SET {sets}
-             WHERE ({old}) IS DISTINCT FROM ({new})",
-            rel = self.relation(tf),
-            keys = self.key_list(),
-            cols = self.col_list(),
-            width = tf.interval_sql(),
-            off = tf.offset_seconds(),
-            aggs = aggs.join(", "),
-            src = self.relation(tf.source()),
-            sets = sets.join(", "),
-            old = old.join(", "),
-            new = new.join(", "),
+            "ON CONFLICT ({}, time) DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
+            self.key_list(),
+            sets.join(", "),
+            old.join(", "),
+            new.join(", ")
         )
     }
 }
@@ -323,27 +408,139 @@ impl UpkeepCache {
 }
 
 /// Recomputes, in `tx`, every rollup bucket of `token` in the bar table of `family` that holds a
-/// minute of `touched` (the minutes an upsert wrote). Returns the rollup rows written.
+/// minute of `touched` (the minutes an upsert of `candles` wrote). Returns the rollup rows
+/// written.
 #[tracing::instrument(level = "debug", skip_all, fields(token, table = family.source))]
 pub async fn refresh_bars(
     tx: &mut Transaction<'_, Postgres>,
     family: &Family,
     token: u32,
+    candles: &[Candle],
     touched: Window,
 ) -> sqlx::Result<u64> {
-    let mut rows = 0;
-    // Finest first: each is read by the next.
+    let first = family.timeframes[0];
+    let (whole, partial) = whole_buckets(family, first, candles, first.cover(touched));
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(token as i64);
     for tf in family.timeframes {
-        let span = tf.cover(touched);
-        rows += sqlx::query(sqlx::AssertSqlSafe(family.refresh_sql(*tf)))
-            .bind(token as i64)
-            .bind(span.from)
-            .bind(span.to)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+        let w = tf.cover(touched);
+        q = q.bind(w.from).bind(w.to);
     }
-    Ok(rows)
+    q = q.bind(partial).bind(whole.time);
+    for col in whole.cols {
+        q = match col {
+            Column::F(v) => q.bind(v),
+            Column::I(v) => q.bind(v),
+        };
+    }
+    Ok(q.fetch_one(&mut **tx).await?.max(0) as u64)
+}
+
+/// One rollup column's values, typed for binding.
+enum Column {
+    F(Vec<Option<f64>>),
+    I(Vec<Option<i64>>),
+}
+
+/// Buckets computed from an answer, one array per column of the family.
+struct Whole {
+    time: Vec<DateTime<Utc>>,
+    cols: Vec<Column>,
+}
+
+/// A candle's value of a rollup column (`None` for a column it does not carry).
+fn value(c: &Candle, name: &str) -> Option<Value> {
+    Some(match name {
+        "open" => Value::F(Some(c.open)),
+        "high" => Value::F(Some(c.high)),
+        "low" => Value::F(Some(c.low)),
+        "close" => Value::F(Some(c.close)),
+        "volume" => Value::I(Some(c.volume)),
+        "oi" => Value::I(c.oi),
+        "iv" => Value::F(c.iv),
+        "underlying_price" => Value::F(c.underlying),
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    F(Option<f64>),
+    I(Option<i64>),
+}
+
+/// Splits the buckets of `tf` in `span` into those `candles` hold every minute of, computed
+/// here, and the rest (their starts), which the statement rolls up from the stored minutes.
+fn whole_buckets(family: &Family, tf: Timeframe, candles: &[Candle], span: Window) -> (Whole, Vec<DateTime<Utc>>) {
+    let mut by_bucket: std::collections::BTreeMap<DateTime<Utc>, Vec<&Candle>> = Default::default();
+    for c in candles.iter().filter(|c| span.from <= c.time && c.time < span.to) {
+        by_bucket.entry(tf.floor(c.time)).or_default().push(c);
+    }
+    let minutes = (tf.seconds() / 60) as usize;
+    let mut whole = Whole {
+        time: Vec::new(),
+        cols: family
+            .cols
+            .iter()
+            .map(|c| if c.ty == "bigint" { Column::I(Vec::new()) } else { Column::F(Vec::new()) })
+            .collect(),
+    };
+    let mut partial = Vec::new();
+    let mut start = span.from;
+    while start < span.to {
+        let rows = by_bucket.get_mut(&start).map(|v| {
+            v.sort_by_key(|c| c.time);
+            v.dedup_by_key(|c| c.time);
+            &*v
+        });
+        match rows.filter(|v| v.len() == minutes).and_then(|v| aggregate(family, v)) {
+            Some(values) => {
+                whole.time.push(start);
+                for (col, v) in whole.cols.iter_mut().zip(values) {
+                    match (col, v) {
+                        (Column::F(a), Value::F(x)) => a.push(x),
+                        (Column::I(a), Value::I(x)) => a.push(x),
+                        _ => unreachable!("a column's type is fixed by the family"),
+                    }
+                }
+            }
+            None => partial.push(start),
+        }
+        start += chrono::Duration::seconds(tf.seconds());
+    }
+    (whole, partial)
+}
+
+/// One bucket's values from its minutes (sorted, one per minute), as the SQL rolls them up;
+/// `None` when a column cannot be computed here (the statement then does it).
+fn aggregate(family: &Family, rows: &[&Candle]) -> Option<Vec<Value>> {
+    let (first, last) = (rows.first()?, rows.last()?);
+    family
+        .cols
+        .iter()
+        .map(|c| {
+            let all = || rows.iter().map(|r| value(r, c.name));
+            match c.agg {
+                Agg::First => value(first, c.name),
+                Agg::Last => value(last, c.name),
+                Agg::Max | Agg::Min => {
+                    let xs: Option<Vec<f64>> = all().map(|v| match v {
+                        Some(Value::F(Some(x))) => Some(x),
+                        _ => None,
+                    }).collect();
+                    let xs = xs?;
+                    let pick = if matches!(c.agg, Agg::Max) { f64::max } else { f64::min };
+                    xs.into_iter().reduce(pick).map(|x| Value::F(Some(x)))
+                }
+                Agg::Sum => all()
+                    .try_fold(0i64, |acc, v| match v {
+                        Some(Value::I(Some(x))) => acc.checked_add(x),
+                        _ => None,
+                    })
+                    .map(|x| Value::I(Some(x))),
+                Agg::Ratio(..) => None,
+            }
+        })
+        .collect()
 }
 
 /// Rebuilds, in `tx`, the chain rollups of one underlying and expiry for the buckets holding a
@@ -460,5 +657,14 @@ mod tests {
         assert!(sql.contains("INTERVAL '66600 seconds'"), "{sql}");
         assert!(MINUTE.refresh_sql(Timeframe::M5).contains("FROM minute_bars WHERE"));
         assert_eq!(bar_family("option_bars").unwrap().relation(Timeframe::H1), "option_bars_1h");
+    }
+}
+#[cfg(test)]
+mod print_sql {
+    #[test]
+    fn print() {
+        if std::env::var("PRINT_SQL").is_ok() {
+            println!("{}", super::OPTIONS.refresh_token_sql());
+        }
     }
 }

@@ -205,7 +205,7 @@ pub(super) async fn write(
             let up = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
             if let (Some(touched), Upkeep::Tables) = (up.touched, ctx.rollups) {
                 if let Some(family) = rollups::bar_family(ctx.target.table()) {
-                    rollups::refresh_bars(tx, family, ctx.token, touched).await?;
+                    rollups::refresh_bars(tx, family, ctx.token, candles, touched).await?;
                 }
             }
             // Coverage is what the answer proved, not what was asked.

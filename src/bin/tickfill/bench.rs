@@ -82,6 +82,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// The 1-minute upserts of N instruments over D days bare, then with the plain path's
+    /// rollup upkeep, and the continuous-aggregate refresh where TimescaleDB can be used.
+    Rollups {
+        #[arg(long, default_value_t = 200)]
+        instruments: usize,
+        #[arg(long, default_value_t = 5)]
+        days: u32,
+    },
     /// Time to plan the sweep of N subscriptions, and the jobs it pushes.
     Sweep {
         #[arg(long, default_value_t = 2000)]
@@ -124,6 +132,11 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
         BenchCommand::Instruments { rows } => bench::instruments::run(settings, rows).await?,
         BenchCommand::Truth { instruments, days, workers, seed } => {
             bench::truth::run(settings, bench::truth::TruthOptions { instruments, days, workers, seed }).await?
+        }
+        BenchCommand::Rollups { instruments, days } => {
+            anyhow::ensure!((1..=100_000).contains(&instruments), "--instruments must be 1 … 100000");
+            anyhow::ensure!((1..=60).contains(&days), "--days must be 1 … 60");
+            bench::rollups::run(settings, bench::rollups::RollupOptions { instruments, days }).await?
         }
         BenchCommand::Latency { events, rate } => {
             anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");

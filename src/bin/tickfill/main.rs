@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod args;
 mod backfill;
+mod bars;
 mod bench;
 mod calendar;
 mod events;
@@ -48,6 +49,8 @@ enum Command {
     Scheduler,
     /// Backfill a window of one instrument by hand (or `backfill cancel`).
     Backfill(backfill::BackfillArgs),
+    /// One instrument's bars at a timeframe: 1m, or the 5m, 15m, 1h and 1d rollups.
+    Bars(bars::BarsArgs),
     /// An option chain at a minute: per-strike calls and puts, PCR and max pain.
     Chain {
         #[arg(long)]
@@ -127,6 +130,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Dev => processes::dev(settings).await,
         Command::Sim(a) => sim::run(settings, a).await,
         Command::Backfill(a) => backfill::run(settings, a).await,
+        Command::Bars(a) => bars::run(settings, a).await,
         Command::Status { json } => status::run_status(settings, json).await,
         Command::Quality(a) => status::run_quality(settings, a).await,
         Command::Chain { underlying, expiry, at, json } => {

@@ -1,0 +1,107 @@
+//! `tickfill bars`: one instrument's bars at a timeframe (the stored minutes or a rollup), for a
+//! person (`table`) or a pipe (`csv`, `json`). Rows stream from the database to stdout, so a long
+//! window prints in constant memory.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tickfill::{
+    config::Settings,
+    domain::{timeframe::Timeframe, window::Window},
+    store::{self, rollups},
+};
+
+use crate::args;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct BarsArgs {
+    /// The instrument token.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    token: u32,
+    /// The timeframe: 1m (the stored minutes), 5m, 15m, 1h (from 09:15 IST) or 1d (the IST day).
+    #[arg(long, default_value = "1m", value_parser = Timeframe::parse)]
+    tf: Timeframe,
+    /// The first bucket start to show (RFC 3339); default one day before `--to`.
+    #[arg(long, value_parser = args::instant)]
+    from: Option<DateTime<Utc>>,
+    /// Show buckets that start before this (RFC 3339); default now.
+    #[arg(long, value_parser = args::instant)]
+    to: Option<DateTime<Utc>>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
+    let to = a.to.unwrap_or_else(Utc::now);
+    let from = a.from.unwrap_or(to - chrono::Duration::days(1));
+    if from >= to {
+        use clap::CommandFactory;
+        crate::Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, format!("--from {from} is not before --to {to}"))
+            .exit()
+    }
+    let pool = store::connect(settings.database_url.expose(), 1).await?;
+    let Some(table) = store::bars::table_of(&pool, a.token).await? else {
+        anyhow::bail!("token {} has no bars in minute_bars, futures_bars or option_bars", a.token);
+    };
+    let family = rollups::bar_family(table).expect("every bar table has rollups");
+    let has_oi = table != "minute_bars";
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    match a.format {
+        Format::Table => say!(
+            "{:<20}  {:>12} {:>12} {:>12} {:>12} {:>12}{}",
+            "time (UTC)",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            if has_oi { format!(" {:>12}", "oi") } else { String::new() }
+        ),
+        Format::Csv => say!("time,open,high,low,close,volume{}", if has_oi { ",oi" } else { "" }),
+        Format::Json => say!("["),
+    }
+    let mut first = true;
+    rollups::read_bars(&pool, family, a.tf, a.token, Window::new(from, to), |b| {
+        let oi = b.oi.flatten().map(|v| v.to_string()).unwrap_or_default();
+        match a.format {
+            Format::Table => say!(
+                "{:<20}  {:>12} {:>12} {:>12} {:>12} {:>12}{}",
+                time(b.time),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                if has_oi { format!(" {oi:>12}") } else { String::new() }
+            ),
+            Format::Csv => say!(
+                "{},{},{},{},{},{}{}",
+                time(b.time),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                if has_oi { format!(",{oi}") } else { String::new() }
+            ),
+            Format::Json => {
+                let mut v = serde_json::to_value(&b)?;
+                v["time"] = serde_json::Value::String(time(b.time));
+                say!("{}{}", if first { "" } else { "," }, v);
+            }
+        }
+        first = false;
+        Ok(())
+    })
+    .await?;
+    if let Format::Json = a.format {
+        say!("]");
+    }
+    Ok(())
+}
