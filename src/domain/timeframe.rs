@@ -57,6 +57,11 @@ impl Timeframe {
         }
     }
 
+    /// The bucket's length in minutes.
+    pub fn minutes(self) -> i64 {
+        self.seconds() / 60
+    }
+
     /// Where buckets start, in seconds after UTC midnight: an hour at :45 UTC (:15 IST), a day at
     /// 18:30 UTC (IST midnight).
     pub fn offset_seconds(self) -> i64 {

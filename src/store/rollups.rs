@@ -170,16 +170,37 @@ impl Family {
         self.cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
     }
 
-    /// `CREATE TABLE` of the plain path's rollup of `tf`.
-    pub fn create_table_sql(&self, tf: Timeframe) -> String {
+    /// The plain path's one table holding every timeframe of the family, told apart by `tf` (the
+    /// bucket's length in minutes)
+    /// (one insert writes them all; the per-timeframe relations are views on it).
+    pub fn table(&self) -> String {
+        format!("{}_rollup", self.source)
+    }
+
+    /// `CREATE TABLE` of the plain path's [`Self::table`].
+    pub fn create_table_sql(&self) -> String {
         let mut cols: Vec<String> = self.keys.iter().map(|(k, t)| format!("{k} {t} NOT NULL")).collect();
+        cols.push("tf smallint NOT NULL".into());
         cols.push("time timestamptz NOT NULL".into());
         cols.extend(self.cols.iter().map(|c| format!("{} {}", c.name, c.ty)));
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, time))",
-            self.relation(tf),
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, tf, time))",
+            self.table(),
             cols.join(", "),
             self.key_list()
+        )
+    }
+
+    /// The plain path's relation of `tf`: a view on [`Self::table`] with the columns of the
+    /// continuous aggregate of the same name.
+    pub fn create_view_sql(&self, tf: Timeframe) -> String {
+        format!(
+            "CREATE OR REPLACE VIEW {} AS SELECT {}, time, {} FROM {} WHERE tf = {}",
+            self.relation(tf),
+            self.key_list(),
+            self.col_list(),
+            self.table(),
+            tf.minutes()
         )
     }
 
@@ -242,7 +263,7 @@ impl Family {
     ///   `$4`, `$5` for the next, …), rolled up from the level below, whose own rows outside its
     ///   span are read from its table (the statement does not change them).
     ///
-    /// Returns the rows written. One round trip, and no minute is read twice.
+    /// One insert writes every level. One round trip, and no minute is read twice.
     fn refresh_token_sql(&self) -> String {
         let cols = self.col_list();
         let keys = self.key_list();
@@ -270,7 +291,7 @@ impl Family {
                 level = self.level_sql(first, &format!("l{}", first.source().as_str()), "true"),
             ),
         ];
-        let mut counts = Vec::new();
+        let mut levels = Vec::new();
         for (i, tf) in self.timeframes.iter().enumerate() {
             let (from, to) = span(i);
             let level = format!("l{}", tf.as_str());
@@ -279,13 +300,7 @@ impl Family {
                 let filter = format!("time >= ${from} AND time < ${to}");
                 parts.push(format!("{level} AS MATERIALIZED ({})", self.level_sql(*tf, &below, &filter)));
             }
-            parts.push(format!(
-                "u{i} AS (INSERT INTO {rel} AS r ({keys}, time, {cols}) SELECT {keys}, time, {cols} FROM {level} \
-                 {conflict} RETURNING 1)",
-                rel = self.relation(*tf),
-                conflict = self.on_conflict_sql(),
-            ));
-            counts.push(format!("(SELECT count(*) FROM u{i})"));
+            levels.push(format!("SELECT {keys}, {}::smallint, time, {cols} FROM {level}", tf.minutes()));
             // The spans of the levels built from this one: its rows there, recomputed or stored.
             let above: Vec<(usize, usize)> =
                 (0..n).filter(|j| self.timeframes[*j].source() == *tf).map(span).collect();
@@ -294,20 +309,28 @@ impl Family {
                 let hi = above.iter().map(|(_, t)| format!("${t}")).collect::<Vec<_>>().join(", ");
                 parts.push(format!(
                     "{level}_all AS MATERIALIZED (SELECT {keys}, time, {cols} FROM {level} UNION ALL
-                     SELECT {keys}, time, {cols} FROM {rel} WHERE instrument_token = $1
+                     SELECT {keys}, time, {cols} FROM {table} WHERE instrument_token = $1 AND tf = {minutes}
                          AND time >= least({lo}) AND time < greatest({hi}) AND NOT (time >= ${from} AND time < ${to}))",
-                    rel = self.relation(*tf),
+                    table = self.table(),
+                    minutes = tf.minutes(),
                 ));
             }
         }
-        format!("WITH {} SELECT {}", parts.join(",\n"), counts.join(" + "))
+        format!(
+            "WITH {} INSERT INTO {} AS r ({keys}, tf, time, {cols}) {} {}",
+            parts.join(",\n"),
+            self.table(),
+            levels.join(" UNION ALL "),
+            self.on_conflict_sql()
+        )
     }
 
     /// [`Self::upsert_sql`] from the rows of `src`.
     fn upsert_from_sql(&self, tf: Timeframe, src: &str, filter: &str) -> String {
         format!(
-            "INSERT INTO {rel} AS r ({keys}, time, {cols}) {level} {conflict}",
-            rel = self.relation(tf),
+            "INSERT INTO {table} AS r ({keys}, tf, time, {cols}) SELECT {keys}, {minutes}::smallint, time, {cols} FROM ({level}) l {conflict}",
+            minutes = tf.minutes(),
+            table = self.table(),
             keys = self.key_list(),
             cols = self.col_list(),
             level = self.level_sql(tf, src, filter),
@@ -356,7 +379,7 @@ impl Family {
         let old: Vec<String> = self.cols.iter().map(|c| format!("r.{}", c.name)).collect();
         let new: Vec<String> = self.cols.iter().map(|c| format!("EXCLUDED.{}", c.name)).collect();
         format!(
-            "ON CONFLICT ({}, time) DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
+            "ON CONFLICT ({}, tf, time) DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
             self.key_list(),
             sets.join(", "),
             old.join(", "),
@@ -376,16 +399,18 @@ pub enum Upkeep {
     Missing,
 }
 
-/// Tells how the rollups are kept, from what `minute_bars_5m` is.
+/// Tells how the rollups are kept: the plain path's table, or continuous aggregates alone.
 pub async fn upkeep(pool: &PgPool) -> sqlx::Result<Upkeep> {
-    let kind: Option<String> = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)")
-        .bind(MINUTE.relation(Timeframe::M5))
-        .fetch_optional(pool)
-        .await?;
-    Ok(match kind.as_deref() {
-        Some("r") => Upkeep::Tables,
-        Some("v") => Upkeep::Continuous,
-        _ => Upkeep::Missing,
+    let (table, view): (bool, bool) =
+        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(MINUTE.table())
+            .bind(MINUTE.relation(Timeframe::M5))
+            .fetch_one(pool)
+            .await?;
+    Ok(match (table, view) {
+        (true, _) => Upkeep::Tables,
+        (false, true) => Upkeep::Continuous,
+        (false, false) => Upkeep::Missing,
     })
 }
 
@@ -420,7 +445,7 @@ pub async fn refresh_bars(
 ) -> sqlx::Result<u64> {
     let first = family.timeframes[0];
     let (whole, partial) = whole_buckets(family, first, candles, first.cover(touched));
-    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(token as i64);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(token as i64);
     for tf in family.timeframes {
         let w = tf.cover(touched);
         q = q.bind(w.from).bind(w.to);
@@ -432,7 +457,7 @@ pub async fn refresh_bars(
             Column::I(v) => q.bind(v),
         };
     }
-    Ok(q.fetch_one(&mut **tx).await?.max(0) as u64)
+    Ok(q.execute(&mut **tx).await?.rows_affected())
 }
 
 /// One rollup column's values, typed for binding.
@@ -557,8 +582,9 @@ pub async fn refresh_chain(
         for tf in family.timeframes {
             let span = tf.cover(window);
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND time >= $3 AND time < $4",
-                family.relation(*tf)
+                "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
+                family.table(),
+                tf.minutes()
             )))
             .bind(symbol)
             .bind(expiry)
@@ -634,18 +660,30 @@ mod tests {
 
     #[test]
     fn both_paths_name_the_same_columns_in_the_same_order() {
+        // The columns of a `SELECT a, b AS c, …` list, by their output names.
+        fn names(select: &str) -> Vec<String> {
+            let list = &select[select.find("SELECT").unwrap() + 6..select.find(" FROM ").unwrap()];
+            let mut out = Vec::new();
+            let (mut depth, mut item) = (0, String::new());
+            for ch in list.chars().chain([',']) {
+                match ch {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    ',' if depth == 0 => {
+                        let name = item.trim().rsplit(' ').next().unwrap().to_string();
+                        out.push(name);
+                        item.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(ch);
+            }
+            out
+        }
         for f in FAMILIES {
             for tf in f.timeframes {
-                let table = f.create_table_sql(*tf);
-                let view = f.create_continuous_sql(*tf);
-                let mut at_t = 0;
-                let mut at_v = 0;
-                for name in f.keys.iter().map(|(k, _)| *k).chain(["time"]).chain(f.cols.iter().map(|c| c.name)) {
-                    let t = table[at_t..].find(&format!("{name} ")).unwrap_or_else(|| panic!("{name} in {table}"));
-                    let v = view[at_v..].find(&format!("AS {name}")).or_else(|| view[at_v..].find(name)).unwrap();
-                    at_t += t + name.len();
-                    at_v += v + name.len();
-                }
+                assert_eq!(names(&f.create_view_sql(*tf)), names(&f.create_continuous_sql(*tf)), "{}", f.relation(*tf));
             }
         }
     }
@@ -653,7 +691,7 @@ mod tests {
     #[test]
     fn coarser_plain_rollups_read_the_finer_ones() {
         let sql = MINUTE.refresh_sql(Timeframe::D1);
-        assert!(sql.contains("FROM minute_bars_15m"), "{sql}");
+        assert!(sql.contains("FROM minute_bars_15m WHERE"), "{sql}");
         assert!(sql.contains("INTERVAL '66600 seconds'"), "{sql}");
         assert!(MINUTE.refresh_sql(Timeframe::M5).contains("FROM minute_bars WHERE"));
         assert_eq!(bar_family("option_bars").unwrap().relation(Timeframe::H1), "option_bars_1h");

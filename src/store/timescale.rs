@@ -119,6 +119,12 @@ pub fn decide(p: &Probe) -> Result<(), Plain> {
 /// Decides, and creates the extension when it can be used and is not there yet.
 pub async fn prepare(pool: &PgPool) -> anyhow::Result<Result<(), Plain>> {
     let p = probe(pool).await?;
+    if p.created && !p.preloaded {
+        anyhow::bail!(
+            "this database uses TimescaleDB but the server does not preload it, so its hypertables cannot be \
+             used: set shared_preload_libraries = 'timescaledb' in postgresql.conf and restart PostgreSQL"
+        );
+    }
     if let Err(why) = decide(&p) {
         return Ok(Err(why));
     }
@@ -182,17 +188,21 @@ async fn setup_locked(conn: &mut sqlx::PgConnection, policy: &TimescalePolicy) -
         }
     }
     for family in FAMILIES {
+        let plain: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(family.table())
+            .fetch_one(&mut *conn)
+            .await?;
+        if plain {
+            // The plain path's table and views: continuous aggregates recompute them from the minutes.
+            tracing::info!(table = family.table(), "replacing plain rollups with continuous aggregates");
+            exec(format!("DROP TABLE {} CASCADE", family.table())).execute(&mut *conn).await?;
+        }
         for (tf, rel) in family.relations() {
-            let kind: Option<String> = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)")
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
                 .bind(&rel)
-                .fetch_optional(&mut *conn)
+                .fetch_one(&mut *conn)
                 .await?;
-            if kind.as_deref() == Some("r") {
-                // The plain path's table: a continuous aggregate recomputes it from the minutes.
-                tracing::info!(relation = rel, "replacing a plain rollup table with a continuous aggregate");
-                exec(format!("DROP TABLE {rel}")).execute(&mut *conn).await?;
-            }
-            if kind.as_deref() != Some("v") {
+            if !exists {
                 exec(family.create_continuous_sql(tf))
                     .execute(&mut *conn)
                     .await
@@ -227,21 +237,24 @@ pub async fn create_plain_rollups(pool: &PgPool) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tickfill timescale setup'))").execute(&mut *tx).await?;
     for family in FAMILIES {
-        for (tf, rel) in family.relations() {
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&rel)
-                .fetch_one(&mut *tx)
-                .await?;
-            if exists {
-                continue;
-            }
-            sqlx::query(sqlx::AssertSqlSafe(family.create_table_sql(tf)))
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("failed to create {rel}"))?;
-            let rows = rollups::rebuild_all(&mut tx, family, tf).await?;
-            if rows > 0 {
-                tracing::info!(relation = rel, rows, "rollup filled from the stored minutes");
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(family.table())
+            .fetch_one(&mut *tx)
+            .await?;
+        let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+        run(family.create_table_sql())
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("failed to create {}", family.table()))?;
+        for (tf, _) in family.relations() {
+            run(family.create_view_sql(tf)).execute(&mut *tx).await?;
+        }
+        if !exists {
+            for (tf, rel) in family.relations() {
+                let rows = rollups::rebuild_all(&mut tx, family, tf).await?;
+                if rows > 0 {
+                    tracing::info!(relation = rel, rows, "rollup filled from the stored minutes");
+                }
             }
         }
     }
