@@ -38,7 +38,6 @@ pub async fn run(base: Settings, opts: RollupOptions) -> anyhow::Result<serde_js
     bare.0.remove().await;
     with.0.remove().await;
     let (upsert, with_rollups, rollup_rows) = plain?;
-    eprintln!("refresh total ms {}", REFRESH.load(std::sync::atomic::Ordering::Relaxed) / 1000);
     let cagg = timescale_path(&admin_url, &redis, &days).await?;
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
     Ok(serde_json::json!({
@@ -107,9 +106,7 @@ async fn write(pool: &PgPool, jobs: &[Job], upkeep: bool) -> anyhow::Result<u64>
         let up = store::bars::upsert_bars(&mut tx, *token, target, candles).await?;
         if let (true, Some(touched)) = (upkeep, up.touched) {
             let family = rollups::bar_family(target.table()).expect("every bar table has rollups");
-            let t = Instant::now();
             rollup_rows += rollups::refresh_bars(&mut tx, family, *token, candles, touched).await?;
-            REFRESH.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         tx.commit().await?;
     }
@@ -215,5 +212,3 @@ fn candle(token: u32, t: DateTime<Utc>, target: &BarTarget) -> Candle {
         underlying: option.then_some(24_000.0 + base),
     }
 }
-
-static REFRESH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
