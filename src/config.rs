@@ -573,7 +573,11 @@ impl Settings {
             kite_api_key: Secret::new(r.string("KITE_API_KEY", "")),
             kite_access_token: Secret::new(r.string("KITE_ACCESS_TOKEN", "")),
             timescale: TimescalePolicy {
-                compress_after: r.get("TIMESCALE_COMPRESS_AFTER", Some(DEFAULT_COMPRESS_AFTER), parse_optional_duration)?,
+                compress_after: r.get(
+                    "TIMESCALE_COMPRESS_AFTER",
+                    Some(DEFAULT_COMPRESS_AFTER),
+                    parse_optional_duration,
+                )?,
                 retention: r.get("TIMESCALE_RETENTION", None, parse_optional_duration)?,
             },
         };

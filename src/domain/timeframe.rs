@@ -142,10 +142,7 @@ mod tests {
     #[test]
     fn cover_spans_every_bucket_a_window_touches() {
         let w = Window::new(t("2025-11-04T09:16:00+05:30"), t("2025-11-04T09:21:00+05:30"));
-        assert_eq!(
-            Timeframe::M5.cover(w),
-            Window::new(t("2025-11-04T09:15:00+05:30"), t("2025-11-04T09:25:00+05:30"))
-        );
+        assert_eq!(Timeframe::M5.cover(w), Window::new(t("2025-11-04T09:15:00+05:30"), t("2025-11-04T09:25:00+05:30")));
         // An end on a boundary takes no extra bucket.
         let w = Window::new(t("2025-11-04T09:15:00+05:30"), t("2025-11-04T10:15:00+05:30"));
         assert_eq!(Timeframe::H1.cover(w), w);

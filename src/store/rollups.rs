@@ -208,7 +208,9 @@ impl Family {
     pub fn create_continuous_sql(&self, tf: Timeframe) -> String {
         let bucket = match tf.offset_seconds() {
             0 => format!("time_bucket(INTERVAL '{}', time)", tf.interval_sql()),
-            off => format!("time_bucket(INTERVAL '{}', time, \"offset\" => INTERVAL '{off} seconds')", tf.interval_sql()),
+            off => {
+                format!("time_bucket(INTERVAL '{}', time, \"offset\" => INTERVAL '{off} seconds')", tf.interval_sql())
+            }
         };
         let aggs: Vec<String> = self
             .cols
@@ -302,8 +304,7 @@ impl Family {
             }
             levels.push(format!("SELECT {keys}, {}::smallint, time, {cols} FROM {level}", tf.minutes()));
             // The spans of the levels built from this one: its rows there, recomputed or stored.
-            let above: Vec<(usize, usize)> =
-                (0..n).filter(|j| self.timeframes[*j].source() == *tf).map(span).collect();
+            let above: Vec<(usize, usize)> = (0..n).filter(|j| self.timeframes[*j].source() == *tf).map(span).collect();
             if !above.is_empty() {
                 let lo = above.iter().map(|(f, _)| format!("${f}")).collect::<Vec<_>>().join(", ");
                 let hi = above.iter().map(|(_, t)| format!("${t}")).collect::<Vec<_>>().join(", ");
@@ -401,12 +402,11 @@ pub enum Upkeep {
 
 /// Tells how the rollups are kept: the plain path's table, or continuous aggregates alone.
 pub async fn upkeep(pool: &PgPool) -> sqlx::Result<Upkeep> {
-    let (table, view): (bool, bool) =
-        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
-            .bind(MINUTE.table())
-            .bind(MINUTE.relation(Timeframe::M5))
-            .fetch_one(pool)
-            .await?;
+    let (table, view): (bool, bool) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+        .bind(MINUTE.table())
+        .bind(MINUTE.relation(Timeframe::M5))
+        .fetch_one(pool)
+        .await?;
     Ok(match (table, view) {
         (true, _) => Upkeep::Tables,
         (false, true) => Upkeep::Continuous,
@@ -552,10 +552,12 @@ fn aggregate(family: &Family, rows: &[&Candle]) -> Option<Vec<Value>> {
                 Agg::First => value(first, c.name),
                 Agg::Last => value(last, c.name),
                 Agg::Max | Agg::Min => {
-                    let xs: Option<Vec<f64>> = all().map(|v| match v {
-                        Some(Value::F(Some(x))) => Some(x),
-                        _ => None,
-                    }).collect();
+                    let xs: Option<Vec<f64>> = all()
+                        .map(|v| match v {
+                            Some(Value::F(Some(x))) => Some(x),
+                            _ => None,
+                        })
+                        .collect();
                     let xs = xs?;
                     let pick = if matches!(c.agg, Agg::Max) { f64::max } else { f64::min };
                     xs.into_iter().reduce(pick).map(|x| Value::F(Some(x)))

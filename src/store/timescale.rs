@@ -188,20 +188,16 @@ async fn setup_locked(conn: &mut sqlx::PgConnection, policy: &TimescalePolicy) -
         }
     }
     for family in FAMILIES {
-        let plain: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(family.table())
-            .fetch_one(&mut *conn)
-            .await?;
+        let plain: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(family.table()).fetch_one(&mut *conn).await?;
         if plain {
             // The plain path's table and views: continuous aggregates recompute them from the minutes.
             tracing::info!(table = family.table(), "replacing plain rollups with continuous aggregates");
             exec(format!("DROP TABLE {} CASCADE", family.table())).execute(&mut *conn).await?;
         }
         for (tf, rel) in family.relations() {
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&rel)
-                .fetch_one(&mut *conn)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&rel).fetch_one(&mut *conn).await?;
             if !exists {
                 exec(family.create_continuous_sql(tf))
                     .execute(&mut *conn)
@@ -237,10 +233,8 @@ pub async fn create_plain_rollups(pool: &PgPool) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tickfill timescale setup'))").execute(&mut *tx).await?;
     for family in FAMILIES {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(family.table())
-            .fetch_one(&mut *tx)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(family.table()).fetch_one(&mut *tx).await?;
         let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
         run(family.create_table_sql())
             .execute(&mut *tx)

@@ -111,9 +111,9 @@ async fn a_burst_of_a_whole_chain_gives_correct_metrics_in_at_most_three_rebuild
             .fetch_one(&app.db.pool)
             .await
             .unwrap();
-    tickfill::store::chain::rebuild(&app.db.pool, "NIFTY", expiry, tickfill::domain::window::Window::new(from, to))
-        .await
-        .unwrap();
+    let upkeep = tickfill::store::rollups::upkeep(&app.db.pool).await.unwrap();
+    let window = tickfill::domain::window::Window::new(from, to);
+    tickfill::store::chain::rebuild(&app.db.pool, "NIFTY", expiry, window, upkeep).await.unwrap();
     assert_eq!(snapshot().await, before);
 
     let (code, out, err) =

@@ -1,60 +1,167 @@
-//! Migrations make hypertables when TimescaleDB is there and plain tables otherwise.
-//!
-//! TimescaleDB is not installable here, so the hypertable branch is exercised with a stand-in
-//! `create_hypertable` in a scratch schema: the migration must find it and call it for each bar
-//! table on its `time` column, exactly as it would call the extension's.
+//! Migrations take the path the server allows: TimescaleDB (hypertables, continuous aggregates,
+//! compression) where it is installed *and* preloaded, plain tables otherwise, never failing on a
+//! server where it is only installed. The suite runs on either kind of server: tests of one path
+//! say so and return on the other.
 
-use std::str::FromStr;
+use tickfill::{
+    config::TimescalePolicy,
+    store::{self, timescale, BarStorage},
+};
 
-use sqlx::{postgres::PgConnectOptions, PgPool};
-use tickfill::store::{self, BarStorage};
+use crate::helpers::{run_cli, ScratchDb};
 
-use crate::helpers::ScratchDb;
-
-#[tokio::test]
-async fn without_timescaledb_the_bar_tables_are_plain() {
-    let db = ScratchDb::new().await;
-    store::migrate(&db.pool, &Default::default()).await.unwrap();
-    assert_eq!(store::bar_storage(&db.pool).await.unwrap(), BarStorage::Plain);
-    for t in ["instruments", "subscriptions", "minute_bars", "futures_bars", "option_bars", "backfill_runs", "coverage"]
-    {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = $1")
-                .bind(t)
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
-        assert_eq!(n, 1, "{t}");
-    }
-    // Running them again is a no-op.
-    store::migrate(&db.pool, &Default::default()).await.unwrap();
+async fn names(pool: &sqlx::PgPool, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(pool).await.unwrap()
 }
 
 #[tokio::test]
-async fn with_create_hypertable_present_each_bar_table_becomes_a_hypertable() {
+async fn migrate_takes_the_path_the_server_allows_and_a_second_run_changes_nothing() {
     let db = ScratchDb::new().await;
-    sqlx::raw_sql(
-        "CREATE SCHEMA timescale_stub;
-         CREATE TABLE timescale_stub.calls (relation text, time_column text, if_not_exists boolean);
-         CREATE FUNCTION timescale_stub.create_hypertable(relation regclass, time_column_name name,
-             if_not_exists boolean DEFAULT false, migrate_data boolean DEFAULT false) RETURNS void
-         LANGUAGE sql AS $$ INSERT INTO timescale_stub.calls VALUES (relation::text, time_column_name, if_not_exists) $$;",
+    let usable = timescale::decide(&timescale::probe(&db.pool).await.unwrap()).is_ok();
+    let migrated = store::migrate(&db.pool, &Default::default()).await.unwrap();
+    let storage = if usable { BarStorage::Hypertables } else { BarStorage::Plain };
+    assert_eq!(migrated.storage, storage);
+    assert_eq!(store::bar_storage(&db.pool).await.unwrap(), storage);
+    let tables = names(&db.pool, "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").await;
+    for t in ["instruments", "subscriptions", "minute_bars", "futures_bars", "option_bars", "backfill_runs", "coverage"]
+    {
+        assert!(tables.contains(&t.to_string()), "{t} in {tables:?}");
+    }
+    let views = names(&db.pool, "SELECT viewname::text FROM pg_views WHERE schemaname = 'public' ORDER BY 1").await;
+    for family in store::rollups::FAMILIES {
+        for (_, rel) in family.relations() {
+            assert!(views.contains(&rel), "{rel} in {views:?}");
+        }
+    }
+    if usable {
+        let hyper =
+            names(&db.pool, "SELECT hypertable_name::text FROM timescaledb_information.hypertables ORDER BY 1").await;
+        assert_eq!(
+            hyper,
+            ["fo_expiry_metrics", "fo_strike_distribution", "futures_bars", "minute_bars", "option_bars"]
+        );
+        let caggs = names(
+            &db.pool,
+            "SELECT view_name::text FROM timescaledb_information.continuous_aggregates WHERE NOT materialized_only",
+        )
+        .await;
+        assert_eq!(caggs.len(), 16, "{caggs:?}");
+        let compressed = names(
+            &db.pool,
+            "SELECT hypertable_name::text FROM timescaledb_information.jobs
+             WHERE proc_name = 'policy_compression' AND (config->>'compress_after')::interval = INTERVAL '7 days' ORDER BY 1",
+        )
+        .await;
+        assert_eq!(compressed, ["futures_bars", "minute_bars", "option_bars"]);
+    } else {
+        assert!(tables.contains(&"minute_bars_rollup".to_string()), "{tables:?}");
+        eprintln!("plain PostgreSQL: the TimescaleDB half of this test does not apply here");
+    }
+    // Again, with other chunk policies: only the policies change.
+    let policy = TimescalePolicy { compress_after: None, retention: Some(std::time::Duration::from_secs(90 * 86_400)) };
+    assert_eq!(store::migrate(&db.pool, &policy).await.unwrap(), migrated);
+    if usable {
+        let jobs = names(
+            &db.pool,
+            "SELECT proc_name || ':' || hypertable_name FROM timescaledb_information.jobs
+             WHERE proc_name IN ('policy_compression', 'policy_retention') ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            jobs,
+            [
+                "policy_retention:fo_expiry_metrics",
+                "policy_retention:fo_strike_distribution",
+                "policy_retention:futures_bars",
+                "policy_retention:minute_bars",
+                "policy_retention:option_bars"
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_migrated_before_the_first_migration_was_rewritten_migrates_again() {
+    let db = ScratchDb::new().await;
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
+    // What an older tickfill recorded for the first migration, whose text created the extension.
+    let old = "c6bc67903530c78c551d46664b9d9c92d284d41123046b03ea9e2da50b324ca24d3570cda5b9314a36cf7fdb33cee640";
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = decode($1, 'hex') WHERE version = 20261126000001")
+        .bind(old)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
+    let recorded: Vec<u8> = sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 20261126000001")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let now = store::MIGRATOR.iter().find(|m| m.version == 20261126000001).unwrap();
+    assert_eq!(recorded, now.checksum.as_ref());
+    // Any other checksum is still a migration somebody changed: refused.
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 20261126000001")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let err = store::migrate(&db.pool, &Default::default()).await.unwrap_err();
+    assert!(format!("{err:#}").contains("20261126000001"), "{err:#}");
+}
+
+#[tokio::test]
+async fn on_a_server_with_timescaledb_installed_but_not_preloaded_migrate_stays_plain_and_names_the_fix() {
+    let db = ScratchDb::new().await;
+    let probe = timescale::probe(&db.pool).await.unwrap();
+    if !(probe.available && !probe.preloaded) {
+        eprintln!("skipped: this server's TimescaleDB is not installed-but-not-preloaded ({probe:?})");
+        return;
+    }
+    let migrated = store::migrate(&db.pool, &Default::default()).await.unwrap();
+    assert_eq!(migrated.plain, Some(timescale::Plain::NotPreloaded));
+    let mut settings = tickfill::config::Settings::defaults();
+    settings.database_url = tickfill::config::Secret::new(db.url.clone());
+    let (code, out, err) = run_cli(&settings, &["migrate"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("plain tables (TimescaleDB is installed but not preloaded)"), "{out}");
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(err.contains("shared_preload_libraries = 'timescaledb'"), "{err}");
+}
+
+#[tokio::test]
+async fn a_plain_store_moving_onto_timescaledb_gets_continuous_aggregates_of_the_same_bars() {
+    let db = ScratchDb::new().await;
+    if timescale::decide(&timescale::probe(&db.pool).await.unwrap()).is_err() {
+        eprintln!("skipped: TimescaleDB cannot be used on this server");
+        return;
+    }
+    // The plain era: tables, rollups kept by the worker.
+    store::MIGRATOR.run(&db.pool).await.unwrap();
+    timescale::create_plain_rollups(&db.pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO minute_bars SELECT 'NIFTY', t, 256265, 100 + i, 110 + i, 90 + i, 105 + i, 10 * i
+         FROM generate_series(0, 999) i, LATERAL (SELECT TIMESTAMPTZ '2026-11-02 03:45:00+00' + i * INTERVAL '1 minute' AS t) x",
     )
     .execute(&db.pool)
     .await
     .unwrap();
-    let opts = PgConnectOptions::from_str(&db.url).unwrap().options([("search_path", "public,timescale_stub")]);
-    let pool = PgPool::connect_with(opts).await.unwrap();
-    store::migrate(&pool).await.unwrap();
-    let calls: Vec<(String, String, bool)> =
-        sqlx::query_as("SELECT * FROM timescale_stub.calls ORDER BY 1").fetch_all(&pool).await.unwrap();
-    assert_eq!(
-        calls,
-        vec![
-            ("futures_bars".into(), "time".into(), true),
-            ("minute_bars".into(), "time".into(), true),
-            ("option_bars".into(), "time".into(), true),
-        ]
-    );
-    pool.close().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    for tf in tickfill::domain::timeframe::Timeframe::ROLLUPS {
+        store::rollups::rebuild_all(&mut tx, &store::rollups::MINUTE, tf).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let snapshot = |rel: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let sql = format!(
+                "SELECT string_agg(concat_ws('|', time, open, high, low, close, volume), ';' ORDER BY time) FROM {rel}"
+            );
+            sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap().unwrap()
+        }
+    };
+    let before = [snapshot("minute_bars_5m").await, snapshot("minute_bars_1h").await, snapshot("minute_bars_1d").await];
+
+    let migrated = store::migrate(&db.pool, &Default::default()).await.unwrap();
+    assert_eq!(migrated.storage, BarStorage::Hypertables);
+    assert_eq!(store::rollups::upkeep(&db.pool).await.unwrap(), store::rollups::Upkeep::Continuous);
+    let after = [snapshot("minute_bars_5m").await, snapshot("minute_bars_1h").await, snapshot("minute_bars_1d").await];
+    assert_eq!(after, before);
 }
