@@ -680,6 +680,25 @@ mod tests {
     }
 
     #[test]
+    fn timescale_policies_are_durations_or_none_and_retention_outlives_the_lookback() {
+        let d = Settings::defaults().timescale;
+        assert_eq!((d.compress_after, d.retention), (Some(DEFAULT_COMPRESS_AFTER), None));
+        let s = with(&[("TIMESCALE_COMPRESS_AFTER", "none"), ("TIMESCALE_RETENTION", "90d")]).unwrap();
+        assert_eq!(s.timescale.compress_after, None);
+        assert_eq!(s.timescale.retention, Some(Duration::from_secs(90 * 86_400)));
+        for (var, value, says) in [
+            ("TIMESCALE_RETENTION", "7d", "BACKFILL_LOOKBACK"),
+            ("TIMESCALE_RETENTION", "0s", "more than zero"),
+            ("TIMESCALE_COMPRESS_AFTER", "7", "unit"),
+            ("TIMESCALE_COMPRESS_AFTER", "forever", "unit"),
+        ] {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains(says), "{e}");
+        }
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         let e = with(&[("BACKFILL_LOOKBACK", "30")]).unwrap_err();
         assert_eq!(e.var, "BACKFILL_LOOKBACK");

@@ -221,7 +221,7 @@ impl Family {
                     Agg::Last => format!("last({}, time)", c.name),
                     Agg::Max => format!("max({})", c.name),
                     Agg::Min => format!("min({})", c.name),
-                    Agg::Sum => format!("sum({})::{}", c.name, c.ty),
+                    Agg::Sum => sum_sql(c),
                     Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
                 };
                 format!("{e} AS {}", c.name)
@@ -356,7 +356,7 @@ impl Family {
                     Agg::Last => format!("(array_agg({}))[count(*)]", c.name),
                     Agg::Max => format!("max({})", c.name),
                     Agg::Min => format!("min({})", c.name),
-                    Agg::Sum => format!("sum({})::{}", c.name, c.ty),
+                    Agg::Sum => sum_sql(c),
                     Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
                 };
                 format!("{e} AS {}", c.name)
@@ -386,6 +386,17 @@ impl Family {
             old.join(", "),
             new.join(", ")
         )
+    }
+}
+
+/// A sum of a bigint column. The ticker accepts minute volumes up to 9·10¹⁵, so a day of absurd
+/// but accepted minutes could pass the largest bigint; the sum is held there rather than failing
+/// the write of the minutes themselves.
+fn sum_sql(c: &Col) -> String {
+    if c.ty == "bigint" {
+        format!("least(sum({}), 9223372036854775807)::bigint", c.name)
+    } else {
+        format!("sum({})::{}", c.name, c.ty)
     }
 }
 
@@ -564,7 +575,8 @@ fn aggregate(family: &Family, rows: &[&Candle]) -> Option<Vec<Value>> {
                 }
                 Agg::Sum => all()
                     .try_fold(0i64, |acc, v| match v {
-                        Some(Value::I(Some(x))) => acc.checked_add(x),
+                        // As `sum_sql`: held at the largest bigint rather than failing.
+                        Some(Value::I(Some(x))) => Some(acc.saturating_add(x)),
                         _ => None,
                     })
                     .map(|x| Value::I(Some(x))),

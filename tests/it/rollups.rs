@@ -389,3 +389,50 @@ async fn plain_rollups_created_on_a_store_that_holds_bars_are_filled_from_them()
         assert_eq!(got, recompute(tf, &minutes), "option_bars_{tf}");
     }
 }
+
+#[tokio::test]
+async fn a_day_of_absurd_volumes_is_stored_and_its_sum_held_at_the_largest_bigint() {
+    let db = crate::helpers::ScratchDb::new().await;
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
+    let start = DateTime::parse_from_rfc3339("2026-11-02T00:00:00+05:30").unwrap().with_timezone(&Utc);
+    // The most the ticker accepts for one minute, every minute of an IST day.
+    let candles: Vec<Candle> = (0..1440)
+        .map(|m| Candle {
+            time: start + Duration::minutes(m),
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: 9_000_000_000_000_000,
+            oi: None,
+            iv: None,
+            delta: None,
+            gamma: None,
+            theta: None,
+            vega: None,
+            underlying: None,
+        })
+        .collect();
+    let target = BarTarget::Minute { symbol: "NIFTY".into() };
+    let mut tx = db.pool.begin().await.unwrap();
+    let up = store::bars::upsert_bars(&mut tx, NIFTY, &target, &candles).await.unwrap();
+    assert_eq!(up.written, 1440);
+    if rollups::upkeep(&db.pool).await.unwrap() == Upkeep::Tables {
+        rollups::refresh_bars(&mut tx, &rollups::MINUTE, NIFTY, &candles, up.touched.unwrap()).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    refresh_policies(&db.pool).await;
+    let volumes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT '5m', volume FROM minute_bars_5m WHERE time = $1 UNION ALL
+         SELECT '1h', volume FROM minute_bars_1h WHERE time = $1 + INTERVAL '15 minutes' UNION ALL
+         SELECT '1d', volume FROM minute_bars_1d WHERE time = $1",
+    )
+    .bind(start)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        volumes,
+        [("5m".to_string(), 45_000_000_000_000_000), ("1h".into(), 540_000_000_000_000_000), ("1d".into(), i64::MAX)]
+    );
+}
