@@ -1,12 +1,15 @@
 //! `bench rollups`: what keeping the 5m, 15m, 1h and 1d rollups costs the writes.
 //!
 //! The same minutes — `instruments` instruments (indices, futures and options in turn) over the
-//! NSE sessions of `days` weekdays, written one instrument-day per transaction as sweeps write
-//! them — go three ways, each into a scratch database of its own:
+//! NSE sessions of `days` weekdays — go three ways, each into a scratch database of its own:
 //! - bare: the 1-minute upserts alone (plain tables), the baseline;
 //! - with rollups: the same upserts and, in each transaction, the plain path's rollup upkeep;
 //! - where the server can use TimescaleDB: the upserts into hypertables, then one refresh of every
 //!   bar table's continuous aggregates over the whole span.
+//!
+//! Bare and with rollups are written job by job in turn, so whatever else the machine does falls
+//! on both alike, in two shapes: one transaction per instrument for the whole span, as a sweep
+//! plans the history of an instrument (the headline figures), and one per instrument and day.
 
 use std::time::Instant;
 
@@ -31,28 +34,55 @@ pub async fn run(base: Settings, opts: RollupOptions) -> anyhow::Result<serde_js
     let redis = queue::connect(base.redis_url.expose()).await?;
     let days = jobs(opts.instruments, opts.days);
     let minute_rows: usize = days.iter().flatten().map(|(_, _, c)| c.len()).sum();
-
-    let bare = Scratch::plain(&admin_url, &redis).await?;
-    let with = Scratch::plain(&admin_url, &redis).await?;
-    let plain = plain_paths(&bare.1, &with.1, &days).await;
-    bare.0.remove().await;
-    with.0.remove().await;
-    let (upsert, with_rollups, rollup_rows) = plain?;
-    let cagg = timescale_path(&admin_url, &redis, &days).await?;
+    // The same minutes, one job per instrument.
+    let mut windows: Vec<Job> = days[0].iter().map(|(t, target, _)| (*t, target.clone(), Vec::new())).collect();
+    for day in &days {
+        for (w, (_, _, candles)) in windows.iter_mut().zip(day) {
+            w.2.extend_from_slice(candles);
+        }
+    }
+    let window = plain(&admin_url, &redis, &windows).await?;
+    let day = plain(&admin_url, &redis, &days.concat()).await?;
+    let cagg = timescale_path(&admin_url, &redis, &windows).await?;
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    let ratio = |m: &Measured| ((m.with.as_secs_f64() / m.bare.as_secs_f64()) * 100.0).round() / 100.0;
     Ok(serde_json::json!({
         "instruments": opts.instruments,
         "days": opts.days,
-        "transactions": days.iter().map(Vec::len).sum::<usize>(),
         "minute_rows": minute_rows,
-        "upsert_ms": ms(upsert),
-        "with_rollups_ms": ms(with_rollups),
-        "rollup_rows": rollup_rows,
-        "ratio": ((with_rollups.as_secs_f64() / upsert.as_secs_f64()) * 100.0).round() / 100.0,
+        "transactions": windows.len(),
+        "upsert_ms": ms(window.bare),
+        "with_rollups_ms": ms(window.with),
+        "ratio": ratio(&window),
+        "rollup_rows": window.rollup_rows,
+        "per_day": {
+            "transactions": days.iter().map(Vec::len).sum::<usize>(),
+            "upsert_ms": ms(day.bare),
+            "with_rollups_ms": ms(day.with),
+            "ratio": ratio(&day),
+            "rollup_rows": day.rollup_rows,
+        },
         "timescale_upsert_ms": cagg.map(|(w, _)| ms(w)),
         "cagg_refresh_ms": cagg.map(|(_, r)| ms(r)),
         "timescaledb": if cagg.is_some() { "used" } else { "not usable on this server: cagg figures are null" },
     }))
+}
+
+/// What one shape of jobs cost on the plain path, bare and with rollups.
+struct Measured {
+    bare: std::time::Duration,
+    with: std::time::Duration,
+    rollup_rows: u64,
+}
+
+/// Writes `jobs` bare and with rollup upkeep into two scratch databases, removed afterwards.
+async fn plain(admin_url: &str, redis: &redis::aio::ConnectionManager, jobs: &[Job]) -> anyhow::Result<Measured> {
+    let bare = Scratch::plain(admin_url, redis).await?;
+    let with = Scratch::plain(admin_url, redis).await?;
+    let measured = plain_paths(&bare.1, &with.1, jobs).await;
+    bare.0.remove().await;
+    with.0.remove().await;
+    measured
 }
 
 type Job = (u32, BarTarget, Vec<Candle>);
@@ -75,27 +105,22 @@ impl Scratch {
 }
 
 /// The bare upserts into `bare` and the upserts with rollup upkeep into `with`, job by job in
-/// turn (which goes first alternates), so that whatever else the machine does falls on both
-/// alike. Returns both times and the rollup rows written.
-async fn plain_paths(
-    bare: &PgPool,
-    with: &PgPool,
-    days: &[Vec<Job>],
-) -> anyhow::Result<(std::time::Duration, std::time::Duration, u64)> {
-    let (mut t_bare, mut t_with, mut rollup_rows) = (std::time::Duration::ZERO, std::time::Duration::ZERO, 0);
-    for (i, job) in days.iter().flatten().enumerate() {
+/// turn (which goes first alternates).
+async fn plain_paths(bare: &PgPool, with: &PgPool, jobs: &[Job]) -> anyhow::Result<Measured> {
+    let mut m = Measured { bare: std::time::Duration::ZERO, with: std::time::Duration::ZERO, rollup_rows: 0 };
+    for (i, job) in jobs.iter().enumerate() {
         for upkeep in if i % 2 == 0 { [false, true] } else { [true, false] } {
             let started = Instant::now();
             let rows = write(if upkeep { with } else { bare }, std::slice::from_ref(job), upkeep).await?;
             if upkeep {
-                t_with += started.elapsed();
-                rollup_rows += rows;
+                m.with += started.elapsed();
+                m.rollup_rows += rows;
             } else {
-                t_bare += started.elapsed();
+                m.bare += started.elapsed();
             }
         }
     }
-    Ok((t_bare, t_with, rollup_rows))
+    Ok(m)
 }
 
 /// One transaction per job: the upsert and, with `upkeep`, the rollups of what it wrote.
@@ -118,7 +143,7 @@ async fn write(pool: &PgPool, jobs: &[Job], upkeep: bool) -> anyhow::Result<u64>
 async fn timescale_path(
     admin_url: &str,
     redis: &redis::aio::ConnectionManager,
-    days: &[Vec<Job>],
+    jobs: &[Job],
 ) -> anyhow::Result<Option<(std::time::Duration, std::time::Duration)>> {
     let (scratch, pool) = Scratch::database(admin_url, redis).await?;
     let result = async {
@@ -127,9 +152,7 @@ async fn timescale_path(
         }
         store::migrate(&pool, &Default::default()).await?;
         let started = Instant::now();
-        for day in days {
-            write(&pool, day, false).await?;
-        }
+        write(&pool, jobs, false).await?;
         let writes = started.elapsed();
         let started = Instant::now();
         for family in [&rollups::MINUTE, &rollups::FUTURES, &rollups::OPTIONS] {

@@ -311,7 +311,7 @@ impl Family {
                 parts.push(format!(
                     "{level}_all AS MATERIALIZED (SELECT {keys}, time, {cols} FROM {level} UNION ALL
                      SELECT {keys}, time, {cols} FROM {table} WHERE instrument_token = $1 AND tf = {minutes}
-                         AND time >= least({lo}) AND time < greatest({hi}) AND NOT (time >= ${from} AND time < ${to}))",
+                         AND time >= least({lo}) AND time < greatest({hi}) AND time NOT IN (SELECT time FROM {level}))",
                     table = self.table(),
                     minutes = tf.minutes(),
                 ));
@@ -456,6 +456,9 @@ pub async fn refresh_bars(
 ) -> sqlx::Result<u64> {
     let first = family.timeframes[0];
     let (whole, partial) = whole_buckets(family, first, candles, first.cover(touched));
+    if whole.time.is_empty() && partial.is_empty() {
+        return Ok(0);
+    }
     // Planning this statement costs about a third of running it, and the plan does not depend on
     // the values: keep the generic plan (for the rest of this transaction, whose statements are
     // as plain).
@@ -508,8 +511,9 @@ enum Value {
     I(Option<i64>),
 }
 
-/// Splits the buckets of `tf` in `span` into those `candles` hold every minute of, computed
-/// here, and the rest (their starts), which the statement rolls up from the stored minutes.
+/// Splits the buckets of `tf` that hold a minute of `candles` inside `span` into those the
+/// candles fill, computed here, and the rest (their starts), which the statement rolls up from
+/// the stored minutes.
 fn whole_buckets(family: &Family, tf: Timeframe, candles: &[Candle], span: Window) -> (Whole, Vec<DateTime<Utc>>) {
     let mut by_bucket: std::collections::BTreeMap<DateTime<Utc>, Vec<&Candle>> = Default::default();
     for c in candles.iter().filter(|c| span.from <= c.time && c.time < span.to) {
@@ -525,16 +529,13 @@ fn whole_buckets(family: &Family, tf: Timeframe, candles: &[Candle], span: Windo
             .collect(),
     };
     let mut partial = Vec::new();
-    let mut start = span.from;
-    while start < span.to {
-        let rows = by_bucket.get_mut(&start).map(|v| {
-            v.sort_by_key(|c| c.time);
-            v.dedup_by_key(|c| c.time);
-            &*v
-        });
-        match rows.filter(|v| v.len() == minutes).and_then(|v| aggregate(family, v)) {
+    // Only buckets holding a minute of the answer: the others hold no minute it wrote.
+    for (start, rows) in by_bucket.iter_mut() {
+        rows.sort_by_key(|c| c.time);
+        rows.dedup_by_key(|c| c.time);
+        match Some(&*rows).filter(|v| v.len() == minutes).and_then(|v| aggregate(family, v)) {
             Some(values) => {
-                whole.time.push(start);
+                whole.time.push(*start);
                 for (col, v) in whole.cols.iter_mut().zip(values) {
                     match (col, v) {
                         (Column::F(a), Value::F(x)) => a.push(x),
@@ -543,9 +544,8 @@ fn whole_buckets(family: &Family, tf: Timeframe, candles: &[Candle], span: Windo
                     }
                 }
             }
-            None => partial.push(start),
+            None => partial.push(*start),
         }
-        start += chrono::Duration::seconds(tf.seconds());
     }
     (whole, partial)
 }
