@@ -252,6 +252,7 @@ pub async fn refresh_bars(
     }
     Ok(q.execute(&mut **tx).await?.rows_affected())
 }
+
 /// Rebuilds, in `tx`, the chain rollups of one underlying and expiry for the buckets holding a
 /// minute of `window` (whose rows were just replaced): buckets left without minutes go.
 #[tracing::instrument(level = "debug", skip_all, fields(symbol, %expiry))]

@@ -93,12 +93,12 @@ impl Family {
     /// The plain path's one statement that recomputes, for one instrument, every rollup bucket
     /// holding a minute an upsert wrote. Level by level, each timeframe from the one below
     /// (`Timeframe::source`):
-    /// - 5-minute buckets the answer held whole arrive computed (`$11` times, then one array per
-    ///   column); the others (`$10`, the edges and holes of the answer) are rolled up from the
-    ///   stored minutes;
-    /// - each level's buckets are those inside its span (`$2`, `$3` for the first timeframe,
-    ///   `$4`, `$5` for the next, …), rolled up from the level below, whose own rows outside its
-    ///   span are read from its table (the statement does not change them).
+    /// - 5-minute buckets the answer filled arrive computed (`$11` their starts, then one array
+    ///   per column); the others holding one of its minutes (`$10`: the edges and holes of the
+    ///   answer) are rolled up from the stored minutes;
+    /// - each coarser level recomputes the buckets inside its span (`$2`, `$3` for the first
+    ///   timeframe, `$4`, `$5` for the next, …) from the level below: the rows just recomputed,
+    ///   and the stored rest of that level (which the statement does not change).
     ///
     /// One insert writes every level. One round trip, and no minute is read twice.
     pub(super) fn refresh_token_sql(&self) -> String {
