@@ -226,14 +226,18 @@ pub async fn rebuild(
     window: Window,
     upkeep: super::rollups::Upkeep,
 ) -> sqlx::Result<u64> {
+    let tables = upkeep == super::rollups::Upkeep::Tables;
+    // With rollup tables, whole buckets: the chain read then holds every minute of each.
+    let window = if tables { super::rollups::chain_window(window) } else { window };
     let mut tx = pool.begin().await?;
     // The old rows go while the bars are read (on another connection): the read costs no time.
     let (chain, deleted) =
         tokio::join!(read_chain(pool, symbol, expiry, window), delete_window(&mut tx, symbol, expiry, window));
     deleted?;
-    let rows = Prepared::from_chain(&chain?).insert(&mut tx, symbol, expiry).await?;
-    if upkeep == super::rollups::Upkeep::Tables {
-        super::rollups::refresh_chain(&mut tx, symbol, expiry, window).await?;
+    let chain = chain?;
+    let rows = Prepared::from_chain(&chain).insert(&mut tx, symbol, expiry).await?;
+    if tables {
+        super::rollups::refresh_chain(&mut tx, symbol, expiry, &chain, window).await?;
     }
     tx.commit().await?;
     Ok(rows)

@@ -21,6 +21,7 @@ use crate::domain::{market::Candle, timeframe::Timeframe, window::Window};
 
 mod answer;
 mod sql;
+pub mod strikes;
 
 use answer::{whole_buckets, Column};
 
@@ -67,6 +68,9 @@ pub struct Family {
     pub cols: &'static [Col],
     pub timeframes: &'static [Timeframe],
     pub scope: Scope,
+    /// How many of the last `keys` follow `time` in the plain table's primary key: rows written
+    /// together (a minute's strikes) then land side by side at the index's end.
+    pub within_bucket: usize,
 }
 
 const OHLCV: [Col; 5] = [
@@ -83,6 +87,7 @@ pub const MINUTE: Family = Family {
     cols: &OHLCV,
     timeframes: &Timeframe::ROLLUPS,
     scope: Scope::Token,
+    within_bucket: 0,
 };
 
 pub const FUTURES: Family = Family {
@@ -91,6 +96,7 @@ pub const FUTURES: Family = Family {
     cols: &[OHLCV[0], OHLCV[1], OHLCV[2], OHLCV[3], OHLCV[4], col("oi", "bigint", Agg::Last)],
     timeframes: &Timeframe::ROLLUPS,
     scope: Scope::Token,
+    within_bucket: 0,
 };
 
 pub const OPTIONS: Family = Family {
@@ -108,6 +114,7 @@ pub const OPTIONS: Family = Family {
     ],
     timeframes: &Timeframe::ROLLUPS,
     scope: Scope::Token,
+    within_bucket: 0,
 };
 
 pub const STRIKES: Family = Family {
@@ -125,6 +132,7 @@ pub const STRIKES: Family = Family {
     ],
     timeframes: &Timeframe::CHAIN_ROLLUPS,
     scope: Scope::Expiry,
+    within_bucket: 1,
 };
 
 pub const EXPIRY_METRICS: Family = Family {
@@ -143,6 +151,7 @@ pub const EXPIRY_METRICS: Family = Family {
     ],
     timeframes: &Timeframe::CHAIN_ROLLUPS,
     scope: Scope::Expiry,
+    within_bucket: 0,
 };
 
 /// Every family, bars first.
@@ -253,41 +262,48 @@ pub async fn refresh_bars(
     Ok(q.execute(&mut **tx).await?.rows_affected())
 }
 
-/// Rebuilds, in `tx`, the chain rollups of one underlying and expiry for the buckets holding a
-/// minute of `window` (whose rows were just replaced): buckets left without minutes go.
+/// Rebuilds, in `tx`, the chain rollups of one underlying and expiry for `window`, whose rows
+/// were just replaced by those of `chain`: `window` must be whole buckets of every chain
+/// timeframe ([`chain_window`]). Strike buckets come from `chain` itself; the expiry's, which
+/// take the underlying's close from the index's bars, from the rows just written.
 #[tracing::instrument(level = "debug", skip_all, fields(symbol, %expiry))]
 pub async fn refresh_chain(
     tx: &mut Transaction<'_, Postgres>,
     symbol: &str,
     expiry: NaiveDate,
+    chain: &crate::domain::chain::Chain,
     window: Window,
 ) -> sqlx::Result<u64> {
-    let mut rows = 0;
-    for family in [&STRIKES, &EXPIRY_METRICS] {
-        for tf in family.timeframes {
-            let span = tf.cover(window);
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
-                family.table(),
-                tf.minutes()
-            )))
+    let mut rows = strikes::write(tx, symbol, expiry, chain, window).await?;
+    for tf in EXPIRY_METRICS.timeframes {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
+            EXPIRY_METRICS.table(),
+            tf.minutes()
+        )))
+        .bind(symbol)
+        .bind(expiry)
+        .bind(window.from)
+        .bind(window.to)
+        .execute(&mut **tx)
+        .await?;
+        rows += sqlx::query(sqlx::AssertSqlSafe(EXPIRY_METRICS.refresh_sql(*tf)))
             .bind(symbol)
             .bind(expiry)
-            .bind(span.from)
-            .bind(span.to)
+            .bind(window.from)
+            .bind(window.to)
             .execute(&mut **tx)
-            .await?;
-            rows += sqlx::query(sqlx::AssertSqlSafe(family.refresh_sql(*tf)))
-                .bind(symbol)
-                .bind(expiry)
-                .bind(span.from)
-                .bind(span.to)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-        }
+            .await?
+            .rows_affected();
     }
     Ok(rows)
+}
+
+/// The window a chain rebuild of `window` covers when the plain rollups are kept: widened to
+/// whole buckets of the coarsest chain timeframe, so the chain read holds every minute of each.
+pub fn chain_window(window: Window) -> Window {
+    let coarsest = STRIKES.timeframes.iter().max_by_key(|tf| tf.seconds()).copied().unwrap_or(Timeframe::M15);
+    coarsest.cover(window)
 }
 
 /// Computes every bucket of `tf` from the finer relation (a new plain rollup table on a store

@@ -18,12 +18,10 @@ impl Family {
         cols.push("tf smallint NOT NULL".into());
         cols.push("time timestamptz NOT NULL".into());
         cols.extend(self.cols.iter().map(|c| format!("{} {}", c.name, c.ty)));
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, tf, time))",
-            self.table(),
-            cols.join(", "),
-            self.key_list()
-        )
+        let keys: Vec<&str> = self.keys.iter().map(|(k, _)| *k).collect();
+        let (series, within) = keys.split_at(keys.len() - self.within_bucket);
+        let pk: Vec<&str> = series.iter().copied().chain(["tf", "time"]).chain(within.iter().copied()).collect();
+        format!("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))", self.table(), cols.join(", "), pk.join(", "))
     }
 
     /// The plain path's relation of `tf`: a view on [`Self::table`] with the columns of the
@@ -210,7 +208,7 @@ impl Family {
     }
 
     /// An upsert's conflict clause: a bucket whose values are unchanged is left alone.
-    fn on_conflict_sql(&self) -> String {
+    pub(super) fn on_conflict_sql(&self) -> String {
         let sets: Vec<String> = self.cols.iter().map(|c| format!("{0} = EXCLUDED.{0}", c.name)).collect();
         let old: Vec<String> = self.cols.iter().map(|c| format!("r.{}", c.name)).collect();
         let new: Vec<String> = self.cols.iter().map(|c| format!("EXCLUDED.{}", c.name)).collect();
