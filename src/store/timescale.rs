@@ -171,21 +171,11 @@ async fn setup_locked(conn: &mut sqlx::PgConnection, policy: &TimescalePolicy) -
                 .await
                 .with_context(|| format!("failed to set compression on {table}"))?;
             }
-            exec(format!("SELECT remove_compression_policy('{table}', if_exists => TRUE)")).execute(&mut *conn).await?;
-            if let Some(after) = policy.compress_after {
-                exec(format!("SELECT add_compression_policy('{table}', compress_after => {})", interval(after)))
-                    .execute(&mut *conn)
-                    .await
-                    .with_context(|| format!("failed to add the compression policy of {table}"))?;
-            }
+            let add = policy.compress_after.map(|a| format!("compress_after => {}", interval(a)));
+            replace_policy(conn, "compression", table, add).await?;
         }
-        exec(format!("SELECT remove_retention_policy('{table}', if_exists => TRUE)")).execute(&mut *conn).await?;
-        if let Some(keep) = policy.retention {
-            exec(format!("SELECT add_retention_policy('{table}', drop_after => {})", interval(keep)))
-                .execute(&mut *conn)
-                .await
-                .with_context(|| format!("failed to add the retention policy of {table}"))?;
-        }
+        let add = policy.retention.map(|keep| format!("drop_after => {}", interval(keep)));
+        replace_policy(conn, "retention", table, add).await?;
     }
     for family in FAMILIES {
         let plain: bool =
@@ -204,20 +194,34 @@ async fn setup_locked(conn: &mut sqlx::PgConnection, policy: &TimescalePolicy) -
                     .await
                     .with_context(|| format!("failed to create the continuous aggregate {rel}"))?;
             }
-            exec(format!("SELECT remove_continuous_aggregate_policy('{rel}', if_exists => TRUE)"))
-                .execute(&mut *conn)
-                .await?;
             // The newest bucket is left to real-time aggregation; every older change is picked up
             // by the next run (start NULL: however old, as long as its minutes are kept).
-            exec(format!(
-                "SELECT add_continuous_aggregate_policy('{rel}', start_offset => NULL, end_offset => INTERVAL '{}', \
-                 schedule_interval => INTERVAL '1 minute')",
+            let add = format!(
+                "start_offset => NULL, end_offset => INTERVAL '{}', schedule_interval => INTERVAL '1 minute'",
                 tf.interval_sql()
-            ))
+            );
+            replace_policy(conn, "continuous_aggregate", &rel, Some(add)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the `kind` policy of `relation` (`compression`, `retention`, `continuous_aggregate`)
+/// with one of the arguments `add`, or none.
+async fn replace_policy(
+    conn: &mut sqlx::PgConnection,
+    kind: &str,
+    relation: &str,
+    add: Option<String>,
+) -> anyhow::Result<()> {
+    let sql = format!("SELECT remove_{kind}_policy('{relation}', if_exists => TRUE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+    if let Some(args) = add {
+        let sql = format!("SELECT add_{kind}_policy('{relation}', {args})");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut *conn)
             .await
-            .with_context(|| format!("failed to add the refresh policy of {rel}"))?;
-        }
+            .with_context(|| format!("failed to add the {kind} policy of {relation}"))?;
     }
     Ok(())
 }

@@ -79,6 +79,38 @@ fn recompute(tf: &str, minutes: &BTreeMap<DateTime<Utc>, Row>) -> BTreeMap<DateT
     out
 }
 
+/// A candle of the index: prices (open, high, low, close) and volume, nothing else.
+fn index_candle(time: DateTime<Utc>, [open, high, low, close]: [f64; 4], volume: i64) -> Candle {
+    Candle {
+        time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        oi: None,
+        iv: None,
+        delta: None,
+        gamma: None,
+        theta: None,
+        vega: None,
+        underlying: None,
+    }
+}
+
+/// Writes NIFTY's `candles` as the worker writes an answer: the upsert and, on the plain path,
+/// the rollups of what it wrote, in one transaction. Returns the rows written.
+async fn write_index_minutes(pool: &sqlx::PgPool, candles: &[Candle]) -> u64 {
+    let target = BarTarget::Minute { symbol: "NIFTY".into() };
+    let mut tx = pool.begin().await.unwrap();
+    let up = store::bars::upsert_bars(&mut tx, NIFTY, &target, candles).await.unwrap();
+    if rollups::upkeep(pool).await.unwrap() == Upkeep::Tables {
+        rollups::refresh_bars(&mut tx, &rollups::MINUTE, NIFTY, candles, up.touched.unwrap()).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    up.written
+}
+
 /// Brings continuous aggregates up to date, as their refresh policy does each minute (nothing to
 /// do on the plain path, whose tables the worker keeps in the writing transaction).
 async fn refresh_policies(pool: &sqlx::PgPool) {
@@ -141,45 +173,18 @@ async fn a_rebackfill_that_changes_a_minute_changes_its_buckets() {
     let (from, to) = app.subscription_window(NIFTY).await;
     app.wait_idle(30).await;
     let minute = from + Duration::minutes(42);
-    let (high,): (f64,) = sqlx::query_as("SELECT high FROM minute_bars WHERE instrument_token = $1 AND time = $2")
-        .bind(NIFTY as i64)
-        .bind(minute)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let (open, high, low, close, volume): (f64, f64, f64, f64, i64) = sqlx::query_as(
+        "SELECT open, high, low, close, volume FROM minute_bars WHERE instrument_token = $1 AND time = $2",
+    )
+    .bind(NIFTY as i64)
+    .bind(minute)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
 
     // The store holds an earlier, different answer for one minute, rolled up as the worker would.
-    let target = BarTarget::Minute { symbol: "NIFTY".into() };
-    let (open, low, close, volume): (f64, f64, f64, i64) =
-        sqlx::query_as("SELECT open, low, close, volume FROM minute_bars WHERE instrument_token = $1 AND time = $2")
-            .bind(NIFTY as i64)
-            .bind(minute)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    let earlier = Candle {
-        time: minute,
-        open,
-        high: high + 1_000.0,
-        low,
-        close,
-        volume,
-        oi: None,
-        iv: None,
-        delta: None,
-        gamma: None,
-        theta: None,
-        vega: None,
-        underlying: None,
-    };
-    let mut tx = app.db.pool.begin().await.unwrap();
-    let up = store::bars::upsert_bars(&mut tx, NIFTY, &target, std::slice::from_ref(&earlier)).await.unwrap();
-    if rollups::upkeep(&app.db.pool).await.unwrap() == Upkeep::Tables {
-        rollups::refresh_bars(&mut tx, &rollups::MINUTE, NIFTY, std::slice::from_ref(&earlier), up.touched.unwrap())
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    let earlier = index_candle(minute, [open, high + 1_000.0, low, close], volume);
+    write_index_minutes(&app.db.pool, std::slice::from_ref(&earlier)).await;
     if rollups::upkeep(&app.db.pool).await.unwrap() == Upkeep::Continuous {
         // Into a compressed chunk, on TimescaleDB: the re-backfill below must upsert through it.
         refresh_policies(&app.db.pool).await;
@@ -397,30 +402,9 @@ async fn a_day_of_absurd_volumes_is_stored_and_its_sum_held_at_the_largest_bigin
     let start = DateTime::parse_from_rfc3339("2026-11-02T00:00:00+05:30").unwrap().with_timezone(&Utc);
     // The most the ticker accepts for one minute, every minute of an IST day.
     let candles: Vec<Candle> = (0..1440)
-        .map(|m| Candle {
-            time: start + Duration::minutes(m),
-            open: 1.0,
-            high: 2.0,
-            low: 0.5,
-            close: 1.5,
-            volume: 9_000_000_000_000_000,
-            oi: None,
-            iv: None,
-            delta: None,
-            gamma: None,
-            theta: None,
-            vega: None,
-            underlying: None,
-        })
+        .map(|m| index_candle(start + Duration::minutes(m), [1.0, 2.0, 0.5, 1.5], 9_000_000_000_000_000))
         .collect();
-    let target = BarTarget::Minute { symbol: "NIFTY".into() };
-    let mut tx = db.pool.begin().await.unwrap();
-    let up = store::bars::upsert_bars(&mut tx, NIFTY, &target, &candles).await.unwrap();
-    assert_eq!(up.written, 1440);
-    if rollups::upkeep(&db.pool).await.unwrap() == Upkeep::Tables {
-        rollups::refresh_bars(&mut tx, &rollups::MINUTE, NIFTY, &candles, up.touched.unwrap()).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    assert_eq!(write_index_minutes(&db.pool, &candles).await, 1440);
     refresh_policies(&db.pool).await;
     let volumes: Vec<(String, i64)> = sqlx::query_as(
         "SELECT '5m', volume FROM minute_bars_5m WHERE time = $1 UNION ALL

@@ -52,49 +52,37 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
     let family = rollups::bar_family(table).expect("every bar table has rollups");
     let has_oi = table != "minute_bars";
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    // A header or a bar as cells, the time first; table and CSV lay out the same cells.
+    let line = |cells: Vec<String>| match a.format {
+        Format::Table => {
+            let rest: Vec<String> = cells[1..].iter().map(|c| format!("{c:>12}")).collect();
+            format!("{:<20}  {}", cells[0], rest.join(" "))
+        }
+        _ => cells.join(","),
+    };
+    let mut header: Vec<String> = ["time", "open", "high", "low", "close", "volume"].map(String::from).into();
+    if has_oi {
+        header.push("oi".into());
+    }
     match a.format {
-        Format::Table => say!(
-            "{:<20}  {:>12} {:>12} {:>12} {:>12} {:>12}{}",
-            "time (UTC)",
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            if has_oi { format!(" {:>12}", "oi") } else { String::new() }
-        ),
-        Format::Csv => say!("time,open,high,low,close,volume{}", if has_oi { ",oi" } else { "" }),
+        Format::Table => say!("{}", line([vec!["time (UTC)".to_string()], header[1..].to_vec()].concat())),
+        Format::Csv => say!("{}", line(header)),
         Format::Json => say!("["),
     }
     let mut first = true;
     rollups::read_bars(&pool, family, a.tf, a.token, Window::new(from, to), |b| {
-        let oi = b.oi.flatten().map(|v| v.to_string()).unwrap_or_default();
-        match a.format {
-            Format::Table => say!(
-                "{:<20}  {:>12} {:>12} {:>12} {:>12} {:>12}{}",
-                time(b.time),
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
-                if has_oi { format!(" {oi:>12}") } else { String::new() }
-            ),
-            Format::Csv => say!(
-                "{},{},{},{},{},{}{}",
-                time(b.time),
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
-                if has_oi { format!(",{oi}") } else { String::new() }
-            ),
-            Format::Json => {
-                let mut v = serde_json::to_value(&b)?;
-                v["time"] = serde_json::Value::String(time(b.time));
-                say!("{}{}", if first { "" } else { "," }, v);
+        if let Format::Json = a.format {
+            let mut v = serde_json::to_value(&b)?;
+            v["time"] = serde_json::Value::String(time(b.time));
+            say!("{}{}", if first { "" } else { "," }, v);
+        } else {
+            let mut cells =
+                vec![time(b.time), b.open.to_string(), b.high.to_string(), b.low.to_string(), b.close.to_string()];
+            cells.push(b.volume.to_string());
+            if has_oi {
+                cells.push(b.oi.flatten().map(|v| v.to_string()).unwrap_or_default());
             }
+            say!("{}", line(cells));
         }
         first = false;
         Ok(())

@@ -45,27 +45,12 @@ impl Family {
                 format!("time_bucket(INTERVAL '{}', time, \"offset\" => INTERVAL '{off} seconds')", tf.interval_sql())
             }
         };
-        let aggs: Vec<String> = self
-            .cols
-            .iter()
-            .map(|c| {
-                let e = match c.agg {
-                    Agg::First => format!("first({}, time)", c.name),
-                    Agg::Last => format!("last({}, time)", c.name),
-                    Agg::Max => format!("max({})", c.name),
-                    Agg::Min => format!("min({})", c.name),
-                    Agg::Sum => sum_sql(c),
-                    Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
-                };
-                format!("{e} AS {}", c.name)
-            })
-            .collect();
+        let aggs = self.agg_list(|c| format!("first({c}, time)"), |c| format!("last({c}, time)"));
         format!(
             "CREATE MATERIALIZED VIEW {rel} WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
              SELECT {keys}, {bucket} AS time, {aggs} FROM {src} GROUP BY {keys}, {bucket} WITH NO DATA",
             rel = self.relation(tf),
             keys = self.key_list(),
-            aggs = aggs.join(", "),
             src = self.source,
         )
     }
@@ -180,21 +165,7 @@ impl Family {
     /// consumes in that order (grouped by a prefix of it, so nothing re-sorts them). One sort per
     /// timeframe, where an `ORDER BY` inside each aggregate would sort once per column and bucket.
     fn level_sql(&self, tf: Timeframe, src: &str, filter: &str) -> String {
-        let aggs: Vec<String> = self
-            .cols
-            .iter()
-            .map(|c| {
-                let e = match c.agg {
-                    Agg::First => format!("(array_agg({}))[1]", c.name),
-                    Agg::Last => format!("(array_agg({}))[count(*)]", c.name),
-                    Agg::Max => format!("max({})", c.name),
-                    Agg::Min => format!("min({})", c.name),
-                    Agg::Sum => sum_sql(c),
-                    Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
-                };
-                format!("{e} AS {}", c.name)
-            })
-            .collect();
+        let aggs = self.agg_list(|c| format!("(array_agg({c}))[1]"), |c| format!("(array_agg({c}))[count(*)]"));
         format!(
             "SELECT {keys}, bucket AS time, {aggs}
              FROM (SELECT *, date_bin(INTERVAL '{width}', time, TIMESTAMPTZ '2000-01-03 00:00:00+00' + INTERVAL '{off} seconds') AS bucket
@@ -203,8 +174,28 @@ impl Family {
             keys = self.key_list(),
             width = tf.interval_sql(),
             off = tf.offset_seconds(),
-            aggs = aggs.join(", "),
         )
+    }
+
+    /// The family's columns as aggregates over a bucket's rows, `… AS name`, joined; `first` and
+    /// `last` say how each path takes a column of the bucket's first and last row.
+    fn agg_list(&self, first: impl Fn(&str) -> String, last: impl Fn(&str) -> String) -> String {
+        let aggs: Vec<String> = self
+            .cols
+            .iter()
+            .map(|c| {
+                let e = match c.agg {
+                    Agg::First => first(c.name),
+                    Agg::Last => last(c.name),
+                    Agg::Max => format!("max({})", c.name),
+                    Agg::Min => format!("min({})", c.name),
+                    Agg::Sum => sum_sql(c),
+                    Agg::Ratio(n, d) => format!("sum({n})::float8 / nullif(sum({d}), 0)::float8"),
+                };
+                format!("{e} AS {}", c.name)
+            })
+            .collect();
+        aggs.join(", ")
     }
 
     /// An upsert's conflict clause: a bucket whose values are unchanged is left alone.
