@@ -7,59 +7,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use redis::AsyncCommands;
-use serde_json::Value;
 use tickfill_jobs::Job;
 
 use crate::{
     config::Settings,
-    domain::event::{job_for, parse_event, RejectReason, Rejection},
+    domain::event::{job_for, parse_event},
     metrics,
-    queue::{self, Producer},
+    queue::{self, rejected::keep_rejected, Producer},
     shutdown::{ReconnectDelays, Shutdown},
 };
-
-/// How many rejected messages are kept.
-pub const REJECTED_KEEP: isize = 1000;
-/// How much of a rejected oversize message is kept.
-pub const OVERSIZE_KEEP: usize = 256;
-/// How much of any other rejected message is kept.
-pub const REJECTED_BODY_KEEP: usize = 8 * 1024;
-
-/// Keeps a rejected message for inspection: reason, size, and the first bytes of the body.
-pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
-    let keep = if why.code == RejectReason::Oversize { OVERSIZE_KEEP } else { REJECTED_BODY_KEEP };
-    let entry = serde_json::json!({
-        "at": Utc::now().to_rfc3339(),
-        "code": why.code.as_str(),
-        "reason": why.reason,
-        "bytes": payload.len(),
-        "truncated": payload.len() > keep,
-        "message": String::from_utf8_lossy(&payload[..payload.len().min(keep)]),
-    });
-    let key = queue::keys::rejected(ns);
-    let r: redis::RedisResult<()> = redis::pipe()
-        .lpush(&key, entry.to_string())
-        .ignore()
-        .ltrim(&key, 0, REJECTED_KEEP - 1)
-        .ignore()
-        .query_async(conn)
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "failed to keep a rejected event");
-    }
-    queue::count(conn, ns, &format!("events_rejected:{}", why.code)).await;
-}
-
-/// The newest rejected messages, newest first.
-pub async fn list_rejected(
-    conn: &mut redis::aio::ConnectionManager,
-    ns: &str,
-    limit: isize,
-) -> anyhow::Result<Vec<Value>> {
-    let raw: Vec<String> = conn.lrange(queue::keys::rejected(ns), 0, limit.max(1) - 1).await?;
-    Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
-}
 
 /// The receipt time of a message, in epoch milliseconds, strictly increasing within this process:
 /// two events for one token stamped in the same second keep the order they arrived in.

@@ -260,7 +260,10 @@ pub async fn find_checks(
 /// What a reconcile changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reconciled {
+    /// Entries of the ticker's list that passed the checks.
     pub listed: usize,
+    /// Entries refused (kept in the rejected list).
+    pub refused: usize,
     pub added: Vec<u32>,
     pub deactivated: Vec<u32>,
     /// Why nothing was deactivated although the ticker's list lacked some of ours.
@@ -279,7 +282,26 @@ pub async fn reconcile(
 ) -> anyhow::Result<Reconciled> {
     // What the list says is so as of the moment it was asked for: an event newer than that wins.
     let asked = EventOrder::now(Utc::now());
-    let listed = ticker.active_subscriptions().await?;
+    let mut listed = Vec::new();
+    let mut refused = 0;
+    // Tokens of refused entries that still name one: listed, so never deactivated for the fault.
+    let mut refused_tokens = HashSet::new();
+    for entry in ticker.active_subscriptions().await? {
+        match entry {
+            Ok(s) => listed.push(s),
+            Err((why, raw)) => {
+                // Kept for inspection like a rejected event; the rest of the list stands.
+                refused += 1;
+                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                if let Some(t) = v["instrument_token"].as_u64().and_then(|t| u32::try_from(t).ok()) {
+                    refused_tokens.insert(t);
+                }
+                tracing::warn!(code = why.code.as_str(), reason = %why.reason, "subscription list entry refused");
+                crate::metrics::get().events_rejected.get_or_create(&crate::metrics::l1("reason", why.code.as_str())).inc();
+                queue::rejected::keep_rejected_once(producer.conn(), &settings.queue, &raw, &why).await;
+            }
+        }
+    }
     let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
     // here too would fetch its window twice.
@@ -291,13 +313,14 @@ pub async fn reconcile(
             HashSet::new()
         }
     };
-    let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token).collect();
+    let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token.get()).chain(refused_tokens).collect();
     let now = Utc::now();
-    let mut report = Reconciled { listed: listed.len(), ..Default::default() };
+    let mut report = Reconciled { listed: listed.len(), refused, ..Default::default() };
     let mut tx = pool.begin().await?;
-    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token) && !queued.contains(&s.instrument_token)) {
+    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token.get()) && !queued.contains(&s.instrument_token.get())) {
+        let token = s.instrument_token.get();
         let sub = Subscription {
-            instrument_token: s.instrument_token,
+            instrument_token: token,
             tradingsymbol: s.tradingsymbol.as_deref(),
             segment: s.segment.as_deref(),
             requested_mode: s.requested_mode.as_deref(),
@@ -311,14 +334,14 @@ pub async fn reconcile(
         }
         if let (Some(sym), Some(seg)) = (&s.tradingsymbol, &s.segment) {
             let inst = Instrument {
-                instrument_token: s.instrument_token,
+                instrument_token: token,
                 tradingsymbol: sym.clone(),
                 segment: Some(seg.clone()),
                 ..Default::default()
             };
             instruments::insert_instrument_if_absent(&mut tx, &inst, Source::Event).await?;
         }
-        report.added.push(s.instrument_token);
+        report.added.push(token);
     }
     let mut gone: Vec<u32> = ours.difference(&theirs).copied().collect();
     // An empty list while we hold active subscriptions is far likelier a fault of the ticker than

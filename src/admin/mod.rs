@@ -27,7 +27,7 @@ use self::{
     auth::{Authorized, NoBody, NoQuery},
     error::ApiError,
 };
-use crate::{bridge, config::Settings, metrics, queue, shutdown::Shutdown, store};
+use crate::{config::Settings, metrics, queue, shutdown::Shutdown, store};
 
 /// What the admin handlers reach.
 #[derive(Clone)]
@@ -341,5 +341,5 @@ async fn purge(
 }
 
 async fn rejected(State(s): State<Shared>) -> ApiResult {
-    to_json(bridge::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await?)
+    to_json(queue::rejected::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await?)
 }

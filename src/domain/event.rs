@@ -96,22 +96,63 @@ pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 pub const MAX_FIELD_CHARS: usize = 256;
 
 fn optional_string(meta: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
-    match meta.get(field) {
+    text_field(meta, "metadata.", field)
+}
+
+/// A string field of `obj` (named `{path}{field}` in a refusal): absent, null or blank is `None`.
+fn text_field(obj: &serde_json::Map<String, Value>, path: &str, field: &str) -> Result<Option<String>, Rejection> {
+    match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(reject(
             RejectReason::BadMetadata,
-            format!("metadata.{field} is longer than {MAX_FIELD_CHARS} characters"),
+            format!("{path}{field} is longer than {MAX_FIELD_CHARS} characters"),
         )),
         // A NUL or another control character cannot be stored (PostgreSQL refuses NUL in text)
         // and is never part of a symbol: refused here, not by the job that would die of it.
         Some(Value::String(s)) if s.chars().any(char::is_control) => {
-            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} holds a control character (such as NUL)")))
+            Err(reject(RejectReason::BadMetadata, format!("{path}{field} holds a control character (such as NUL)")))
         }
         Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
         Some(other) => {
-            Err(reject(RejectReason::BadMetadata, format!("metadata.{field} must be a string, got {}", kind(other))))
+            Err(reject(RejectReason::BadMetadata, format!("{path}{field} must be a string, got {}", kind(other))))
         }
     }
+}
+
+/// One entry of the ticker service's subscription list (`GET /subscriptions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSubscription {
+    pub instrument_token: InstrumentToken,
+    pub tradingsymbol: Option<String>,
+    pub segment: Option<String>,
+    pub requested_mode: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// Checks one entry of the subscription list as the bridge checks an event: a token of
+/// 1 … 4294967295 (a number or a string of digits), string fields without control characters and
+/// within [`MAX_FIELD_CHARS`]. One bad entry is refused alone; the rest of the list stands.
+pub fn parse_listed(entry: &Value) -> Result<ListedSubscription, Rejection> {
+    let Value::Object(obj) = entry else {
+        return Err(reject(RejectReason::NotAnObject, format!("expected a JSON object, got {}", kind(entry))));
+    };
+    let instrument_token = match obj.get("instrument_token").and_then(integer) {
+        None => return Err(reject(RejectReason::MissingToken, "instrument_token is missing")),
+        Some(Err(())) => {
+            return Err(reject(
+                RejectReason::BadToken,
+                format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
+            ))
+        }
+        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject(RejectReason::BadToken, e.to_string()))?,
+    };
+    Ok(ListedSubscription {
+        instrument_token,
+        tradingsymbol: text_field(obj, "", "tradingsymbol")?,
+        segment: text_field(obj, "", "segment")?.map(|s| s.to_ascii_uppercase()),
+        requested_mode: text_field(obj, "", "requested_mode")?,
+        account_id: text_field(obj, "", "account_id")?,
+    })
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -299,5 +340,27 @@ mod tests {
             assert_eq!(r.code, "bad_metadata", "{bad}");
             assert!(r.reason.contains("tradingsymbol"), "{}", r.reason);
         }
+    }
+
+    #[test]
+    fn a_listed_subscription_is_checked_on_its_own() {
+        let ok = parse_listed(&serde_json::json!({"instrument_token": "256265", "tradingsymbol": " NIFTY 50 ",
+            "segment": "indices", "status": "active"}))
+        .unwrap();
+        assert_eq!((ok.instrument_token.get(), ok.tradingsymbol.as_deref()), (256265, Some("NIFTY 50")));
+        assert_eq!(ok.segment.as_deref(), Some("INDICES"));
+        for (entry, code) in [
+            (serde_json::json!({"instrument_token": 0}), RejectReason::BadToken),
+            (serde_json::json!({"instrument_token": 4294967296u64}), RejectReason::BadToken),
+            (serde_json::json!({"instrument_token": -1}), RejectReason::BadToken),
+            (serde_json::json!({"tradingsymbol": "X"}), RejectReason::MissingToken),
+            (serde_json::json!({"instrument_token": 1, "tradingsymbol": "BAD\u{0}NUL"}), RejectReason::BadMetadata),
+            (serde_json::json!({"instrument_token": 1, "segment": 7}), RejectReason::BadMetadata),
+            (serde_json::json!([1]), RejectReason::NotAnObject),
+        ] {
+            assert_eq!(parse_listed(&entry).unwrap_err().code, code, "{entry}");
+        }
+        let nul = parse_listed(&serde_json::json!({"instrument_token": 1, "tradingsymbol": "A\u{0}"})).unwrap_err();
+        assert_eq!(nul.reason, "tradingsymbol holds a control character (such as NUL)");
     }
 }

@@ -16,6 +16,7 @@ pub mod cancel;
 pub mod dead;
 pub mod housekeeping;
 pub mod keys;
+pub mod rejected;
 pub mod state;
 pub mod stats;
 

@@ -1,4 +1,5 @@
-//! Bar upserts, one statement per table, keyed on (symbol or contract, time). A row whose values
+//! Bar upserts, one statement per table, keyed on (instrument_token, time): two instruments that
+//! share a name (NSE:INFY and BSE:INFY) never share a row. A row whose values
 //! are unchanged is left alone; one that changed is a revision the caller counts.
 
 use chrono::{DateTime, Utc};
@@ -114,11 +115,11 @@ pub async fn upsert_bars(
                  SELECT $1, t.time, $2, t.o, t.h, t.l, t.c, t.v
                  FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::bigint[])
                       AS t(time, o, h, l, c, v)
-                 ON CONFLICT (symbol, time) DO UPDATE SET instrument_token = EXCLUDED.instrument_token,
+                 ON CONFLICT (instrument_token, time) DO UPDATE SET symbol = EXCLUDED.symbol,
                      open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
                      close = EXCLUDED.close, volume = EXCLUDED.volume
-                 WHERE (b.instrument_token, b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM
-                       (EXCLUDED.instrument_token, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                 WHERE (b.symbol, b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM
+                       (EXCLUDED.symbol, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
                         EXCLUDED.volume)
                  RETURNING b.time, (b.xmax::text <> '0')",
             )
@@ -140,12 +141,12 @@ pub async fn upsert_bars(
                  SELECT $1, t.time, $2, $3, $4, t.o, t.h, t.l, t.c, t.v, t.oi
                  FROM UNNEST($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::bigint[], $11::bigint[])
                       AS t(time, o, h, l, c, v, oi)
-                 ON CONFLICT (contract, time) DO UPDATE SET instrument_token = EXCLUDED.instrument_token,
+                 ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
                      symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, open = EXCLUDED.open,
                      high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
                      volume = EXCLUDED.volume, oi = EXCLUDED.oi
-                 WHERE (b.instrument_token, b.symbol, b.expiry, b.open, b.high, b.low, b.close, b.volume, b.oi)
-                       IS DISTINCT FROM (EXCLUDED.instrument_token, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.open,
+                 WHERE (b.contract, b.symbol, b.expiry, b.open, b.high, b.low, b.close, b.volume, b.oi)
+                       IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.open,
                         EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.oi)
                  RETURNING b.time, (b.xmax::text <> '0')",
             )
@@ -174,15 +175,15 @@ pub async fn upsert_bars(
                              $12::bigint[], $13::bigint[], $14::float8[], $15::float8[], $16::float8[],
                              $17::float8[], $18::float8[], $19::float8[])
                       AS t(time, o, h, l, c, v, oi, iv, d, g, th, ve, u)
-                 ON CONFLICT (contract, time) DO UPDATE SET instrument_token = EXCLUDED.instrument_token,
+                 ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
                      symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, strike = EXCLUDED.strike,
                      option_type = EXCLUDED.option_type, open = EXCLUDED.open, high = EXCLUDED.high,
                      low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, oi = EXCLUDED.oi,
                      iv = EXCLUDED.iv, delta = EXCLUDED.delta, gamma = EXCLUDED.gamma,
                      theta = EXCLUDED.theta, vega = EXCLUDED.vega, underlying_price = EXCLUDED.underlying_price
-                 WHERE (b.instrument_token, b.symbol, b.expiry, b.strike, b.option_type, b.open, b.high, b.low,
+                 WHERE (b.contract, b.symbol, b.expiry, b.strike, b.option_type, b.open, b.high, b.low,
                         b.close, b.volume, b.oi, b.iv, b.delta, b.gamma, b.theta, b.vega, b.underlying_price)
-                       IS DISTINCT FROM (EXCLUDED.instrument_token, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.strike,
+                       IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.strike,
                         EXCLUDED.option_type, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
                         EXCLUDED.volume, EXCLUDED.oi, EXCLUDED.iv, EXCLUDED.delta, EXCLUDED.gamma, EXCLUDED.theta,
                         EXCLUDED.vega, EXCLUDED.underlying_price)

@@ -197,7 +197,10 @@ impl MetricColumns {
              FROM UNNEST($3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
                          $8::float8[], $9::float8[], $10::float8[], $11::int[])
                   AS t(time, cv, pv, co, po, pcr_oi, pcr_v, mp, n)
-             LEFT JOIN minute_bars b ON b.symbol = $1 AND b.time = t.time",
+             -- An index and an equity may share a name: the index's minute, else the lowest token's.
+             LEFT JOIN LATERAL (SELECT b.close FROM minute_bars b LEFT JOIN instruments i USING (instrument_token)
+                                WHERE b.symbol = $1 AND b.time = t.time
+                                ORDER BY i.segment IS DISTINCT FROM 'INDICES', b.instrument_token LIMIT 1) b ON true",
         )
         .bind(symbol)
         .bind(expiry)

@@ -95,9 +95,12 @@ pub async fn deactivate_absent(
             .fetch_all(&mut *tx)
             .await?;
     let gone: Vec<(String, i64)> = sqlx::query_as(
-        "WITH gone AS (
-             UPDATE instruments SET active = false, updated_at = now()
-             WHERE active AND segment = ANY($1) AND instrument_token NOT IN (SELECT unnest($2::bigint[]))
+        // An anti-join (hashed, in time proportional to the dump): `NOT IN (subquery)` is planned
+        // without a hash once the dump outgrows work_mem, and then takes time quadratic in it.
+        "WITH keep AS MATERIALIZED (SELECT unnest($2::bigint[]) AS token),
+         gone AS (
+             UPDATE instruments i SET active = false, updated_at = now()
+             WHERE active AND segment = ANY($1) AND NOT EXISTS (SELECT 1 FROM keep k WHERE k.token = i.instrument_token)
              RETURNING segment)
          SELECT segment, count(*) FROM gone GROUP BY segment ORDER BY count(*) DESC, segment",
     )
@@ -260,6 +263,19 @@ impl Columns {
         self.segment.push(r.segment.clone());
         self.exchange.push(r.exchange.clone());
     }
+}
+
+/// The instruments named `tradingsymbol` (on any exchange), lowest token first, with their
+/// exchange: several when exchanges list one name (NSE:INFY and BSE:INFY).
+pub async fn find_by_tradingsymbol(pool: &PgPool, tradingsymbol: &str) -> sqlx::Result<Vec<(u32, Option<String>)>> {
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT instrument_token, coalesce(exchange, segment) FROM instruments WHERE tradingsymbol = $1
+         ORDER BY instrument_token",
+    )
+    .bind(tradingsymbol)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(t, e)| (t as u32, e)).collect())
 }
 
 /// Every active instrument's token and segment.

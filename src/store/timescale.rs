@@ -15,13 +15,13 @@ use sqlx::PgPool;
 use super::rollups::{self, FAMILIES};
 use crate::config::TimescalePolicy;
 
-/// The hypertables and the column their compressed chunks are segmented by: the series each row
-/// belongs to, which is also the first column of the table's key, so an upsert into a compressed
-/// chunk decompresses only its own series' batch.
+/// The hypertables and the column their compressed chunks are segmented by: the instrument each
+/// row belongs to, which is also the first column of the table's key, so an upsert into a
+/// compressed chunk decompresses only its own instrument's batch.
 pub const HYPERTABLES: [(&str, Option<&str>); 5] = [
-    ("minute_bars", Some("symbol")),
-    ("futures_bars", Some("contract")),
-    ("option_bars", Some("contract")),
+    ("minute_bars", Some("instrument_token")),
+    ("futures_bars", Some("instrument_token")),
+    ("option_bars", Some("instrument_token")),
     ("fo_strike_distribution", None),
     ("fo_expiry_metrics", None),
 ];

@@ -20,7 +20,11 @@ use serde::Deserialize;
 
 use crate::{
     config::{Settings, TickerApi},
-    domain::{market::Candle, window::Window},
+    domain::{
+        event::{parse_listed, ListedSubscription, Rejection},
+        market::Candle,
+        window::Window,
+    },
 };
 
 /// What went wrong with a history request, sorted by what the caller should do about it.
@@ -136,26 +140,17 @@ impl TickerClient {
     }
 }
 
-/// One subscription as the ticker service lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TickerSubscription {
-    pub instrument_token: u32,
-    #[serde(default)]
-    pub tradingsymbol: Option<String>,
-    #[serde(default)]
-    pub segment: Option<String>,
-    #[serde(default)]
-    pub requested_mode: Option<String>,
-    #[serde(default)]
-    pub account_id: Option<String>,
-}
+/// One entry of the ticker's subscription list: checked, or refused with the entry's text.
+pub type ListedEntry = Result<ListedSubscription, (Rejection, Vec<u8>)>;
 
 /// Page size of `GET /subscriptions` (the service's maximum).
 pub const SUBSCRIPTIONS_PAGE: usize = 1000;
 
 impl TickerClient {
     /// Every active subscription the ticker service lists, paging through `GET /subscriptions`.
-    pub async fn active_subscriptions(&self) -> Result<Vec<TickerSubscription>, TickerError> {
+    /// Each entry is checked on its own ([`parse_listed`]): a bad one is returned refused, beside
+    /// the rest.
+    pub async fn active_subscriptions(&self) -> Result<Vec<ListedEntry>, TickerError> {
         let mut all = Vec::new();
         loop {
             let mut resp = self
@@ -179,8 +174,12 @@ impl TickerClient {
                 });
             }
             let body = read_capped(&mut resp, self.max_body, true).await?;
-            let page: Vec<TickerSubscription> = serde_json::from_slice(&body)
+            let page: Vec<serde_json::Value> = serde_json::from_slice(&body)
                 .map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
+            let page: Vec<ListedEntry> = page
+                .into_iter()
+                .map(|entry| parse_listed(&entry).map_err(|why| (why, entry.to_string().into_bytes())))
+                .collect();
             let n = page.len();
             all.extend(page);
             if n < SUBSCRIPTIONS_PAGE {

@@ -117,7 +117,7 @@ async fn an_older_event_arriving_late_changes_nothing_and_fetches_nothing() {
         .await;
     app.publish(event("subscription_removed", token, Some(now + 3600))).await;
     wait_until(10, "the future event to be rejected", || async {
-        tickfill::bridge::list_rejected(&mut app.redis.clone(), &app.settings.queue, 10)
+        tickfill::queue::rejected::list_rejected(&mut app.redis.clone(), &app.settings.queue, 10)
             .await
             .map(|r| r.iter().any(|e| e.to_string().contains("after the bridge received it")))
             .unwrap_or(false)

@@ -21,8 +21,12 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct BarsArgs {
     /// The instrument token.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    token: u32,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "symbol")]
+    token: Option<u32>,
+    /// Every instrument of this tradingsymbol instead (NSE:INFY and BSE:INFY are two): each row
+    /// then names its instrument (token and exchange).
+    #[arg(long, conflicts_with = "token")]
+    symbol: Option<String>,
     /// The timeframe: 1m (the stored minutes), 5m, 15m, 1h (from 09:15 IST) or 1d (the IST day).
     #[arg(long, default_value = "1m", value_parser = Timeframe::parse)]
     tf: Timeframe,
@@ -46,11 +50,31 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
             .exit()
     }
     let pool = store::connect(settings.database_url.expose(), 1).await?;
-    let Some(table) = store::bars::table_of(&pool, a.token).await? else {
-        anyhow::bail!("token {} has no bars in minute_bars, futures_bars or option_bars", a.token);
+    // Each instrument to show, with its exchange when rows must name it.
+    let shown: Vec<(u32, Option<Option<String>>)> = match (&a.token, &a.symbol) {
+        (Some(t), _) => vec![(*t, None)],
+        (None, Some(sym)) => {
+            let found = store::instruments::find_by_tradingsymbol(&pool, sym).await?;
+            anyhow::ensure!(!found.is_empty(), "no instrument is named {:?}", sym);
+            found.into_iter().map(|(t, e)| (t, Some(e))).collect()
+        }
+        (None, None) => anyhow::bail!("give --token or --symbol"),
     };
-    let family = rollups::bar_family(table).expect("every bar table has rollups");
-    let has_oi = table != "minute_bars";
+    let mut tables = Vec::new();
+    for (token, exchange) in &shown {
+        match store::bars::table_of(&pool, *token).await? {
+            Some(table) => tables.push((*token, exchange.clone(), table)),
+            None if a.token.is_some() => {
+                anyhow::bail!("token {token} has no bars in minute_bars, futures_bars or option_bars")
+            }
+            None => {}
+        }
+    }
+    if tables.is_empty() {
+        anyhow::bail!("no instrument named {:?} has bars", a.symbol.as_deref().unwrap_or_default());
+    }
+    let labelled = a.symbol.is_some();
+    let has_oi = tables.iter().any(|(_, _, t)| *t != "minute_bars");
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     // A header or a bar as cells, the time first; table and CSV lay out the same cells.
     let line = |cells: Vec<String>| match a.format {
@@ -64,32 +88,47 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
     if has_oi {
         header.push("oi".into());
     }
+    if labelled {
+        header.extend(["instrument_token".to_string(), "exchange".to_string()]);
+    }
     match a.format {
         Format::Table => say!("{}", line([vec!["time (UTC)".to_string()], header[1..].to_vec()].concat())),
         Format::Csv => say!("{}", line(header)),
         Format::Json => say!("["),
     }
     let mut first = true;
-    rollups::read_bars(&pool, family, a.tf, a.token, Window::new(from, to), |b| {
-        if let Format::Json = a.format {
-            let mut v = serde_json::to_value(&b)?;
-            v["time"] = serde_json::Value::String(time(b.time));
-            say!("{}{}", if first { "" } else { "," }, v);
-        } else {
-            let mut cells =
-                vec![time(b.time), b.open.to_string(), b.high.to_string(), b.low.to_string(), b.close.to_string()];
-            cells.push(b.volume.to_string());
-            if has_oi {
-                cells.push(b.oi.flatten().map(|v| v.to_string()).unwrap_or_default());
+    for (token, exchange, table) in tables {
+        let family = rollups::bar_family(table).expect("every bar table has rollups");
+        let exchange = exchange.flatten().unwrap_or_default();
+        rollups::read_bars(&pool, family, a.tf, token, Window::new(from, to), |b| {
+            if let Format::Json = a.format {
+                let mut v = serde_json::to_value(&b)?;
+                v["time"] = serde_json::Value::String(time(b.time));
+                if labelled {
+                    v["instrument_token"] = token.into();
+                    v["exchange"] = exchange.clone().into();
+                }
+                say!("{}{}", if first { "" } else { "," }, v);
+            } else {
+                let mut cells =
+                    vec![time(b.time), b.open.to_string(), b.high.to_string(), b.low.to_string(), b.close.to_string()];
+                cells.push(b.volume.to_string());
+                if has_oi {
+                    cells.push(b.oi.flatten().map(|v| v.to_string()).unwrap_or_default());
+                }
+                if labelled {
+                    cells.extend([token.to_string(), exchange.clone()]);
+                }
+                say!("{}", line(cells));
             }
-            say!("{}", line(cells));
-        }
-        first = false;
-        Ok(())
-    })
-    .await?;
+            first = false;
+            Ok(())
+        })
+        .await?;
+    }
     if let Format::Json = a.format {
         say!("]");
     }
     Ok(())
 }
+

@@ -1,7 +1,7 @@
 //! `tickfill events rejected`: the newest refused events and the counts by reason.
 
 use clap::Subcommand;
-use tickfill::{bridge, config::Settings, queue};
+use tickfill::{config::Settings, queue};
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
@@ -17,7 +17,7 @@ pub enum EventsCommand {
 pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Rejected { json, limit } = command;
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
-    let list = bridge::list_rejected(&mut conn, &settings.queue, limit).await?;
+    let list = queue::rejected::list_rejected(&mut conn, &settings.queue, limit).await?;
     if json {
         say!("{}", serde_json::Value::Array(list));
         return Ok(());

@@ -1,0 +1,64 @@
+//! The rejected list, `{TICKFILL_QUEUE}:rejected`: the newest refused inputs (events the bridge
+//! could not accept, entries of the ticker's subscription list that reconcile could not), each with
+//! its reason and first bytes, for `tickfill events rejected` and the admin API.
+
+use chrono::Utc;
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use super::keys;
+use crate::domain::event::{RejectReason, Rejection};
+
+/// How many rejected messages are kept.
+pub const REJECTED_KEEP: isize = 1000;
+/// How much of a rejected oversize message is kept.
+pub const OVERSIZE_KEEP: usize = 256;
+/// How much of any other rejected message is kept.
+pub const REJECTED_BODY_KEEP: usize = 8 * 1024;
+
+/// Keeps a rejected message for inspection: reason, size, and the first bytes of the body.
+pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
+    let keep = if why.code == RejectReason::Oversize { OVERSIZE_KEEP } else { REJECTED_BODY_KEEP };
+    let entry = serde_json::json!({
+        "at": Utc::now().to_rfc3339(),
+        "code": why.code.as_str(),
+        "reason": why.reason,
+        "bytes": payload.len(),
+        "truncated": payload.len() > keep,
+        "message": String::from_utf8_lossy(&payload[..payload.len().min(keep)]),
+    });
+    let key = keys::rejected(ns);
+    let r: redis::RedisResult<()> = redis::pipe()
+        .lpush(&key, entry.to_string())
+        .ignore()
+        .ltrim(&key, 0, REJECTED_KEEP - 1)
+        .ignore()
+        .query_async(conn)
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "failed to keep a rejected event");
+    }
+    super::count(conn, ns, &format!("events_rejected:{}", why.code)).await;
+}
+
+/// The newest rejected messages, newest first.
+pub async fn list_rejected(
+    conn: &mut redis::aio::ConnectionManager,
+    ns: &str,
+    limit: isize,
+) -> anyhow::Result<Vec<Value>> {
+    let raw: Vec<String> = conn.lrange(keys::rejected(ns), 0, limit.max(1) - 1).await?;
+    Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+}
+
+/// [`keep_rejected`], unless an entry of the same input and reason is among the kept ones already:
+/// a bad entry of the ticker's list is met again at every reconcile, and must not push the
+/// bridge's rejections out of the list. Counted once too.
+pub async fn keep_rejected_once(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
+    let kept = list_rejected(conn, ns, REJECTED_KEEP).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&payload[..payload.len().min(REJECTED_BODY_KEEP)]);
+    if kept.iter().any(|e| e["code"] == why.code.as_str() && e["message"].as_str() == Some(&message)) {
+        return;
+    }
+    keep_rejected(conn, ns, payload, why).await;
+}
