@@ -12,6 +12,16 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::calendar::{Calendars, TradingCalendar};
 
+/// The longest `BACKFILL_LOOKBACK`: as far as `tickfill quality` reads at once.
+pub const MAX_LOOKBACK: Duration = Duration::from_secs(400 * 86_400);
+
+/// `BACKFILL_RECHECK` when unset: an equity's final days are checked again once a day.
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(86_400);
+
+/// How far ahead a cron `SWEEP_INTERVAL` must fire: a schedule that sleeps longer (30 February,
+/// 29 February) would leave the store unswept for years.
+pub const MAX_SWEEP_GAP_DAYS: i64 = 366;
+
 /// `SWEEP_INTERVAL` when unset.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -24,6 +34,7 @@ pub const VARIABLES: &[&str] = &[
     "BACKFILL_IMMEDIATE_ON_SUBSCRIBE",
     "BACKFILL_SUBSCRIPTION_AWARE",
     "BACKFILL_VERIFY",
+    "BACKFILL_RECHECK",
     "DATABASE_URL",
     "DB_HOST",
     "DB_PORT",
@@ -124,6 +135,9 @@ pub struct Settings {
     pub backfill_subscription_aware: bool,
     /// After each trading day's session, one check fetch per instrument and day settles it.
     pub backfill_verify: bool,
+    /// How often an equity's final days are checked again for an adjustment the source made
+    /// since (`BACKFILL_RECHECK`; `None`: never).
+    pub recheck: Option<Duration>,
     pub database_url: Secret,
     pub ticker_url: String,
     pub ticker_timeout: Duration,
@@ -325,6 +339,19 @@ impl Reader<'_> {
     }
 }
 
+/// A duration between `min` and `max`, both included.
+fn within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_url(s: &str) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
     match reqwest::Url::parse(s) {
@@ -408,10 +435,17 @@ impl Interval {
         let expr = if s.split_whitespace().count() == 5 { format!("0 {s}") } else { s.to_string() };
         // The cron crate's message draws a caret under its own six-field form: only its last
         // line (the reason) is kept.
+        check_cron_ranges(&expr)?;
         let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
             let e = e.to_string();
             anyhow::anyhow!("neither a duration nor a cron expression: {}", e.lines().last().unwrap_or(&e).trim())
         })?;
+        let now = Utc::now();
+        match schedule.after(&now).next() {
+            Some(t) if t - now <= chrono::Duration::days(MAX_SWEEP_GAP_DAYS) => {}
+            Some(t) => anyhow::bail!("the cron expression next fires at {t}, more than {MAX_SWEEP_GAP_DAYS} days away"),
+            None => anyhow::bail!("the cron expression never fires (no such date)"),
+        }
         Ok(Interval::Cron(Box::new(schedule)))
     }
 
@@ -437,6 +471,33 @@ impl Interval {
             Interval::Cron(s) => s.after(&tick).next().unwrap_or(tick + chrono::Duration::days(365)),
         }
     }
+}
+
+/// Numbers in a cron expression's fields (second first) within their ranges, in our own words: the
+/// cron crate's messages state the bounds wrongly ("less than 59" while it accepts 59).
+fn check_cron_ranges(expr: &str) -> anyhow::Result<()> {
+    const FIELDS: [(&str, u32, u32); 7] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+        ("year", 1970, 2099),
+    ];
+    for (field, (name, lo, hi)) in expr.split_whitespace().zip(FIELDS) {
+        for n in field.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()) {
+            // A step (`*/90`) is a count, not a value of the field.
+            if field.contains(&format!("/{n}")) {
+                continue;
+            }
+            match n.parse::<u32>() {
+                Ok(v) if (lo..=hi).contains(&v) => {}
+                _ => anyhow::bail!("the {name} field {field:?} holds {n}, outside {lo}–{hi}"),
+            }
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for Interval {
@@ -500,9 +561,15 @@ impl Settings {
             backfill_immediate_on_subscribe: r.boolean("BACKFILL_IMMEDIATE_ON_SUBSCRIBE", true)?,
             backfill_subscription_aware: r.boolean("BACKFILL_SUBSCRIPTION_AWARE", true)?,
             backfill_verify: r.boolean("BACKFILL_VERIFY", true)?,
+            recheck: r.get("BACKFILL_RECHECK", Some(DEFAULT_RECHECK), |s| match parse_optional_duration(s)? {
+                Some(d) if d < Duration::from_secs(60) => Err("must be at least 1m (or none)".into()),
+                d => Ok(d),
+            })?,
             database_url,
             ticker_url: r.get("TICKER_SERVICE_URL", DEFAULT_TICKER_URL.into(), parse_url)?,
-            ticker_timeout: r.duration("TICKER_SERVICE_TIMEOUT", Duration::from_secs(30))?,
+            ticker_timeout: r.get("TICKER_SERVICE_TIMEOUT", Duration::from_secs(30), |s| {
+                within(s, Duration::from_secs(1), Duration::from_secs(3600))
+            })?,
             ticker_max_body: r.get("TICKER_MAX_BODY", DEFAULT_TICKER_MAX_BODY, parse_size)?,
             log_level: r.get("LOG_LEVEL", "info".into(), |s| {
                 let l = s.trim().to_ascii_lowercase();
@@ -526,7 +593,9 @@ impl Settings {
                 Ok(n) if (1..=60 * 24 * 60).contains(&n) => Ok(n),
                 _ => Err("expected whole minutes between 1 and 86400".into()),
             })?,
-            lookback: r.duration("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400))?,
+            lookback: r.get("BACKFILL_LOOKBACK", Duration::from_secs(7 * 86_400), |s| {
+                within(s, Duration::from_secs(60), MAX_LOOKBACK)
+            })?,
             gap_threshold: r.duration("BACKFILL_GAP_THRESHOLD", Duration::from_secs(180))?,
             settle: r.duration("BACKFILL_SETTLE", Duration::from_secs(120))?,
             sweep_interval: r.get("SWEEP_INTERVAL", Interval::Every(DEFAULT_SWEEP_INTERVAL), |s| {
@@ -772,5 +841,37 @@ mod tests {
         assert_eq!(i.latest_tick(on), on);
         assert!(Interval::parse("0 30 9 * * Mon-Fri").is_ok());
         assert!(Interval::parse("every now and then").is_err());
+    }
+
+    #[test]
+    fn cron_schedules_that_never_fire_or_name_impossible_values_are_refused_in_our_words() {
+        let never = Interval::parse("0 0 30 2 *").unwrap_err().to_string();
+        assert!(never.contains("never fires"), "{never}");
+        let leap = Interval::parse("0 0 29 2 *").map(|_| ()).map_err(|e| e.to_string());
+        // 29 February fires within a year only in the year before a leap day.
+        if let Err(e) = leap {
+            assert!(e.contains("more than 366 days away"), "{e}");
+        }
+        assert!(Interval::parse("59 * * * *").is_ok(), "59 is a minute");
+        let sixty = Interval::parse("60 * * * *").unwrap_err().to_string();
+        assert!(sixty.contains("minute field \"60\" holds 60, outside 0–59"), "{sixty}");
+        let err = with(&[("SWEEP_INTERVAL", "0 0 30 2 *")]).unwrap_err();
+        assert_eq!(err.var, "SWEEP_INTERVAL");
+    }
+
+    #[test]
+    fn settings_that_can_never_work_are_refused_naming_the_variable() {
+        for (var, value) in [
+            ("TICKER_SERVICE_TIMEOUT", "0s"),
+            ("BACKFILL_LOOKBACK", "0s"),
+            ("BACKFILL_LOOKBACK", "401d"),
+            ("BACKFILL_RECHECK", "0s"),
+        ] {
+            let err = with(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+        }
+        assert_eq!(with(&[("BACKFILL_LOOKBACK", "400d")]).unwrap().lookback, MAX_LOOKBACK);
+        assert_eq!(with(&[("BACKFILL_RECHECK", "none")]).unwrap().recheck, None);
+        assert_eq!(with(&[("TICKER_SERVICE_TIMEOUT", "1s")]).unwrap().ticker_timeout, Duration::from_secs(1));
     }
 }

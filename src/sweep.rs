@@ -218,17 +218,19 @@ pub async fn read_known(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) 
 }
 
 /// The checks a sweep wants (`BACKFILL_VERIFY`): per target, its days whose session ended
-/// `BACKFILL_SETTLE` ago with every minute proved and no accepted check, as the fewest ≤ 60-day
-/// windows holding them (one request checks them all), each with the checks its days had so far.
-/// A day whose check was not accepted waits a doubling backoff, and gets
-/// [`crate::store::days::MAX_CHECKS`] checks at most.
+/// `BACKFILL_SETTLE` ago with every minute proved and no accepted check (or suspect since a later
+/// adjustment), and, for an equity (whose history the source back-adjusts), its final days last
+/// checked `BACKFILL_RECHECK` ago; as the fewest ≤ 60-day windows holding them (one request
+/// checks them all), each with the (day, checks so far) of its days. A day whose check was not
+/// accepted waits a doubling backoff, and gets [`crate::store::days::MAX_CHECKS`] checks at most.
 pub async fn find_checks(
     pool: &PgPool,
     settings: &Settings,
     targets: &[Target],
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<(Gap, i64)>> {
+) -> sqlx::Result<Vec<(Gap, Vec<(i64, i64)>)>> {
     let settle = Duration::from_std(settings.settle).unwrap_or_default();
+    let recheck = settings.recheck.and_then(|r| Duration::from_std(r).ok());
     let end = settings.live_edge(now);
     let of: Vec<DaysOf> = targets
         .iter()
@@ -240,17 +242,24 @@ pub async fn find_checks(
     let waiting = days::checks_not_due(pool, now, backoff).await?;
     let mut out = Vec::new();
     for (o, (token, facts)) in of.iter().zip(facts) {
-        let wanted: Vec<(Window, i64)> = settings
+        let adjustable = crate::domain::market::may_be_adjusted(o.segment.as_deref());
+        let wanted: Vec<(Window, (i64, i64))> = settings
             .calendar
             .days(o.segment.as_deref(), o.window)
             .iter()
             .zip(&facts)
-            .filter(|(_, f)| f.wants_check(now, settle) && !waiting.contains(&(token, f.date)))
-            .filter_map(|(d, f)| Some((Window::new(d.sessions.first()?.from, d.sessions.last()?.to), f.checks)))
+            .filter(|(_, f)| {
+                let due = f.wants_check(now, settle) && !waiting.contains(&(token, f.date));
+                due || (adjustable && recheck.is_some_and(|every| f.wants_recheck(now, every)))
+            })
+            .filter_map(|(d, f)| {
+                let day = (d.date - chrono::NaiveDate::default()).num_days();
+                Some((Window::new(d.sessions.first()?.from, d.sessions.last()?.to), (day, f.checks)))
+            })
             .collect();
         let windows: Vec<Window> = wanted.iter().map(|w| w.0).collect();
         for span in window::spans(&windows, window::MAX_CHUNK) {
-            let checks = wanted.iter().filter(|(w, _)| span.from <= w.from && w.to <= span.to).map(|w| w.1).sum();
+            let checks = wanted.iter().filter(|(w, _)| span.from <= w.from && w.to <= span.to).map(|w| w.1).collect();
             out.push((Gap { token, window: span }, checks));
         }
     }
@@ -414,10 +423,13 @@ pub async fn sweep(
         // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
         let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
         let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false };
-        let round: i64 = asks.get(&g.token).map_or(0, |a| {
-            a.iter().filter(|(m, _)| g.window.from <= *m && *m < g.window.to).map(|(_, n)| *n as i64).sum()
+        let asked: Vec<(i64, i64)> = asks.get(&g.token).map_or(vec![], |a| {
+            a.iter()
+                .filter(|(m, _)| g.window.from <= *m && *m < g.window.to)
+                .map(|(m, n)| (m.timestamp(), *n as i64))
+                .collect()
         });
-        jobs.push(keyed(job, round, edge));
+        jobs.push(keyed(job, state_mark(asked), edge));
     }
     report.jobs = jobs.len();
     if settings.backfill_verify {
@@ -428,7 +440,7 @@ pub async fn sweep(
             let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
             let job =
                 Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
-            jobs.push(keyed(job, checks, edge));
+            jobs.push(keyed(job, state_mark(checks), edge));
         }
         report.checks = jobs.len() - report.jobs;
     }
@@ -437,11 +449,27 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// `job` under its idempotency key, marked with the answers its window had so far (`round`). A
-/// window that ends at the live edge (`edge`) is keyed by its start and the quarter hour: the edge
-/// moves with every sweep, and a job still queued for the same start holds the same request (one
-/// that failed for good holds it a quarter of an hour at most).
-fn keyed(job: Job, round: i64, edge: DateTime<Utc>) -> (Job, String) {
+/// A mark of what the store held when a re-ask was planned: the (minute or day, answers so far)
+/// pairs of what it asks again, hashed (FNV-1a, stable across builds). Two different states get
+/// different marks, so a re-ask is never dropped as the duplicate of a spent one; the same state
+/// planned by overlapping sweeps gets the same mark, so it is pushed once. 0: nothing asked again.
+fn state_mark(mut asked: Vec<(i64, i64)>) -> u64 {
+    if asked.is_empty() {
+        return 0;
+    }
+    asked.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in asked.iter().flat_map(|(a, n)| a.to_le_bytes().into_iter().chain(n.to_le_bytes())) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// `job` under its idempotency key, marked with the state its window was planned from (`round`,
+/// [`state_mark`]). A window that ends at the live edge (`edge`) is keyed by its start and the
+/// quarter hour: the edge moves with every sweep, and a job still queued for the same start holds
+/// the same request (one that failed for good holds it a quarter of an hour at most).
+fn keyed(job: Job, round: u64, edge: DateTime<Utc>) -> (Job, String) {
     let base = match &job {
         Job::Backfill { token, from, to, .. } if *to == edge => {
             format!("bf:{token}:{}:edge{}", from.timestamp(), edge.timestamp().div_euclid(900))
@@ -450,7 +478,7 @@ fn keyed(job: Job, round: i64, edge: DateTime<Utc>) -> (Job, String) {
     };
     let key = match round {
         0 => base,
-        n => format!("{base}#r{n}"),
+        n => format!("{base}#s{n:016x}"),
     };
     (job, key)
 }

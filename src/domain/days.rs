@@ -14,6 +14,9 @@ pub enum DayState {
     Complete,
     /// Some trading minutes are neither stored nor confirmed empty (suspect, or never asked).
     Partial,
+    /// A later adjustment of the instrument was found and this day has not been checked since: its
+    /// stored prices may be unadjusted.
+    Suspect,
     /// Every trading minute is confirmed empty: the source has no candle for the day.
     Empty,
     /// Not a trading day.
@@ -23,14 +26,22 @@ pub enum DayState {
 }
 
 impl DayState {
-    pub const ALL: [DayState; 6] =
-        [DayState::Open, DayState::Complete, DayState::Partial, DayState::Empty, DayState::Closed, DayState::Final];
+    pub const ALL: [DayState; 7] = [
+        DayState::Open,
+        DayState::Complete,
+        DayState::Partial,
+        DayState::Suspect,
+        DayState::Empty,
+        DayState::Closed,
+        DayState::Final,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DayState::Open => "open",
             DayState::Complete => "complete",
             DayState::Partial => "partial",
+            DayState::Suspect => "suspect",
             DayState::Empty => "empty",
             DayState::Closed => "closed",
             DayState::Final => "final",
@@ -51,8 +62,13 @@ pub struct DayFacts {
     pub session_end: Option<DateTime<Utc>>,
     /// Checks of the day so far, accepted or not.
     pub checks: i64,
-    /// When the day's check was accepted.
+    /// When the day's check was first accepted.
     pub checked_at: Option<DateTime<Utc>>,
+    /// When the day was last checked, accepted or not.
+    pub last_check_at: Option<DateTime<Utc>>,
+    /// Since when a later adjustment of the instrument makes this day's prices doubtful (until a
+    /// check of it is accepted).
+    pub stale_since: Option<DateTime<Utc>>,
     /// Checks that found stored minutes changed, and how many minutes they changed.
     pub revisions: i64,
     pub revised_minutes: i64,
@@ -73,6 +89,9 @@ impl DayFacts {
         if self.covered_minutes < self.trading_minutes {
             return DayState::Partial;
         }
+        if self.stale_since.is_some() {
+            return DayState::Suspect;
+        }
         if self.checked_at.is_some() {
             return DayState::Final;
         }
@@ -86,7 +105,13 @@ impl DayFacts {
     /// is proved, and no check was accepted yet.
     pub fn wants_check(&self, now: DateTime<Utc>, settle: chrono::Duration) -> bool {
         self.session_end.is_some_and(|end| now >= end + settle)
-            && matches!(self.state(now), DayState::Complete | DayState::Empty)
+            && matches!(self.state(now), DayState::Complete | DayState::Empty | DayState::Suspect)
+    }
+
+    /// Whether a final day is due to be checked again (`every`: `BACKFILL_RECHECK`), for an
+    /// adjustment the source made since its last check.
+    pub fn wants_recheck(&self, now: DateTime<Utc>, every: chrono::Duration) -> bool {
+        self.state(now) == DayState::Final && self.last_check_at.is_none_or(|last| now >= last + every)
     }
 }
 
@@ -135,6 +160,16 @@ mod tests {
         let checked = DayFacts { checked_at: Some(end + Duration::minutes(5)), ..whole.clone() };
         assert_eq!(checked.state(end + Duration::hours(1)), DayState::Final);
         assert!(!checked.wants_check(end + Duration::hours(1), Duration::minutes(2)));
+        let hour = Duration::hours(1);
+        assert!(checked.wants_recheck(end + hour, Duration::days(1)), "no last check known: due at once");
+        let last = DayFacts { last_check_at: Some(end + Duration::minutes(5)), ..checked.clone() };
+        assert!(!last.wants_recheck(end + hour, Duration::days(1)));
+        assert!(last.wants_recheck(end + Duration::minutes(5) + Duration::days(1), Duration::days(1)));
+        // A later adjustment makes a final day suspect, and wanting its check, until one is accepted.
+        let stale = DayFacts { stale_since: Some(end + hour), ..last.clone() };
+        assert_eq!(stale.state(end + hour), DayState::Suspect);
+        assert!(stale.wants_check(end + hour, Duration::minutes(2)));
+        assert!(!stale.wants_recheck(end + Duration::days(3), Duration::days(1)), "a check, not a recheck");
         // A checked day that lost proof (a suspect found since) is partial again, not final.
         assert_eq!(DayFacts { covered_minutes: 374, ..checked }.state(end), DayState::Partial);
         assert_eq!(DayFacts { session_end: None, ..whole }.state(end), DayState::Closed);

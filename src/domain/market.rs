@@ -83,6 +83,12 @@ pub fn normalise_underlying(name: &str) -> String {
     }
 }
 
+/// Whether instruments of `segment` are equities, whose history a source back-adjusts on corporate
+/// actions (Kite adjusts on the ex-date): NSE and BSE cash segments.
+pub fn may_be_adjusted(segment: Option<&str>) -> bool {
+    segment.is_some_and(|s| matches!(s.trim().to_ascii_uppercase().as_str(), "NSE" | "BSE"))
+}
+
 /// Decides the bar table of an instrument from its segment, or says what is missing.
 pub fn classify(inst: &Instrument) -> Result<BarTarget, String> {
     let segment = inst
@@ -94,7 +100,7 @@ pub fn classify(inst: &Instrument) -> Result<BarTarget, String> {
     if segment == "INDICES" {
         return Ok(BarTarget::Minute { symbol: normalise_underlying(&inst.tradingsymbol) });
     }
-    if matches!(segment.as_str(), "NSE" | "BSE") {
+    if may_be_adjusted(Some(&segment)) {
         return Ok(BarTarget::Minute { symbol: contract });
     }
     let derivative = |what: &str| -> Result<(String, NaiveDate), String> {

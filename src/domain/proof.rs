@@ -112,6 +112,9 @@ pub struct Answer<'a> {
     pub settled: DateTime<Utc>,
     /// The first backoff before a suspect is asked again (doubling after each answer).
     pub backoff: Duration,
+    /// How late the source has been seen to publish a minute: a minute the answer lacks at its
+    /// tail, younger than that, may simply not be published yet, and is not judged.
+    pub lag: Duration,
 }
 
 /// How long to wait before asking again after the `n`th answer that did not settle a question
@@ -131,6 +134,10 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
         }
         let before = a.prior.get(&m).copied().unwrap_or_default();
         let tail = a.last_candle.is_none_or(|l| m > l);
+        if tail && m + Duration::minutes(1) + a.lag > a.now {
+            unjudged.push(Window::new(m, m + Duration::minutes(1)));
+            continue;
+        }
         let inside = u32::from(!tail && a.consistent);
         let misses = Misses { asks: before.asks + 1, inside: before.inside + inside, tail_end: None };
         // An option's tail is explained once its session is over, by two answers that agree where
@@ -143,7 +150,8 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
             Some("no trade: two answers after its session ended it at the same last candle")
         } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
             Some("never served: four answers lacked it between served minutes")
-        } else if misses.asks >= MAX_ASKS {
+        } else if misses.asks >= MAX_ASKS && (misses.inside > 0 || a.now >= session_end + a.lag) {
+            // Lacked only at the tails of answers, a minute may be lag until its session is over.
             Some("never served: eight answers lacked it")
         } else {
             None
@@ -200,6 +208,7 @@ mod tests {
             now,
             settled: window.to,
             backoff: Duration::minutes(5),
+            lag: Duration::zero(),
         })
     }
 
@@ -227,6 +236,7 @@ mod tests {
             now: t(10),
             settled: t(8),
             backoff: Duration::minutes(5),
+            lag: Duration::zero(),
         });
         assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
         assert_eq!(v.suspects.iter().map(|s| s.minute).collect::<Vec<_>>(), vec![t(7)]);
@@ -274,6 +284,7 @@ mod tests {
             now: t(30),
             settled: t(30),
             backoff: Duration::minutes(5),
+            lag: Duration::zero(),
         };
         assert_eq!(judge(&answer(true)).confirmed.len(), 1);
         // The same answer, known to have left out a stored minute (a hole told inside it).

@@ -48,10 +48,21 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
     }
     let suspect = minutes_of(pool, "suspect_minutes", &tokens, since).await?;
     let confirmed = minutes_of(pool, "confirmed_empty", &tokens, since).await?;
-    type CheckRow = (i64, NaiveDate, Option<DateTime<Utc>>, i32, i32, Option<f64>, i32);
+    type CheckRow = (
+        i64,
+        NaiveDate,
+        Option<DateTime<Utc>>,
+        i32,
+        i32,
+        Option<f64>,
+        i32,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
     let checks: Vec<CheckRow> = sqlx::query_as(
-        "SELECT instrument_token, day, checked_at, revisions, revised_minutes, adjustment, checks FROM day_checks
-         WHERE instrument_token = ANY($1) AND day >= $2",
+        "SELECT instrument_token, day, checked_at, revisions, revised_minutes, adjustment, checks, last_check_at,
+                stale_since
+         FROM day_checks WHERE instrument_token = ANY($1) AND day >= $2",
     )
     .bind(&tokens)
     .bind(ist_date(since))
@@ -87,6 +98,8 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
                     session_end: d.session_end,
                     checks: check.map_or(0, |c| c.6 as i64),
                     checked_at: check.and_then(|c| c.2),
+                    last_check_at: check.and_then(|c| c.7),
+                    stale_since: check.and_then(|c| c.8),
                     revisions: check.map_or(0, |c| c.3 as i64),
                     revised_minutes: check.map_or(0, |c| c.4 as i64),
                     adjustment: check.and_then(|c| c.5),
@@ -122,19 +135,22 @@ pub async fn checks_not_due(
     now: DateTime<Utc>,
     first: Duration,
 ) -> sqlx::Result<std::collections::HashSet<(u32, NaiveDate)>> {
-    let rows: Vec<(i64, NaiveDate, i32, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT instrument_token, day, checks, last_check_at FROM day_checks
-         WHERE checked_at IS NULL AND checks > 0 AND last_check_at IS NOT NULL",
+    // A suspect day (stale since a later adjustment) whose check since then was not accepted
+    // waits the same doubling backoff, with no cap: it must be checked again some day.
+    let rows: Vec<(i64, NaiveDate, i32, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT instrument_token, day, checks, last_check_at, stale_since IS NOT NULL FROM day_checks
+         WHERE checks > 0 AND last_check_at IS NOT NULL
+           AND (checked_at IS NULL OR last_check_at >= stale_since)",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .filter(|(_, _, n, at)| {
+        .filter(|(_, _, n, at, stale)| {
             let wait = crate::domain::proof::backoff(first, *n as u32);
-            now < *at + wait || *n as u32 >= MAX_CHECKS
+            now < *at + wait || (!stale && *n as u32 >= MAX_CHECKS)
         })
-        .map(|(t, d, _, _)| (t as u32, d))
+        .map(|(t, d, ..)| (t as u32, d))
         .collect())
 }
 
@@ -165,6 +181,7 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
              checks = d.checks + EXCLUDED.checks,
              last_check_at = coalesce(EXCLUDED.last_check_at, d.last_check_at),
              checked_at = coalesce(EXCLUDED.checked_at, d.checked_at),
+             stale_since = CASE WHEN EXCLUDED.checked_at IS NOT NULL THEN NULL ELSE d.stale_since END,
              revisions = d.revisions + EXCLUDED.revisions,
              revised_minutes = d.revised_minutes + EXCLUDED.revised_minutes,
              adjustment = coalesce(EXCLUDED.adjustment, d.adjustment)",
@@ -179,6 +196,36 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Whether any of `days` of `token` is suspect (stale since a later adjustment).
+pub async fn any_stale(tx: &mut Transaction<'_, Postgres>, token: u32, days: &[NaiveDate]) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM day_checks WHERE instrument_token = $1 AND day = ANY($2)
+                        AND stale_since IS NOT NULL)",
+    )
+    .bind(token as i64)
+    .bind(days)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Marks suspect every day of `token` with bars in `table` before `before` (an adjustment found
+/// there makes their stored prices doubtful); returns how many days.
+pub async fn mark_stale(
+    tx: &mut Transaction<'_, Postgres>,
+    token: u32,
+    table: &'static str,
+    before: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    // The table name is one of three constants, never input.
+    let sql = format!(
+        "INSERT INTO day_checks AS d (instrument_token, day, stale_since)
+         SELECT DISTINCT $1::bigint, (time AT TIME ZONE 'Asia/Kolkata')::date, now() FROM {table}
+         WHERE instrument_token = $1 AND time < $2
+         ON CONFLICT (instrument_token, day) DO UPDATE SET stale_since = now()"
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(before).execute(&mut **tx).await?.rows_affected())
 }
 
 /// Revisions found, over every instrument and day.

@@ -50,12 +50,27 @@ pub async fn record(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3")
-        .bind(token as i64)
-        .bind(window.from)
-        .bind(window.to)
-        .execute(&mut **tx)
-        .await?;
+    // The suspects of the window give way to this answer's; a tail suspect it now holds was late,
+    // and how late is the source's lag (the longest seen over the last day).
+    let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+    sqlx::query(
+        "WITH gone AS (DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3
+                       RETURNING minute, tail),
+              late AS (SELECT max(now() - (minute + INTERVAL '1 minute')) AS lag FROM gone
+                       WHERE tail AND minute = ANY($4))
+         INSERT INTO source_lag AS l (instrument_token, lag, observed_at)
+         SELECT $1, lag, now() FROM late WHERE lag > INTERVAL '0'
+         ON CONFLICT (instrument_token) DO UPDATE SET
+             lag = CASE WHEN l.observed_at > now() - INTERVAL '1 day' THEN greatest(l.lag, EXCLUDED.lag)
+                        ELSE EXCLUDED.lag END,
+             observed_at = now()",
+    )
+    .bind(token as i64)
+    .bind(window.from)
+    .bind(window.to)
+    .bind(&served)
+    .execute(&mut **tx)
+    .await?;
     if !v.suspects.is_empty() {
         let minutes: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.minute).collect();
         let asks: Vec<i32> = v.suspects.iter().map(|s| s.asks.min(i32::MAX as u32) as i32).collect();
@@ -125,4 +140,14 @@ pub async fn counts(pool: &PgPool) -> sqlx::Result<HashMap<u32, i64>> {
 /// Every suspect minute.
 pub async fn total(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM suspect_minutes").fetch_one(pool).await
+}
+
+/// The longest lag of the source observed over the last day, any instrument (zero when none was).
+pub async fn observed_lag(pool: &PgPool) -> sqlx::Result<chrono::Duration> {
+    let secs: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(lag))::float8 FROM source_lag WHERE observed_at > now() - INTERVAL '1 day'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(chrono::Duration::milliseconds((secs.unwrap_or(0.0).max(0.0) * 1000.0) as i64))
 }

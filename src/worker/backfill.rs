@@ -126,7 +126,12 @@ pub(super) async fn fetch_missing(
     if fetch.is_empty() {
         return Ok(Fetched::Covered);
     }
-    let candles = fetch_with_throttle(state, ctx.token, fetch, ctx.reason.lane()).await?;
+    // However long the window grew (a job that waited, a wide sweep), no request is longer than
+    // the source allows: the fewest requests of at most 60 days each.
+    let mut candles = Vec::new();
+    for part in fetch.split(window::MAX_CHUNK) {
+        candles.extend(fetch_with_throttle(state, ctx.token, part, ctx.reason.lane()).await?);
+    }
     let verdict = judge_answer(state, ctx, fetch, &candles, &covered).await?;
     Ok(Fetched::Candles { window: fetch, candles, verdict, covered })
 }
@@ -151,12 +156,13 @@ async fn judge_answer(
     let lacking = proof::lacking(&trading, &minutes);
     // An answer that holds every trading minute needs no history of earlier answers, nor a look
     // at what is stored.
-    let (prior, consistent) = if lacking.is_empty() {
-        (Default::default(), true)
+    let (prior, consistent, lag) = if lacking.is_empty() {
+        (Default::default(), true, chrono::Duration::zero())
     } else {
         let held: std::collections::HashSet<DateTime<Utc>> = minutes.iter().copied().collect();
         let stored = bars::stored_minutes(&state.pool, ctx.token, &ctx.target, fetch).await?;
-        (suspects::prior_asks(&state.pool, ctx.token, fetch).await?, stored.iter().all(|m| held.contains(m)))
+        let prior = suspects::prior_asks(&state.pool, ctx.token, fetch).await?;
+        (prior, stored.iter().all(|m| held.contains(m)), suspects::observed_lag(&state.pool).await?)
     };
     tracing::debug!(lacking = lacking.len(), consistent, candles = candles.len(), "answer judged");
     Ok(proof::judge(&proof::Answer {
@@ -169,6 +175,7 @@ async fn judge_answer(
         now,
         settled,
         backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
+        lag,
     }))
 }
 
@@ -217,8 +224,17 @@ pub(super) async fn write(
             let facts =
                 settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
             let found = settle::judge_days(settings, ctx, &facts, check, Utc::now());
+            // A new adjustment (not one found by the checks an earlier one asked for) makes every
+            // older stored day suspect until its own check is accepted: none is left silently
+            // unadjusted, whether or not its check can reach it.
+            let adjusted_days: Vec<chrono::NaiveDate> =
+                found.iter().filter(|d| d.adjustment.is_some()).map(|d| d.day).collect();
+            let adjusted = !adjusted_days.is_empty() && !days::any_stale(tx, ctx.token, &adjusted_days).await?;
+            if adjusted {
+                let marked = days::mark_stale(tx, ctx.token, ctx.target.table(), fetch.from).await?;
+                tracing::info!(token = ctx.token, days = marked, "adjusted history: older days marked suspect");
+            }
             days::record(tx, ctx.token, &found).await?;
-            let adjusted = found.iter().any(|d| d.adjustment.is_some());
             (Written { rows: up.written, adjusted }, Outcome::Stored)
         }
     };

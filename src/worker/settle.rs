@@ -90,16 +90,16 @@ pub(super) fn judge_days(
     out
 }
 
-/// After an adjustment found in `checked`: the instrument's stored history in the lookback before
-/// it is checked too (in ≤ 60-day windows), since the source now serves all of it adjusted.
+/// After an adjustment found in `checked`: all of the instrument's stored history before it is
+/// checked too (in ≤ 60-day windows, however old: the lookback bounds what sweeps fill, not what
+/// is stored), since the source now serves all of it adjusted. Its days are suspect until then.
 pub(super) async fn push_older_checks(
     state: &WorkerState,
     token: u32,
     target: &BarTarget,
     checked: Window,
 ) -> anyhow::Result<()> {
-    let lookback = Duration::from_std(state.settings.lookback).unwrap_or_default();
-    let since = window::floor_minute(Utc::now() - lookback);
+    let since = DateTime::<Utc>::UNIX_EPOCH;
     let Some(first) = bars::first_stored(&state.pool, token, target, Window::new(since, checked.from)).await? else {
         return Ok(()); // nothing older is stored
     };
