@@ -184,9 +184,12 @@ async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> 
     }
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
     let report = queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await;
+    if report.retried.is_empty() && report.failed.is_empty() {
+        return Err(ApiError::NotFound("no such dead job (another retry or purge took it first)".into()));
+    }
     let new_ids: Vec<&str> = report.retried.iter().map(|r| r.new_id.as_str()).collect();
     let body = json!({"retried": report.retried.len(), "new_ids": new_ids, "jobs": report.retried,
-                      "failed": report.failed});
+                      "failed": report.failed, "taken_by_others": report.taken.len()});
     if report.failed.is_empty() {
         return Ok(Json(body));
     }

@@ -232,6 +232,35 @@ async fn latency_in(
 /// The raw floor: the same history request and upsert transaction, called directly with no
 /// pub/sub, queue or worker in between, at the same pace (a window a day earlier, so the rows are
 /// new). Returns ms per backfill, sorted.
+/// What a backfill of `token` is, as the worker builds it for an answer of a subscription job.
+pub(crate) async fn answer_ctx(pool: &sqlx::PgPool, token: u32) -> anyhow::Result<crate::worker::BackfillCtx> {
+    let inst = store::instruments::find_instrument(pool, token).await?.context("instrument missing")?;
+    let target = crate::domain::market::classify(&inst).map_err(anyhow::Error::msg)?;
+    Ok(crate::worker::BackfillCtx {
+        token,
+        target,
+        reason: tickfill_jobs::Reason::Subscribe,
+        requested_at: Some(Utc::now()),
+        force: false,
+        segment: inst.segment,
+        rollups: store::rollups::upkeep(pool).await?,
+    })
+}
+
+/// Empties what a backfill writes (bars, their rollups, coverage, suspects, days, runs), so that a
+/// floor writes into the same empty store the pipeline did.
+pub(crate) async fn clear_written(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let mut tables: Vec<String> = ["minute_bars", "futures_bars", "option_bars", "coverage", "backfill_runs"]
+        .map(String::from)
+        .into();
+    tables.extend(["suspect_minutes", "confirmed_empty", "day_checks", "source_lag"].map(String::from));
+    if store::rollups::upkeep(pool).await? == store::rollups::Upkeep::Tables {
+        tables.extend([&store::rollups::MINUTE, &store::rollups::FUTURES, &store::rollups::OPTIONS].map(|f| f.table()));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {}", tables.join(", ")))).execute(pool).await?;
+    Ok(())
+}
+
 async fn direct_baseline(
     settings: &Settings,
     pool: &sqlx::PgPool,
@@ -245,14 +274,11 @@ async fn direct_baseline(
     let mut pace = tokio::time::interval(gap);
     for token in tokens {
         pace.tick().await;
-        let inst = store::instruments::find_instrument(pool, *token).await?.context("instrument missing")?;
-        let target = crate::domain::market::classify(&inst).map_err(anyhow::Error::msg)?;
+        let ctx = answer_ctx(pool, *token).await?;
         let started = std::time::Instant::now();
         let candles = client.history(*token, window).await?;
-        let mut tx = pool.begin().await?;
-        store::bars::upsert_bars(&mut tx, *token, &target, &candles).await?;
-        store::coverage::insert_coverage(&mut tx, *token, window, candles.len() as i32).await?;
-        tx.commit().await?;
+        // The worker's own write of an answer, as its subscription job does it.
+        crate::worker::store_answer(pool, settings, &ctx, window, candles, &format!("direct-{token}")).await?;
         out.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     out.sort_by(|a, b| a.total_cmp(b));

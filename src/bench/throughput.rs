@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -27,16 +26,9 @@ use super::{
 };
 use crate::{
     config::Settings,
-    domain::{
-        market::{classify, BarTarget, Candle},
-        window::Window,
-    },
+    domain::{market::Candle, window::Window},
     queue,
     shutdown::Shutdown,
-    store::{
-        self,
-        runs::{self, Outcome, Run},
-    },
     ticker::TickerClient,
 };
 
@@ -56,7 +48,7 @@ pub async fn run(base: Settings, opts: ThroughputOptions) -> anyhow::Result<serd
 }
 
 /// One instrument's write in the upsert floor: token, table, window, candles.
-type FloorJob = (u32, BarTarget, Window, Vec<Candle>);
+type FloorJob = (crate::worker::BackfillCtx, Window, Vec<Candle>);
 
 async fn run_in(
     base: &Settings,
@@ -166,20 +158,21 @@ async fn run_in(
     }
     let redis_floor = n as f64 / t.elapsed().as_secs_f64();
 
-    // Floor 2: the same rows, the same per-instrument transactions, no queue and no HTTP.
+    // Floor 2: the same answers written by the worker's own write (bars, rollups, coverage,
+    // suspects, days, run row: `worker::store_answer`), the same per-instrument transactions, no
+    // queue and no HTTP.
     let settings = Settings { ticker_url: sim_url.clone(), rate_limit: 0, ..base.clone() };
     let client = TickerClient::new(&settings)?;
     let mut work: Vec<FloorJob> = Vec::with_capacity(n);
     for (token, from, to) in &windows {
         let token = *token as u32;
-        let inst = store::instruments::find_instrument(&pool, token).await?.context("instrument missing")?;
-        let target = classify(&inst).map_err(anyhow::Error::msg)?;
+        let ctx = super::answer_ctx(&pool, token).await?;
         let window = Window::new(*from, *to);
         let candles = client.history(token, window).await?;
-        work.push((token, target, window, candles));
+        work.push((ctx, window, candles));
     }
-    sqlx::query("TRUNCATE minute_bars, futures_bars, option_bars, coverage, backfill_runs").execute(&pool).await?;
-    let expected: usize = work.iter().map(|w| w.3.len()).sum();
+    super::clear_written(&pool).await?;
+    let expected: usize = work.iter().map(|w| w.2.len()).sum();
     // The workers' pools were open before their run; so are the floor's connections.
     let mut warm = Vec::new();
     for _ in 0..opts.workers * opts.concurrency {
@@ -187,33 +180,17 @@ async fn run_in(
     }
     drop(warm);
     let queue = Arc::new(Mutex::new(work));
+    let settings = Arc::new(settings);
     let t = Instant::now();
     let writers: Vec<_> = (0..opts.workers * opts.concurrency)
         .map(|i| {
-            let (queue, pool) = (queue.clone(), pool.clone());
+            let (queue, pool, settings) = (queue.clone(), pool.clone(), settings.clone());
             tokio::spawn(async move {
                 let mut written = 0u64;
                 loop {
-                    let Some((token, target, window, candles)) = queue.lock().await.pop() else { break };
-                    let mut tx = pool.begin().await?;
-                    written += store::bars::upsert_bars(&mut tx, token, &target, &candles).await?.written;
-                    store::coverage::insert_coverage(&mut tx, token, window, candles.len() as i32).await?;
-                    let job_id = format!("floor-{i}-{token}");
-                    let run = Run {
-                        job_id: &job_id,
-                        kind: "backfill",
-                        instrument_token: Some(token),
-                        reason: Some("subscribe"),
-                        window: Some(window),
-                        requested_at: Some(Utc::now()),
-                        started_at: Utc::now(),
-                        attempts: 1,
-                        rows: candles.len() as i32,
-                        outcome: Outcome::Stored,
-                        error: None,
-                    };
-                    runs::upsert_run(&mut *tx, &run).await?;
-                    tx.commit().await?;
+                    let Some((ctx, window, candles)) = queue.lock().await.pop() else { break };
+                    let job_id = format!("floor-{i}-{}", ctx.token);
+                    written += crate::worker::store_answer(&pool, &settings, &ctx, window, candles, &job_id).await?;
                 }
                 anyhow::Ok(written)
             })

@@ -121,18 +121,32 @@ pub async fn show(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::Re
     Ok(None)
 }
 
-/// Removes a dead job's entry, data and meta.
-async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
+/// Claims a dead entry: removes it from the dead set, and says whether this caller did. `SREM` is
+/// atomic, so of callers acting on one entry at once (two retry-alls, a purge beside a retry)
+/// exactly one gets it, and their reports add up to the dead set.
+async fn claim(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
+    let removed: i64 = conn.srem(LaneKeys::new(ns, lane).dead(), id).await?;
+    Ok(removed == 1)
+}
+
+/// Gives a claimed entry back to the dead set (what was to be done with it failed).
+async fn unclaim(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
+    conn.sadd(LaneKeys::new(ns, lane).dead(), id).await
+}
+
+/// Removes a claimed dead job's data and meta.
+async fn drop_claimed(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
     let k = LaneKeys::new(ns, lane);
-    redis::pipe()
-        .srem(k.dead(), id)
-        .ignore()
-        .hdel(k.data(), id)
-        .ignore()
-        .del(k.meta(id))
-        .ignore()
-        .query_async(conn)
-        .await
+    redis::pipe().hdel(k.data(), id).ignore().del(k.meta(id)).ignore().query_async(conn).await
+}
+
+/// Claims a dead job and removes it; returns whether this caller did.
+async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
+    if !claim(conn, ns, lane, id).await? {
+        return Ok(false);
+    }
+    drop_claimed(conn, ns, lane, id).await?;
+    Ok(true)
 }
 
 /// Pushes dead jobs again as new tasks and forgets the dead entries; returns the new ids.
@@ -140,7 +154,8 @@ pub async fn retry(conn: &mut ConnectionManager, producer: &mut Producer, ns: &s
     let mut report = RetryReport::default();
     for d in jobs {
         match retry_one(conn, producer, ns, d).await {
-            Ok(new_id) => report.retried.push(Retried { id: d.id.clone(), new_id }),
+            Ok(Some(new_id)) => report.retried.push(Retried { id: d.id.clone(), new_id }),
+            Ok(None) => report.taken.push(d.id.clone()),
             Err(e) => report.failed.push(NotRetried { id: d.id.clone(), error: format!("{e:#}") }),
         }
     }
@@ -150,21 +165,32 @@ pub async fn retry(conn: &mut ConnectionManager, producer: &mut Producer, ns: &s
     report
 }
 
-/// Pushes one dead job again and forgets its dead entry; returns the new id.
+/// Claims one dead job, pushes it again and removes its dead entry; returns the new id, or `None`
+/// when another caller claimed it first. A push that fails gives the entry back.
 async fn retry_one(
     conn: &mut ConnectionManager,
     producer: &mut Producer,
     ns: &str,
     d: &DeadJob,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     let Some(job) = &d.job else {
         anyhow::bail!("dead job {} cannot be read (schema or payload), so it cannot be retried; purge it", d.id);
     };
+    if !claim(conn, ns, d.lane, &d.id).await? {
+        return Ok(None);
+    }
     let base = d.idempotency_key.clone().unwrap_or_else(|| job.idempotency_key());
-    let key = format!("{base}#retry-{}", Utc::now().timestamp_millis());
-    let new_id = producer.push_as(job, &key, None).await?;
-    forget(conn, ns, d.lane, &d.id).await?;
-    Ok(new_id)
+    // The dead id makes the key unique to this entry: a millisecond is not (two retries at once).
+    let key = format!("{base}#retry-{}-{}", d.id, Utc::now().timestamp_millis());
+    let new_id = match producer.push_as(job, &key, None).await {
+        Ok(id) => id,
+        Err(e) => {
+            unclaim(conn, ns, d.lane, &d.id).await?;
+            return Err(e);
+        }
+    };
+    drop_claimed(conn, ns, d.lane, &d.id).await?;
+    Ok(Some(new_id))
 }
 
 /// What a retry of dead jobs did, job by job: a bulk retry goes on past a job it cannot retry.
@@ -172,6 +198,9 @@ async fn retry_one(
 pub struct RetryReport {
     pub retried: Vec<Retried>,
     pub failed: Vec<NotRetried>,
+    /// Dead entries another caller (a concurrent retry or purge) took first: not retried here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<String>,
 }
 
 /// A dead job pushed again, under its new id.
@@ -193,8 +222,9 @@ pub async fn purge(conn: &mut ConnectionManager, ns: &str, before: Option<DateTi
     let dead = list(conn, ns).await?;
     let mut n = 0;
     for d in dead.iter().filter(|d| before.is_none_or(|b| d.failed_at.is_none_or(|f| f < b))) {
-        forget(conn, ns, d.lane, &d.id).await?;
-        n += 1;
+        if forget(conn, ns, d.lane, &d.id).await? {
+            n += 1;
+        }
     }
     Ok(n)
 }
@@ -204,8 +234,7 @@ pub async fn forget_one(conn: &mut ConnectionManager, ns: &str, id: &str) -> red
     for lane in Lane::ALL {
         let dead: bool = conn.sismember(LaneKeys::new(ns, lane).dead(), id).await?;
         if dead {
-            forget(conn, ns, lane, id).await?;
-            return Ok(true);
+            return forget(conn, ns, lane, id).await;
         }
     }
     Ok(false)

@@ -6,25 +6,44 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::window::{floor_minute, Window};
 
-/// Records that `window` was fetched for `token`, with how many candles came back. Windows
-/// that touch or overlap are merged into one row, so coverage stays one row per contiguous span
-/// however many sweeps fill its tail; the merged row keeps the fetch time of its newest end, which
-/// is what the settle rule looks at.
+/// The class of the advisory locks that serialize one instrument's coverage merges.
+const COVERAGE_LOCK: i64 = 0x7466_636f;
+
+/// Takes, for the rest of `tx`, the lock on `token`'s coverage: two transactions merging windows
+/// of one instrument take turns, so the second sees the first's row and merges with it instead of
+/// leaving two overlapping rows. Take it before the transaction's first write of the instrument.
+pub async fn lock_token(tx: &mut Transaction<'_, Postgres>, token: u32) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind((COVERAGE_LOCK << 32) | i64::from(token))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records that `window` was fetched for `token`, with the candles the answer held in it (their
+/// minutes). Windows that touch or overlap are merged into one row, so coverage stays one row per
+/// contiguous span however many sweeps fill its tail; the merged row keeps the fetch time of its
+/// newest end, which is what the settle rule looks at, and counts each minute's candle once (a
+/// candle inside a merged row was counted there already). Callers hold [`lock_token`].
 #[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to))]
 pub async fn insert_coverage(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,
     window: Window,
-    candles: i32,
+    candles: &[DateTime<Utc>],
 ) -> sqlx::Result<()> {
     sqlx::query(
         "WITH merged AS (
              DELETE FROM coverage WHERE instrument_token = $1 AND window_to >= $2 AND window_from <= $3
-             RETURNING window_from, window_to, fetched_at, candles)
+             RETURNING window_from, window_to, fetched_at, candles),
+         fresh AS (
+             SELECT count(*)::int AS n FROM unnest($4::timestamptz[]) c(t)
+             WHERE NOT EXISTS (SELECT 1 FROM merged m WHERE c.t >= m.window_from AND c.t < m.window_to))
          INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
          SELECT $1, min(window_from), max(window_to),
                 (array_agg(fetched_at ORDER BY window_to DESC, fetched_at DESC))[1], sum(candles)::int
-         FROM (SELECT * FROM merged UNION ALL SELECT $2, $3, now(), $4) m
+         FROM (SELECT window_from, window_to, fetched_at, candles FROM merged
+               UNION ALL SELECT $2, $3, now(), n FROM fresh) m
          ON CONFLICT (instrument_token, window_from, window_to)
          DO UPDATE SET fetched_at = now(), candles = EXCLUDED.candles",
     )

@@ -34,18 +34,39 @@ use crate::{
 };
 
 /// What a backfill is for.
-pub(super) struct BackfillCtx {
-    pub(super) token: u32,
-    pub(super) target: BarTarget,
-    pub(super) reason: Reason,
+pub struct BackfillCtx {
+    pub(crate) token: u32,
+    pub(crate) target: BarTarget,
+    pub(crate) reason: Reason,
     /// When the bridge received the event that asked for it, if an event did.
-    pub(super) requested_at: Option<DateTime<Utc>>,
+    pub(crate) requested_at: Option<DateTime<Utc>>,
     /// Fetch the whole window even where coverage says it is stored.
-    pub(super) force: bool,
+    pub(crate) force: bool,
     /// The instrument's segment: its trading calendar.
-    pub(super) segment: Option<String>,
+    pub(crate) segment: Option<String>,
     /// Whether the job keeps the plain rollup tables of what it writes.
-    pub(super) rollups: Upkeep,
+    pub(crate) rollups: Upkeep,
+}
+
+/// Judges an answer in hand for `window` and writes it in one transaction, as a backfill job
+/// does once its request is answered: the very functions the worker runs, so that the benches'
+/// floors do the same work as the worker and their ratios measure the queue, not the write.
+/// Returns the bars written.
+pub async fn store_answer(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    ctx: &BackfillCtx,
+    window: Window,
+    candles: Vec<Candle>,
+    job_id: &str,
+) -> anyhow::Result<u64> {
+    let verdict = judge_answer(pool, settings, ctx, window, &candles, &[]).await?;
+    let fetched = Fetched::Candles { window, candles, verdict, covered: vec![] };
+    let meta = JobMeta { id: job_id.to_string(), attempt: 1, last_attempt: false, started_at: Utc::now() };
+    let mut tx = pool.begin().await?;
+    let written = write(&mut tx, settings, ctx, window, &fetched, &meta).await?;
+    tx.commit().await?;
+    Ok(written.rows)
 }
 
 /// What a backfill fetched.
@@ -132,7 +153,7 @@ pub(super) async fn fetch_missing(
     for part in fetch.split(window::MAX_CHUNK) {
         candles.extend(fetch_with_throttle(state, ctx.token, part, ctx.reason.lane()).await?);
     }
-    let verdict = judge_answer(state, ctx, fetch, &candles, &covered).await?;
+    let verdict = judge_answer(&state.pool, &state.settings, ctx, fetch, &candles, &covered).await?;
     Ok(Fetched::Candles { window: fetch, candles, verdict, covered })
 }
 
@@ -140,13 +161,13 @@ pub(super) async fn fetch_missing(
 /// confirmed empty once enough answers lacked them. Minutes `covered` already (a request spans
 /// the covered stretches between holes) stay covered: only the holes are judged.
 async fn judge_answer(
-    state: &WorkerState,
+    pool: &sqlx::PgPool,
+    s: &Settings,
     ctx: &BackfillCtx,
     fetch: Window,
     candles: &[Candle],
     covered: &[Window],
 ) -> Result<Verdict, JobError> {
-    let s = &state.settings;
     // The last BACKFILL_SETTLE before now is not judged: a source publishes its newest minutes
     // late (a minute lacking there is neither suspect nor covered).
     let now = Utc::now();
@@ -160,9 +181,9 @@ async fn judge_answer(
         (Default::default(), true, chrono::Duration::zero())
     } else {
         let held: std::collections::HashSet<DateTime<Utc>> = minutes.iter().copied().collect();
-        let stored = bars::stored_minutes(&state.pool, ctx.token, &ctx.target, fetch).await?;
-        let prior = suspects::prior_asks(&state.pool, ctx.token, fetch).await?;
-        (prior, stored.iter().all(|m| held.contains(m)), suspects::observed_lag(&state.pool).await?)
+        let stored = bars::stored_minutes(pool, ctx.token, &ctx.target, fetch).await?;
+        let prior = suspects::prior_asks(pool, ctx.token, fetch).await?;
+        (prior, stored.iter().all(|m| held.contains(m)), suspects::observed_lag(pool).await?)
     };
     tracing::debug!(lacking = lacking.len(), consistent, candles = candles.len(), "answer judged");
     Ok(proof::judge(&proof::Answer {
@@ -202,6 +223,8 @@ pub(super) async fn write(
     let (written, outcome) = match fetched {
         Fetched::Covered => (Written::default(), Outcome::Covered),
         Fetched::Candles { window: fetch, candles, verdict, covered } => {
+            // One instrument's writes take turns: its coverage merges see each other.
+            coverage::lock_token(tx, ctx.token).await?;
             let check = ctx.reason == Reason::Verify;
             // A check compares with what is stored; so does any fetch of an equity (an adjustment).
             let before = if check || settle::is_equity(ctx) {
@@ -217,8 +240,9 @@ pub(super) async fn write(
             }
             // Coverage is what the answer proved, not what was asked.
             for w in &verdict.covered {
-                let n = candles.iter().filter(|c| w.from <= c.time && c.time < w.to).count();
-                coverage::insert_coverage(tx, ctx.token, *w, n as i32).await?;
+                let held: Vec<DateTime<Utc>> =
+                    candles.iter().map(|c| c.time).filter(|t| w.from <= *t && *t < w.to).collect();
+                coverage::insert_coverage(tx, ctx.token, *w, &held).await?;
             }
             suspects::record(tx, ctx.token, *fetch, verdict, candles).await?;
             let facts =

@@ -24,12 +24,12 @@ impl From<sqlx::Error> for JobError {
 }
 
 /// Everything one job run knows about itself.
-pub(super) struct JobMeta {
+pub(crate) struct JobMeta {
     /// The first attempt's id: every attempt of a job updates one `backfill_runs` row.
-    pub(super) id: String,
+    pub(crate) id: String,
     /// This attempt's number, from 1.
-    pub(super) attempt: usize,
+    pub(crate) attempt: usize,
     /// No further attempt follows a transient failure of this one.
-    pub(super) last_attempt: bool,
-    pub(super) started_at: DateTime<Utc>,
+    pub(crate) last_attempt: bool,
+    pub(crate) started_at: DateTime<Utc>,
 }

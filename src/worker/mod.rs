@@ -32,6 +32,8 @@ mod subscribe;
 mod sweep_job;
 
 pub use attempt::backoff;
+pub use backfill::store_answer;
+pub use backfill::BackfillCtx;
 pub use job::JobError;
 
 use crate::{

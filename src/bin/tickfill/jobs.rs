@@ -145,6 +145,9 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             for f in &report.failed {
                 eprintln!("not retried {}: {}", f.id, f.error);
             }
+            if !report.taken.is_empty() {
+                eprintln!("{} dead job(s) were taken by another retry or purge first", report.taken.len());
+            }
             say!("retried {} dead job(s)", report.retried.len());
             anyhow::ensure!(report.failed.is_empty(), "{} dead job(s) could not be retried", report.failed.len());
         }
