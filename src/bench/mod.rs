@@ -226,6 +226,7 @@ async fn latency_in(
         "direct_p50_ms": r1(direct_p50),
         "direct_p99_ms": r1(percentile(&direct, 99.0)),
         "p50_vs_direct": r1(p50 / direct_p50),
+        "p99_vs_direct": r1(percentile(&lat, 99.0) / percentile(&direct, 99.0)),
     }))
 }
 

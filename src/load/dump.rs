@@ -1,7 +1,8 @@
 //! One line of a Kite instrument dump into an [`Instrument`], or the reason it is refused.
 //!
-//! A dump is read line by line: Kite's dumps never put a line break inside a field, so a line is a
-//! row, and a broken quote can spoil its own row only, never the rows after it. Every field is
+//! A dump is read a record at a time: a line, or, where a quoted field holds a line break (RFC
+//! 4180), the lines that field spans (the loader joins them; see `load::Rows::feed`). A broken
+//! quote spoils its own row only, never the rows after it. Every field is
 //! checked: tokens and lot sizes are integers in range, prices finite and in range, dates real,
 //! text at most [`MAX_FIELD_CHARS`] characters without control characters.
 
@@ -68,6 +69,9 @@ impl Header {
     }
 }
 
+/// How a quote left open is reported.
+const NEVER_CLOSED: &str = "opens a quote that is never closed";
+
 /// Splits one CSV line into fields: `"…"` quotes a field, `""` inside quotes is a quote.
 /// A quote left open is an error (it would otherwise take the rest of the line as one field).
 fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
@@ -80,7 +84,7 @@ fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
             let mut j = i + 1;
             loop {
                 match bytes[j..].iter().position(|&b| b == b'"') {
-                    None => return Err(format!("field {} opens a quote that is never closed", out.len() + 1)),
+                    None => return Err(format!("field {} {NEVER_CLOSED}", out.len() + 1)),
                     Some(q) => {
                         value.push_str(&line[j..j + q]);
                         j += q + 1;
@@ -120,7 +124,21 @@ impl RowParser {
         RowParser { header }
     }
 
-    /// Parses one data line (without its line break).
+    /// Whether `record` ends inside a quoted field that the next line may continue.
+    pub fn opens_record(&self, record: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(record) else { return false };
+        let mut fields = Vec::new();
+        matches!(split(text, &mut fields), Err(e) if e.ends_with(NEVER_CLOSED))
+    }
+
+    /// Whether `record` reads as the header's number of fields.
+    pub fn closes_record(&self, record: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(record) else { return false };
+        let mut fields = Vec::new();
+        split(text, &mut fields).is_ok() && fields.len() == self.header.fields
+    }
+
+    /// Parses one data record (without its final line break).
     pub fn parse(&self, line: &[u8]) -> Result<Instrument, String> {
         if let Some(at) = line.iter().position(|&b| b == 0) {
             return Err(format!("a NUL byte at column {}", at + 1));
@@ -138,7 +156,8 @@ impl RowParser {
                 if v.chars().count() > MAX_FIELD_CHARS {
                     return Err(format!("{name} is longer than {MAX_FIELD_CHARS} characters"));
                 }
-                if v.chars().any(char::is_control) {
+                // A name may hold a line break (a quoted field across lines); nothing else may.
+                if v.chars().any(|c| c.is_control() && !(c == '\n' && *name == "name")) {
                     return Err(format!("{name} holds a control character"));
                 }
             }

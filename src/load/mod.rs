@@ -29,6 +29,9 @@ const WRITERS: usize = 2;
 /// Rejected rows kept in a [`LoadReport`]; every one is counted and handed to the caller.
 const KEPT_REJECTS: usize = 1000;
 
+/// The most lines one record may span (a quoted field holding line breaks).
+pub const MAX_JOINED_LINES: usize = 16;
+
 /// The share of a segment's active instruments `--full` may retire without `--force`.
 pub const DEFAULT_MAX_RETIRE_SHARE: f64 = 0.5;
 
@@ -130,6 +133,8 @@ struct Lines<R> {
     buf: Vec<u8>,
     number: u64,
     bytes: u64,
+    /// The last line ended at a CR: an LF right after it belongs to that line break.
+    after_cr: bool,
 }
 
 enum Line {
@@ -142,9 +147,17 @@ enum Line {
 
 impl<R: AsyncRead + Unpin> Lines<R> {
     fn new(inner: R) -> Self {
-        Lines { inner: BufReader::with_capacity(64 * 1024, inner), buf: Vec::new(), number: 0, bytes: 0 }
+        Lines {
+            inner: BufReader::with_capacity(64 * 1024, inner),
+            buf: Vec::new(),
+            number: 0,
+            bytes: 0,
+            after_cr: false,
+        }
     }
 
+    /// The next line. A line ends at LF, CRLF or a lone CR (old Mac files, or a dump mangled by
+    /// a tool: read as lines, not as one line over the cap).
     async fn next(&mut self) -> std::io::Result<Line> {
         self.buf.clear();
         let mut len = 0;
@@ -157,28 +170,31 @@ impl<R: AsyncRead + Unpin> Lines<R> {
                 }
                 break;
             }
+            if std::mem::take(&mut self.after_cr) && avail[0] == b'\n' {
+                self.inner.consume(1);
+                self.bytes += 1;
+                continue;
+            }
             any = true;
-            let (take, ends) = match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (avail.len(), false),
+            let (take, ends) = match avail.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => (i, Some(avail[i])),
+                None => (avail.len(), None),
             };
             if len + take <= MAX_LINE_BYTES {
                 self.buf.extend_from_slice(&avail[..take]);
             }
             len += take;
-            let used = take + usize::from(ends);
+            let used = take + usize::from(ends.is_some());
             self.inner.consume(used);
             self.bytes += used as u64;
-            if ends {
+            if let Some(end) = ends {
+                self.after_cr = end == b'\r';
                 break;
             }
         }
         self.number += 1;
         if len > MAX_LINE_BYTES {
             return Ok(Line::TooLong(len));
-        }
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
         }
         Ok(Line::Read)
     }
@@ -187,6 +203,8 @@ impl<R: AsyncRead + Unpin> Lines<R> {
 /// The rows of one dump as they are read: refusals, first-seen tokens, segments.
 struct Rows {
     parser: RowParser,
+    /// Lines of a record whose quoted field holds a line break (RFC 4180), until its quote closes.
+    pending: Vec<(u64, Vec<u8>)>,
     /// Token → the line that listed it first.
     seen: HashMap<u32, u32>,
     segments: HashSet<String>,
@@ -198,13 +216,75 @@ impl Rows {
         let header = Header::parse(header).map_err(anyhow::Error::msg)?;
         Ok(Rows {
             parser: RowParser::new(header),
+            pending: Vec::new(),
             seen: HashMap::new(),
             segments: HashSet::new(),
             report: LoadReport::default(),
         })
     }
 
-    /// One data line: the instrument to write, or `None` when the line is blank or refused.
+    /// One line of the dump: the instruments it completes (none, while a quoted field runs on to
+    /// the next line; more than one when a record that looked open turns out broken and the lines
+    /// held for it are read on their own).
+    ///
+    /// A quoted field may hold line breaks (RFC 4180): a line whose quote is still open is joined
+    /// with the next ones, up to [`MAX_JOINED_LINES`] and [`MAX_LINE_BYTES`], as long as the record
+    /// can still close. Once it closes into the header's number of fields it is one row (its breaks
+    /// kept as LF). If it never does, the first line is refused alone ("a quote that is never
+    /// closed") and the lines after it are read as the rows they are: a broken quote spoils its own
+    /// row only.
+    fn feed(&mut self, number: u64, line: Result<&[u8], usize>, progress: &mut impl FnMut(Progress<'_>)) -> Vec<Instrument> {
+        let mut out = Vec::new();
+        if self.pending.is_empty() {
+            match line {
+                Ok(l) if self.parser.opens_record(l) => self.pending.push((number, l.to_vec())),
+                _ => out.extend(self.take(number, line, progress)),
+            }
+            return out;
+        }
+        if let Ok(l) = line {
+            self.pending.push((number, l.to_vec()));
+            let joined = self.pending.iter().map(|(_, l)| l.as_slice()).collect::<Vec<_>>().join(&b'\n');
+            let fits = joined.len() <= MAX_LINE_BYTES && self.pending.len() <= MAX_JOINED_LINES;
+            if fits && self.parser.opens_record(&joined) {
+                return out; // still open: wait for the next line
+            }
+            if fits && self.parser.closes_record(&joined) {
+                let first = self.pending[0].0;
+                self.pending.clear();
+                out.extend(self.take(first, Ok(&joined), progress));
+                return out;
+            }
+        } else {
+            self.pending.push((number, Vec::new()));
+        }
+        // Not one record: the first line alone is refused, the others are read afresh.
+        let mut held = std::mem::take(&mut self.pending).into_iter();
+        let (first, text) = held.next().expect("a pending record has a first line");
+        out.extend(self.take(first, Ok(&text), progress));
+        for (n, text) in held {
+            let again = if n == number && line.is_err() { line } else { Ok(text.as_slice()) };
+            out.extend(self.feed(n, again, progress));
+        }
+        out
+    }
+
+    /// The end of the dump: a record still open is refused (its first line), the lines after it
+    /// read on their own.
+    fn finish(&mut self, progress: &mut impl FnMut(Progress<'_>)) -> Vec<Instrument> {
+        let mut out = Vec::new();
+        while !self.pending.is_empty() {
+            let mut held = std::mem::take(&mut self.pending).into_iter();
+            let (first, text) = held.next().expect("a pending record has a first line");
+            out.extend(self.take(first, Ok(&text), progress));
+            for (n, text) in held {
+                out.extend(self.feed(n, Ok(&text), progress));
+            }
+        }
+        out
+    }
+
+    /// One data record: the instrument to write, or `None` when the line is blank or refused.
     fn take(
         &mut self,
         number: u64,
@@ -255,14 +335,17 @@ impl Rows {
 
 /// Parses a whole dump held in memory; refused rows come back with their line numbers.
 pub fn parse_dump(bytes: &[u8]) -> anyhow::Result<(Vec<Instrument>, Vec<RejectedRow>)> {
-    let mut lines = bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    // Line breaks as the streaming reader takes them: LF, CRLF or a lone CR.
+    let text = bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = text.flat_map(|l| l.split(|&b| b == b'\r'));
     let header = lines.next().filter(|h| !h.is_empty()).context("the dump has no header row")?;
     let mut rows = Rows::new(header)?;
     let mut good = Vec::new();
     for (i, line) in lines.enumerate() {
         let line = if line.len() > MAX_LINE_BYTES { Err(line.len()) } else { Ok(line) };
-        good.extend(rows.take(i as u64 + 2, line, &mut |_| {}));
+        good.extend(rows.feed(i as u64 + 2, line, &mut |_| {}));
     }
+    good.extend(rows.finish(&mut |_| {}));
     Ok((good, rows.report.rejects))
 }
 
@@ -297,11 +380,14 @@ pub async fn load_from(
         let mut batch = Vec::with_capacity(BATCH);
         while batch.len() < BATCH {
             let line = match lines.next().await.context("failed to read the dump")? {
-                Line::Eof => break,
+                Line::Eof => {
+                    batch.extend(rows.finish(&mut progress));
+                    break;
+                }
                 Line::Read => Ok(lines.buf.as_slice()),
                 Line::TooLong(n) => Err(n),
             };
-            batch.extend(rows.take(lines.number, line, &mut progress));
+            batch.extend(rows.feed(lines.number, line, &mut progress));
         }
         if batch.is_empty() {
             break;
@@ -329,9 +415,8 @@ pub async fn load_from(
         } else if segments.is_empty() {
             report.full_skipped = Some("the dump names no segment".into());
         } else {
-            let keep: Vec<i64> = rows.seen.keys().map(|&t| t as i64).collect();
             let limit = (!full.force).then_some(full.max_share);
-            match instruments::deactivate_absent(pool, &segments, &keep, limit).await? {
+            match instruments::deactivate_absent(pool, &segments, |t| rows.seen.contains_key(&t), limit).await? {
                 Retire::Done(n) => report.deactivated = Some(n),
                 Retire::Refused { segment, gone, active } => {
                     report.full_skipped = Some(format!(

@@ -79,41 +79,62 @@ pub enum Retire {
     Refused { segment: String, gone: u64, active: u64 },
 }
 
-/// Marks inactive the active instruments of `segments` whose tokens are not in `keep`: for a full
+/// Marks inactive the active instruments of `segments` whose tokens `listed` refuses: for a full
 /// dump, what the exchange no longer lists is gone. With `max_share`, nothing changes when any
 /// segment would lose more than that share of its active instruments.
+///
+/// In time proportional to the table: the active instruments of those segments are streamed once
+/// and looked up in the dump's tokens here (a hash set the loader holds anyway), and only the few that are
+/// gone are written, by key. Asking PostgreSQL for the anti-join instead ships the whole dump's
+/// tokens back to it and hashes them again (`NOT IN (subquery)` past `work_mem` is quadratic).
 pub async fn deactivate_absent(
     pool: &PgPool,
     segments: &[String],
-    keep: &[i64],
+    listed: impl Fn(u32) -> bool,
     max_share: Option<f64>,
 ) -> sqlx::Result<Retire> {
+    use futures::TryStreamExt;
     let mut tx = pool.begin().await?;
-    let active: Vec<(String, i64)> =
-        sqlx::query_as("SELECT segment, count(*) FROM instruments WHERE active AND segment = ANY($1) GROUP BY segment")
-            .bind(segments)
-            .fetch_all(&mut *tx)
-            .await?;
+    // Taken first: a concurrent load of the same segments waits instead of both deciding on what
+    // neither sees of the other.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tickfill instruments full load'))").execute(&mut *tx).await?;
+    let mut active: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut gone: Vec<i64> = Vec::new();
+    {
+        let mut rows = sqlx::query_as::<_, (i64, String)>(
+            "SELECT instrument_token, segment FROM instruments WHERE active AND segment = ANY($1)",
+        )
+        .bind(segments)
+        .fetch(&mut *tx);
+        while let Some((token, segment)) = rows.try_next().await? {
+            if !listed(token as u32) {
+                gone.push(token);
+            }
+            match active.get_mut(&segment) {
+                Some(n) => *n += 1,
+                None => {
+                    active.insert(segment, 1);
+                }
+            }
+        }
+    }
     let gone: Vec<(String, i64)> = sqlx::query_as(
-        // An anti-join (hashed, in time proportional to the dump): `NOT IN (subquery)` is planned
-        // without a hash once the dump outgrows work_mem, and then takes time quadratic in it.
-        "WITH keep AS MATERIALIZED (SELECT unnest($2::bigint[]) AS token),
-         gone AS (
-             UPDATE instruments i SET active = false, updated_at = now()
-             WHERE active AND segment = ANY($1) AND NOT EXISTS (SELECT 1 FROM keep k WHERE k.token = i.instrument_token)
+        "WITH gone AS (
+             UPDATE instruments SET active = false, updated_at = now()
+             WHERE instrument_token = ANY($1) AND active AND segment = ANY($2)
              RETURNING segment)
          SELECT segment, count(*) FROM gone GROUP BY segment ORDER BY count(*) DESC, segment",
     )
+    .bind(&gone)
     .bind(segments)
-    .bind(keep)
     .fetch_all(&mut *tx)
     .await?;
     if let Some(max) = max_share {
         for (segment, n) in &gone {
-            let of = active.iter().find(|(s, _)| s == segment).map_or(0, |(_, n)| *n);
+            let of = active.get(segment).copied().unwrap_or(0);
             if *n as f64 > max * of as f64 {
                 tx.rollback().await?;
-                return Ok(Retire::Refused { segment: segment.clone(), gone: *n as u64, active: of as u64 });
+                return Ok(Retire::Refused { segment: segment.clone(), gone: *n as u64, active: of });
             }
         }
     }

@@ -57,6 +57,9 @@ pub enum BenchCommand {
     Instruments {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
+        /// Also time a `--full` reload (retiring what the dump no longer lists) beside the plain one.
+        #[arg(long)]
+        full: bool,
     },
     /// A worker against a ticker answering every history request with a huge streamed body:
     /// the answers refused, nothing stored, and the worker's memory.
@@ -129,7 +132,7 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
         BenchCommand::Oversize { body_mib, jobs, concurrency } => {
             bench::oversize::run(settings, bench::oversize::OversizeOptions { body_mib, jobs, concurrency }).await?
         }
-        BenchCommand::Instruments { rows } => bench::instruments::run(settings, rows).await?,
+        BenchCommand::Instruments { rows, full } => bench::instruments::run(settings, rows, full).await?,
         BenchCommand::Truth { instruments, days, workers, seed } => {
             bench::truth::run(settings, bench::truth::TruthOptions { instruments, days, workers, seed }).await?
         }
