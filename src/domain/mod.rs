@@ -12,6 +12,7 @@
 //! - `proof`: what an answer proves: covered, suspect and confirmed-empty minutes.
 //! - `days`: the state of an instrument's day, and adjustments.
 //! - `timeframe`: chart timeframes and their IST-aligned buckets.
+//! - `text`: untrusted text made inert for terminals and log lines.
 
 pub mod calendar;
 pub mod chain;
@@ -21,5 +22,6 @@ pub mod instrument;
 pub mod market;
 pub mod proof;
 pub mod symbol;
+pub mod text;
 pub mod timeframe;
 pub mod window;

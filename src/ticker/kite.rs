@@ -46,10 +46,10 @@ impl TickerClient {
 pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Duration>) -> TickerError {
     let parsed = serde_json::from_slice::<KiteError>(body).ok();
     let (kind, message) = match &parsed {
-        Some(e) => (e.error_type.as_str(), e.message.clone()),
+        Some(e) => (e.error_type.as_str(), crate::domain::text::inert(&e.message, 200)),
         None => ("", snippet(body)),
     };
-    let msg = format!("Kite answered {status} {kind} for token {token}: {message}");
+    let msg = format!("Kite answered {status} {} for token {token}: {message}", crate::domain::text::inert(kind, 40));
     match (status, kind) {
         (429, _) => TickerError::Throttled { retry_after },
         (_, "TokenException") => TickerError::SessionExpired(msg),

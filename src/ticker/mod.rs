@@ -22,6 +22,7 @@ use crate::{
     config::{Settings, TickerApi},
     domain::{
         event::{parse_listed, ListedSubscription, Rejection},
+        text::inert,
         market::Candle,
         window::Window,
     },
@@ -127,8 +128,9 @@ impl TickerClient {
             return Err(TickerError::Throttled { retry_after });
         }
         if !status.is_success() {
-            let detail =
-                serde_json::from_slice::<ErrorBody>(&body).map(|b| b.detail).unwrap_or_else(|_| snippet(&body));
+            let detail = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| inert(&b.detail, 200))
+                .unwrap_or_else(|_| snippet(&body));
             let msg = format!("ticker answered {} for token {token}: {detail}", status.as_u16());
             return Err(if status.is_server_error() {
                 TickerError::Transient(msg)
@@ -264,8 +266,9 @@ fn without_url(e: &reqwest::Error) -> String {
     e
 }
 
+/// The start of an answer's body for an error message, inert (the ticker's text is untrusted).
 pub(super) fn snippet(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    let s = inert(&String::from_utf8_lossy(&body[..body.len().min(200)]), 200);
     if s.is_empty() {
         "<empty body>".into()
     } else {

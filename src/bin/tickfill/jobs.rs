@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use tickfill::{
     config::{self, Settings},
+    domain::text::inert,
     jobs::JobKind,
     queue,
 };
@@ -110,11 +111,12 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                         "{}  {:<6} {:<13} {:>10}  attempts {}  {}  {}",
                         d.id,
                         d.lane,
-                        d.kind,
+                        inert(&d.kind, 40),
                         d.token.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
                         d.attempts,
                         d.failed_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
-                        d.error.unwrap_or_default()
+                        // What a ticker said, shown, never obeyed by the terminal.
+                        inert(d.error.as_deref().unwrap_or_default(), 500)
                     );
                 }
             }
@@ -143,7 +145,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 eprintln!("retried {} as {}", r.id, r.new_id);
             }
             for f in &report.failed {
-                eprintln!("not retried {}: {}", f.id, f.error);
+                eprintln!("not retried {}: {}", f.id, inert(&f.error, 500));
             }
             if !report.taken.is_empty() {
                 eprintln!("{} dead job(s) were taken by another retry or purge first", report.taken.len());
