@@ -508,6 +508,27 @@ mod tests {
     }
 
     #[test]
+    fn a_re_ask_is_keyed_by_the_suspects_it_asks_for_not_by_their_number() {
+        let edge = at(12, 0);
+        let job = || Job::Backfill {
+            token: InstrumentToken::new(256265).unwrap(),
+            from: at(11, 0),
+            to: edge,
+            reason: Reason::Sweep,
+            force: false,
+        };
+        let key = |asked: Vec<(i64, i64)>| keyed(job(), state_mark(asked), edge).1;
+        // Two sets of suspects with the same sum of asks (3) are two states, two keys.
+        let (a, b) = (key(vec![(60, 1), (120, 2)]), key(vec![(180, 1), (240, 1), (300, 1)]));
+        assert_ne!(a, b);
+        // The same state planned by two sweeps is one key, in any order.
+        assert_eq!(a, key(vec![(120, 2), (60, 1)]));
+        // Nothing asked again: the plain key.
+        assert_eq!(key(vec![]), format!("bf:256265:{}:edge{}", at(11, 0).timestamp(), edge.timestamp() / 900));
+        assert!(a.starts_with(&key(vec![])) && a.contains("#s"), "{a}");
+    }
+
+    #[test]
     fn middle_holes_count_and_short_live_edge_gaps_wait() {
         let s = always(); // window 120 min, settle 2 min, threshold 3 min
         let now = at(12, 0);

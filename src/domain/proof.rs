@@ -134,7 +134,7 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
         }
         let before = a.prior.get(&m).copied().unwrap_or_default();
         let tail = a.last_candle.is_none_or(|l| m > l);
-        if tail && m + Duration::minutes(1) + a.lag > a.now {
+        if tail && a.lag > Duration::zero() && m + Duration::minutes(1) + a.lag > a.now {
             unjudged.push(Window::new(m, m + Duration::minutes(1)));
             continue;
         }
@@ -240,6 +240,41 @@ mod tests {
         });
         assert_eq!(v.covered, vec![Window::new(t(0), t(7))]);
         assert_eq!(v.suspects.iter().map(|s| s.minute).collect::<Vec<_>>(), vec![t(7)]);
+    }
+
+    #[test]
+    fn a_tail_is_not_confirmed_empty_before_a_lagging_source_could_have_published_it() {
+        let w = Window::new(t(0), t(30));
+        let held: Vec<_> = (0..20).map(t).collect(); // the newest 10 minutes not served yet
+        let session = Window::new(t(0), t(600)); // the session goes on
+        let seven: HashMap<_, _> =
+            (20..30).map(|m| (t(m), Misses { asks: MAX_ASKS - 1, inside: 0, tail_end: None })).collect();
+        let lacking = lacking(&[session], &held);
+        let lacking: Vec<Lacking> = lacking.into_iter().filter(|l| l.minute < w.to).collect();
+        let answer = |lag: Duration, now| Answer {
+            window: w,
+            lacking: &lacking,
+            last_candle: Some(t(19)),
+            prior: &seven,
+            may_not_trade: false,
+            consistent: true,
+            now,
+            settled: w.to,
+            backoff: Duration::minutes(5),
+            lag,
+        };
+        // The eighth answer lacking them at its tail, while their session runs: still suspect.
+        let v = judge(&answer(Duration::zero(), t(31)));
+        assert!(v.confirmed.is_empty(), "{:?}", v.confirmed);
+        assert_eq!(v.suspects.len(), 10);
+        // With a lag of 10 minutes observed, the minutes younger than it are not judged at all.
+        let v = judge(&answer(Duration::minutes(10), t(35)));
+        assert_eq!(v.suspects.iter().map(|s| s.minute).collect::<Vec<_>>(), (20..25).map(t).collect::<Vec<_>>());
+        assert_eq!(v.covered, vec![Window::new(t(0), t(20))]);
+        // After the session (and the lag), eight answers that lacked them do confirm them.
+        let after: Vec<Lacking> = lacking.iter().map(|l| Lacking { session_end: t(30), ..*l }).collect();
+        let v = judge(&Answer { lacking: &after, ..answer(Duration::minutes(10), t(41)) });
+        assert_eq!(v.confirmed.len(), 10);
     }
 
     #[test]

@@ -468,6 +468,39 @@ mod tests {
         assert!(bad[1].1.contains("already listed on line 2"), "{}", bad[1].1);
     }
 
+    #[test]
+    fn a_quoted_field_may_hold_line_breaks_and_a_broken_quote_still_spoils_only_its_row() {
+        let csv = format!(
+            "{HEADER}\r\n70000001,1,QLB001,PLAIN,0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+             70000002,1,QLB002,\"TWO LINES\r\nOF NAME, WITH A COMMA\",0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+             70000003,1,QLB003,\"A \"\"QUOTED\"\" NAME\",0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+             70000004,1,\"BROKEN,N,0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+             70000005,1,QLB005,\"NAME\",0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+             70000006,1,QLB006,\"THREE\rLINES\nHERE\",0.0,,0,0.05,1,EQ,NSE,NSE"
+        );
+        let (good, bad) = parse_dump(csv.as_bytes()).unwrap();
+        let tokens: Vec<u32> = good.iter().map(|i| i.instrument_token).collect();
+        assert_eq!(tokens, [70000001, 70000002, 70000003, 70000005, 70000006], "{bad:?}");
+        assert_eq!(good[1].name.as_deref(), Some("TWO LINES\nOF NAME, WITH A COMMA"));
+        assert_eq!(good[2].name.as_deref(), Some("A \"QUOTED\" NAME"));
+        assert_eq!(good[4].name.as_deref(), Some("THREE\nLINES\nHERE"));
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, 6);
+        assert!(bad[0].1.contains("never closed"), "{}", bad[0].1);
+        // A line break is refused anywhere but the name.
+        let csv = format!("{HEADER}\n70000007,1,\"QLB\n007\",N,0.0,,0,0.05,1,EQ,NSE,NSE\n");
+        let (good, bad) = parse_dump(csv.as_bytes()).unwrap();
+        assert!(good.is_empty());
+        assert!(bad[0].1.contains("tradingsymbol holds a control character"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_dump_with_lone_cr_line_ends_loads_every_row() {
+        let csv = format!("{HEADER}\r70000001,1,QLB001,PLAIN,0.0,,0,0.05,1,EQ,NSE,NSE\r70000002,1,QLB002,P,0.0,,0,0.05,1,EQ,NSE,NSE\r");
+        let (good, bad) = parse_dump(csv.as_bytes()).unwrap();
+        assert_eq!((good.len(), bad.len()), (2, 0));
+    }
+
     #[tokio::test]
     async fn lines_over_the_cap_are_skipped_without_being_held() {
         let long = "x".repeat(10 * 1024 * 1024);
@@ -482,7 +515,14 @@ mod tests {
             }
             assert!(lines.buf.capacity() <= 2 * MAX_LINE_BYTES + 64 * 1024);
         }
-        assert_eq!(seen, ["a", &format!("too long: {}", long.len() + 1), "b", "", "c"]);
+        assert_eq!(seen, ["a", &format!("too long: {}", long.len()), "b", "", "c"]);
         assert_eq!(lines.number, 5);
+        // A lone CR ends a line too, and CRLF is one break, across buffer refills as well.
+        let mut lines = Lines::new(&b"h\rr1\rr2\r\nr3"[..]);
+        let mut seen = Vec::new();
+        while let Line::Read = lines.next().await.unwrap() {
+            seen.push(String::from_utf8(lines.buf.clone()).unwrap());
+        }
+        assert_eq!(seen, ["h", "r1", "r2", "r3"]);
     }
 }

@@ -219,3 +219,117 @@ async fn an_illiquid_options_days_settle_final_once_its_no_trade_minutes_are_con
     assert!(settled[..n - 1].iter().all(|d| d.state == DayState::Final), "{:?}", settled);
     assert!(settled.iter().all(|d| d.facts.confirmed_empty_minutes > 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_equity_day_is_checked_again_and_an_adjustment_reaches_every_stored_day() {
+    // The source serves the equity's history before yesterday (IST) halved: an ex-date that came
+    // after the store's days were checked and final.
+    let ex_date: NaiveDate =
+        (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
+    let token = 20000001u32;
+    let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
+    let mut opts = three_days(SimOptions { universe: 1, lies, ..Default::default() });
+    opts.tweak = |s| {
+        s.window_minutes = 3 * 1440;
+        s.lookback = std::time::Duration::from_secs(4 * 86_400);
+        s.backfill_verify = true;
+        s.settle = std::time::Duration::ZERO;
+        s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+        s.recheck = Some(std::time::Duration::from_secs(2));
+    };
+    let app = TestApp::spawn_with(opts).await;
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    let (from, _) = app.subscription_window(token).await;
+    app.wait_idle(30).await;
+    // A day stored long ago, beyond the lookback (no sweep reaches it).
+    let old = tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(token),
+        from: from - chrono::Duration::days(3),
+        to: from - chrono::Duration::days(3) + chrono::Duration::hours(2),
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&old).await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
+    // What the store held before the source adjusted: every minute before the ex-date at twice
+    // what the source now serves, and the days checked and final.
+    let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
+    sqlx::query(
+        "UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1",
+    )
+    .bind(ex_start)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO day_checks (instrument_token, day, checks, last_check_at, checked_at)
+         SELECT DISTINCT $1::bigint, (time AT TIME ZONE 'Asia/Kolkata')::date, 1, now(), now() FROM minute_bars
+         WHERE (time AT TIME ZONE 'Asia/Kolkata')::date < (now() AT TIME ZONE 'Asia/Kolkata')::date
+         ON CONFLICT (instrument_token, day) DO UPDATE SET checks = 1, last_check_at = now(), checked_at = now()",
+    )
+    .bind(token as i64)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let before = days(&app, token).await;
+    assert!(before[..before.len() - 1].iter().all(|d| d.state == DayState::Final), "{:?}", states(&before));
+
+    // A final day is not rechecked before BACKFILL_RECHECK; after it, a sweep checks them again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.sweep_once().await;
+    app.wait_idle(30).await;
+    // The adjustment found marked every older stored day suspect and checked them all, the one
+    // beyond the lookback too: every stored minute is the source's now, and none is left suspect.
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'verify'", 2).await;
+    app.wait_idle(30).await;
+    let stored: Vec<(DateTime<Utc>, f64)> =
+        sqlx::query_as("SELECT time, close FROM minute_bars WHERE instrument_token = $1 ORDER BY time")
+            .bind(token as i64)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let first = stored[0].0;
+    let last = stored[stored.len() - 1].0 + chrono::Duration::minutes(1);
+    let served = app.sim_candles(token, first, last).await;
+    let truth: std::collections::HashMap<i64, f64> = served
+        .iter()
+        .map(|c| {
+            let t = chrono::DateTime::parse_from_rfc3339(c["date"].as_str().unwrap()).unwrap().timestamp();
+            (t, c["close"].as_f64().unwrap())
+        })
+        .collect();
+    let wrong = stored.iter().filter(|(t, c)| truth.get(&t.timestamp()) != Some(c)).count();
+    assert_eq!(wrong, 0, "every stored minute, the day beyond the lookback too, is the adjusted one");
+    assert!(stored[0].0 < Utc::now() - chrono::Duration::days(5), "a day beyond the lookback is stored");
+    assert_eq!(app.count("SELECT count(*) FROM day_checks WHERE stale_since IS NOT NULL").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_an_adjustment_cannot_reach_are_left_suspect_for_the_operator() {
+    let app = TestApp::spawn_with(three_days(SimOptions { universe: 1, ..Default::default() })).await;
+    let token = 20000001u32;
+    assert_eq!(app.subscribe_via_sim(token).await, 201);
+    app.subscription_window(token).await;
+    app.wait_idle(30).await;
+    // An adjustment found today marks every older stored day suspect, until its check is accepted.
+    let mut tx = app.db.pool.begin().await.unwrap();
+    let now = Utc::now();
+    let marked = tickfill::store::days::mark_stale(&mut tx, token, "minute_bars", now).await.unwrap();
+    tx.commit().await.unwrap();
+    let shown = days(&app, token).await;
+    let n = shown.len();
+    assert!(marked >= 3, "{marked}");
+    assert!(shown[..n - 1].iter().all(|d| d.state == DayState::Suspect), "{:?}", states(&shown));
+    let (code, out, _) = run_cli(
+        &app.settings,
+        &["quality", "--token", "20000001"],
+        &[("BACKFILL_WINDOW_MINUTES", "4320"), ("BACKFILL_LOOKBACK", "4d"), ("BACKFILL_SETTLE", "0s")],
+    );
+    assert_eq!(code, 0);
+    assert!(out.lines().filter(|l| l.contains(" suspect ")).count() >= n - 1, "{out}");
+    // Their checks, once accepted, settle them final.
+    app.sweep_once().await;
+    app.wait_idle(30).await;
+    let after = days(&app, token).await;
+    assert!(after[..n - 1].iter().all(|d| d.state == DayState::Final), "{:?}", states(&after));
+}

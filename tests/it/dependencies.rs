@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    base_database_url, redis_url, spawn_process, spawn_worker_process, wait_until, AppOptions, ChildGuard, Relay,
-    TestApp,
+    base_database_url, redis_url, spawn_process, spawn_worker_process, tickfill_command, wait_until, AppOptions,
+    ChildGuard, Relay, TestApp,
 };
 
 fn host_port(url: &str) -> String {
@@ -41,7 +41,7 @@ async fn a_bridge_and_a_scheduler_started_while_redis_is_down_wait_and_then_work
     let app = TestApp::spawn_with(AppOptions { start_worker: false, start_bridge: false, ..Default::default() }).await;
     let redis = Relay::to(&host_port(&redis_url()), false).await;
     let log = std::env::temp_dir().join(format!("tf-wait-{}.log", uuid::Uuid::new_v4().simple()));
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    let mut cmd = tickfill_command();
     cmd.arg("bridge")
         .env("REDIS_URL", redis.redis_url())
         .env("REDIS_CHANNEL_PREFIX", &app.settings.channel_prefix)

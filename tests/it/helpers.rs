@@ -339,7 +339,8 @@ impl Drop for TestApp {
 
 /// A history server that answers each token in its own broken way (a real HTTP server on
 /// loopback, for the answers the simulator is too well-behaved to give):
-/// 1001 → 404, 1002 → 500, 1003 → an HTML page, 1004 → a candle after the window,
+/// 1001 → 404, 1009 → 404 whose detail holds a line break and an escape sequence, 1002 → 500,
+/// 1003 → an HTML page, 1004 → a candle after the window,
 /// 1005 → a NaN price, 1007 → 502 to its first two requests and then like 1006, 1006 and any
 /// other token → one good candle at the window's start.
 pub async fn spawn_broken_ticker() -> String {
@@ -364,6 +365,12 @@ pub async fn spawn_broken_ticker() -> String {
         };
         match token {
             1001 => (StatusCode::NOT_FOUND, r#"{"detail":"unknown instrument_token"}"#).into_response(),
+            // Text that would forge a log line and clear a terminal, were it shown raw.
+            1009 => (
+                StatusCode::NOT_FOUND,
+                r#"{"detail":"gone\n2026-12-06T10:00:00Z  INFO tickfill: all good\u001b[2J"}"#,
+            )
+                .into_response(),
             1002 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"detail":"boom"}"#).into_response(),
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
             1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),
@@ -383,9 +390,32 @@ pub async fn spawn_broken_ticker() -> String {
     format!("http://{addr}")
 }
 
+/// The `tickfill` binary (or `program`) as a test starts it: with none of the caller's environment
+/// but `PATH`, in an empty folder, so that neither a setting exported in the caller's shell nor a
+/// `.env` beside the repository changes what the test sees. The test sets what it depends on.
+pub fn clean_command(program: &str) -> std::process::Command {
+    static EMPTY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = EMPTY.get_or_init(|| {
+        let d = std::env::temp_dir().join(unique("tf_it_cwd"));
+        std::fs::create_dir_all(&d).expect("create an empty working folder");
+        d
+    });
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear().current_dir(dir);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// [`clean_command`] of the `tickfill` binary.
+pub fn tickfill_command() -> std::process::Command {
+    clean_command(env!("CARGO_BIN_EXE_tickfill"))
+}
+
 /// Runs the `tickfill` binary with the app's namespace; returns (exit code, stdout, stderr).
 pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    let mut cmd = tickfill_command();
     cmd.args(args)
         .env("REDIS_URL", settings.redis_url.expose())
         .env("DATABASE_URL", settings.database_url.expose())
@@ -497,14 +527,14 @@ pub fn spawn_worker_process(app: &TestApp, env: &[(&str, &str)]) -> ChildGuard {
 /// Starts `tickfill ROLE` (worker, bridge, scheduler) as a process of its own on the app's
 /// namespace, channel prefix, database and ticker, with the rate limit lifted and `env` on top.
 pub fn spawn_process(app: &TestApp, role: &str, env: &[(&str, &str)]) -> ChildGuard {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    let mut cmd = tickfill_command();
     cmd.arg(role);
     spawn_with_env(app, cmd, role, env, std::process::Stdio::null())
 }
 
 /// [`spawn_process`] with its logs (stderr) written to `log`.
 pub fn spawn_process_logging_to(app: &TestApp, role: &str, log: &std::path::Path, env: &[(&str, &str)]) -> ChildGuard {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickfill"));
+    let mut cmd = tickfill_command();
     cmd.arg(role);
     let file = std::fs::File::create(log).expect("create the log file");
     spawn_with_env(app, cmd, role, env, file.into())
@@ -512,7 +542,7 @@ pub fn spawn_process_logging_to(app: &TestApp, role: &str, log: &std::path::Path
 
 /// [`spawn_process`] with at most `files` open file descriptors (`ulimit -n`).
 pub fn spawn_process_with_fd_limit(app: &TestApp, role: &str, files: u32, env: &[(&str, &str)]) -> ChildGuard {
-    let mut cmd = std::process::Command::new("sh");
+    let mut cmd = clean_command("sh");
     cmd.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" {role}")).arg(env!("CARGO_BIN_EXE_tickfill"));
     spawn_with_env(app, cmd, role, env, std::process::Stdio::null())
 }

@@ -23,6 +23,7 @@ mod orphans;
 mod ratelimit;
 mod retention;
 mod retries;
+mod rows;
 mod rollups;
 mod shutdown;
 mod sim;

@@ -2,7 +2,7 @@
 //! missing parameter, a body where none is taken, a closed pipe: each is refused with the reason
 //! and changes nothing. A purge of everything needs an explicit `all`.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -13,7 +13,7 @@ use tickfill::{
     queue,
 };
 
-use crate::helpers::{run_cli, spawn_broken_ticker, wait_until, AppOptions, TestApp};
+use crate::helpers::{run_cli, spawn_broken_ticker, tickfill_command, wait_until, AppOptions, TestApp};
 
 /// An app whose ticker answers 404, with one dead job and one rejected event, and its admin URL.
 async fn app_with_a_dead_job() -> (TestApp, String) {
@@ -113,7 +113,7 @@ async fn output_to_a_closed_pipe_ends_quietly() {
     let (app, _) = app_with_a_dead_job().await;
     let s = &app.settings;
     for args in [&["events", "rejected"][..], &["jobs", "dead", "list"][..], &["jobs", "stats"][..]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickfill"))
+        let mut child = tickfill_command()
             .args(args)
             .env("REDIS_URL", s.redis_url.expose())
             .env("DATABASE_URL", s.database_url.expose())
