@@ -165,3 +165,155 @@ async fn a_plain_store_moving_onto_timescaledb_gets_continuous_aggregates_of_the
     let after = [snapshot("minute_bars_5m").await, snapshot("minute_bars_1h").await, snapshot("minute_bars_1d").await];
     assert_eq!(after, before);
 }
+
+/// A database as the release before bars were keyed by instrument left it: the migrations up to
+/// then, the path the server allows (on TimescaleDB: hypertables whose chunks are compressed,
+/// segmented by name as they were then), holding bars of two tokens, their rollups, coverage and
+/// day states. Returns whether it is on TimescaleDB.
+async fn a_store_of_the_previous_release(db: &ScratchDb) -> bool {
+    const LAST_OF_THAT_RELEASE: i64 = 20261202000006;
+    let ts = timescale::prepare(&db.pool).await.unwrap().is_ok();
+    let old = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            store::MIGRATOR.iter().filter(|m| m.version <= LAST_OF_THAT_RELEASE).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    old.run(&db.pool).await.unwrap();
+    let exec = |sql: &'static str| sqlx::query(sql).execute(&db.pool);
+    // A day of two tokens' minutes under two names, futures and options beside them.
+    exec(
+        "INSERT INTO minute_bars (symbol, time, instrument_token, open, high, low, close, volume)
+         SELECT s.symbol, TIMESTAMPTZ '2026-11-02 03:45:00+00' + m * INTERVAL '1 minute', s.token,
+                100 + m, 101 + m, 99 + m, 100.5 + m + s.token % 7, 10 + m
+         FROM generate_series(0, 374) m, (VALUES ('INFY', 20000011), ('INFY-BSE', 20000012)) s(symbol, token)",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO futures_bars (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
+         SELECT 'NIFTY26NOVFUT', TIMESTAMPTZ '2026-11-02 03:45:00+00' + m * INTERVAL '1 minute', 10000001, 'NIFTY',
+                DATE '2026-11-26', 1, 2, 0.5, 1.5, m, 1000 + m FROM generate_series(0, 59) m",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO option_bars (contract, time, instrument_token, symbol, expiry, strike, option_type, open, high,
+                                  low, close, volume, oi, iv)
+         SELECT 'NIFTY26NOV24000CE', TIMESTAMPTZ '2026-11-02 03:45:00+00' + m * INTERVAL '1 minute', 11000001, 'NIFTY',
+                DATE '2026-11-26', 24000, 'CE', 1, 2, 0.5, 1.5, m, 10 + m, 0.2 FROM generate_series(0, 59) m",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO coverage (instrument_token, window_from, window_to, candles)
+         VALUES (20000011, '2026-11-02 03:45:00+00', '2026-11-02 10:00:00+00', 375),
+                (20000012, '2026-11-02 03:45:00+00', '2026-11-02 10:00:00+00', 375)",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO day_checks (instrument_token, day, checks, last_check_at, checked_at)
+         VALUES (20000011, '2026-11-02', 1, now(), now()), (20000012, '2026-11-02', 1, now(), now())",
+    )
+    .await
+    .unwrap();
+    if ts {
+        timescale::setup(&db.pool, &Default::default()).await.unwrap();
+        // As that release set compression up: segmented by the name, every chunk compressed.
+        for (table, segment) in [("minute_bars", "symbol"), ("futures_bars", "contract"), ("option_bars", "contract")] {
+            let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&db.pool);
+            run(format!("SELECT remove_compression_policy('{table}', if_exists => TRUE)")).await.unwrap();
+            run(format!("SELECT decompress_chunk(c, if_compressed => TRUE) FROM show_chunks('{table}') c")).await.unwrap();
+            run(format!("ALTER TABLE {table} SET (timescaledb.compress = false)")).await.unwrap();
+            run(format!(
+                "ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = '{segment}', \
+                 timescaledb.compress_orderby = 'time')"
+            ))
+            .await
+            .unwrap();
+            run(format!("SELECT compress_chunk(c) FROM show_chunks('{table}') c")).await.unwrap();
+        }
+    } else {
+        timescale::create_plain_rollups(&db.pool).await.unwrap();
+    }
+    ts
+}
+
+/// Every bar row, as text, by table: what a migration must keep.
+async fn every_bar(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["minute_bars", "futures_bars", "option_bars"] {
+        let sql = format!("SELECT b::text FROM {table} b ORDER BY instrument_token, time");
+        out.extend(names(pool, &sql).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_store_of_the_previous_release_keys_its_bars_by_instrument_and_keeps_every_row() {
+    let db = ScratchDb::new().await;
+    let ts = a_store_of_the_previous_release(&db).await;
+    let bars = every_bar(&db.pool).await;
+    let rollup = |tf: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let sql = format!(
+                "SELECT instrument_token || ':' || sum(volume) FROM minute_bars_{tf} GROUP BY instrument_token ORDER BY 1"
+            );
+            names(&pool, &sql).await
+        }
+    };
+    let rollups = (rollup("5m").await, rollup("1d").await);
+    assert_eq!(rollups.0.len(), 2, "{rollups:?}");
+    let other = "SELECT instrument_token || ':' || candles FROM coverage
+                 UNION ALL SELECT instrument_token || ':' || day || ':' || (checked_at IS NOT NULL) FROM day_checks
+                 ORDER BY 1";
+    let others = names(&db.pool, other).await;
+
+    let migrated = store::migrate(&db.pool, &Default::default()).await.unwrap();
+    assert_eq!(migrated.storage == BarStorage::Hypertables, ts);
+    assert_eq!(every_bar(&db.pool).await, bars, "every bar row kept as it was");
+    assert_eq!((rollup("5m").await, rollup("1d").await), rollups);
+    assert_eq!(names(&db.pool, other).await, others);
+    for table in ["minute_bars", "futures_bars", "option_bars"] {
+        let key = names(
+            &db.pool,
+            &format!(
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+                 AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{table}'::regclass AND i.indisprimary
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)"
+            ),
+        )
+        .await;
+        assert_eq!(key, ["instrument_token", "time"], "{table}");
+    }
+    // Now a second instrument of the same name gets its own rows: NSE:INFY and BSE:INFY.
+    sqlx::query("UPDATE minute_bars SET symbol = 'INFY' WHERE instrument_token = 20000012")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let per_token = names(
+        &db.pool,
+        "SELECT instrument_token || ':' || count(*) FROM minute_bars WHERE symbol = 'INFY' GROUP BY instrument_token ORDER BY 1",
+    )
+    .await;
+    assert_eq!(per_token, ["20000011:375", "20000012:375"]);
+    if ts {
+        let segments = names(
+            &db.pool,
+            "SELECT hypertable_name || ':' || attname FROM timescaledb_information.compression_settings
+             WHERE segmentby_column_index = 1 ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            segments,
+            ["futures_bars:instrument_token", "minute_bars:instrument_token", "option_bars:instrument_token"]
+        );
+    } else {
+        eprintln!("plain PostgreSQL: the TimescaleDB half of this test does not apply here");
+    }
+    // Migrating again changes nothing.
+    store::migrate(&db.pool, &Default::default()).await.unwrap();
+    assert_eq!(names(&db.pool, "SELECT count(*)::text FROM minute_bars").await, ["750"]);
+}
