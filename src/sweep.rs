@@ -306,7 +306,10 @@ pub async fn reconcile(
                     refused_tokens.insert(t);
                 }
                 tracing::warn!(code = why.code.as_str(), reason = %why.reason, "subscription list entry refused");
-                crate::metrics::get().events_rejected.get_or_create(&crate::metrics::l1("reason", why.code.as_str())).inc();
+                crate::metrics::get()
+                    .events_rejected
+                    .get_or_create(&crate::metrics::l1("reason", why.code.as_str()))
+                    .inc();
                 queue::rejected::keep_rejected_once(producer.conn(), &settings.queue, &raw, &why).await;
             }
         }
@@ -326,7 +329,10 @@ pub async fn reconcile(
     let now = Utc::now();
     let mut report = Reconciled { listed: listed.len(), refused, ..Default::default() };
     let mut tx = pool.begin().await?;
-    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token.get()) && !queued.contains(&s.instrument_token.get())) {
+    for s in listed
+        .iter()
+        .filter(|s| !ours.contains(&s.instrument_token.get()) && !queued.contains(&s.instrument_token.get()))
+    {
         let token = s.instrument_token.get();
         let sub = Subscription {
             instrument_token: token,

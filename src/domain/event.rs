@@ -103,10 +103,9 @@ fn optional_string(meta: &serde_json::Map<String, Value>, field: &str) -> Result
 fn text_field(obj: &serde_json::Map<String, Value>, path: &str, field: &str) -> Result<Option<String>, Rejection> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(reject(
-            RejectReason::BadMetadata,
-            format!("{path}{field} is longer than {MAX_FIELD_CHARS} characters"),
-        )),
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => {
+            Err(reject(RejectReason::BadMetadata, format!("{path}{field} is longer than {MAX_FIELD_CHARS} characters")))
+        }
         // A NUL or another control character cannot be stored (PostgreSQL refuses NUL in text)
         // and is never part of a symbol: refused here, not by the job that would die of it.
         Some(Value::String(s)) if s.chars().any(char::is_control) => {

@@ -233,7 +233,12 @@ impl Rows {
     /// kept as LF). If it never does, the first line is refused alone ("a quote that is never
     /// closed") and the lines after it are read as the rows they are: a broken quote spoils its own
     /// row only.
-    fn feed(&mut self, number: u64, line: Result<&[u8], usize>, progress: &mut impl FnMut(Progress<'_>)) -> Vec<Instrument> {
+    fn feed(
+        &mut self,
+        number: u64,
+        line: Result<&[u8], usize>,
+        progress: &mut impl FnMut(Progress<'_>),
+    ) -> Vec<Instrument> {
         let mut out = Vec::new();
         if self.pending.is_empty() {
             match line {

@@ -22,8 +22,8 @@ use crate::{
     config::{Settings, TickerApi},
     domain::{
         event::{parse_listed, ListedSubscription, Rejection},
-        text::inert,
         market::Candle,
+        text::inert,
         window::Window,
     },
 };

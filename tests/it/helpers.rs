@@ -366,11 +366,10 @@ pub async fn spawn_broken_ticker() -> String {
         match token {
             1001 => (StatusCode::NOT_FOUND, r#"{"detail":"unknown instrument_token"}"#).into_response(),
             // Text that would forge a log line and clear a terminal, were it shown raw.
-            1009 => (
-                StatusCode::NOT_FOUND,
-                r#"{"detail":"gone\n2026-12-06T10:00:00Z  INFO tickfill: all good\u001b[2J"}"#,
-            )
-                .into_response(),
+            1009 => {
+                (StatusCode::NOT_FOUND, r#"{"detail":"gone\n2026-12-06T10:00:00Z  INFO tickfill: all good\u001b[2J"}"#)
+                    .into_response()
+            }
             1002 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"detail":"boom"}"#).into_response(),
             1003 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
             1004 => (StatusCode::OK, candle(to + chrono::Duration::minutes(1), "10")).into_response(),

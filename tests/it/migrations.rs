@@ -224,7 +224,9 @@ async fn a_store_of_the_previous_release(db: &ScratchDb) -> bool {
         for (table, segment) in [("minute_bars", "symbol"), ("futures_bars", "contract"), ("option_bars", "contract")] {
             let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&db.pool);
             run(format!("SELECT remove_compression_policy('{table}', if_exists => TRUE)")).await.unwrap();
-            run(format!("SELECT decompress_chunk(c, if_compressed => TRUE) FROM show_chunks('{table}') c")).await.unwrap();
+            run(format!("SELECT decompress_chunk(c, if_compressed => TRUE) FROM show_chunks('{table}') c"))
+                .await
+                .unwrap();
             run(format!("ALTER TABLE {table} SET (timescaledb.compress = false)")).await.unwrap();
             run(format!(
                 "ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = '{segment}', \

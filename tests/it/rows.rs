@@ -44,8 +44,9 @@ async fn closes(app: &TestApp, token: u32) -> HashMap<i64, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instruments_that_share_a_name_keep_their_own_bars_and_no_false_revisions() {
-    let app = TestApp::spawn_with(AppOptions { sim: SimOptions { universe: 2, ..Default::default() }, ..Default::default() })
-        .await;
+    let app =
+        TestApp::spawn_with(AppOptions { sim: SimOptions { universe: 2, ..Default::default() }, ..Default::default() })
+            .await;
     two_named_alike(&app).await;
     for token in [20000001u32, 20000002] {
         assert_eq!(app.subscribe_via_sim(token).await, 201);
@@ -72,7 +73,8 @@ async fn two_instruments_that_share_a_name_keep_their_own_bars_and_no_false_revi
     assert_eq!(revisions, 0, "another instrument's first fetch is no revision");
     // The rollups of each are its own too.
     for token in [20000001u32, 20000002] {
-        let volume = app.count(&format!("SELECT sum(volume)::bigint FROM minute_bars WHERE instrument_token = {token}")).await;
+        let volume =
+            app.count(&format!("SELECT sum(volume)::bigint FROM minute_bars WHERE instrument_token = {token}")).await;
         let rolled = app
             .count(&format!("SELECT sum(volume)::bigint FROM minute_bars_5m WHERE instrument_token = {token}"))
             .await;

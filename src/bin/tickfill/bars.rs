@@ -131,4 +131,3 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
