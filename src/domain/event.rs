@@ -135,23 +135,25 @@ pub fn parse_listed(entry: &Value) -> Result<ListedSubscription, Rejection> {
     let Value::Object(obj) = entry else {
         return Err(reject(RejectReason::NotAnObject, format!("expected a JSON object, got {}", kind(entry))));
     };
-    let instrument_token = match obj.get("instrument_token").and_then(integer) {
-        None => return Err(reject(RejectReason::MissingToken, "instrument_token is missing")),
-        Some(Err(())) => {
-            return Err(reject(
-                RejectReason::BadToken,
-                format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
-            ))
-        }
-        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject(RejectReason::BadToken, e.to_string()))?,
-    };
     Ok(ListedSubscription {
-        instrument_token,
+        instrument_token: token_of(obj)?,
         tradingsymbol: text_field(obj, "", "tradingsymbol")?,
         segment: text_field(obj, "", "segment")?.map(|s| s.to_ascii_uppercase()),
         requested_mode: text_field(obj, "", "requested_mode")?,
         account_id: text_field(obj, "", "account_id")?,
     })
+}
+
+/// The `instrument_token` of an event or a list entry: 1 … 4294967295, a number or digits.
+fn token_of(obj: &serde_json::Map<String, Value>) -> Result<InstrumentToken, Rejection> {
+    match obj.get("instrument_token").and_then(integer) {
+        None => Err(reject(RejectReason::MissingToken, "instrument_token is missing")),
+        Some(Err(())) => Err(reject(
+            RejectReason::BadToken,
+            format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
+        )),
+        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject(RejectReason::BadToken, e.to_string())),
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -187,16 +189,7 @@ pub fn parse_event(payload: &[u8], received_ms: i64) -> Result<SubscriptionEvent
             return Err(reject(RejectReason::BadEventType, format!("event_type must be a string, got {}", kind(other))))
         }
     };
-    let token = match obj.get("instrument_token").and_then(integer) {
-        None => return Err(reject(RejectReason::MissingToken, "instrument_token is missing")),
-        Some(Err(())) => {
-            return Err(reject(
-                RejectReason::BadToken,
-                format!("instrument_token must be an integer 1 … 4294967295, got {}", obj["instrument_token"]),
-            ))
-        }
-        Some(Ok(t)) => InstrumentToken::new(t).map_err(|e| reject(RejectReason::BadToken, e.to_string()))?,
-    };
+    let token = token_of(&obj)?;
     let published_at = match obj.get("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (0.0..1.0e11).contains(&f)) => {

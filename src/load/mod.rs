@@ -263,12 +263,23 @@ impl Rows {
         } else {
             self.pending.push((number, Vec::new()));
         }
-        // Not one record: the first line alone is refused, the others are read afresh.
+        let too_long = line.err().map(|len| (number, len));
+        out.extend(self.release(too_long, progress));
+        out
+    }
+
+    /// The lines held for a record that never closed: the first is refused alone, the others are
+    /// read afresh (`too_long`: the line, by number, that was over the cap, and its length).
+    fn release(&mut self, too_long: Option<(u64, usize)>, progress: &mut impl FnMut(Progress<'_>)) -> Vec<Instrument> {
+        let mut out = Vec::new();
         let mut held = std::mem::take(&mut self.pending).into_iter();
-        let (first, text) = held.next().expect("a pending record has a first line");
+        let Some((first, text)) = held.next() else { return out };
         out.extend(self.take(first, Ok(&text), progress));
         for (n, text) in held {
-            let again = if n == number && line.is_err() { line } else { Ok(text.as_slice()) };
+            let again = match too_long {
+                Some((at, len)) if at == n => Err(len),
+                _ => Ok(text.as_slice()),
+            };
             out.extend(self.feed(n, again, progress));
         }
         out
@@ -279,12 +290,7 @@ impl Rows {
     fn finish(&mut self, progress: &mut impl FnMut(Progress<'_>)) -> Vec<Instrument> {
         let mut out = Vec::new();
         while !self.pending.is_empty() {
-            let mut held = std::mem::take(&mut self.pending).into_iter();
-            let (first, text) = held.next().expect("a pending record has a first line");
-            out.extend(self.take(first, Ok(&text), progress));
-            for (n, text) in held {
-                out.extend(self.feed(n, Ok(&text), progress));
-            }
+            out.extend(self.release(None, progress));
         }
         out
     }

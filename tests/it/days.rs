@@ -31,6 +31,44 @@ fn three_days(sim: SimOptions) -> AppOptions {
     }
 }
 
+/// Yesterday (IST): the ex-date before which the source serves an equity's history halved.
+fn yesterday_ist() -> NaiveDate {
+    (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive()
+}
+
+/// A source that serves `token`'s history before `ex_date` halved (Kite's adjustment).
+fn halved_before(token: u32, ex_date: NaiveDate) -> SimOptions {
+    let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
+    SimOptions { universe: 1, lies, ..Default::default() }
+}
+
+/// Stores `token`'s history from `from` for `span` by hand (a manual backfill), and waits for it.
+async fn store_by_hand(app: &TestApp, token: u32, from: DateTime<Utc>, span: chrono::Duration) {
+    let before = app.count("SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'").await;
+    let job = tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(token),
+        from,
+        to: from + span,
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&job).await;
+    let sql = "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'";
+    app.wait_count(30, sql, before + 1).await;
+}
+
+/// Puts every stored minute before `ex_date` back to what it was before the source adjusted it.
+async fn unadjust_before(app: &TestApp, ex_date: NaiveDate) {
+    let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
+    sqlx::query(
+        "UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1",
+    )
+    .bind(ex_start)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+}
+
 async fn requests(app: &TestApp) -> i64 {
     app.sim_stats().await["history_requests"].as_i64().unwrap()
 }
@@ -140,33 +178,15 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equity_whose_whole_days_changed_by_one_ratio_is_adjusted_and_its_older_history_checked() {
     // The source serves the first synthetic equity's history before yesterday (IST) halved.
-    let ex_date: NaiveDate =
-        (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
-    let token = 20000001u32;
-    let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
-    let app = TestApp::spawn_with(three_days(SimOptions { universe: 1, lies, ..Default::default() })).await;
+    let (token, ex_date) = (20000001u32, yesterday_ist());
+    let app = TestApp::spawn_with(three_days(halved_before(token, ex_date))).await;
     // What the store held before the ex-date: stored an hour earlier than the subscription's
     // window, and the window itself (stored now, then put back to the prices before the ex-date).
     assert_eq!(app.subscribe_via_sim(token).await, 201);
     let (from, _) = app.subscription_window(token).await;
     app.wait_idle(30).await;
-    let older = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(token),
-        from: from - chrono::Duration::hours(1),
-        to: from,
-        reason: tickfill::jobs::Reason::Manual,
-        force: false,
-    };
-    app.push(&older).await;
-    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
-    let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
-    sqlx::query(
-        "UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1",
-    )
-    .bind(ex_start)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    store_by_hand(&app, token, from - chrono::Duration::hours(1), chrono::Duration::hours(1)).await;
+    unadjust_before(&app, ex_date).await;
 
     let asked = requests(&app).await;
     app.sweep_once().await;
@@ -224,11 +244,8 @@ async fn an_illiquid_options_days_settle_final_once_its_no_trade_minutes_are_con
 async fn a_final_equity_day_is_checked_again_and_an_adjustment_reaches_every_stored_day() {
     // The source serves the equity's history before yesterday (IST) halved: an ex-date that came
     // after the store's days were checked and final.
-    let ex_date: NaiveDate =
-        (Utc::now() - chrono::Duration::days(1)).with_timezone(&tickfill::domain::calendar::ist()).date_naive();
-    let token = 20000001u32;
-    let lies = Lies { adjust: vec![Adjustment { token, before: ex_date, ratio: 0.5 }], ..Default::default() };
-    let mut opts = three_days(SimOptions { universe: 1, lies, ..Default::default() });
+    let (token, ex_date) = (20000001u32, yesterday_ist());
+    let mut opts = three_days(halved_before(token, ex_date));
     opts.tweak = |s| {
         s.window_minutes = 3 * 1440;
         s.lookback = std::time::Duration::from_secs(4 * 86_400);
@@ -242,25 +259,10 @@ async fn a_final_equity_day_is_checked_again_and_an_adjustment_reaches_every_sto
     let (from, _) = app.subscription_window(token).await;
     app.wait_idle(30).await;
     // A day stored long ago, beyond the lookback (no sweep reaches it).
-    let old = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(token),
-        from: from - chrono::Duration::days(3),
-        to: from - chrono::Duration::days(3) + chrono::Duration::hours(2),
-        reason: tickfill::jobs::Reason::Manual,
-        force: false,
-    };
-    app.push(&old).await;
-    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
+    store_by_hand(&app, token, from - chrono::Duration::days(3), chrono::Duration::hours(2)).await;
     // What the store held before the source adjusted: every minute before the ex-date at twice
     // what the source now serves, and the days checked and final.
-    let ex_start = ex_date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(tickfill::domain::calendar::ist()).unwrap();
-    sqlx::query(
-        "UPDATE minute_bars SET open = open * 2, high = high * 2, low = low * 2, close = close * 2 WHERE time < $1",
-    )
-    .bind(ex_start)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    unadjust_before(&app, ex_date).await;
     sqlx::query(
         "INSERT INTO day_checks (instrument_token, day, checks, last_check_at, checked_at)
          SELECT DISTINCT $1::bigint, (time AT TIME ZONE 'Asia/Kolkata')::date, 1, now(), now() FROM minute_bars
