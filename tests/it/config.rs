@@ -12,6 +12,13 @@ fn a_bad_value_stops_the_binary_naming_the_variable() {
         ("TICKER_RATE_LIMIT", "fast"),
         ("REDIS_URL", "localhost:6379"),
         ("LOG_FORMAT", "xml"),
+        // Values that parse but could never work.
+        ("TICKER_SERVICE_TIMEOUT", "0s"),
+        ("BACKFILL_LOOKBACK", "0s"),
+        ("BACKFILL_LOOKBACK", "401d"),
+        ("SWEEP_INTERVAL", "0 0 30 2 *"),
+        ("SWEEP_INTERVAL", "60 * * * *"),
+        ("BACKFILL_RECHECK", "10s"),
     ] {
         let (code, _, err) = run_cli(&s, &["migrate"], &[(var, value)]);
         assert_eq!(code, 2, "{var}={value}: {err}");
