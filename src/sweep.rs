@@ -292,7 +292,7 @@ pub async fn reconcile(
     // What the list says is so as of the moment it was asked for: an event newer than that wins.
     let asked = EventOrder::now(Utc::now());
     let mut listed = Vec::new();
-    let mut refused = 0;
+    let mut refused = Vec::new();
     // Tokens of refused entries that still name one: listed, so never deactivated for the fault.
     let mut refused_tokens = HashSet::new();
     for entry in ticker.active_subscriptions().await? {
@@ -300,7 +300,6 @@ pub async fn reconcile(
             Ok(s) => listed.push(s),
             Err((why, raw)) => {
                 // Kept for inspection like a rejected event; the rest of the list stands.
-                refused += 1;
                 let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
                 if let Some(t) = v["instrument_token"].as_u64().and_then(|t| u32::try_from(t).ok()) {
                     refused_tokens.insert(t);
@@ -310,10 +309,11 @@ pub async fn reconcile(
                     .events_rejected
                     .get_or_create(&crate::metrics::l1("reason", why.code.as_str()))
                     .inc();
-                queue::rejected::keep_rejected_once(producer.conn(), &settings.queue, &raw, &why).await;
+                refused.push((raw, why));
             }
         }
     }
+    queue::rejected::keep_new_rejections(producer.conn(), &settings.queue, &refused).await;
     let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
     // here too would fetch its window twice.
@@ -327,7 +327,7 @@ pub async fn reconcile(
     };
     let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token.get()).chain(refused_tokens).collect();
     let now = Utc::now();
-    let mut report = Reconciled { listed: listed.len(), refused, ..Default::default() };
+    let mut report = Reconciled { listed: listed.len(), refused: refused.len(), ..Default::default() };
     let mut tx = pool.begin().await?;
     for s in listed
         .iter()

@@ -51,14 +51,25 @@ pub async fn list_rejected(
     Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
 
-/// [`keep_rejected`], unless an entry of the same input and reason is among the kept ones already:
-/// a bad entry of the ticker's list is met again at every reconcile, and must not push the
-/// bridge's rejections out of the list. Counted once too.
-pub async fn keep_rejected_once(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
-    let kept = list_rejected(conn, ns, REJECTED_KEEP).await.unwrap_or_default();
-    let message = String::from_utf8_lossy(&payload[..payload.len().min(REJECTED_BODY_KEEP)]);
-    if kept.iter().any(|e| e["code"] == why.code.as_str() && e["message"].as_str() == Some(&message)) {
+/// [`keep_rejected`] for each of `refused` (input, reason) unless an entry of the same input and
+/// reason is among the kept ones already: a bad entry of the ticker's list is met again at every
+/// reconcile, and must not push the bridge's rejections out of the list. Counted once too. The
+/// kept list is read once, whatever the number refused.
+pub async fn keep_new_rejections(conn: &mut redis::aio::ConnectionManager, ns: &str, refused: &[(Vec<u8>, Rejection)]) {
+    if refused.is_empty() {
         return;
     }
-    keep_rejected(conn, ns, payload, why).await;
+    let kept = list_rejected(conn, ns, REJECTED_KEEP).await.unwrap_or_default();
+    let seen: std::collections::HashSet<(String, String)> = kept
+        .iter()
+        .map(|e| {
+            (e["code"].as_str().unwrap_or_default().to_string(), e["message"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    for (payload, why) in refused {
+        let message = String::from_utf8_lossy(&payload[..payload.len().min(REJECTED_BODY_KEEP)]).into_owned();
+        if !seen.contains(&(why.code.as_str().to_string(), message)) {
+            keep_rejected(conn, ns, payload, why).await;
+        }
+    }
 }
