@@ -270,3 +270,41 @@ fn every_real_symbol_in_the_kite_samples_agrees_with_its_dump_row() {
     }
     assert_eq!(derivatives, 25);
 }
+
+#[tokio::test]
+async fn quoted_line_breaks_and_lone_cr_line_ends_load_every_row_and_full_retires_by_token() {
+    let (db, s) = setup().await;
+    let dir = std::env::temp_dir().join(format!("tf-dump-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange";
+    // RFC 4180: a quoted name across two lines (CRLF inside it), a doubled quote, a broken quote.
+    let quoted = format!(
+        "{header}\r\n70000001,1,QLB001,PLAIN NAME,0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+         70000002,1,QLB002,\"TWO LINES\r\nOF NAME, WITH A COMMA\",0.0,,0,0.05,1,EQ,NSE,NSE\r\n\
+         70000003,1,QLB003,\"A \"\"QUOTED\"\" NAME\",0.0,,0,0.05,1,EQ,NSE,NSE\r\n"
+    );
+    let path = dir.join("quoted.csv");
+    std::fs::write(&path, quoted).unwrap();
+    let out = load(&s, &[path.to_str().unwrap()]);
+    assert!(out.contains("3 rows read: 3 inserted"), "{out}");
+    let name: String = sqlx::query_scalar("SELECT name FROM instruments WHERE instrument_token = 70000002")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(name, "TWO LINES\nOF NAME, WITH A COMMA");
+    // An old Mac file (lone CR line ends) loads every row, and --full retires what it omits.
+    let cr = format!(
+        "{header}\r70000001,1,QLB001,PLAIN NAME,1.0,,0,0.05,1,EQ,NSE,NSE\r70000003,1,QLB003,Q,1.0,,0,0.05,1,EQ,NSE,NSE\r"
+    );
+    let path = dir.join("cr.csv");
+    std::fs::write(&path, cr).unwrap();
+    let out = load(&s, &["--full", "--force", path.to_str().unwrap()]);
+    assert!(out.contains("2 rows read: 0 inserted, 2 updated"), "{out}");
+    assert!(out.contains("--full: 1 instrument(s)"), "{out}");
+    assert_eq!(count(&db, "SELECT count(*) FROM instruments WHERE active AND segment = 'NSE'").await, 2);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM instruments WHERE instrument_token = 70000002 AND NOT active").await,
+        1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
