@@ -26,7 +26,7 @@ use crate::{
     store::{
         coverage,
         days::{self, DaysOf},
-        instruments,
+        instruments, runs,
         subscriptions::{self, EventOrder, Subscription},
         suspects,
     },
@@ -424,8 +424,14 @@ pub async fn sweep(
     // were had, so that it is not dropped as a duplicate, while sweeps that overlap a queued job
     // still push it once.
     let asks = &known.suspects;
+    let gaps: Vec<Gap> = gaps.into_iter().filter(|g| !fresh.contains(&g.token)).collect();
+    // A window at the live edge is asked again once an answer for the token was stored since the
+    // last push: the edge's minutes the source had not published then are not suspects, so only
+    // this says the state moved on.
+    let at_edge: Vec<u32> = gaps.iter().filter(|g| g.window.to == edge).map(|g| g.token).collect();
+    let answered = runs::last_stored(pool, &at_edge).await?;
     let mut jobs: Vec<(Job, String)> = Vec::with_capacity(gaps.len());
-    for g in gaps.into_iter().filter(|g| !fresh.contains(&g.token)) {
+    for g in gaps {
         // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
         let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
         let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false };
@@ -435,7 +441,11 @@ pub async fn sweep(
                 .map(|(m, n)| (m.timestamp(), *n as i64))
                 .collect()
         });
-        jobs.push(keyed(job, state_mark(asked), edge));
+        let mut state = asked;
+        if let Some(at) = answered.get(&g.token) {
+            state.push((i64::MIN, at.timestamp_millis()));
+        }
+        jobs.push(keyed(job, state_mark(state), edge));
     }
     report.jobs = jobs.len();
     if settings.backfill_verify {
@@ -456,7 +466,8 @@ pub async fn sweep(
 }
 
 /// A mark of what the store held when a re-ask was planned: the (minute or day, answers so far)
-/// pairs of what it asks again, hashed (FNV-1a, stable across builds). Two different states get
+/// pairs of what it asks again, and for a window at the live edge when the token's last answer was
+/// stored, hashed (FNV-1a, stable across builds). Two different states get
 /// different marks, so a re-ask is never dropped as the duplicate of a spent one; the same state
 /// planned by overlapping sweeps gets the same mark, so it is pushed once. 0: nothing asked again.
 fn state_mark(mut asked: Vec<(i64, i64)>) -> u64 {

@@ -1,5 +1,7 @@
 //! `backfill_runs`: one row per job, upserted so every attempt and a re-run update it.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::domain::window::Window;
@@ -122,4 +124,21 @@ pub async fn progress(pool: &PgPool, job_ids: &[String]) -> sqlx::Result<(usize,
     .await?;
     let dead = rows.iter().filter(|r| r.0 == "dead").count();
     Ok((rows.len(), rows.iter().map(|r| r.1 as i64).sum(), dead))
+}
+
+/// When each of `tokens` last had a backfill answered and stored (`stored`), if ever: what a sweep
+/// keys a re-ask of the live edge by, so that a new answer makes a new request possible while one
+/// still queued is not pushed twice. One index probe per token.
+pub async fn last_stored(pool: &PgPool, tokens: &[u32]) -> sqlx::Result<HashMap<u32, DateTime<Utc>>> {
+    let tokens: Vec<i64> = tokens.iter().map(|t| i64::from(*t)).collect();
+    let rows: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT t.token, (SELECT r.finished_at FROM backfill_runs r
+                          WHERE r.instrument_token = t.token AND r.outcome = 'stored' AND r.finished_at IS NOT NULL
+                          ORDER BY r.finished_at DESC LIMIT 1)
+         FROM unnest($1::bigint[]) AS t(token)",
+    )
+    .bind(&tokens)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(t, at)| Some((t as u32, at?))).collect())
 }

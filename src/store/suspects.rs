@@ -34,13 +34,15 @@ pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Resu
 
 /// Records what an answer for `window` proved: its suspects replace those it covered, its
 /// confirmed-empty minutes are kept with their reasons, and a minute confirmed empty that the
-/// answer did serve (`candles`) is not empty after all.
+/// answer did serve (`candles`) is not empty after all. `gap`: from the end of the answer's newest
+/// candle to the moment it was judged, when it asked up to the present (a sample of the lag).
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
     token: u32,
     window: Window,
     v: &Verdict,
     candles: &[Candle],
+    gap: Option<chrono::Duration>,
 ) -> sqlx::Result<()> {
     if !candles.is_empty() {
         let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
@@ -50,25 +52,21 @@ pub async fn record(
             .execute(&mut **tx)
             .await?;
     }
-    // The suspects of the window give way to this answer's; a tail suspect it now holds was late,
-    // and how late is the source's lag (the longest seen over the last day).
-    let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+    // The suspects of the window give way to this answer's. Beside that, the gap between the
+    // present and this answer's newest candle (`gap`, when it asked up to the present) keeps the
+    // instrument's smallest gap of the hour: the source's lag.
     sqlx::query(
-        "WITH gone AS (DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3
-                       RETURNING minute, tail),
-              late AS (SELECT max(now() - (minute + INTERVAL '1 minute')) AS lag FROM gone
-                       WHERE tail AND minute = ANY($4))
-         INSERT INTO source_lag AS l (instrument_token, lag, observed_at)
-         SELECT $1, lag, now() FROM late WHERE lag > INTERVAL '0'
+        "WITH gone AS (DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3)
+         INSERT INTO source_lag AS l (instrument_token, lag, since)
+         SELECT $1, make_interval(secs => $4), now() WHERE $4 IS NOT NULL
          ON CONFLICT (instrument_token) DO UPDATE SET
-             lag = CASE WHEN l.observed_at > now() - INTERVAL '1 day' THEN greatest(l.lag, EXCLUDED.lag)
-                        ELSE EXCLUDED.lag END,
-             observed_at = now()",
+             lag = CASE WHEN l.since > now() - INTERVAL '1 hour' THEN least(l.lag, EXCLUDED.lag) ELSE EXCLUDED.lag END,
+             since = CASE WHEN l.since > now() - INTERVAL '1 hour' THEN l.since ELSE now() END",
     )
     .bind(token as i64)
     .bind(window.from)
     .bind(window.to)
-    .bind(&served)
+    .bind(gap.map(|g| g.num_milliseconds().max(0) as f64 / 1000.0))
     .execute(&mut **tx)
     .await?;
     if !v.suspects.is_empty() {
@@ -142,10 +140,12 @@ pub async fn total(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM suspect_minutes").fetch_one(pool).await
 }
 
-/// The longest lag of the source observed over the last day, any instrument (zero when none was).
+/// How late the source publishes: the smallest gap any instrument's recent answers left between
+/// their newest candle and the present (zero when none was seen in the last two hours). Answers
+/// cut short or illiquid instruments only widen a gap, so the smallest is the source's own lag.
 pub async fn observed_lag(pool: &PgPool) -> sqlx::Result<chrono::Duration> {
     let secs: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM max(lag))::float8 FROM source_lag WHERE observed_at > now() - INTERVAL '1 day'",
+        "SELECT extract(epoch FROM min(lag))::float8 FROM source_lag WHERE since > now() - INTERVAL '2 hours'",
     )
     .fetch_one(pool)
     .await?;

@@ -244,7 +244,13 @@ pub(super) async fn write(
                     candles.iter().map(|c| c.time).filter(|t| w.from <= *t && *t < w.to).collect();
                 coverage::insert_coverage(tx, ctx.token, *w, &held).await?;
             }
-            suspects::record(tx, ctx.token, *fetch, verdict, candles).await?;
+            // An answer asked up to the present shows how late the source publishes.
+            let now = Utc::now();
+            let gap = (fetch.to >= settings.live_edge(now))
+                .then(|| candles.iter().map(|c| c.time).max())
+                .flatten()
+                .map(|last| now - (last + chrono::Duration::minutes(1)));
+            suspects::record(tx, ctx.token, *fetch, verdict, candles, gap).await?;
             let facts =
                 settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
             let found = settle::judge_days(settings, ctx, &facts, check, Utc::now());

@@ -272,7 +272,10 @@ async fn an_instrument_whose_suspects_recur_is_fetched_at_every_sweep_that_wants
         asked = now;
     }
     assert!(fetched >= 2, "the tail was wanted again and again ({fetched} of 6 sweeps)");
-    // Nothing the lagging source had not yet published was confirmed empty.
+    // The source's lag was measured from the answers that asked up to the present, and nothing the
+    // lagging source had not yet published was confirmed empty.
+    let lag = tickfill::store::suspects::observed_lag(&app.db.pool).await.unwrap();
+    assert!(lag >= Duration::minutes(20) && lag < Duration::minutes(22), "{lag}");
     let confirmed = app.count("SELECT count(*) FROM confirmed_empty").await;
     assert_eq!(confirmed, 0);
 }
