@@ -244,9 +244,12 @@ pub(super) async fn write(
                     candles.iter().map(|c| c.time).filter(|t| w.from <= *t && *t < w.to).collect();
                 coverage::insert_coverage(tx, ctx.token, *w, &held).await?;
             }
-            // An answer asked up to the present shows how late the source publishes.
+            // An answer asked up to the present shows how late the source publishes, when it is
+            // of an instrument that trades every minute (an option's newest minute may simply
+            // have had no trade).
             let now = Utc::now();
-            let gap = (fetch.to >= settings.live_edge(now))
+            let liquid = !matches!(ctx.target, BarTarget::Option { .. });
+            let gap = (liquid && fetch.to >= settings.live_edge(now))
                 .then(|| candles.iter().map(|c| c.time).max())
                 .flatten()
                 .map(|last| now - (last + chrono::Duration::minutes(1)));
