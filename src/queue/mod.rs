@@ -8,7 +8,8 @@
 //! - `state`: the pause, the shared counters, the notes of queued subscriptions.
 //! - `housekeeping`: promoting due jobs, pruning finished ones, handing jobs back, scans.
 //! - `stats`: what waits, runs and finished in each lane.
-//! - `dead`: dead letters (list, show, retry, purge).
+//! - `dead`: dead letters (list, show, retry, purge), each entry claimed by one caller.
+//! - `rejected`: the refused inputs kept for inspection (events, ticker list entries).
 //! - `cancel`: dropping the pending backfills of a token.
 //! - `lua/`: the scripts, one file each.
 
