@@ -3,11 +3,11 @@
 //! Layout:
 //! - `instruments`: the Kite instrument dump (upsert, lookup).
 //! - `subscriptions`: what the ticker service has subscribed.
-//! - `bars`: minute, futures and option bars, upserted on their natural keys.
+//! - `bars`: minute, futures and option bars, upserted on (instrument_token, time).
 //! - `runs`: `backfill_runs`, one row per job.
 //! - `coverage`: what the answers have shown the store holds.
 //! - `chain`: the option-chain tables (strike distribution, expiry metrics).
-//! - `suspects`: suspect and confirmed-empty minutes.
+//! - `suspects`: suspect and confirmed-empty minutes, and the source's observed lag.
 //! - `days`: per instrument and day, what is known and its checks.
 //! - `status`: what operators read: newest bars and runs per subscription, freshness.
 //! - `rollups`: 5m, 15m, 1h and 1d bars and chain buckets, the same relations on both paths.
