@@ -150,8 +150,7 @@ pub fn judge(a: &Answer<'_>) -> Verdict {
             Some("no trade: two answers after its session ended it at the same last candle")
         } else if !a.may_not_trade && misses.inside >= LIQUID_INSIDE {
             Some("never served: four answers lacked it between served minutes")
-        } else if misses.asks >= MAX_ASKS && (misses.inside > 0 || a.now >= session_end + a.lag) {
-            // Lacked only at the tails of answers, a minute may be lag until its session is over.
+        } else if misses.asks >= MAX_ASKS {
             Some("never served: eight answers lacked it")
         } else {
             None
@@ -245,12 +244,10 @@ mod tests {
     #[test]
     fn a_tail_is_not_confirmed_empty_before_a_lagging_source_could_have_published_it() {
         let w = Window::new(t(0), t(30));
-        let held: Vec<_> = (0..20).map(t).collect(); // the newest 10 minutes not served yet
-        let session = Window::new(t(0), t(600)); // the session goes on
+        let held: Vec<_> = (0..20).map(t).collect(); // the newest 10 minutes not served
         let seven: HashMap<_, _> =
             (20..30).map(|m| (t(m), Misses { asks: MAX_ASKS - 1, inside: 0, tail_end: None })).collect();
-        let lacking = lacking(&[session], &held);
-        let lacking: Vec<Lacking> = lacking.into_iter().filter(|l| l.minute < w.to).collect();
+        let lacking = lacking(&[w], &held);
         let answer = |lag: Duration, now| Answer {
             window: w,
             lacking: &lacking,
@@ -263,18 +260,16 @@ mod tests {
             backoff: Duration::minutes(5),
             lag,
         };
-        // The eighth answer lacking them at its tail, while their session runs: still suspect.
-        let v = judge(&answer(Duration::zero(), t(31)));
-        assert!(v.confirmed.is_empty(), "{:?}", v.confirmed);
-        assert_eq!(v.suspects.len(), 10);
-        // With a lag of 10 minutes observed, the minutes younger than it are not judged at all.
+        // A source seen to publish 10 minutes late: the eighth answer lacking them confirms only
+        // the minutes it could have published by now; the younger ones are not judged at all.
         let v = judge(&answer(Duration::minutes(10), t(35)));
-        assert_eq!(v.suspects.iter().map(|s| s.minute).collect::<Vec<_>>(), (20..25).map(t).collect::<Vec<_>>());
-        assert_eq!(v.covered, vec![Window::new(t(0), t(20))]);
-        // After the session (and the lag), eight answers that lacked them do confirm them.
-        let after: Vec<Lacking> = lacking.iter().map(|l| Lacking { session_end: t(30), ..*l }).collect();
-        let v = judge(&Answer { lacking: &after, ..answer(Duration::minutes(10), t(41)) });
-        assert_eq!(v.confirmed.len(), 10);
+        assert_eq!(v.confirmed.iter().map(|c| c.0).collect::<Vec<_>>(), (20..25).map(t).collect::<Vec<_>>());
+        assert!(v.suspects.is_empty(), "{:?}", v.suspects);
+        assert_eq!(v.covered, vec![Window::new(t(0), t(25))]);
+        // Once the lag has passed for all of them, they are judged like any other.
+        assert_eq!(judge(&answer(Duration::minutes(10), t(41))).confirmed.len(), 10);
+        // With no lag seen, as before: the eighth answer confirms them all.
+        assert_eq!(judge(&answer(Duration::zero(), t(31))).confirmed.len(), 10);
     }
 
     #[test]
