@@ -211,7 +211,24 @@ async fn run_in(
             .bind(cut)
             .fetch_all(&pool)
             .await?;
-            tracing::warn!(suspects, unproved, finals, expected_final, ?left, "the store did not settle in time");
+            // The days checked but not accepted (days never checked have no row).
+            type Day = (i64, chrono::NaiveDate, i32, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+            let open_days: Vec<Day> = sqlx::query_as(
+                "SELECT instrument_token, day, checks, last_check_at, stale_since FROM day_checks
+                 WHERE checked_at IS NULL AND day < $1::date ORDER BY 1, 2 LIMIT 20",
+            )
+            .bind(crate::store::days::ist_date(cut))
+            .fetch_all(&pool)
+            .await?;
+            tracing::warn!(
+                suspects,
+                unproved,
+                finals,
+                expected_final,
+                ?left,
+                ?open_days,
+                "the store did not settle in time"
+            );
             break None;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
