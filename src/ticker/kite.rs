@@ -35,10 +35,37 @@ impl TickerClient {
         let cap = super::answer_cap(crate::domain::window::Window { from, to }, self.max_body);
         let (status, retry_after, body) = read_answer(resp, cap).await?;
         if status.is_success() {
+            // Kite also refuses with a 200 carrying its error envelope (a throttle, for one).
+            if let Some(as_if) = error_in_success(&body) {
+                return Err(kite_error(as_if, &body, token, None));
+            }
             return parse_kite_history(&body, token, from, to);
         }
         Err(kite_error(status.as_u16(), &body, token, retry_after))
     }
+}
+
+/// When a 2xx body is Kite's error envelope (`"status": "error"`), the HTTP status Kite sends for
+/// that error otherwise, so that both are mapped alike: "Too many requests" (`NetworkException`)
+/// as 429, another `NetworkException` or a `DataException` as 503, `TokenException` as 403,
+/// `InputException` as 400, anything else as 500.
+pub fn error_in_success(body: &[u8]) -> Option<u16> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        status: String,
+        #[serde(default)]
+        error_type: String,
+        #[serde(default)]
+        message: String,
+    }
+    let e = serde_json::from_slice::<Envelope>(body).ok().filter(|e| e.status == "error")?;
+    Some(match e.error_type.as_str() {
+        "NetworkException" if e.message.to_ascii_lowercase().contains("too many") => 429,
+        "NetworkException" | "DataException" => 503,
+        "TokenException" => 403,
+        "InputException" => 400,
+        _ => 500,
+    })
 }
 
 /// Maps a Kite error answer: 429 → throttled; `TokenException` → session expired;
@@ -115,4 +142,28 @@ struct KiteError {
     message: String,
     #[serde(default)]
     error_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_envelope_in_a_200_is_mapped_like_the_same_error_sent_with_its_status() {
+        let throttled =
+            br#"{"status":"error","error_type":"NetworkException","message":"Too many requests","data":null}"#;
+        let as_if = error_in_success(throttled).unwrap();
+        assert!(matches!(kite_error(as_if, throttled, 1, None), TickerError::Throttled { .. }));
+        let session =
+            br#"{"status":"error","error_type":"TokenException","message":"Incorrect `api_key` or `access_token`."}"#;
+        let as_if = error_in_success(session).unwrap();
+        assert!(matches!(kite_error(as_if, session, 1, None), TickerError::SessionExpired(_)));
+        let input = br#"{"status":"error","error_type":"InputException","message":"invalid token"}"#;
+        assert!(matches!(kite_error(error_in_success(input).unwrap(), input, 1, None), TickerError::Permanent(_)));
+        let network = br#"{"status":"error","error_type":"NetworkException","message":"Gateway timed out"}"#;
+        assert!(matches!(kite_error(error_in_success(network).unwrap(), network, 1, None), TickerError::Transient(_)));
+        // A success body is no error, whatever it holds.
+        assert_eq!(error_in_success(br#"{"status":"success","data":{"candles":[]}}"#), None);
+        assert_eq!(error_in_success(b"not json"), None);
+    }
 }

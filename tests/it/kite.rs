@@ -259,3 +259,68 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs").await, 1, "the pause spent no attempt");
     assert_eq!(app.count("SELECT count(*) FROM minute_bars").await, 60);
 }
+
+/// Kite's history route answering its first `throttles` requests with a 200 that carries Kite's
+/// throttle envelope, then `body`; returns its URL and how many requests it saw.
+async fn throttling_then(body: Vec<u8>, throttles: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = Router::new().route(
+        "/instruments/historical/{token}/{interval}",
+        get(move || {
+            let (body, seen) = (body.clone(), seen.clone());
+            async move {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let answer = if n < throttles {
+                    br#"{"status":"error","error_type":"NetworkException","message":"Too many requests","data":null}"#
+                        .to_vec()
+                } else {
+                    body
+                };
+                ([("content-type", "application/json")], answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_carrying_kites_throttle_is_waited_out_not_dead() {
+    let body = fixture("gokiteconnect_3db847c/historical_minute.json");
+    let (url, seen) = throttling_then(body, 2).await;
+    let app = TestApp::spawn_with(AppOptions {
+        start_bridge: false,
+        start_worker: false,
+        tweak: kite_mode,
+        ..Default::default()
+    })
+    .await;
+    let mut settings = app.settings.clone();
+    settings.kite_url = url;
+    settings.throttle_pause = std::time::Duration::from_millis(50);
+    let state = tickfill::worker::build_state(settings, None).await.unwrap();
+    tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
+    sqlx::query(
+        "INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange, instrument_type, source)
+         VALUES (408065, 'INFY', 'NSE', 'NSE', 'EQ', 'dump')
+         ON CONFLICT (instrument_token) DO NOTHING",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let (from, to) = (at("2017-12-15T03:45:00Z"), at("2017-12-27T10:00:00Z"));
+    app.push(&Job::Backfill { token: crate::helpers::tok(408065), from, to, reason: Reason::Manual, force: false })
+        .await;
+    app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3, "two throttles waited out, then the answer");
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE outcome IN ('dead', 'failed')").await, 0);
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM backfill_runs WHERE outcome = 'stored'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1, "a throttle costs no attempt");
+}
