@@ -298,22 +298,18 @@ pub async fn reconcile(
     for entry in ticker.active_subscriptions().await? {
         match entry {
             Ok(s) => listed.push(s),
-            Err((why, raw)) => {
+            Err(bad) => {
                 // Kept for inspection like a rejected event; the rest of the list stands.
-                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-                if let Some(t) = v["instrument_token"].as_u64().and_then(|t| u32::try_from(t).ok()) {
-                    refused_tokens.insert(t);
-                }
-                tracing::warn!(code = why.code.as_str(), reason = %why.reason, "subscription list entry refused");
-                crate::metrics::get()
-                    .events_rejected
-                    .get_or_create(&crate::metrics::l1("reason", why.code.as_str()))
-                    .inc();
-                refused.push((raw, why));
+                refused_tokens.extend(bad.token);
+                tracing::warn!(code = bad.why.code.as_str(), reason = %bad.why.reason, "subscription list entry refused");
+                refused.push((bad.raw, bad.why));
             }
         }
     }
-    queue::rejected::keep_new_rejections(producer.conn(), &settings.queue, &refused).await;
+    // Counted once, when first kept, however many reconciles meet the entry again.
+    for why in queue::rejected::keep_new_rejections(producer.conn(), &settings.queue, &refused).await {
+        crate::metrics::get().events_rejected.get_or_create(&crate::metrics::l1("reason", why.code.as_str())).inc();
+    }
     let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
     // here too would fetch its window twice.

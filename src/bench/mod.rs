@@ -251,9 +251,19 @@ pub(crate) async fn answer_ctx(pool: &sqlx::PgPool, token: u32) -> anyhow::Resul
 /// Empties what a backfill writes (bars, their rollups, coverage, suspects, days, runs), so that a
 /// floor writes into the same empty store the pipeline did.
 pub(crate) async fn clear_written(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let mut tables: Vec<String> =
-        ["minute_bars", "futures_bars", "option_bars", "coverage", "backfill_runs"].map(String::from).into();
-    tables.extend(["suspect_minutes", "confirmed_empty", "day_checks", "source_lag"].map(String::from));
+    let mut tables: Vec<String> = [
+        "minute_bars",
+        "futures_bars",
+        "option_bars",
+        "coverage",
+        "backfill_runs",
+        "suspect_minutes",
+        "confirmed_empty",
+        "day_checks",
+        "source_lag",
+    ]
+    .map(String::from)
+    .into();
     if store::rollups::upkeep(pool).await? == store::rollups::Upkeep::Tables {
         tables.extend([&store::rollups::MINUTE, &store::rollups::FUTURES, &store::rollups::OPTIONS].map(|f| f.table()));
     }

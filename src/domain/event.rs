@@ -144,6 +144,11 @@ pub fn parse_listed(entry: &Value) -> Result<ListedSubscription, Rejection> {
     })
 }
 
+/// The token a refused list entry still names, when it names a valid one.
+pub fn listed_token(entry: &Value) -> Option<InstrumentToken> {
+    token_of(entry.as_object()?).ok()
+}
+
 /// The `instrument_token` of an event or a list entry: 1 … 4294967295, a number or digits.
 fn token_of(obj: &serde_json::Map<String, Value>) -> Result<InstrumentToken, Rejection> {
     match obj.get("instrument_token").and_then(integer) {

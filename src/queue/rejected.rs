@@ -54,10 +54,15 @@ pub async fn list_rejected(
 /// [`keep_rejected`] for each of `refused` (input, reason) unless an entry of the same input and
 /// reason is among the kept ones already: a bad entry of the ticker's list is met again at every
 /// reconcile, and must not push the bridge's rejections out of the list. Counted once too. The
-/// kept list is read once, whatever the number refused.
-pub async fn keep_new_rejections(conn: &mut redis::aio::ConnectionManager, ns: &str, refused: &[(Vec<u8>, Rejection)]) {
+/// kept list is read once, whatever the number refused. Returns the reasons newly kept.
+pub async fn keep_new_rejections<'a>(
+    conn: &mut redis::aio::ConnectionManager,
+    ns: &str,
+    refused: &'a [(Vec<u8>, Rejection)],
+) -> Vec<&'a Rejection> {
+    let mut new = Vec::new();
     if refused.is_empty() {
-        return;
+        return new;
     }
     let kept = list_rejected(conn, ns, REJECTED_KEEP).await.unwrap_or_default();
     let seen: std::collections::HashSet<(String, String)> = kept
@@ -70,6 +75,8 @@ pub async fn keep_new_rejections(conn: &mut redis::aio::ConnectionManager, ns: &
         let message = String::from_utf8_lossy(&payload[..payload.len().min(REJECTED_BODY_KEEP)]).into_owned();
         if !seen.contains(&(why.code.as_str().to_string(), message)) {
             keep_rejected(conn, ns, payload, why).await;
+            new.push(why);
         }
     }
+    new
 }

@@ -110,12 +110,7 @@ pub async fn deactivate_absent(
             if !listed(token as u32) {
                 gone.push(token);
             }
-            match active.get_mut(&segment) {
-                Some(n) => *n += 1,
-                None => {
-                    active.insert(segment, 1);
-                }
-            }
+            *active.entry(segment).or_insert(0) += 1;
         }
     }
     let gone: Vec<(String, i64)> = sqlx::query_as(

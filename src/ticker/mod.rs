@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::{
     config::{Settings, TickerApi},
     domain::{
-        event::{parse_listed, ListedSubscription, Rejection},
+        event::{listed_token, parse_listed, ListedSubscription, Rejection},
         market::Candle,
         text::inert,
         window::Window,
@@ -142,8 +142,16 @@ impl TickerClient {
     }
 }
 
-/// One entry of the ticker's subscription list: checked, or refused with the entry's text.
-pub type ListedEntry = Result<ListedSubscription, (Rejection, Vec<u8>)>;
+/// One entry of the ticker's subscription list: checked, or refused.
+pub type ListedEntry = Result<ListedSubscription, RefusedEntry>;
+
+/// A list entry that failed the checks: why, its text, and the token it still names, if any.
+#[derive(Debug, Clone)]
+pub struct RefusedEntry {
+    pub why: Rejection,
+    pub raw: Vec<u8>,
+    pub token: Option<u32>,
+}
 
 /// Page size of `GET /subscriptions` (the service's maximum).
 pub const SUBSCRIPTIONS_PAGE: usize = 1000;
@@ -180,7 +188,13 @@ impl TickerClient {
                 .map_err(|e| TickerError::Permanent(format!("bad subscriptions page: {e}")))?;
             let page: Vec<ListedEntry> = page
                 .into_iter()
-                .map(|entry| parse_listed(&entry).map_err(|why| (why, entry.to_string().into_bytes())))
+                .map(|entry| {
+                    parse_listed(&entry).map_err(|why| RefusedEntry {
+                        why,
+                        raw: entry.to_string().into_bytes(),
+                        token: listed_token(&entry).map(|t| t.get()),
+                    })
+                })
                 .collect();
             let n = page.len();
             all.extend(page);

@@ -56,10 +56,33 @@ async fn replay(body: Vec<u8>) -> (String, Arc<Mutex<Vec<Seen>>>) {
             }
         }),
     );
+    (serve(app).await, seen)
+}
+
+/// Serves `app` on a free loopback port; its URL.
+async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), seen)
+    format!("http://{addr}")
+}
+
+/// INFY (408065), the instrument of the recorded Kite samples, as the dump lists it.
+async fn store_infy(app: &TestApp) {
+    sqlx::query(
+        "INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange, instrument_type, source)
+         VALUES (408065, 'INFY', 'NSE', 'NSE', 'EQ', 'dump')
+         ON CONFLICT (instrument_token) DO NOTHING",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+}
+
+/// An app in Kite mode with no bridge or worker: the test starts its worker on its own server.
+async fn kite_app() -> TestApp {
+    TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, tweak: kite_mode, ..Default::default() })
+        .await
 }
 
 fn kite_mode(s: &mut tickfill::config::Settings) {
@@ -72,13 +95,7 @@ fn kite_mode(s: &mut tickfill::config::Settings) {
 async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     let body = fixture("gokiteconnect_3db847c/historical_minute.json");
     let (url, seen) = replay(body.clone()).await;
-    let app = TestApp::spawn_with(AppOptions {
-        start_bridge: false,
-        start_worker: false,
-        tweak: kite_mode,
-        ..Default::default()
-    })
-    .await;
+    let app = kite_app().await;
     let mut settings = app.settings.clone();
     settings.kite_url = url;
     // Real 2017 history: judged by NSE's sessions (the shipped data starts in 2024, so that
@@ -88,14 +105,7 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     settings.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(std::sync::Arc::new(calendars));
     let state = tickfill::worker::build_state(settings, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
-    sqlx::query(
-        "INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange, instrument_type, source)
-         VALUES (408065, 'INFY', 'NSE', 'NSE', 'EQ', 'dump')
-         ON CONFLICT (instrument_token) DO NOTHING",
-    )
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    store_infy(&app).await;
     let (from, to) = (at("2017-12-15T03:45:00Z"), at("2017-12-27T10:00:00Z")); // 09:15 IST … 15:30 IST
     app.push(&Job::Backfill { token: crate::helpers::tok(408065), from, to, reason: Reason::Manual, force: false })
         .await;
@@ -282,36 +292,20 @@ async fn throttling_then(body: Vec<u8>, throttles: usize) -> (String, Arc<std::s
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), count)
+    (serve(app).await, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_carrying_kites_throttle_is_waited_out_not_dead() {
     let body = fixture("gokiteconnect_3db847c/historical_minute.json");
     let (url, seen) = throttling_then(body, 2).await;
-    let app = TestApp::spawn_with(AppOptions {
-        start_bridge: false,
-        start_worker: false,
-        tweak: kite_mode,
-        ..Default::default()
-    })
-    .await;
+    let app = kite_app().await;
     let mut settings = app.settings.clone();
     settings.kite_url = url;
     settings.throttle_pause = std::time::Duration::from_millis(50);
     let state = tickfill::worker::build_state(settings, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
-    sqlx::query(
-        "INSERT INTO instruments (instrument_token, tradingsymbol, segment, exchange, instrument_type, source)
-         VALUES (408065, 'INFY', 'NSE', 'NSE', 'EQ', 'dump')
-         ON CONFLICT (instrument_token) DO NOTHING",
-    )
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    store_infy(&app).await;
     let (from, to) = (at("2017-12-15T03:45:00Z"), at("2017-12-27T10:00:00Z"));
     app.push(&Job::Backfill { token: crate::helpers::tok(408065), from, to, reason: Reason::Manual, force: false })
         .await;
