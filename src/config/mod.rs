@@ -5,10 +5,26 @@
 //! bare number is refused so that nobody wonders whether it meant seconds or minutes.
 //!
 //! The variables read are listed in [`VARIABLES`].
+//!
+//! Layout: this file holds [`Settings`] and how it is read; `values` how each kind of value is
+//! written (durations, sizes, URLs, secrets) and the reader that names a bad one's variable;
+//! `interval` the sweep schedule; `accounts` the accounts requests are spread over.
 
-use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
+pub mod accounts;
+mod interval;
+mod values;
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+
+pub use accounts::{Account, NamedAccount, DEFAULT_ACCOUNT};
+pub use interval::{Interval, DEFAULT_SWEEP_INTERVAL, MAX_SWEEP_GAP_DAYS};
+use values::{
+    database_url_from_parts, parse_database_url, parse_namespace, parse_optional_duration, parse_redis_url,
+    parse_url, within, Reader,
+};
+pub use values::{ago, parse_bool, parse_duration, parse_size, ConfigError, Secret, DEFAULT_TICKER_MAX_BODY, MAX_DURATION};
 
 use crate::domain::calendar::{Calendars, TradingCalendar};
 
@@ -17,13 +33,6 @@ pub const MAX_LOOKBACK: Duration = Duration::from_secs(400 * 86_400);
 
 /// `BACKFILL_RECHECK` when unset: an equity's final days are checked again once a day.
 pub const DEFAULT_RECHECK: Duration = Duration::from_secs(86_400);
-
-/// How far ahead a cron `SWEEP_INTERVAL` must fire: a schedule that sleeps longer (30 February,
-/// 29 February) would leave the store unswept for years.
-pub const MAX_SWEEP_GAP_DAYS: i64 = 366;
-
-/// `SWEEP_INTERVAL` when unset.
-pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Every variable tickfill reads; `.env.example` lists each with its default.
 pub const VARIABLES: &[&str] = &[
@@ -73,6 +82,8 @@ pub const VARIABLES: &[&str] = &[
     "KITE_API_URL",
     "KITE_API_KEY",
     "KITE_ACCESS_TOKEN",
+    "KITE_API_SECRET",
+    "TICKFILL_ACCOUNTS",
     "TIMESCALE_COMPRESS_AFTER",
     "TIMESCALE_RETENTION",
 ];
@@ -83,33 +94,6 @@ pub const DEFAULT_QUEUE: &str = "tickfill";
 pub const DEFAULT_TICKER_URL: &str = "http://localhost:8080";
 pub const DEFAULT_KITE_URL: &str = "https://api.kite.trade";
 
-/// A value that must never be printed: its `Debug` and `Display` show `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// Which history API the worker calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +162,12 @@ pub struct Settings {
     pub kite_url: String,
     pub kite_api_key: Secret,
     pub kite_access_token: Secret,
+    /// The default account's Kite API secret (`KITE_API_SECRET`), for `tickfill kite login`.
+    pub kite_api_secret: Secret,
+    /// `TICKFILL_ACCOUNTS` and each account's variables; empty: one account, [`DEFAULT_ACCOUNT`],
+    /// configured by `TICKER_RATE_LIMIT`, `KITE_API_KEY` and `KITE_ACCESS_TOKEN`. Read them
+    /// through [`Settings::accounts`].
+    pub named_accounts: Vec<NamedAccount>,
     /// What TimescaleDB does with old chunks (no effect on plain PostgreSQL).
     pub timescale: TimescalePolicy,
 }
@@ -197,315 +187,6 @@ pub struct TimescalePolicy {
 impl Default for TimescalePolicy {
     fn default() -> Self {
         TimescalePolicy { compress_after: Some(DEFAULT_COMPRESS_AFTER), retention: None }
-    }
-}
-
-/// A duration, or `none` for "never".
-fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
-    match s.trim() {
-        "none" | "off" | "never" => Ok(None),
-        d => match parse_duration(d)? {
-            z if z.is_zero() => Err("must be more than zero (write none to turn it off)".into()),
-            d => Ok(Some(d)),
-        },
-    }
-}
-
-/// A setting that could not be read; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {var}={value:?}: {reason}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub value: String,
-    pub reason: String,
-}
-
-/// The longest duration any setting or argument accepts: 100 years. Anything longer is a typo,
-/// and refusing it keeps every later conversion (to chrono, to an instant) in range.
-pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
-
-/// The default of `TICKER_MAX_BODY`: the largest legal history answer, 60 days of one-minute
-/// candles with every optional field (86,400 × about 250 bytes, some 22 MB), with room to spare.
-pub const DEFAULT_TICKER_MAX_BODY: u64 = 32 << 20;
-
-/// Parses a size in bytes: a whole number with an optional unit, `KiB`, `MiB`, `GiB` (or `KB`,
-/// `MB`, `GB`, taken as the same powers of 1024), between 1 KiB and 1 GiB.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size such as 32MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("{other:?} is not a size unit (KiB, MiB or GiB)")),
-    };
-    match n.checked_mul(1 << shift) {
-        Some(b) if (1 << 10..=1 << 30).contains(&b) => Ok(b),
-        _ => Err(format!("{s} is outside 1KiB … 1GiB")),
-    }
-}
-
-/// Parses one number and one unit: `90s`, `5m`, `2h`, `7d`, `250ms`, at most [`MAX_DURATION`].
-/// A bare number is refused, so nobody wonders whether it meant seconds or minutes; humantime
-/// does the checked arithmetic, so nothing wraps.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| "a duration needs a unit: ms, s, m, h or d (e.g. 90s, 5m)".to_string())?;
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return Err("expected a number before the unit".into());
-    }
-    if !matches!(unit, "ms" | "s" | "m" | "h" | "d") {
-        return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d"));
-    }
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s}: {e}"))?;
-    if d > MAX_DURATION {
-        return Err(format!("{s} is out of range: at most 36500d"));
-    }
-    Ok(d)
-}
-
-/// The instant `d` before `now`, or an error naming `d` when that is not a representable instant.
-pub fn ago(now: DateTime<Utc>, d: Duration) -> Result<DateTime<Utc>, String> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_sub_signed(d))
-        .ok_or_else(|| format!("{} before {now} is out of range", humantime::format_duration(d)))
-}
-
-/// Parses true/false (also 1/0, yes/no, on/off).
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
-}
-
-/// Reads variables from a map (the environment, or a test's own map) and reports the first bad one.
-struct Reader<'a> {
-    vars: &'a HashMap<String, String>,
-}
-
-impl Reader<'_> {
-    fn raw(&self, var: &str) -> Option<&str> {
-        self.vars.get(var).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
-    }
-
-    fn get<T>(
-        &self,
-        var: &'static str,
-        default: T,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        match self.raw(var) {
-            None => Ok(default),
-            Some(v) => parse(v).map_err(|reason| ConfigError {
-                var,
-                // URLs may carry a password anywhere (user info, query): never shown.
-                value: if var.contains("TOKEN")
-                    || var.contains("PASSWORD")
-                    || var.contains("KEY")
-                    || var.ends_with("_URL")
-                {
-                    "***".into()
-                } else {
-                    v.to_string()
-                },
-                reason,
-            }),
-        }
-    }
-
-    fn string(&self, var: &'static str, default: &str) -> String {
-        self.raw(var).unwrap_or(default).trim().to_string()
-    }
-
-    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        self.get(var, default, parse_bool)
-    }
-
-    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        self.get(var, default, parse_duration)
-    }
-
-    fn number<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
-        self.get(var, default, |s| s.trim().parse::<T>().map_err(|_| "expected a number".into()))
-    }
-}
-
-/// A duration between `min` and `max`, both included.
-fn within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < min || d > max {
-        return Err(format!(
-            "must be between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
-    }
-    Ok(d)
-}
-
-fn parse_url(s: &str) -> Result<String, String> {
-    let s = s.trim().trim_end_matches('/');
-    match reqwest::Url::parse(s) {
-        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(s.to_string()),
-        Ok(u) => Err(format!("scheme {} is not http or https", u.scheme())),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_redis_url(s: &str) -> Result<Secret, String> {
-    let s = s.trim();
-    if !(s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("unix://")) {
-        return Err("expected redis://host:port[/db]".into());
-    }
-    // The client's own parser: a bad port or host stops startup instead of a retry loop for ever.
-    redis::Client::open(s).map_err(|e| format!("not a Redis URL ({})", e.category()))?;
-    Ok(Secret::new(s))
-}
-
-/// A PostgreSQL URL (`postgres://` or `postgresql://`) that the driver can read.
-fn parse_database_url(s: &str) -> Result<Secret, String> {
-    let s = s.trim();
-    let scheme = s.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
-    if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
-        return Err("expected postgres://user[:password]@host[:port]/database".into());
-    }
-    sqlx::postgres::PgConnectOptions::from_str(s)
-        .map_err(|_| "not a PostgreSQL URL the driver can read".to_string())?;
-    Ok(Secret::new(s))
-}
-
-/// `DATABASE_URL` from its parts, the user and password percent-encoded.
-fn database_url_from_parts(
-    host: &str,
-    port: u16,
-    name: &str,
-    user: &str,
-    password: Option<&str>,
-) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(&format!("postgres://{host}:{port}/"))
-        .map_err(|e| format!("DB_HOST {host:?} is not a host name: {e}"))?;
-    url.set_username(user).map_err(|_| "DB_USER cannot be set on this host".to_string())?;
-    url.set_password(password).map_err(|_| "DB_PASSWORD cannot be set on this host".to_string())?;
-    url.path_segments_mut().map_err(|_| "DB_NAME cannot be set on this host".to_string())?.clear().push(name);
-    Ok(url.to_string())
-}
-
-fn parse_namespace(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err("use 1-100 characters of A-Z a-z 0-9 _ - : .".into())
-    }
-}
-
-/// When sweeps happen.
-#[derive(Debug, Clone)]
-pub enum Interval {
-    Every(Duration),
-    Cron(Box<cron::Schedule>),
-}
-
-impl Interval {
-    /// The time between sweeps, for what scales with it (staleness, the backoff of suspect
-    /// minutes): the duration itself, or [`DEFAULT_SWEEP_INTERVAL`] for a cron schedule.
-    pub fn nominal(&self) -> Duration {
-        match self {
-            Interval::Every(d) => *d,
-            Interval::Cron(_) => DEFAULT_SWEEP_INTERVAL,
-        }
-    }
-
-    /// Reads `SWEEP_INTERVAL`: a duration (`5m`) or a cron expression of 5 (minute first),
-    /// 6 (second first) or 7 fields.
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
-        if let Ok(d) = parse_duration(s) {
-            anyhow::ensure!(d >= Duration::from_secs(1), "SWEEP_INTERVAL must be at least 1s");
-            return Ok(Interval::Every(d));
-        }
-        let expr = if s.split_whitespace().count() == 5 { format!("0 {s}") } else { s.to_string() };
-        // The cron crate's message draws a caret under its own six-field form: only its last
-        // line (the reason) is kept.
-        check_cron_ranges(&expr)?;
-        let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
-            let e = e.to_string();
-            anyhow::anyhow!("neither a duration nor a cron expression: {}", e.lines().last().unwrap_or(&e).trim())
-        })?;
-        let now = Utc::now();
-        match schedule.after(&now).next() {
-            Some(t) if t - now <= chrono::Duration::days(MAX_SWEEP_GAP_DAYS) => {}
-            Some(t) => anyhow::bail!("the cron expression next fires at {t}, more than {MAX_SWEEP_GAP_DAYS} days away"),
-            None => anyhow::bail!("the cron expression never fires (no such date)"),
-        }
-        Ok(Interval::Cron(Box::new(schedule)))
-    }
-
-    /// The latest tick at or before `now`.
-    pub fn latest_tick(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            Interval::Every(d) => {
-                let step = d.as_millis() as i64;
-                let ms = now.timestamp_millis().div_euclid(step) * step;
-                DateTime::from_timestamp_millis(ms).expect("valid instant")
-            }
-            Interval::Cron(s) => {
-                let just_after = now + chrono::Duration::milliseconds(1);
-                s.after(&just_after).next_back().unwrap_or(now)
-            }
-        }
-    }
-
-    /// The first tick after `tick`.
-    pub fn next_tick(&self, tick: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            Interval::Every(d) => tick + chrono::Duration::from_std(*d).expect("interval fits"),
-            Interval::Cron(s) => s.after(&tick).next().unwrap_or(tick + chrono::Duration::days(365)),
-        }
-    }
-}
-
-/// Numbers in a cron expression's fields (second first) within their ranges, in our own words: the
-/// cron crate's messages state the bounds wrongly ("less than 59" while it accepts 59).
-fn check_cron_ranges(expr: &str) -> anyhow::Result<()> {
-    const FIELDS: [(&str, u32, u32); 7] = [
-        ("second", 0, 59),
-        ("minute", 0, 59),
-        ("hour", 0, 23),
-        ("day of month", 1, 31),
-        ("month", 1, 12),
-        ("day of week", 0, 7),
-        ("year", 1970, 2099),
-    ];
-    for (field, (name, lo, hi)) in expr.split_whitespace().zip(FIELDS) {
-        for n in field.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()) {
-            // A step (`*/90`) is a count, not a value of the field.
-            if field.contains(&format!("/{n}")) {
-                continue;
-            }
-            match n.parse::<u32>() {
-                Ok(v) if (lo..=hi).contains(&v) => {}
-                _ => anyhow::bail!("the {name} field {field:?} holds {n}, outside {lo}–{hi}"),
-            }
-        }
-    }
-    Ok(())
-}
-
-impl fmt::Display for Interval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Interval::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
-            Interval::Cron(s) => write!(f, "cron {}", s.source()),
-        }
     }
 }
 
@@ -536,7 +217,7 @@ impl Settings {
                 let password = r.raw("DB_PASSWORD");
                 database_url_from_parts(&host, port, &name, &user, password)
                     .and_then(|url| parse_database_url(&url))
-                    .map_err(|reason| ConfigError { var: "DB_HOST", value: host.clone(), reason })?
+                    .map_err(|reason| ConfigError { var: "DB_HOST".into(), value: host.clone(), reason })?
             }
         };
         let bulk_share: f64 = r.get("TICKFILL_BULK_SHARE", 0.2, |s| {
@@ -626,7 +307,7 @@ impl Settings {
                 Some("always") => TradingCalendar::Always,
                 Some(other) => {
                     return Err(ConfigError {
-                        var: "TICKFILL_CALENDAR",
+                        var: "TICKFILL_CALENDAR".into(),
                         value: other.to_string(),
                         reason: "expected exchange or always".into(),
                     })
@@ -641,6 +322,8 @@ impl Settings {
             kite_url: r.get("KITE_API_URL", DEFAULT_KITE_URL.into(), parse_url)?,
             kite_api_key: Secret::new(r.string("KITE_API_KEY", "")),
             kite_access_token: Secret::new(r.string("KITE_ACCESS_TOKEN", "")),
+            kite_api_secret: Secret::new(r.string("KITE_API_SECRET", "")),
+            named_accounts: accounts::read(&r, r.raw("TICKER_API").map(str::trim) == Some("kite"))?,
             timescale: TimescalePolicy {
                 compress_after: r.get(
                     "TIMESCALE_COMPRESS_AFTER",
@@ -658,14 +341,14 @@ impl Settings {
     fn check(&self) -> Result<(), ConfigError> {
         if self.heartbeat.is_zero() {
             return Err(ConfigError {
-                var: "TICKFILL_HEARTBEAT",
+                var: "TICKFILL_HEARTBEAT".into(),
                 value: "0".into(),
                 reason: "must be more than zero".into(),
             });
         }
         if self.orphan_after < self.heartbeat {
             return Err(ConfigError {
-                var: "TICKFILL_ORPHAN_AFTER",
+                var: "TICKFILL_ORPHAN_AFTER".into(),
                 value: format!("{:?}", self.orphan_after),
                 reason: "must be at least TICKFILL_HEARTBEAT".into(),
             });
@@ -673,7 +356,7 @@ impl Settings {
         // Chunks dropped inside the lookback would be holes the sweeps fetch again, forever.
         if let Some(r) = self.timescale.retention.filter(|r| *r <= self.lookback) {
             return Err(ConfigError {
-                var: "TIMESCALE_RETENTION",
+                var: "TIMESCALE_RETENTION".into(),
                 value: humantime::format_duration(r).to_string(),
                 reason: format!(
                     "must be longer than BACKFILL_LOOKBACK ({}): dropped bars inside it would be fetched again",
@@ -681,14 +364,43 @@ impl Settings {
                 ),
             });
         }
-        if self.ticker_api == TickerApi::Kite && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty()) {
+        // Named accounts keep their sessions in Redis; the default account reads them as before.
+        let legacy = self.named_accounts.is_empty();
+        if legacy && self.ticker_api == TickerApi::Kite && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty()) {
             return Err(ConfigError {
-                var: "KITE_API_KEY",
+                var: "KITE_API_KEY".into(),
                 value: "***".into(),
                 reason: "TICKER_API=kite needs KITE_API_KEY and KITE_ACCESS_TOKEN".into(),
             });
         }
         Ok(())
+    }
+
+    /// The accounts history requests are spread over, in the order `TICKFILL_ACCOUNTS` lists
+    /// them (the first is the default account of subscriptions that name none, or name one not
+    /// configured); without it, the one [`DEFAULT_ACCOUNT`].
+    pub fn accounts(&self) -> Vec<Account> {
+        if self.named_accounts.is_empty() {
+            return vec![Account {
+                name: DEFAULT_ACCOUNT.into(),
+                named: false,
+                rate_limit: self.rate_limit,
+                kite_api_key: self.kite_api_key.clone(),
+                kite_api_secret: self.kite_api_secret.clone(),
+                env_session: Some(self.kite_access_token.clone()).filter(|t| !t.is_empty()),
+            }];
+        }
+        self.named_accounts
+            .iter()
+            .map(|a| Account {
+                name: a.name.clone(),
+                named: true,
+                rate_limit: a.rate_limit.unwrap_or(self.rate_limit),
+                kite_api_key: a.kite_api_key.clone(),
+                kite_api_secret: a.kite_api_secret.clone(),
+                env_session: None,
+            })
+            .collect()
     }
 
     /// Settings with every default, for tests and benches that then override what they need.
@@ -789,7 +501,7 @@ mod tests {
 
     #[test]
     fn env_example_lists_every_variable_and_its_defaults_parse() {
-        let text = include_str!("../.env.example");
+        let text = include_str!("../../.env.example");
         let mut map = HashMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
             let (k, v) = line.split_once('=').unwrap();
