@@ -9,7 +9,9 @@
 //! - `store/`: PostgreSQL: migrations and every SQL statement of the product, one function each.
 //! - `queue/`: everything Redis holds for a deployment: key names, storages and the producer,
 //!   housekeeping, figures, dead letters, cancelling, the Lua scripts.
-//! - `ticker/`: the history API clients (ticker service, Kite) and the fleet-wide rate budget.
+//! - `ticker/`: the history API clients (ticker service, Kite) and the accounts' fleet-wide rate
+//!   budgets, which route each request to an account that can serve it.
+//! - `accounts`: the accounts as operators see them, and Kite sessions set without a restart.
 //! - `bridge`: Redis pub/sub events → jobs.
 //! - `worker/`: the apalis worker pool, one attempt and its retry policy, one file per job kind.
 //! - `sweep`: gap planning and reconciliation; `scheduler`: sweep jobs on `SWEEP_INTERVAL`.
@@ -21,6 +23,7 @@
 //!
 //! The binary (`src/bin/tickfill/`) only parses the command line and dispatches to these.
 
+pub mod accounts;
 pub mod admin;
 pub mod bench;
 pub mod bridge;

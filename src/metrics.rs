@@ -53,6 +53,16 @@ pub struct Metrics {
     pub suspect_minutes: Gauge,
     pub days: Family<L1, Gauge>,
     pub rate_limit: Gauge,
+    pub account_requests: Family<L1, Counter>,
+    pub account_throttled: Family<L1, Counter>,
+    pub account_breaker_opened: Family<L1, Counter>,
+    pub account_sessions_ended: Family<L1, Counter>,
+    pub account_rate_limit: Family<L1, Gauge>,
+    pub account_grants_last_minute: Family<L1, Gauge>,
+    pub account_waiting: Family<L1, Gauge>,
+    pub account_breaker_open: Family<L1, Gauge>,
+    pub account_session_valid: Family<L1, Gauge>,
+    pub account_session_expires_in: Family<L1, Gauge>,
 }
 
 /// The tables rows are upserted into: the bar tables and the chain's strike distribution.
@@ -97,6 +107,16 @@ impl Metrics {
             suspect_minutes: Gauge::default(),
             days: Family::default(),
             rate_limit: Gauge::default(),
+            account_requests: Family::default(),
+            account_throttled: Family::default(),
+            account_breaker_opened: Family::default(),
+            account_sessions_ended: Family::default(),
+            account_rate_limit: Family::default(),
+            account_grants_last_minute: Family::default(),
+            account_waiting: Family::default(),
+            account_breaker_open: Family::default(),
+            account_session_valid: Family::default(),
+            account_session_expires_in: Family::default(),
         };
         // Job kinds, event types, rejection reasons, statuses and tables known in advance get their
         // series at 0 from the start, so rates and alerts see them before the first occurrence.
@@ -193,6 +213,48 @@ impl Metrics {
             "rate_limit_per_second",
             "TICKER_RATE_LIMIT: history requests per second allowed to the whole fleet (0 = unlimited)",
             m.rate_limit.clone(),
+        );
+        r.register("account_requests", "History requests sent as each account", m.account_requests.clone());
+        r.register("account_throttled", "429s (or Kite's throttle envelope) per account", m.account_throttled.clone());
+        r.register(
+            "account_breaker_opened",
+            "Times an account's breaker opened after repeated 429s",
+            m.account_breaker_opened.clone(),
+        );
+        r.register(
+            "account_sessions_ended",
+            "Kite sessions of an account ended because Kite refused them (TokenException)",
+            m.account_sessions_ended.clone(),
+        );
+        r.register(
+            "account_rate_limit_per_second",
+            "Each account's limit of history requests per second, all workers together (0 = unlimited)",
+            m.account_rate_limit.clone(),
+        );
+        r.register(
+            "account_grants_last_minute",
+            "Grants of each account's budget in the last 60 seconds, all workers together",
+            m.account_grants_last_minute.clone(),
+        );
+        r.register(
+            "account_waiting",
+            "Requests waiting for a grant, by the account they prefer",
+            m.account_waiting.clone(),
+        );
+        r.register(
+            "account_breaker_open",
+            "1 while an account backs off as a whole after repeated 429s",
+            m.account_breaker_open.clone(),
+        );
+        r.register(
+            "account_session_valid",
+            "1 while an account can send requests (a session is needed and valid, or none is needed)",
+            m.account_session_valid.clone(),
+        );
+        r.register(
+            "account_session_expires_in_seconds",
+            "Seconds until a Kite session stored in Redis ends (06:00 IST); absent without one",
+            m.account_session_expires_in.clone(),
         );
         r.register("build", "The tickfill build", Info::new([("version", env!("CARGO_PKG_VERSION").to_string())]));
         Metrics { registry: root, ..m }

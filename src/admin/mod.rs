@@ -60,6 +60,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/subscriptions", get(subscriptions))
         .route("/api/days", get(days_summary))
         .route("/api/days/{token}", get(days_of))
+        .route("/api/accounts", get(accounts))
+        .route("/kite/callback/{account}", get(kite_callback))
         .with_state(Arc::new(state))
 }
 
@@ -139,6 +141,9 @@ async fn refresh_gauges(s: &AdminState) {
         if let Ok(p) = queue::paused(&mut conn, ns).await {
             m.paused.set(p.is_some() as i64);
         }
+        if let Ok(report) = crate::accounts::report(&s.settings, &mut conn).await {
+            crate::accounts::export_gauges(&report);
+        }
     }
     let Some(pool) = &s.pool else { return };
     let st = &s.settings;
@@ -156,6 +161,53 @@ async fn refresh_gauges(s: &AdminState) {
     if let Ok(days) = crate::status::day_states(pool, st, chrono::Utc::now()).await {
         for (state, n) in days {
             m.days.get_or_create(&metrics::l1("state", state.as_str())).set(n);
+        }
+    }
+}
+
+/// `GET /api/accounts`: per account its limit, recent grants, waiting requests, session and
+/// breaker (never a token).
+async fn accounts(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+    let report = crate::accounts::report(&s.settings, &mut s.redis.clone()).await?;
+    crate::accounts::export_gauges(&report);
+    to_json(report)
+}
+
+/// `GET /kite/callback/{account}`: where Kite sends a person who logged in for `account`. It needs
+/// no bearer token (Kite cannot send one): the checksum exchange is the proof, and a bad or
+/// replayed `request_token` stores nothing. Answers a short page saying what happened.
+async fn kite_callback(
+    State(s): State<Shared>,
+    Path(account): Path<String>,
+    query: Result<Query<crate::accounts::Callback>, QueryRejection>,
+) -> Response {
+    let page = |status: u16, text: String| {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = format!(
+            "<!doctype html><meta charset=utf-8><title>tickfill: Kite login</title><p>{}</p>",
+            text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+        );
+        (status, [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    };
+    let Ok(Query(cb)) = query else {
+        return page(400, "the login redirect's parameters could not be read (each may appear once)".into());
+    };
+    let client = match crate::ticker::TickerClient::new(&s.settings) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kite client for a login");
+            return page(500, "tickfill could not build its Kite client; see its log".into());
+        }
+    };
+    let shown = crate::domain::text::inert(&account, 64);
+    match crate::accounts::complete_login(&s.settings, &mut s.redis.clone(), &client, &account, &cb).await {
+        Ok(user) => page(
+            200,
+            format!("Kite session of account {shown} stored (user {}). Every worker uses it at its next request.", user.user_id),
+        ),
+        Err(e) => {
+            tracing::warn!(account = %shown, error = %e, "Kite login refused; nothing stored");
+            page(e.status(), format!("Kite login of account {shown} not stored: {e}."))
         }
     }
 }

@@ -245,6 +245,8 @@ pub(crate) async fn answer_ctx(pool: &sqlx::PgPool, token: u32) -> anyhow::Resul
         force: false,
         segment: inst.segment,
         rollups: store::rollups::upkeep(pool).await?,
+        prefer: None,
+        note: None,
     })
 }
 
@@ -286,7 +288,7 @@ async fn direct_baseline(
         pace.tick().await;
         let ctx = answer_ctx(pool, *token).await?;
         let started = std::time::Instant::now();
-        let candles = client.history(*token, window).await?;
+        let candles = client.history(*token, window, Default::default()).await?;
         // The worker's own write of an answer, as its subscription job does it.
         crate::worker::store_answer(pool, settings, &ctx, window, candles, &format!("direct-{token}")).await?;
         out.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -168,7 +168,7 @@ async fn run_in(
         let token = *token as u32;
         let ctx = super::answer_ctx(&pool, token).await?;
         let window = Window::new(*from, *to);
-        let candles = client.history(token, window).await?;
+        let candles = client.history(token, window, Default::default()).await?;
         work.push((ctx, window, candles));
     }
     super::clear_written(&pool).await?;

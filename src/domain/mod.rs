@@ -13,6 +13,7 @@
 //! - `days`: the state of an instrument's day, and adjustments.
 //! - `timeframe`: chart timeframes and their IST-aligned buckets.
 //! - `text`: untrusted text made inert for terminals and log lines.
+//! - `session`: Kite sessions: when one ends, the login checksum.
 
 pub mod calendar;
 pub mod chain;
@@ -21,6 +22,7 @@ pub mod event;
 pub mod instrument;
 pub mod market;
 pub mod proof;
+pub mod session;
 pub mod symbol;
 pub mod text;
 pub mod timeframe;

@@ -6,7 +6,9 @@
 //! - `{ns}:rejected` (capped list of refused events), `{ns}:counters` (hash of counts),
 //!   `{ns}:paused` (set while history requests are paused), `{ns}:subscribing` (sorted set of
 //!   queued subscription events), `{ns}:starts:{id}` (how often a job started),
-//!   `{ns}:budget:*` (the rate budget), `{ns}:chain-pending:{underlying}:{expiry}` (windows
+//!   `{ns}:budget:*` (the rate budget; `{ns}:budget:{account}:*` per named account),
+//!   `{ns}:account:{account}:*` (an account's session, breaker and recent grants, see
+//!   [`AccountKeys`]), `{ns}:chain-pending:{underlying}:{expiry}` (windows
 //!   waiting for a chain rebuild).
 //! - Channels: `{REDIS_CHANNEL_PREFIX}:events` (the ticker service's events) and
 //!   `{ns}:{lane}:wake` (a producer's nudge to idle workers).
@@ -65,9 +67,57 @@ pub fn starts_prefix(ns: &str) -> String {
     format!("{ns}:starts:")
 }
 
-/// The rate budget's keys: the grant log, the urgent-waiting flag, the last bulk grant.
-pub fn budget(ns: &str) -> [String; 3] {
-    [format!("{ns}:budget:log"), format!("{ns}:budget:urgent"), format!("{ns}:budget:bulk")]
+/// The rate budget's keys: the grant log, the urgent-waiting flag, the last bulk grant. The
+/// default account keeps the keys of the single budget it was; a named account has its own.
+pub fn budget(ns: &str, account: Option<&str>) -> [String; 3] {
+    let base = match account {
+        None => format!("{ns}:budget"),
+        Some(a) => format!("{ns}:budget:{a}"),
+    };
+    [format!("{base}:log"), format!("{base}:urgent"), format!("{base}:bulk")]
+}
+
+/// What a deployment keeps of one account beside its budget.
+pub struct AccountKeys {
+    base: String,
+}
+
+impl AccountKeys {
+    pub fn new(ns: &str, account: &str) -> Self {
+        AccountKeys { base: format!("{ns}:account:{account}") }
+    }
+
+    /// Hash: the Kite session (`token`, `expires_us`, `set_at`, `via`, `user`), or why it ended
+    /// (`ended`, `ended_at`).
+    pub fn session(&self) -> String {
+        format!("{}:session", self.base)
+    }
+
+    /// Set while the account's breaker is open (it expires when the breaker closes).
+    pub fn breaker(&self) -> String {
+        format!("{}:breaker", self.base)
+    }
+
+    /// The account's throttle record: recent 429s and the breaker's level.
+    pub fn throttles(&self) -> String {
+        format!("{}:throttles", self.base)
+    }
+
+    /// Sorted set of the grants of the last minute (scored by time).
+    pub fn recent(&self) -> String {
+        format!("{}:recent", self.base)
+    }
+
+    /// Sorted set of the callers waiting for a grant, preferring this account (scored by when
+    /// their wait lapses unless renewed).
+    pub fn waiting(&self) -> String {
+        format!("{}:waiting", self.base)
+    }
+
+    /// Set for a minute once a Kite `request_token` was presented, so a replay stores nothing.
+    pub fn request_token(&self, digest: &str) -> String {
+        format!("{}:request-token:{digest}", self.base)
+    }
 }
 
 /// The windows waiting for a chain's next rebuild (members `from` and `to`).

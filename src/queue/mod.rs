@@ -13,6 +13,7 @@
 //! - `cancel`: dropping the pending backfills of a token.
 //! - `lua/`: the scripts, one file each.
 
+pub mod accounts;
 pub mod cancel;
 pub mod dead;
 pub mod housekeeping;

@@ -54,6 +54,10 @@ pub struct Run<'a> {
     pub rows: i32,
     pub outcome: Outcome,
     pub error: Option<&'a str>,
+    /// The accounts that answered its history requests, comma-separated.
+    pub accounts: Option<&'a str>,
+    /// A remark about the run (e.g. that its subscription's account is not configured).
+    pub note: Option<&'a str>,
 }
 
 /// Upserts a run row; `finished_at` is the database clock at the statement, so it is the
@@ -65,9 +69,11 @@ where
 {
     sqlx::query(
         "INSERT INTO backfill_runs (job_id, kind, instrument_token, reason, window_from, window_to,
-             requested_at, started_at, finished_at, attempts, rows, outcome, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9, $10, $11, $12)
+             requested_at, started_at, finished_at, attempts, rows, outcome, error, accounts, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9, $10, $11, $12, $13, $14)
          ON CONFLICT (job_id) DO UPDATE SET started_at = EXCLUDED.started_at,
+             accounts = COALESCE(EXCLUDED.accounts, backfill_runs.accounts),
+             note = COALESCE(EXCLUDED.note, backfill_runs.note),
              finished_at = EXCLUDED.finished_at, attempts = EXCLUDED.attempts, rows = EXCLUDED.rows,
              outcome = EXCLUDED.outcome, error = EXCLUDED.error,
              window_from = EXCLUDED.window_from, window_to = EXCLUDED.window_to",
@@ -84,6 +90,8 @@ where
     .bind(run.rows)
     .bind(run.outcome.as_str())
     .bind(run.error)
+    .bind(run.accounts)
+    .bind(run.note)
     .execute(exec)
     .await?;
     Ok(())

@@ -1,18 +1,25 @@
-//! The fleet-wide rate budget of the ticker's history API.
+//! The fleet-wide rate budgets of the history API, one per account, and the routing of each
+//! request to an account that can serve it now.
 //!
-//! `TICKER_RATE_LIMIT` is one budget for every worker process together. Each process paces each
-//! lane with governor, and every request then takes a grant here, from a
-//! sliding-window log kept in Redis and updated by one Lua script on Redis's own clock:
+//! Each account's limit (`ACCOUNT_<NAME>_RATE_LIMIT`, else `TICKER_RATE_LIMIT`) is one budget for
+//! every worker process together. Each process paces each lane with governor, and every request
+//! then takes a grant here, from one Lua script run on Redis's own clock that looks at the
+//! accounts in the caller's order and grants from the first that can serve now:
 //!
-//! - the log holds the times of the last `limit` grants; a new grant is due when the oldest of
-//!   them is one window old. The window is one second plus [`MARGIN`], so that requests which
-//!   leave a little late or early still arrive at most `limit` in any one second;
-//! - urgent work (subscription events) comes first: an urgent caller that has to wait raises a
-//!   flag, and while it is up bulk work (sweeps, hand backfills) gets only its reserved share,
-//!   `TICKFILL_BULK_SHARE` of the limit, so it is slowed, never starved.
+//! - an account is usable unless its breaker is open (repeated 429s) or, in Kite mode, it has no
+//!   valid session in Redis;
+//! - each account keeps a sliding-window log of its last `limit` grants; a new grant is due when
+//!   the oldest of them is one window old. The window is one second plus [`MARGIN`], so that
+//!   requests which leave a little late or early still arrive at most `limit` in any one second;
+//! - urgent work (subscription events) comes first in each account: an urgent caller that has to
+//!   wait raises that account's flag, and while it is up bulk work (sweeps, hand backfills) gets
+//!   only its reserved share, `TICKFILL_BULK_SHARE` of the limit, so it is slowed, never starved.
 //!
 //! A grant is spent when it is given. A worker that dies holding one loses nothing: the grant
 //! simply ages out of the window with the others, and no lease has to expire.
+//!
+//! Without `TICKFILL_ACCOUNTS` there is one account on the single budget's keys, and with
+//! `TICKER_RATE_LIMIT=0` and no session to look up no request touches Redis at all.
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -20,7 +27,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::{aio::ConnectionManager, Script};
 use tickfill_jobs::Lane;
 
-use crate::config::Settings;
+use crate::{
+    config::{Account, Secret, Settings, TickerApi},
+    queue::keys::{self, AccountKeys},
+};
 
 /// Added to the one-second window: the slack for network and scheduling jitter between a grant
 /// and its request's arrival at the ticker.
@@ -33,68 +43,153 @@ const URGENT_FLAG_TTL: Duration = Duration::from_millis(500);
 /// the flag drops).
 const MAX_NAP: Duration = Duration::from_millis(250);
 
+/// How often a caller looks again while no account is usable (no session, breakers open).
+const BLOCKED_NAP: Duration = Duration::from_secs(1);
+
 /// Takes one grant or says how long to wait (the script documents its keys and arguments).
 const TAKE: &str = include_str!("budget.lua");
 
-/// Hands out grants of the fleet-wide budget, urgent lane first.
+/// One account as the budget routes to it.
+struct Slot {
+    account: Account,
+    bulk_spacing: Duration,
+    /// Its session lives in Redis (Kite mode, no `KITE_ACCESS_TOKEN`).
+    session_in_redis: bool,
+    keys: [String; 7],
+}
+
+/// Where a request goes: the account (its index in [`Settings::accounts`]) and, in Kite mode,
+/// the session to send.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub account: usize,
+    pub access_token: Option<Secret>,
+    /// How long the caller waited for it.
+    pub waited: Duration,
+}
+
+/// Hands out grants of the accounts' fleet-wide budgets, urgent lane first.
 #[derive(Clone)]
 pub struct Budget {
     redis: ConnectionManager,
-    keys: [String; 3],
-    limit: u32,
-    bulk_spacing: Duration,
-    /// governor's pacing inside this process, one per lane, so urgent work never queues
-    /// locally behind bulk work that waits for the shared budget.
-    local: [Arc<DefaultDirectRateLimiter>; 2],
+    slots: Arc<[Slot]>,
+    /// governor's pacing inside this process, one per lane, at the accounts' summed limit, so
+    /// urgent work never queues locally behind bulk work that waits for the shared budget;
+    /// `None` when an account is unlimited.
+    local: Option<[Arc<DefaultDirectRateLimiter>; 2]>,
     script: Arc<Script>,
 }
 
 impl Budget {
-    /// The budget of `settings.queue`; `None` when `TICKER_RATE_LIMIT=0` (unlimited).
-    pub fn new(redis: ConnectionManager, settings: &Settings) -> Option<Budget> {
-        let limit = NonZeroU32::new(settings.rate_limit)?;
-        // The bulk lane's reserved share, as the spacing between its grants while urgent waits.
-        let bulk_rate = settings.bulk_share * limit.get() as f64;
-        let bulk_spacing = if bulk_rate > 0.0 {
-            Duration::from_secs_f64((1.0 + MARGIN.as_secs_f64()) / bulk_rate)
-        } else {
-            Duration::ZERO
-        };
-        Some(Budget {
-            redis,
-            keys: crate::queue::keys::budget(&settings.queue),
-            limit: limit.get(),
-            bulk_spacing,
-            local: [(); 2].map(|_| Arc::new(RateLimiter::direct(Quota::per_second(limit)))),
-            script: Arc::new(Script::new(TAKE)),
-        })
+    /// The budgets of `settings.accounts()`.
+    pub fn new(redis: ConnectionManager, settings: &Settings) -> Budget {
+        let accounts = settings.accounts();
+        let kite = settings.ticker_api == TickerApi::Kite;
+        let slots: Vec<Slot> = accounts
+            .into_iter()
+            .map(|account| {
+                // The bulk lane's reserved share, as the spacing between its grants while urgent waits.
+                let bulk_rate = settings.bulk_share * account.rate_limit as f64;
+                let bulk_spacing = if bulk_rate > 0.0 {
+                    Duration::from_secs_f64((1.0 + MARGIN.as_secs_f64()) / bulk_rate)
+                } else {
+                    Duration::ZERO
+                };
+                let [log, flag, bulk] = keys::budget(&settings.queue, account.named.then_some(account.name.as_str()));
+                let k = AccountKeys::new(&settings.queue, &account.name);
+                let keys = [log, flag, bulk, k.session(), k.breaker(), k.recent(), k.waiting()];
+                Slot { session_in_redis: kite && account.env_session.is_none(), bulk_spacing, keys, account }
+            })
+            .collect();
+        let local = slots
+            .iter()
+            .map(|s| NonZeroU32::new(s.account.rate_limit))
+            .try_fold(0u32, |sum, l| l.map(|l| sum.saturating_add(l.get())))
+            .and_then(NonZeroU32::new)
+            .map(|sum| [(); 2].map(|_| Arc::new(RateLimiter::direct(Quota::per_second(sum)))));
+        Budget { redis, slots: slots.into(), local, script: Arc::new(Script::new(TAKE)) }
     }
 
-    /// Waits for a grant for one request of `lane`; returns how long it waited. While Redis is
-    /// unreachable it keeps waiting: a request without a grant could break the fleet's limit.
+    /// The accounts, in the order of [`Settings::accounts`].
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.slots.iter().map(|s| &s.account)
+    }
+
+    /// The account at `i`.
+    pub fn account(&self, i: usize) -> &Account {
+        &self.slots[i].account
+    }
+
+    /// The index of the account named `name`, if one is configured.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.account.name == name)
+    }
+
+    /// Whether a request can go without asking Redis: one account, unlimited, its session (if
+    /// any) in the settings.
+    fn free(&self) -> bool {
+        matches!(&*self.slots, [only] if only.account.rate_limit == 0 && !only.session_in_redis)
+    }
+
+    /// Waits for a grant for one request of `lane`, from `prefer` if it can serve now, else from
+    /// the first other account that can (starting at a random one, so that work without a
+    /// preference spreads). `waiter` names the caller among those waiting. While no account is
+    /// usable, or Redis is unreachable, it keeps waiting, calling `blocked` now and then with
+    /// what keeps each account: a request without a grant could break an account's limit.
     #[tracing::instrument(level = "debug", skip_all, fields(lane = lane.as_str()))]
-    pub async fn take(&self, lane: Lane) -> Duration {
+    pub async fn take(
+        &self,
+        lane: Lane,
+        prefer: Option<usize>,
+        waiter: &str,
+        mut blocked: impl FnMut(Duration),
+    ) -> Grant {
         let started = std::time::Instant::now();
-        self.local[lane as usize].until_ready().await;
-        let mut conn = self.redis.clone();
+        if self.free() {
+            let access_token = self.slots[0].account.env_session.clone();
+            return Grant { account: 0, access_token, waited: Duration::ZERO };
+        }
+        if let Some(local) = &self.local {
+            local[lane as usize].until_ready().await;
+        }
+        let n = self.slots.len();
+        let first = prefer.filter(|p| *p < n).unwrap_or_else(|| rand::random_range(0..n));
+        let order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
         let window = Duration::from_secs(1) + MARGIN;
+        let mut conn = self.redis.clone();
         let mut failures = 0u32;
         loop {
-            let r: redis::RedisResult<i64> = self
-                .script
-                .key(&self.keys[0])
-                .key(&self.keys[1])
-                .key(&self.keys[2])
-                .arg(self.limit)
+            let mut call = self.script.prepare_invoke();
+            for &i in &order {
+                for key in &self.slots[i].keys {
+                    call.key(key);
+                }
+            }
+            call.arg(n)
                 .arg(window.as_micros() as i64)
                 .arg(if lane == Lane::Urgent { "u" } else { "b" })
-                .arg(self.bulk_spacing.as_micros() as i64)
                 .arg(URGENT_FLAG_TTL.as_millis() as i64)
-                .invoke_async(&mut conn)
-                .await;
+                .arg(waiter);
+            for &i in &order {
+                let s = &self.slots[i];
+                call.arg(s.account.rate_limit).arg(s.bulk_spacing.as_micros() as i64).arg(u8::from(s.session_in_redis));
+            }
+            let r: redis::RedisResult<(i64, i64, String)> = call.invoke_async(&mut conn).await;
             let nap = match r {
-                Ok(0) => return started.elapsed(),
-                Ok(us) => Duration::from_micros(us.max(1) as u64).min(MAX_NAP),
+                Ok((i, _, token)) if i > 0 => {
+                    let account = order[(i - 1) as usize];
+                    let access_token = match &self.slots[account].account.env_session {
+                        Some(t) => Some(t.clone()),
+                        None => Some(Secret::new(token)).filter(|t| !t.is_empty()),
+                    };
+                    return Grant { account, access_token, waited: started.elapsed() };
+                }
+                Ok((0, us, _)) => Duration::from_micros(us.max(1) as u64).min(MAX_NAP),
+                Ok((_, us, _)) => {
+                    let nap = Duration::from_micros(us.max(1) as u64).min(BLOCKED_NAP);
+                    blocked(started.elapsed());
+                    nap
+                }
                 Err(e) => {
                     failures += 1;
                     if failures == 1 || failures.is_multiple_of(20) {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{check_candles, read_answer, request_failed, snippet, CandleBody, TickerClient, TickerError};
-use crate::domain::market::Candle;
+use crate::{config::Secret, domain::market::Candle, domain::text::inert};
 
 impl TickerClient {
     /// Kite's `GET /instruments/historical/{token}/minute`: IST wall-clock `from` and an inclusive
@@ -43,6 +43,99 @@ impl TickerClient {
         }
         Err(kite_error(status.as_u16(), &body, token, retry_after))
     }
+}
+
+/// Who a Kite session belongs to, from `POST /session/token` or `GET /user/profile`.
+#[derive(Debug, Clone)]
+pub struct KiteUser {
+    pub user_id: String,
+}
+
+impl TickerClient {
+    /// Kite's `POST /session/token`: exchanges a login's `request_token` for an access token,
+    /// proving the app's secret with `checksum` (see [`crate::domain::session::kite_checksum`]).
+    /// Kite's refusal comes back as an error carrying its message, never the token or secret.
+    pub async fn kite_session_token(
+        &self,
+        api_key: &Secret,
+        request_token: &str,
+        checksum: &str,
+    ) -> Result<(Secret, KiteUser), TickerError> {
+        let resp = self
+            .http
+            .post(format!("{}/session/token", self.base))
+            .header("X-Kite-Version", "3")
+            .form(&[("api_key", api_key.expose()), ("request_token", request_token), ("checksum", checksum)])
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let (status, retry_after, body) = read_answer(resp, 64 * 1024).await?;
+        #[derive(Deserialize)]
+        struct Session {
+            access_token: String,
+            #[serde(default)]
+            user_id: String,
+        }
+        let data: Session = kite_data(status.as_u16(), &body, retry_after, "the session exchange")?;
+        if !crate::domain::session::plausible_token(&data.access_token) {
+            return Err(TickerError::Permanent("Kite's session exchange answered no usable access token".into()));
+        }
+        Ok((Secret::new(data.access_token), KiteUser { user_id: inert(&data.user_id, 40) }))
+    }
+
+    /// Kite's `GET /user/profile` as `api_key` with `access_token`: whether the session works.
+    pub async fn kite_profile(&self, api_key: &Secret, access_token: &Secret) -> Result<KiteUser, TickerError> {
+        let resp = self
+            .http
+            .get(format!("{}/user/profile", self.base))
+            .header("X-Kite-Version", "3")
+            .header(reqwest::header::AUTHORIZATION, format!("token {}:{}", api_key.expose(), access_token.expose()))
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let (status, retry_after, body) = read_answer(resp, 256 * 1024).await?;
+        #[derive(Deserialize)]
+        struct Profile {
+            #[serde(default)]
+            user_id: String,
+        }
+        let data: Profile = kite_data(status.as_u16(), &body, retry_after, "the profile check")?;
+        Ok(KiteUser { user_id: inert(&data.user_id, 40) })
+    }
+}
+
+/// The `data` of a Kite answer to one of its own routes, or the error it carries.
+fn kite_data<T: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    what: &str,
+) -> Result<T, TickerError> {
+    let status = match (status, error_in_success(body)) {
+        (200..=299, Some(as_if)) => as_if,
+        (s, _) => s,
+    };
+    if !(200..300).contains(&status) {
+        let parsed = serde_json::from_slice::<KiteError>(body).ok();
+        let (kind, message) = match &parsed {
+            Some(e) => (inert(&e.error_type, 40), inert(&e.message, 200)),
+            None => (String::new(), snippet(body)),
+        };
+        let msg = format!("Kite refused {what} ({status} {kind}): {message}");
+        return Err(match (status, kind.as_str()) {
+            (429, _) => TickerError::Throttled { retry_after },
+            (_, "TokenException") => TickerError::SessionExpired(msg),
+            (500..=599, _) => TickerError::Transient(msg),
+            _ => TickerError::Permanent(msg),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Envelope<T> {
+        data: T,
+    }
+    serde_json::from_slice::<Envelope<T>>(body)
+        .map(|e| e.data)
+        .map_err(|e| TickerError::Permanent(format!("Kite answered {what} with an unexpected body: {e}")))
 }
 
 /// When a 2xx body is Kite's error envelope (`"status": "error"`), the HTTP status Kite sends for

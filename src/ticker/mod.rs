@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
 
 use crate::{
-    config::{Settings, TickerApi},
+    config::{Account, Secret, Settings, TickerApi},
     domain::{
         event::{listed_token, parse_listed, ListedSubscription, Rejection},
         market::Candle,
@@ -68,10 +68,29 @@ impl TickerError {
 pub struct TickerClient {
     http: reqwest::Client,
     base: String,
-    /// In Kite mode, the `Authorization` header value (`token KEY:ACCESS_TOKEN`).
-    kite_auth: Option<String>,
+    kite: bool,
     /// `TICKER_MAX_BODY`: no answer is read past this.
     max_body: u64,
+}
+
+/// Whom a request goes out as: the account it names to the ticker service (`account_id`; none
+/// for the default account), or in Kite mode the app key and session it sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Via<'a> {
+    pub account_id: Option<&'a str>,
+    pub kite_api_key: Option<&'a Secret>,
+    pub kite_access_token: Option<&'a Secret>,
+}
+
+impl<'a> Via<'a> {
+    /// As `account` goes out, with `session` (Kite, from Redis) or else its own from the settings.
+    pub fn of(account: &'a Account, session: Option<&'a Secret>) -> Self {
+        Via {
+            account_id: account.named.then_some(account.name.as_str()),
+            kite_api_key: Some(&account.kite_api_key),
+            kite_access_token: session.or(account.env_session.as_ref()),
+        }
+    }
 }
 
 /// The most a history answer for `window` may be: one candle a minute at most, each well under
@@ -92,34 +111,40 @@ impl TickerClient {
             .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
             .pool_max_idle_per_host(64)
             .build()?;
-        let (base, kite_auth) = match settings.ticker_api {
-            TickerApi::TickerService => (settings.ticker_url.clone(), None),
-            TickerApi::Kite => (
-                settings.kite_url.trim_end_matches('/').to_string(),
-                Some(format!("token {}:{}", settings.kite_api_key.expose(), settings.kite_access_token.expose())),
-            ),
+        let kite = settings.ticker_api == TickerApi::Kite;
+        let base = match kite {
+            false => settings.ticker_url.clone(),
+            true => settings.kite_url.trim_end_matches('/').to_string(),
         };
-        Ok(TickerClient { http, base, kite_auth, max_body: settings.ticker_max_body })
+        Ok(TickerClient { http, base, kite, max_body: settings.ticker_max_body })
     }
 
-    /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`).
-    #[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to))]
-    pub async fn history(&self, token: u32, window: Window) -> Result<Vec<Candle>, TickerError> {
+    /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`), as `via`.
+    #[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to, account = via.account_id))]
+    pub async fn history(&self, token: u32, window: Window, via: Via<'_>) -> Result<Vec<Candle>, TickerError> {
         let Window { from, to } = window;
-        if let Some(auth) = &self.kite_auth {
-            return self.kite_history(auth, token, from, to).await;
+        if self.kite {
+            let (Some(key), Some(access)) = (via.kite_api_key, via.kite_access_token) else {
+                return Err(TickerError::SessionExpired("no Kite session to send".into()));
+            };
+            let auth = format!("token {}:{}", key.expose(), access.expose());
+            return self.kite_history(&auth, token, from, to).await;
         }
         let z = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut query = vec![
+            ("instrument_token", token.to_string()),
+            ("from_ts", z(from)),
+            ("to_ts", z(to)),
+            ("interval", "minute".into()),
+            ("oi", "true".into()),
+        ];
+        if let Some(account) = via.account_id {
+            query.push(("account_id", account.to_string()));
+        }
         let resp = self
             .http
             .get(format!("{}/history", self.base))
-            .query(&[
-                ("instrument_token", token.to_string()),
-                ("from_ts", z(from)),
-                ("to_ts", z(to)),
-                ("interval", "minute".into()),
-                ("oi", "true".into()),
-            ])
+            .query(&query)
             .send()
             .await
             .map_err(request_failed)?;

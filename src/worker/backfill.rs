@@ -46,6 +46,11 @@ pub struct BackfillCtx {
     pub(crate) segment: Option<String>,
     /// Whether the job keeps the plain rollup tables of what it writes.
     pub(crate) rollups: Upkeep,
+    /// The account its requests go to first, when it can serve (its index in the budget):
+    /// the subscription's; `None`: any.
+    pub(crate) prefer: Option<usize>,
+    /// A remark for its run row.
+    pub(crate) note: Option<String>,
 }
 
 /// Judges an answer in hand for `window` and writes it in one transaction, as a backfill job
@@ -61,7 +66,7 @@ pub async fn store_answer(
     job_id: &str,
 ) -> anyhow::Result<u64> {
     let verdict = judge_answer(pool, settings, ctx, window, &candles, &[]).await?;
-    let fetched = Fetched::Candles { window, candles, verdict, covered: vec![] };
+    let fetched = Fetched::Candles { window, candles, verdict, covered: vec![], accounts: String::new() };
     let meta = JobMeta { id: job_id.to_string(), attempt: 1, last_attempt: false, started_at: Utc::now() };
     let mut tx = pool.begin().await?;
     let written = write(&mut tx, settings, ctx, window, &fetched, &meta).await?;
@@ -75,7 +80,7 @@ pub(super) enum Fetched {
     Covered,
     /// The candles of `window` (the span of the window's holes, in whole minutes, or all of it
     /// for a check), what they prove of it, and what coverage held of it before.
-    Candles { window: Window, candles: Vec<Candle>, verdict: Verdict, covered: Vec<Window> },
+    Candles { window: Window, candles: Vec<Candle>, verdict: Verdict, covered: Vec<Window>, accounts: String },
 }
 
 /// A `Backfill` job (sweep, reconcile or by hand). One for a token no longer subscribed is
@@ -106,7 +111,7 @@ pub(super) async fn requested_backfill(
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };
     let rollups = state.rollups.get(&state.pool).await?;
-    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment, rollups };
+    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment, rollups, prefer: None, note: None };
     let fetched = match fetch_missing(state, &ctx, window, None).await {
         Ok(f) => f,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),
@@ -150,11 +155,17 @@ pub(super) async fn fetch_missing(
     // However long the window grew (a job that waited, a wide sweep), no request is longer than
     // the source allows: the fewest requests of at most 60 days each.
     let mut candles = Vec::new();
+    let mut served: Vec<usize> = Vec::new();
     for part in fetch.split(window::MAX_CHUNK) {
-        candles.extend(fetch_with_throttle(state, ctx.token, part, ctx.reason.lane()).await?);
+        let (part, account) = fetch_with_throttle(state, ctx.token, part, ctx.reason.lane(), ctx.prefer).await?;
+        candles.extend(part);
+        if !served.contains(&account) {
+            served.push(account);
+        }
     }
+    let accounts = served.iter().map(|i| state.budget.account(*i).name.as_str()).collect::<Vec<_>>().join(",");
     let verdict = judge_answer(&state.pool, &state.settings, ctx, fetch, &candles, &covered).await?;
-    Ok(Fetched::Candles { window: fetch, candles, verdict, covered })
+    Ok(Fetched::Candles { window: fetch, candles, verdict, covered, accounts })
 }
 
 /// What an answer proves of `fetch`: its trading minutes without a candle are suspect, or
@@ -222,7 +233,7 @@ pub(super) async fn write(
 ) -> sqlx::Result<Written> {
     let (written, outcome) = match fetched {
         Fetched::Covered => (Written::default(), Outcome::Covered),
-        Fetched::Candles { window: fetch, candles, verdict, covered } => {
+        Fetched::Candles { window: fetch, candles, verdict, covered, .. } => {
             // One instrument's writes take turns: its coverage merges see each other.
             coverage::lock_token(tx, ctx.token).await?;
             let check = ctx.reason == Reason::Verify;
@@ -271,7 +282,11 @@ pub(super) async fn write(
             (Written { rows: up.written, adjusted }, Outcome::Stored)
         }
     };
-    let run = run_row(meta, ctx.token, ctx.reason, window, ctx.requested_at, written.rows, outcome, None);
+    let mut run = run_row(meta, ctx.token, ctx.reason, window, ctx.requested_at, written.rows, outcome, None);
+    if let Fetched::Candles { accounts, .. } = fetched {
+        run.accounts = Some(accounts.as_str()).filter(|a| !a.is_empty());
+    }
+    run.note = ctx.note.as_deref();
     runs::upsert_run(&mut **tx, &run).await?;
     Ok(written)
 }
@@ -343,6 +358,8 @@ pub(super) fn run_row<'a>(
         rows: rows.min(i32::MAX as u64) as i32,
         outcome,
         error,
+        accounts: None,
+        note: None,
     }
 }
 

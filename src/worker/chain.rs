@@ -89,6 +89,8 @@ pub(super) async fn rebuild_chain(
         rows: rows.min(i32::MAX as u64) as i32,
         outcome: Outcome::Done,
         error: None,
+        accounts: None,
+        note: None,
     };
     runs::upsert_run(&state.pool, &run).await?;
     tracing::info!(underlying, %expiry, rows, from = %window.from, to = %window.to, "chain rebuilt");

@@ -1,8 +1,11 @@
-//! What stands between a job and the ticker: a pause (an expired Kite session), the fleet-wide
-//! rate budget, and 429s, which are waited out and cost no attempt.
+//! What stands between a job and the ticker: a pause (the settings' Kite session expired), the
+//! accounts' fleet-wide budgets and sessions, and 429s, which are waited out and cost no attempt.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -11,8 +14,9 @@ use tickfill_jobs::Lane;
 use super::{job::JobError, WorkerState};
 use crate::{
     domain::{market::Candle, window::Window},
-    metrics, queue,
-    ticker::TickerError,
+    metrics,
+    queue::{self, accounts::BreakerPolicy},
+    ticker::{TickerError, Via},
 };
 
 /// How many 429s one job sits out before it hands itself back to the queue.
@@ -57,46 +61,112 @@ async fn wait_while_paused(state: &WorkerState) {
     *NOT_PAUSED_AT.lock().expect("pause clock") = Some(Instant::now());
 }
 
-/// Asks the ticker, sitting out 429s (which are not the job's fault and cost no attempt) and
-/// pauses (an expired Kite session).
+/// A name for one caller among those waiting for a grant (unique in the fleet for a while).
+fn waiter_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// How often a caller that no account can serve says so.
+const BLOCKED_SAY_EVERY: Duration = Duration::from_secs(60);
+
+/// Asks the ticker through an account that can serve now (`prefer` first), sitting out 429s
+/// (which are not the job's fault and cost no attempt) and pauses. A session Kite refuses ends
+/// that account's session only: the request goes again through another account, or waits for a
+/// new session, spending no attempt. Returns the candles and the account (its index) that
+/// answered.
 #[tracing::instrument(level = "debug", skip_all, fields(token = token, lane = lane.as_str()))]
 pub(super) async fn fetch_with_throttle(
     state: &WorkerState,
     token: u32,
     window: Window,
     lane: Lane,
-) -> Result<Vec<Candle>, JobError> {
+    prefer: Option<usize>,
+) -> Result<(Vec<Candle>, usize), JobError> {
     let mut redis = state.redis.clone();
+    let ns = &state.settings.queue;
+    let waiter = waiter_id();
     let mut throttled = 0;
+    let m = metrics::get();
     while throttled < MAX_THROTTLE_WAITS {
         wait_while_paused(state).await;
-        if let Some(budget) = &state.budget {
-            let waited = budget.take(lane).await;
-            metrics::get().rate_limit_wait.observe(waited.as_secs_f64());
-            if waited > Duration::from_secs(1) {
-                tracing::debug!(token, waited_ms = waited.as_millis() as u64, "waited for rate budget");
-            }
+        let mut said: Option<Duration> = None;
+        let grant = state
+            .budget
+            .take(lane, prefer, &waiter, |waited| {
+                if said.is_none_or(|s| waited >= s + BLOCKED_SAY_EVERY) {
+                    said = Some(waited);
+                    tracing::warn!(
+                        token,
+                        waited_s = waited.as_secs(),
+                        "no account can serve history requests now (Kite sessions missing or ended, or \
+                         breakers open); waiting. `tickfill accounts` shows why"
+                    );
+                }
+            })
+            .await;
+        m.rate_limit_wait.observe(grant.waited.as_secs_f64());
+        if grant.waited > Duration::from_secs(1) {
+            tracing::debug!(token, waited_ms = grant.waited.as_millis() as u64, "waited for rate budget");
         }
-        let answer = state.ticker.history(token, window).await;
+        let account = state.budget.account(grant.account);
+        let label = metrics::l1("account", &account.name);
+        m.account_requests.get_or_create(&label).inc();
+        let answer = state.ticker.history(token, window, Via::of(account, grant.access_token.as_ref())).await;
         if let Err(e) = &answer {
-            queue::count(&mut redis, &state.settings.queue, &format!("ticker_errors:{}", e.label())).await;
+            queue::count(&mut redis, ns, &format!("ticker_errors:{}", e.label())).await;
         }
         match answer {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, grant.account)),
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
+                m.account_throttled.get_or_create(&label).inc();
+                match queue::accounts::throttled(&mut redis, ns, &account.name, BreakerPolicy::default()).await {
+                    Ok(Some(open)) => {
+                        m.account_breaker_opened.get_or_create(&label).inc();
+                        tracing::warn!(
+                            account = %account.name,
+                            open_s = open.as_secs_f64(),
+                            "account throttled again and again: it backs off as a whole (breaker open)"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not count a throttle"),
+                }
                 let least = retry_after.unwrap_or(state.settings.throttle_pause);
                 let pause = throttle_pause(least, throttled, rand::random());
-                tracing::info!(token, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                tracing::info!(token, account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 tokio::time::sleep(pause).await;
             }
-            Err(TickerError::SessionExpired(msg)) => {
+            Err(TickerError::SessionExpired(msg)) if account.env_session.is_some() => {
+                // The session of the settings (`KITE_ACCESS_TOKEN`): as before accounts, every
+                // request pauses until an operator renews it and resumes.
                 // The next look goes to Redis, and finds the pause.
                 *NOT_PAUSED_AT.lock().expect("pause clock") = None;
-                match queue::pause(&mut redis, &state.settings.queue, &msg).await {
+                match queue::pause(&mut redis, ns, &msg).await {
                     Ok(true) => tracing::error!(reason = %msg, "history requests paused until `tickfill jobs resume`"),
                     Ok(false) => {}
                     Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and the pause failed: {e})"))),
+                }
+            }
+            Err(TickerError::SessionExpired(msg)) => {
+                // A session from Redis: that account alone stops until a new one checks out.
+                let Some(used) = &grant.access_token else {
+                    return Err(JobError::Pause(anyhow::anyhow!("{msg}")));
+                };
+                match queue::accounts::end_session(&mut redis, ns, &account.name, used, &msg).await {
+                    Ok(true) => {
+                        m.account_sessions_ended.get_or_create(&label).inc();
+                        tracing::error!(
+                            account = %account.name,
+                            reason = %msg,
+                            "Kite refused the account's session: its work goes to the other accounts until \
+                             `tickfill kite login --account {}` renews it",
+                            account.name
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and ending the session failed: {e})"))),
                 }
             }
             Err(e @ TickerError::Unreachable(_)) => return Err(JobError::Pause(e.into())),

@@ -63,8 +63,8 @@ pub struct WorkerState {
     pub settings: Settings,
     pub pool: PgPool,
     pub ticker: TickerClient,
-    /// The fleet-wide rate budget; `None` when `TICKER_RATE_LIMIT=0`.
-    pub budget: Option<Budget>,
+    /// The accounts' fleet-wide rate budgets, which route each request.
+    pub budget: Budget,
     pub redis: ConnectionManager,
     pub producer: Producer,
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
@@ -84,6 +84,9 @@ pub async fn build_state(
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
     let budget = Budget::new(redis.clone(), &settings);
+    for a in budget.accounts() {
+        tracing::info!(account = %a.name, limit = a.rate_limit, named = a.named, "account");
+    }
     let rollups = store::rollups::UpkeepCache::default();
     if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {
         tracing::warn!("the store has no rollups yet: run `tickfill migrate`");

@@ -15,6 +15,7 @@ use crate::{
         instrument::{Instrument, Source},
         market::classify,
         symbol,
+        text::inert,
         window::subscription_window,
     },
     store::{
@@ -80,8 +81,18 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         Ok(target) => {
             let segment = found.as_ref().ok().and_then(|(i, _)| i.segment.clone());
             let rollups = state.rollups.get(&state.pool).await?;
-            let ctx =
-                BackfillCtx { token, target, reason: Reason::Subscribe, requested_at, force: false, segment, rollups };
+            let (prefer, note) = account_of(state, event);
+            let ctx = BackfillCtx {
+                token,
+                target,
+                reason: Reason::Subscribe,
+                requested_at,
+                force: false,
+                segment,
+                rollups,
+                prefer,
+                note,
+            };
             backfill::fetch_missing(state, &ctx, window, Some(covered)).await.map(|f| (ctx, f))
         }
         Err(e) => Err(e),
@@ -102,6 +113,29 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     tx.commit().await?;
     backfill::announce(state, &ctx, &fetched, written).await;
     Ok(())
+}
+
+/// The account a subscription's requests go to first: its own (`metadata.account_id`) when
+/// configured, else the default account, saying so for the run. Without `TICKFILL_ACCOUNTS`
+/// requests name no account, as before.
+fn account_of(state: &WorkerState, event: &SubscriptionEvent) -> (Option<usize>, Option<String>) {
+    if state.settings.named_accounts.is_empty() {
+        return (None, None);
+    }
+    let default = state.budget.account(0).name.as_str();
+    match event.account_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => (Some(0), None),
+        Some(name) => match state.budget.find(name) {
+            Some(i) => (Some(i), None),
+            None => (
+                Some(0),
+                Some(format!(
+                    "account_id {:?} names no configured account (TICKFILL_ACCOUNTS); served by the default account {default} first",
+                    inert(name, 64)
+                )),
+            ),
+        },
+    }
 }
 
 /// Records the subscription active, and an instrument the dump did not know (from the event's

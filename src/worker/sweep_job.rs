@@ -26,6 +26,8 @@ pub(super) async fn run_sweep(state: &WorkerState, tick: DateTime<Utc>, meta: &J
         rows: (report.jobs + report.checks) as i32,
         outcome: Outcome::Done,
         error: None,
+        accounts: None,
+        note: None,
     };
     runs::upsert_run(&state.pool, &run).await?;
     let r = report.reconciled.as_ref();

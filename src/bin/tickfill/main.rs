@@ -15,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+mod accounts;
 mod args;
 mod backfill;
 mod bars;
@@ -93,6 +94,17 @@ enum Command {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// Every account: limit, grants of the last minute, waiting requests, session, breaker.
+    Accounts {
+        /// A JSON array, one object per account.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kite sessions: log an account in, or set its session by hand.
+    Kite {
+        #[command(subcommand)]
+        command: accounts::KiteCommand,
+    },
     /// Measurements (each prints one JSON line).
     Bench {
         #[command(subcommand)]
@@ -140,5 +152,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Events { command } => events::run(settings, command).await,
         Command::Bench { command } => bench::run(settings, command).await,
+        Command::Accounts { json } => accounts::run_accounts(settings, json).await,
+        Command::Kite { command } => accounts::run_kite(settings, command).await,
     }
 }
