@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{bridge, config::Settings, domain::window::Window, load, queue, shutdown::Shutdown, sim, store, worker};
 
+pub mod accounts;
 pub mod chaos;
 pub mod instruments;
 pub mod oversize;

@@ -4,7 +4,8 @@
 //! store, so a format bug cannot hide in both. Routes (the real service's API):
 //! `GET /history`, `GET|POST /subscriptions`, `DELETE /subscriptions/{token}`, plus
 //! `GET /instruments` (the universe as a Kite instrument-dump CSV), Kite's own history route
-//! `GET /instruments/historical/{token}/minute` and `GET /stats`.
+//! `GET /instruments/historical/{token}/minute`, Kite's session routes (`accounts`) and
+//! `GET /stats`.
 //!
 //! # Universe
 //! NIFTY 50 (256265, INDICES); the two nearest monthly NIFTY futures (tokens 10000001, 10000002,
@@ -36,7 +37,7 @@
 //!
 //! Layout: this file holds the options, the routes of the ticker service's own API and the fault
 //! injection; `universe` the instruments; `candles` the candle formulas and the calendar; `kite`
-//! Kite's historical route.
+//! Kite's historical route; `accounts` several accounts, each its own limit, and Kite sessions.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -64,6 +65,7 @@ use candles::{candle, in_calendar, SimCandle};
 pub use universe::NIFTY_TOKEN;
 use universe::{build_universe, ist, Kind, SimInstrument, LOT};
 
+mod accounts;
 mod candles;
 mod kite;
 pub mod lies;
@@ -91,6 +93,12 @@ pub struct SimOptions {
     pub oversize_mib: u64,
     /// Wrong answers on request (`lies`): truncated, holed, lagged, illiquid, adjusted.
     pub lies: lies::Lies,
+    /// The accounts (`accounts`): each held to `max_rps` on its own; empty: one budget for all.
+    pub accounts: Vec<String>,
+    /// When every Kite session of the accounts ends.
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// Kite's route answers a throttle as a 200 carrying Kite's error envelope, as Kite also does.
+    pub kite_throttle_200: bool,
 }
 
 impl Default for SimOptions {
@@ -107,6 +115,9 @@ impl Default for SimOptions {
             kite_access_token: None,
             oversize_mib: 0,
             lies: lies::Lies::default(),
+            accounts: Vec::new(),
+            session_expires_at: None,
+            kite_throttle_200: false,
         }
     }
 }
@@ -155,6 +166,7 @@ struct Sim {
     stats: Mutex<Stats>,
     told: lies::Told,
     redis: Option<redis::aio::ConnectionManager>,
+    accounts: accounts::Accounts,
 }
 
 type Shared = Arc<Sim>;
@@ -174,6 +186,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
         None => None,
     };
     let sim = Arc::new(Sim {
+        accounts: accounts::Accounts::new(opts.accounts.clone(), opts.session_expires_at),
         universe: list.into_iter().map(|i| (i.token, i)).collect(),
         order,
         opts,
@@ -189,6 +202,10 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
         .route("/subscriptions/{token}", delete(delete_subscription))
         .route("/instruments", get(instruments))
         .route("/stats", get(stats))
+        .route("/session/token", axum::routing::post(accounts::session_token))
+        .route("/user/profile", get(accounts::profile))
+        .route("/sim/login", axum::routing::post(accounts::login))
+        .route("/sim/expire", axum::routing::post(accounts::expire))
         .with_state(sim))
 }
 
@@ -221,6 +238,7 @@ struct HistoryQuery {
     to_ts: Option<String>,
     interval: Option<String>,
     oi: Option<String>,
+    account_id: Option<String>,
 }
 
 /// Counts a history request; returns how many arrived in the last second and its number.
@@ -241,8 +259,23 @@ fn note_status(sim: &Sim, status: StatusCode) {
 }
 
 async fn history(State(sim): State<Shared>, Query(q): Query<HistoryQuery>) -> Response {
-    let (in_last_second, request) = note_arrival(&sim);
+    let (mut in_last_second, request) = note_arrival(&sim);
+    let account = match sim.accounts.of_ticker_request(q.account_id.as_deref()) {
+        Ok(a) => a,
+        Err(why) => {
+            let resp = error(StatusCode::BAD_REQUEST, why);
+            note_status(&sim, resp.status());
+            return resp;
+        }
+    };
+    // With accounts, each is held to --max-rps on its own.
+    if let Some(a) = &account {
+        in_last_second = sim.accounts.note_request(a);
+    }
     let resp = history_response(&sim, q, in_last_second, request).await;
+    if let (Some(a), StatusCode::TOO_MANY_REQUESTS) = (&account, resp.status()) {
+        sim.accounts.note_throttled(a);
+    }
     note_status(&sim, resp.status());
     resp
 }
@@ -513,6 +546,7 @@ async fn stats(State(sim): State<Shared>) -> Response {
         "by_status": by_status,
         "peak_rps": st.peak_rps,
         "faults": sim.told.json(),
+        "by_account": sim.accounts.json(),
     }))
     .into_response()
 }

@@ -33,6 +33,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         limit: u32,
     },
+    /// A refill of N instruments against a simulator holding each account to --limit/s, with one
+    /// account and then with --accounts.
+    Accounts {
+        #[arg(long, default_value_t = 3)]
+        accounts: usize,
+        #[arg(long, default_value_t = 600)]
+        instruments: usize,
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Worker processes sharing one rate budget behind a bulk backlog, urgent jobs at 1/s.
     Ratelimit {
         #[arg(long, default_value_t = 3)]
@@ -120,6 +132,10 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
             anyhow::ensure!(limit > 0, "--limit must be positive");
             let window_minutes = settings.window_minutes;
             bench::chaos::run(bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes }).await?
+        }
+        BenchCommand::Accounts { accounts, instruments, limit, workers } => {
+            let opts = bench::accounts::AccountsOptions { accounts, instruments, limit, workers };
+            bench::accounts::run(settings, opts).await?
         }
         BenchCommand::Ratelimit { workers, limit, duration, backlog } => {
             bench::ratelimit::run(settings, bench::ratelimit::RateOptions { workers, limit, duration, backlog }).await?

@@ -25,9 +25,19 @@ pub struct SimArgs {
     /// Added latency, MIN..MAX or one value, in ms.
     #[arg(long, value_parser = sim::parse_latency)]
     latency_ms: Option<(u64, u64)>,
-    /// Answer 429 to history requests above N per second.
+    /// Answer 429 to history requests above N per second (per account with --accounts).
     #[arg(long)]
     max_rps: Option<u32>,
+    /// Serve as several accounts (comma-separated names), each held to --max-rps on its own;
+    /// account NAME's Kite app has the key kite_NAME and the secret secret_NAME.
+    #[arg(long, value_parser = account_list)]
+    accounts: Option<Vec<String>>,
+    /// Every Kite session of the accounts ends at this instant (RFC 3339).
+    #[arg(long, value_parser = crate::args::instant)]
+    session_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Kite's route answers a throttle as a 200 carrying Kite's error envelope.
+    #[arg(long)]
+    kite_throttle_200: bool,
     /// The only access token Kite's route accepts (others get 403 TokenException).
     #[arg(long)]
     kite_access_token: Option<String>,
@@ -75,10 +85,28 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
             illiquid_share: a.illiquid_share,
             adjust: a.adjust,
         },
+        accounts: a.accounts.unwrap_or_default(),
+        session_expires_at: a.session_expires_at,
+        kite_throttle_200: a.kite_throttle_200,
         redis_url: Some(settings.redis_url.expose().to_string()),
         channel_prefix: settings.channel_prefix.clone(),
     };
     let listener =
         tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("failed to bind {}", a.listen))?;
     sim::serve(listener, opts, shutdown).await
+}
+
+/// `a,b,c`: names of 1-64 of `A-Z a-z 0-9 _ -`, each once.
+fn account_list(s: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for n in s.split(',').map(str::trim) {
+        if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(format!("{n:?} is not an account name (1-64 of A-Z a-z 0-9 _ -)"));
+        }
+        if names.iter().any(|x| x == n) {
+            return Err(format!("{n:?} is listed twice"));
+        }
+        names.push(n.to_string());
+    }
+    Ok(names)
 }
