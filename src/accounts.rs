@@ -86,7 +86,8 @@ pub fn export_gauges(reports: &[AccountReport]) {
         m.account_grants_last_minute.get_or_create(&l).set(r.grants_last_minute as i64);
         m.account_waiting.get_or_create(&l).set(r.waiting as i64);
         m.account_breaker_open.get_or_create(&l).set(i64::from(r.breaker.open_for_s.is_some()));
-        let usable = matches!(r.session, SessionState::NotNeeded | SessionState::FromSettings | SessionState::Valid { .. });
+        let usable =
+            matches!(r.session, SessionState::NotNeeded | SessionState::FromSettings | SessionState::Valid { .. });
         m.account_session_valid.get_or_create(&l).set(i64::from(usable));
         match &r.session {
             SessionState::Valid { expires_in_s, .. } => {

@@ -203,7 +203,10 @@ async fn kite_callback(
     match crate::accounts::complete_login(&s.settings, &mut s.redis.clone(), &client, &account, &cb).await {
         Ok(user) => page(
             200,
-            format!("Kite session of account {shown} stored (user {}). Every worker uses it at its next request.", user.user_id),
+            format!(
+                "Kite session of account {shown} stored (user {}). Every worker uses it at its next request.",
+                user.user_id
+            ),
         ),
         Err(e) => {
             tracing::warn!(account = %shown, error = %e, "Kite login refused; nothing stored");

@@ -248,7 +248,10 @@ async fn run_in(
     let mut cmp = Compared::default();
     for (token, window) in &windows {
         let window = Window::new(window.from, window.to.min(cut));
-        let want = truth.history(*token, window, Default::default()).await.map_err(|e| anyhow::anyhow!("truth for {token}: {e}"))?;
+        let want = truth
+            .history(*token, window, Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("truth for {token}: {e}"))?;
         compare(&pool, *token, window, &want, &mut cmp).await?;
     }
     stop_c.trigger();

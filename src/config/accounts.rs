@@ -6,9 +6,9 @@
 //! Without `TICKFILL_ACCOUNTS` there is one account, [`DEFAULT_ACCOUNT`], configured as before:
 //! `TICKER_RATE_LIMIT`, `KITE_API_KEY`, `KITE_ACCESS_TOKEN`; its requests name no account.
 
-use std::collections::HashSet;
 #[cfg(test)]
 use std::collections::HashMap;
+use std::collections::HashSet;
 
 use super::values::{ConfigError, Reader, Secret};
 
@@ -81,7 +81,11 @@ pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<Vec<NamedAccount>, Conf
                 return Err(refused(VAR, list, "an empty account name (write names separated by single commas)"));
             }
             if !valid_name(name) {
-                return Err(refused(VAR, list, format!("{name:?} is not an account name: use 1-64 of A-Z a-z 0-9 _ -")));
+                return Err(refused(
+                    VAR,
+                    list,
+                    format!("{name:?} is not an account name: use 1-64 of A-Z a-z 0-9 _ -"),
+                ));
             }
             if !seen.insert(env_name(name)) {
                 return Err(refused(
@@ -103,9 +107,7 @@ pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<Vec<NamedAccount>, Conf
         .filter(|k| {
             let Some(rest) = k.strip_prefix("ACCOUNT_") else { return false };
             PER_ACCOUNT.iter().any(|what| {
-                rest.strip_suffix(what)
-                    .and_then(|n| n.strip_suffix('_'))
-                    .is_some_and(|n| !listed.contains(n))
+                rest.strip_suffix(what).and_then(|n| n.strip_suffix('_')).is_some_and(|n| !listed.contains(n))
             })
         })
         .collect();
@@ -183,7 +185,8 @@ mod tests {
 
     #[test]
     fn kite_accounts_need_their_key() {
-        let vars = map(&[("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_KITE_API_KEY", "k"), ("ACCOUNT_B_KITE_API_SECRET", "s")]);
+        let vars =
+            map(&[("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_KITE_API_KEY", "k"), ("ACCOUNT_B_KITE_API_SECRET", "s")]);
         let e = read(&Reader { vars: &vars }, true).unwrap_err();
         assert_eq!(e.var, "ACCOUNT_B_KITE_API_KEY");
         assert!(!e.to_string().contains('s') || !e.to_string().contains("\"s\""), "{e}");

@@ -113,4 +113,3 @@ impl fmt::Display for Interval {
         }
     }
 }
-

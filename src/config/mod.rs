@@ -20,11 +20,13 @@ use chrono::{DateTime, Utc};
 
 pub use accounts::{Account, NamedAccount, DEFAULT_ACCOUNT};
 pub use interval::{Interval, DEFAULT_SWEEP_INTERVAL, MAX_SWEEP_GAP_DAYS};
-use values::{
-    database_url_from_parts, parse_database_url, parse_namespace, parse_optional_duration, parse_redis_url,
-    parse_url, within, Reader,
+pub use values::{
+    ago, parse_bool, parse_duration, parse_size, ConfigError, Secret, DEFAULT_TICKER_MAX_BODY, MAX_DURATION,
 };
-pub use values::{ago, parse_bool, parse_duration, parse_size, ConfigError, Secret, DEFAULT_TICKER_MAX_BODY, MAX_DURATION};
+use values::{
+    database_url_from_parts, parse_database_url, parse_namespace, parse_optional_duration, parse_redis_url, parse_url,
+    within, Reader,
+};
 
 use crate::domain::calendar::{Calendars, TradingCalendar};
 
@@ -93,7 +95,6 @@ pub const DEFAULT_CHANNEL_PREFIX: &str = "ticker:nifty";
 pub const DEFAULT_QUEUE: &str = "tickfill";
 pub const DEFAULT_TICKER_URL: &str = "http://localhost:8080";
 pub const DEFAULT_KITE_URL: &str = "https://api.kite.trade";
-
 
 /// Which history API the worker calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +367,10 @@ impl Settings {
         }
         // Named accounts keep their sessions in Redis; the default account reads them as before.
         let legacy = self.named_accounts.is_empty();
-        if legacy && self.ticker_api == TickerApi::Kite && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty()) {
+        if legacy
+            && self.ticker_api == TickerApi::Kite
+            && (self.kite_api_key.is_empty() || self.kite_access_token.is_empty())
+        {
             return Err(ConfigError {
                 var: "KITE_API_KEY".into(),
                 value: "***".into(),

@@ -48,7 +48,9 @@ mod tests {
     fn the_checksum_is_the_hex_sha256_of_key_request_token_and_secret() {
         // sha256("abc") from FIPS 180-2's example.
         assert_eq!(kite_checksum("a", "b", "c"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert!(plausible_token("Abc123") && !plausible_token("") && !plausible_token("a b") && !plausible_token("a\n"));
+        assert!(
+            plausible_token("Abc123") && !plausible_token("") && !plausible_token("a b") && !plausible_token("a\n")
+        );
         assert!(!plausible_token(&"a".repeat(129)));
     }
 }

@@ -259,7 +259,11 @@ pub async fn figures(
 }
 
 /// Reads one account's session token (for the CLI's checks); `None` if it has none valid.
-pub async fn session_token(conn: &mut ConnectionManager, ns: &str, account: &str) -> redis::RedisResult<Option<Secret>> {
+pub async fn session_token(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    account: &str,
+) -> redis::RedisResult<Option<Secret>> {
     let v: Option<String> = conn.hget(AccountKeys::new(ns, account).session(), "token").await?;
     Ok(v.map(Secret::new))
 }

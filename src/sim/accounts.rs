@@ -169,7 +169,11 @@ pub(super) struct ExchangeForm {
 /// `POST /session/token`: a request token, once, with the app's checksum, for a session.
 pub(super) async fn session_token(State(sim): State<Shared>, Form(f): Form<ExchangeForm>) -> Response {
     let (Some(key), Some(rt), Some(checksum)) = (f.api_key, f.request_token, f.checksum) else {
-        return kite_error(StatusCode::BAD_REQUEST, "InputException", "api_key, request_token and checksum are required");
+        return kite_error(
+            StatusCode::BAD_REQUEST,
+            "InputException",
+            "api_key, request_token and checksum are required",
+        );
     };
     let Some(account) = sim.accounts.of_key(&key) else {
         return kite_error(StatusCode::FORBIDDEN, "TokenException", "Invalid `api_key`.");
@@ -209,8 +213,9 @@ pub(super) async fn profile(State(sim): State<Shared>, headers: HeaderMap) -> Re
         }
     });
     match account {
-        Some(a) => Json(json!({"status": "success", "data": {"user_id": format!("SIM_{}", a.to_uppercase())}}))
-            .into_response(),
+        Some(a) => {
+            Json(json!({"status": "success", "data": {"user_id": format!("SIM_{}", a.to_uppercase())}})).into_response()
+        }
         None => kite_error(StatusCode::FORBIDDEN, "TokenException", "Incorrect `api_key` or `access_token`."),
     }
 }

@@ -141,13 +141,8 @@ impl TickerClient {
         if let Some(account) = via.account_id {
             query.push(("account_id", account.to_string()));
         }
-        let resp = self
-            .http
-            .get(format!("{}/history", self.base))
-            .query(&query)
-            .send()
-            .await
-            .map_err(request_failed)?;
+        let resp =
+            self.http.get(format!("{}/history", self.base)).query(&query).send().await.map_err(request_failed)?;
         let (status, retry_after, body) = read_answer(resp, answer_cap(window, self.max_body)).await?;
         if status.as_u16() == 429 {
             return Err(TickerError::Throttled { retry_after });

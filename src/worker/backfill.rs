@@ -111,7 +111,8 @@ pub(super) async fn requested_backfill(
         Err(why) => return Err(record_failure(state, meta, token, reason, window, None, JobError::GiveUp(why)).await),
     };
     let rollups = state.rollups.get(&state.pool).await?;
-    let ctx = BackfillCtx { token, target, reason, requested_at: None, force, segment, rollups, prefer: None, note: None };
+    let ctx =
+        BackfillCtx { token, target, reason, requested_at: None, force, segment, rollups, prefer: None, note: None };
     let fetched = match fetch_missing(state, &ctx, window, None).await {
         Ok(f) => f,
         Err(e) => return Err(record_failure(state, meta, token, reason, window, None, e).await),

@@ -166,7 +166,9 @@ pub(super) async fn fetch_with_throttle(
                         );
                     }
                     Ok(false) => {}
-                    Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and ending the session failed: {e})"))),
+                    Err(e) => {
+                        return Err(JobError::Pause(anyhow::anyhow!("{msg} (and ending the session failed: {e})")))
+                    }
                 }
             }
             Err(e @ TickerError::Unreachable(_)) => return Err(JobError::Pause(e.into())),

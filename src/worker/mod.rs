@@ -84,8 +84,14 @@ pub async fn build_state(
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
     let budget = Budget::new(redis.clone(), &settings);
+    let m = crate::metrics::get();
     for a in budget.accounts() {
         tracing::info!(account = %a.name, limit = a.rate_limit, named = a.named, "account");
+        // Every account's series from the start, so rates and alerts see it before its first 429.
+        let l = crate::metrics::l1("account", &a.name);
+        for f in [&m.account_requests, &m.account_throttled, &m.account_breaker_opened, &m.account_sessions_ended] {
+            let _ = f.get_or_create(&l);
+        }
     }
     let rollups = store::rollups::UpkeepCache::default();
     if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {

@@ -43,8 +43,8 @@ async fn kite_accounts(names: &[&str], limit: Option<u32>, max_rps: Option<u32>)
         max_rps,
         ..Default::default()
     };
-    let app = TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() })
-        .await;
+    let app =
+        TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut s = app.settings.clone();
     s.ticker_api = TickerApi::Kite;
     s.kite_url = app.sim_url.clone();
@@ -77,7 +77,8 @@ async fn callback(app: &TestApp, admin: &str, account: &str, query: &str) -> (u1
 
 async fn login(app: &TestApp, admin: &str, account: &str) {
     let rt = request_token(app, account).await;
-    let (status, page) = callback(app, admin, account, &format!("request_token={rt}&action=login&type=login&status=success")).await;
+    let (status, page) =
+        callback(app, admin, account, &format!("request_token={rt}&action=login&type=login&status=success")).await;
     assert_eq!(status, 200, "{page}");
 }
 
@@ -126,7 +127,8 @@ async fn the_login_callback_stores_a_session_only_from_a_good_fresh_login() {
     assert_eq!(session_of(&s, &app.redis, "b").await, SessionState::Missing);
 
     // The good login: stored, checked, and shown without its token.
-    let (status, page) = callback(&app, &admin, "a", &format!("request_token={rt}&action=login&type=login&status=success")).await;
+    let (status, page) =
+        callback(&app, &admin, "a", &format!("request_token={rt}&action=login&type=login&status=success")).await;
     assert_eq!(status, 200, "{page}");
     let token = stored_token(&s, &app.redis, "a").await.expect("a session stored");
     assert!(!page.contains(&token), "the page shows the access token");
@@ -141,7 +143,8 @@ async fn the_login_callback_stores_a_session_only_from_a_good_fresh_login() {
     assert!(!listed.contains(&token) && listed.contains("\"state\":\"valid\""), "{listed}");
 
     // The same redirect again: refused before Kite is asked, the session untouched.
-    let (status, page) = callback(&app, &admin, "a", &format!("request_token={rt}&action=login&type=login&status=success")).await;
+    let (status, page) =
+        callback(&app, &admin, "a", &format!("request_token={rt}&action=login&type=login&status=success")).await;
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("presented before"), "{page}");
     assert_eq!(stored_token(&s, &app.redis, "a").await.as_deref(), Some(token.as_str()));
@@ -201,12 +204,22 @@ async fn one_accounts_refused_session_moves_its_work_to_the_others_and_a_new_log
     producer.push_many(&push(12)).await.unwrap();
     app.wait_count(30, stored, 48).await;
     let renewed = app.sim_stats().await;
-    assert!(requests(&renewed, "b") > requests(&after, "b"), "b was not used after its new login: {}", renewed["by_account"]);
+    assert!(
+        requests(&renewed, "b") > requests(&after, "b"),
+        "b was not used after its new login: {}",
+        renewed["by_account"]
+    );
     assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE outcome <> 'stored'").await, 0);
-    assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs").await, 1, "a refused session spent an attempt");
+    assert_eq!(
+        app.count("SELECT max(attempts)::bigint FROM backfill_runs").await,
+        1,
+        "a refused session spent an attempt"
+    );
     assert_eq!(renewed["by_status"]["429"], Value::Null, "an account went over its limit: {}", renewed["by_status"]);
-    let served: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT accounts FROM backfill_runs ORDER BY 1").fetch_all(&app.db.pool).await.unwrap();
+    let served: Vec<String> = sqlx::query_scalar("SELECT DISTINCT accounts FROM backfill_runs ORDER BY 1")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
     assert_eq!(served, vec!["a", "b", "c"]);
 }
 
@@ -259,7 +272,11 @@ async fn repeated_429s_open_an_accounts_breaker_and_an_ended_session_is_passed_o
     let opened = queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap();
     assert_eq!(opened, Some(policy.base), "the third 429 within the window opens the breaker");
     for _ in 0..5 {
-        assert_eq!(queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap(), None, "reopened while open");
+        assert_eq!(
+            queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap(),
+            None,
+            "reopened while open"
+        );
     }
     let budget = Budget::new(redis.clone(), &s);
     for _ in 0..10 {
@@ -280,7 +297,9 @@ async fn repeated_429s_open_an_accounts_breaker_and_an_ended_session_is_passed_o
     let budget = Budget::new(redis.clone(), &s);
     let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = blocked.clone();
-    let take = budget.take(tickfill::jobs::Lane::Urgent, None, "test", move |_| seen.store(true, std::sync::atomic::Ordering::SeqCst));
+    let take = budget.take(tickfill::jobs::Lane::Urgent, None, "test", move |_| {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
     assert!(tokio::time::timeout(Duration::from_millis(2500), take).await.is_err(), "granted with an expired session");
     assert!(blocked.load(std::sync::atomic::Ordering::SeqCst), "the waiter was not told that no account can serve");
 }
@@ -293,7 +312,10 @@ fn worker_with(env: &[(&str, &str)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]
@@ -308,10 +330,15 @@ fn a_malformed_accounts_setting_stops_start_up_naming_it() {
         ("ACCOUNT_PRIMRY_RATE_LIMIT", vec![("TICKFILL_ACCOUNTS", "primary"), ("ACCOUNT_PRIMRY_RATE_LIMIT", "2")]),
         (
             "ACCOUNT_B_KITE_API_KEY",
-            [("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_KITE_API_KEY", "k1"), ("ACCOUNT_A_KITE_API_SECRET", "hushhush1"), ("ACCOUNT_B_KITE_API_SECRET", "hushhush2")]
-                .into_iter()
-                .chain(kite)
-                .collect(),
+            [
+                ("TICKFILL_ACCOUNTS", "a,b"),
+                ("ACCOUNT_A_KITE_API_KEY", "k1"),
+                ("ACCOUNT_A_KITE_API_SECRET", "hushhush1"),
+                ("ACCOUNT_B_KITE_API_SECRET", "hushhush2"),
+            ]
+            .into_iter()
+            .chain(kite)
+            .collect(),
         ),
     ];
     for (var, env) in cases {
@@ -381,7 +408,13 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
     cmd.stdout(std::fs::File::create(&log).unwrap()).stderr(std::fs::File::options().append(true).open(&log).unwrap());
     let _worker = crate::helpers::ChildGuard(cmd.spawn().unwrap());
     let to = tickfill::domain::window::floor_minute(Utc::now());
-    let job = |t: u32| Job::Backfill { token: tok(t), from: to - chrono::Duration::hours(1), to, reason: Reason::Manual, force: false };
+    let job = |t: u32| Job::Backfill {
+        token: tok(t),
+        from: to - chrono::Duration::hours(1),
+        to,
+        reason: Reason::Manual,
+        force: false,
+    };
     app.push(&job(FIRST_EQUITY)).await;
     app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
     app.http.post(format!("{}/sim/expire", app.sim_url)).send().await.unwrap();

@@ -39,7 +39,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let promtool = tool("promtool");
     let check = Command::new(&promtool).arg("check").arg("rules").arg(repo("dashboards/alerts.yml")).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("SUCCESS: 9 rules found"));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("SUCCESS: 12 rules found"));
     let test =
         Command::new(&promtool).arg("test").arg("rules").arg(repo("dashboards/alerts_test.yml")).output().unwrap();
     assert!(
@@ -184,7 +184,7 @@ async fn metrics_count_a_backfill_and_prometheus_answers_every_dashboard_query()
     let rules = api(format!("{prom}/api/v1/rules")).await.unwrap();
     let loaded: usize =
         rules["data"]["groups"].as_array().unwrap().iter().map(|g| g["rules"].as_array().unwrap().len()).sum();
-    assert_eq!(loaded, 9, "the alert rules load into Prometheus");
+    assert_eq!(loaded, 12, "the alert rules load into Prometheus");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -45,8 +45,10 @@ pub async fn run_accounts(settings: Settings, json: bool) -> anyhow::Result<()> 
     for a in &report {
         let session = match &a.session {
             queue::accounts::SessionState::Valid { expires_in_s, user, .. } => {
-                format!("valid, expires in {}", humantime::format_duration(std::time::Duration::from_secs(*expires_in_s as u64)))
-                    + &if user.is_empty() { String::new() } else { format!(" ({user})") }
+                format!(
+                    "valid, expires in {}",
+                    humantime::format_duration(std::time::Duration::from_secs(*expires_in_s as u64))
+                ) + &if user.is_empty() { String::new() } else { format!(" ({user})") }
             }
             queue::accounts::SessionState::Expired { reason, at } => format!("expired {at}: {reason}"),
             queue::accounts::SessionState::Missing => format!("missing: tickfill kite login --account {}", a.account),
@@ -84,7 +86,10 @@ pub async fn run_kite(settings: Settings, command: KiteCommand) -> anyhow::Resul
             let mut conn = queue::connect(settings.redis_url.expose()).await?;
             let kite = TickerClient::new(&settings)?;
             let user = accounts::set_session(&settings, &mut conn, &kite, &account, &token).await?;
-            println!("session of account {account} stored (user {}); every worker uses it at its next request", user.user_id);
+            println!(
+                "session of account {account} stored (user {}); every worker uses it at its next request",
+                user.user_id
+            );
             Ok(())
         }
     }
