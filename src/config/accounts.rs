@@ -48,6 +48,18 @@ pub struct Account {
     pub env_session: Option<Secret>,
 }
 
+/// The highest rate limit: more requests a second than any history API allows, and the most
+/// grants one account's window holds in Redis.
+pub const MAX_RATE_LIMIT: u32 = 100_000;
+
+/// A rate limit: requests a second, 0 (unlimited) to [`MAX_RATE_LIMIT`].
+pub(super) fn parse_rate_limit(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n <= MAX_RATE_LIMIT => Ok(n),
+        _ => Err(format!("expected whole requests a second, 0 (unlimited) to {MAX_RATE_LIMIT}")),
+    }
+}
+
 /// `primary` → `PRIMARY`, `desk-1` → `DESK_1`: the account's part of its variables' names.
 pub fn env_name(account: &str) -> String {
     account.to_ascii_uppercase().replace('-', "_")
@@ -125,7 +137,7 @@ pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<Vec<NamedAccount>, Conf
         .map(|name| {
             let rate_limit = match r.raw(&variable(&name, "RATE_LIMIT")) {
                 None => None,
-                Some(_) => Some(r.number(&variable(&name, "RATE_LIMIT"), 0u32)?),
+                Some(_) => Some(r.get(&variable(&name, "RATE_LIMIT"), 0, parse_rate_limit)?),
             };
             let key = Secret::new(r.string(&variable(&name, "KITE_API_KEY"), ""));
             if kite && key.is_empty() {
@@ -181,6 +193,18 @@ mod tests {
         assert!(!e.to_string().contains("hush"), "{e}");
         // Other ACCOUNT_ variables are none of ours.
         assert!(names(&map(&[("ACCOUNT_HOLDER", "x")])).is_ok());
+    }
+
+    #[test]
+    fn rate_limits_are_whole_requests_a_second_within_bounds() {
+        let vars = map(&[("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_RATE_LIMIT", "0"), ("ACCOUNT_B_RATE_LIMIT", "7")]);
+        let got: Vec<Option<u32>> =
+            read(&Reader { vars: &vars }, false).unwrap().into_iter().map(|a| a.rate_limit).collect();
+        assert_eq!(got, vec![Some(0), Some(7)]);
+        for bad in ["-1", "2.5", "100001", "three", "4294967296"] {
+            let vars = map(&[("TICKFILL_ACCOUNTS", "a"), ("ACCOUNT_A_RATE_LIMIT", bad)]);
+            assert_eq!(read(&Reader { vars: &vars }, false).unwrap_err().var, "ACCOUNT_A_RATE_LIMIT", "{bad}");
+        }
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Settings {
                 _ => Err("expected text or json".into()),
             })?,
             queue: r.get("TICKFILL_QUEUE", DEFAULT_QUEUE.into(), parse_namespace)?,
-            rate_limit: r.number("TICKER_RATE_LIMIT", 3)?,
+            rate_limit: r.get("TICKER_RATE_LIMIT", 3, accounts::parse_rate_limit)?,
             throttle_pause: r.duration("TICKER_THROTTLE_PAUSE", Duration::from_secs(1))?,
             reconcile: r.boolean("TICKER_RECONCILE", true)?,
             window_minutes: r.get("BACKFILL_WINDOW_MINUTES", 120, |s| match s.trim().parse::<u32>() {

@@ -126,8 +126,8 @@ impl Budget {
     }
 
     /// Whether a request can go without asking Redis: one account, unlimited, its session (if
-    /// any) in the settings.
-    fn free(&self) -> bool {
+    /// any) in the settings. Such an account has no breaker either: nothing would enforce it.
+    pub fn free(&self) -> bool {
         matches!(&*self.slots, [only] if only.account.rate_limit == 0 && !only.session_in_redis)
     }
 

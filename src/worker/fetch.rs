@@ -121,7 +121,11 @@ pub(super) async fn fetch_with_throttle(
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
                 m.account_throttled.get_or_create(&label).inc();
-                match queue::accounts::throttled(&mut redis, ns, &account.name, BreakerPolicy::default()).await {
+                let breaker = match state.budget.free() {
+                    true => Ok(None),
+                    false => queue::accounts::throttled(&mut redis, ns, &account.name, BreakerPolicy::default()).await,
+                };
+                match breaker {
                     Ok(Some(open)) => {
                         m.account_breaker_opened.get_or_create(&label).inc();
                         tracing::warn!(
