@@ -183,6 +183,26 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
     }
 }
 
+/// In Kite mode, says which accounts have no valid session yet: their requests wait for one.
+async fn say_missing_sessions(settings: &Settings, conn: &mut ConnectionManager) {
+    use crate::queue::accounts::SessionState;
+    if settings.ticker_api != crate::config::TickerApi::Kite {
+        return;
+    }
+    let Ok(report) = crate::accounts::report(settings, conn).await else { return };
+    for a in report {
+        if matches!(a.session, SessionState::Missing | SessionState::Expired { .. }) {
+            tracing::warn!(
+                account = %a.account,
+                session = a.session.label(),
+                "no valid Kite session for this account: it serves nothing until one is stored \
+                 (`tickfill kite login --account {}`)",
+                a.account
+            );
+        }
+    }
+}
+
 /// A name no other worker process has used: host, pid and a random suffix.
 fn worker_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -202,6 +222,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
             tracing::info!(lane = lane.as_str(), moved, "promoted due jobs before start");
         }
     }
+    say_missing_sessions(&settings, &mut conn).await;
     tokio::spawn(promote_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL.iter().map(|l| (*l, watch::channel(0).0)).collect();
     let receivers: Vec<watch::Receiver<u64>> = wakes.iter().map(|(_, tx)| tx.subscribe()).collect();

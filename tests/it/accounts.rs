@@ -437,3 +437,68 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kites_throttle_in_a_200_is_waited_out_through_the_accounts_and_nothing_dies() {
+    let sim = SimOptions {
+        universe: 20,
+        accounts: vec!["a".into(), "b".into()],
+        throttle_rate: 0.4,
+        kite_throttle_200: true,
+        ..Default::default()
+    };
+    let app =
+        TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() }).await;
+    let mut s = app.settings.clone();
+    s.ticker_api = TickerApi::Kite;
+    s.kite_url = app.sim_url.clone();
+    s.named_accounts = named(&["a", "b"], Some(50));
+    s.throttle_pause = Duration::from_millis(50);
+    let state = AdminState { settings: s.clone(), redis: app.redis.clone(), pool: None };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    login(&app, &admin, "a").await;
+    login(&app, &admin, "b").await;
+    let state = tickfill::worker::build_state(s.clone(), None).await.unwrap();
+    tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
+    let to = tickfill::domain::window::floor_minute(Utc::now());
+    let jobs: Vec<Job> = (FIRST_EQUITY..FIRST_EQUITY + 20)
+        .map(|t| Job::Backfill {
+            token: tok(t),
+            from: to - chrono::Duration::hours(1),
+            to,
+            reason: Reason::Manual,
+            force: false,
+        })
+        .collect();
+    queue::Producer::new(app.redis.clone(), &s).push_many(&jobs).await.unwrap();
+    app.wait_count(60, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 20).await;
+    let stats = app.sim_stats().await;
+    let throttled: u64 = ["a", "b"].iter().map(|a| stats["by_account"][a]["throttled"].as_u64().unwrap()).sum();
+    assert!(throttled > 0, "the simulator throttled nothing: {stats}");
+    assert_eq!(stats["by_status"]["429"], Value::Null, "the throttles came as 429s, not 200s: {stats}");
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE outcome <> 'stored'").await, 0);
+    assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs").await, 1, "a throttle spent an attempt");
+    let counted = app.counter("ticker_errors:throttled").await;
+    assert_eq!(counted as u64, throttled, "every throttle in a 200 was taken for one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_command_serves_its_accounts_and_refuses_a_bad_list() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = tickfill_command();
+    cmd.args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--accounts", "desk-1,desk_2", "--max-rps", "3"])
+        .env("REDIS_URL", crate::helpers::redis_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _sim = crate::helpers::ChildGuard(cmd.spawn().unwrap());
+    let http = reqwest::Client::new();
+    let stats = format!("http://127.0.0.1:{port}/stats");
+    wait_until(20, "the simulator to serve", || async { http.get(&stats).send().await.is_ok() }).await;
+    let v: Value = http.get(&stats).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["by_account"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["desk-1", "desk_2"]);
+    for bad in ["a,a", "a,,b", "a b"] {
+        let out = tickfill_command().args(["sim", "--accounts", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--accounts"), "{bad}");
+    }
+}

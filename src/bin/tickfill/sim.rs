@@ -31,7 +31,7 @@ pub struct SimArgs {
     /// Serve as several accounts (comma-separated names), each held to --max-rps on its own;
     /// account NAME's Kite app has the key kite_NAME and the secret secret_NAME.
     #[arg(long, value_parser = account_list)]
-    accounts: Option<Vec<String>>,
+    accounts: Option<AccountList>,
     /// Every Kite session of the accounts ends at this instant (RFC 3339).
     #[arg(long, value_parser = crate::args::instant)]
     session_expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -85,7 +85,7 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
             illiquid_share: a.illiquid_share,
             adjust: a.adjust,
         },
-        accounts: a.accounts.unwrap_or_default(),
+        accounts: a.accounts.map(|l| l.0).unwrap_or_default(),
         session_expires_at: a.session_expires_at,
         kite_throttle_200: a.kite_throttle_200,
         redis_url: Some(settings.redis_url.expose().to_string()),
@@ -96,8 +96,12 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
     sim::serve(listener, opts, shutdown).await
 }
 
+/// The names of `--accounts`.
+#[derive(Debug, Clone)]
+struct AccountList(Vec<String>);
+
 /// `a,b,c`: names of 1-64 of `A-Z a-z 0-9 _ -`, each once.
-fn account_list(s: &str) -> Result<Vec<String>, String> {
+fn account_list(s: &str) -> Result<AccountList, String> {
     let mut names: Vec<String> = Vec::new();
     for n in s.split(',').map(str::trim) {
         if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -108,5 +112,5 @@ fn account_list(s: &str) -> Result<Vec<String>, String> {
         }
         names.push(n.to_string());
     }
-    Ok(names)
+    Ok(AccountList(names))
 }
