@@ -69,14 +69,7 @@ async fn phase(base: &Settings, opts: &AccountsOptions, k: usize) -> anyhow::Res
         };
         let (sim_url, pool, tokens) = sim_and_store_with(&db_url, sim_opts, 4, &shutdown).await?;
         let long_ago = Utc::now() - Span::days(2);
-        sqlx::query(
-            "INSERT INTO subscriptions (instrument_token, status, subscribed_at, source)
-             SELECT t, 'active', $2, 'event' FROM UNNEST($1::bigint[]) AS t",
-        )
-        .bind(tokens.iter().map(|t| *t as i64).collect::<Vec<_>>())
-        .bind(long_ago)
-        .execute(&pool)
-        .await?;
+        super::subscribe_all(&pool, &tokens, long_ago).await?;
 
         let accounts = names(k).join(",");
         let limit = opts.limit.to_string();

@@ -96,6 +96,19 @@ pub(crate) async fn sim_and_store_with(
     Ok((sim_url, pool, tokens))
 }
 
+/// Records `tokens` as subscribed (by events) since `at`, as a bench's backlog wants them.
+pub(crate) async fn subscribe_all(pool: &sqlx::PgPool, tokens: &[u32], at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO subscriptions (instrument_token, status, subscribed_at, source)
+         SELECT t, 'active', $2, 'event' FROM UNNEST($1::bigint[]) AS t",
+    )
+    .bind(tokens.iter().map(|t| i64::from(*t)).collect::<Vec<_>>())
+    .bind(at)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

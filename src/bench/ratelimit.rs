@@ -50,14 +50,7 @@ async fn run_in(
     settings.queue = id.to_string();
     let mut producer = queue::Producer::new(queue::connect(base.redis_url.expose()).await?, &settings);
     let long_ago = Utc::now() - Span::days(2);
-    sqlx::query(
-        "INSERT INTO subscriptions (instrument_token, status, subscribed_at, source)
-         SELECT t, 'active', $2, 'event' FROM UNNEST($1::bigint[]) AS t",
-    )
-    .bind(bulk_tokens.iter().map(|t| *t as i64).collect::<Vec<_>>())
-    .bind(long_ago)
-    .execute(&pool)
-    .await?;
+    super::subscribe_all(&pool, bulk_tokens, long_ago).await?;
     let crate::domain::window::Window { from, to } = immediate_window(long_ago + Span::hours(3), 60);
     let backlog: Vec<Job> = bulk_tokens
         .iter()

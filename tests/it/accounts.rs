@@ -82,6 +82,20 @@ async fn login(app: &TestApp, admin: &str, account: &str) {
     assert_eq!(status, 200, "{page}");
 }
 
+/// A hand backfill of the last hour for each of `tokens`.
+fn last_hour(tokens: std::ops::Range<u32>) -> Vec<Job> {
+    let to = tickfill::domain::window::floor_minute(Utc::now());
+    tokens
+        .map(|t| Job::Backfill {
+            token: tok(t),
+            from: to - chrono::Duration::hours(1),
+            to,
+            reason: Reason::Manual,
+            force: false,
+        })
+        .collect()
+}
+
 async fn session_of(s: &Settings, redis: &redis::aio::ConnectionManager, account: &str) -> SessionState {
     let report = accounts::report(s, &mut redis.clone()).await.unwrap();
     report.into_iter().find(|r| r.account == account).unwrap().session
@@ -158,20 +172,10 @@ async fn one_accounts_refused_session_moves_its_work_to_the_others_and_a_new_log
     }
     let state = tickfill::worker::build_state(s.clone(), None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
-    let to = tickfill::domain::window::floor_minute(Utc::now());
     let mut next = FIRST_EQUITY;
     let mut push = |n: u32| {
-        let jobs: Vec<Job> = (next..next + n)
-            .map(|t| Job::Backfill {
-                token: tok(t),
-                from: to - chrono::Duration::hours(1),
-                to,
-                reason: Reason::Manual,
-                force: false,
-            })
-            .collect();
         next += n;
-        jobs
+        last_hour(next - n..next)
     };
     let stored = "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'";
     let requests = |v: &Value, a: &str| v["by_account"][a]["history_requests"].as_u64().unwrap();
@@ -407,14 +411,7 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
     let log = dir.join("worker.log");
     cmd.stdout(std::fs::File::create(&log).unwrap()).stderr(std::fs::File::options().append(true).open(&log).unwrap());
     let _worker = crate::helpers::ChildGuard(cmd.spawn().unwrap());
-    let to = tickfill::domain::window::floor_minute(Utc::now());
-    let job = |t: u32| Job::Backfill {
-        token: tok(t),
-        from: to - chrono::Duration::hours(1),
-        to,
-        reason: Reason::Manual,
-        force: false,
-    };
+    let job = |t: u32| last_hour(t..t + 1).remove(0);
     app.push(&job(FIRST_EQUITY)).await;
     app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
     app.http.post(format!("{}/sim/expire", app.sim_url)).send().await.unwrap();
@@ -460,17 +457,7 @@ async fn kites_throttle_in_a_200_is_waited_out_through_the_accounts_and_nothing_
     login(&app, &admin, "b").await;
     let state = tickfill::worker::build_state(s.clone(), None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
-    let to = tickfill::domain::window::floor_minute(Utc::now());
-    let jobs: Vec<Job> = (FIRST_EQUITY..FIRST_EQUITY + 20)
-        .map(|t| Job::Backfill {
-            token: tok(t),
-            from: to - chrono::Duration::hours(1),
-            to,
-            reason: Reason::Manual,
-            force: false,
-        })
-        .collect();
-    queue::Producer::new(app.redis.clone(), &s).push_many(&jobs).await.unwrap();
+    queue::Producer::new(app.redis.clone(), &s).push_many(&last_hour(FIRST_EQUITY..FIRST_EQUITY + 20)).await.unwrap();
     app.wait_count(60, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 20).await;
     let stats = app.sim_stats().await;
     let throttled: u64 = ["a", "b"].iter().map(|a| stats["by_account"][a]["throttled"].as_u64().unwrap()).sum();
