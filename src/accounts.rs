@@ -20,6 +20,9 @@ use crate::{
     ticker::{kite::KiteUser, TickerClient, TickerError},
 };
 
+/// The most login redirects one account takes a minute; more are refused unread (429).
+pub const CALLBACKS_PER_MINUTE: u32 = 20;
+
 /// Where a Kite user logs in to an app (Kite then redirects to the app's redirect URL).
 pub const KITE_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";
 
@@ -119,6 +122,8 @@ pub enum SessionError {
     Malformed(&'static str),
     #[error("this request_token was presented before; nothing stored (log in again)")]
     Replayed,
+    #[error("more than {CALLBACKS_PER_MINUTE} login redirects for this account this minute; try again in a minute")]
+    TooMany,
     #[error("account {0} has no Kite API secret ({1}): the login cannot be completed")]
     NoSecret(String, String),
     #[error("Kite refused: {0}")]
@@ -140,6 +145,7 @@ impl SessionError {
             | SessionError::NotLogin(_)
             | SessionError::Malformed(_) => 400,
             SessionError::Replayed => 409,
+            SessionError::TooMany => 429,
             SessionError::Refused(_) => 403,
             SessionError::Unavailable(_) | SessionError::Redis(_) => 502,
         }
@@ -198,6 +204,9 @@ pub async fn complete_login(
     cb: &Callback,
 ) -> Result<KiteUser, SessionError> {
     let a = session_account(settings, account)?;
+    if !stored::callback_allowed(conn, &settings.queue, &a.name, CALLBACKS_PER_MINUTE).await? {
+        return Err(SessionError::TooMany);
+    }
     match cb.status.as_deref() {
         Some("success") => {}
         Some(other) => return Err(SessionError::NotSuccess(crate::domain::text::inert(other, 40))),

@@ -78,6 +78,19 @@ pub async fn end_session(
     Ok(n == 1)
 }
 
+/// Counts one login redirect of `account`; returns whether it is within `per_minute` (a flood
+/// of redirects, which need no bearer token, neither reaches Kite nor fills Redis).
+pub async fn callback_allowed(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    account: &str,
+    per_minute: u32,
+) -> redis::RedisResult<bool> {
+    let key = AccountKeys::new(ns, account).callbacks(Utc::now().timestamp().div_euclid(60));
+    let (n,): (u32,) = redis::pipe().atomic().incr(&key, 1).expire(&key, 120).ignore().query_async(conn).await?;
+    Ok(n <= per_minute)
+}
+
 /// Marks a login's `request_token` (by its digest) as presented; returns false when it was
 /// already, so that a replayed redirect stores nothing.
 pub async fn first_presentation(

@@ -114,7 +114,12 @@ impl AccountKeys {
         format!("{}:waiting", self.base)
     }
 
-    /// Set for a minute once a Kite `request_token` was presented, so a replay stores nothing.
+    /// How many login redirects the account had in the minute `minute` (since the epoch).
+    pub fn callbacks(&self, minute: i64) -> String {
+        format!("{}:callbacks:{minute}", self.base)
+    }
+
+    /// Set for an hour once a Kite `request_token` was presented, so a replay stores nothing.
     pub fn request_token(&self, digest: &str) -> String {
         format!("{}:request-token:{digest}", self.base)
     }

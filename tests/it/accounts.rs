@@ -162,6 +162,16 @@ async fn the_login_callback_stores_a_session_only_from_a_good_fresh_login() {
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("presented before"), "{page}");
     assert_eq!(stored_token(&s, &app.redis, "a").await.as_deref(), Some(token.as_str()));
+
+    // A flood of redirects (they need no bearer token) is cut off per account and minute.
+    let mut statuses = Vec::new();
+    for i in 0..45 {
+        statuses
+            .push(callback(&app, &admin, "b", &format!("request_token=flood{i}&action=login&status=success")).await.0);
+    }
+    assert!(statuses.contains(&429), "45 redirects in a minute were all taken: {statuses:?}");
+    assert!(statuses.iter().all(|s| [403, 429].contains(s)), "{statuses:?}");
+    assert_eq!(session_of(&s, &app.redis, "b").await, SessionState::Missing);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
