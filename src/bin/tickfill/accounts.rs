@@ -41,7 +41,7 @@ pub async fn run_accounts(settings: Settings, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    println!("{:<20} {:>8} {:>10} {:>8}  {:<44} breaker", "account", "limit/s", "grants/min", "waiting", "session");
+    println!("{:<20} {:>8} {:>10} {:>8}  {:<48} breaker", "account", "limit/s", "grants/min", "waiting", "session");
     for a in &report {
         let session = match &a.session {
             queue::accounts::SessionState::Valid { expires_in_s, user, .. } => {
@@ -59,8 +59,12 @@ pub async fn run_accounts(settings: Settings, json: bool) -> anyhow::Result<()> 
             None => "closed".into(),
         };
         let limit = if a.limit == 0 { "none".to_string() } else { a.limit.to_string() };
-        let name = if a.default { format!("{} (default)", a.account) } else { a.account.clone() };
-        println!("{name:<20} {limit:>8} {:>10} {:>8}  {session:<44} {breaker}", a.grants_last_minute, a.waiting);
+        let name = if a.default && a.account != tickfill::config::DEFAULT_ACCOUNT {
+            format!("{} (default)", a.account)
+        } else {
+            a.account.clone()
+        };
+        println!("{name:<20} {limit:>8} {:>10} {:>8}  {session:<48} {breaker}", a.grants_last_minute, a.waiting);
     }
     Ok(())
 }
