@@ -17,6 +17,7 @@
 //! - `sweep`: gap planning and reconciliation; `scheduler`: sweep jobs on `SWEEP_INTERVAL`.
 //! - `load`: the instrument-dump loader; `manual`: hand backfills; `status`: per-subscription
 //!   status.
+//! - `explore`: the job explorer: queued jobs and finished runs under one filter, counted and paged.
 //! - `admin/`: the admin HTTP API and operator page.
 //! - `sim/`: the ticker-service simulator (an outside system: it shares no code with `ticker`).
 //! - `dev`: the one-command local stack; `bench/`: measurements.
@@ -30,6 +31,7 @@ pub mod bridge;
 pub mod config;
 pub mod dev;
 pub mod domain;
+pub mod explore;
 pub mod load;
 pub mod manual;
 pub mod metrics;

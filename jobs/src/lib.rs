@@ -198,7 +198,8 @@ impl Reason {
 }
 
 /// The kinds of job, as the `kind` tag of a payload names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Subscribed,
     Unsubscribed,

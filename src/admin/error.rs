@@ -49,6 +49,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::explore::ExploreError> for ApiError {
+    fn from(e: crate::explore::ExploreError) -> Self {
+        use crate::explore::ExploreError;
+        match e {
+            ExploreError::Filter(f) => ApiError::BadRequest(f.to_string()),
+            ExploreError::NeedsStore(why) => ApiError::Conflict(why.to_string()),
+            ExploreError::Redis(e) => e.into(),
+            ExploreError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         ApiError::Internal(anyhow::Error::new(e).context("Redis"))

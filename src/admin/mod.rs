@@ -14,7 +14,7 @@ pub mod server;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, RawQuery, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -61,6 +61,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/days", get(days_summary))
         .route("/api/days/{token}", get(days_of))
         .route("/api/accounts", get(accounts))
+        .route("/api/jobs", get(list_jobs))
         .route("/kite/callback/{account}", get(kite_callback))
         .with_state(Arc::new(state))
 }
@@ -163,6 +164,45 @@ async fn refresh_gauges(s: &AdminState) {
             m.days.get_or_create(&metrics::l1("state", state.as_str())).set(n);
         }
     }
+}
+
+/// Query parameters as name/value pairs, in order, duplicates kept (so a filter can refuse them).
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    let raw = raw.unwrap_or("");
+    reqwest::Url::parse(&format!("http://q/?{raw}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// `GET /api/jobs?<filter>&limit=&cursor=`: the jobs the filter lets through, newest first:
+/// `{"matched", "jobs", "next"}`.
+async fn list_jobs(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResult {
+    let pairs = query_pairs(raw.as_deref());
+    let filter = crate::domain::filter::JobFilter::from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &["limit", "cursor"],
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let one = |name: &str| -> Result<Option<&str>, ApiError> {
+        let mut found = pairs.iter().filter(|(k, _)| k == name);
+        let first = found.next().map(|(_, v)| v.as_str());
+        if found.next().is_some() {
+            return Err(ApiError::BadRequest(format!("{name} given twice")));
+        }
+        Ok(first)
+    };
+    let limit = match one("limit")? {
+        None => crate::explore::DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=crate::explore::MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 … {}", crate::explore::MAX_LIMIT)))?,
+    };
+    let page =
+        crate::explore::list(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &filter, limit, one("cursor")?)
+            .await?;
+    to_json(page)
 }
 
 /// `GET /api/accounts`: per account its limit, recent grants, waiting requests, session and

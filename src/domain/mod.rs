@@ -13,12 +13,14 @@
 //! - `days`: the state of an instrument's day, and adjustments.
 //! - `timeframe`: chart timeframes and their IST-aligned buckets.
 //! - `text`: untrusted text made inert for terminals and log lines.
+//! - `filter`: the job filter of the explorer and the bulk actions, and a job as listed.
 //! - `session`: Kite sessions: when one ends, the login checksum.
 
 pub mod calendar;
 pub mod chain;
 pub mod days;
 pub mod event;
+pub mod filter;
 pub mod instrument;
 pub mod market;
 pub mod proof;

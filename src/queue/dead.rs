@@ -41,7 +41,7 @@ pub struct DeadDetail {
 
 /// The error text apalis-redis stored as the job's result (`{"Err": "AbortError: …"}` or similar),
 /// without apalis's wrapper.
-fn error_of(result: Option<&String>) -> Option<String> {
+pub(super) fn error_of(result: Option<&String>) -> Option<String> {
     let raw = result?;
     let text = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(serde_json::Value::Object(m)) => m

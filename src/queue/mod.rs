@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod cancel;
 pub mod dead;
+pub mod explore;
 pub mod housekeeping;
 pub mod keys;
 pub mod rejected;

@@ -294,6 +294,22 @@ pub async fn find_by_tradingsymbol(pool: &PgPool, tradingsymbol: &str) -> sqlx::
     Ok(rows.into_iter().map(|(t, e)| (t as u32, e)).collect())
 }
 
+/// The tokens a filter's `symbol` names: the instruments of that tradingsymbol, and every
+/// contract whose underlying (the dump's `name` of a future or option) it is.
+pub async fn tokens_of_symbol(pool: &PgPool, symbol: &str) -> sqlx::Result<Vec<u32>> {
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT instrument_token FROM instruments WHERE tradingsymbol = $1
+         UNION
+         SELECT instrument_token FROM instruments
+         WHERE upper(name) = $1 AND instrument_type IN ('FUT', 'CE', 'PE')
+         ORDER BY 1",
+    )
+    .bind(symbol)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|t| u32::try_from(t).ok()).collect())
+}
+
 /// Every active instrument's token and segment.
 pub async fn active_instruments(pool: &PgPool) -> sqlx::Result<Vec<(u32, Option<String>)>> {
     let rows: Vec<(i64, Option<String>)> =

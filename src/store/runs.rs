@@ -150,3 +150,92 @@ pub async fn last_stored(pool: &PgPool, tokens: &[u32]) -> sqlx::Result<HashMap<
     .await?;
     Ok(rows.into_iter().filter_map(|(t, at)| Some((t as u32, at?))).collect())
 }
+
+/// The outcomes of a finished run, as the explorer's `finished` state lists them (a failed run is
+/// retried as a queued job; a dead one is in the dead set).
+pub const FINISHED: [&str; 5] = ["stored", "covered", "skipped", "done", "disabled"];
+
+/// The finished runs as jobs, narrowed by a filter: `$1` outcomes, `$2` tokens, `$3`/`$4`
+/// finished from/to, `$5` least attempts, `$6` error text (LIKE-escaped), `$7` job kind, `$8`
+/// lane. A run's kind is the job's (`subscribed` for a subscription's backfill) and its lane the
+/// one its job ran on; its time is to the millisecond, as the explorer's cursors are.
+macro_rules! finished_runs {
+    () => {
+        "WITH r AS (
+            SELECT job_id, instrument_token, attempts, error, outcome,
+                   date_trunc('milliseconds', finished_at) AS finished_at,
+                   CASE WHEN kind = 'backfill' AND reason = 'subscribe' THEN 'subscribed' ELSE kind END AS job_kind,
+                   CASE WHEN (kind = 'backfill' AND reason IN ('subscribe', 'reconcile')) OR kind = 'chain_metrics'
+                        THEN 'urgent' ELSE 'bulk' END AS lane
+            FROM backfill_runs
+            WHERE outcome = ANY($1) AND finished_at IS NOT NULL
+              AND ($2::bigint[] IS NULL OR instrument_token = ANY($2))
+              AND ($3::timestamptz IS NULL OR finished_at >= $3)
+              AND ($4::timestamptz IS NULL OR finished_at < $4)
+              AND ($5::int IS NULL OR attempts >= $5)
+              AND ($6::text IS NULL OR error ILIKE '%' || $6 || '%')
+         )
+         SELECT job_id, instrument_token, attempts, error, outcome, finished_at, job_kind, lane FROM r
+         WHERE ($7::text IS NULL OR job_kind = $7) AND ($8::text IS NULL OR lane = $8)"
+    };
+}
+
+/// Binds a filter to `$1` … `$8` of [`finished_runs`].
+macro_rules! bind_filter {
+    ($q:expr, $f:expr, $tokens:expr, $error:expr) => {
+        $q.bind(&FINISHED[..])
+            .bind($tokens)
+            .bind($f.from)
+            .bind($f.to)
+            .bind($f.min_attempts.map(|n| n as i32))
+            .bind($error)
+            .bind($f.kind.map(|k| k.as_str()))
+            .bind($f.lane.map(|l| l.as_str()))
+    };
+}
+
+/// Finished runs that `filter` lets through (`tokens`: the tokens it allows, when it names any),
+/// newest first, after `before` (the cursor: a run's `at` and id): how many match in all, and the
+/// first `limit`.
+pub async fn explore(
+    pool: &PgPool,
+    filter: &crate::domain::filter::JobFilter,
+    tokens: Option<&[u32]>,
+    before: Option<(DateTime<Utc>, &str)>,
+    limit: i64,
+) -> sqlx::Result<(i64, Vec<crate::domain::filter::JobRow>)> {
+    use crate::domain::filter::{JobRow, JobState};
+    const PAGE: &str = concat!(
+        "SELECT * FROM (",
+        finished_runs!(),
+        ") p WHERE ($9::timestamptz IS NULL OR (finished_at, job_id) < ($9, $10))
+         ORDER BY finished_at DESC, job_id DESC LIMIT $11"
+    );
+    const COUNT: &str = concat!("SELECT count(*) FROM (", finished_runs!(), ") c");
+    let tokens: Option<Vec<i64>> = tokens.map(|t| t.iter().map(|t| i64::from(*t)).collect());
+    let error = filter.error.as_ref().map(|e| e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    type Row = (String, Option<i64>, i32, Option<String>, String, DateTime<Utc>, String, String);
+    let rows: Vec<Row> = bind_filter!(sqlx::query_as(PAGE), filter, tokens.clone(), error.clone())
+        .bind(before.map(|b| b.0))
+        .bind(before.map(|b| b.1))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let matched: i64 = bind_filter!(sqlx::query_scalar(COUNT), filter, tokens, error).fetch_one(pool).await?;
+    let out = rows
+        .into_iter()
+        .map(|(id, token, attempts, error, outcome, at, kind, lane)| JobRow {
+            id,
+            state: JobState::Finished,
+            lane: Some(if lane == "urgent" { tickfill_jobs::Lane::Urgent } else { tickfill_jobs::Lane::Bulk }),
+            kind,
+            token: token.and_then(|t| u32::try_from(t).ok()),
+            attempts: attempts.max(0) as u32,
+            error,
+            at: Some(at),
+            outcome: Some(outcome),
+            worker: None,
+        })
+        .collect();
+    Ok((matched, out))
+}

@@ -15,6 +15,7 @@ mod dead_letters;
 mod dedupe;
 mod dependencies;
 mod event_order;
+mod explorer;
 mod instruments;
 mod kite;
 mod migrations;

@@ -22,6 +22,76 @@ pub enum JobsCommand {
     },
     /// Lift a pause of history requests (after renewing an expired Kite session).
     Resume,
+    /// Every job, queued or finished, that the filter lets through, newest first.
+    List {
+        #[command(flatten)]
+        filter: Box<FilterArgs>,
+        /// Jobs per page (1 … 1000).
+        #[arg(long, default_value_t = tickfill::explore::DEFAULT_LIMIT)]
+        limit: usize,
+        /// The `next` cursor of the page before.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// `{"matched", "jobs", "next"}`, as `GET /api/jobs` answers.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The job filter, as flags (each checked as the API checks its query parameter).
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// An instrument token.
+    #[arg(long, value_parser = |v: &str| checked("token", v))]
+    token: Option<String>,
+    /// A tradingsymbol, or an underlying (every contract of it).
+    #[arg(long, value_parser = |v: &str| checked("symbol", v))]
+    symbol: Option<String>,
+    /// subscribed, unsubscribed, backfill, sweep or chain_metrics.
+    #[arg(long, value_parser = |v: &str| checked("kind", v))]
+    kind: Option<String>,
+    /// urgent or bulk.
+    #[arg(long, value_parser = |v: &str| checked("lane", v))]
+    lane: Option<String>,
+    /// pending, scheduled, running, dead or finished.
+    #[arg(long, value_parser = |v: &str| checked("state", v))]
+    state: Option<String>,
+    /// Text the job's error holds (case-insensitive).
+    #[arg(long, value_parser = |v: &str| checked("error", v))]
+    error: Option<String>,
+    /// Made (queued) or finished (runs) at or after this instant (RFC 3339).
+    #[arg(long, value_parser = |v: &str| checked("from", v))]
+    from: Option<String>,
+    /// … and before this one.
+    #[arg(long, value_parser = |v: &str| checked("to", v))]
+    to: Option<String>,
+    /// At least this many attempts.
+    #[arg(long, value_parser = |v: &str| checked("min_attempts", v))]
+    min_attempts: Option<String>,
+}
+
+/// One filter flag, checked as the API checks its query parameter (a bad one exits 2).
+fn checked(name: &str, value: &str) -> Result<String, String> {
+    tickfill::domain::filter::JobFilter::from_pairs([(name, value)], &[]).map_err(|e| e.reason)?;
+    Ok(value.to_string())
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> anyhow::Result<tickfill::domain::filter::JobFilter> {
+        let pairs = [
+            ("token", &self.token),
+            ("symbol", &self.symbol),
+            ("kind", &self.kind),
+            ("lane", &self.lane),
+            ("state", &self.state),
+            ("error", &self.error),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("min_attempts", &self.min_attempts),
+        ];
+        let given = pairs.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)));
+        Ok(tickfill::domain::filter::JobFilter::from_pairs(given, &[])?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -57,6 +127,37 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let ns = settings.queue.clone();
     match command {
+        JobsCommand::List { filter, limit, cursor, json } => {
+            let filter = filter.filter()?;
+            anyhow::ensure!(
+                (1..=tickfill::explore::MAX_LIMIT).contains(&limit),
+                "--limit must be 1 … {}",
+                tickfill::explore::MAX_LIMIT
+            );
+            let pool = tickfill::store::connect(settings.database_url.expose(), 2).await?;
+            let page = tickfill::explore::list(&mut conn, &ns, Some(&pool), &filter, limit, cursor.as_deref()).await?;
+            if json {
+                say!("{}", serde_json::to_string(&page)?);
+            } else {
+                say!("{} matched", page.matched);
+                for j in &page.jobs {
+                    say!(
+                        "{}  {:<9} {:<6} {:<13} {:>10}  attempts {}  {}  {}",
+                        j.id,
+                        j.state,
+                        j.lane.map(|l| l.as_str()).unwrap_or("-"),
+                        inert(&j.kind, 40),
+                        j.token.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                        j.attempts,
+                        j.at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                        inert(j.error.as_deref().or(j.outcome.as_deref()).unwrap_or_default(), 300)
+                    );
+                }
+                if let Some(next) = &page.next {
+                    say!("more: --cursor {next}");
+                }
+            }
+        }
         JobsCommand::Resume => {
             if queue::resume(&mut conn, &ns).await? {
                 say!("history requests resumed");
