@@ -108,3 +108,144 @@ pub async fn list(
     jobs.truncate(limit);
     Ok(Page { matched, jobs, next })
 }
+
+/// What a bulk action does to the jobs a filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Push dead jobs again as new jobs.
+    Retry,
+    /// Forget dead jobs.
+    Purge,
+    /// Drop waiting (pending or scheduled) jobs.
+    Cancel,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "retry" => Some(Action::Retry),
+            "purge" => Some(Action::Purge),
+            "cancel" => Some(Action::Cancel),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Purge => "purge",
+            Action::Cancel => "cancel",
+        }
+    }
+
+    /// The states of the jobs it acts on.
+    pub fn states(self) -> &'static [JobState] {
+        match self {
+            Action::Retry | Action::Purge => &[JobState::Dead],
+            Action::Cancel => &[JobState::Pending, JobState::Scheduled],
+        }
+    }
+}
+
+/// How many jobs a bulk action acts on when the caller does not say.
+pub const DEFAULT_CAP: usize = 1000;
+/// The most one bulk action acts on.
+pub const MAX_CAP: usize = 10_000;
+/// How many of the matched jobs a dry run shows.
+pub const SAMPLE: usize = 10;
+
+/// What a bulk action answers: for a dry run what it would do, else what it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkAnswer {
+    pub action: Action,
+    pub dry_run: bool,
+    pub filter: JobFilter,
+    pub matched: u64,
+    /// The most it acts on at once.
+    pub cap: usize,
+    /// Matched jobs left beyond the cap (act again for them).
+    pub remaining: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_act: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Vec<JobRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acted: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<queue::bulk::Failed>>,
+    /// Jobs a concurrent action or a worker took first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_by_others: Option<u64>,
+    /// Job by job: what was acted on (a retry's new id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<queue::bulk::Acted>>,
+}
+
+/// Acts (or, with `dry_run`, says what it would act) on the oldest `cap` jobs that `filter`
+/// matches in the states `action` acts on. A filter that narrows nothing needs `all`.
+#[allow(clippy::too_many_arguments)]
+pub async fn bulk(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    pool: Option<&PgPool>,
+    producer: &mut queue::Producer,
+    action: Action,
+    filter: &JobFilter,
+    all: bool,
+    cap: usize,
+    dry_run: bool,
+) -> Result<BulkAnswer, ExploreError> {
+    let refuse = |name: &str, reason: String| ExploreError::Filter(FilterError { name: name.into(), reason });
+    if filter.is_empty() && !all {
+        return Err(refuse("all", format!("a {} of every job needs all=true", action.as_str())));
+    }
+    if let Some(s) = filter.state.filter(|s| !action.states().contains(s)) {
+        let states: Vec<&str> = action.states().iter().map(|s| s.as_str()).collect();
+        return Err(refuse("state", format!("{} acts on {} jobs, not {s}", action.as_str(), states.join(" or "))));
+    }
+    if !(1..=MAX_CAP).contains(&cap) {
+        return Err(refuse("cap", format!("must be 1 … {MAX_CAP}")));
+    }
+    let tokens = symbol_tokens(pool, filter).await?;
+    let mut rows = Vec::new();
+    for state in action.states().iter().filter(|s| filter.wants_state(**s)) {
+        let f = JobFilter { state: Some(*state), ..filter.clone() };
+        rows.extend(queue::explore::queued(conn, ns, &f, tokens.as_deref()).await?);
+    }
+    // Oldest first: a capped action works through a backlog in order.
+    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+    let matched = rows.len() as u64;
+    rows.truncate(cap);
+    let chosen = rows.len() as u64;
+    let mut answer = BulkAnswer {
+        action,
+        dry_run,
+        filter: filter.clone(),
+        matched,
+        cap,
+        remaining: matched - chosen,
+        would_act: None,
+        sample: None,
+        acted: None,
+        failed: None,
+        taken_by_others: None,
+        jobs: None,
+    };
+    if dry_run {
+        answer.would_act = Some(chosen);
+        answer.sample = Some(rows.into_iter().take(SAMPLE).collect());
+        return Ok(answer);
+    }
+    let ids: Vec<(tickfill_jobs::Lane, String)> = rows.into_iter().filter_map(|r| Some((r.lane?, r.id))).collect();
+    let report = match action {
+        Action::Retry => queue::bulk::retry(conn, producer, ns, &ids).await?,
+        Action::Purge => queue::bulk::purge(conn, ns, &ids).await?,
+        Action::Cancel => queue::bulk::cancel(conn, ns, &ids).await?,
+    };
+    answer.acted = Some(report.acted.len() as u64);
+    answer.taken_by_others = Some(report.taken.len() as u64);
+    answer.failed = Some(report.failed);
+    answer.jobs = Some(report.acted);
+    Ok(answer)
+}

@@ -62,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/days/{token}", get(days_of))
         .route("/api/accounts", get(accounts))
         .route("/api/jobs", get(list_jobs))
+        .route("/api/jobs/{action}", post(bulk_jobs))
         .route("/kite/callback/{account}", get(kite_callback))
         .with_state(Arc::new(state))
 }
@@ -183,14 +184,7 @@ async fn list_jobs(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResul
         &["limit", "cursor"],
     )
     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let one = |name: &str| -> Result<Option<&str>, ApiError> {
-        let mut found = pairs.iter().filter(|(k, _)| k == name);
-        let first = found.next().map(|(_, v)| v.as_str());
-        if found.next().is_some() {
-            return Err(ApiError::BadRequest(format!("{name} given twice")));
-        }
-        Ok(first)
-    };
+    let one = |name: &str| one_of(&pairs, name);
     let limit = match one("limit")? {
         None => crate::explore::DEFAULT_LIMIT,
         Some(l) => l
@@ -203,6 +197,65 @@ async fn list_jobs(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResul
         crate::explore::list(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &filter, limit, one("cursor")?)
             .await?;
     to_json(page)
+}
+
+/// The one value of `name` among query pairs, refusing it twice.
+fn one_of<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut found = pairs.iter().filter(|(k, _)| k == name);
+    let first = found.next().map(|(_, v)| v.as_str());
+    if found.next().is_some() {
+        return Err(ApiError::BadRequest(format!("{name} given twice")));
+    }
+    Ok(first)
+}
+
+/// `POST /api/jobs/{retry|purge|cancel}?<filter>[&dry_run=true][&all=true][&cap=N]`: acts on the
+/// oldest `cap` (default 1,000) jobs the filter matches, or with `dry_run` says what it would.
+async fn bulk_jobs(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoBody,
+    Path(action): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    use crate::explore::{Action, DEFAULT_CAP};
+    let action = Action::parse(&action).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no bulk action {:?}: retry, purge or cancel",
+            crate::domain::text::inert(&action, 40)
+        ))
+    })?;
+    let pairs = query_pairs(raw.as_deref());
+    let filter = crate::domain::filter::JobFilter::from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &["dry_run", "all", "cap"],
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let flag = |name: &str| -> Result<bool, ApiError> {
+        match one_of(&pairs, name)? {
+            None => Ok(false),
+            Some(v) => crate::config::parse_bool(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))),
+        }
+    };
+    let cap = match one_of(&pairs, "cap")? {
+        None => DEFAULT_CAP,
+        Some(v) => v.parse().map_err(|_| ApiError::BadRequest("cap: a whole number".into()))?,
+    };
+    let mut conn = s.redis.clone();
+    let mut producer = queue::Producer::new(conn.clone(), &s.settings);
+    let answer = crate::explore::bulk(
+        &mut conn,
+        &s.settings.queue,
+        s.pool.as_ref(),
+        &mut producer,
+        action,
+        &filter,
+        flag("all")?,
+        cap,
+        flag("dry_run")?,
+    )
+    .await?;
+    to_json(answer)
 }
 
 /// `GET /api/accounts`: per account its limit, recent grants, waiting requests, session and

@@ -140,6 +140,16 @@ async fn drop_claimed(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &s
     redis::pipe().hdel(k.data(), id).ignore().del(k.meta(id)).ignore().query_async(conn).await
 }
 
+/// Claims a dead job of `lane` and removes it; returns whether this caller did.
+pub(super) async fn forget_in(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    lane: Lane,
+    id: &str,
+) -> redis::RedisResult<bool> {
+    forget(conn, ns, lane, id).await
+}
+
 /// Claims a dead job and removes it; returns whether this caller did.
 async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
     if !claim(conn, ns, lane, id).await? {

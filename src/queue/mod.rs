@@ -14,6 +14,7 @@
 //! - `lua/`: the scripts, one file each.
 
 pub mod accounts;
+pub mod bulk;
 pub mod cancel;
 pub mod dead;
 pub mod explore;

@@ -107,3 +107,95 @@ async fn a_filter_narrows_counts_and_pages_the_same_through_the_api_and_the_cli(
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--state"), "{err}");
 }
+
+async fn post(app: &TestApp, admin: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = app.http.post(format!("{admin}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_act_on_exactly_what_the_filter_matches_with_a_dry_run_and_a_cap() {
+    let app = TestApp::spawn().await;
+    let mut settings = app.settings.clone();
+    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    dead_subscriptions(&app, &[99901, 99902, 99903, 99904, 99905]).await;
+    crate::helpers::wait_until(30, "five dead jobs", || async {
+        get(&app, &admin, "state=dead").await.1["matched"] == 5
+    })
+    .await;
+    let dead_ids = || async { ids(&get(&app, &admin, "state=dead").await.1).into_iter().collect::<BTreeSet<_>>() };
+    let before = dead_ids().await;
+
+    // Refused: no token, no filter without all=true, a state the action does not act on, a typo.
+    assert_eq!(post(&app, &admin, "/api/jobs/purge?token=99901", None).await.0, 401);
+    let (status, body) = post(&app, &admin, "/api/jobs/purge", Some("op-token")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("all=true"), "{body}");
+    assert_eq!(post(&app, &admin, "/api/jobs/retry?state=pending", Some("op-token")).await.0, 400);
+    assert_eq!(post(&app, &admin, "/api/jobs/purge?tokn=99901", Some("op-token")).await.0, 400);
+    assert_eq!(post(&app, &admin, "/api/jobs/explode?token=1", Some("op-token")).await.0, 404);
+    assert_eq!(dead_ids().await, before, "a refused action changed the dead set");
+
+    // A dry run says what it would do and does nothing.
+    let (status, dry) = post(&app, &admin, "/api/jobs/retry?token=99902&dry_run=true", Some("op-token")).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (dry["matched"].as_u64(), dry["would_act"].as_u64(), dry["cap"].as_u64()),
+        (Some(1), Some(1), Some(1000))
+    );
+    assert_eq!(dry["sample"][0]["token"], 99902);
+    assert_eq!(dead_ids().await, before);
+
+    // A purge of one token's dead jobs: exactly those go.
+    let (status, purged) = post(&app, &admin, "/api/jobs/purge?token=99901", Some("op-token")).await;
+    assert_eq!((status, purged["acted"].as_u64()), (200, Some(1)), "{purged}");
+    let after = dead_ids().await;
+    assert_eq!(before.difference(&after).count(), 1);
+    assert_eq!(get(&app, &admin, "token=99901&state=dead").await.1["matched"], 0);
+
+    // A capped retry through the CLI: two of the four, the oldest, the rest stated as remaining.
+    let listed = get(&app, &admin, "state=dead&limit=1000").await.1;
+    let oldest: BTreeSet<String> = ids(&listed).into_iter().rev().take(2).collect();
+    let (code, out, err) = crate::helpers::run_cli(
+        &app.settings,
+        &["jobs", "retry", "--error", "unknown instrument", "--cap", "2", "--json"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let retried: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (retried["matched"].as_u64(), retried["acted"].as_u64(), retried["remaining"].as_u64()),
+        (Some(4), Some(2), Some(2)),
+        "{retried}"
+    );
+    assert!(retried["jobs"].as_array().unwrap().iter().all(|j| j["new_id"].is_string()));
+    let acted: BTreeSet<String> =
+        retried["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(acted, oldest, "a capped retry did not take the oldest first");
+
+    // Cancel: two scheduled hand backfills of one token, a third of another; only the first two go.
+    let to = tickfill::domain::window::floor_minute(chrono::Utc::now());
+    let mut producer = tickfill::queue::Producer::new(app.redis.clone(), &app.settings);
+    for (i, t) in [256265u32, 256265, 10000001].iter().enumerate() {
+        let job = tickfill::jobs::Job::Backfill {
+            token: crate::helpers::tok(*t),
+            from: to - chrono::Duration::hours(i as i64 + 1),
+            to,
+            reason: tickfill::jobs::Reason::Manual,
+            force: false,
+        };
+        producer.push_as(&job, &format!("later-{i}"), Some(std::time::Duration::from_secs(3600))).await.unwrap();
+    }
+    assert_eq!(get(&app, &admin, "state=scheduled").await.1["matched"], 3);
+    let (status, cancelled) = post(&app, &admin, "/api/jobs/cancel?token=256265&kind=backfill", Some("op-token")).await;
+    assert_eq!((status, cancelled["acted"].as_u64()), (200, Some(2)), "{cancelled}");
+    let (_, left) = get(&app, &admin, "state=scheduled").await;
+    assert_eq!((left["matched"].as_u64(), left["jobs"][0]["token"].as_u64()), (Some(1), Some(10000001)), "{left}");
+}

@@ -22,6 +22,12 @@ pub enum JobsCommand {
     },
     /// Lift a pause of history requests (after renewing an expired Kite session).
     Resume,
+    /// Push the dead jobs the filter matches again (at most --cap, oldest first).
+    Retry(Box<BulkArgs>),
+    /// Forget the dead jobs the filter matches.
+    Purge(Box<BulkArgs>),
+    /// Drop the waiting (pending or scheduled) jobs the filter matches.
+    Cancel(Box<BulkArgs>),
     /// Every job, queued or finished, that the filter lets through, newest first.
     List {
         #[command(flatten)]
@@ -36,6 +42,25 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A bulk action's flags: which jobs, and how.
+#[derive(clap::Args, Debug)]
+pub struct BulkArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Say how many would be acted on, and show some; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Act although the filter narrows nothing (every dead or waiting job).
+    #[arg(long)]
+    all: bool,
+    /// Act on at most this many (the oldest), 1 … 10000.
+    #[arg(long, default_value_t = tickfill::explore::DEFAULT_CAP)]
+    cap: usize,
+    /// The answer as `POST /api/jobs/{action}` gives it.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The job filter, as flags (each checked as the API checks its query parameter).
@@ -127,6 +152,9 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
     let mut conn = queue::connect(settings.redis_url.expose()).await?;
     let ns = settings.queue.clone();
     match command {
+        JobsCommand::Retry(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Retry, &a).await?,
+        JobsCommand::Purge(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Purge, &a).await?,
+        JobsCommand::Cancel(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Cancel, &a).await?,
         JobsCommand::List { filter, limit, cursor, json } => {
             let filter = filter.filter()?;
             anyhow::ensure!(
@@ -261,6 +289,65 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             let n = queue::dead::purge(&mut conn, &ns, before).await?;
             say!("purged {n} dead job(s)");
         }
+    }
+    Ok(())
+}
+
+/// `tickfill jobs retry|purge|cancel`: a bulk action on the jobs a filter matches.
+async fn run_bulk(
+    settings: &Settings,
+    conn: &mut redis::aio::ConnectionManager,
+    action: tickfill::explore::Action,
+    a: &BulkArgs,
+) -> anyhow::Result<()> {
+    let filter = a.filter.filter()?;
+    let pool = tickfill::store::connect(settings.database_url.expose(), 2).await?;
+    let mut producer = queue::Producer::new(conn.clone(), settings);
+    let answer = tickfill::explore::bulk(
+        conn,
+        &settings.queue,
+        Some(&pool),
+        &mut producer,
+        action,
+        &filter,
+        a.all,
+        a.cap,
+        a.dry_run,
+    )
+    .await?;
+    if a.json {
+        say!("{}", serde_json::to_string(&answer)?);
+    } else if a.dry_run {
+        say!(
+            "would {} {} of {} matched job(s) (cap {}); nothing changed",
+            action.as_str(),
+            answer.would_act.unwrap_or(0),
+            answer.matched,
+            answer.cap
+        );
+        for j in answer.sample.iter().flatten() {
+            say!(
+                "  {}  {:<9} {:<13} {}",
+                j.id,
+                j.state,
+                inert(&j.kind, 40),
+                j.token.map(|t| t.to_string()).unwrap_or_default()
+            );
+        }
+    } else {
+        for f in answer.failed.iter().flatten() {
+            eprintln!("not done {}: {}", f.id, inert(&f.error, 300));
+        }
+        say!(
+            "{}: {} of {} matched job(s); {} taken by others first; {} left beyond the cap",
+            action.as_str(),
+            answer.acted.unwrap_or(0),
+            answer.matched,
+            answer.taken_by_others.unwrap_or(0),
+            answer.remaining
+        );
+        let failed = answer.failed.as_ref().map_or(0, Vec::len);
+        anyhow::ensure!(failed == 0, "{failed} job(s) could not be acted on");
     }
     Ok(())
 }
