@@ -63,6 +63,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/accounts", get(accounts))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{action}", post(bulk_jobs))
+        .route("/api/controls", get(controls))
+        .route("/api/lanes/{lane}/{action}", post(lane_control))
+        .route("/api/kinds/{kind}/{action}", post(kind_control))
         .route("/kite/callback/{account}", get(kite_callback))
         .with_state(Arc::new(state))
 }
@@ -256,6 +259,74 @@ async fn bulk_jobs(
     )
     .await?;
     to_json(answer)
+}
+
+/// `GET /api/controls`: the paused lanes and kinds, and per lane how many jobs still run (a
+/// drain is done at 0).
+async fn controls(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+    let mut conn = s.redis.clone();
+    let c = queue::controls::read(&mut conn, &s.settings.queue).await?;
+    let mut running = serde_json::Map::new();
+    for lane in tickfill_jobs::Lane::ALL {
+        let d = queue::stats::lane_depths(&mut conn, &s.settings.queue, lane).await?;
+        running.insert(lane.as_str().into(), json!(d.running));
+    }
+    Ok(Json(json!({"lanes": c.lanes, "kinds": c.kinds, "running": running})))
+}
+
+/// Pauses, drains or resumes `target`.
+async fn control(s: &AdminState, target: queue::controls::Target, action: &str) -> ApiResult {
+    let mut conn = s.redis.clone();
+    let ns = &s.settings.queue;
+    let changed = match action {
+        "pause" => queue::controls::pause(&mut conn, ns, target, "admin", false).await?,
+        "drain" => queue::controls::pause(&mut conn, ns, target, "admin", true).await?,
+        "resume" => queue::controls::resume(&mut conn, ns, target).await?,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no action {:?}: pause, drain or resume",
+                crate::domain::text::inert(other, 40)
+            )))
+        }
+    };
+    Ok(Json(json!({"action": action, "changed": changed})))
+}
+
+/// `POST /api/lanes/{urgent|bulk}/{pause|drain|resume}`.
+async fn lane_control(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoQuery,
+    _: NoBody,
+    Path((lane, action)): Path<(String, String)>,
+) -> ApiResult {
+    let lane = match lane.as_str() {
+        "urgent" => tickfill_jobs::Lane::Urgent,
+        "bulk" => tickfill_jobs::Lane::Bulk,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no lane {:?}: urgent or bulk",
+                crate::domain::text::inert(other, 40)
+            )))
+        }
+    };
+    control(&s, queue::controls::Target::Lane(lane), &action).await
+}
+
+/// `POST /api/kinds/{kind}/{pause|resume}`.
+async fn kind_control(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoQuery,
+    _: NoBody,
+    Path((kind, action)): Path<(String, String)>,
+) -> ApiResult {
+    let kind = tickfill_jobs::JobKind::parse(&kind)
+        .ok_or_else(|| ApiError::NotFound(format!("no job kind {:?}", crate::domain::text::inert(&kind, 40))))?;
+    if action == "drain" {
+        return Err(ApiError::NotFound("kinds are paused or resumed; lanes drain".into()));
+    }
+    control(&s, queue::controls::Target::Kind(kind), &action).await
 }
 
 /// `GET /api/accounts`: per account its limit, recent grants, waiting requests, session and

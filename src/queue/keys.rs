@@ -4,7 +4,8 @@
 //! - `{ns}:urgent:*`, `{ns}:bulk:*`: the apalis-redis queues of the two lanes. Their key names
 //!   come from `apalis_redis::Config` (see [`LaneKeys`]), so they follow apalis, never a copy.
 //! - `{ns}:rejected` (capped list of refused events), `{ns}:counters` (hash of counts),
-//!   `{ns}:paused` (set while history requests are paused), `{ns}:subscribing` (sorted set of
+//!   `{ns}:paused` (set while history requests are paused), `{ns}:controls` (paused lanes and
+//!   kinds), `{ns}:subscribing` (sorted set of
 //!   queued subscription events), `{ns}:starts:{id}` (how often a job started),
 //!   `{ns}:budget:*` (the rate budget; `{ns}:budget:{account}:*` per named account),
 //!   `{ns}:account:{account}:*` (an account's session, breaker and recent grants, see
@@ -50,6 +51,11 @@ pub fn counters(ns: &str) -> String {
 /// While set, every history request of the namespace is paused (its value says why).
 pub fn paused(ns: &str) -> String {
     format!("{ns}:paused")
+}
+
+/// Hash of the lanes and kinds an operator paused (`lane:bulk`, `kind:sweep` → who, when, how).
+pub fn controls(ns: &str) -> String {
+    format!("{ns}:controls")
 }
 
 /// Tokens whose subscription event the bridge queued, scored by receipt.

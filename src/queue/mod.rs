@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod bulk;
 pub mod cancel;
+pub mod controls;
 pub mod dead;
 pub mod explore;
 pub mod housekeeping;

@@ -55,6 +55,10 @@ pub struct LaneStats {
     pub dead: u64,
     /// How long the oldest due job has waited, in seconds.
     pub oldest_pending_age_s: Option<f64>,
+    /// The lane's pause (or drain), if an operator paused it.
+    pub paused: Option<super::controls::Pause>,
+    /// The job kinds paused (fleet-wide, in every lane).
+    pub paused_kinds: Vec<String>,
 }
 
 /// Seconds since the creation of the job with this ULID id (apalis and tickfill ids are ULIDs).
@@ -66,6 +70,7 @@ fn age_of(id: &str, now: DateTime<Utc>) -> Option<f64> {
 /// Queue figures of both lanes.
 pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<LaneStats>> {
     let now = Utc::now();
+    let controls = super::controls::read(conn, ns).await?;
     let mut out = Vec::new();
     for lane in Lane::ALL {
         let k = LaneKeys::new(ns, lane);
@@ -82,6 +87,8 @@ pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult
             done: d.done,
             dead: d.dead,
             oldest_pending_age_s: oldest.map(|a| (a * 10.0).round() / 10.0),
+            paused: controls.lane(lane).cloned(),
+            paused_kinds: controls.kinds.keys().cloned().collect(),
         });
     }
     Ok(out)

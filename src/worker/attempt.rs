@@ -119,6 +119,20 @@ async fn handle_attempt(
             return Err(Box::new(AbortError::new(e)));
         }
     };
+    // An operator's pause of the job's lane holds it here; one of its kind puts it back.
+    match super::hold::wait_for_controls(state, &job).await {
+        super::hold::Hold::Go => {}
+        super::hold::Hold::KindPaused(why) => {
+            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            return put_off(state, &job, anyhow::anyhow!(why), next, &key, super::hold::KIND_WAIT, "jobs_kind_paused")
+                .await;
+        }
+        super::hold::Hold::Stopping(why) => {
+            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            return put_off(state, &job, anyhow::anyhow!(why), next, &key, Duration::from_secs(1), "jobs_handed_back")
+                .await;
+        }
+    }
     let span =
         tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token().map(|t| t.get()), attempt);
     let kind = metrics::l1("kind", job.kind());

@@ -26,6 +26,7 @@ mod attempt;
 mod backfill;
 mod chain;
 mod fetch;
+mod hold;
 mod job;
 mod settle;
 mod subscribe;
@@ -70,6 +71,8 @@ pub struct WorkerState {
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
     /// How the store keeps its rollups (the worker refreshes plain rollup tables).
     pub rollups: store::rollups::UpkeepCache,
+    /// Set once the pool is stopping: held jobs are handed back.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the shared state of a worker process.
@@ -97,7 +100,17 @@ pub async fn build_state(
     if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {
         tracing::warn!("the store has no rollups yet: run `tickfill migrate`");
     }
-    Ok(Arc::new(WorkerState { settings, pool, ticker, budget, redis, producer, commits, rollups }))
+    Ok(Arc::new(WorkerState {
+        settings,
+        pool,
+        ticker,
+        budget,
+        redis,
+        producer,
+        commits,
+        rollups,
+        stopping: Default::default(),
+    }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).
@@ -247,6 +260,12 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
                 .build(attempt::handle_job)
         });
     }
+    let stopping = state.clone();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        signal.wait().await;
+        stopping.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     let grace = settings.shutdown_timeout;
     let stop = shutdown.clone();
     let stopping = shutdown.clone();

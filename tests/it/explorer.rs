@@ -199,3 +199,87 @@ async fn bulk_actions_act_on_exactly_what_the_filter_matches_with_a_dry_run_and_
     let (_, left) = get(&app, &admin, "state=scheduled").await;
     assert_eq!((left["matched"].as_u64(), left["jobs"][0]["token"].as_u64()), (Some(1), Some(10000001)), "{left}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_works_and_resuming_runs_them() {
+    let app =
+        crate::helpers::TestApp::spawn_with(crate::helpers::AppOptions { start_worker: false, ..Default::default() })
+            .await;
+    let first = app.start_worker().await;
+    let mut settings = app.settings.clone();
+    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    assert_eq!(post(&app, &admin, "/api/lanes/bulk/pause", None).await.0, 401);
+    assert_eq!(post(&app, &admin, "/api/lanes/fast/pause", Some("op-token")).await.0, 404);
+    let (status, body) = post(&app, &admin, "/api/lanes/bulk/pause", Some("op-token")).await;
+    assert_eq!((status, body["changed"].as_bool()), (200, Some(true)), "{body}");
+
+    let to = tickfill::domain::window::floor_minute(chrono::Utc::now());
+    let hand = tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(10000001),
+        from: to - chrono::Duration::hours(1),
+        to,
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&hand).await;
+    let held = || async { get(&app, &admin, "state=running&kind=backfill").await.1["matched"] == 1 };
+    crate::helpers::wait_until(20, "the hand backfill to be held", held).await;
+    // The urgent lane works meanwhile.
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'subscribe' AND outcome = 'stored'", 1).await;
+    let (code, out, _) = run_cli(&app.settings, &["jobs", "stats", "--json"], &[]);
+    assert_eq!(code, 0);
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    let bulk = stats.as_array().unwrap().iter().find(|l| l["lane"] == "bulk").unwrap();
+    assert!(bulk["paused"]["since"].is_string(), "{bulk}");
+
+    // A restart: the held job goes back to the queue and the new worker holds it again.
+    first.trigger();
+    crate::helpers::wait_until(20, "the held job to be handed back", || async {
+        get(&app, &admin, "state=running&kind=backfill").await.1["matched"] == 0
+    })
+    .await;
+    app.start_worker().await;
+    crate::helpers::wait_until(20, "the new worker to hold it", held).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM backfill_runs WHERE reason = 'manual'").await,
+        0,
+        "a paused lane ran a job"
+    );
+
+    // Resumed through the CLI: it runs, spending one attempt.
+    let (code, out, err) = run_cli(&app.settings, &["jobs", "resume", "--lane", "bulk"], &[]);
+    assert_eq!((code, out.trim()), (0, "the bulk lane resumed"), "{err}");
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'manual' AND outcome = 'stored'", 1).await;
+    assert_eq!(app.count("SELECT max(attempts)::bigint FROM backfill_runs WHERE reason = 'manual'").await, 1);
+
+    // A paused kind waits; resumed, it runs.
+    let (code, out, _) = run_cli(&app.settings, &["jobs", "pause", "--kind", "backfill"], &[]);
+    assert_eq!((code, out.trim()), (0, "jobs of kind backfill paused"));
+    let again = tickfill::jobs::Job::Backfill {
+        token: crate::helpers::tok(10000002),
+        from: to - chrono::Duration::hours(1),
+        to,
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    };
+    app.push(&again).await;
+    crate::helpers::wait_until(20, "the paused kind's job to be put back", || async {
+        app.counter("jobs_kind_paused:backfill").await >= 1
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE instrument_token = 10000002").await, 0);
+    let (status, _) = post(&app, &admin, "/api/kinds/backfill/resume", Some("op-token")).await;
+    assert_eq!(status, 200);
+    app.wait_count(
+        30,
+        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 10000002 AND outcome = 'stored'",
+        1,
+    )
+    .await;
+    // The old meaning of a bare resume is kept.
+    let (code, out, _) = run_cli(&app.settings, &["jobs", "resume"], &[]);
+    assert_eq!((code, out.trim()), (0, "history requests were not paused"));
+}

@@ -20,8 +20,25 @@ pub enum JobsCommand {
         #[command(subcommand)]
         command: DeadCommand,
     },
-    /// Lift a pause of history requests (after renewing an expired Kite session).
-    Resume,
+    /// Resume a paused lane or job kind; without either, lift the pause of history requests
+    /// (after renewing an expired Kite session).
+    Resume {
+        #[arg(long, value_parser = lane, conflicts_with = "kind")]
+        lane: Option<tickfill::jobs::Lane>,
+        #[arg(long)]
+        kind: Option<JobKind>,
+    },
+    /// Pause a lane (its jobs are held where they are picked up) or a job kind (its jobs wait),
+    /// fleet-wide, until `tickfill jobs resume`.
+    Pause {
+        #[arg(long, value_parser = lane, conflicts_with = "kind", required_unless_present = "kind")]
+        lane: Option<tickfill::jobs::Lane>,
+        #[arg(long)]
+        kind: Option<JobKind>,
+        /// A lane's running jobs finish; `tickfill jobs stats` says when none is left.
+        #[arg(long, requires = "lane")]
+        drain: bool,
+    },
     /// Push the dead jobs the filter matches again (at most --cap, oldest first).
     Retry(Box<BulkArgs>),
     /// Forget the dead jobs the filter matches.
@@ -186,7 +203,26 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 }
             }
         }
-        JobsCommand::Resume => {
+        JobsCommand::Pause { lane, kind, drain } => {
+            let target = match (lane, kind) {
+                (Some(l), _) => queue::controls::Target::Lane(l),
+                (None, Some(k)) => queue::controls::Target::Kind(k),
+                (None, None) => anyhow::bail!("say which: --lane L or --kind K"),
+            };
+            let what = describe(target);
+            if queue::controls::pause(&mut conn, &ns, target, "cli", drain).await? {
+                say!("{what} {}", if drain { "draining" } else { "paused" });
+            } else {
+                say!("{what} was paused already");
+            }
+        }
+        JobsCommand::Resume { lane: Some(l), .. } => {
+            resume_target(&mut conn, &ns, queue::controls::Target::Lane(l)).await?
+        }
+        JobsCommand::Resume { kind: Some(k), .. } => {
+            resume_target(&mut conn, &ns, queue::controls::Target::Kind(k)).await?
+        }
+        JobsCommand::Resume { .. } => {
             if queue::resume(&mut conn, &ns).await? {
                 say!("history requests resumed");
             } else {
@@ -214,10 +250,15 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                     "done",
                     "dead"
                 );
-                for s in stats {
+                for s in &stats {
                     let age = s.oldest_pending_age_s.map(|a| format!("{a:.1}s")).unwrap_or_else(|| "-".into());
+                    let paused = match &s.paused {
+                        Some(p) if p.drain => format!("  DRAINING since {} ({} running)", p.since, s.running),
+                        Some(p) => format!("  PAUSED since {}", p.since),
+                        None => String::new(),
+                    };
                     say!(
-                        "{:<7} {:>8} {:>9} {:>8} {:>8} {:>6}  {age}",
+                        "{:<7} {:>8} {:>9} {:>8} {:>8} {:>6}  {age}{paused}",
                         s.lane,
                         s.pending,
                         s.scheduled,
@@ -225,6 +266,9 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                         s.done,
                         s.dead
                     );
+                }
+                if let Some(first) = stats.first().filter(|s| !s.paused_kinds.is_empty()) {
+                    say!("paused kinds: {}", first.paused_kinds.join(", "));
                 }
             }
         }
@@ -348,6 +392,36 @@ async fn run_bulk(
         );
         let failed = answer.failed.as_ref().map_or(0, Vec::len);
         anyhow::ensure!(failed == 0, "{failed} job(s) could not be acted on");
+    }
+    Ok(())
+}
+
+/// `--lane`: urgent or bulk.
+fn lane(s: &str) -> Result<tickfill::jobs::Lane, String> {
+    match s {
+        "urgent" => Ok(tickfill::jobs::Lane::Urgent),
+        "bulk" => Ok(tickfill::jobs::Lane::Bulk),
+        _ => Err("urgent or bulk".into()),
+    }
+}
+
+fn describe(target: queue::controls::Target) -> String {
+    match target {
+        queue::controls::Target::Lane(l) => format!("the {} lane", l.as_str()),
+        queue::controls::Target::Kind(k) => format!("jobs of kind {}", k.as_str()),
+    }
+}
+
+async fn resume_target(
+    conn: &mut redis::aio::ConnectionManager,
+    ns: &str,
+    target: queue::controls::Target,
+) -> anyhow::Result<()> {
+    let what = describe(target);
+    if queue::controls::resume(conn, ns, target).await? {
+        say!("{what} resumed");
+    } else {
+        say!("{what} was not paused");
     }
     Ok(())
 }
