@@ -3,7 +3,8 @@
 //! Ticks are instants every scheduler computes alike (multiples of the interval since the epoch,
 //! or the times of a cron expression, in UTC), and a sweep's idempotency key is its tick, so any
 //! number of schedulers push each tick once. A scheduler that starts (or wakes after a pause)
-//! pushes only the latest tick that has passed: missed ticks are not replayed.
+//! pushes only the latest tick that has passed: missed ticks are not replayed. While an operator
+//! has paused sweeps (`queue::controls`), ticks push nothing.
 
 use std::time::Duration;
 
@@ -20,9 +21,22 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut producer = queue::Producer::new(conn, &settings);
     tracing::info!(interval = %settings.sweep_interval, queue = %settings.queue, "scheduler started");
     let mut last_pushed: Option<DateTime<Utc>> = None;
+    let mut said_paused = false;
     loop {
         let tick = interval.latest_tick(Utc::now());
-        if last_pushed != Some(tick) {
+        let paused = match queue::controls::read(producer.conn(), &settings.queue).await {
+            Ok(c) => c.sweeps,
+            Err(_) => None,
+        };
+        if let Some(p) = paused.as_ref().filter(|_| last_pushed != Some(tick)) {
+            if !said_paused {
+                tracing::info!(%tick, since = %p.since, by = %p.by, "sweeps paused: this tick pushes none");
+                said_paused = true;
+            }
+            queue::count(producer.conn(), &settings.queue, "sweep_ticks_paused").await;
+            last_pushed = Some(tick);
+        } else if last_pushed != Some(tick) {
+            said_paused = false;
             match producer.push(&Job::Sweep { tick }).await {
                 Ok(()) => {
                     tracing::info!(%tick, "sweep pushed (once across schedulers)");

@@ -202,3 +202,44 @@ pub async fn freshness(
         stale: ages.iter().filter(|a| **a > stale_after_s).count() as i64,
     })
 }
+
+/// How many past sweeps `GET /api/sweeps` and `tickfill sweeps` show.
+pub const RECENT_SWEEPS: i64 = 60;
+
+/// The scheduler as operators see it: its schedule, the last and next tick, whether sweeps are
+/// paused, and the last sweeps (with the store).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sweeps {
+    pub interval: String,
+    pub last_tick: DateTime<Utc>,
+    pub next_tick: DateTime<Utc>,
+    pub paused: Option<crate::queue::controls::Pause>,
+    pub recent: Vec<store::runs::SweepRun>,
+}
+
+pub async fn sweeps(
+    settings: &Settings,
+    conn: &mut redis::aio::ConnectionManager,
+    pool: Option<&PgPool>,
+) -> anyhow::Result<Sweeps> {
+    let now = Utc::now();
+    let last_tick = settings.sweep_interval.latest_tick(now);
+    let recent = match pool {
+        Some(p) => store::runs::recent_sweeps(p, RECENT_SWEEPS).await?,
+        None => vec![],
+    };
+    Ok(Sweeps {
+        interval: settings.sweep_interval.to_string(),
+        last_tick,
+        next_tick: settings.sweep_interval.next_tick(last_tick),
+        paused: crate::queue::controls::read(conn, &settings.queue).await?.sweeps,
+        recent,
+    })
+}
+
+/// Pushes a sweep now (whether or not sweeps are paused); returns its tick.
+pub async fn sweep_now(settings: &Settings, conn: redis::aio::ConnectionManager) -> anyhow::Result<DateTime<Utc>> {
+    let tick = Utc::now();
+    crate::queue::Producer::new(conn, settings).push(&tickfill_jobs::Job::Sweep { tick }).await?;
+    Ok(tick)
+}

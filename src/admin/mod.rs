@@ -64,6 +64,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{action}", post(bulk_jobs))
         .route("/api/controls", get(controls))
+        .route("/api/sweeps", get(sweeps))
+        .route("/api/sweeps/{action}", post(sweeps_action))
         .route("/api/lanes/{lane}/{action}", post(lane_control))
         .route("/api/kinds/{kind}/{action}", post(kind_control))
         .route("/kite/callback/{account}", get(kite_callback))
@@ -261,6 +263,32 @@ async fn bulk_jobs(
     to_json(answer)
 }
 
+/// `GET /api/sweeps`: the schedule, the last and next tick, the pause, the last 60 sweeps.
+async fn sweeps(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+    to_json(crate::status::sweeps(&s.settings, &mut s.redis.clone(), s.pool.as_ref()).await?)
+}
+
+/// `POST /api/sweeps/{now|pause|resume}`.
+async fn sweeps_action(
+    State(s): State<Shared>,
+    _: Authorized,
+    _: NoQuery,
+    _: NoBody,
+    Path(action): Path<String>,
+) -> ApiResult {
+    match action.as_str() {
+        "now" => {
+            let tick = crate::status::sweep_now(&s.settings, s.redis.clone()).await?;
+            Ok(Json(json!({"action": "now", "tick": tick})))
+        }
+        "pause" | "resume" => control(&s, queue::controls::Target::Sweeps, &action).await,
+        other => Err(ApiError::NotFound(format!(
+            "no action {:?}: now, pause or resume",
+            crate::domain::text::inert(other, 40)
+        ))),
+    }
+}
+
 /// `GET /api/controls`: the paused lanes and kinds, and per lane how many jobs still run (a
 /// drain is done at 0).
 async fn controls(State(s): State<Shared>, _: NoQuery) -> ApiResult {
@@ -271,7 +299,7 @@ async fn controls(State(s): State<Shared>, _: NoQuery) -> ApiResult {
         let d = queue::stats::lane_depths(&mut conn, &s.settings.queue, lane).await?;
         running.insert(lane.as_str().into(), json!(d.running));
     }
-    Ok(Json(json!({"lanes": c.lanes, "kinds": c.kinds, "running": running})))
+    Ok(Json(json!({"lanes": c.lanes, "kinds": c.kinds, "sweeps": c.sweeps, "running": running})))
 }
 
 /// Pauses, drains or resumes `target`.

@@ -19,6 +19,8 @@ use super::keys;
 pub enum Target {
     Lane(Lane),
     Kind(JobKind),
+    /// The scheduler's sweeps: no tick pushes one while paused ("sweep now" still does).
+    Sweeps,
 }
 
 impl Target {
@@ -26,6 +28,7 @@ impl Target {
         match self {
             Target::Lane(l) => format!("lane:{}", l.as_str()),
             Target::Kind(k) => format!("kind:{}", k.as_str()),
+            Target::Sweeps => "sweeps".into(),
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct Pause {
 pub struct Controls {
     pub lanes: BTreeMap<String, Pause>,
     pub kinds: BTreeMap<String, Pause>,
+    pub sweeps: Option<Pause>,
 }
 
 impl Controls {
@@ -89,6 +93,7 @@ pub async fn read(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<
             Some(("kind", k)) => {
                 c.kinds.insert(k.to_string(), p);
             }
+            None if field == "sweeps" => c.sweeps = Some(p),
             _ => {}
         }
     }

@@ -239,3 +239,31 @@ pub async fn explore(
         .collect();
     Ok((matched, out))
 }
+
+/// One sweep as `GET /api/sweeps` lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct SweepRun {
+    pub job_id: String,
+    /// The tick it was pushed for.
+    pub tick: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<f64>,
+    /// Backfills and checks it pushed.
+    pub jobs_pushed: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// The newest `limit` sweeps.
+pub async fn recent_sweeps(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<SweepRun>> {
+    sqlx::query_as(
+        "SELECT job_id, requested_at AS tick, started_at, finished_at,
+                EXTRACT(EPOCH FROM finished_at - started_at)::float8 * 1000 AS duration_ms,
+                rows AS jobs_pushed, outcome, error
+         FROM backfill_runs WHERE kind = 'sweep' ORDER BY finished_at DESC NULLS LAST LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -283,3 +283,48 @@ async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_work
     let (code, out, _) = run_cli(&app.settings, &["jobs", "resume"], &[]);
     assert_eq!((code, out.trim()), (0, "history requests were not paused"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_show_their_ticks_pause_resume_and_run_now() {
+    let app = crate::helpers::TestApp::spawn_with(crate::helpers::AppOptions {
+        tweak: |s| s.sweep_interval = tickfill::config::Interval::Every(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    })
+    .await;
+    let mut settings = app.settings.clone();
+    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    let sweeps =
+        || async { app.http.get(format!("{admin}/api/sweeps")).send().await.unwrap().json::<Value>().await.unwrap() };
+    let s = sweeps().await;
+    assert_eq!(s["paused"], Value::Null, "{s}");
+    assert!(s["next_tick"].as_str().unwrap() > s["last_tick"].as_str().unwrap(), "{s}");
+
+    // Paused, the scheduler's ticks push nothing.
+    assert_eq!(post(&app, &admin, "/api/sweeps/pause", Some("op-token")).await.0, 200);
+    assert!(sweeps().await["paused"]["since"].is_string());
+    let stop = app.shutdown.child();
+    tokio::spawn(tickfill::scheduler::run(app.settings.clone(), stop.clone()));
+    crate::helpers::wait_until(20, "two paused ticks", || async { app.counter("sweep_ticks_paused").await >= 2 }).await;
+    let swept = "SELECT count(*) FROM backfill_runs WHERE kind = 'sweep'";
+    assert_eq!(app.count(swept).await, 0, "a paused scheduler pushed a sweep");
+
+    // "Sweep now" runs one anyway; it is listed with its duration and what it pushed.
+    let (status, now) = post(&app, &admin, "/api/sweeps/now", Some("op-token")).await;
+    assert_eq!(status, 200, "{now}");
+    app.wait_count(20, swept, 1).await;
+    let listed = sweeps().await;
+    let recent = &listed["recent"][0];
+    assert!(recent["duration_ms"].as_f64().is_some() && recent["jobs_pushed"].is_i64(), "{listed}");
+
+    // Resumed through the CLI, the ticks push again.
+    let (code, out, _) = run_cli(&app.settings, &["sweeps", "resume"], &[]);
+    assert_eq!((code, out.trim()), (0, "sweeps resumed"));
+    app.wait_count(20, swept, 2).await;
+    stop.trigger();
+    let (code, out, _) = run_cli(&app.settings, &["sweeps", "--json"], &[]);
+    assert_eq!(code, 0);
+    let cli: Value = serde_json::from_str(&out).unwrap();
+    assert!(cli["recent"].as_array().unwrap().len() >= 2 && cli["paused"].is_null(), "{cli}");
+}

@@ -409,6 +409,7 @@ fn describe(target: queue::controls::Target) -> String {
     match target {
         queue::controls::Target::Lane(l) => format!("the {} lane", l.as_str()),
         queue::controls::Target::Kind(k) => format!("jobs of kind {}", k.as_str()),
+        queue::controls::Target::Sweeps => "sweeps".into(),
     }
 }
 

@@ -27,6 +27,7 @@ mod jobs;
 mod processes;
 mod sim;
 mod status;
+mod sweeps;
 
 use clap::{Parser, Subcommand};
 use tickfill::{config::Settings, telemetry};
@@ -105,6 +106,13 @@ enum Command {
         #[command(subcommand)]
         command: accounts::KiteCommand,
     },
+    /// The sweeps: schedule, last and next tick, last 60; `now`, `pause`, `resume`.
+    Sweeps {
+        #[command(subcommand)]
+        command: Option<sweeps::SweepsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measurements (each prints one JSON line).
     Bench {
         #[command(subcommand)]
@@ -152,6 +160,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Events { command } => events::run(settings, command).await,
         Command::Bench { command } => bench::run(settings, command).await,
+        Command::Sweeps { command, json } => sweeps::run(settings, command, json).await,
         Command::Accounts { json } => accounts::run_accounts(settings, json).await,
         Command::Kite { command } => accounts::run_kite(settings, command).await,
     }
