@@ -13,7 +13,7 @@ use crate::{
     config::Settings,
     domain::event::{job_for, parse_event},
     metrics,
-    queue::{self, rejected::keep_rejected, Producer},
+    queue::{self, history::History, rejected::keep_rejected, Producer},
     shutdown::{ReconnectDelays, Shutdown},
 };
 
@@ -36,6 +36,7 @@ pub async fn handle_message(
     producer: &mut Producer,
     conn: &mut redis::aio::ConnectionManager,
     settings: &Settings,
+    history: &History,
     payload: &[u8],
 ) -> anyhow::Result<()> {
     let received_ms = receipt_ms();
@@ -51,6 +52,7 @@ pub async fn handle_message(
             producer.push(&job).await?;
             tracing::debug!(token, kind = job.kind(), "event queued");
             queue::count(conn, &settings.queue, "events_accepted").await;
+            history.add("events_accepted", 1);
             metrics::get().events_accepted.get_or_create(&kind).inc();
         }
         Err(why) => {
@@ -58,6 +60,7 @@ pub async fn handle_message(
             metrics::get().events_rejected.get_or_create(&metrics::l1("reason", why.code.as_str())).inc();
             tracing::warn!(code = why.code.as_str(), reason = %why.reason, bytes = payload.len(), "event rejected");
             keep_rejected(conn, &settings.queue, payload, &why).await;
+            history.add("events_rejected", 1);
         }
     }
     Ok(())
@@ -72,8 +75,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         return Ok(());
     }
     let client = redis::Client::open(settings.redis_url.expose())?;
+    let history = History::new(&settings.queue);
     if let Ok(mut conn) = queue::connect(settings.redis_url.expose()).await {
         queue::warn_without_persistence(&mut conn).await;
+        history.spawn_flusher(conn, shutdown.clone());
     }
     let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut backoff = delays.next_delay();
@@ -98,7 +103,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 // A push that fails is retried until it lands: the event is not lost while
                 // this connection lives.
                 let mut waits = ReconnectDelays::new(Duration::from_millis(50), Duration::from_secs(5));
-                while let Err(e) = handle_message(&mut producer, &mut conn, &settings, &payload).await {
+                while let Err(e) = handle_message(&mut producer, &mut conn, &settings, &history, &payload).await {
                     tracing::warn!(error = %e, "failed to queue an event; retrying");
                     tokio::time::sleep(waits.next_delay()).await;
                 }

@@ -64,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{action}", post(bulk_jobs))
         .route("/api/controls", get(controls))
+        .route("/api/history", get(history))
         .route("/api/sweeps", get(sweeps))
         .route("/api/sweeps/{action}", post(sweeps_action))
         .route("/api/lanes/{lane}/{action}", post(lane_control))
@@ -261,6 +262,53 @@ async fn bulk_jobs(
     )
     .await?;
     to_json(answer)
+}
+
+/// `GET /api/history?series=&step=1m|1h&since=&lane=&kind=`: one series over time; without
+/// `series`, the series kept and their retention.
+async fn history(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResult {
+    use crate::queue::history::{self, Step, SERIES};
+    let pairs = query_pairs(raw.as_deref());
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| !["series", "step", "since", "lane", "kind"].contains(&k.as_str()))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter {:?}: series, step, since, lane, kind",
+            crate::domain::text::inert(k, 40)
+        )));
+    }
+    let Some(series) = one_of(&pairs, "series")? else {
+        return Ok(Json(json!({"series": SERIES, "retention": {"1m": "8h", "1h": "90d"}})));
+    };
+    let series = SERIES
+        .iter()
+        .find(|x| **x == series)
+        .ok_or_else(|| ApiError::BadRequest(format!("series: one of {}", SERIES.join(", "))))?;
+    let step = match one_of(&pairs, "step")? {
+        None => Step::Minute,
+        Some(v) => Step::parse(v).ok_or_else(|| ApiError::BadRequest("step: 1m or 1h".into()))?,
+    };
+    let now = chrono::Utc::now();
+    let since = match one_of(&pairs, "since")? {
+        None => now - chrono::Duration::seconds(step.seconds() * 60),
+        Some(v) => match crate::config::parse_duration(v) {
+            Ok(d) => crate::config::ago(now, d).map_err(ApiError::BadRequest)?,
+            Err(_) => chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| ApiError::BadRequest("since: a duration (2h) or an RFC 3339 instant".into()))?,
+        },
+    };
+    let field = match (one_of(&pairs, "lane")?, one_of(&pairs, "kind")?) {
+        (None, None) => series.to_string(),
+        (Some(l), Some(k)) if series.starts_with("jobs_") => {
+            let lane_ok = l == "urgent" || l == "bulk";
+            if !lane_ok || tickfill_jobs::JobKind::parse(k).is_none() {
+                return Err(ApiError::BadRequest("lane: urgent or bulk; kind: a job kind".into()));
+            }
+            format!("{series}|{l}|{k}")
+        }
+        _ => return Err(ApiError::BadRequest("lane and kind go together, on a jobs_ series".into())),
+    };
+    to_json(history::read(&mut s.redis.clone(), &s.settings.queue, &field, step, since).await?)
 }
 
 /// `GET /api/sweeps`: the schedule, the last and next tick, the pause, the last 60 sweeps.

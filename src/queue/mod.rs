@@ -19,6 +19,7 @@ pub mod cancel;
 pub mod controls;
 pub mod dead;
 pub mod explore;
+pub mod history;
 pub mod housekeeping;
 pub mod keys;
 pub mod rejected;

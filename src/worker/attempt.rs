@@ -102,6 +102,7 @@ async fn handle_attempt(
         );
         tracing::error!(job_id = %this_id, reason = %reason, "job failed for good; sent to the dead set");
         queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_dead:crashed_worker").await;
+        state.history.add("jobs_dead", 1);
         metrics::get().jobs_dead.get_or_create(&metrics::l1("kind", "crashed_worker")).inc();
         return Err(Box::new(AbortError::new(reason)));
     }
@@ -141,11 +142,23 @@ async fn handle_attempt(
     let started = std::time::Instant::now();
     let result = run_job(state, &job, &meta).instrument(span.clone()).await;
     m.job_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+    let lane = job.lane().as_str();
     match &result {
-        Ok(()) => m.jobs_succeeded.get_or_create(&kind).inc(),
-        Err(JobError::Pause(_)) => m.jobs_put_off.get_or_create(&kind).inc(),
-        Err(JobError::Retry(_)) if !meta.last_attempt => m.jobs_retried.get_or_create(&kind).inc(),
-        Err(_) => m.jobs_dead.get_or_create(&kind).inc(),
+        Ok(()) => {
+            m.jobs_succeeded.get_or_create(&kind).inc();
+            state.history.add_for("jobs_done", lane, job.kind(), 1);
+        }
+        Err(JobError::Pause(_)) => {
+            m.jobs_put_off.get_or_create(&kind).inc();
+        }
+        Err(JobError::Retry(_)) if !meta.last_attempt => {
+            m.jobs_retried.get_or_create(&kind).inc();
+            state.history.add_for("jobs_failed", lane, job.kind(), 1);
+        }
+        Err(_) => {
+            m.jobs_dead.get_or_create(&kind).inc();
+            state.history.add_for("jobs_dead", lane, job.kind(), 1);
+        }
     };
     // What follows logs in the job's span too; the span is entered per poll (`.instrument`), never
     // held across an await, so no other job's lines land in it.

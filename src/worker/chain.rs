@@ -77,6 +77,7 @@ pub(super) async fn rebuild_chain(
     let upkeep = state.rollups.get(&state.pool).await?;
     let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window, upkeep).await?;
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", STRIKE_TABLE)).inc_by(rows);
+    state.history.add("rows_stored", rows);
     let run = Run {
         job_id: &meta.id,
         kind: "chain_metrics",

@@ -113,6 +113,7 @@ pub(super) async fn fetch_with_throttle(
         let label = metrics::l1("account", &account.name);
         m.account_requests.get_or_create(&label).inc();
         let answer = state.ticker.history(token, window, Via::of(account, grant.access_token.as_ref())).await;
+        state.history.add("history_requests", 1);
         if let Err(e) = &answer {
             queue::count(&mut redis, ns, &format!("ticker_errors:{}", e.label())).await;
         }
@@ -121,6 +122,7 @@ pub(super) async fn fetch_with_throttle(
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
                 m.account_throttled.get_or_create(&label).inc();
+                state.history.add("throttled", 1);
                 let breaker = match state.budget.free() {
                     true => Ok(None),
                     false => queue::accounts::throttled(&mut redis, ns, &account.name, BreakerPolicy::default()).await,

@@ -71,6 +71,8 @@ pub struct WorkerState {
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
     /// How the store keeps its rollups (the worker refreshes plain rollup tables).
     pub rollups: store::rollups::UpkeepCache,
+    /// This process's counts over time, written out once a second while the pool runs.
+    pub history: Arc<queue::history::History>,
     /// Set once the pool is stopping: held jobs are handed back.
     pub stopping: std::sync::atomic::AtomicBool,
 }
@@ -97,6 +99,7 @@ pub async fn build_state(
         }
     }
     let rollups = store::rollups::UpkeepCache::default();
+    let settings_queue = settings.queue.clone();
     if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {
         tracing::warn!("the store has no rollups yet: run `tickfill migrate`");
     }
@@ -109,6 +112,7 @@ pub async fn build_state(
         producer,
         commits,
         rollups,
+        history: queue::history::History::new(&settings_queue),
         stopping: Default::default(),
     }))
 }
@@ -260,6 +264,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
                 .build(attempt::handle_job)
         });
     }
+    state.history.spawn_flusher(conn.clone(), shutdown.clone());
     let stopping = state.clone();
     let signal = shutdown.clone();
     tokio::spawn(async move {

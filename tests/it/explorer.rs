@@ -328,3 +328,55 @@ async fn sweeps_show_their_ticks_pause_resume_and_run_now() {
     let cli: Value = serde_json::from_str(&out).unwrap();
     assert!(cli["recent"].as_array().unwrap().len() >= 2 && cli["paused"].is_null(), "{cli}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_keeps_per_minute_counts_of_what_ran() {
+    let app = TestApp::spawn().await;
+    let state =
+        AdminState { settings: app.settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    let listed: Value = app.http.get(format!("{admin}/api/history")).send().await.unwrap().json().await.unwrap();
+    for s in [
+        "events_accepted",
+        "events_rejected",
+        "jobs_done",
+        "jobs_failed",
+        "jobs_dead",
+        "rows_stored",
+        "history_requests",
+        "throttled",
+    ] {
+        assert!(listed["series"].as_array().unwrap().iter().any(|x| x == s), "{s} not kept: {listed}");
+    }
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    app.publish("not json").await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    let total = |series: &'static str, extra: &'static str| {
+        let url = format!("{admin}/api/history?series={series}{extra}");
+        let http = app.http.clone();
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v["points"].as_array().map_or(0, |p| p.iter().map(|p| p[1].as_u64().unwrap()).sum::<u64>())
+        }
+    };
+    crate::helpers::wait_until(10, "the counts to be written", || async {
+        total("jobs_done", "").await >= 1
+            && total("rows_stored", "").await >= 120
+            && total("events_rejected", "").await >= 1
+    })
+    .await;
+    assert!(total("events_accepted", "").await >= 1);
+    assert!(total("history_requests", "&step=1h").await >= 1);
+    assert!(total("jobs_done", "&lane=urgent&kind=subscribed").await >= 1);
+    assert_eq!(total("jobs_done", "&lane=bulk&kind=sweep").await, 0);
+    for bad in [
+        "series=nope",
+        "series=jobs_done&step=5m",
+        "series=jobs_done&lane=bulk",
+        "series=jobs_done&since=yesterday",
+        "serie=jobs_done",
+    ] {
+        let r = app.http.get(format!("{admin}/api/history?{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}
