@@ -1,4 +1,6 @@
-//! The checks every mutation passes: `Authorization: Bearer $ADMIN_TOKEN` ([`Authorized`]), and
+//! Who may do what: a mutation needs the admin token ([`Authorized`]: a bearer, or the page's
+//! session cookie sent from the page itself), a read needs either token once `ADMIN_READ_TOKEN` is
+//! set ([`CanRead`]). And the checks every mutation passes:
 //! no input it does not read ([`NoQuery`], [`NoBody`]): a misspelt parameter is refused, never
 //! ignored into a default that acts on everything.
 
@@ -8,23 +10,133 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 
 use super::{error::ApiError, AdminState};
 
-/// Proof that the request carried the configured bearer token.
-pub struct Authorized;
+/// What a caller may do: the admin token acts, the read-only token (`ADMIN_READ_TOKEN`) looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Read,
+}
+
+impl Role {
+    /// The token's name, as the audit records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Read => "read",
+        }
+    }
+}
+
+/// The name of the page's session cookie.
+pub const SESSION_COOKIE: &str = "tickfill_session";
+
+/// How long a page session lasts.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// The role of a bearer token, if it is one of the configured two.
+pub fn role_of_token(state: &AdminState, given: &str) -> Option<Role> {
+    let s = &state.settings;
+    if s.admin_token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
+        return Some(Role::Admin);
+    }
+    if s.admin_read_token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
+        return Some(Role::Read);
+    }
+    None
+}
+
+/// The digest a session is kept under (the cookie itself is never stored).
+pub fn session_digest(cookie: &str) -> String {
+    crate::domain::session::kite_checksum("", cookie, "")
+}
+
+/// How a request shows who it is: a bearer token, or the page's session cookie.
+enum Credential {
+    Bearer(Option<Role>),
+    Cookie(Option<Role>),
+    Nothing,
+}
+
+async fn credential(parts: &Parts, state: &AdminState) -> Credential {
+    let h = &parts.headers;
+    if let Some(v) = h.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let given = v.strip_prefix("Bearer ").unwrap_or("");
+        return Credential::Bearer(role_of_token(state, given));
+    }
+    let cookie = h
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string());
+    let Some(cookie) = cookie.filter(|c| !c.is_empty() && c.len() <= 128) else { return Credential::Nothing };
+    let key = crate::queue::keys::admin_session(&state.settings.queue, &session_digest(&cookie));
+    let role: Option<String> = redis::AsyncCommands::get(&mut state.redis.clone(), key).await.ok().flatten();
+    Credential::Cookie(match role.as_deref() {
+        Some("admin") => Some(Role::Admin),
+        Some("read") => Some(Role::Read),
+        _ => None,
+    })
+}
+
+/// Whether a request comes from the admin server's own page: its `Origin` names this host, or
+/// the browser says `Sec-Fetch-Site: same-origin`. A cookie alone proves nothing about who sent
+/// the request (a cross-site form post carries it too).
+fn same_origin(parts: &Parts) -> bool {
+    let h = &parts.headers;
+    if h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v != "same-origin") {
+        return false;
+    }
+    let host = h.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
+    let origin = h.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(o), Some(host)) => o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")) == Some(host),
+        _ => false,
+    }
+}
+
+/// Proof that the request may change something: the admin token (as a bearer, or as the page's
+/// session from the page itself). Carries the token's name for the audit.
+pub struct Authorized {
+    pub actor: &'static str,
+}
 
 impl FromRequestParts<Arc<AdminState>> for Authorized {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, ApiError> {
-        let Some(token) = &state.settings.admin_token else { return Err(ApiError::MutationsDisabled) };
-        let given = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given == Some(token.expose()) {
-            Ok(Authorized)
-        } else {
-            Err(ApiError::Unauthorized)
+        if state.settings.admin_token.is_none() {
+            return Err(ApiError::MutationsDisabled);
+        }
+        let read_only = || ApiError::Forbidden("the read-only token cannot change anything".into());
+        match credential(parts, state).await {
+            Credential::Bearer(Some(Role::Admin)) => Ok(Authorized { actor: Role::Admin.name() }),
+            Credential::Cookie(Some(Role::Admin)) if same_origin(parts) => Ok(Authorized { actor: Role::Admin.name() }),
+            Credential::Cookie(Some(_)) if !same_origin(parts) => {
+                Err(ApiError::Forbidden("a change must come from the admin page itself or carry a bearer token".into()))
+            }
+            Credential::Bearer(Some(Role::Read)) | Credential::Cookie(Some(Role::Read)) => Err(read_only()),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// Proof that the request may read: always, unless `ADMIN_READ_TOKEN` is set; then one of the
+/// two tokens (bearer or the page's session).
+pub struct CanRead;
+
+impl FromRequestParts<Arc<AdminState>> for CanRead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, ApiError> {
+        if state.settings.admin_read_token.is_none() {
+            return Ok(CanRead);
+        }
+        match credential(parts, state).await {
+            Credential::Bearer(Some(_)) | Credential::Cookie(Some(_)) => Ok(CanRead),
+            _ => Err(ApiError::Unauthorized),
         }
     }
 }

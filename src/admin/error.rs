@@ -21,6 +21,9 @@ pub enum ApiError {
     /// 403: mutations are disabled because no `ADMIN_TOKEN` is configured.
     #[error("mutations are disabled: set ADMIN_TOKEN to enable them")]
     MutationsDisabled,
+    /// 403: the caller may read but not do this (the read-only token, a cross-site request).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: what was asked for is not there.
     #[error("{0}")]
     NotFound(String),
@@ -41,7 +44,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::MutationsDisabled => StatusCode::FORBIDDEN,
+            ApiError::MutationsDisabled | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::Partial(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,6 +7,7 @@
 //! Layout: this file holds the router and the handlers; `error` the one error type (a status per
 //! variant, an opaque 500 whose cause is logged); `auth` the bearer-token extractor.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod server;
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use self::{
-    auth::{Authorized, NoBody, NoQuery},
+    auth::{Authorized, CanRead, NoBody, NoQuery},
     error::ApiError,
 };
 use crate::{config::Settings, metrics, queue, shutdown::Shutdown, store};
@@ -42,8 +43,11 @@ type Shared = Arc<AdminState>;
 
 /// The admin routes, so tests can serve them anywhere.
 pub fn router(state: AdminState) -> Router {
+    let shared = Arc::new(state);
     Router::new()
         .route("/", get(operator_page))
+        .route("/static/operator.js", get(operator_js))
+        .route("/static/operator.css", get(operator_css))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -70,7 +74,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/lanes/{lane}/{action}", post(lane_control))
         .route("/api/kinds/{kind}/{action}", post(kind_control))
         .route("/kite/callback/{account}", get(kite_callback))
-        .with_state(Arc::new(state))
+        .route("/api/audit", get(list_audit))
+        .route("/api/session", post(open_session).delete(close_session))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), audit::record))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(shared)
 }
 
 /// Binds `ADMIN_LISTEN` and serves until `shutdown`; returns the bound address (logged).
@@ -183,7 +191,7 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 
 /// `GET /api/jobs?<filter>&limit=&cursor=`: the jobs the filter lets through, newest first:
 /// `{"matched", "jobs", "next"}`.
-async fn list_jobs(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn list_jobs(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query_pairs(raw.as_deref());
     let filter = crate::domain::filter::JobFilter::from_pairs(
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -266,7 +274,7 @@ async fn bulk_jobs(
 
 /// `GET /api/history?series=&step=1m|1h&since=&lane=&kind=`: one series over time; without
 /// `series`, the series kept and their retention.
-async fn history(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn history(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery) -> ApiResult {
     use crate::queue::history::{self, Step, SERIES};
     let pairs = query_pairs(raw.as_deref());
     if let Some((k, _)) = pairs.iter().find(|(k, _)| !["series", "step", "since", "lane", "kind"].contains(&k.as_str()))
@@ -311,8 +319,98 @@ async fn history(State(s): State<Shared>, RawQuery(raw): RawQuery) -> ApiResult 
     to_json(history::read(&mut s.redis.clone(), &s.settings.queue, &field, step, since).await?)
 }
 
+/// Every answer: no framing, no sniffing, no referrer, and a strict policy of what a page may load
+/// (its own script and style, nothing inline, nothing from elsewhere).
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{header, HeaderValue};
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// `GET /api/audit?limit=&before=`: the newest changes, who made them and how they went.
+async fn list_audit(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery) -> ApiResult {
+    let pairs = query_pairs(raw.as_deref());
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "limit" && k != "before") {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter {:?}: limit, before",
+            crate::domain::text::inert(k, 40)
+        )));
+    }
+    let limit = match one_of(&pairs, "limit")? {
+        None => 100,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::BadRequest("limit: 1 … 1000".into()))?,
+    };
+    let before = one_of(&pairs, "before")?
+        .map(|v| v.parse::<i64>().map_err(|_| ApiError::BadRequest("before: an audit id".into())))
+        .transpose()?;
+    let Some(pool) = &s.pool else {
+        return Err(ApiError::Conflict("the audit is in the store: ask a worker's admin API".into()));
+    };
+    to_json(crate::store::audit::list(pool, limit, before).await?)
+}
+
+/// `POST /api/session` with `Authorization: Bearer TOKEN`: the page's session, as an HttpOnly,
+/// SameSite=Strict cookie, for the role of that token (12 hours).
+async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _: NoQuery, _: NoBody) -> Response {
+    use rand::distr::{Alphanumeric, SampleString};
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Some(role) = auth::role_of_token(&s, given) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let cookie = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    let key = queue::keys::admin_session(&s.settings.queue, &auth::session_digest(&cookie));
+    let set: redis::RedisResult<()> =
+        redis::AsyncCommands::set_ex(&mut s.redis.clone(), key, role.name(), auth::SESSION_TTL.as_secs()).await;
+    if let Err(e) = set {
+        return ApiError::from(e).into_response();
+    }
+    let value = format!(
+        "{}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        auth::SESSION_COOKIE,
+        auth::SESSION_TTL.as_secs()
+    );
+    ([(axum::http::header::SET_COOKIE, value)], Json(json!({"role": role.name()}))).into_response()
+}
+
+/// `DELETE /api/session`: forgets the page's session.
+async fn close_session(headers: axum::http::HeaderMap, State(s): State<Shared>) -> Response {
+    let cookie = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == auth::SESSION_COOKIE)
+        .map(|(_, v)| v.to_string());
+    if let Some(c) = cookie {
+        let key = queue::keys::admin_session(&s.settings.queue, &auth::session_digest(&c));
+        let _: redis::RedisResult<i64> = redis::AsyncCommands::del(&mut s.redis.clone(), key).await;
+    }
+    let expired = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", auth::SESSION_COOKIE);
+    ([(axum::http::header::SET_COOKIE, expired)], Json(json!({"closed": true}))).into_response()
+}
+
 /// `GET /api/sweeps`: the schedule, the last and next tick, the pause, the last 60 sweeps.
-async fn sweeps(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+async fn sweeps(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult {
     to_json(crate::status::sweeps(&s.settings, &mut s.redis.clone(), s.pool.as_ref()).await?)
 }
 
@@ -339,7 +437,7 @@ async fn sweeps_action(
 
 /// `GET /api/controls`: the paused lanes and kinds, and per lane how many jobs still run (a
 /// drain is done at 0).
-async fn controls(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+async fn controls(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult {
     let mut conn = s.redis.clone();
     let c = queue::controls::read(&mut conn, &s.settings.queue).await?;
     let mut running = serde_json::Map::new();
@@ -407,7 +505,7 @@ async fn kind_control(
 
 /// `GET /api/accounts`: per account its limit, recent grants, waiting requests, session and
 /// breaker (never a token).
-async fn accounts(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+async fn accounts(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult {
     let report = crate::accounts::report(&s.settings, &mut s.redis.clone()).await?;
     crate::accounts::export_gauges(&report);
     to_json(report)
@@ -455,15 +553,15 @@ async fn kite_callback(
     }
 }
 
-async fn stats(State(s): State<Shared>) -> ApiResult {
+async fn stats(State(s): State<Shared>, _: CanRead) -> ApiResult {
     to_json(queue::stats::stats(&mut s.redis.clone(), &s.settings.queue).await?)
 }
 
-async fn list_dead(State(s): State<Shared>) -> ApiResult {
+async fn list_dead(State(s): State<Shared>, _: CanRead) -> ApiResult {
     to_json(queue::dead::list(&mut s.redis.clone(), &s.settings.queue).await?)
 }
 
-async fn show_dead(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
+async fn show_dead(State(s): State<Shared>, _: CanRead, Path(id): Path<String>) -> ApiResult {
     match queue::dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await? {
         Some(d) => to_json(d),
         None => Err(ApiError::NotFound(format!("no dead job {id}"))),
@@ -509,24 +607,33 @@ async fn operator_page() -> Response {
     axum::response::Html(include_str!("operator.html")).into_response()
 }
 
-async fn running(State(s): State<Shared>) -> ApiResult {
+async fn operator_js() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("operator.js"))
+        .into_response()
+}
+
+async fn operator_css() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("operator.css")).into_response()
+}
+
+async fn running(State(s): State<Shared>, _: CanRead) -> ApiResult {
     to_json(queue::stats::running(&mut s.redis.clone(), &s.settings.queue, 200).await?)
 }
 
 /// The newest failed or dead runs (the store's record; empty for processes without a store).
-async fn failures(State(s): State<Shared>) -> ApiResult {
+async fn failures(State(s): State<Shared>, _: CanRead) -> ApiResult {
     let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
     to_json(store::runs::recent_failures(pool, 50).await?)
 }
 
 /// Per active subscription: newest bar, its age, holes, last outcome.
-async fn subscriptions(State(s): State<Shared>) -> ApiResult {
+async fn subscriptions(State(s): State<Shared>, _: CanRead) -> ApiResult {
     let Some(pool) = &s.pool else { return Ok(Json(json!([]))) };
     to_json(crate::status::status(pool, &s.settings, chrono::Utc::now()).await?)
 }
 
 /// Every active subscription's days in the lookback, by state, and the suspect minutes.
-async fn days_summary(State(s): State<Shared>, _: NoQuery) -> ApiResult {
+async fn days_summary(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult {
     let Some(pool) = &s.pool else { return Ok(Json(json!({"states": {}, "suspect_minutes": 0}))) };
     let states = crate::status::day_states(pool, &s.settings, chrono::Utc::now()).await?;
     let suspect = store::suspects::total(pool).await?;
@@ -548,6 +655,7 @@ const DAYS_MAX_SPAN: chrono::Duration = chrono::Duration::days(400);
 /// One instrument's days, as `tickfill quality --json` prints them.
 async fn days_of(
     State(s): State<Shared>,
+    _: CanRead,
     Path(token): Path<String>,
     q: Result<Query<DaysQuery>, QueryRejection>,
 ) -> ApiResult {
@@ -638,6 +746,6 @@ async fn purge(
     Ok(Json(json!({"purged": n})))
 }
 
-async fn rejected(State(s): State<Shared>) -> ApiResult {
+async fn rejected(State(s): State<Shared>, _: CanRead) -> ApiResult {
     to_json(queue::rejected::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await?)
 }

@@ -78,6 +78,7 @@ pub const VARIABLES: &[&str] = &[
     "CHAIN_DEBOUNCE",
     "ADMIN_LISTEN",
     "ADMIN_TOKEN",
+    "ADMIN_READ_TOKEN",
     "TICKFILL_CALENDAR",
     "TICKFILL_CALENDAR_FILE",
     "TICKER_API",
@@ -154,6 +155,9 @@ pub struct Settings {
     pub chain_debounce: Duration,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<Secret>,
+    /// `ADMIN_READ_TOKEN`: sees everything, changes nothing; once set, every read needs one of
+    /// the two tokens.
+    pub admin_read_token: Option<Secret>,
     /// Which minutes trade (`TICKFILL_CALENDAR`).
     pub calendar: TradingCalendar,
     /// The exchanges' calendars, built in and extended by `TICKFILL_CALENDAR_FILE`, whichever
@@ -303,6 +307,7 @@ impl Settings {
                 s.trim().parse::<SocketAddr>().map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
             })?,
             admin_token: r.raw("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
+            admin_read_token: r.raw("ADMIN_READ_TOKEN").map(|t| Secret::new(t.trim())),
             calendar: match r.raw("TICKFILL_CALENDAR").map(str::trim) {
                 None | Some("exchange") => TradingCalendar::Exchange(calendars.clone()),
                 Some("always") => TradingCalendar::Always,
@@ -364,6 +369,15 @@ impl Settings {
                     humantime::format_duration(self.lookback)
                 ),
             });
+        }
+        if let (Some(a), Some(r)) = (&self.admin_token, &self.admin_read_token) {
+            if a == r {
+                return Err(ConfigError {
+                    var: "ADMIN_READ_TOKEN".into(),
+                    value: "***".into(),
+                    reason: "must differ from ADMIN_TOKEN (a read-only token that can act is none)".into(),
+                });
+            }
         }
         // Named accounts keep their sessions in Redis; the default account reads them as before.
         let legacy = self.named_accounts.is_empty();
@@ -492,6 +506,14 @@ mod tests {
         assert_eq!(e.var, "BACKFILL_ENABLED");
         let e = with(&[("TICKER_SERVICE_URL", "ftp://x")]).unwrap_err();
         assert_eq!(e.var, "TICKER_SERVICE_URL");
+    }
+
+    #[test]
+    fn the_read_token_must_differ_from_the_admin_token() {
+        assert!(with(&[("ADMIN_TOKEN", "a"), ("ADMIN_READ_TOKEN", "b")]).is_ok());
+        let e = with(&[("ADMIN_TOKEN", "same"), ("ADMIN_READ_TOKEN", "same")]).unwrap_err();
+        assert_eq!(e.var, "ADMIN_READ_TOKEN");
+        assert!(!e.to_string().contains("same"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub fn controls(ns: &str) -> String {
     format!("{ns}:controls")
 }
 
+/// An admin page session (by the digest of its cookie): the role it was opened with.
+pub fn admin_session(ns: &str, digest: &str) -> String {
+    format!("{ns}:admin-session:{digest}")
+}
+
 /// Tokens whose subscription event the bridge queued, scored by receipt.
 pub fn subscribing(ns: &str) -> String {
     format!("{ns}:subscribing")

@@ -15,6 +15,7 @@
 //!
 //! Every write of a backfill happens in one transaction: bars, run row and coverage together.
 
+pub mod audit;
 pub mod bars;
 pub mod chain;
 pub mod coverage;

@@ -380,3 +380,116 @@ async fn history_keeps_per_minute_counts_of_what_ran() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_token_sees_and_cannot_act_a_cross_site_post_does_nothing_and_every_change_is_audited() {
+    let app = TestApp::spawn().await;
+    let mut settings = app.settings.clone();
+    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    settings.admin_read_token = Some(tickfill::config::Secret::new("look-token"));
+    let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let addr = admin::spawn(state, app.shutdown.clone()).await.unwrap();
+    let admin = format!("http://{addr}");
+    dead_subscriptions(&app, &[99901, 99902]).await;
+    let read = |path: &str, token: Option<&str>| {
+        let mut r = app.http.get(format!("{admin}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    // Reads need one of the two tokens; health and metrics stay open.
+    assert_eq!(read("/api/jobs", None).await, 401);
+    assert_eq!(read("/api/jobs", Some("wrong")).await, 401);
+    assert_eq!(read("/api/jobs", Some("look-token")).await, 200);
+    assert_eq!(read("/api/jobs", Some("op-token")).await, 200);
+    assert_eq!(read("/healthz", None).await, 200);
+    crate::helpers::wait_until(30, "two dead jobs", || async {
+        let r = app.http.get(format!("{admin}/api/jobs?state=dead")).bearer_auth("look-token").send().await.unwrap();
+        r.json::<Value>().await.unwrap()["matched"] == 2
+    })
+    .await;
+
+    // The read token acts on nothing, dry runs included.
+    assert_eq!(post(&app, &admin, "/api/jobs/purge?token=99901", Some("look-token")).await.0, 403);
+    assert_eq!(post(&app, &admin, "/api/jobs/retry?token=99901&dry_run=true", Some("look-token")).await.0, 403);
+    assert_eq!(post(&app, &admin, "/api/lanes/bulk/pause", Some("look-token")).await.0, 403);
+
+    // The page's session: an HttpOnly, SameSite=Strict cookie for the token's role.
+    let session = |token: &'static str| {
+        let http = app.http.clone();
+        let url = format!("{admin}/api/session");
+        async move {
+            let r = http.post(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_string();
+            assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+            cookie.split(';').next().unwrap().to_string()
+        }
+    };
+    let looking = session("look-token").await;
+    let r = app.http.get(format!("{admin}/api/jobs")).header("cookie", &looking).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let acting = session("op-token").await;
+    let with_cookie = |path: &str, origin: Option<&str>| {
+        let mut r = app.http.post(format!("{admin}{path}")).header("cookie", &acting);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    // A cross-site form post carries the cookie, and does nothing.
+    let forged = app
+        .http
+        .post(format!("{admin}/api/jobs/purge?token=99901"))
+        .header("cookie", &acting)
+        .header("origin", "http://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(with_cookie("/api/jobs/purge?token=99901", None).await, 403, "a cookie without an origin acted");
+    let dead = || async {
+        let r = app.http.get(format!("{admin}/api/jobs?state=dead")).bearer_auth("op-token").send().await.unwrap();
+        r.json::<Value>().await.unwrap()["matched"].as_u64().unwrap()
+    };
+    assert_eq!(dead().await, 2, "a refused request changed something");
+    // From the page itself it acts.
+    assert_eq!(with_cookie("/api/jobs/purge?token=99901", Some(&admin)).await, 200);
+    assert_eq!(dead().await, 1);
+
+    // The audit: the purge, by the admin token, with its count; none of the refused requests.
+    let (code, out, err) = run_cli(&app.settings, &["jobs", "purge", "--token", "99902"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("purge: 1 of 1") && err.is_empty(), "{out} {err}");
+    let audit: Value = app
+        .http
+        .get(format!("{admin}/api/audit"))
+        .bearer_auth("look-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{audit:#}");
+    assert_eq!((entries[0]["actor"].as_str(), entries[0]["action"].as_str()), (Some("cli"), Some("jobs.purge")));
+    assert_eq!((entries[1]["actor"].as_str(), entries[1]["action"].as_str()), (Some("admin"), Some("jobs.purge")));
+    assert_eq!((entries[1]["matched"].as_i64(), entries[1]["acted"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(entries[1]["target"]["query"]["token"], "99901");
+    let (code, out, _) = run_cli(&app.settings, &["audit", "--json"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), audit, "the CLI and the API list the audit differently");
+
+    // Every answer forbids framing and carries a strict policy.
+    let page = app.http.get(format!("{admin}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+}

@@ -210,17 +210,28 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 (None, None) => anyhow::bail!("say which: --lane L or --kind K"),
             };
             let what = describe(target);
-            if queue::controls::pause(&mut conn, &ns, target, "cli", drain).await? {
+            let changed = queue::controls::pause(&mut conn, &ns, target, "cli", drain).await?;
+            let action = if drain { "drain" } else { "pause" };
+            crate::audit::record(
+                &settings,
+                &format!("{}.{action}", path_of(target)),
+                serde_json::json!({}),
+                None,
+                Some(changed as i64),
+                true,
+            )
+            .await;
+            if changed {
                 say!("{what} {}", if drain { "draining" } else { "paused" });
             } else {
                 say!("{what} was paused already");
             }
         }
         JobsCommand::Resume { lane: Some(l), .. } => {
-            resume_target(&mut conn, &ns, queue::controls::Target::Lane(l)).await?
+            resume_target(&settings, &mut conn, &ns, queue::controls::Target::Lane(l)).await?
         }
         JobsCommand::Resume { kind: Some(k), .. } => {
-            resume_target(&mut conn, &ns, queue::controls::Target::Kind(k)).await?
+            resume_target(&settings, &mut conn, &ns, queue::controls::Target::Kind(k)).await?
         }
         JobsCommand::Resume { .. } => {
             if queue::resume(&mut conn, &ns).await? {
@@ -323,6 +334,16 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             if !report.taken.is_empty() {
                 eprintln!("{} dead job(s) were taken by another retry or purge first", report.taken.len());
             }
+            let ids: Vec<&str> = chosen.iter().map(|d| d.id.as_str()).collect();
+            crate::audit::record(
+                &settings,
+                "dead.retry",
+                serde_json::json!({"ids": ids}),
+                Some(chosen.len() as i64),
+                Some(report.retried.len() as i64),
+                report.failed.is_empty(),
+            )
+            .await;
             say!("retried {} dead job(s)", report.retried.len());
             anyhow::ensure!(report.failed.is_empty(), "{} dead job(s) could not be retried", report.failed.len());
         }
@@ -331,6 +352,8 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             let before =
                 older_than.map(|d| config::ago(chrono::Utc::now(), d)).transpose().map_err(anyhow::Error::msg)?;
             let n = queue::dead::purge(&mut conn, &ns, before).await?;
+            let target = serde_json::json!({"older_than": older_than.map(|d| humantime::format_duration(d).to_string()), "all": all});
+            crate::audit::record(&settings, "dead.purge", target, None, Some(n as i64), true).await;
             say!("purged {n} dead job(s)");
         }
     }
@@ -359,6 +382,12 @@ async fn run_bulk(
         a.dry_run,
     )
     .await?;
+    if !a.dry_run {
+        let failed = answer.failed.as_ref().map_or(0, Vec::len);
+        let target = serde_json::json!({"filter": filter, "all": a.all, "cap": a.cap});
+        let (matched, acted) = (Some(answer.matched as i64), answer.acted.map(|n| n as i64));
+        crate::audit::record(settings, &format!("jobs.{}", action.as_str()), target, matched, acted, failed == 0).await;
+    }
     if a.json {
         say!("{}", serde_json::to_string(&answer)?);
     } else if a.dry_run {
@@ -405,6 +434,15 @@ fn lane(s: &str) -> Result<tickfill::jobs::Lane, String> {
     }
 }
 
+/// The target as the API's path names it: `lanes.bulk`, `kinds.sweep`, `sweeps`.
+pub fn path_of(target: queue::controls::Target) -> String {
+    match target {
+        queue::controls::Target::Lane(l) => format!("lanes.{}", l.as_str()),
+        queue::controls::Target::Kind(k) => format!("kinds.{}", k.as_str()),
+        queue::controls::Target::Sweeps => "sweeps".into(),
+    }
+}
+
 fn describe(target: queue::controls::Target) -> String {
     match target {
         queue::controls::Target::Lane(l) => format!("the {} lane", l.as_str()),
@@ -414,12 +452,23 @@ fn describe(target: queue::controls::Target) -> String {
 }
 
 async fn resume_target(
+    settings: &Settings,
     conn: &mut redis::aio::ConnectionManager,
     ns: &str,
     target: queue::controls::Target,
 ) -> anyhow::Result<()> {
     let what = describe(target);
-    if queue::controls::resume(conn, ns, target).await? {
+    let changed = queue::controls::resume(conn, ns, target).await?;
+    crate::audit::record(
+        settings,
+        &format!("{}.resume", path_of(target)),
+        serde_json::json!({}),
+        None,
+        Some(changed as i64),
+        true,
+    )
+    .await;
+    if changed {
         say!("{what} resumed");
     } else {
         say!("{what} was not paused");

@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod accounts;
 mod args;
+mod audit;
 mod backfill;
 mod bars;
 mod bench;
@@ -113,6 +114,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every change made through the admin API or the CLI, newest first: who, what, how many.
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measurements (each prints one JSON line).
     Bench {
         #[command(subcommand)]
@@ -160,6 +168,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Events { command } => events::run(settings, command).await,
         Command::Bench { command } => bench::run(settings, command).await,
+        Command::Audit { limit, json } => audit::run(settings, limit, json).await,
         Command::Sweeps { command, json } => sweeps::run(settings, command, json).await,
         Command::Accounts { json } => accounts::run_accounts(settings, json).await,
         Command::Kite { command } => accounts::run_kite(settings, command).await,

@@ -19,6 +19,7 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
     match command {
         Some(SweepsCommand::Now) => {
             let tick = tickfill::status::sweep_now(&settings, conn).await?;
+            crate::audit::record(&settings, "sweeps.now", serde_json::json!({"tick": tick}), None, Some(1), true).await;
             say!("sweep pushed (tick {})", tick.to_rfc3339());
         }
         Some(SweepsCommand::Pause) => {
@@ -27,7 +28,13 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
                 false => say!("sweeps were paused already"),
             }
         }
-        Some(SweepsCommand::Resume) => match queue::controls::resume(&mut conn, &settings.queue, target).await? {
+        Some(SweepsCommand::Resume) => match audited(
+            &settings,
+            "sweeps.resume",
+            queue::controls::resume(&mut conn, &settings.queue, target).await?,
+        )
+        .await
+        {
             true => say!("sweeps resumed"),
             false => say!("sweeps were not paused"),
         },
@@ -55,4 +62,10 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
         }
     }
     Ok(())
+}
+
+/// Records a pause or resume of the sweeps and passes on whether it changed anything.
+async fn audited(settings: &Settings, action: &str, changed: bool) -> bool {
+    crate::audit::record(settings, action, serde_json::json!({}), None, Some(changed as i64), true).await;
+    changed
 }
