@@ -75,6 +75,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/kinds/{kind}/{action}", post(kind_control))
         .route("/kite/callback/{account}", get(kite_callback))
         .route("/api/audit", get(list_audit))
+        .route("/api/stream", get(stream))
         .route("/api/session", post(open_session).delete(close_session))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), audit::record))
         .layer(axum::middleware::from_fn(security_headers))
@@ -336,6 +337,54 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
+}
+
+/// How often the stream looks for a change.
+const STREAM_LOOK: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long one stream lasts: less than a connection may (the browser reconnects at once).
+const STREAM_LIFE: std::time::Duration = std::time::Duration::from_secs(100);
+
+/// What the stream sends when it changes: the lanes' figures, the shared counters, the pauses.
+async fn snapshot(s: &AdminState) -> Option<Value> {
+    let mut conn = s.redis.clone();
+    let ns = &s.settings.queue;
+    let lanes = queue::stats::stats(&mut conn, ns).await.ok()?;
+    let counters: std::collections::BTreeMap<String, i64> =
+        queue::counters(&mut conn, ns).await.ok()?.into_iter().collect();
+    let paused = queue::paused(&mut conn, ns).await.ok()?;
+    Some(json!({"lanes": lanes, "counters": counters, "paused": paused}))
+}
+
+/// `GET /api/stream`: server-sent events. A `stats` event with [`snapshot`] at once and whenever
+/// it changes (looked at twice a second), so the page updates within a second of a job
+/// finishing without polling. The stream ends after [`STREAM_LIFE`] and the browser reconnects.
+async fn stream(
+    State(s): State<Shared>,
+    _: CanRead,
+    _: NoQuery,
+) -> axum::response::sse::Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>
+{
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let until = tokio::time::Instant::now() + STREAM_LIFE;
+    let events = futures::stream::unfold((s, None::<String>, true), move |(s, last, first)| async move {
+        let mut wait = !first;
+        loop {
+            if wait {
+                tokio::time::sleep(STREAM_LOOK).await;
+            }
+            wait = true;
+            if tokio::time::Instant::now() >= until {
+                return None;
+            }
+            let Some(snap) = snapshot(&s).await else { continue };
+            let text = snap.to_string();
+            if last.as_deref() != Some(text.as_str()) {
+                let event = Event::default().event("stats").retry(std::time::Duration::from_secs(1)).data(text.clone());
+                return Some((Ok(event), (s, Some(text), false)));
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 /// `GET /api/audit?limit=&before=`: the newest changes, who made them and how they went.

@@ -1,7 +1,9 @@
 // The operator page's script (served at /static/operator.js; no inline script, as the page's
 // Content-Security-Policy requires).
 "use strict";
-const REFRESH_MS = 5000;
+// The page refreshes when the server says something changed (GET /api/stream), at most once per
+// REFRESH_GAP_MS; the Live switch stops and restarts that.
+const REFRESH_GAP_MS = 300;
 const tokenInput = document.getElementById("token");
 tokenInput.value = sessionStorage.getItem("tickfill-admin-token") || "";
 tokenInput.addEventListener("input", () => sessionStorage.setItem("tickfill-admin-token", tokenInput.value));
@@ -17,6 +19,7 @@ async function openSession() {
   document.body.classList.toggle("read-only", role === "read");
   say("signed in: " + role);
   refresh();
+  goLive(liveSwitch.checked);
 }
 tokenInput.addEventListener("change", () => openSession().catch(e => say(e.message)));
 
@@ -133,6 +136,23 @@ document.addEventListener("click", ev => {
   else if (b.id === "retry-all") act("POST", "/api/dead/retry-all");
   else if (b.id === "purge-all" && confirm("Purge every dead job?")) act("POST", "/api/dead/purge?all=true");
 });
+let stream = null;
+let pending = null;
+function soon() {
+  if (pending) return;
+  pending = setTimeout(() => { pending = null; refresh(); }, REFRESH_GAP_MS);
+}
+function goLive(on) {
+  if (stream) { stream.close(); stream = null; }
+  if (!on) { document.getElementById("updated").textContent = "paused (Live is off)"; return; }
+  // EventSource reconnects by itself (the server also ends each stream after a while); the first
+  // event after a reconnect refreshes everything, so a restarted admin server is caught up.
+  stream = new EventSource("/api/stream");
+  stream.addEventListener("stats", soon);
+  stream.onerror = () => { document.getElementById("updated").textContent = "reconnecting…"; };
+}
+const liveSwitch = document.getElementById("live");
+liveSwitch.addEventListener("change", () => goLive(liveSwitch.checked));
 if (tokenInput.value) openSession().catch(e => say(e.message));
 refresh();
-setInterval(refresh, REFRESH_MS);
+goLive(true);

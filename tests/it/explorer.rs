@@ -493,3 +493,52 @@ async fn the_read_token_sees_and_cannot_act_a_cross_site_post_does_nothing_and_e
     );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
 }
+
+/// The data of the next `stats` event of a server-sent event stream.
+async fn next_event<S>(body: &mut S, text: &mut String) -> Value
+where
+    S: futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin,
+{
+    use futures::StreamExt;
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            let data = event.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(data), true) = (data, event.contains("event: stats")) {
+                return serde_json::from_str::<Value>(data).unwrap();
+            }
+            continue;
+        }
+        let chunk = body.next().await.expect("the stream ended").unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_sends_the_figures_at_once_and_again_when_a_job_finishes() {
+    let app = TestApp::spawn().await;
+    let state =
+        AdminState { settings: app.settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    let r = app.http.get(format!("{admin}/api/stream")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), next_event(&mut body, &mut text))
+        .await
+        .expect("no event at once");
+    assert!(first["lanes"].is_array(), "{first}");
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let e = next_event(&mut body, &mut text).await;
+            if e["lanes"].as_array().unwrap().iter().any(|l| l["done"].as_u64() >= Some(1)) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("no event within 5 s of a job finishing");
+    assert!(changed["counters"].is_object());
+}
