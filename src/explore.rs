@@ -249,3 +249,69 @@ pub async fn bulk(
     answer.jobs = Some(report.acted);
     Ok(answer)
 }
+
+/// One job in full: where it is, its payload, its run, and its timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    pub id: String,
+    /// The id of its first attempt (its run row's and its timeline's).
+    pub origin: String,
+    /// The lane holding it now, if it is queued.
+    pub lane: Option<tickfill_jobs::Lane>,
+    pub payload: Option<serde_json::Value>,
+    pub run: Option<store::runs::RunRow>,
+    /// Oldest first: received by the bridge, pushed, then what each attempt did.
+    pub timeline: Vec<queue::timeline::Mark>,
+}
+
+/// The job `id` (a task id of any attempt, or its first id), or `None` if nothing knows it.
+pub async fn detail(
+    conn: &mut ConnectionManager,
+    ns: &str,
+    pool: Option<&PgPool>,
+    id: &str,
+) -> Result<Option<JobDetail>, ExploreError> {
+    use queue::timeline::Mark;
+    let queued = queue::explore::payload(conn, ns, id).await?;
+    let origin = queued
+        .as_ref()
+        .and_then(|(_, p, _)| p.get("origin").and_then(|o| o.as_str()).map(String::from))
+        .unwrap_or_else(|| id.to_string());
+    let run = match pool {
+        Some(p) => store::runs::find(p, &origin).await?,
+        None => None,
+    };
+    let recorded = queue::timeline::read(conn, ns, &origin).await?;
+    if queued.is_none() && run.is_none() && recorded.is_empty() {
+        return Ok(None);
+    }
+    let mut timeline = Vec::new();
+    // Received: the bridge's receipt of the event (a subscription's), as the payload or the run
+    // carries it.
+    let received = queued
+        .as_ref()
+        .and_then(|(_, p, _)| p["job"]["event"]["received_ms"].as_i64())
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .or(run.as_ref().filter(|r| r.reason.as_deref() == Some("subscribe")).and_then(|r| r.requested_at));
+    if let Some(at) = received {
+        timeline.push(Mark { at, what: "received".into(), detail: serde_json::Value::Null });
+    }
+    if let Some(at) =
+        ulid::Ulid::from_string(&origin).ok().and_then(|u| DateTime::from_timestamp_millis(u.timestamp_ms() as i64))
+    {
+        timeline.push(Mark { at, what: "pushed".into(), detail: serde_json::Value::Null });
+    }
+    timeline.extend(recorded);
+    if let Some(r) = &run {
+        if let Some(at) = r.finished_at {
+            let detail = serde_json::json!({"outcome": r.outcome, "rows": r.rows, "attempts": r.attempts});
+            timeline.push(Mark { at, what: "run recorded".into(), detail });
+        }
+    }
+    timeline.sort_by_key(|m| m.at);
+    let (lane, payload) = match queued {
+        Some((lane, payload, _)) => (Some(lane), Some(payload)),
+        None => (None, None),
+    };
+    Ok(Some(JobDetail { id: id.to_string(), origin, lane, payload, run, timeline }))
+}

@@ -66,7 +66,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/days/{token}", get(days_of))
         .route("/api/accounts", get(accounts))
         .route("/api/jobs", get(list_jobs))
-        .route("/api/jobs/{action}", post(bulk_jobs))
+        .route("/api/jobs/{action}", get(show_job).post(bulk_jobs))
         .route("/api/controls", get(controls))
         .route("/api/history", get(history))
         .route("/api/sweeps", get(sweeps))
@@ -212,6 +212,18 @@ async fn list_jobs(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery)
         crate::explore::list(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &filter, limit, one("cursor")?)
             .await?;
     to_json(page)
+}
+
+/// `GET /api/jobs/{id}`: one job with its payload, its run and its timeline.
+async fn show_job(State(s): State<Shared>, _: CanRead, _: NoQuery, Path(id): Path<String>) -> ApiResult {
+    let shown = crate::domain::text::inert(&id, 64);
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_#:".contains(c)) {
+        return Err(ApiError::BadRequest(format!("{shown:?} is not a job id")));
+    }
+    match crate::explore::detail(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &id).await? {
+        Some(d) => to_json(d),
+        None => Err(ApiError::NotFound(format!("no job {shown}"))),
+    }
 }
 
 /// The one value of `name` among query pairs, refusing it twice.

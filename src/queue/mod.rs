@@ -25,6 +25,7 @@ pub mod keys;
 pub mod rejected;
 pub mod state;
 pub mod stats;
+pub mod timeline;
 
 pub use housekeeping::{
     delete_namespace, hand_back, promote_due, prune_done, scan_keys, subscribers, warn_without_persistence,

@@ -267,3 +267,35 @@ pub async fn recent_sweeps(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<SweepR
     .fetch_all(pool)
     .await
 }
+
+/// One run row in full, as a job's page shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct RunRow {
+    pub job_id: String,
+    pub kind: String,
+    pub instrument_token: Option<i64>,
+    pub reason: Option<String>,
+    pub window_from: Option<DateTime<Utc>>,
+    pub window_to: Option<DateTime<Utc>>,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub rows: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub accounts: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The run row of the job first pushed as `job_id`.
+pub async fn find(pool: &PgPool, job_id: &str) -> sqlx::Result<Option<RunRow>> {
+    sqlx::query_as(
+        "SELECT job_id, kind, instrument_token, reason, window_from, window_to, requested_at, started_at,
+                finished_at, attempts, rows, outcome, error, accounts, note
+         FROM backfill_runs WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .fetch_optional(pool)
+    .await
+}

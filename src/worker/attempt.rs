@@ -66,7 +66,27 @@ pub(super) async fn handle_job(
         .await;
     let starts = counted.map(|(n,)| n).unwrap_or(1);
     let attempt = envelope.attempt() + starts.saturating_sub(1);
-    handle_attempt(&envelope, &this_id, attempt, &state).await
+    let (result, mut marks) = super::trail::gather(async {
+        let mut started = serde_json::json!({"attempt": attempt, "task": this_id});
+        if starts > 1 {
+            // Recovered from a worker that died running it (orphan recovery).
+            started["recovered"] = serde_json::json!(starts - 1);
+        }
+        super::trail::note("started", started);
+        handle_attempt(&envelope, &this_id, attempt, &state).await
+    })
+    .await;
+    let ended = match &result {
+        Ok(()) => serde_json::json!({"result": "ok"}),
+        Err(e) => serde_json::json!({"result": "failed", "error": crate::domain::text::inert(&e.to_string(), 500)}),
+    };
+    marks.push(queue::timeline::Mark { at: Utc::now(), what: "ended".into(), detail: ended });
+    let origin = envelope.origin.clone().unwrap_or_else(|| this_id.clone());
+    let keep = state.settings.retention;
+    if let Err(e) = queue::timeline::append(&mut redis, &state.settings.queue, &origin, &marks, keep).await {
+        tracing::debug!(error = %e, "the job's timeline could not be written");
+    }
+    result
 }
 
 /// Pushes the job's next envelope to run after `delay` and completes this run. If it cannot be
@@ -80,6 +100,7 @@ async fn put_off(
     delay: Duration,
     counter: &str,
 ) -> Result<(), BoxDynError> {
+    super::trail::note("put_off", serde_json::json!({"why": format!("{error:#}"), "delay_s": delay.as_secs()}));
     if let Err(push) = state.producer.clone().push_envelope(job, next, key, Some(delay)).await {
         tracing::warn!(error = format!("{push:#}"), "could not schedule the job again");
         return Err(error.into());

@@ -304,6 +304,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
     let latency = ctx.requested_at.and_then(|r| (Utc::now() - r).to_std().ok());
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", ctx.target.table())).inc_by(rows);
     state.history.add("rows_stored", rows);
+    super::trail::note("committed", serde_json::json!({"rows": rows, "table": ctx.target.table()}));
     if let (Some(l), Reason::Subscribe) = (latency, ctx.reason) {
         metrics::get().event_to_commit.observe(l.as_secs_f64());
     }

@@ -106,10 +106,16 @@ pub(super) async fn fetch_with_throttle(
             })
             .await;
         m.rate_limit_wait.observe(grant.waited.as_secs_f64());
+        let account = state.budget.account(grant.account);
+        if grant.waited > Duration::from_millis(20) {
+            super::trail::note(
+                "budget_wait",
+                serde_json::json!({"ms": grant.waited.as_millis() as u64, "account": account.name}),
+            );
+        }
         if grant.waited > Duration::from_secs(1) {
             tracing::debug!(token, waited_ms = grant.waited.as_millis() as u64, "waited for rate budget");
         }
-        let account = state.budget.account(grant.account);
         let label = metrics::l1("account", &account.name);
         m.account_requests.get_or_create(&label).inc();
         let answer = state.ticker.history(token, window, Via::of(account, grant.access_token.as_ref())).await;
@@ -118,7 +124,10 @@ pub(super) async fn fetch_with_throttle(
             queue::count(&mut redis, ns, &format!("ticker_errors:{}", e.label())).await;
         }
         match answer {
-            Ok(c) => return Ok((c, grant.account)),
+            Ok(c) => {
+                super::trail::note("answered", serde_json::json!({"account": account.name, "candles": c.len()}));
+                return Ok((c, grant.account));
+            }
             Err(TickerError::Throttled { retry_after }) => {
                 throttled += 1;
                 m.account_throttled.get_or_create(&label).inc();
@@ -142,6 +151,10 @@ pub(super) async fn fetch_with_throttle(
                 let least = retry_after.unwrap_or(state.settings.throttle_pause);
                 let pause = throttle_pause(least, throttled, rand::random());
                 tracing::info!(token, account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                super::trail::note(
+                    "throttled",
+                    serde_json::json!({"account": account.name, "pause_ms": pause.as_millis() as u64}),
+                );
                 tokio::time::sleep(pause).await;
             }
             Err(TickerError::SessionExpired(msg)) if account.env_session.is_some() => {

@@ -42,6 +42,7 @@ pub(super) async fn wait_for_controls(state: &WorkerState, job: &Job) -> Hold {
             }
             if !said {
                 said = true;
+                super::trail::note("held", serde_json::json!({"lane": lane.as_str(), "since": p.since}));
                 tracing::info!(lane = lane.as_str(), since = %p.since, by = %p.by, "lane paused: job held until it resumes");
             }
             tokio::time::sleep(LOOK_EVERY).await;

@@ -31,6 +31,7 @@ mod job;
 mod settle;
 mod subscribe;
 mod sweep_job;
+mod trail;
 
 pub use attempt::backoff;
 pub use backfill::store_answer;

@@ -542,3 +542,64 @@ async fn the_stream_sends_the_figures_at_once_and_again_when_a_job_finishes() {
     .expect("no event within 5 s of a job finishing");
     assert!(changed["counters"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_page_shows_its_payload_run_and_timeline_from_event_to_commit() {
+    let app = TestApp::spawn().await;
+    let state =
+        AdminState { settings: app.settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
+    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
+    assert_eq!(app.subscribe_via_sim(256265).await, 201);
+    dead_subscriptions(&app, &[99901]).await;
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 1).await;
+    crate::helpers::wait_until(20, "the unknown token's job to die", || async {
+        get(&app, &admin, "state=dead").await.1["matched"] == 1
+    })
+    .await;
+    let stored = get(&app, &admin, "state=finished&token=256265").await.1;
+    let id = stored["jobs"][0]["id"].as_str().unwrap().to_string();
+    let what = |detail: &Value| -> Vec<String> {
+        detail["timeline"].as_array().unwrap().iter().map(|m| m["what"].as_str().unwrap().to_string()).collect()
+    };
+    let detail = || async {
+        let r = app.http.get(format!("{admin}/api/jobs/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    // The attempt's marks are written as it ends, just after its commit.
+    crate::helpers::wait_until(10, "the attempt's marks", || async {
+        what(&detail().await).contains(&"ended".to_string())
+    })
+    .await;
+    let d = detail().await;
+    let steps = what(&d);
+    for step in ["received", "pushed", "started", "answered", "committed", "ended", "run recorded"] {
+        assert!(steps.contains(&step.to_string()), "{step} missing from {steps:?}");
+    }
+    let at = |step: &str| {
+        d["timeline"].as_array().unwrap().iter().find(|m| m["what"] == step).unwrap()["at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        at("received") <= at("pushed") && at("pushed") <= at("started") && at("started") <= at("committed"),
+        "{d:#}"
+    );
+    assert_eq!(d["run"]["outcome"], "stored");
+    assert_eq!(
+        d["timeline"].as_array().unwrap().iter().find(|m| m["what"] == "committed").unwrap()["detail"]["rows"],
+        120
+    );
+
+    // A dead job, by its task id: its payload and a failed attempt.
+    let dead = get(&app, &admin, "state=dead").await.1;
+    let dead_id = dead["jobs"][0]["id"].as_str().unwrap();
+    let r: Value = app.http.get(format!("{admin}/api/jobs/{dead_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["payload"]["job"]["kind"], "subscribed", "{r}");
+    let ended = r["timeline"].as_array().unwrap().iter().find(|m| m["what"] == "ended").unwrap().clone();
+    assert_eq!(ended["detail"]["result"], "failed", "{r}");
+    for (path, status) in [("/api/jobs/01NOPE0000000000000000000", 404), ("/api/jobs/a%20b", 400)] {
+        assert_eq!(app.http.get(format!("{admin}{path}")).send().await.unwrap().status(), status, "{path}");
+    }
+}
