@@ -68,6 +68,15 @@ pub async fn symbol_tokens(pool: Option<&PgPool>, filter: &JobFilter) -> Result<
     Ok(Some(store::instruments::tokens_of_symbol(pool, symbol).await?))
 }
 
+/// The tokens a filter allows runs of: its `token`, its `symbol`'s tokens, or both at once.
+fn run_tokens(filter: &JobFilter, symbol: Option<&[u32]>) -> Option<Vec<u32>> {
+    match (filter.token, symbol) {
+        (Some(t), Some(ts)) => Some(ts.iter().copied().filter(|x| *x == t).collect()),
+        (Some(t), None) => Some(vec![t]),
+        (None, ts) => ts.map(<[u32]>::to_vec),
+    }
+}
+
 /// The jobs `filter` lets through, newest first: `limit` of them after `cursor`.
 pub async fn list(
     conn: &mut ConnectionManager,
@@ -93,7 +102,8 @@ pub async fn list(
                 let at = after
                     .as_ref()
                     .and_then(|(ms, id)| Some((DateTime::<Utc>::from_timestamp_millis(*ms)?, id.as_str())));
-                let (n, runs) = store::runs::explore(pool, filter, tokens.as_deref(), at, limit as i64 + 1).await?;
+                let narrowed = run_tokens(filter, tokens.as_deref());
+                let (n, runs) = store::runs::explore(pool, filter, narrowed.as_deref(), at, limit as i64 + 1).await?;
                 matched += n as u64;
                 jobs.extend(runs);
                 jobs.sort_by(|a, b| key(b).cmp(&key(a)));

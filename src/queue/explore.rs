@@ -8,11 +8,46 @@ use chrono::{DateTime, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tickfill_jobs::{Envelope, Lane};
 
-use super::{dead::error_of, housekeeping::scan_keys, keys::LaneKeys};
+use super::{dead::error_of, housekeeping::inflight_sets, keys::LaneKeys};
 use crate::domain::filter::{JobFilter, JobRow, JobState};
 
 /// How many ids one round trip reads.
 const CHUNK: usize = 1000;
+
+/// What the explorer needs of a payload, read without building the job: its kind, its token,
+/// how many attempts failed before.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    v: u32,
+    #[serde(borrow)]
+    job: PeekJob<'a>,
+    #[serde(default)]
+    failures: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekJob<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    token: Option<u64>,
+    event: Option<PeekEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekEvent {
+    instrument_token: u64,
+}
+
+/// The kind, token and attempt of a payload; `None` when it is not one this version reads.
+fn peek(payload: &[u8]) -> Option<(&'static str, Option<u32>, u32)> {
+    let p: Peek<'_> = serde_json::from_slice(payload).ok()?;
+    if p.v != tickfill_jobs::SCHEMA_VERSION {
+        return None;
+    }
+    let kind = tickfill_jobs::JobKind::parse(&p.job.kind)?.as_str();
+    let token = p.job.token.or(p.job.event.map(|e| e.instrument_token)).and_then(|t| u32::try_from(t).ok());
+    Some((kind, token, p.failures.len() as u32 + 1))
+}
 
 /// The creation instant of a ULID task id.
 fn created(id: &str) -> Option<DateTime<Utc>> {
@@ -37,11 +72,9 @@ async fn ids(
         JobState::Scheduled => plain(conn.zrangebyscore(k.scheduled(), format!("({now}"), "+inf").await?),
         JobState::Dead => plain(conn.smembers(k.dead()).await?),
         JobState::Running => {
-            let prefix = k.inflight_prefix();
             let mut out = Vec::new();
-            for set in scan_keys(conn, &format!("{prefix}*")).await? {
+            for (set, worker) in inflight_sets(conn, k).await? {
                 let members: Vec<String> = conn.smembers(&set).await?;
-                let worker = set.trim_start_matches(&prefix).to_string();
                 out.extend(members.into_iter().map(|id| (id, Some(worker.clone()))));
             }
             out
@@ -59,6 +92,9 @@ pub async fn queued(
     tokens: Option<&[u32]>,
 ) -> redis::RedisResult<Vec<JobRow>> {
     let now = Utc::now().timestamp();
+    // What a dead job's payload alone can be judged on; its error, attempts and time come with
+    // its metadata, read only for the jobs that pass this.
+    let by_payload = JobFilter { error: None, from: None, to: None, min_attempts: None, ..filter.clone() };
     let mut out = Vec::new();
     for lane in Lane::ALL.into_iter().filter(|l| filter.lane.is_none_or(|f| f == *l)) {
         let k = LaneKeys::new(ns, lane);
@@ -71,26 +107,31 @@ pub async fn queued(
                 // What the payload tells, filtered on before any metadata is read.
                 let mut rows: Vec<(JobRow, Option<Envelope>)> = Vec::new();
                 for ((id, worker), payload) in chunk.iter().zip(payloads) {
-                    let envelope = payload.as_deref().and_then(|p| serde_json::from_slice::<Envelope>(p).ok());
-                    let job = envelope.as_ref().and_then(|e| e.decode().ok());
-                    let row = JobRow {
+                    let peeked = payload.as_deref().and_then(peek);
+                    let mut row = JobRow {
                         id: id.clone(),
                         state,
                         lane: Some(lane),
-                        kind: job.as_ref().map_or_else(|| "unreadable".into(), |j| j.kind().to_string()),
-                        token: job.as_ref().and_then(|j| j.token()).map(|t| t.get()),
-                        attempts: envelope.as_ref().map_or(1, Envelope::attempt),
-                        error: envelope.as_ref().and_then(|e| e.failures.last()).map(|f| f.error.clone()),
+                        kind: peeked.map_or("unreadable", |p| p.0).to_string(),
+                        token: peeked.and_then(|p| p.1),
+                        attempts: peeked.map_or(1, |p| p.2),
+                        error: None,
                         at: created(id),
                         outcome: None,
                         worker: worker.clone(),
                     };
-                    // Dead jobs are judged once their metadata (error, when they failed) is read.
-                    if state == JobState::Dead || filter.matches(&row, tokens) {
-                        rows.push((row, envelope));
+                    // A waiting job's error is its last failed attempt's, in the payload; a dead
+                    // job's comes with its metadata, and it is judged in full once that is read.
+                    if state != JobState::Dead && by_payload.matches(&row, tokens) {
+                        let envelope = payload.as_deref().and_then(|p| serde_json::from_slice::<Envelope>(p).ok());
+                        row.error = envelope.as_ref().and_then(|e| e.failures.last()).map(|f| f.error.clone());
+                    }
+                    let judge = if state == JobState::Dead { &by_payload } else { filter };
+                    if judge.matches(&row, tokens) {
+                        rows.push((row, None));
                     }
                 }
-                if state == JobState::Dead {
+                if state == JobState::Dead && !rows.is_empty() {
                     let mut pipe = redis::pipe();
                     for (row, _) in &rows {
                         pipe.cmd("HMGET").arg(k.meta(&row.id)).arg(&["attempts", "result", "done_at"]);
@@ -104,7 +145,7 @@ pub async fn queued(
                             out.push(row);
                         }
                     }
-                } else {
+                } else if state != JobState::Dead {
                     out.extend(rows.into_iter().map(|(r, _)| r));
                 }
             }

@@ -37,14 +37,38 @@ pub async fn promote_due(conn: &mut ConnectionManager, config: &Config) -> redis
     }
 }
 
+/// How many keys one SCAN step looks at: a namespace holds a key per job's metadata, so the
+/// default (10) would take a round trip per ten jobs.
+const SCAN_COUNT: usize = 1000;
+
 /// Every key matching `pattern`, found with SCAN (never KEYS, which blocks Redis).
 pub async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
     let mut keys = Vec::new();
-    let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await?;
-    while let Some(k) = futures::StreamExt::next(&mut iter).await {
-        keys.push(k?);
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        keys.extend(found);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
     }
-    Ok(keys)
+}
+
+/// The in-flight sets of a lane's registered workers, each with its worker's name. apalis keeps
+/// a set per worker it lists in the lane's workers set (its own orphan recovery walks the same
+/// list), so no SCAN of the namespace, which holds a key per job, is needed.
+pub async fn inflight_sets(conn: &mut ConnectionManager, k: &LaneKeys) -> redis::RedisResult<Vec<(String, String)>> {
+    let workers: Vec<String> = redis::AsyncCommands::zrange(conn, k.workers(), 0, -1).await?;
+    let prefix = k.inflight_prefix();
+    Ok(workers.into_iter().map(|w| (format!("{prefix}{w}"), w)).collect())
 }
 
 /// Deletes every key of a namespace (scratch namespaces of tests and benches only).

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tickfill_jobs::{InstrumentToken, Lane};
 
-use super::{dead::read_job, housekeeping::scan_keys, keys::LaneKeys};
+use super::{dead::read_job, housekeeping::inflight_sets, keys::LaneKeys};
 
 /// How many jobs of one lane are in each state, read straight from apalis-redis's keys (its own
 /// introspection does not work in 1.0).
@@ -28,10 +28,15 @@ impl Depths {
 /// Reads the depths of one lane.
 pub async fn lane_depths(conn: &mut ConnectionManager, ns: &str, lane: Lane) -> redis::RedisResult<Depths> {
     let k = LaneKeys::new(ns, lane);
-    let inflight = scan_keys(conn, &format!("{}*", k.inflight_prefix())).await?;
+    let inflight = inflight_sets(conn, &k).await?;
     let mut running = 0;
-    for key in inflight {
-        running += conn.scard::<_, u64>(key).await?;
+    if !inflight.is_empty() {
+        let mut pipe = redis::pipe();
+        for (key, _) in &inflight {
+            pipe.scard(key);
+        }
+        let counts: Vec<u64> = pipe.query_async(conn).await?;
+        running = counts.into_iter().sum();
     }
     Ok(Depths {
         scheduled: conn.zcard(k.scheduled()).await?,
@@ -109,8 +114,7 @@ pub struct RunningJob {
 pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> redis::RedisResult<Vec<RunningJob>> {
     let mut out = Vec::new();
     for lane in Lane::ALL {
-        let prefix = LaneKeys::new(ns, lane).inflight_prefix();
-        for set in scan_keys(conn, &format!("{prefix}*")).await? {
+        for (set, worker) in inflight_sets(conn, &LaneKeys::new(ns, lane)).await? {
             let ids: Vec<String> = conn.smembers(&set).await?;
             for id in ids {
                 if out.len() >= limit {
@@ -124,7 +128,7 @@ pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> re
                         kind: s.kind,
                         token: s.token,
                         attempts: s.attempts,
-                        worker: set.trim_start_matches(&prefix).to_string(),
+                        worker: worker.clone(),
                     });
                 }
             }

@@ -33,6 +33,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         limit: u32,
     },
+    /// The job explorer over many dead jobs and run rows, beside a raw read of the same; and a
+    /// bulk retry of 1,000 matched jobs.
+    Console {
+        #[arg(long, default_value_t = 100_000)]
+        dead: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: usize,
+    },
     /// A refill of N instruments against a simulator holding each account to --limit/s, with one
     /// account and then with --accounts.
     Accounts {
@@ -132,6 +140,9 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
             anyhow::ensure!(limit > 0, "--limit must be positive");
             let window_minutes = settings.window_minutes;
             bench::chaos::run(bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes }).await?
+        }
+        BenchCommand::Console { dead, runs } => {
+            bench::console::run(settings, bench::console::ConsoleOptions { dead, runs }).await?
         }
         BenchCommand::Accounts { accounts, instruments, limit, workers } => {
             let opts = bench::accounts::AccountsOptions { accounts, instruments, limit, workers };
