@@ -50,6 +50,19 @@ pub fn session_digest(cookie: &str) -> String {
     crate::domain::session::kite_checksum("", cookie, "")
 }
 
+/// The page's session cookie a request carries, if any (at most 128 characters).
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|c| !c.is_empty() && c.len() <= 128)
+}
+
 /// How a request shows who it is: a bearer token, or the page's session cookie.
 enum Credential {
     Bearer(Option<Role>),
@@ -63,15 +76,7 @@ async fn credential(parts: &Parts, state: &AdminState) -> Credential {
         let given = v.strip_prefix("Bearer ").unwrap_or("");
         return Credential::Bearer(role_of_token(state, given));
     }
-    let cookie = h
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_string());
-    let Some(cookie) = cookie.filter(|c| !c.is_empty() && c.len() <= 128) else { return Credential::Nothing };
+    let Some(cookie) = session_cookie(h) else { return Credential::Nothing };
     let key = crate::queue::keys::admin_session(&state.settings.queue, &session_digest(&cookie));
     let role: Option<String> = redis::AsyncCommands::get(&mut state.redis.clone(), key).await.ok().flatten();
     Credential::Cookie(match role.as_deref() {

@@ -454,15 +454,7 @@ async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _
 
 /// `DELETE /api/session`: forgets the page's session.
 async fn close_session(headers: axum::http::HeaderMap, State(s): State<Shared>) -> Response {
-    let cookie = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == auth::SESSION_COOKIE)
-        .map(|(_, v)| v.to_string());
-    if let Some(c) = cookie {
+    if let Some(c) = auth::session_cookie(&headers) {
         let key = queue::keys::admin_session(&s.settings.queue, &auth::session_digest(&c));
         let _: redis::RedisResult<i64> = redis::AsyncCommands::del(&mut s.redis.clone(), key).await;
     }

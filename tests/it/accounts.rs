@@ -37,12 +37,12 @@ const FIRST_EQUITY: u32 = 20_000_001;
 /// An app whose simulator has `names` as accounts (each held to `max_rps`), with no bridge or
 /// worker; returns it with Kite-mode settings for those accounts and an admin server on them.
 async fn kite_accounts(names: &[&str], limit: Option<u32>, max_rps: Option<u32>) -> (TestApp, Settings, String) {
-    let sim = SimOptions {
-        universe: 60,
-        accounts: names.iter().map(|n| n.to_string()).collect(),
-        max_rps,
-        ..Default::default()
-    };
+    kite_accounts_with(SimOptions { max_rps, ..Default::default() }, names, limit).await
+}
+
+/// [`kite_accounts`] with a simulator of `sim` (its universe and accounts set here).
+async fn kite_accounts_with(sim: SimOptions, names: &[&str], limit: Option<u32>) -> (TestApp, Settings, String) {
+    let sim = SimOptions { universe: 60, accounts: names.iter().map(|n| n.to_string()).collect(), ..sim };
     let app =
         TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut s = app.settings.clone();
@@ -447,22 +447,9 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kites_throttle_in_a_200_is_waited_out_through_the_accounts_and_nothing_dies() {
-    let sim = SimOptions {
-        universe: 20,
-        accounts: vec!["a".into(), "b".into()],
-        throttle_rate: 0.4,
-        kite_throttle_200: true,
-        ..Default::default()
-    };
-    let app =
-        TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() }).await;
-    let mut s = app.settings.clone();
-    s.ticker_api = TickerApi::Kite;
-    s.kite_url = app.sim_url.clone();
-    s.named_accounts = named(&["a", "b"], Some(50));
+    let sim = SimOptions { throttle_rate: 0.4, kite_throttle_200: true, ..Default::default() };
+    let (app, mut s, admin) = kite_accounts_with(sim, &["a", "b"], Some(50)).await;
     s.throttle_pause = Duration::from_millis(50);
-    let state = AdminState { settings: s.clone(), redis: app.redis.clone(), pool: None };
-    let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
     login(&app, &admin, "a").await;
     login(&app, &admin, "b").await;
     let state = tickfill::worker::build_state(s.clone(), None).await.unwrap();

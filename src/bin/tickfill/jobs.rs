@@ -211,16 +211,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             };
             let what = describe(target);
             let changed = queue::controls::pause(&mut conn, &ns, target, "cli", drain).await?;
-            let action = if drain { "drain" } else { "pause" };
-            crate::audit::record(
-                &settings,
-                &format!("{}.{action}", path_of(target)),
-                serde_json::json!({}),
-                None,
-                Some(changed as i64),
-                true,
-            )
-            .await;
+            record_control(&settings, target, if drain { "drain" } else { "pause" }, changed).await;
             if changed {
                 say!("{what} {}", if drain { "draining" } else { "paused" });
             } else {
@@ -434,6 +425,12 @@ fn lane(s: &str) -> Result<tickfill::jobs::Lane, String> {
     }
 }
 
+/// Records a pause, drain or resume in the audit, named as the API's route names it.
+async fn record_control(settings: &Settings, target: queue::controls::Target, action: &str, changed: bool) {
+    let name = format!("{}.{action}", path_of(target));
+    crate::audit::record(settings, &name, serde_json::json!({}), None, Some(changed as i64), true).await;
+}
+
 /// The target as the API's path names it: `lanes.bulk`, `kinds.sweep`, `sweeps`.
 pub fn path_of(target: queue::controls::Target) -> String {
     match target {
@@ -459,15 +456,7 @@ async fn resume_target(
 ) -> anyhow::Result<()> {
     let what = describe(target);
     let changed = queue::controls::resume(conn, ns, target).await?;
-    crate::audit::record(
-        settings,
-        &format!("{}.resume", path_of(target)),
-        serde_json::json!({}),
-        None,
-        Some(changed as i64),
-        true,
-    )
-    .await;
+    record_control(settings, target, "resume", changed).await;
     if changed {
         say!("{what} resumed");
     } else {
