@@ -141,7 +141,7 @@ async fn handle_attempt(
             return Err(Box::new(AbortError::new(e)));
         }
     };
-    // An operator's pause of the job's lane holds it here; one of its kind puts it back.
+    // A job of a lane or kind an operator paused goes back to wait (no attempt spent).
     match super::hold::wait_for_controls(state, &job).await {
         super::hold::Hold::Go => {}
         super::hold::Hold::KindPaused(why) => {
@@ -149,9 +149,9 @@ async fn handle_attempt(
             return put_off(state, &job, anyhow::anyhow!(why), next, &key, super::hold::KIND_WAIT, "jobs_kind_paused")
                 .await;
         }
-        super::hold::Hold::Stopping(why) => {
+        super::hold::Hold::LanePaused(why) => {
             let (next, key) = envelope.paused(this_id, &job.idempotency_key());
-            return put_off(state, &job, anyhow::anyhow!(why), next, &key, Duration::from_secs(1), "jobs_handed_back")
+            return put_off(state, &job, anyhow::anyhow!(why), next, &key, super::hold::LANE_WAIT, "jobs_lane_paused")
                 .await;
         }
     }

@@ -1,16 +1,26 @@
-//! Lanes and kinds an operator paused (`queue::controls`): a job of a paused lane is held where
-//! it was picked up until the lane resumes (the lane takes no more meanwhile: its slots are held);
-//! a job of a paused kind is put back to wait. Neither spends an attempt.
+//! Lanes and kinds an operator paused (`queue::controls`). A paused lane's apalis worker is
+//! paused ([`LaneSwitches`]): it takes no job, so they stay pending, and its running jobs finish
+//! (a drain). A job it took just before the pause reached it is held where it is until the lane
+//! resumes. A job of a paused kind is put back to wait. None spends an attempt.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use apalis_core::worker::context::WorkerContext;
+use redis::aio::ConnectionManager;
+use tickfill_jobs::Lane;
+
+use crate::shutdown::Shutdown;
 
 use tickfill_jobs::Job;
 
 use super::WorkerState;
 use crate::queue::controls::{self, Controls};
-
-/// How often a held job looks whether its lane resumed.
-const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a job of a paused kind waits before it is picked up again.
 pub const KIND_WAIT: Duration = Duration::from_secs(5);
@@ -24,38 +34,92 @@ async fn current(state: &WorkerState) -> Controls {
 /// What a job may do now.
 pub(super) enum Hold {
     Go,
+    /// Its lane is paused (the worker took it just before it knew): put it back, pending.
+    LanePaused(String),
     /// Its kind is paused: put it back to wait.
     KindPaused(String),
-    /// Its lane is paused and the worker is stopping: hand it back.
-    Stopping(String),
 }
 
-/// Waits while the job's lane is paused; says whether its kind is paused.
+/// How long a job of a paused lane waits before it is due again (its lane's worker is paused
+/// meanwhile, so it stays pending until the lane resumes).
+pub const LANE_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether the job's lane or kind is paused.
 pub(super) async fn wait_for_controls(state: &WorkerState, job: &Job) -> Hold {
+    let c = current(state).await;
     let lane = job.lane();
-    let mut said = false;
-    loop {
-        let c = current(state).await;
-        if let Some(p) = c.lane(lane) {
-            if state.stopping.load(Ordering::Relaxed) {
-                return Hold::Stopping(format!("the {} lane is paused and the worker is stopping", lane.as_str()));
-            }
-            if !said {
-                said = true;
-                super::trail::note("held", serde_json::json!({"lane": lane.as_str(), "since": p.since}));
-                tracing::info!(lane = lane.as_str(), since = %p.since, by = %p.by, "lane paused: job held until it resumes");
-            }
-            tokio::time::sleep(LOOK_EVERY).await;
-            continue;
+    if let Some(p) = c.lane(lane) {
+        super::trail::note("held", serde_json::json!({"lane": lane.as_str(), "since": p.since}));
+        return Hold::LanePaused(format!("the {} lane is paused (since {}, by {})", lane.as_str(), p.since, p.by));
+    }
+    if let Some(p) = c.kind(job.kind()) {
+        return Hold::KindPaused(format!("jobs of kind {} are paused (since {}, by {})", job.kind(), p.since, p.by));
+    }
+    Hold::Go
+}
+
+/// How often a worker process looks at the lanes' pauses.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// The process's apalis workers per lane, paused and resumed as the operator's controls say.
+#[derive(Clone, Default)]
+pub struct LaneSwitches {
+    paused: Arc<[AtomicBool; 2]>,
+    workers: Arc<Mutex<Vec<(Lane, WorkerContext)>>>,
+}
+
+impl LaneSwitches {
+    /// The switches, set to the pauses in force now.
+    pub async fn new(conn: &mut ConnectionManager, ns: &str) -> LaneSwitches {
+        let c = controls::read(conn, ns).await.unwrap_or_default();
+        let s = LaneSwitches::default();
+        for lane in Lane::ALL {
+            s.paused[lane as usize].store(c.lane(lane).is_some(), Ordering::Relaxed);
         }
-        if let Some(p) = c.kind(job.kind()) {
-            return Hold::KindPaused(format!(
-                "jobs of kind {} are paused (since {}, by {})",
-                job.kind(),
-                p.since,
-                p.by
-            ));
+        s
+    }
+
+    /// A lane's worker started (or restarted): paused at once if its lane is.
+    pub fn started(&self, lane: Lane, ctx: &WorkerContext) {
+        if self.paused[lane as usize].load(Ordering::Relaxed) {
+            let _ = ctx.pause();
         }
-        return Hold::Go;
+        let mut w = self.workers.lock().expect("lane workers");
+        w.retain(|(l, c)| !(*l == lane && c.name() == ctx.name()));
+        w.push((lane, ctx.clone()));
+    }
+
+    /// Follows the controls until `shutdown`, pausing and resuming the lanes' workers.
+    pub async fn follow(self, mut conn: ConnectionManager, ns: String, shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            if let Ok(c) = controls::read(&mut conn, &ns).await {
+                for lane in Lane::ALL {
+                    let want = c.lane(lane).is_some();
+                    let was = self.paused[lane as usize].swap(want, Ordering::Relaxed);
+                    if want != was {
+                        tracing::info!(
+                            lane = lane.as_str(),
+                            paused = want,
+                            "lane {}",
+                            if want { "paused" } else { "resumed" }
+                        );
+                    }
+                    for (l, ctx) in self.workers.lock().expect("lane workers").iter() {
+                        if *l != lane || !ctx.is_running() && !ctx.is_paused() {
+                            continue;
+                        }
+                        if want && !ctx.is_paused() {
+                            let _ = ctx.pause();
+                        } else if !want && ctx.is_paused() {
+                            let _ = ctx.resume();
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
     }
 }

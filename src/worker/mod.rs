@@ -16,6 +16,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
+use apalis_core::worker::ext::event_listener::EventListenerExt;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use chrono::Utc;
 use sqlx::PgPool;
@@ -74,8 +75,6 @@ pub struct WorkerState {
     pub rollups: store::rollups::UpkeepCache,
     /// This process's counts over time, written out once a second while the pool runs.
     pub history: Arc<queue::history::History>,
-    /// Set once the pool is stopping: held jobs are handed back.
-    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the shared state of a worker process.
@@ -114,7 +113,6 @@ pub async fn build_state(
         commits,
         rollups,
         history: queue::history::History::new(&settings_queue),
-        stopping: Default::default(),
     }))
 }
 
@@ -248,9 +246,14 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     tokio::spawn(prune_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
+    // An operator's pause of a lane stops its apalis worker from taking jobs (they stay pending);
+    // a lane paused before the worker starts is paused the moment it starts.
+    let lanes = hold::LaneSwitches::new(&mut conn, &settings.queue).await;
+    tokio::spawn(lanes.clone().follow(conn.clone(), settings.queue.clone(), shutdown.clone()));
     let mut monitor = Monitor::new();
     for (lane, wake) in Lane::ALL.into_iter().zip(receivers) {
         let (state, conn, name, settings) = (state.clone(), conn.clone(), name.clone(), settings.clone());
+        let lanes = lanes.clone();
         monitor = monitor.register(move |restarts| {
             // Fetch on a producer's ping, and every POLL_INTERVAL in any case (retries come due
             // without a ping, and a ping can be lost).
@@ -262,16 +265,18 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
                 .backend(storage)
                 .concurrency(settings.concurrency)
                 .data(state.clone())
+                .on_event({
+                    let lanes = lanes.clone();
+                    move |ctx, event| {
+                        if matches!(event, apalis_core::worker::event::Event::Start) {
+                            lanes.started(lane, ctx);
+                        }
+                    }
+                })
                 .build(attempt::handle_job)
         });
     }
     state.history.spawn_flusher(conn.clone(), shutdown.clone());
-    let stopping = state.clone();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        signal.wait().await;
-        stopping.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
     let grace = settings.shutdown_timeout;
     let stop = shutdown.clone();
     let stopping = shutdown.clone();

@@ -201,7 +201,7 @@ async fn bulk_actions_act_on_exactly_what_the_filter_matches_with_a_dry_run_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_works_and_resuming_runs_them() {
+async fn a_paused_lane_keeps_its_jobs_pending_across_a_restart_while_the_other_lane_works_and_resuming_runs_them() {
     let app =
         crate::helpers::TestApp::spawn_with(crate::helpers::AppOptions { start_worker: false, ..Default::default() })
             .await;
@@ -224,8 +224,9 @@ async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_work
         force: false,
     };
     app.push(&hand).await;
-    let held = || async { get(&app, &admin, "state=running&kind=backfill").await.1["matched"] == 1 };
-    crate::helpers::wait_until(20, "the hand backfill to be held", held).await;
+    // The paused lane takes nothing: the job stays pending.
+    let pending = || async { get(&app, &admin, "state=pending&kind=backfill&lane=bulk").await.1["matched"] == 1 };
+    crate::helpers::wait_until(20, "the hand backfill to be pending", pending).await;
     // The urgent lane works meanwhile.
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
     app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'subscribe' AND outcome = 'stored'", 1).await;
@@ -235,14 +236,14 @@ async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_work
     let bulk = stats.as_array().unwrap().iter().find(|l| l["lane"] == "bulk").unwrap();
     assert!(bulk["paused"]["since"].is_string(), "{bulk}");
 
-    // A restart: the held job goes back to the queue and the new worker holds it again.
+    // A restart: the new worker starts with the lane paused, and the job stays pending; its
+    // urgent lane works (so it has started).
     first.trigger();
-    crate::helpers::wait_until(20, "the held job to be handed back", || async {
-        get(&app, &admin, "state=running&kind=backfill").await.1["matched"] == 0
-    })
-    .await;
-    app.start_worker().await;
-    crate::helpers::wait_until(20, "the new worker to hold it", held).await;
+    let _second = app.start_worker().await;
+    assert_eq!(app.subscribe_via_sim(10000002).await, 201);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'subscribe' AND outcome = 'stored'", 2).await;
+    assert!(pending().await, "the paused lane's job is not pending after the restart");
+    assert_eq!(get(&app, &admin, "state=running").await.1["matched"], 0);
     assert_eq!(
         app.count("SELECT count(*) FROM backfill_runs WHERE reason = 'manual'").await,
         0,
@@ -259,7 +260,7 @@ async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_work
     let (code, out, _) = run_cli(&app.settings, &["jobs", "pause", "--kind", "backfill"], &[]);
     assert_eq!((code, out.trim()), (0, "jobs of kind backfill paused"));
     let again = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(10000002),
+        token: crate::helpers::tok(11000002),
         from: to - chrono::Duration::hours(1),
         to,
         reason: tickfill::jobs::Reason::Manual,
@@ -270,12 +271,12 @@ async fn a_paused_lane_holds_its_jobs_across_a_restart_while_the_other_lane_work
         app.counter("jobs_kind_paused:backfill").await >= 1
     })
     .await;
-    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE instrument_token = 10000002").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM backfill_runs WHERE instrument_token = 11000002").await, 0);
     let (status, _) = post(&app, &admin, "/api/kinds/backfill/resume", Some("op-token")).await;
     assert_eq!(status, 200);
     app.wait_count(
         30,
-        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 10000002 AND outcome = 'stored'",
+        "SELECT count(*) FROM backfill_runs WHERE instrument_token = 11000002 AND outcome = 'stored'",
         1,
     )
     .await;
