@@ -57,15 +57,8 @@ async fn kite_accounts_with(sim: SimOptions, names: &[&str], limit: Option<u32>)
 
 /// A person logging in to the simulator's Kite as `account`: a fresh request token.
 async fn request_token(app: &TestApp, account: &str) -> String {
-    let v: Value = app
-        .http
-        .post(format!("{}/sim/login?api_key=kite_{account}", app.sim_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value =
+        crate::helpers::json_of(app.http.post(format!("{}/sim/login?api_key=kite_{account}", app.sim_url))).await;
     v["request_token"].as_str().unwrap().to_string()
 }
 
@@ -373,15 +366,12 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
         let url = format!("{}/session/token", app.sim_url);
         async move {
             let checksum = tickfill::domain::session::kite_checksum("kite_a", &rt, "secret_a");
-            let v: Value = http
-                .post(url)
-                .form(&[("api_key", "kite_a"), ("request_token", rt.as_str()), ("checksum", checksum.as_str())])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = crate::helpers::json_of(http.post(url).form(&[
+                ("api_key", "kite_a"),
+                ("request_token", rt.as_str()),
+                ("checksum", checksum.as_str()),
+            ]))
+            .await;
             v["data"]["access_token"].as_str().unwrap().to_string()
         }
     };
@@ -478,7 +468,7 @@ async fn the_simulator_command_serves_its_accounts_and_refuses_a_bad_list() {
     let http = reqwest::Client::new();
     let stats = format!("http://127.0.0.1:{port}/stats");
     wait_until(20, "the simulator to serve", || async { http.get(&stats).send().await.is_ok() }).await;
-    let v: Value = http.get(&stats).send().await.unwrap().json().await.unwrap();
+    let v: Value = crate::helpers::json_of(http.get(&stats)).await;
     assert_eq!(v["by_account"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["desk-1", "desk_2"]);
     for bad in ["a,a", "a,,b", "a b"] {
         let out = tickfill_command().args(["sim", "--accounts", bad]).output().unwrap();

@@ -338,7 +338,7 @@ async fn history_keeps_per_minute_counts_of_what_ran() {
     let state =
         AdminState { settings: app.settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
-    let listed: Value = app.http.get(format!("{admin}/api/history")).send().await.unwrap().json().await.unwrap();
+    let listed: Value = crate::helpers::json_of(app.http.get(format!("{admin}/api/history"))).await;
     for s in [
         "events_accepted",
         "events_rejected",
@@ -358,7 +358,7 @@ async fn history_keeps_per_minute_counts_of_what_ran() {
         let url = format!("{admin}/api/history?series={series}{extra}");
         let http = app.http.clone();
         async move {
-            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            let v: Value = crate::helpers::json_of(http.get(url)).await;
             v["points"].as_array().map_or(0, |p| p.iter().map(|p| p[1].as_u64().unwrap()).sum::<u64>())
         }
     };
@@ -467,16 +467,8 @@ async fn the_read_token_sees_and_cannot_act_a_cross_site_post_does_nothing_and_e
     let (code, out, err) = run_cli(&app.settings, &["jobs", "purge", "--token", "99902"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("purge: 1 of 1") && err.is_empty(), "{out} {err}");
-    let audit: Value = app
-        .http
-        .get(format!("{admin}/api/audit"))
-        .bearer_auth("look-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value =
+        crate::helpers::json_of(app.http.get(format!("{admin}/api/audit")).bearer_auth("look-token")).await;
     let entries = audit.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{audit:#}");
     assert_eq!((entries[0]["actor"].as_str(), entries[0]["action"].as_str()), (Some("cli"), Some("jobs.purge")));
@@ -598,7 +590,7 @@ async fn a_jobs_page_shows_its_payload_run_and_timeline_from_event_to_commit() {
     // A dead job, by its task id: its payload and a failed attempt.
     let dead = get(&app, &admin, "state=dead").await.1;
     let dead_id = dead["jobs"][0]["id"].as_str().unwrap();
-    let r: Value = app.http.get(format!("{admin}/api/jobs/{dead_id}")).send().await.unwrap().json().await.unwrap();
+    let r: Value = crate::helpers::json_of(app.http.get(format!("{admin}/api/jobs/{dead_id}"))).await;
     assert_eq!(r["payload"]["job"]["kind"], "subscribed", "{r}");
     let ended = r["timeline"].as_array().unwrap().iter().find(|m| m["what"] == "ended").unwrap().clone();
     assert_eq!(ended["detail"]["result"], "failed", "{r}");

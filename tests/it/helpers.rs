@@ -570,6 +570,12 @@ fn spawn_with_env(
     ChildGuard(cmd.spawn().unwrap_or_else(|e| panic!("start tickfill {role}: {e}")))
 }
 
+/// Sends a request and reads its answer as JSON (panics on a transport error or a body that is
+/// not JSON: what a test then wants to know).
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.expect("the request was sent").json().await.expect("a JSON answer")
+}
+
 /// An instrument token of the simulator's universe, as jobs carry it.
 pub fn tok(n: u32) -> tickfill::jobs::InstrumentToken {
     tickfill::jobs::InstrumentToken::new(n.into()).expect("a valid token")
