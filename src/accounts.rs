@@ -227,7 +227,7 @@ pub async fn complete_login(
     }
     // Presented once: a replay (the same redirect again, from a browser's history or a thief)
     // stores nothing, even before Kite says so.
-    let digest = kite_checksum("", request_token, "");
+    let digest = crate::domain::session::digest(&[request_token]);
     if !stored::first_presentation(conn, &settings.queue, &a.name, &digest).await? {
         return Err(SessionError::Replayed);
     }

@@ -35,6 +35,11 @@ impl Lane {
             Lane::Bulk => "bulk",
         }
     }
+
+    /// The lane named `s` (`urgent`, `bulk`).
+    pub fn parse(s: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == s)
+    }
 }
 
 impl std::fmt::Display for Lane {

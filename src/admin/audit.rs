@@ -3,8 +3,6 @@
 //! the action, what it named (path and query: the filter or the ids), how many it matched and
 //! acted on, and how it went. Refused requests and dry runs change nothing and are not recorded.
 
-use std::sync::Arc;
-
 use axum::{
     body::{to_bytes, Body},
     extract::{Request, State},
@@ -13,6 +11,8 @@ use axum::{
     response::Response,
 };
 use serde_json::{json, Value};
+
+use sqlx::PgPool;
 
 use super::{auth, AdminState};
 use crate::store::audit::{self, NewEntry};
@@ -30,8 +30,16 @@ fn action_of(method: &Method, path: &str) -> String {
     }
 }
 
+/// Where the audit is written: the process's store, or for a process without one (the bridge) a
+/// pool of one connection made when the first change is recorded.
+pub fn pool_for(state: &AdminState) -> Option<PgPool> {
+    state.pool.clone().or_else(|| {
+        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy(state.settings.database_url.expose()).ok()
+    })
+}
+
 /// Records the change a request made, after it is answered.
-pub async fn record(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+pub async fn record(State(pool): State<Option<PgPool>>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -51,9 +59,8 @@ pub async fn record(State(state): State<Arc<AdminState>>, req: Request, next: Ne
     let bytes = to_bytes(body, ANSWER_CAP).await.unwrap_or_default();
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let num = |keys: &[&str]| keys.iter().find_map(|k| answer.get(*k).and_then(Value::as_i64));
-    let pairs: serde_json::Map<String, Value> = reqwest::Url::parse(&format!("http://q/?{query}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), json!(v.into_owned()))).collect())
-        .unwrap_or_default();
+    let pairs: serde_json::Map<String, Value> =
+        super::query_pairs(Some(&query)).into_iter().map(|(k, v)| (k, json!(v))).collect();
     let entry = NewEntry {
         // Only the admin token acts (the extractor refused anything else).
         actor: auth::Role::Admin.name(),
@@ -65,19 +72,12 @@ pub async fn record(State(state): State<Arc<AdminState>>, req: Request, next: Ne
         ok: status.is_success(),
         result: Some(json!({"status": status.as_u16(), "answer": answer.clone()})),
     };
-    let pool = match &state.pool {
-        Some(p) => Ok(p.clone()),
-        None => {
-            sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(state.settings.database_url.expose()).await
-        }
+    let recorded = match &pool {
+        Some(pool) => audit::record(pool, &entry).await.map(|_| ()),
+        None => Err(sqlx::Error::PoolClosed),
     };
-    match pool {
-        Ok(pool) => {
-            if let Err(e) = audit::record(&pool, &entry).await {
-                tracing::error!(error = %e, action = entry.action, "a change was made but could not be audited");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, action = entry.action, "a change was made but could not be audited"),
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, action = entry.action, "a change was made but could not be audited");
     }
     Response::from_parts(parts, Body::from(bytes))
 }

@@ -47,7 +47,14 @@ pub fn role_of_token(state: &AdminState, given: &str) -> Option<Role> {
 
 /// The digest a session is kept under (the cookie itself is never stored).
 pub fn session_digest(cookie: &str) -> String {
-    crate::domain::session::kite_checksum("", cookie, "")
+    crate::domain::session::digest(&[cookie])
+}
+
+/// The token of a request's `Authorization` header: `Some("")` for one that is not a bearer token
+/// (it is still a credential, and a wrong one), `None` without the header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    Some(v.strip_prefix("Bearer ").unwrap_or(""))
 }
 
 /// The page's session cookie a request carries, if any (at most 128 characters).
@@ -72,8 +79,7 @@ enum Credential {
 
 async fn credential(parts: &Parts, state: &AdminState) -> Credential {
     let h = &parts.headers;
-    if let Some(v) = h.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let given = v.strip_prefix("Bearer ").unwrap_or("");
+    if let Some(given) = bearer(h) {
         return Credential::Bearer(role_of_token(state, given));
     }
     let Some(cookie) = session_cookie(h) else { return Credential::Nothing };

@@ -77,7 +77,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/audit", get(list_audit))
         .route("/api/stream", get(stream))
         .route("/api/session", post(open_session).delete(close_session))
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), audit::record))
+        .layer(axum::middleware::from_fn_with_state(audit::pool_for(&shared), audit::record))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(shared)
 }
@@ -321,8 +321,7 @@ async fn history(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery) -
     let field = match (one_of(&pairs, "lane")?, one_of(&pairs, "kind")?) {
         (None, None) => series.to_string(),
         (Some(l), Some(k)) if series.starts_with("jobs_") => {
-            let lane_ok = l == "urgent" || l == "bulk";
-            if !lane_ok || tickfill_jobs::JobKind::parse(k).is_none() {
+            if tickfill_jobs::Lane::parse(l).is_none() || tickfill_jobs::JobKind::parse(k).is_none() {
                 return Err(ApiError::BadRequest("lane: urgent or bulk; kind: a job kind".into()));
             }
             format!("{series}|{l}|{k}")
@@ -429,12 +428,7 @@ async fn list_audit(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery
 /// SameSite=Strict cookie, for the role of that token (12 hours).
 async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _: NoQuery, _: NoBody) -> Response {
     use rand::distr::{Alphanumeric, SampleString};
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let Some(role) = auth::role_of_token(&s, given) else {
+    let Some(role) = auth::bearer(&headers).and_then(|given| auth::role_of_token(&s, given)) else {
         return ApiError::Unauthorized.into_response();
     };
     let cookie = Alphanumeric.sample_string(&mut rand::rng(), 40);
@@ -527,16 +521,9 @@ async fn lane_control(
     _: NoBody,
     Path((lane, action)): Path<(String, String)>,
 ) -> ApiResult {
-    let lane = match lane.as_str() {
-        "urgent" => tickfill_jobs::Lane::Urgent,
-        "bulk" => tickfill_jobs::Lane::Bulk,
-        other => {
-            return Err(ApiError::NotFound(format!(
-                "no lane {:?}: urgent or bulk",
-                crate::domain::text::inert(other, 40)
-            )))
-        }
-    };
+    let lane = tickfill_jobs::Lane::parse(&lane).ok_or_else(|| {
+        ApiError::NotFound(format!("no lane {:?}: urgent or bulk", crate::domain::text::inert(&lane, 40)))
+    })?;
     control(&s, queue::controls::Target::Lane(lane), &action).await
 }
 

@@ -149,13 +149,7 @@ impl JobFilter {
                             bad(name, format!("one of {}", JobKind::ALL.map(JobKind::as_str).join(", ")))
                         })?)
                 }
-                "lane" => {
-                    f.lane = Some(match value {
-                        "urgent" => Lane::Urgent,
-                        "bulk" => Lane::Bulk,
-                        _ => return Err(bad(name, "urgent or bulk")),
-                    })
-                }
+                "lane" => f.lane = Some(Lane::parse(value).ok_or_else(|| bad(name, "urgent or bulk"))?),
                 "state" => {
                     f.state = Some(JobState::parse(value).ok_or_else(|| {
                         bad(name, format!("one of {}", JobState::ALL.map(JobState::as_str).join(", ")))

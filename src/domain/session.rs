@@ -18,10 +18,16 @@ pub fn kite_session_end(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Kite's login checksum: the hex SHA-256 of `api_key + request_token + api_secret`.
 pub fn kite_checksum(api_key: &str, request_token: &str, api_secret: &str) -> String {
+    digest(&[api_key, request_token, api_secret])
+}
+
+/// The hex SHA-256 of `parts` one after the other: what a secret is kept or compared under, never
+/// the secret itself (a presented `request_token`, an admin page's session cookie).
+pub fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    h.update(api_key.as_bytes());
-    h.update(request_token.as_bytes());
-    h.update(api_secret.as_bytes());
+    for p in parts {
+        h.update(p.as_bytes());
+    }
     hex::encode(h.finalize())
 }
 

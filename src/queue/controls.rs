@@ -83,19 +83,27 @@ pub async fn resume(conn: &mut ConnectionManager, ns: &str, target: Target) -> r
 /// What is paused now.
 pub async fn read(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Controls> {
     let all: BTreeMap<String, String> = conn.hgetall(keys::controls(ns)).await?;
-    let mut c = Controls::default();
-    for (field, value) in all {
-        let Ok(p) = serde_json::from_str::<Pause>(&value) else { continue };
-        match field.split_once(':') {
-            Some(("lane", l)) => {
-                c.lanes.insert(l.to_string(), p);
+    Ok(Controls::from_hash(all))
+}
+
+impl Controls {
+    /// The controls from their hash (`HGETALL {ns}:controls`, as [`read`] or a caller's own
+    /// pipeline reads it); a field that cannot be read is skipped.
+    pub fn from_hash(all: BTreeMap<String, String>) -> Controls {
+        let mut c = Controls::default();
+        for (field, value) in all {
+            let Ok(p) = serde_json::from_str::<Pause>(&value) else { continue };
+            match field.split_once(':') {
+                Some(("lane", l)) => {
+                    c.lanes.insert(l.to_string(), p);
+                }
+                Some(("kind", k)) => {
+                    c.kinds.insert(k.to_string(), p);
+                }
+                None if field == "sweeps" => c.sweeps = Some(p),
+                _ => {}
             }
-            Some(("kind", k)) => {
-                c.kinds.insert(k.to_string(), p);
-            }
-            None if field == "sweeps" => c.sweeps = Some(p),
-            _ => {}
         }
+        c
     }
-    Ok(c)
 }

@@ -56,15 +56,19 @@ pub(super) async fn handle_job(
     // as an attempt, so a job that crashes its worker ends dead instead of looping.
     // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second
     // round trip to clear it.
+    // The same round trip reads the operator's controls (paused lanes and kinds).
     let starts_key = queue::keys::starts(&state.settings.queue, &this_id);
     let mut redis = state.redis.clone();
-    let counted: redis::RedisResult<(u32,)> = redis::pipe()
+    let counted: redis::RedisResult<(u32, std::collections::BTreeMap<String, String>)> = redis::pipe()
         .incr(&starts_key, 1)
         .expire(&starts_key, state.settings.retention.as_secs().max(3600) as i64)
         .ignore()
+        .hgetall(queue::keys::controls(&state.settings.queue))
         .query_async(&mut redis)
         .await;
-    let starts = counted.map(|(n,)| n).unwrap_or(1);
+    // Redis unreachable: one start, nothing paused (the job then meets the outage itself).
+    let (starts, controls) =
+        counted.map(|(n, c)| (n, queue::controls::Controls::from_hash(c))).unwrap_or((1, Default::default()));
     let attempt = envelope.attempt() + starts.saturating_sub(1);
     let (result, mut marks) = super::trail::gather(async {
         let mut started = serde_json::json!({"attempt": attempt, "task": this_id});
@@ -73,7 +77,7 @@ pub(super) async fn handle_job(
             started["recovered"] = serde_json::json!(starts - 1);
         }
         super::trail::note("started", started);
-        handle_attempt(&envelope, &this_id, attempt, &state).await
+        handle_attempt(&envelope, &this_id, attempt, &controls, &state).await
     })
     .await;
     let ended = match &result {
@@ -114,6 +118,7 @@ async fn handle_attempt(
     envelope: &Envelope,
     this_id: &str,
     attempt: u32,
+    controls: &queue::controls::Controls,
     state: &WorkerState,
 ) -> Result<(), BoxDynError> {
     if attempt > state.settings.max_attempts {
@@ -142,7 +147,7 @@ async fn handle_attempt(
         }
     };
     // A job of a lane or kind an operator paused goes back to wait (no attempt spent).
-    match super::hold::wait_for_controls(state, &job).await {
+    match super::hold::check(controls, &job) {
         super::hold::Hold::Go => {}
         super::hold::Hold::KindPaused(why) => {
             let (next, key) = envelope.paused(this_id, &job.idempotency_key());

@@ -19,17 +19,10 @@ use crate::shutdown::Shutdown;
 
 use tickfill_jobs::Job;
 
-use super::WorkerState;
 use crate::queue::controls::{self, Controls};
 
 /// How long a job of a paused kind waits before it is picked up again.
 pub const KIND_WAIT: Duration = Duration::from_secs(5);
-
-/// The controls now: one small read per job, so a pause holds for every job started after it.
-/// Redis unreachable: nothing is taken as paused (the job then meets the outage itself).
-async fn current(state: &WorkerState) -> Controls {
-    controls::read(&mut state.redis.clone(), &state.settings.queue).await.unwrap_or_default()
-}
 
 /// What a job may do now.
 pub(super) enum Hold {
@@ -44,9 +37,9 @@ pub(super) enum Hold {
 /// meanwhile, so it stays pending until the lane resumes).
 pub const LANE_WAIT: Duration = Duration::from_secs(1);
 
-/// Whether the job's lane or kind is paused.
-pub(super) async fn wait_for_controls(state: &WorkerState, job: &Job) -> Hold {
-    let c = current(state).await;
+/// Whether the job's lane or kind is paused, by the controls read as the attempt started (in the
+/// same round trip as its start count, so a pause holds for every job started after it).
+pub(super) fn check(c: &Controls, job: &Job) -> Hold {
     let lane = job.lane();
     if let Some(p) = c.lane(lane) {
         super::trail::note("held", serde_json::json!({"lane": lane.as_str(), "since": p.since}));

@@ -418,11 +418,7 @@ async fn run_bulk(
 
 /// `--lane`: urgent or bulk.
 fn lane(s: &str) -> Result<tickfill::jobs::Lane, String> {
-    match s {
-        "urgent" => Ok(tickfill::jobs::Lane::Urgent),
-        "bulk" => Ok(tickfill::jobs::Lane::Bulk),
-        _ => Err("urgent or bulk".into()),
-    }
+    tickfill::jobs::Lane::parse(s).ok_or_else(|| "urgent or bulk".into())
 }
 
 /// Records a pause, drain or resume in the audit, named as the API's route names it.
