@@ -77,8 +77,7 @@ enum Credential {
     Nothing,
 }
 
-async fn credential(parts: &Parts, state: &AdminState) -> Credential {
-    let h = &parts.headers;
+async fn credential(h: &axum::http::HeaderMap, state: &AdminState) -> Credential {
     if let Some(given) = bearer(h) {
         return Credential::Bearer(role_of_token(state, given));
     }
@@ -90,6 +89,14 @@ async fn credential(parts: &Parts, state: &AdminState) -> Credential {
         Some("read") => Some(Role::Read),
         _ => None,
     })
+}
+
+/// The role of the page's session a request carries (a bearer header is not the page's).
+pub async fn page_role(headers: &axum::http::HeaderMap, state: &AdminState) -> Option<Role> {
+    match credential(headers, state).await {
+        Credential::Cookie(role) => role,
+        _ => None,
+    }
 }
 
 /// Whether a request comes from the admin server's own page: its `Origin` names this host, or
@@ -122,7 +129,7 @@ impl FromRequestParts<Arc<AdminState>> for Authorized {
             return Err(ApiError::MutationsDisabled);
         }
         let read_only = || ApiError::Forbidden("the read-only token cannot change anything".into());
-        match credential(parts, state).await {
+        match credential(&parts.headers, state).await {
             Credential::Bearer(Some(Role::Admin)) => Ok(Authorized { actor: Role::Admin.name() }),
             Credential::Cookie(Some(Role::Admin)) if same_origin(parts) => Ok(Authorized { actor: Role::Admin.name() }),
             Credential::Cookie(Some(_)) if !same_origin(parts) => {
@@ -145,7 +152,7 @@ impl FromRequestParts<Arc<AdminState>> for CanRead {
         if state.settings.admin_read_token.is_none() {
             return Ok(CanRead);
         }
-        match credential(parts, state).await {
+        match credential(&parts.headers, state).await {
             Credential::Bearer(Some(_)) | Credential::Cookie(Some(_)) => Ok(CanRead),
             _ => Err(ApiError::Unauthorized),
         }

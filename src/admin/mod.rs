@@ -4,12 +4,14 @@
 //! refused with 403 and the reason.
 
 //!
-//! Layout: this file holds the router and the handlers; `error` the one error type (a status per
-//! variant, an opaque 500 whose cause is logged); `auth` the bearer-token extractor.
+//! Layout: this file holds the router and the JSON handlers; `page` the operator console's pages
+//! and assets; `error` the one error type (a status per variant, an opaque 500 whose cause is
+//! logged); `auth` who may read and change; `audit` the record of every change.
 
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod page;
 pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -45,9 +47,11 @@ type Shared = Arc<AdminState>;
 pub fn router(state: AdminState) -> Router {
     let shared = Arc::new(state);
     Router::new()
-        .route("/", get(operator_page))
-        .route("/static/operator.js", get(operator_js))
-        .route("/static/operator.css", get(operator_css))
+        .route("/", get(page::overview))
+        .route("/jobs", get(page::jobs))
+        .route("/jobs/{id}", get(page::job))
+        .route("/audit", get(page::audit))
+        .route("/static/{*name}", get(page::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -341,7 +345,7 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -355,7 +359,8 @@ const STREAM_LOOK: std::time::Duration = std::time::Duration::from_millis(500);
 /// How long one stream lasts: less than a connection may (the browser reconnects at once).
 const STREAM_LIFE: std::time::Duration = std::time::Duration::from_secs(100);
 
-/// What the stream sends when it changes: the lanes' figures, the shared counters, the pauses.
+/// What the stream sends when it changes: the lanes' figures, the shared counters, the pauses
+/// and the operator's controls.
 async fn snapshot(s: &AdminState) -> Option<Value> {
     let mut conn = s.redis.clone();
     let ns = &s.settings.queue;
@@ -363,7 +368,8 @@ async fn snapshot(s: &AdminState) -> Option<Value> {
     let counters: std::collections::BTreeMap<String, i64> =
         queue::counters(&mut conn, ns).await.ok()?.into_iter().collect();
     let paused = queue::paused(&mut conn, ns).await.ok()?;
-    Some(json!({"lanes": lanes, "counters": counters, "paused": paused}))
+    let controls = queue::controls::read(&mut conn, ns).await.ok()?;
+    Some(json!({"lanes": lanes, "counters": counters, "paused": paused, "controls": controls}))
 }
 
 /// `GET /api/stream`: server-sent events. A `stats` event with [`snapshot`] at once and whenever
@@ -639,21 +645,6 @@ async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> 
 
 async fn retry_one(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody, Path(id): Path<String>) -> ApiResult {
     retry(&s, |d| d.id == id).await
-}
-
-/// `GET /`: the operator page (one self-contained HTML file; it reads the JSON routes below and
-/// refreshes itself).
-async fn operator_page() -> Response {
-    axum::response::Html(include_str!("operator.html")).into_response()
-}
-
-async fn operator_js() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("operator.js"))
-        .into_response()
-}
-
-async fn operator_css() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("operator.css")).into_response()
 }
 
 async fn running(State(s): State<Shared>, _: CanRead) -> ApiResult {

@@ -1,6 +1,7 @@
 //! Integration tests: real Redis, real PostgreSQL, the simulator on loopback. Each test has its own
 //! database, queue namespace and channel prefix (see `helpers`).
 
+mod browser;
 mod helpers;
 
 mod accounts;
@@ -10,6 +11,7 @@ mod calendar;
 mod chain;
 mod completeness;
 mod config;
+mod console;
 mod days;
 mod dead_letters;
 mod dedupe;

@@ -12,26 +12,18 @@ use tickfill::{
     queue,
 };
 
-use crate::helpers::{spawn_broken_ticker, spawn_process, wait_until, AppOptions, ChildGuard, TestApp};
+use crate::{
+    browser::{free_port, tool, Browser},
+    helpers::{spawn_broken_ticker, spawn_process, wait_until, AppOptions, ChildGuard, TestApp},
+};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The value of one sample (`name{labels}` exactly as exposed) in a Prometheus text page.
 fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
-}
-
-fn tool(name: &str) -> String {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap();
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    assert!(!path.is_empty(), "{name} not found: install Debian's package (.ci/services does)");
-    path
 }
 
 #[test]
@@ -188,77 +180,6 @@ async fn metrics_count_a_backfill_and_prometheus_answers_every_dashboard_query()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A minimal WebDriver client (the W3C protocol over HTTP), enough to drive Chromium.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    _driver: ChildGuard,
-}
-
-impl Browser {
-    async fn start() -> Browser {
-        let port = free_port();
-        let driver = ChildGuard(
-            Command::new(tool("chromedriver"))
-                .arg(format!("--port={port}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start chromedriver"),
-        );
-        let http = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{port}");
-        wait_until(20, "chromedriver", || async { http.get(format!("{url}/status")).send().await.is_ok() }).await;
-        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": tool("chromium"),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}}}});
-        let session: Value =
-            http.post(format!("{url}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
-        Browser { http, base: format!("{url}/session/{id}"), _driver: driver }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let r = self.http.request(method, format!("{}{path}", self.base)).json(&body).send().await.unwrap();
-        let v: Value = r.json().await.unwrap();
-        v["value"].clone()
-    }
-
-    async fn go(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", json!({"url": url})).await;
-    }
-
-    async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", json!({})).await.as_str().unwrap_or("").to_string()
-    }
-
-    async fn find(&self, css: &str) -> Option<String> {
-        let v = self.call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
-        v.as_object()?.values().next()?.as_str().map(String::from)
-    }
-
-    async fn click(&self, css: &str) {
-        let el = self.find(css).await.unwrap_or_else(|| panic!("no element {css}"));
-        self.call(reqwest::Method::POST, &format!("/element/{el}/click"), json!({})).await;
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await.unwrap_or_else(|| panic!("no element {css}"));
-        self.call(reqwest::Method::POST, &format!("/element/{el}/value"), json!({"text": text})).await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let (http, base) = (self.http.clone(), self.base.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move { http.delete(base).send().await })
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_page_shows_a_dead_job_and_its_retry_button_queues_it_again() {
     let broken = spawn_broken_ticker().await;
@@ -289,7 +210,7 @@ async fn the_operator_page_shows_a_dead_job_and_its_retry_button_queues_it_again
     assert!(page.contains("ticker answered 404"), "the dead job's error is shown");
     assert!(page.contains("GONE") || page.contains("1001"), "the subscription is shown");
 
-    browser.type_into("#token", "s3cret").await;
+    browser.sign_in("s3cret", "admin").await;
     browser.click(&format!("button[data-retry=\"{id}\"]")).await;
     wait_until(20, "the retried job back in the queue", || async {
         let d = app.depths(Lane::Urgent).await;
