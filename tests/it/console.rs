@@ -17,12 +17,17 @@ const READ: &str = "look-token";
 
 /// An admin API over the test's queue and store, with both tokens; its address.
 async fn admin_server(app: &TestApp) -> String {
+    admin_server_at(app, "127.0.0.1:0", app.shutdown.clone()).await
+}
+
+/// The same on `listen`, until `stop`.
+async fn admin_server_at(app: &TestApp, listen: &str, stop: tickfill::shutdown::Shutdown) -> String {
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin_listen = listen.parse().unwrap();
     settings.admin_token = Some(tickfill::config::Secret::new(ADMIN));
     settings.admin_read_token = Some(tickfill::config::Secret::new(READ));
     let state = AdminState { settings, redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
-    format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap())
+    format!("http://{}", admin::spawn(state, stop).await.unwrap())
 }
 
 /// Subscription events for tokens the simulator does not know: each job dies at once.
@@ -207,7 +212,8 @@ async fn cross_site_page(target: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_the_bulk_lane_on_the_page_holds_bulk_work_while_urgent_lands_and_the_page_follows_live() {
     let app = TestApp::spawn().await;
-    let admin = admin_server(&app).await;
+    let first_server = tickfill::shutdown::Shutdown::new();
+    let admin = admin_server_at(&app, "127.0.0.1:0", first_server.clone()).await;
     let browser = Browser::start().await;
     browser.go(&format!("{admin}/")).await;
     browser.sign_in(ADMIN, "admin").await;
@@ -258,6 +264,25 @@ async fn pausing_the_bulk_lane_on_the_page_holds_bulk_work_while_urgent_lands_an
         browser.text("tr[data-lane=bulk] td.state").await.as_deref() == Some("running")
     })
     .await;
+
+    // The admin server restarts on the same address: the page, never reloaded, follows again (its
+    // stream reconnects, its session is in Redis).
+    first_server.trigger();
+    wait_until(20, "the first admin server to stop", || async {
+        app.http.get(format!("{admin}/healthz")).send().await.is_err()
+    })
+    .await;
+    let again = admin_server_at(&app, admin.trim_start_matches("http://"), app.shutdown.clone()).await;
+    assert_eq!(again, admin);
+    let done_before = done_on_page().await;
+    assert_eq!(app.subscribe_via_sim(10000002).await, 201);
+    app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE reason = 'subscribe' AND outcome = 'stored'", 2).await;
+    wait_until(20, "the page to count the job finished after the restart", || async {
+        done_on_page().await > done_before
+    })
+    .await;
+    assert_eq!(browser.run("return window.loadedOnce === true", json!([])).await, true, "the page reloaded");
+    assert_eq!(browser.text("#who").await.as_deref(), Some("signed in: admin"));
 
     // The charts have points for the work that ran.
     wait_until(30, "the jobs chart to draw the finished jobs", || async {
