@@ -8,8 +8,8 @@
 //! `GET /user/profile`. A `request_token` is accepted once; a replay stores nothing. Tokens never
 //! reach a log line, an error or an answer.
 
+use crate::queue::RedisConn;
 use chrono::Utc;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -51,7 +51,7 @@ pub struct Breaker {
 }
 
 /// Every configured account with what Redis holds of it now.
-pub async fn report(settings: &Settings, conn: &mut ConnectionManager) -> redis::RedisResult<Vec<AccountReport>> {
+pub async fn report(settings: &Settings, conn: &mut RedisConn) -> redis::RedisResult<Vec<AccountReport>> {
     let accounts = settings.accounts();
     let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
     let figures = stored::figures(conn, &settings.queue, &names).await?;
@@ -198,7 +198,7 @@ pub struct Callback {
 /// checks the new session and stores it.
 pub async fn complete_login(
     settings: &Settings,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     kite: &TickerClient,
     account: &str,
     cb: &Callback,
@@ -240,7 +240,7 @@ pub async fn complete_login(
 /// session set`).
 pub async fn set_session(
     settings: &Settings,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     kite: &TickerClient,
     account: &str,
     token: &Secret,
@@ -254,7 +254,7 @@ pub async fn set_session(
 
 async fn store_checked(
     settings: &Settings,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     kite: &TickerClient,
     a: &Account,
     token: &Secret,

@@ -33,7 +33,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
         .next()
         .with_context(|| format!("cannot resolve {host}"))?;
     let opts = sim::SimOptions {
-        redis_url: Some(settings.redis_url.expose().to_string()),
+        redis: Some(settings.redis.clone()),
         channel_prefix: settings.channel_prefix.clone(),
         ..Default::default()
     };
@@ -52,7 +52,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
     let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
     let scheduler_task = tokio::spawn(scheduler::run(settings.clone(), shutdown.clone()));
 
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let channel = crate::queue::keys::events_channel(&settings.channel_prefix);
     while queue::subscribers(&mut conn, &channel).await? < 1 {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -2,8 +2,8 @@
 //! narrowed by one [`JobFilter`], newest first, counted and paged. The API (`GET /api/jobs`), the
 //! CLI (`tickfill jobs list`) and the page all call [`list`], so they give the same answers.
 
+use crate::queue::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -79,7 +79,7 @@ fn run_tokens(filter: &JobFilter, symbol: Option<&[u32]>) -> Option<Vec<u32>> {
 
 /// The jobs `filter` lets through, newest first: `limit` of them after `cursor`.
 pub async fn list(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     pool: Option<&PgPool>,
     filter: &JobFilter,
@@ -196,7 +196,7 @@ pub struct BulkAnswer {
 /// matches in the states `action` acts on. A filter that narrows nothing needs `all`.
 #[allow(clippy::too_many_arguments)]
 pub async fn bulk(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     pool: Option<&PgPool>,
     producer: &mut queue::Producer,
@@ -276,7 +276,7 @@ pub struct JobDetail {
 
 /// The job `id` (a task id of any attempt, or its first id), or `None` if nothing knows it.
 pub async fn detail(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     pool: Option<&PgPool>,
     id: &str,

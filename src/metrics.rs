@@ -30,6 +30,10 @@ pub struct Metrics {
     pub events_received: Family<L1, Counter>,
     pub events_accepted: Family<L1, Counter>,
     pub events_rejected: Family<L1, Counter>,
+    /// Events the bridge pushed again after reconnecting (its replay window).
+    pub events_replayed: Counter,
+    /// Times a process's Redis connection moved to a (new) primary.
+    pub redis_switches: Counter,
     pub event_to_commit: Histogram,
     pub jobs_pushed: Family<L1, Counter>,
     pub jobs_started: Family<L1, Counter>,
@@ -84,6 +88,8 @@ impl Metrics {
             events_received: Family::default(),
             events_accepted: Family::default(),
             events_rejected: Family::default(),
+            events_replayed: Counter::default(),
+            redis_switches: Counter::default(),
             event_to_commit: Histogram::new(seconds_buckets()),
             jobs_pushed: Family::default(),
             jobs_started: Family::default(),
@@ -147,6 +153,12 @@ impl Metrics {
         r.register("events_received", "Subscription events received by the bridge, by type", m.events_received.clone());
         r.register("events_accepted", "Events turned into jobs, by type", m.events_accepted.clone());
         r.register("events_rejected", "Events refused, by reason", m.events_rejected.clone());
+        r.register(
+            "events_replayed",
+            "Events the bridge pushed again after reconnecting (a failover can lose a push)",
+            m.events_replayed.clone(),
+        );
+        r.register("redis_switches", "Times the Redis connection moved to a primary again", m.redis_switches.clone());
         r.register(
             "event_to_commit_seconds",
             "From the bridge receiving a subscription event to its backfill committed",

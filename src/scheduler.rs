@@ -17,7 +17,7 @@ use crate::{config::Settings, queue, shutdown::Shutdown};
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let interval = settings.sweep_interval.clone();
     // Started while Redis is down, it waits for it rather than exiting.
-    let conn = crate::shutdown::patiently("Redis", &shutdown, || queue::connect(settings.redis_url.expose())).await?;
+    let conn = crate::shutdown::patiently("Redis", &shutdown, || queue::connect(&settings.redis)).await?;
     let mut producer = queue::Producer::new(conn, &settings);
     tracing::info!(interval = %settings.sweep_interval, queue = %settings.queue, "scheduler started");
     let mut last_pushed: Option<DateTime<Utc>> = None;

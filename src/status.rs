@@ -219,7 +219,7 @@ pub struct Sweeps {
 
 pub async fn sweeps(
     settings: &Settings,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::queue::RedisConn,
     pool: Option<&PgPool>,
 ) -> anyhow::Result<Sweeps> {
     let now = Utc::now();
@@ -238,7 +238,7 @@ pub async fn sweeps(
 }
 
 /// Pushes a sweep now (whether or not sweeps are paused); returns its tick.
-pub async fn sweep_now(settings: &Settings, conn: redis::aio::ConnectionManager) -> anyhow::Result<DateTime<Utc>> {
+pub async fn sweep_now(settings: &Settings, conn: crate::queue::RedisConn) -> anyhow::Result<DateTime<Utc>> {
     let tick = Utc::now();
     crate::queue::Producer::new(conn, settings).push(&tickfill_jobs::Job::Sweep { tick }).await?;
     Ok(tick)

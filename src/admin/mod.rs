@@ -36,7 +36,7 @@ use crate::{config::Settings, metrics, queue, shutdown::Shutdown, store};
 #[derive(Clone)]
 pub struct AdminState {
     pub settings: Settings,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: crate::queue::RedisConn,
     /// The store, for processes that have one (the bridge does not).
     pub pool: Option<PgPool>,
 }

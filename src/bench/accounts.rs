@@ -79,13 +79,13 @@ async fn phase(base: &Settings, opts: &AccountsOptions, k: usize) -> anyhow::Res
             ("TICKER_RECONCILE", "false"),
             ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
         ];
-        let mut fleet = Fleet::new(&dir, &db_url, base.redis_url.expose(), &id, &sim_url, &extra)?;
+        let mut fleet = Fleet::new(&dir, &db_url, &base.redis.target, &id, &sim_url, &extra)?;
         for _ in 0..opts.workers {
             fleet.add("worker", &[])?;
         }
         let mut settings = base.clone();
         settings.queue = id.clone();
-        let mut redis = queue::connect(base.redis_url.expose()).await?;
+        let mut redis = queue::connect(&base.redis).await?;
         // The workers are up once each has registered its lanes with apalis.
         let ns = id.clone();
         wait_for(60, "the workers to start", || {

@@ -237,10 +237,11 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     let sim_port = free_port()?;
     let sim_url = format!("http://127.0.0.1:{sim_port}");
     let (limit, window) = (opts.limit.to_string(), opts.window_minutes.to_string());
+    let target = crate::config::RedisTarget::Url(crate::config::Secret::new(redis_url.clone()));
     let mut fleet = Fleet::new(
         dir,
         &db_url,
-        &redis_url,
+        &target,
         &ns,
         &sim_url,
         &[
@@ -280,7 +281,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     let workers: Vec<usize> = (0..opts.workers).map(|_| fleet.add("worker", &[])).collect::<Result<_, _>>()?;
     let bridges: Vec<usize> = (0..2).map(|_| fleet.add("bridge", &[])).collect::<Result<_, _>>()?;
     fleet.add("scheduler", &[])?;
-    let mut conn = queue::connect(&redis_url).await?;
+    let mut conn = queue::connect_url(&redis_url).await?;
     let channel = queue::keys::events_channel(&ns);
     wait_for(30, "both bridges to subscribe", || {
         let (mut conn, channel) = (conn.clone(), channel.clone());
@@ -434,7 +435,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
 }
 
 /// Jobs waiting, scheduled or running in the namespace's lanes.
-async fn queue_load(conn: &mut redis::aio::ConnectionManager, ns: &str) -> anyhow::Result<u64> {
+async fn queue_load(conn: &mut crate::queue::RedisConn, ns: &str) -> anyhow::Result<u64> {
     let mut n = 0;
     for lane in Lane::ALL {
         let d = queue::stats::lane_depths(conn, ns, lane).await?;

@@ -43,7 +43,7 @@ pub async fn run(base: Settings, opts: ConsoleOptions) -> anyhow::Result<serde_j
 async fn run_in(base: &Settings, db_url: &str, ns: &str, opts: &ConsoleOptions) -> anyhow::Result<serde_json::Value> {
     let pool = store::connect(db_url, 4).await?;
     store::migrate(&pool, &Default::default()).await?;
-    let mut conn = queue::connect(base.redis_url.expose()).await?;
+    let mut conn = queue::connect(&base.redis).await?;
     let mut settings = base.clone();
     settings.queue = ns.to_string();
 

@@ -30,7 +30,7 @@ pub(crate) struct Scratch {
     pub admin_url: String,
     pub db: String,
     pub ns: String,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: crate::queue::RedisConn,
 }
 
 impl Scratch {
@@ -52,7 +52,7 @@ where
 {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
+    let redis = queue::connect(&base.redis).await?;
     let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
     std::fs::create_dir_all(&dir)?;
@@ -123,7 +123,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn latency(base: Settings, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
+    let redis = queue::connect(&base.redis).await?;
     let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = latency_in(&base, &db_url, &id, events, rate).await;
     scratch.remove().await;
@@ -157,7 +157,7 @@ async fn latency_in(
     let state = worker::build_state(settings.clone(), None).await?;
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let channel = queue::keys::events_channel(&settings.channel_prefix);
     let ready = tokio::time::timeout(Duration::from_secs(15), async {
         while queue::subscribers(&mut conn, &channel).await.unwrap_or(0) < 1 {
@@ -321,7 +321,7 @@ async fn direct_baseline(
 pub async fn sweep(base: Settings, n: usize, holes: usize) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
+    let redis = queue::connect(&base.redis).await?;
     let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = sweep_in(&base, &db_url, &id, n, holes).await;
     scratch.remove().await;
@@ -370,7 +370,7 @@ async fn sweep_in(
         .bind(to)
         .bind(n as i32)
     };
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let mut producer = queue::Producer::new(conn.clone(), &settings);
     let ticker = crate::ticker::TickerClient::new(&settings)?;
     let pending = |d: [queue::stats::Depths; 2]| d.iter().map(|d| d.pending()).sum::<u64>();
@@ -497,7 +497,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub async fn chain(base: Settings, strikes: usize, minutes: usize) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let db_url = store::create_database(base.database_url.expose(), &id).await?;
-    let redis = queue::connect(base.redis_url.expose()).await?;
+    let redis = queue::connect(&base.redis).await?;
     let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = chain_in(&db_url, strikes, minutes).await;
     scratch.remove().await;

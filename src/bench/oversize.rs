@@ -49,7 +49,7 @@ async fn run_in(
         ("TICKFILL_CONCURRENCY", concurrency.as_str()),
         ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
     ];
-    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
+    let mut fleet = Fleet::new(dir, db_url, &base.redis.target, id, &sim_url, &extra)?;
     fleet.add("worker", &[])?;
     let pid = *fleet.pids("worker").first().ok_or_else(|| anyhow::anyhow!("the worker did not start"))?;
     // Started and connected well within this; a worker that failed to start ends the run below.
@@ -58,7 +58,7 @@ async fn run_in(
 
     let mut settings = base.clone();
     settings.queue = id.to_string();
-    let mut producer = queue::Producer::new(queue::connect(base.redis_url.expose()).await?, &settings);
+    let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let crate::domain::window::Window { from, to } = immediate_window(Utc::now(), 120);
     let jobs: Vec<Job> = tokens
         .iter()

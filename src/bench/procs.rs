@@ -57,14 +57,13 @@ impl Fleet {
     pub fn new(
         dir: &std::path::Path,
         database_url: &str,
-        redis_url: &str,
+        redis: &crate::config::RedisTarget,
         ns: &str,
         ticker_url: &str,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Fleet> {
         let common = [
             ("DATABASE_URL", database_url),
-            ("REDIS_URL", redis_url),
             ("TICKFILL_QUEUE", ns),
             ("REDIS_CHANNEL_PREFIX", ns),
             ("TICKER_SERVICE_URL", ticker_url),
@@ -74,7 +73,12 @@ impl Fleet {
             // Their windows are the last hours: a check after IST midnight would be noise.
             ("BACKFILL_VERIFY", "false"),
         ];
-        let env = common.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = redis
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(common.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         Ok(Fleet { exe: std::env::current_exe()?, dir: dir.to_path_buf(), env, procs: Vec::new() })
     }
 
@@ -96,6 +100,10 @@ impl Fleet {
         let child = Command::new(&self.exe)
             .arg(p.role)
             .args(args)
+            // Where Redis is comes from the fleet's own settings, never from this process's.
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_SENTINELS")
+            .env_remove("REDIS_SENTINEL_MASTER")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

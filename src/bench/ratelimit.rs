@@ -48,7 +48,7 @@ async fn run_in(
     // The backlog: a sweep's worth of gap fills for subscribed instruments, queued first.
     let mut settings = base.clone();
     settings.queue = id.to_string();
-    let mut producer = queue::Producer::new(queue::connect(base.redis_url.expose()).await?, &settings);
+    let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let long_ago = Utc::now() - Span::days(2);
     super::subscribe_all(&pool, bulk_tokens, long_ago).await?;
     let crate::domain::window::Window { from, to } = immediate_window(long_ago + Span::hours(3), 60);
@@ -61,7 +61,7 @@ async fn run_in(
     let limit = opts.limit.to_string();
     let extra =
         [("TICKER_RATE_LIMIT", limit.as_str()), ("TICKER_RECONCILE", "false"), ("TICKFILL_SHUTDOWN_TIMEOUT", "2s")];
-    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
+    let mut fleet = Fleet::new(dir, db_url, &base.redis.target, id, &sim_url, &extra)?;
     for _ in 0..opts.workers {
         fleet.add("worker", &[])?;
     }

@@ -31,7 +31,7 @@ pub struct RollupOptions {
 
 pub async fn run(base: Settings, opts: RollupOptions) -> anyhow::Result<serde_json::Value> {
     let admin_url = base.database_url.expose().to_string();
-    let redis = queue::connect(base.redis_url.expose()).await?;
+    let redis = queue::connect(&base.redis).await?;
     let days = jobs(opts.instruments, opts.days);
     let minute_rows: usize = days.iter().flatten().map(|(_, _, c)| c.len()).sum();
     // The same minutes, one job per instrument.
@@ -76,7 +76,7 @@ struct Measured {
 }
 
 /// Writes `jobs` bare and with rollup upkeep into two scratch databases, removed afterwards.
-async fn plain(admin_url: &str, redis: &redis::aio::ConnectionManager, jobs: &[Job]) -> anyhow::Result<Measured> {
+async fn plain(admin_url: &str, redis: &crate::queue::RedisConn, jobs: &[Job]) -> anyhow::Result<Measured> {
     let bare = Scratch::plain(admin_url, redis).await?;
     let with = Scratch::plain(admin_url, redis).await?;
     let measured = plain_paths(&bare.1, &with.1, jobs).await;
@@ -89,14 +89,14 @@ type Job = (u32, BarTarget, Vec<Candle>);
 
 impl Scratch {
     /// A scratch database with the plain path's tables, whatever the server offers.
-    async fn plain(admin_url: &str, redis: &redis::aio::ConnectionManager) -> anyhow::Result<(Scratch, PgPool)> {
+    async fn plain(admin_url: &str, redis: &crate::queue::RedisConn) -> anyhow::Result<(Scratch, PgPool)> {
         let (scratch, pool) = Scratch::database(admin_url, redis).await?;
         store::MIGRATOR.run(&pool).await?;
         store::timescale::create_plain_rollups(&pool).await?;
         Ok((scratch, pool))
     }
 
-    async fn database(admin_url: &str, redis: &redis::aio::ConnectionManager) -> anyhow::Result<(Scratch, PgPool)> {
+    async fn database(admin_url: &str, redis: &crate::queue::RedisConn) -> anyhow::Result<(Scratch, PgPool)> {
         let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let db_url = store::create_database(admin_url, &id).await?;
         let scratch = Scratch { admin_url: admin_url.to_string(), db: id.clone(), ns: id, redis: redis.clone() };
@@ -142,7 +142,7 @@ async fn write(pool: &PgPool, jobs: &[Job], upkeep: bool) -> anyhow::Result<u64>
 /// bar table's continuous aggregates. `None` elsewhere.
 async fn timescale_path(
     admin_url: &str,
-    redis: &redis::aio::ConnectionManager,
+    redis: &crate::queue::RedisConn,
     jobs: &[Job],
 ) -> anyhow::Result<Option<(std::time::Duration, std::time::Duration)>> {
     let (scratch, pool) = Scratch::database(admin_url, redis).await?;

@@ -75,12 +75,12 @@ async fn run_in(
         ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
         ("LOG_LEVEL", "warn"),
     ];
-    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
+    let mut fleet = Fleet::new(dir, db_url, &base.redis.target, id, &sim_url, &extra)?;
     fleet.add("bridge", &[])?;
     for _ in 0..opts.workers {
         fleet.add("worker", &[])?;
     }
-    let mut conn = queue::connect(base.redis_url.expose()).await?;
+    let mut conn = queue::connect(&base.redis).await?;
     let channel = format!("{id}:events");
     wait_for(30, "the bridge to subscribe", || {
         let (mut conn, channel) = (conn.clone(), channel.clone());
@@ -227,7 +227,7 @@ async fn run_in(
 }
 
 /// The stored size of one of the run's jobs (its payload in the urgent lane), if any is left.
-async fn redis_payload_size(conn: &mut redis::aio::ConnectionManager, ns: &str) -> Option<usize> {
+async fn redis_payload_size(conn: &mut crate::queue::RedisConn, ns: &str) -> Option<usize> {
     let key = crate::queue::keys::LaneKeys::new(ns, tickfill_jobs::Lane::Urgent).data();
     let sizes: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(&key).query_async(conn).await.ok()?;
     let total: usize = sizes.values().map(Vec::len).sum();

@@ -117,13 +117,13 @@ async fn run_in(
         ("SWEEP_INTERVAL", "1s"),
         ("TICKFILL_SHUTDOWN_TIMEOUT", "2s"),
     ];
-    let mut fleet = Fleet::new(dir, db_url, base.redis_url.expose(), id, &sim_url, &extra)?;
+    let mut fleet = Fleet::new(dir, db_url, &base.redis.target, id, &sim_url, &extra)?;
     for _ in 0..opts.workers {
         fleet.add("worker", &[])?;
     }
     let mut settings = base.clone();
     settings.queue = id.to_string();
-    let mut producer = queue::Producer::new(queue::connect(base.redis_url.expose()).await?, &settings);
+    let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let t0 = Utc::now();
     let jobs: Vec<Job> = tokens
         .iter()

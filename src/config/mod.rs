@@ -8,10 +8,12 @@
 //!
 //! Layout: this file holds [`Settings`] and how it is read; `values` how each kind of value is
 //! written (durations, sizes, URLs, secrets) and the reader that names a bad one's variable;
-//! `interval` the sweep schedule; `accounts` the accounts requests are spread over.
+//! `interval` the sweep schedule; `accounts` the accounts requests are spread over; `redis_target`
+//! where Redis is (one address or Sentinel).
 
 pub mod accounts;
 mod interval;
+mod redis_target;
 mod values;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -20,12 +22,12 @@ use chrono::{DateTime, Utc};
 
 pub use accounts::{Account, NamedAccount, DEFAULT_ACCOUNT};
 pub use interval::{Interval, DEFAULT_SWEEP_INTERVAL, MAX_SWEEP_GAP_DAYS};
+pub use redis_target::{RedisSettings, RedisTarget, SentinelTarget, DEFAULT_REDIS_URL};
 pub use values::{
     ago, parse_bool, parse_duration, parse_size, ConfigError, Secret, DEFAULT_TICKER_MAX_BODY, MAX_DURATION,
 };
 use values::{
-    database_url_from_parts, parse_database_url, parse_namespace, parse_optional_duration, parse_redis_url, parse_url,
-    within, Reader,
+    database_url_from_parts, parse_database_url, parse_namespace, parse_optional_duration, parse_url, within, Reader,
 };
 
 use crate::domain::calendar::{Calendars, TradingCalendar};
@@ -39,6 +41,13 @@ pub const DEFAULT_RECHECK: Duration = Duration::from_secs(86_400);
 /// Every variable tickfill reads; `.env.example` lists each with its default.
 pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_PASSWORD",
+    "REDIS_PASSWORD",
+    "REDIS_DB",
+    "REDIS_RESPONSE_TIMEOUT",
+    "BRIDGE_REPLAY_WINDOW",
     "REDIS_CHANNEL_PREFIX",
     "SUBSCRIPTION_EVENTS_ENABLED",
     "BACKFILL_ENABLED",
@@ -91,7 +100,6 @@ pub const VARIABLES: &[&str] = &[
     "TIMESCALE_RETENTION",
 ];
 
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_CHANNEL_PREFIX: &str = "ticker:nifty";
 pub const DEFAULT_QUEUE: &str = "tickfill";
 pub const DEFAULT_TICKER_URL: &str = "http://localhost:8080";
@@ -113,7 +121,8 @@ pub enum LogFormat {
 /// Every setting tickfill reads, typed.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub redis_url: Secret,
+    /// Where Redis is and how its connection follows the primary.
+    pub redis: RedisSettings,
     pub channel_prefix: String,
     pub subscription_events_enabled: bool,
     pub backfill_enabled: bool,
@@ -240,7 +249,7 @@ impl Settings {
             Ok(c)
         })?);
         let settings = Settings {
-            redis_url: r.get("REDIS_URL", Secret::new(DEFAULT_REDIS_URL), parse_redis_url)?,
+            redis: redis_target::read(&r)?,
             channel_prefix: r.get("REDIS_CHANNEL_PREFIX", DEFAULT_CHANNEL_PREFIX.into(), parse_namespace)?,
             subscription_events_enabled: r.boolean("SUBSCRIPTION_EVENTS_ENABLED", true)?,
             backfill_enabled: r.boolean("BACKFILL_ENABLED", true)?,

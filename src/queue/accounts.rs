@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use redis::{AsyncCommands, Script};
+
+use crate::queue::RedisConn;
 use serde::Serialize;
 
 use super::keys::AccountKeys;
@@ -23,7 +25,7 @@ const ENDED_KEPT: Duration = Duration::from_secs(7 * 86_400);
 /// Stores `token` as `account`'s session until `expires`; `via` says how it came (`login`,
 /// `cli`), `user` whose it is (Kite's `user_id`, when known).
 pub async fn set_session(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     account: &str,
     token: &Secret,
@@ -62,7 +64,7 @@ redis.call('HSET', KEYS[1], 'ended', ARGV[2], 'ended_at', ARGV[3])
 return 1";
 
 pub async fn end_session(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     account: &str,
     used: &Secret,
@@ -81,7 +83,7 @@ pub async fn end_session(
 /// Counts one login redirect of `account`; returns whether it is within `per_minute` (a flood
 /// of redirects, which need no bearer token, neither reaches Kite nor fills Redis).
 pub async fn callback_allowed(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     account: &str,
     per_minute: u32,
@@ -94,7 +96,7 @@ pub async fn callback_allowed(
 /// Marks a login's `request_token` (by its digest) as presented; returns false when it was
 /// already, so that a replayed redirect stores nothing.
 pub async fn first_presentation(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     account: &str,
     digest: &str,
@@ -157,7 +159,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return opened";
 
 pub async fn throttled(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     account: &str,
     policy: BreakerPolicy,
@@ -220,11 +222,7 @@ pub struct AccountFigures {
 }
 
 /// Reads the figures of `accounts`, in one round trip.
-pub async fn figures(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    accounts: &[&str],
-) -> redis::RedisResult<Vec<AccountFigures>> {
+pub async fn figures(conn: &mut RedisConn, ns: &str, accounts: &[&str]) -> redis::RedisResult<Vec<AccountFigures>> {
     let now = Utc::now();
     let now_us = now.timestamp_micros();
     let mut pipe = redis::pipe();
@@ -272,11 +270,7 @@ pub async fn figures(
 }
 
 /// Reads one account's session token (for the CLI's checks); `None` if it has none valid.
-pub async fn session_token(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    account: &str,
-) -> redis::RedisResult<Option<Secret>> {
+pub async fn session_token(conn: &mut RedisConn, ns: &str, account: &str) -> redis::RedisResult<Option<Secret>> {
     let v: Option<String> = conn.hget(AccountKeys::new(ns, account).session(), "token").await?;
     Ok(v.map(Secret::new))
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use tickfill_jobs::Lane;
 
 use super::{dead, keys::LaneKeys, state::count, Producer};
-use redis::aio::ConnectionManager;
+use crate::queue::RedisConn;
 
 /// What a bulk action did, job by job.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -33,7 +33,7 @@ pub struct Failed {
 }
 
 /// Forgets the dead jobs `ids` (of their lanes).
-pub async fn purge(conn: &mut ConnectionManager, ns: &str, ids: &[(Lane, String)]) -> redis::RedisResult<BulkReport> {
+pub async fn purge(conn: &mut RedisConn, ns: &str, ids: &[(Lane, String)]) -> redis::RedisResult<BulkReport> {
     let mut r = BulkReport::default();
     for (lane, id) in ids {
         if dead::forget_in(conn, ns, *lane, id).await? {
@@ -49,7 +49,7 @@ pub async fn purge(conn: &mut ConnectionManager, ns: &str, ids: &[(Lane, String)
 }
 
 /// Cancels the waiting (scheduled or due) jobs `ids`; one already running or gone is taken.
-pub async fn cancel(conn: &mut ConnectionManager, ns: &str, ids: &[(Lane, String)]) -> redis::RedisResult<BulkReport> {
+pub async fn cancel(conn: &mut RedisConn, ns: &str, ids: &[(Lane, String)]) -> redis::RedisResult<BulkReport> {
     static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/cancel_ids.lua")));
     let mut r = BulkReport::default();
     for lane in Lane::ALL {
@@ -79,7 +79,7 @@ pub async fn cancel(conn: &mut ConnectionManager, ns: &str, ids: &[(Lane, String
 
 /// Pushes the dead jobs `ids` again as new jobs and forgets their dead entries.
 pub async fn retry(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     producer: &mut Producer,
     ns: &str,
     ids: &[(Lane, String)],

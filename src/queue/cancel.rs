@@ -2,13 +2,13 @@
 
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
+use crate::queue::RedisConn;
 use tickfill_jobs::Lane;
 
 use super::{keys::LaneKeys, state::count};
 
 /// Drops the pending (not yet running) backfills of `token` from both lanes; returns how many.
-pub async fn cancel_backfills(conn: &mut ConnectionManager, ns: &str, token: u32) -> anyhow::Result<u64> {
+pub async fn cancel_backfills(conn: &mut RedisConn, ns: &str, token: u32) -> anyhow::Result<u64> {
     static SCRIPT: LazyLock<redis::Script> =
         LazyLock::new(|| redis::Script::new(include_str!("lua/cancel_backfills.lua")));
     let mut total = 0;

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 use serde::{Deserialize, Serialize};
 use tickfill_jobs::{JobKind, Lane};
 
@@ -62,26 +64,20 @@ impl Controls {
 }
 
 /// Pauses (or drains) `target`; returns false when it was paused already (the first pause is kept).
-pub async fn pause(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    target: Target,
-    by: &str,
-    drain: bool,
-) -> redis::RedisResult<bool> {
+pub async fn pause(conn: &mut RedisConn, ns: &str, target: Target, by: &str, drain: bool) -> redis::RedisResult<bool> {
     let p = Pause { since: Utc::now().to_rfc3339(), by: by.to_string(), drain };
     let value = serde_json::to_string(&p).expect("a pause serialises");
     conn.hset_nx(keys::controls(ns), target.field(), value).await
 }
 
 /// Resumes `target`; returns whether it was paused.
-pub async fn resume(conn: &mut ConnectionManager, ns: &str, target: Target) -> redis::RedisResult<bool> {
+pub async fn resume(conn: &mut RedisConn, ns: &str, target: Target) -> redis::RedisResult<bool> {
     let n: i64 = conn.hdel(keys::controls(ns), target.field()).await?;
     Ok(n > 0)
 }
 
 /// What is paused now.
-pub async fn read(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Controls> {
+pub async fn read(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Controls> {
     let all: BTreeMap<String, String> = conn.hgetall(keys::controls(ns)).await?;
     Ok(Controls::from_hash(all))
 }

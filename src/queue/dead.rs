@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 use tickfill_jobs::{Envelope, InstrumentToken, Job, Lane};
 
 use super::{keys::LaneKeys, state::count, Producer};
@@ -55,7 +57,7 @@ pub(super) fn error_of(result: Option<&String>) -> Option<String> {
 }
 
 pub(super) async fn read_job(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     lane: Lane,
     id: &str,
@@ -96,7 +98,7 @@ pub(super) async fn read_job(
 }
 
 /// Every dead job of the namespace, oldest failure first.
-pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<DeadJob>> {
+pub async fn list(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Vec<DeadJob>> {
     let mut all = Vec::new();
     for lane in Lane::ALL {
         let ids: Vec<String> = conn.smembers(LaneKeys::new(ns, lane).dead()).await?;
@@ -111,7 +113,7 @@ pub async fn list(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<
 }
 
 /// One dead job in full.
-pub async fn show(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<Option<DeadDetail>> {
+pub async fn show(conn: &mut RedisConn, ns: &str, id: &str) -> redis::RedisResult<Option<DeadDetail>> {
     for lane in Lane::ALL {
         let dead: bool = conn.sismember(LaneKeys::new(ns, lane).dead(), id).await?;
         if dead {
@@ -124,34 +126,29 @@ pub async fn show(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::Re
 /// Claims a dead entry: removes it from the dead set, and says whether this caller did. `SREM` is
 /// atomic, so of callers acting on one entry at once (two retry-alls, a purge beside a retry)
 /// exactly one gets it, and their reports add up to the dead set.
-async fn claim(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
+async fn claim(conn: &mut RedisConn, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
     let removed: i64 = conn.srem(LaneKeys::new(ns, lane).dead(), id).await?;
     Ok(removed == 1)
 }
 
 /// Gives a claimed entry back to the dead set (what was to be done with it failed).
-async fn unclaim(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
+async fn unclaim(conn: &mut RedisConn, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
     conn.sadd(LaneKeys::new(ns, lane).dead(), id).await
 }
 
 /// Removes a claimed dead job's data and meta.
-async fn drop_claimed(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
+async fn drop_claimed(conn: &mut RedisConn, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<()> {
     let k = LaneKeys::new(ns, lane);
     redis::pipe().hdel(k.data(), id).ignore().del(k.meta(id)).ignore().query_async(conn).await
 }
 
 /// Claims a dead job of `lane` and removes it; returns whether this caller did.
-pub(super) async fn forget_in(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    lane: Lane,
-    id: &str,
-) -> redis::RedisResult<bool> {
+pub(super) async fn forget_in(conn: &mut RedisConn, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
     forget(conn, ns, lane, id).await
 }
 
 /// Claims a dead job and removes it; returns whether this caller did.
-async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
+async fn forget(conn: &mut RedisConn, ns: &str, lane: Lane, id: &str) -> redis::RedisResult<bool> {
     if !claim(conn, ns, lane, id).await? {
         return Ok(false);
     }
@@ -160,7 +157,7 @@ async fn forget(conn: &mut ConnectionManager, ns: &str, lane: Lane, id: &str) ->
 }
 
 /// Pushes dead jobs again as new tasks and forgets the dead entries; returns the new ids.
-pub async fn retry(conn: &mut ConnectionManager, producer: &mut Producer, ns: &str, jobs: &[DeadJob]) -> RetryReport {
+pub async fn retry(conn: &mut RedisConn, producer: &mut Producer, ns: &str, jobs: &[DeadJob]) -> RetryReport {
     let mut report = RetryReport::default();
     for d in jobs {
         match retry_one(conn, producer, ns, d).await {
@@ -178,7 +175,7 @@ pub async fn retry(conn: &mut ConnectionManager, producer: &mut Producer, ns: &s
 /// Claims one dead job, pushes it again and removes its dead entry; returns the new id, or `None`
 /// when another caller claimed it first. A push that fails gives the entry back.
 async fn retry_one(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     producer: &mut Producer,
     ns: &str,
     d: &DeadJob,
@@ -228,7 +225,7 @@ pub struct NotRetried {
 }
 
 /// Forgets dead jobs that failed before `before` (all of them with `None`); returns how many.
-pub async fn purge(conn: &mut ConnectionManager, ns: &str, before: Option<DateTime<Utc>>) -> redis::RedisResult<usize> {
+pub async fn purge(conn: &mut RedisConn, ns: &str, before: Option<DateTime<Utc>>) -> redis::RedisResult<usize> {
     let dead = list(conn, ns).await?;
     let mut n = 0;
     for d in dead.iter().filter(|d| before.is_none_or(|b| d.failed_at.is_none_or(|f| f < b))) {
@@ -240,7 +237,7 @@ pub async fn purge(conn: &mut ConnectionManager, ns: &str, before: Option<DateTi
 }
 
 /// Forgets one dead job by id; returns whether it was there.
-pub async fn forget_one(conn: &mut ConnectionManager, ns: &str, id: &str) -> redis::RedisResult<bool> {
+pub async fn forget_one(conn: &mut RedisConn, ns: &str, id: &str) -> redis::RedisResult<bool> {
     for lane in Lane::ALL {
         let dead: bool = conn.sismember(LaneKeys::new(ns, lane).dead(), id).await?;
         if dead {

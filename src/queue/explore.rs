@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 use tickfill_jobs::{Envelope, Lane};
 
 use super::{dead::error_of, housekeeping::inflight_sets, keys::LaneKeys};
@@ -56,7 +58,7 @@ fn created(id: &str) -> Option<DateTime<Utc>> {
 
 /// The ids of one lane in `state`, each with its worker when running.
 async fn ids(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     k: &LaneKeys,
     state: JobState,
     now: i64,
@@ -86,7 +88,7 @@ async fn ids(
 /// Every queued job of the namespace that `filter` lets through (`tokens`: the filter's symbol
 /// resolved, if it names one).
 pub async fn queued(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     filter: &JobFilter,
     tokens: Option<&[u32]>,
@@ -156,7 +158,7 @@ pub async fn queued(
 
 /// The payload and metadata of one queued job, wherever it is; `None` if no lane holds it.
 pub async fn payload(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     id: &str,
 ) -> redis::RedisResult<Option<(Lane, serde_json::Value, HashMap<String, String>)>> {

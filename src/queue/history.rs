@@ -13,8 +13,8 @@ use std::{
     time::Duration,
 };
 
+use crate::queue::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::shutdown::Shutdown;
@@ -103,7 +103,7 @@ impl History {
     }
 
     /// Writes the tally into the current buckets; on failure it is kept for the next try.
-    pub async fn flush(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub async fn flush(&self, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let tally: HashMap<String, u64> = std::mem::take(&mut *self.tally.lock().expect("history tally"));
         if tally.is_empty() {
             return Ok(());
@@ -128,7 +128,7 @@ impl History {
     }
 
     /// Writes the tally out every second until `shutdown`, and once more then.
-    pub fn spawn_flusher(self: &Arc<Self>, conn: ConnectionManager, shutdown: Shutdown) {
+    pub fn spawn_flusher(self: &Arc<Self>, conn: RedisConn, shutdown: Shutdown) {
         let me = self.clone();
         tokio::spawn(async move {
             let mut conn = conn;
@@ -158,7 +158,7 @@ pub struct Points {
 
 /// Reads `field` (a series, or `series|lane|kind`) at `step` from `since`.
 pub async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     field: &str,
     step: Step,

@@ -7,7 +7,9 @@
 
 use std::sync::LazyLock;
 
-use apalis_redis::{Config, ConnectionManager};
+use apalis_redis::Config;
+
+use crate::queue::RedisConn;
 use redis::AsyncCommands;
 use tickfill_jobs::Lane;
 
@@ -17,7 +19,7 @@ use super::keys::{self, LaneKeys};
 pub const PROMOTE_CHUNK: usize = 1000;
 
 /// Moves due jobs of one queue from `:scheduled` to `:active` in chunks; returns how many moved.
-pub async fn promote_due(conn: &mut ConnectionManager, config: &Config) -> redis::RedisResult<u64> {
+pub async fn promote_due(conn: &mut RedisConn, config: &Config) -> redis::RedisResult<u64> {
     static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/promote_due.lua")));
     let now = chrono::Utc::now().timestamp();
     let mut total = 0;
@@ -42,7 +44,7 @@ pub async fn promote_due(conn: &mut ConnectionManager, config: &Config) -> redis
 const SCAN_COUNT: usize = 1000;
 
 /// Every key matching `pattern`, found with SCAN (never KEYS, which blocks Redis).
-pub async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
+pub async fn scan_keys(conn: &mut RedisConn, pattern: &str) -> redis::RedisResult<Vec<String>> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -65,14 +67,56 @@ pub async fn scan_keys(conn: &mut ConnectionManager, pattern: &str) -> redis::Re
 /// The in-flight sets of a lane's registered workers, each with its worker's name. apalis keeps
 /// a set per worker it lists in the lane's workers set (its own orphan recovery walks the same
 /// list), so no SCAN of the namespace, which holds a key per job, is needed.
-pub async fn inflight_sets(conn: &mut ConnectionManager, k: &LaneKeys) -> redis::RedisResult<Vec<(String, String)>> {
+pub async fn inflight_sets(conn: &mut RedisConn, k: &LaneKeys) -> redis::RedisResult<Vec<(String, String)>> {
     let workers: Vec<String> = redis::AsyncCommands::zrange(conn, k.workers(), 0, -1).await?;
     let prefix = k.inflight_prefix();
     Ok(workers.into_iter().map(|w| (format!("{prefix}{w}"), w)).collect())
 }
 
+/// The ids in the in-flight sets of this process's workers (names starting `worker_prefix`) of a
+/// lane, by set.
+pub async fn own_inflight(
+    conn: &mut RedisConn,
+    ns: &str,
+    lane: Lane,
+    worker_prefix: &str,
+) -> redis::RedisResult<Vec<(String, Vec<String>)>> {
+    let k = LaneKeys::new(ns, lane);
+    let mut out = Vec::new();
+    for (set, worker) in inflight_sets(conn, &k).await? {
+        if worker.starts_with(&format!("{worker_prefix}-")) {
+            let ids: Vec<String> = redis::AsyncCommands::smembers(conn, &set).await?;
+            out.push((set, ids));
+        }
+    }
+    Ok(out)
+}
+
+/// Hands `ids` of the in-flight set `set` back to the head of the lane's active list, spending no
+/// attempt; returns how many moved.
+pub async fn hand_back_ids(
+    conn: &mut RedisConn,
+    ns: &str,
+    lane: Lane,
+    set: &str,
+    ids: &[String],
+) -> redis::RedisResult<u64> {
+    static SCRIPT: LazyLock<redis::Script> =
+        LazyLock::new(|| redis::Script::new(include_str!("lua/hand_back_ids.lua")));
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let k = LaneKeys::new(ns, lane);
+    let mut inv = SCRIPT.key(set);
+    inv.key(k.active()).key(k.signal()).arg(keys::starts_prefix(ns));
+    for id in ids {
+        inv.arg(id);
+    }
+    inv.invoke_async(conn).await
+}
+
 /// Deletes every key of a namespace (scratch namespaces of tests and benches only).
-pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<u64> {
+pub async fn delete_namespace(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<u64> {
     let keys = scan_keys(conn, &keys::namespace_pattern(ns)).await?;
     let mut deleted = 0;
     for chunk in keys.chunks(500) {
@@ -88,7 +132,7 @@ pub async fn delete_namespace(conn: &mut ConnectionManager, ns: &str) -> redis::
 }
 
 /// How many subscribers a pub/sub channel has (the bridge's readiness from outside).
-pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::RedisResult<i64> {
+pub async fn subscribers(conn: &mut RedisConn, channel: &str) -> redis::RedisResult<i64> {
     let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(conn).await?;
     Ok(n)
 }
@@ -96,7 +140,7 @@ pub async fn subscribers(conn: &mut ConnectionManager, channel: &str) -> redis::
 /// Deletes finished (done) jobs of one lane that finished before `before`: their entry in the done
 /// set, their data and their metadata, in chunks. apalis-redis keeps them forever (about 370 bytes
 /// each), so without this Redis grows with every job ever run. Returns how many went.
-pub async fn prune_done(conn: &mut ConnectionManager, ns: &str, lane: Lane, before: i64) -> redis::RedisResult<u64> {
+pub async fn prune_done(conn: &mut RedisConn, ns: &str, lane: Lane, before: i64) -> redis::RedisResult<u64> {
     let k = LaneKeys::new(ns, lane);
     let done_key = k.done();
     let mut cursor = 0u64;
@@ -130,7 +174,7 @@ pub async fn prune_done(conn: &mut ConnectionManager, ns: &str, lane: Lane, befo
 }
 
 /// Warns when Redis keeps nothing on disk: queued jobs would not survive its restart.
-pub async fn warn_without_persistence(conn: &mut ConnectionManager) {
+pub async fn warn_without_persistence(conn: &mut RedisConn) {
     let aof: redis::RedisResult<Vec<String>> =
         redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(conn).await;
     match aof.as_deref() {
@@ -147,12 +191,7 @@ pub async fn warn_without_persistence(conn: &mut ConnectionManager) {
 /// head of the active list and unregisters those workers; returns how many jobs moved. A job
 /// handed back was stopped on purpose, not by a crash: its start is forgotten (`keys::starts`), so it
 /// spends no attempt.
-pub async fn hand_back(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    lane: Lane,
-    worker_prefix: &str,
-) -> redis::RedisResult<u64> {
+pub async fn hand_back(conn: &mut RedisConn, ns: &str, lane: Lane, worker_prefix: &str) -> redis::RedisResult<u64> {
     static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/hand_back.lua")));
     let k = LaneKeys::new(ns, lane);
     let prefix = k.inflight_prefix();

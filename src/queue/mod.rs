@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - `keys`: every key and channel name of a deployment.
+//! - `conn`: the one connection that follows the primary through a failover.
 //! - this file: connecting, the lanes' storages, the [`Producer`].
 //! - `state`: the pause, the shared counters, the notes of queued subscriptions.
 //! - `housekeeping`: promoting due jobs, pruning finished ones, handing jobs back, scans.
@@ -16,6 +17,7 @@
 pub mod accounts;
 pub mod bulk;
 pub mod cancel;
+pub mod conn;
 pub mod controls;
 pub mod dead;
 pub mod explore;
@@ -27,16 +29,17 @@ pub mod state;
 pub mod stats;
 pub mod timeline;
 
+pub use conn::RedisConn;
 pub use housekeeping::{
     delete_namespace, hand_back, promote_due, prune_done, scan_keys, subscribers, warn_without_persistence,
 };
-pub use state::{count, counters, note_subscribing, pause, paused, queued_subscriptions, resume};
+pub use state::{count, count_by, counters, note_subscribing, pause, paused, queued_subscriptions, resume};
 
 use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::{TaskBuilder, TaskSink};
-use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use apalis_redis::{Config, RedisStorage};
 use redis::AsyncCommands;
 use tickfill_jobs::{queue_name, Envelope, Job, Lane};
 
@@ -46,13 +49,16 @@ use crate::config::Settings;
 /// a key before this, so deliberate re-pushes derive a new key (see `Producer::push_as`).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Opens a managed (reconnecting) Redis connection.
-pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    client.get_connection_manager_with_config(cfg).await.context("failed to connect to Redis")
+/// Connects to the Redis of `redis` (one address, or the primary its sentinels name) with a
+/// connection that follows the primary ([`RedisConn`]).
+pub async fn connect(redis: &crate::config::RedisSettings) -> anyhow::Result<RedisConn> {
+    RedisConn::connect(redis).await.with_context(|| format!("failed to connect to Redis ({})", redis.target.describe()))
+}
+
+/// Connects to the Redis at `url` (a bench's or a simulator's own), with the default timeouts.
+pub async fn connect_url(url: &str) -> anyhow::Result<RedisConn> {
+    let settings = crate::config::RedisSettings::at(url).map_err(|e| anyhow::anyhow!("not a Redis URL: {e}"))?;
+    connect(&settings).await
 }
 
 /// The apalis-redis configuration of one lane.
@@ -78,20 +84,20 @@ pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
 /// Pushes jobs onto the lanes of one namespace.
 #[derive(Clone)]
 pub struct Producer {
-    urgent: RedisStorage<Envelope>,
-    bulk: RedisStorage<Envelope>,
-    conn: ConnectionManager,
+    urgent: RedisStorage<Envelope, RedisConn>,
+    bulk: RedisStorage<Envelope, RedisConn>,
+    conn: RedisConn,
     /// The lanes' wake channels, by `Lane as usize`: named once, pinged after every push.
     wake: [String; 2],
 }
 
 impl Producer {
     /// The producer's Redis connection.
-    pub fn conn(&mut self) -> &mut ConnectionManager {
+    pub fn conn(&mut self) -> &mut RedisConn {
         &mut self.conn
     }
 
-    pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+    pub fn new(conn: RedisConn, settings: &Settings) -> Self {
         let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
         let wake = Lane::ALL.map(|l| keys::LaneKeys::new(&settings.queue, l).wake());
         Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, wake }

@@ -17,7 +17,7 @@ pub const OVERSIZE_KEEP: usize = 256;
 pub const REJECTED_BODY_KEEP: usize = 8 * 1024;
 
 /// Keeps a rejected message for inspection: reason, size, and the first bytes of the body.
-pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, payload: &[u8], why: &Rejection) {
+pub async fn keep_rejected(conn: &mut crate::queue::RedisConn, ns: &str, payload: &[u8], why: &Rejection) {
     let keep = if why.code == RejectReason::Oversize { OVERSIZE_KEEP } else { REJECTED_BODY_KEEP };
     let entry = serde_json::json!({
         "at": Utc::now().to_rfc3339(),
@@ -42,11 +42,7 @@ pub async fn keep_rejected(conn: &mut redis::aio::ConnectionManager, ns: &str, p
 }
 
 /// The newest rejected messages, newest first.
-pub async fn list_rejected(
-    conn: &mut redis::aio::ConnectionManager,
-    ns: &str,
-    limit: isize,
-) -> anyhow::Result<Vec<Value>> {
+pub async fn list_rejected(conn: &mut crate::queue::RedisConn, ns: &str, limit: isize) -> anyhow::Result<Vec<Value>> {
     let raw: Vec<String> = conn.lrange(keys::rejected(ns), 0, limit.max(1) - 1).await?;
     Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
@@ -56,7 +52,7 @@ pub async fn list_rejected(
 /// reconcile, and must not push the bridge's rejections out of the list. Counted once too. The
 /// kept list is read once, whatever the number refused. Returns the reasons newly kept.
 pub async fn keep_new_rejections<'a>(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::queue::RedisConn,
     ns: &str,
     refused: &'a [(Vec<u8>, Rejection)],
 ) -> Vec<&'a Rejection> {

@@ -6,12 +6,14 @@
 //! subscription the store knows it anyway, so notes are not removed one by one but dropped when
 //! older than the grace (see [`queued_subscriptions`]): no extra round trip per job.
 
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 
 use super::keys;
 
 /// Pauses history requests, keeping the first reason given; returns whether this call paused.
-pub async fn pause(conn: &mut ConnectionManager, ns: &str, reason: &str) -> redis::RedisResult<bool> {
+pub async fn pause(conn: &mut RedisConn, ns: &str, reason: &str) -> redis::RedisResult<bool> {
     let value = serde_json::json!({"reason": reason, "since": chrono::Utc::now().to_rfc3339()}).to_string();
     redis::cmd("SET")
         .arg(keys::paused(ns))
@@ -23,19 +25,19 @@ pub async fn pause(conn: &mut ConnectionManager, ns: &str, reason: &str) -> redi
 }
 
 /// Why history requests are paused (`{"reason":…,"since":…}`), or `None`.
-pub async fn paused(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Option<serde_json::Value>> {
+pub async fn paused(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Option<serde_json::Value>> {
     let v: Option<String> = conn.get(keys::paused(ns)).await?;
     Ok(v.map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s))))
 }
 
 /// Lifts a pause; returns whether there was one.
-pub async fn resume(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<bool> {
+pub async fn resume(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<bool> {
     let n: i64 = conn.del(keys::paused(ns)).await?;
     Ok(n > 0)
 }
 
 /// Notes that a subscription event of `token` is on its way to the store.
-pub async fn note_subscribing(conn: &mut ConnectionManager, ns: &str, token: u32, received_ms: i64) {
+pub async fn note_subscribing(conn: &mut RedisConn, ns: &str, token: u32, received_ms: i64) {
     let r: redis::RedisResult<i64> = conn.zadd(keys::subscribing(ns), token, received_ms).await;
     if let Err(e) = r {
         tracing::debug!(error = %e, "could not note a queued subscription");
@@ -44,11 +46,7 @@ pub async fn note_subscribing(conn: &mut ConnectionManager, ns: &str, token: u32
 
 /// Tokens whose subscription event was received after `since_ms` (queued, running or done);
 /// older notes are dropped: if their job died or was lost, reconcile takes over.
-pub async fn queued_subscriptions(
-    conn: &mut ConnectionManager,
-    ns: &str,
-    since_ms: i64,
-) -> redis::RedisResult<Vec<u32>> {
+pub async fn queued_subscriptions(conn: &mut RedisConn, ns: &str, since_ms: i64) -> redis::RedisResult<Vec<u32>> {
     let key = keys::subscribing(ns);
     let _: i64 = conn.zrembyscore(&key, "-inf", format!("({since_ms}")).await?;
     conn.zrangebyscore(&key, since_ms, "+inf").await
@@ -56,15 +54,20 @@ pub async fn queued_subscriptions(
 
 /// Adds one to a named counter of the namespace (kept in Redis so every process and the CLI see
 /// the same figures).
-pub async fn count(conn: &mut ConnectionManager, ns: &str, name: &str) {
-    let r: redis::RedisResult<i64> = conn.hincr(keys::counters(ns), name, 1).await;
+pub async fn count(conn: &mut RedisConn, ns: &str, name: &str) {
+    count_by(conn, ns, name, 1).await
+}
+
+/// Adds `n` to a shared counter (logged, never failing the caller).
+pub async fn count_by(conn: &mut RedisConn, ns: &str, name: &str, n: u64) {
+    let r: redis::RedisResult<i64> = conn.hincr(keys::counters(ns), name, n).await;
     if let Err(e) = r {
         tracing::warn!(counter = name, error = %e, "failed to count");
     }
 }
 
 /// Reads every counter of the namespace.
-pub async fn counters(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<(String, i64)>> {
+pub async fn counters(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Vec<(String, i64)>> {
     let mut all: Vec<(String, i64)> = conn.hgetall(keys::counters(ns)).await?;
     all.sort();
     Ok(all)

@@ -2,7 +2,9 @@
 //! 1.0): what waits, runs and finished in each lane, and which jobs are running now.
 
 use chrono::{DateTime, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 use tickfill_jobs::{InstrumentToken, Lane};
 
 use super::{dead::read_job, housekeeping::inflight_sets, keys::LaneKeys};
@@ -26,7 +28,7 @@ impl Depths {
 }
 
 /// Reads the depths of one lane.
-pub async fn lane_depths(conn: &mut ConnectionManager, ns: &str, lane: Lane) -> redis::RedisResult<Depths> {
+pub async fn lane_depths(conn: &mut RedisConn, ns: &str, lane: Lane) -> redis::RedisResult<Depths> {
     let k = LaneKeys::new(ns, lane);
     let inflight = inflight_sets(conn, &k).await?;
     let mut running = 0;
@@ -73,7 +75,7 @@ fn age_of(id: &str, now: DateTime<Utc>) -> Option<f64> {
 }
 
 /// Queue figures of both lanes.
-pub async fn stats(conn: &mut ConnectionManager, ns: &str) -> redis::RedisResult<Vec<LaneStats>> {
+pub async fn stats(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Vec<LaneStats>> {
     let now = Utc::now();
     let controls = super::controls::read(conn, ns).await?;
     let mut out = Vec::new();
@@ -111,7 +113,7 @@ pub struct RunningJob {
 }
 
 /// The jobs in the in-flight sets of every worker of the namespace (at most `limit`).
-pub async fn running(conn: &mut ConnectionManager, ns: &str, limit: usize) -> redis::RedisResult<Vec<RunningJob>> {
+pub async fn running(conn: &mut RedisConn, ns: &str, limit: usize) -> redis::RedisResult<Vec<RunningJob>> {
     let mut out = Vec::new();
     for lane in Lane::ALL {
         for (set, worker) in inflight_sets(conn, &LaneKeys::new(ns, lane)).await? {

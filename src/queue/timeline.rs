@@ -4,7 +4,9 @@
 //! attempt appends its marks in one round trip when it ends.
 
 use chrono::{DateTime, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::queue::RedisConn;
 use serde::{Deserialize, Serialize};
 
 /// The most marks one job keeps (the oldest go first).
@@ -25,7 +27,7 @@ fn key(ns: &str, origin: &str) -> String {
 
 /// Appends `marks` to the timeline of the job first pushed as `origin`.
 pub async fn append(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     ns: &str,
     origin: &str,
     marks: &[Mark],
@@ -48,7 +50,7 @@ pub async fn append(
 }
 
 /// The recorded marks of the job first pushed as `origin`, oldest first.
-pub async fn read(conn: &mut ConnectionManager, ns: &str, origin: &str) -> redis::RedisResult<Vec<Mark>> {
+pub async fn read(conn: &mut RedisConn, ns: &str, origin: &str) -> redis::RedisResult<Vec<Mark>> {
     let raw: Vec<String> = conn.lrange(key(ns, origin), 0, -1).await?;
     Ok(raw.iter().filter_map(|r| serde_json::from_str(r).ok()).collect())
 }

@@ -83,7 +83,7 @@ pub struct SimOptions {
     pub throttle_rate: f64,
     pub latency_ms: (u64, u64),
     pub max_rps: Option<u32>,
-    pub redis_url: Option<String>,
+    pub redis: Option<crate::config::RedisSettings>,
     pub channel_prefix: String,
     /// The only access token Kite's route accepts (`None`: any non-empty one); any other is
     /// answered 403 `TokenException`, as an expired session is.
@@ -110,7 +110,7 @@ impl Default for SimOptions {
             throttle_rate: 0.0,
             latency_ms: (0, 0),
             max_rps: None,
-            redis_url: None,
+            redis: None,
             channel_prefix: "ticker:nifty".into(),
             kite_access_token: None,
             oversize_mib: 0,
@@ -165,7 +165,7 @@ struct Sim {
     subs: Mutex<BTreeMap<u32, SubRecord>>,
     stats: Mutex<Stats>,
     told: lies::Told,
-    redis: Option<redis::aio::ConnectionManager>,
+    redis: Option<crate::queue::RedisConn>,
     accounts: accounts::Accounts,
 }
 
@@ -180,9 +180,10 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     let today = Utc::now().with_timezone(&ist()).date_naive();
     let list = build_universe(today, opts.universe);
     let order = list.iter().map(|i| i.token).collect();
-    let redis = match &opts.redis_url {
-        // Its own connection, not the queue's: the simulator is an outside system.
-        Some(url) => Some(redis::Client::open(url.as_str())?.get_connection_manager().await?),
+    let redis = match &opts.redis {
+        // Its own connection, not the queue's: the simulator is an outside system (one that
+        // publishes on the primary its sentinels name, as a Sentinel-aware service does).
+        Some(r) => Some(crate::queue::connect(r).await?),
         None => None,
     };
     let sim = Arc::new(Sim {

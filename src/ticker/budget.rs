@@ -24,7 +24,9 @@
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use redis::{aio::ConnectionManager, Script};
+use redis::Script;
+
+use crate::queue::RedisConn;
 use tickfill_jobs::Lane;
 
 use crate::{
@@ -71,7 +73,7 @@ pub struct Grant {
 /// Hands out grants of the accounts' fleet-wide budgets, urgent lane first.
 #[derive(Clone)]
 pub struct Budget {
-    redis: ConnectionManager,
+    redis: RedisConn,
     slots: Arc<[Slot]>,
     /// governor's pacing inside this process, one per lane, at the accounts' summed limit, so
     /// urgent work never queues locally behind bulk work that waits for the shared budget;
@@ -82,7 +84,7 @@ pub struct Budget {
 
 impl Budget {
     /// The budgets of `settings.accounts()`.
-    pub fn new(redis: ConnectionManager, settings: &Settings) -> Budget {
+    pub fn new(redis: RedisConn, settings: &Settings) -> Budget {
         let accounts = settings.accounts();
         let kite = settings.ticker_api == TickerApi::Kite;
         let slots: Vec<Slot> = accounts

@@ -52,6 +52,7 @@ pub(super) async fn handle_job(
     state: Data<Arc<WorkerState>>,
 ) -> Result<(), BoxDynError> {
     let this_id = task_id.to_string();
+    let _running = state.running.enter(&this_id);
     // A task id that starts again was recovered from a worker that died running it: that counts
     // as an attempt, so a job that crashes its worker ends dead instead of looping.
     // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second

@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
+use crate::queue::RedisConn;
 use apalis_core::worker::context::WorkerContext;
-use redis::aio::ConnectionManager;
 use tickfill_jobs::Lane;
 
 use crate::shutdown::Shutdown;
@@ -63,7 +63,7 @@ pub struct LaneSwitches {
 
 impl LaneSwitches {
     /// The switches, set to the pauses in force now.
-    pub async fn new(conn: &mut ConnectionManager, ns: &str) -> LaneSwitches {
+    pub async fn new(conn: &mut RedisConn, ns: &str) -> LaneSwitches {
         let c = controls::read(conn, ns).await.unwrap_or_default();
         let s = LaneSwitches::default();
         for lane in Lane::ALL {
@@ -83,7 +83,7 @@ impl LaneSwitches {
     }
 
     /// Follows the controls until `shutdown`, pausing and resuming the lanes' workers.
-    pub async fn follow(self, mut conn: ConnectionManager, ns: String, shutdown: Shutdown) {
+    pub async fn follow(self, mut conn: RedisConn, ns: String, shutdown: Shutdown) {
         while !shutdown.is_triggered() {
             if let Ok(c) = controls::read(&mut conn, &ns).await {
                 for lane in Lane::ALL {

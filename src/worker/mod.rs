@@ -17,7 +17,9 @@ use anyhow::Context;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::backend::ext::{poll_strategy::Strategy, BackendExt};
 use apalis_core::worker::ext::event_listener::EventListenerExt;
-use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_redis::RedisStorage;
+
+use crate::queue::RedisConn;
 use chrono::Utc;
 use sqlx::PgPool;
 use tickfill_jobs::{Envelope, Lane};
@@ -28,6 +30,7 @@ mod backfill;
 mod chain;
 mod fetch;
 mod hold;
+mod inflight;
 mod job;
 mod settle;
 mod subscribe;
@@ -68,13 +71,15 @@ pub struct WorkerState {
     pub ticker: TickerClient,
     /// The accounts' fleet-wide rate budgets, which route each request.
     pub budget: Budget,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub producer: Producer,
     pub commits: Option<mpsc::UnboundedSender<Committed>>,
     /// How the store keeps its rollups (the worker refreshes plain rollup tables).
     pub rollups: store::rollups::UpkeepCache,
     /// This process's counts over time, written out once a second while the pool runs.
     pub history: Arc<queue::history::History>,
+    /// The task ids this process runs now (the in-flight sets are compared with it).
+    pub running: Arc<inflight::Running>,
 }
 
 /// Builds the shared state of a worker process.
@@ -85,7 +90,7 @@ pub async fn build_state(
     // Each lane runs up to `concurrency` jobs, each holding a connection while it writes. The pool
     // opens connections as they are needed: keeping many warm made single jobs slower (measured).
     let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
-    let redis = queue::connect(settings.redis_url.expose()).await?;
+    let redis = queue::connect(&settings.redis).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
     let budget = Budget::new(redis.clone(), &settings);
@@ -113,11 +118,12 @@ pub async fn build_state(
         commits,
         rollups,
         history: queue::history::History::new(&settings_queue),
+        running: Arc::default(),
     }))
 }
 
 /// Keeps moving due jobs to the active lists, in chunks (see `queue::promote_due`).
-async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
+async fn promote_forever(mut conn: RedisConn, settings: Settings, shutdown: Shutdown) {
     let configs: Vec<_> = Lane::ALL.iter().map(|l| queue::storage_config(&settings, *l)).collect();
     while !shutdown.is_triggered() {
         for cfg in &configs {
@@ -136,7 +142,7 @@ async fn promote_forever(mut conn: ConnectionManager, settings: Settings, shutdo
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Prunes finished jobs past their retention, now and every [`PRUNE_EVERY`].
-async fn prune_forever(mut conn: ConnectionManager, settings: Settings, shutdown: Shutdown) {
+async fn prune_forever(mut conn: RedisConn, settings: Settings, shutdown: Shutdown) {
     let every = PRUNE_EVERY.min(settings.retention.max(Duration::from_secs(1)));
     while !shutdown.is_triggered() {
         let before = (Utc::now() - chrono::Duration::from_std(settings.retention).unwrap_or_default()).timestamp();
@@ -166,22 +172,31 @@ fn wake_stream(rx: watch::Receiver<u64>) -> WakeStream {
 
 /// Listens on the lanes' wake channels and forwards each ping to that lane's workers.
 /// Reconnects with backoff; while it is away the workers still poll every [`POLL_INTERVAL`].
-async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64>)>, shutdown: Shutdown) {
-    let client = match redis::Client::open(settings.redis_url.expose()) {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(error = %e, "no wake-ups: bad REDIS_URL"),
-    };
+async fn forward_wakes(
+    settings: Settings,
+    conn: RedisConn,
+    senders: Vec<(Lane, watch::Sender<u64>)>,
+    shutdown: Shutdown,
+) {
     let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(5));
     let channels: Vec<String> =
         senders.iter().map(|(lane, _)| queue::keys::LaneKeys::new(&settings.queue, *lane).wake()).collect();
     while !shutdown.is_triggered() {
         let session = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let (mut pubsub, mut switched) = conn.pubsub().await?;
             for channel in &channels {
                 pubsub.subscribe(channel).await?;
             }
             let mut messages = pubsub.on_message();
-            while let Some(msg) = futures::StreamExt::next(&mut messages).await {
+            loop {
+                let msg = tokio::select! {
+                    m = futures::StreamExt::next(&mut messages) => match m {
+                        Some(m) => m,
+                        None => return redis::RedisResult::Ok(()),
+                    },
+                    // The connection moved to another primary: listen there.
+                    _ = switched.changed() => return Ok(()),
+                };
                 let channel = msg.get_channel_name();
                 for ((_, tx), wake) in senders.iter().zip(&channels) {
                     if channel == *wake {
@@ -189,10 +204,12 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
                     }
                 }
             }
-            redis::RedisResult::Ok(())
         };
         tokio::select! {
-            r = session => if let Err(e) = r { tracing::debug!(error = %e, "wake listener lost Redis") },
+            r = session => match r {
+                Ok(()) => delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(5)),
+                Err(e) => tracing::debug!(error = %e, "wake listener lost Redis"),
+            },
             _ = shutdown.wait() => return,
         }
         tokio::time::sleep(delays.next_delay()).await;
@@ -200,7 +217,7 @@ async fn forward_wakes(settings: Settings, senders: Vec<(Lane, watch::Sender<u64
 }
 
 /// In Kite mode, says which accounts have no valid session yet: their requests wait for one.
-async fn say_missing_sessions(settings: &Settings, conn: &mut ConnectionManager) {
+async fn say_missing_sessions(settings: &Settings, conn: &mut RedisConn) {
     use crate::queue::accounts::SessionState;
     if settings.ticker_api != crate::config::TickerApi::Kite {
         return;
@@ -242,7 +259,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     tokio::spawn(promote_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let wakes: Vec<(Lane, watch::Sender<u64>)> = Lane::ALL.iter().map(|l| (*l, watch::channel(0).0)).collect();
     let receivers: Vec<watch::Receiver<u64>> = wakes.iter().map(|(_, tx)| tx.subscribe()).collect();
-    tokio::spawn(forward_wakes(settings.clone(), wakes, shutdown.clone()));
+    tokio::spawn(forward_wakes(settings.clone(), state.redis.clone(), wakes, shutdown.clone()));
     tokio::spawn(prune_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let name = worker_name();
     tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
@@ -258,7 +275,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
             // Fetch on a producer's ping, and every POLL_INTERVAL in any case (retries come due
             // without a ping, and a ping can be lost).
             let strategy = Strategy::new().stream(wake_stream(wake.clone())).interval(POLL_INTERVAL);
-            let storage = RedisStorage::<Envelope>::new(conn.clone())
+            let storage = RedisStorage::<Envelope, RedisConn>::new(conn.clone())
                 .with_config(queue::storage_config(&settings, lane))
                 .poll_with_strategy(strategy);
             WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.as_str()))
@@ -277,6 +294,16 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
         });
     }
     state.history.spawn_flusher(conn.clone(), shutdown.clone());
+    // Jobs a failover left in this process's in-flight sets without running here.
+    let every = (settings.orphan_after / inflight::LOOKS).max(Duration::from_secs(1));
+    tokio::spawn(inflight::look_forever(
+        conn.clone(),
+        settings.queue.clone(),
+        name.clone(),
+        state.running.clone(),
+        every,
+        shutdown.clone(),
+    ));
     let grace = settings.shutdown_timeout;
     let stop = shutdown.clone();
     let stopping = shutdown.clone();

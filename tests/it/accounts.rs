@@ -89,12 +89,12 @@ fn last_hour(tokens: std::ops::Range<u32>) -> Vec<Job> {
         .collect()
 }
 
-async fn session_of(s: &Settings, redis: &redis::aio::ConnectionManager, account: &str) -> SessionState {
+async fn session_of(s: &Settings, redis: &tickfill::queue::RedisConn, account: &str) -> SessionState {
     let report = accounts::report(s, &mut redis.clone()).await.unwrap();
     report.into_iter().find(|r| r.account == account).unwrap().session
 }
 
-async fn stored_token(s: &Settings, redis: &redis::aio::ConnectionManager, account: &str) -> Option<String> {
+async fn stored_token(s: &Settings, redis: &tickfill::queue::RedisConn, account: &str) -> Option<String> {
     queue::accounts::session_token(&mut redis.clone(), &s.queue, account).await.unwrap().map(|t| t.expose().to_string())
 }
 
@@ -378,7 +378,7 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
     let dir = std::env::temp_dir().join(unique("tf_it_logs"));
     std::fs::create_dir_all(&dir).unwrap();
     let env = |cmd: &mut std::process::Command| {
-        cmd.env("REDIS_URL", s.redis_url.expose())
+        cmd.envs(s.redis.target.env())
             .env("DATABASE_URL", s.database_url.expose())
             .env("TICKFILL_QUEUE", &s.queue)
             .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)

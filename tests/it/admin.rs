@@ -15,7 +15,7 @@ async fn serve(app: &TestApp, token: Option<&str>, pool: Option<sqlx::PgPool>) -
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();
     settings.admin_token = token.map(Secret::new);
-    let redis = queue::connect(settings.redis_url.expose()).await.unwrap();
+    let redis = queue::connect(&settings.redis).await.unwrap();
     let addr = admin::spawn(AdminState { settings, redis, pool }, app.shutdown.clone()).await.unwrap();
     format!("http://{addr}")
 }

@@ -107,7 +107,7 @@ async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_
     let suspects = app.count("SELECT count(*) FROM suspect_minutes").await;
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-    let redis = tickfill::queue::connect(settings.redis_url.expose()).await.unwrap();
+    let redis = tickfill::queue::connect(&settings.redis).await.unwrap();
     let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
     let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
     let page = app.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();

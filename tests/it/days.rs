@@ -148,7 +148,7 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
     assert_eq!(rows[0].days.get(&DayState::Final).copied(), Some((n - 1) as i64));
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-    let redis = tickfill::queue::connect(settings.redis_url.expose()).await.unwrap();
+    let redis = tickfill::queue::connect(&settings.redis).await.unwrap();
     let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
     let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
     let api: serde_json::Value =

@@ -108,7 +108,7 @@ pub struct TestApp {
     pub db: ScratchDb,
     pub settings: Settings,
     pub sim_url: String,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: tickfill::queue::RedisConn,
     pub http: reqwest::Client,
     pub shutdown: Shutdown,
 }
@@ -125,14 +125,14 @@ impl TestApp {
         let ns = unique("tf_it");
         let shutdown = Shutdown::new();
         let mut sim_opts = opts.sim;
-        sim_opts.redis_url = Some(redis_url());
+        sim_opts.redis = Some(tickfill::config::RedisSettings::at(&redis_url()).unwrap());
         sim_opts.channel_prefix = ns.clone();
         let sim_addr =
             sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
         let sim_url = format!("http://{sim_addr}");
         let mut settings = Settings::defaults();
         settings.database_url = Secret::new(db.url.clone());
-        settings.redis_url = Secret::new(redis_url());
+        settings.redis = tickfill::config::RedisSettings::at(&redis_url()).unwrap();
         settings.queue = ns.clone();
         settings.channel_prefix = ns.clone();
         settings.ticker_url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
@@ -146,7 +146,7 @@ impl TestApp {
         (opts.tweak)(&mut settings);
         let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
         load::load(&db.pool, &dump).await.expect("load instruments");
-        let redis = queue::connect(&redis_url()).await.expect("redis");
+        let redis = queue::connect_url(&redis_url()).await.expect("redis");
         let app = TestApp { db, settings, sim_url, redis, http: reqwest::Client::new(), shutdown };
         if opts.start_bridge {
             app.start_bridge().await;
@@ -328,7 +328,7 @@ impl Drop for TestApp {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut conn) = queue::connect(&redis_url()).await {
+                if let Ok(mut conn) = queue::connect_url(&redis_url()).await {
                     let _ = queue::delete_namespace(&mut conn, &ns).await;
                 }
             });
@@ -416,7 +416,7 @@ pub fn tickfill_command() -> std::process::Command {
 pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = tickfill_command();
     cmd.args(args)
-        .env("REDIS_URL", settings.redis_url.expose())
+        .envs(settings.redis.target.env())
         .env("DATABASE_URL", settings.database_url.expose())
         .env("TICKFILL_QUEUE", &settings.queue)
         .env("REDIS_CHANNEL_PREFIX", &settings.channel_prefix)
@@ -554,7 +554,7 @@ fn spawn_with_env(
     stderr: std::process::Stdio,
 ) -> ChildGuard {
     let s = &app.settings;
-    cmd.env("REDIS_URL", s.redis_url.expose())
+    cmd.envs(s.redis.target.env())
         .env("DATABASE_URL", s.database_url.expose())
         .env("TICKFILL_QUEUE", &s.queue)
         .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)

@@ -195,7 +195,7 @@ async fn the_operator_page_shows_a_dead_job_and_its_retry_button_queues_it_again
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();
     settings.admin_token = Some(Secret::new("s3cret"));
-    let redis = queue::connect(settings.redis_url.expose()).await.unwrap();
+    let redis = queue::connect(&settings.redis).await.unwrap();
     let addr = admin::spawn(AdminState { settings, redis, pool: Some(app.db.pool.clone()) }, app.shutdown.clone())
         .await
         .unwrap();

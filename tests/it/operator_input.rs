@@ -26,7 +26,7 @@ async fn app_with_a_dead_job() -> (TestApp, String) {
     let mut settings = app.settings.clone();
     settings.admin_listen = "127.0.0.1:0".parse().unwrap();
     settings.admin_token = Some(Secret::new("s3cret"));
-    let redis = queue::connect(settings.redis_url.expose()).await.unwrap();
+    let redis = queue::connect(&settings.redis).await.unwrap();
     let pool = Some(app.db.pool.clone());
     let addr = admin::spawn(AdminState { settings, redis, pool }, app.shutdown.clone()).await.unwrap();
     (app, format!("http://{addr}"))
@@ -115,7 +115,7 @@ async fn output_to_a_closed_pipe_ends_quietly() {
     for args in [&["events", "rejected"][..], &["jobs", "dead", "list"][..], &["jobs", "stats"][..]] {
         let mut child = tickfill_command()
             .args(args)
-            .env("REDIS_URL", s.redis_url.expose())
+            .envs(s.redis.target.env())
             .env("DATABASE_URL", s.database_url.expose())
             .env("TICKFILL_QUEUE", &s.queue)
             .stdout(Stdio::piped())

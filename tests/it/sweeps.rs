@@ -368,7 +368,7 @@ async fn a_bridge_that_reconnects_pushes_a_catch_up_sweep() {
     let relay = Relay::redis().await;
     let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut settings = app.settings.clone();
-    settings.redis_url = tickfill::config::Secret::new(relay.redis_url());
+    settings.redis = tickfill::config::RedisSettings::at(&relay.redis_url()).unwrap();
     tokio::spawn(tickfill::bridge::run(settings, app.shutdown.clone()));
     let channel = app.channel();
     let subscribed = || async { queue::subscribers(&mut app.redis.clone(), &channel).await.unwrap_or(0) >= 1 };

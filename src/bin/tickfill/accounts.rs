@@ -35,7 +35,7 @@ pub enum SessionCommand {
 const STDIN_CAP: u64 = 4096;
 
 pub async fn run_accounts(settings: Settings, json: bool) -> anyhow::Result<()> {
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let report = accounts::report(&settings, &mut conn).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -87,7 +87,7 @@ pub async fn run_kite(settings: Settings, command: KiteCommand) -> anyhow::Resul
             let token = text.lines().next().unwrap_or("").trim();
             anyhow::ensure!(!token.is_empty(), "no access token on stdin");
             let token = tickfill::config::Secret::new(token);
-            let mut conn = queue::connect(settings.redis_url.expose()).await?;
+            let mut conn = queue::connect(&settings.redis).await?;
             let kite = TickerClient::new(&settings)?;
             let user = accounts::set_session(&settings, &mut conn, &kite, &account, &token).await?;
             println!(

@@ -16,7 +16,7 @@ pub enum EventsCommand {
 
 pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Rejected { json, limit } = command;
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let list = queue::rejected::list_rejected(&mut conn, &settings.queue, limit).await?;
     if json {
         say!("{}", serde_json::Value::Array(list));

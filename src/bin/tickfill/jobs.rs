@@ -166,7 +166,7 @@ pub enum DeadCommand {
 }
 
 pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let ns = settings.queue.clone();
     match command {
         JobsCommand::Retry(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Retry, &a).await?,
@@ -354,7 +354,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
 /// `tickfill jobs retry|purge|cancel`: a bulk action on the jobs a filter matches.
 async fn run_bulk(
     settings: &Settings,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut tickfill::queue::RedisConn,
     action: tickfill::explore::Action,
     a: &BulkArgs,
 ) -> anyhow::Result<()> {
@@ -446,7 +446,7 @@ fn describe(target: queue::controls::Target) -> String {
 
 async fn resume_target(
     settings: &Settings,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut tickfill::queue::RedisConn,
     ns: &str,
     target: queue::controls::Target,
 ) -> anyhow::Result<()> {

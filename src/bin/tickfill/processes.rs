@@ -55,7 +55,7 @@ fn stopped_by_signals() -> Shutdown {
 /// Serves the admin API on `ADMIN_LISTEN` for a long-running process, once Redis answers (a
 /// process started while Redis is down waits for it, saying so, rather than exiting).
 async fn serve_admin(settings: &Settings, pool: Option<sqlx::PgPool>, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let redis = patiently("Redis", shutdown, || queue::connect(settings.redis_url.expose())).await?;
+    let redis = patiently("Redis", shutdown, || queue::connect(&settings.redis)).await?;
     let state = admin::AdminState { settings: settings.clone(), redis, pool };
     admin::spawn(state, shutdown.clone())
         .await

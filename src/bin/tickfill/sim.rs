@@ -88,7 +88,7 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
         accounts: a.accounts.map(|l| l.0).unwrap_or_default(),
         session_expires_at: a.session_expires_at,
         kite_throttle_200: a.kite_throttle_200,
-        redis_url: Some(settings.redis_url.expose().to_string()),
+        redis: Some(settings.redis.clone()),
         channel_prefix: settings.channel_prefix.clone(),
     };
     let listener =

@@ -14,7 +14,7 @@ pub enum SweepsCommand {
 }
 
 pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool) -> anyhow::Result<()> {
-    let mut conn = queue::connect(settings.redis_url.expose()).await?;
+    let mut conn = queue::connect(&settings.redis).await?;
     let target = queue::controls::Target::Sweeps;
     match command {
         Some(SweepsCommand::Now) => {
