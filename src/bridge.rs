@@ -197,8 +197,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
+        // A move to another primary ends the wait at once.
+        let mut moved = conn.switches();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
+            _ = moved.changed() => {}
             _ = shutdown.wait() => return Ok(()),
         }
         backoff = delays.next_delay();

@@ -11,6 +11,7 @@ use crate::{bridge, config::Settings, domain::window::Window, load, queue, shutd
 pub mod accounts;
 pub mod chaos;
 pub mod console;
+pub mod ha;
 pub mod instruments;
 pub mod oversize;
 mod procs;

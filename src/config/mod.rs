@@ -22,7 +22,9 @@ use chrono::{DateTime, Utc};
 
 pub use accounts::{Account, NamedAccount, DEFAULT_ACCOUNT};
 pub use interval::{Interval, DEFAULT_SWEEP_INTERVAL, MAX_SWEEP_GAP_DAYS};
-pub use redis_target::{RedisSettings, RedisTarget, SentinelTarget, DEFAULT_REDIS_URL};
+pub use redis_target::{
+    RedisSettings, RedisTarget, SentinelTarget, DEFAULT_REDIS_URL, DEFAULT_REPLAY_WINDOW, DEFAULT_RESPONSE_TIMEOUT,
+};
 pub use values::{
     ago, parse_bool, parse_duration, parse_size, ConfigError, Secret, DEFAULT_TICKER_MAX_BODY, MAX_DURATION,
 };

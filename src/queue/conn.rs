@@ -72,13 +72,9 @@ enum Finder {
 /// Why the connection goes looking for the primary, and whether the failed command may be sent
 /// again (it was refused, not run).
 fn verdict(e: &RedisError) -> Option<bool> {
+    use redis::{ErrorKind::Server, ServerErrorKind::*};
     let code = e.code().unwrap_or("");
-    let text = e.to_string();
-    if ["READONLY", "NOREPLICAS", "MASTERDOWN"].contains(&code)
-        || text.contains("READONLY")
-        || text.contains("NOREPLICAS")
-        || text.contains("MASTERDOWN")
-    {
+    if matches!(e.kind(), Server(ReadOnly | MasterDown)) || ["READONLY", "NOREPLICAS", "MASTERDOWN"].contains(&code) {
         return Some(true);
     }
     if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal() {
@@ -96,9 +92,19 @@ impl RedisConn {
             RedisTarget::Sentinel(s) => Finder::Sentinel(Box::new(sentinel_client(s)?)),
         };
         let timeout = settings.response_timeout;
-        let first = tokio::time::timeout(timeout * 2, find_primary(&mut finder, timeout))
-            .await
-            .map_err(|_| timed_out("no primary answered"))??;
+        // Patient for a moment: during a failover the sentinels name the new primary one by one.
+        let began = tokio::time::Instant::now();
+        let first = loop {
+            let e = match tokio::time::timeout(timeout * 2, find_primary(&mut finder, timeout)).await {
+                Ok(Ok(found)) => break found,
+                Ok(Err(e)) => e,
+                Err(_) => timed_out("no primary answered"),
+            };
+            if began.elapsed() >= timeout * 2 {
+                return Err(e);
+            }
+            tokio::time::sleep(LOOK_AGAIN).await;
+        };
         let (switches, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             target: settings.target.clone(),

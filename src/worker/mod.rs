@@ -212,7 +212,12 @@ async fn forward_wakes(
             },
             _ = shutdown.wait() => return,
         }
-        tokio::time::sleep(delays.next_delay()).await;
+        // A move to another primary ends the wait at once.
+        let mut moved = conn.switches();
+        tokio::select! {
+            _ = tokio::time::sleep(delays.next_delay()) => {}
+            _ = moved.changed() => {}
+        }
     }
 }
 

@@ -90,6 +90,8 @@ pub struct AppOptions {
     pub tweak: fn(&mut Settings),
     /// Point the worker at another history server than the simulator.
     pub ticker_url: Option<String>,
+    /// Another Redis than the tests' (a Sentinel topology, a relay); the simulator publishes there.
+    pub redis: Option<tickfill::config::RedisSettings>,
 }
 
 impl Default for AppOptions {
@@ -100,6 +102,7 @@ impl Default for AppOptions {
             start_worker: true,
             tweak: |_| {},
             ticker_url: None,
+            redis: None,
         }
     }
 }
@@ -125,14 +128,16 @@ impl TestApp {
         let ns = unique("tf_it");
         let shutdown = Shutdown::new();
         let mut sim_opts = opts.sim;
-        sim_opts.redis = Some(tickfill::config::RedisSettings::at(&redis_url()).unwrap());
+        let redis_settings =
+            opts.redis.clone().unwrap_or_else(|| tickfill::config::RedisSettings::at(&redis_url()).unwrap());
+        sim_opts.redis = Some(redis_settings.clone());
         sim_opts.channel_prefix = ns.clone();
         let sim_addr =
             sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
         let sim_url = format!("http://{sim_addr}");
         let mut settings = Settings::defaults();
         settings.database_url = Secret::new(db.url.clone());
-        settings.redis = tickfill::config::RedisSettings::at(&redis_url()).unwrap();
+        settings.redis = redis_settings;
         settings.queue = ns.clone();
         settings.channel_prefix = ns.clone();
         settings.ticker_url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
@@ -146,7 +151,7 @@ impl TestApp {
         (opts.tweak)(&mut settings);
         let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
         load::load(&db.pool, &dump).await.expect("load instruments");
-        let redis = queue::connect_url(&redis_url()).await.expect("redis");
+        let redis = queue::connect(&settings.redis).await.expect("redis");
         let app = TestApp { db, settings, sim_url, redis, http: reqwest::Client::new(), shutdown };
         if opts.start_bridge {
             app.start_bridge().await;

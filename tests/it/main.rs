@@ -18,6 +18,7 @@ mod dedupe;
 mod dependencies;
 mod event_order;
 mod explorer;
+mod failover;
 mod instruments;
 mod kite;
 mod migrations;
