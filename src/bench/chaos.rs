@@ -4,7 +4,9 @@
 //! (`appendonly yes`, `appendfsync always`) on free ports, the simulator with 502s, 429s and
 //! latency, worker processes, two bridges and a scheduler — all real processes of this binary.
 //! It subscribes instruments through the simulator while it SIGKILLs a random worker every few
-//! seconds (and starts it again), and crashes one bridge, PostgreSQL and Redis once each. Then it
+//! seconds (and starts it again), and crashes one bridge, PostgreSQL and Redis once each (with
+//! `--failover`: Redis is a primary, a replica and three sentinels; the primary is frozen for 30 s
+//! and later the new primary is killed, and each failover's promotion and resumption are timed). Then it
 //! waits until every subscription's window is stored and the queues are empty, or ten minutes
 //! pass, and checks every stored candle against a clean simulator of the same universe.
 
@@ -32,6 +34,9 @@ pub struct ChaosOptions {
     /// `TICKER_RATE_LIMIT` of the fleet.
     pub limit: u32,
     pub window_minutes: u32,
+    /// Redis behind Sentinel (1 primary, 1 replica, 3 sentinels) that fails over twice during the
+    /// run, instead of one Redis restarted once.
+    pub failover: bool,
 }
 
 /// How long the system gets, after the chaos, to become complete.
@@ -222,13 +227,87 @@ enum Fault {
     RestartBridge,
     RestartPostgres,
     RestartRedis,
+    /// SIGSTOP the primary (it stays frozen until [`Fault::ThawPrimary`]).
+    FreezePrimary,
+    ThawPrimary,
+    /// SIGKILL the primary, and start it again (a replica) a few seconds later.
+    KillPrimary,
+}
+
+/// Where the bench's Redis is: one server, or a Sentinel topology.
+enum BenchRedis {
+    One(Redis),
+    Ha(super::ha::Topology),
+}
+
+/// How long the frozen primary stays frozen.
+const FREEZE: Duration = Duration::from_secs(30);
+
+/// One failover as the bench saw it: when the sentinels promoted, and how long after that the
+/// first job finished (on the new primary).
+#[derive(Debug, Clone, Copy)]
+struct Failover {
+    promoted_s: f64,
+    resume_s: Option<f64>,
+}
+
+/// Waits for the promotion that follows a fault on `old` (at `fault_at`), subscribes `probe` so
+/// that there is work, and measures how long after the promotion a job first finishes.
+async fn watch_failover(
+    watcher: super::ha::Watcher,
+    old: u16,
+    fault_at: Instant,
+    pool: sqlx::PgPool,
+    http: reqwest::Client,
+    sim_url: String,
+    probe: u32,
+) -> anyhow::Result<Failover> {
+    let (_, promoted) = watcher.wait_switch(old, Duration::from_secs(60)).await?;
+    let promoted_at = Utc::now();
+    let probe_sent = http
+        .post(format!("{sim_url}/subscriptions"))
+        .json(&json!({"instrument_token": probe, "requested_mode": "full"}))
+        .send()
+        .await;
+    if let Err(e) = probe_sent {
+        tracing::warn!(error = %e, "failover probe not subscribed");
+    }
+    let mut resume_s = None;
+    let deadline = promoted + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM backfill_runs WHERE finished_at > $1")
+            .bind(promoted_at)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            resume_s = Some(promoted.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let promoted_s = promoted.duration_since(fault_at).as_secs_f64();
+    tracing::info!(promoted_s, ?resume_s, "failover");
+    Ok(Failover { promoted_s, resume_s })
 }
 
 async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::Value> {
     let pg = Postgres::start(dir)?;
-    let mut redis = Redis::start(dir)?;
-    let redis_url = redis.url();
-    wait_for(20, "the bench's Redis to answer", || redis_up(&redis_url)).await?;
+    let (mut redis, target) = if opts.failover {
+        let topo = super::ha::Topology::start(&dir.join("ha")).await?;
+        let target = topo.target();
+        (BenchRedis::Ha(topo), target)
+    } else {
+        let redis = Redis::start(dir)?;
+        let url = redis.url();
+        wait_for(20, "the bench's Redis to answer", || redis_up(&url)).await?;
+        (BenchRedis::One(redis), crate::config::RedisTarget::Url(crate::config::Secret::new(url)))
+    };
+    let redis_settings = crate::config::RedisSettings {
+        target: target.clone(),
+        response_timeout: crate::config::DEFAULT_RESPONSE_TIMEOUT,
+        replay_window: crate::config::DEFAULT_REPLAY_WINDOW,
+    };
     let db_url = store::create_database(&pg.url("postgres"), "chaos").await?;
     let pool = store::connect(&db_url, 4).await?;
     store::migrate(&pool, &Default::default()).await?;
@@ -237,7 +316,6 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     let sim_port = free_port()?;
     let sim_url = format!("http://127.0.0.1:{sim_port}");
     let (limit, window) = (opts.limit.to_string(), opts.window_minutes.to_string());
-    let target = crate::config::RedisTarget::Url(crate::config::Secret::new(redis_url.clone()));
     let mut fleet = Fleet::new(
         dir,
         &db_url,
@@ -255,7 +333,8 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
             ("LOG_LEVEL", "info"),
         ],
     )?;
-    let universe = opts.events.to_string();
+    // Two more instruments than events: the failovers' probes.
+    let universe = (opts.events + 2).to_string();
     let listen = format!("127.0.0.1:{sim_port}");
     let sim_args = [
         "--listen",
@@ -275,13 +354,14 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     wait_for(20, "the simulator to answer", || async { http.get(&instruments_url).send().await.is_ok() }).await?;
     let dump = load::read_source(&instruments_url).await?;
     load::load(&pool, &dump).await?;
-    let tokens: Vec<u32> = load::parse_dump(&dump)?.0.iter().map(|r| r.instrument_token).take(opts.events).collect();
-    anyhow::ensure!(tokens.len() == opts.events, "the simulator's universe has only {} instruments", tokens.len());
+    let all: Vec<u32> = load::parse_dump(&dump)?.0.iter().map(|r| r.instrument_token).take(opts.events + 2).collect();
+    anyhow::ensure!(all.len() == opts.events + 2, "the simulator's universe has only {} instruments", all.len());
+    let (tokens, probes) = (all[..opts.events].to_vec(), [all[opts.events], all[opts.events + 1]]);
 
     let workers: Vec<usize> = (0..opts.workers).map(|_| fleet.add("worker", &[])).collect::<Result<_, _>>()?;
     let bridges: Vec<usize> = (0..2).map(|_| fleet.add("bridge", &[])).collect::<Result<_, _>>()?;
     fleet.add("scheduler", &[])?;
-    let mut conn = queue::connect_url(&redis_url).await?;
+    let mut conn = queue::connect(&redis_settings).await?;
     let channel = queue::keys::events_channel(&ns);
     wait_for(30, "both bridges to subscribe", || {
         let (mut conn, channel) = (conn.clone(), channel.clone());
@@ -321,11 +401,17 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
 
     // The faults: a worker killed every 3–8 s, and each dependency once.
     let d = opts.duration.as_secs_f64();
-    let mut plan: Vec<(Duration, Fault)> = vec![
-        (Duration::from_secs_f64(d * 0.3), Fault::RestartBridge),
-        (Duration::from_secs_f64(d * 0.5), Fault::RestartPostgres),
-        (Duration::from_secs_f64(d * 0.7), Fault::RestartRedis),
-    ];
+    let at = |share: f64| Duration::from_secs_f64(d * share);
+    let mut plan: Vec<(Duration, Fault)> = vec![(at(0.3), Fault::RestartBridge), (at(0.5), Fault::RestartPostgres)];
+    if opts.failover {
+        // The primary frozen for 30 s (its replica is promoted meanwhile; resumed, it turns
+        // replica), and later the new primary killed.
+        plan.push((at(0.2), Fault::FreezePrimary));
+        plan.push((at(0.2) + FREEZE, Fault::ThawPrimary));
+        plan.push((at(0.75).max(at(0.2) + FREEZE + Duration::from_secs(15)), Fault::KillPrimary));
+    } else {
+        plan.push((at(0.7), Fault::RestartRedis));
+    }
     let mut rng = rand::rng();
     let mut t = Duration::from_secs(rng.random_range(3..=8));
     while t < opts.duration {
@@ -334,6 +420,10 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     }
     plan.sort_by_key(|(t, _)| *t);
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut frozen: Option<u16> = None;
+    let mut killed: Option<(u16, Instant)> = None;
+    let mut watches = Vec::new();
+    let mut rejoin: Option<tokio::task::JoinHandle<Option<f64>>> = None;
     for (at, fault) in plan {
         tokio::time::sleep_until((started + at).into()).await;
         tracing::info!(?fault, at_s = at.as_secs(), "chaos");
@@ -354,14 +444,75 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
                 *faults.entry("postgres_restarts").or_default() += 1;
             }
             Fault::RestartRedis => {
-                redis.crash();
+                let BenchRedis::One(r) = &mut redis else { continue };
+                r.crash();
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                redis.spawn()?;
-                wait_for(30, "the bench's Redis to come back", || redis_up(&redis_url)).await?;
+                r.spawn()?;
+                let url = r.url();
+                wait_for(30, "the bench's Redis to come back", || redis_up(&url)).await?;
                 *faults.entry("redis_restarts").or_default() += 1;
+            }
+            Fault::FreezePrimary | Fault::KillPrimary => {
+                let BenchRedis::Ha(topo) = &mut redis else { continue };
+                let primary = topo.primary().await.context("the sentinels name no primary")?;
+                let watch = watch_failover(
+                    topo.watcher(),
+                    primary,
+                    Instant::now(),
+                    pool.clone(),
+                    http.clone(),
+                    sim_url.clone(),
+                    probes[watches.len().min(1)],
+                );
+                if matches!(fault, Fault::FreezePrimary) {
+                    topo.freeze(primary)?;
+                    frozen = Some(primary);
+                    *faults.entry("primary_frozen_30s").or_default() += 1;
+                } else {
+                    topo.kill(primary)?;
+                    killed = Some((primary, Instant::now()));
+                    *faults.entry("primary_killed").or_default() += 1;
+                }
+                watches.push(tokio::spawn(watch));
+            }
+            Fault::ThawPrimary => {
+                let BenchRedis::Ha(topo) = &mut redis else { continue };
+                if let Some(p) = frozen.take() {
+                    topo.thaw(p)?;
+                    // The split-brain window: the old primary takes writes until it turns replica.
+                    rejoin = Some(tokio::spawn(async move {
+                        let thawed = Instant::now();
+                        while thawed.elapsed() < Duration::from_secs(60) {
+                            if super::ha::role(p).await.as_deref() == Some("slave") {
+                                return Some(thawed.elapsed().as_secs_f64());
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        None
+                    }));
+                }
+            }
+        }
+        // A killed primary comes back a few seconds later, as a replica.
+        if let (Some((p, when)), BenchRedis::Ha(topo)) = (killed, &mut redis) {
+            if when.elapsed() >= Duration::from_secs(5) {
+                topo.restart(p)?;
+                killed = None;
             }
         }
     }
+    if let (Some((p, _)), BenchRedis::Ha(topo)) = (killed.take(), &mut redis) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        topo.restart(p)?;
+    }
+    let mut failovers = Vec::new();
+    for w in watches {
+        failovers.push(w.await??);
+    }
+    let old_primary_replica_after_thaw_s = match rejoin {
+        Some(r) => r.await?,
+        None => None,
+    };
     tokio::time::sleep_until((started + opts.duration).into()).await;
     subscriber.await?;
     let chaos_end = Instant::now();
@@ -400,7 +551,7 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
 
     // Every stored candle against a clean simulator of the same universe.
     let clean = Shutdown::new();
-    let sim_opts = sim::SimOptions { universe: opts.events, ..Default::default() };
+    let sim_opts = sim::SimOptions { universe: opts.events + 2, ..Default::default() };
     let clean_addr = sim::spawn("127.0.0.1:0".parse()?, sim_opts, clean.clone()).await?;
     let final_check =
         completeness(&pool, &tokens, opts.window_minutes, Some((&http, &format!("http://{clean_addr}")))).await?;
@@ -411,7 +562,14 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     drop(pg);
 
     let requests = stats["history_requests"].as_u64().unwrap_or(0);
-    Ok(json!({
+    let replayed: i64 = queue::counters(&mut conn, &ns)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "events_replayed")
+        .map_or(0, |(_, n)| n);
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let mut answer = json!({
         "events": tokens.len(),
         "instruments": final_check.instruments,
         "instruments_complete": final_check.instruments_complete,
@@ -431,7 +589,16 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
         "runs": runs,
         "workers": opts.workers,
         "duration_s": opts.duration.as_secs(),
-    }))
+    });
+    if opts.failover {
+        answer["failovers"] = json!(failovers.len());
+        answer["promoted_after_fault_s"] = json!(failovers.iter().map(|f| round(f.promoted_s)).collect::<Vec<_>>());
+        // A failover after which no job finished within a minute shows as null.
+        answer["resume_after_promotion_s"] = json!(failovers.iter().map(|f| f.resume_s.map(round)).collect::<Vec<_>>());
+        answer["events_replayed"] = json!(replayed);
+        answer["old_primary_replica_after_thaw_s"] = json!(old_primary_replica_after_thaw_s.map(round));
+    }
+    Ok(answer)
 }
 
 /// Jobs waiting, scheduled or running in the namespace's lanes.

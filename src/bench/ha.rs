@@ -59,6 +59,42 @@ impl Server {
     }
 }
 
+/// Asks the sentinels who the primary is.
+#[derive(Clone)]
+pub struct Watcher {
+    sentinels: Vec<u16>,
+}
+
+impl Watcher {
+    /// The primary now: the first port a sentinel names that says `ROLE master`.
+    pub async fn primary(&self) -> Option<u16> {
+        for s in &self.sentinels {
+            let Some(Value::Array(addr)) =
+                ask(*s, redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER)).await
+            else {
+                continue;
+            };
+            let Some(port) = addr.get(1).map(text).and_then(|p| p.parse::<u16>().ok()) else { continue };
+            if role(port).await.as_deref() == Some("master") {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// Waits until the sentinels name a primary other than `old` that says so; it and when.
+    pub async fn wait_switch(&self, old: u16, within: Duration) -> anyhow::Result<(u16, Instant)> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(p) = self.primary().await.filter(|p| *p != old) {
+                return Ok((p, Instant::now()));
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no replica was promoted within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// A primary, a replica and three sentinels.
 pub struct Topology {
     dir: PathBuf,
@@ -197,32 +233,19 @@ impl Topology {
         self.data.iter().map(|s| s.port).collect()
     }
 
-    /// The primary now: the first port a sentinel names that says `ROLE master`.
-    pub async fn primary(&self) -> Option<u16> {
-        for s in &self.sentinels {
-            let Some(Value::Array(addr)) =
-                ask(s.port, redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER)).await
-            else {
-                continue;
-            };
-            let Some(port) = addr.get(1).map(text).and_then(|p| p.parse::<u16>().ok()) else { continue };
-            if role(port).await.as_deref() == Some("master") {
-                return Some(port);
-            }
-        }
-        None
+    /// What asks the sentinels, for a task of its own.
+    pub fn watcher(&self) -> Watcher {
+        Watcher { sentinels: self.sentinels.iter().map(|s| s.port).collect() }
     }
 
-    /// Waits until the sentinels name a primary other than `old` that says so; it and when.
+    /// The primary now (see [`Watcher::primary`]).
+    pub async fn primary(&self) -> Option<u16> {
+        self.watcher().primary().await
+    }
+
+    /// See [`Watcher::wait_switch`].
     pub async fn wait_switch(&self, old: u16, within: Duration) -> anyhow::Result<(u16, Instant)> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(p) = self.primary().await.filter(|p| *p != old) {
-                return Ok((p, Instant::now()));
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no replica was promoted within {within:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.watcher().wait_switch(old, within).await
     }
 
     /// Waits until `port` is a replica with its link up and the sentinels list it as healthy.

@@ -32,6 +32,11 @@ pub enum BenchCommand {
         /// The fleet's TICKER_RATE_LIMIT during the run.
         #[arg(long, default_value_t = 3)]
         limit: u32,
+        /// Redis as a primary, a replica and three sentinels of its own: the primary frozen for
+        /// 30 s, later the new primary killed; prints failovers, resume_after_promotion_s and
+        /// events_replayed too.
+        #[arg(long)]
+        failover: bool,
     },
     /// The job explorer over many dead jobs and run rows, beside a raw read of the same; and a
     /// bulk retry of 1,000 matched jobs.
@@ -136,10 +141,11 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
             anyhow::ensure!(holes <= 100, "--holes must be at most 100");
             bench::sweep(settings, subscriptions, holes).await?
         }
-        BenchCommand::Chaos { events, workers, duration, limit } => {
+        BenchCommand::Chaos { events, workers, duration, limit, failover } => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
             let window_minutes = settings.window_minutes;
-            bench::chaos::run(bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes }).await?
+            let opts = bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes, failover };
+            bench::chaos::run(opts).await?
         }
         BenchCommand::Console { dead, runs } => {
             bench::console::run(settings, bench::console::ConsoleOptions { dead, runs }).await?
