@@ -115,8 +115,10 @@ pub async fn first_presentation(
 /// How an account's breaker reacts to 429s.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerPolicy {
-    /// This many 429s within `within` open the breaker.
+    /// This many 429s within `within` open the breaker, when they are at least `share_pct` % of
+    /// the account's grants in that time.
     pub threshold: u32,
+    pub share_pct: u32,
     pub within: Duration,
     /// The first opening lasts `base`; each one that follows within `memory` of the last lasts
     /// twice as long, up to `max`.
@@ -129,6 +131,7 @@ impl Default for BreakerPolicy {
     fn default() -> Self {
         BreakerPolicy {
             threshold: 3,
+            share_pct: 50,
             within: Duration::from_secs(10),
             base: Duration::from_secs(5),
             max: Duration::from_secs(300),
@@ -147,7 +150,11 @@ local count = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
 if now - first > tonumber(ARGV[2]) then first, count = now, 0 end
 count = count + 1
 local opened = 0
-if count >= tonumber(ARGV[1]) and redis.call('EXISTS', KEYS[2]) == 0 then
+-- Only a run of 429s opens it: at least ARGV[6] % of the account's grants since the window began
+-- (a source that throttles one request in ten at the allowed rate is not hammered).
+local granted = redis.call('ZCOUNT', KEYS[3], first * 1000, '+inf')
+if count >= tonumber(ARGV[1]) and count * 100 >= granted * tonumber(ARGV[6])
+    and redis.call('EXISTS', KEYS[2]) == 0 then
   local level = tonumber(redis.call('HGET', KEYS[1], 'level') or '0') + 1
   opened = math.min(tonumber(ARGV[3]) * 2 ^ (level - 1), tonumber(ARGV[4]))
   redis.call('SET', KEYS[2], level, 'PX', opened)
@@ -168,11 +175,13 @@ pub async fn throttled(
     let opened: i64 = Script::new(THROTTLED)
         .key(k.throttles())
         .key(k.breaker())
+        .key(k.recent())
         .arg(policy.threshold)
         .arg(policy.within.as_millis() as i64)
         .arg(policy.base.as_millis() as i64)
         .arg(policy.max.as_millis() as i64)
         .arg(policy.memory.as_millis() as i64)
+        .arg(policy.share_pct)
         .invoke_async(conn)
         .await?;
     Ok((opened > 0).then(|| Duration::from_millis(opened as u64)))

@@ -63,10 +63,11 @@ struct Current {
     addr: String,
 }
 
-/// Finds the primary.
+/// Finds the primary: at one address, or by asking every sentinel at once (one that hangs, or
+/// still names the old primary, does not hold up the others).
 enum Finder {
     Url(Client),
-    Sentinel(Box<SentinelClient>),
+    Sentinels(Vec<SentinelClient>),
 }
 
 /// Why the connection goes looking for the primary, and whether the failed command may be sent
@@ -89,7 +90,7 @@ impl RedisConn {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisConn> {
         let mut finder = match &settings.target {
             RedisTarget::Url(url) => Finder::Url(Client::open(url.expose())?),
-            RedisTarget::Sentinel(s) => Finder::Sentinel(Box::new(sentinel_client(s)?)),
+            RedisTarget::Sentinel(s) => Finder::Sentinels(sentinel_clients(s)?),
         };
         let timeout = settings.response_timeout;
         // Patient for a moment: during a failover the sentinels name the new primary one by one.
@@ -115,7 +116,9 @@ impl RedisConn {
         });
         tokio::spawn(check_role(Arc::downgrade(&shared)));
         if let RedisTarget::Sentinel(s) = &settings.target {
-            tokio::spawn(hear_switches(Arc::downgrade(&shared), s.clone()));
+            for i in 0..s.sentinels.len() {
+                tokio::spawn(hear_switches(Arc::downgrade(&shared), s.clone(), i));
+            }
         }
         Ok(RedisConn { shared })
     }
@@ -217,18 +220,20 @@ fn node(host: &str, port: u16, password: Option<&str>, db: i64) -> RedisResult<C
     Ok(ConnectionAddr::Tcp(host.to_string(), port).into_connection_info()?.set_redis_settings(redis))
 }
 
-fn sentinel_client(s: &SentinelTarget) -> RedisResult<SentinelClient> {
-    let sentinels = s
-        .sentinels
-        .iter()
-        .map(|(h, p)| node(h, *p, s.sentinel_password.as_ref().map(|x| x.expose()), 0))
-        .collect::<RedisResult<Vec<_>>>()?;
+/// A Sentinel client per sentinel.
+fn sentinel_clients(s: &SentinelTarget) -> RedisResult<Vec<SentinelClient>> {
     let mut data = RedisConnectionInfo::default().set_db(s.db);
     if let Some(p) = &s.password {
         data = data.set_password(p.expose());
     }
-    let info = SentinelNodeConnectionInfo::default().set_redis_connection_info(data);
-    SentinelClient::build(sentinels, s.master.clone(), Some(info), SentinelServerType::Master)
+    s.sentinels
+        .iter()
+        .map(|(h, p)| {
+            let sentinel = node(h, *p, s.sentinel_password.as_ref().map(|x| x.expose()), 0)?;
+            let info = SentinelNodeConnectionInfo::default().set_redis_connection_info(data.clone());
+            SentinelClient::build(vec![sentinel], s.master.clone(), Some(info), SentinelServerType::Master)
+        })
+        .collect()
 }
 
 /// A connection to the primary: its client and address. At one address, the server there once it
@@ -236,7 +241,16 @@ fn sentinel_client(s: &SentinelTarget) -> RedisResult<SentinelClient> {
 async fn find_primary(finder: &mut Finder, timeout: Duration) -> RedisResult<(MultiplexedConnection, Client, String)> {
     let client = match finder {
         Finder::Url(c) => c.clone(),
-        Finder::Sentinel(s) => s.async_get_client().await?,
+        Finder::Sentinels(all) => {
+            let asks = all.iter_mut().map(|s| {
+                Box::pin(async move {
+                    tokio::time::timeout(timeout, s.async_get_client())
+                        .await
+                        .map_err(|_| timed_out("a sentinel did not answer"))?
+                })
+            });
+            futures::future::select_ok(asks).await?.0
+        }
     };
     let cfg = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
     let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
@@ -282,38 +296,40 @@ async fn check_role(shared: Weak<Shared>) {
     }
 }
 
-/// Listens to the sentinels' `+switch-master` for our primary's name and switches at once: the
-/// connection moves when the sentinels promote, not when a command first fails.
-async fn hear_switches(shared: Weak<Shared>, target: SentinelTarget) {
-    let mut next = 0usize;
+/// Listens to one sentinel's `+switch-master` for our primary's name and switches at once: the
+/// connection moves when the sentinels promote, not when a command first fails. Every sentinel
+/// has a listener of its own, so a frozen or lost one does not silence the rest.
+async fn hear_switches(shared: Weak<Shared>, target: SentinelTarget, index: usize) {
+    let (host, port) = target.sentinels[index].clone();
     loop {
         if shared.strong_count() == 0 {
             return;
         }
-        let (host, port) = &target.sentinels[next % target.sentinels.len()];
-        next += 1;
         let heard = async {
-            let info = node(host, *port, target.sentinel_password.as_ref().map(|x| x.expose()), 0)?;
+            let info = node(&host, port, target.sentinel_password.as_ref().map(|x| x.expose()), 0)?;
             let mut pubsub = Client::open(info)?.get_async_pubsub().await?;
             pubsub.subscribe("+switch-master").await?;
             let mut messages = pubsub.on_message();
             while let Some(m) = messages.next().await {
+                // "<name> <old ip> <old port> <new ip> <new port>"
                 let text: String = m.get_payload().unwrap_or_default();
-                if text.split(' ').next() != Some(target.master.as_str()) {
+                let words: Vec<&str> = text.split(' ').collect();
+                if words.first() != Some(&target.master.as_str()) {
                     continue;
                 }
                 let Some(s) = shared.upgrade() else { return Ok(()) };
-                let seen = s.current().generation;
-                tokio::spawn(async move { s.switch(seen, "a sentinel announced a new primary").await });
+                let now = s.current();
+                if words.len() == 5 && now.addr == format!("{}:{}", words[3], words[4]) {
+                    continue; // already there (another sentinel told first)
+                }
+                tokio::spawn(async move { s.switch(now.generation, "a sentinel announced a new primary").await });
             }
             Ok::<(), RedisError>(())
         };
-        // A sentinel that goes away is replaced by the next; the role check covers the gap.
+        // A sentinel that goes away is listened to again once it is back; the others and the role
+        // check cover the gap.
         let _ = tokio::time::timeout(Duration::from_secs(3600), heard).await;
-        if shared.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -365,5 +381,29 @@ impl ConnectionLike for RedisConn {
             RedisTarget::Sentinel(s) => s.db,
             RedisTarget::Url(_) => self.shared.current().client.get_connection_info().redis_settings().db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(kind: redis::ServerErrorKind, text: &'static str) -> RedisError {
+        RedisError::from((redis::ErrorKind::Server(kind), text))
+    }
+
+    #[test]
+    fn a_refused_write_is_sent_again_a_lost_answer_is_not_and_other_errors_are_the_callers() {
+        assert_eq!(
+            verdict(&server(redis::ServerErrorKind::ReadOnly, "You can't write against a read only replica")),
+            Some(true)
+        );
+        assert_eq!(verdict(&server(redis::ServerErrorKind::MasterDown, "link with MASTER is down")), Some(true));
+        let lost = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"));
+        assert_eq!(verdict(&lost), Some(false));
+        let dropped = RedisError::from(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone"));
+        assert_eq!(verdict(&dropped), Some(false));
+        assert_eq!(verdict(&server(redis::ServerErrorKind::ResponseError, "wrong number of arguments")), None);
+        assert_eq!(verdict(&server(redis::ServerErrorKind::NoScript, "No matching script")), None);
     }
 }

@@ -295,6 +295,18 @@ async fn repeated_429s_open_an_accounts_breaker_and_an_ended_session_is_passed_o
     assert_eq!(report[1].breaker.state, "closed");
     assert_eq!(report[1].grants_last_minute, 10);
 
+    // A source that throttles one request in ten at the allowed rate is not hammered: account b
+    // takes 60 grants with a 429 after every tenth, and its breaker stays closed.
+    for i in 1..=60 {
+        let g = budget.take(tickfill::jobs::Lane::Bulk, Some(1), "test", |_| {}).await;
+        assert_eq!(g.account, 1);
+        if i % 10 == 0 {
+            let opened = queue::accounts::throttled(&mut redis, &s.queue, "b", policy).await.unwrap();
+            assert_eq!(opened, None, "one 429 in ten opened the breaker");
+        }
+    }
+    assert_eq!(accounts::report(&s, &mut redis).await.unwrap()[1].breaker.state, "closed");
+
     // Kite mode: an account whose stored session is past its end is never granted.
     s.ticker_api = TickerApi::Kite;
     s.named_accounts = named(&["k"], Some(100));
