@@ -541,6 +541,12 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     .unwrap_or_default();
     let runs: BTreeMap<String, i64> = runs.into_iter().map(|(r, o, n)| (format!("{r}:{o}"), n)).collect();
     let stats: serde_json::Value = http.get(format!("{sim_url}/stats")).send().await?.json().await?;
+    let replayed: i64 = queue::counters(&mut conn, &ns)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "events_replayed")
+        .map_or(0, |(_, n)| n);
     fleet.stop_all(Duration::from_secs(10));
     let jobs_stuck = queue_load(&mut conn, &ns).await?;
     let dead_jobs = queue::dead::list(&mut conn, &ns).await?;
@@ -562,12 +568,6 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     drop(pg);
 
     let requests = stats["history_requests"].as_u64().unwrap_or(0);
-    let replayed: i64 = queue::counters(&mut conn, &ns)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(k, _)| k == "events_replayed")
-        .map_or(0, |(_, n)| n);
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let mut answer = json!({
         "events": tokens.len(),
