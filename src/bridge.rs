@@ -36,7 +36,7 @@ fn receipt_ms() -> i64 {
 
 /// Handles one message: a job on success (returned, pushed), a kept rejection otherwise. Never
 /// fails the bridge; a push that fails (Redis down) is returned so the caller can retry it.
-#[tracing::instrument(level = "debug", skip_all, fields(bytes = payload.len()))]
+#[tracing::instrument(name = "bridge.event", skip_all, fields(bytes = payload.len()))]
 pub async fn handle_message(
     producer: &mut Producer,
     conn: &mut crate::queue::RedisConn,

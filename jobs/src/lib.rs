@@ -371,6 +371,13 @@ pub struct Envelope {
     /// How often this attempt was put off because a dependency was unreachable (no attempt spent).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pauses: u32,
+    /// The W3C `traceparent` of the event (or sweep) the job came from: its attempts, retries and
+    /// put-offs continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// When this envelope was pushed, in epoch milliseconds (its wait in the queue starts there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_ms: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -409,7 +416,16 @@ impl Envelope {
     pub fn new(job: &Job) -> Self {
         // Serialising a `Job` cannot fail: every field is a plain value.
         let job = serde_json::to_value(job).expect("Job serialises to JSON");
-        Envelope { v: SCHEMA_VERSION, job, key: None, origin: None, failures: Vec::new(), pauses: 0 }
+        Envelope {
+            v: SCHEMA_VERSION,
+            job,
+            key: None,
+            origin: None,
+            failures: Vec::new(),
+            pauses: 0,
+            trace: None,
+            pushed_ms: None,
+        }
     }
 
     /// This attempt's number, counting from 1.

@@ -127,6 +127,13 @@ impl Producer {
     ) -> anyhow::Result<String> {
         // ULIDs sort by time, so jobs due in the same second still run in push order.
         let id = ulid::Ulid::new().to_string();
+        let mut envelope = envelope;
+        // A new job starts from the span pushing it (the bridge's event, a sweep); a retry or a
+        // put-off keeps its job's trace. Its wait in the queue starts now (or when it is due).
+        if envelope.trace.is_none() {
+            envelope.trace = crate::telemetry::traceparent();
+        }
+        envelope.pushed_ms = Some(chrono::Utc::now().timestamp_millis() + delay.map_or(0, |d| d.as_millis() as i64));
         crate::metrics::get().jobs_pushed.get_or_create(&crate::metrics::l1("kind", job.kind())).inc();
         let mut task =
             TaskBuilder::new(envelope).task_id(id.parse().expect("a ULID is a task id")).idempotency_key(key);

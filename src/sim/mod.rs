@@ -156,7 +156,12 @@ struct Stats {
     by_status: BTreeMap<u16, u64>,
     recent: VecDeque<Instant>,
     peak_rps: usize,
+    /// The `traceparent` headers of the last [`TRACEPARENTS_KEPT`] history requests that had one.
+    traceparents: VecDeque<String>,
 }
+
+/// How many `traceparent` headers `GET /stats` lists.
+const TRACEPARENTS_KEPT: usize = 1000;
 
 struct Sim {
     opts: SimOptions,
@@ -259,8 +264,16 @@ fn note_status(sim: &Sim, status: StatusCode) {
     *sim.stats.lock().expect("stats lock").by_status.entry(status.as_u16()).or_default() += 1;
 }
 
-async fn history(State(sim): State<Shared>, Query(q): Query<HistoryQuery>) -> Response {
+async fn history(State(sim): State<Shared>, headers: axum::http::HeaderMap, Query(q): Query<HistoryQuery>) -> Response {
     let (mut in_last_second, request) = note_arrival(&sim);
+    // The request's trace, as sent (a W3C traceparent is 55 characters; anything odd is dropped).
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 128) {
+        let mut st = sim.stats.lock().expect("stats lock");
+        st.traceparents.push_back(tp.to_string());
+        while st.traceparents.len() > TRACEPARENTS_KEPT {
+            st.traceparents.pop_front();
+        }
+    }
     let account = match sim.accounts.of_ticker_request(q.account_id.as_deref()) {
         Ok(a) => a,
         Err(why) => {
@@ -546,6 +559,7 @@ async fn stats(State(sim): State<Shared>) -> Response {
         "history_requests": st.history_requests,
         "by_status": by_status,
         "peak_rps": st.peak_rps,
+        "traceparents": st.traceparents,
         "faults": sim.told.json(),
         "by_account": sim.accounts.json(),
     }))

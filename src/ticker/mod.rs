@@ -120,7 +120,7 @@ impl TickerClient {
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`), as `via`.
-    #[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to, account = via.account_id))]
+    #[tracing::instrument(name = "ticker.history", skip_all, fields(token = token, from = %window.from, to = %window.to, account = via.account_id))]
     pub async fn history(&self, token: u32, window: Window, via: Via<'_>) -> Result<Vec<Candle>, TickerError> {
         let Window { from, to } = window;
         if self.kite {
@@ -141,8 +141,12 @@ impl TickerClient {
         if let Some(account) = via.account_id {
             query.push(("account_id", account.to_string()));
         }
-        let resp =
-            self.http.get(format!("{}/history", self.base)).query(&query).send().await.map_err(request_failed)?;
+        let mut request = self.http.get(format!("{}/history", self.base)).query(&query);
+        // The request carries its trace, so the ticker's side can be joined to it.
+        if let Some(tp) = crate::telemetry::traceparent() {
+            request = request.header("traceparent", tp);
+        }
+        let resp = request.send().await.map_err(request_failed)?;
         let (status, retry_after, body) = read_answer(resp, answer_cap(window, self.max_body)).await?;
         if status.as_u16() == 429 {
             return Err(TickerError::Throttled { retry_after });
@@ -158,7 +162,7 @@ impl TickerClient {
                 TickerError::Permanent(msg)
             });
         }
-        parse_history(&body, token, from, to)
+        tracing::info_span!("ticker.parse", bytes = body.len()).in_scope(|| parse_history(&body, token, from, to))
     }
 }
 

@@ -163,6 +163,13 @@ async fn handle_attempt(
     }
     let span =
         tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token().map(|t| t.get()), attempt);
+    // The attempt continues its event's trace, after the wait in the queue.
+    let trace = envelope.trace.as_deref();
+    if let Some(ms) = envelope.pushed_ms {
+        let pushed = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        crate::telemetry::record_span("queue.wait", trace, pushed);
+    }
+    crate::telemetry::continue_trace(&span, trace);
     let kind = metrics::l1("kind", job.kind());
     let m = metrics::get();
     m.jobs_started.get_or_create(&kind).inc();

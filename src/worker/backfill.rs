@@ -223,7 +223,7 @@ pub(super) struct Written {
 
 /// Writes what was fetched into `tx`: bars, coverage, suspects, the days' checks and revisions,
 /// and the run row (`window` is the job's).
-#[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token))]
+#[tracing::instrument(name = "store.write", skip_all, fields(token = ctx.token))]
 pub(super) async fn write(
     tx: &mut Transaction<'_, Postgres>,
     settings: &Settings,

@@ -8,6 +8,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tracing::Instrument as _;
 
 use tickfill_jobs::Lane;
 
@@ -104,6 +105,7 @@ pub(super) async fn fetch_with_throttle(
                     );
                 }
             })
+            .instrument(tracing::info_span!("budget.wait"))
             .await;
         m.rate_limit_wait.observe(grant.waited.as_secs_f64());
         let account = state.budget.account(grant.account);

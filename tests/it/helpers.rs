@@ -30,7 +30,7 @@ pub fn unique(prefix: &str) -> String {
 
 pub fn init_logs() {
     if std::env::var("TEST_LOG").is_ok() {
-        tickfill::telemetry::init("debug", tickfill::config::LogFormat::Text);
+        let _ = tickfill::telemetry::init("debug", tickfill::config::LogFormat::Text, "test");
     }
 }
 

@@ -34,3 +34,4 @@ mod shutdown;
 mod sim;
 mod subscribe;
 mod sweeps;
+mod traces;

@@ -138,7 +138,16 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log_level, settings.log_format);
+    let service = match &cli.command {
+        Command::Bridge => "bridge",
+        Command::Worker => "worker",
+        Command::Scheduler => "scheduler",
+        Command::Dev => "dev",
+        Command::Sim(_) => "sim",
+        Command::Bench { .. } => "bench",
+        _ => "cli",
+    };
+    let _traces = telemetry::init(&settings.log_level, settings.log_format, service);
     match dispatch(cli.command, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
