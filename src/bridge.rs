@@ -36,7 +36,7 @@ fn receipt_ms() -> i64 {
 
 /// Handles one message: a job on success (returned, pushed), a kept rejection otherwise. Never
 /// fails the bridge; a push that fails (Redis down) is returned so the caller can retry it.
-#[tracing::instrument(name = "bridge.event", skip_all, fields(bytes = payload.len()))]
+#[tracing::instrument(name = "bridge.event", skip_all, fields(bytes = payload.len(), trace_id = tracing::field::Empty))]
 pub async fn handle_message(
     producer: &mut Producer,
     conn: &mut crate::queue::RedisConn,
@@ -45,6 +45,7 @@ pub async fn handle_message(
     payload: &[u8],
 ) -> anyhow::Result<Option<Job>> {
     let received_ms = receipt_ms();
+    crate::telemetry::mark_trace_id(&tracing::Span::current());
     match parse_event(payload, received_ms) {
         Ok(event) => {
             let token = event.instrument_token.get();

@@ -94,6 +94,16 @@ pub fn traceparent() -> Option<String> {
     carrier.remove("traceparent")
 }
 
+/// Writes the trace id of `span` into its `trace_id` field, so that every log line inside it
+/// carries it (nothing when it is not traced).
+pub fn mark_trace_id(span: &tracing::Span) {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.record("trace_id", tracing::field::display(sc.trace_id()));
+    }
+}
+
 /// The context a `traceparent` names (an empty one for none or a malformed one).
 pub fn context_of(traceparent: Option<&str>) -> Context {
     let mut carrier = HashMap::new();

@@ -18,6 +18,7 @@ mod procs;
 pub mod ratelimit;
 pub mod rollups;
 pub mod throughput;
+pub mod traced;
 pub mod truth;
 
 /// Tokens of the simulator's universe in serving order, for a universe of at least `n`.

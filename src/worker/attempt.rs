@@ -161,8 +161,7 @@ async fn handle_attempt(
                 .await;
         }
     }
-    let span =
-        tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token().map(|t| t.get()), attempt);
+    let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token().map(|t| t.get()), attempt, trace_id = tracing::field::Empty);
     // The attempt continues its event's trace, after the wait in the queue.
     let trace = envelope.trace.as_deref();
     if let Some(ms) = envelope.pushed_ms {
@@ -170,6 +169,7 @@ async fn handle_attempt(
         crate::telemetry::record_span("queue.wait", trace, pushed);
     }
     crate::telemetry::continue_trace(&span, trace);
+    crate::telemetry::mark_trace_id(&span);
     let kind = metrics::l1("kind", job.kind());
     let m = metrics::get();
     m.jobs_started.get_or_create(&kind).inc();

@@ -11,7 +11,9 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
-use crate::helpers::{spawn_broken_ticker, spawn_process, wait_until, AppOptions, ChildGuard, TestApp};
+use crate::helpers::{
+    spawn_broken_ticker, spawn_process, spawn_process_logging_to, wait_until, AppOptions, ChildGuard, TestApp,
+};
 
 /// A span as the receiver got it.
 #[derive(Debug, Clone)]
@@ -72,15 +74,21 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     (format!("http://{addr}"), got)
 }
 
-/// A bridge and a worker exporting to `endpoint` (every 100 ms).
-fn traced_processes(app: &TestApp, endpoint: &str) -> (ChildGuard, ChildGuard) {
+/// A bridge and a worker exporting to `endpoint` (every 100 ms); the worker logs to `log`.
+fn traced_processes(app: &TestApp, endpoint: &str, log: &std::path::Path) -> (ChildGuard, ChildGuard) {
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ("TICKFILL_RETRY_BASE", "1s"),
         ("ADMIN_LISTEN", "127.0.0.1:0"),
+        ("LOG_FORMAT", "json"),
     ];
-    (spawn_process(app, "bridge", &env), spawn_process(app, "worker", &env))
+    (spawn_process(app, "bridge", &env), spawn_process_logging_to(app, "worker", log, &env))
+}
+
+fn log_file() -> std::path::PathBuf {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::env::temp_dir().join(format!("tickfill-it-traces-{}.log", &id[..10]))
 }
 
 /// The spans of one trace, by id.
@@ -104,7 +112,8 @@ fn descends(trace: &HashMap<String, Got>, span: &Got, ancestor: &str) -> bool {
 async fn one_event_is_one_trace_from_the_bridge_to_the_commit_and_the_ticker_saw_it() {
     let (endpoint, got) = receiver().await;
     let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
-    let _procs = traced_processes(&app, &endpoint);
+    let log = log_file();
+    let _procs = traced_processes(&app, &endpoint, &log);
     app.wait_bridges(30, 1).await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
     app.wait_count(30, "SELECT count(*) FROM backfill_runs WHERE reason = 'subscribe' AND outcome = 'stored'", 1).await;
@@ -158,6 +167,11 @@ async fn one_event_is_one_trace_from_the_bridge_to_the_commit_and_the_ticker_saw
         root.trace,
         history.id
     );
+    // The worker's log lines of the job carry the trace id.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let committed = text.lines().find(|l| l.contains("backfill committed")).unwrap_or("");
+    assert!(committed.contains(&format!("\"trace_id\":\"{}\"", root.trace)), "{committed}");
+    let _ = std::fs::remove_file(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +185,8 @@ async fn a_job_that_failed_then_succeeded_shows_both_attempts_in_its_events_trac
         ..Default::default()
     })
     .await;
-    let _procs = traced_processes(&app, &endpoint);
+    let log = log_file();
+    let _procs = traced_processes(&app, &endpoint, &log);
     app.wait_bridges(30, 1).await;
     app.publish(r#"{"event_type":"subscription_created","instrument_token":1007,"metadata":{"tradingsymbol":"FLAKY","segment":"NSE"},"timestamp":1}"#)
         .await;
@@ -191,4 +206,5 @@ async fn a_job_that_failed_then_succeeded_shows_both_attempts_in_its_events_trac
         async move { ok }
     })
     .await;
+    let _ = std::fs::remove_file(&log);
 }

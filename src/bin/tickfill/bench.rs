@@ -5,7 +5,8 @@ use tickfill::{bench, config::Settings};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// PUBLISH → committed rows latency for distinct instruments.
+    /// PUBLISH → committed rows latency for distinct instruments; and the same with the bridge and
+    /// a worker as processes, exporting traces to a receiver of the bench's own and not.
     Latency {
         #[arg(long, default_value_t = 200)]
         events: usize,
@@ -176,7 +177,13 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
         }
         BenchCommand::Latency { events, rate } => {
             anyhow::ensure!(events > 0 && rate > 0.0, "--events and --rate must be positive");
-            bench::latency(settings, events, rate).await?
+            let mut line = bench::latency(settings.clone(), events, rate).await?;
+            // Beside it, the same path as processes with traces exported and without.
+            let traced = bench::traced::overhead(&settings, events, rate).await?;
+            if let (Some(l), Some(t)) = (line.as_object_mut(), traced.as_object()) {
+                l.extend(t.clone());
+            }
+            line
         }
     };
     say!("{line}");
