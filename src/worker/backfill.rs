@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use tickfill_jobs::Reason;
 
+use super::ctx::BackfillCtx;
 use super::{
     chain::push_chain_rebuild,
     fetch::fetch_with_throttle,
@@ -32,26 +33,6 @@ use crate::{
         subscriptions, suspects,
     },
 };
-
-/// What a backfill is for.
-pub struct BackfillCtx {
-    pub(crate) token: u32,
-    pub(crate) target: BarTarget,
-    pub(crate) reason: Reason,
-    /// When the bridge received the event that asked for it, if an event did.
-    pub(crate) requested_at: Option<DateTime<Utc>>,
-    /// Fetch the whole window even where coverage says it is stored.
-    pub(crate) force: bool,
-    /// The instrument's segment: its trading calendar.
-    pub(crate) segment: Option<String>,
-    /// Whether the job keeps the plain rollup tables of what it writes.
-    pub(crate) rollups: Upkeep,
-    /// The account its requests go to first, when it can serve (its index in the budget):
-    /// the subscription's; `None`: any.
-    pub(crate) prefer: Option<usize>,
-    /// A remark for its run row.
-    pub(crate) note: Option<String>,
-}
 
 /// Judges an answer in hand for `window` and writes it in one transaction, as a backfill job
 /// does once its request is answered: the very functions the worker runs, so that the benches'

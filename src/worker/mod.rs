@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 mod attempt;
 mod backfill;
 mod chain;
+mod ctx;
 mod fetch;
 mod hold;
 mod inflight;
@@ -39,7 +40,7 @@ mod trail;
 
 pub use attempt::backoff;
 pub use backfill::store_answer;
-pub use backfill::BackfillCtx;
+pub use ctx::BackfillCtx;
 pub use job::JobError;
 
 use crate::{

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use tickfill_jobs::{InstrumentToken, Job, Reason};
 
-use super::{backfill::BackfillCtx, WorkerState};
+use super::{ctx::BackfillCtx, WorkerState};
 use crate::{
     config::Settings,
     domain::{

@@ -6,7 +6,8 @@ use sqlx::{Postgres, Transaction};
 use tickfill_jobs::{Reason, SubscriptionEvent};
 
 use super::{
-    backfill::{self, record_failure, run_row, BackfillCtx},
+    backfill::{self, record_failure, run_row},
+    ctx::BackfillCtx,
     job::{JobError, JobMeta},
     WorkerState,
 };
