@@ -48,7 +48,7 @@ pub async fn handle_message(
     crate::telemetry::mark_trace_id(&tracing::Span::current());
     match parse_event(payload, received_ms) {
         Ok(event) => {
-            let token = event.instrument_token.get();
+            let token = event.instrument_token;
             let kind = metrics::l1("type", event.event_type.as_str());
             metrics::get().events_received.get_or_create(&kind).inc();
             let job = job_for(event);
@@ -56,7 +56,7 @@ pub async fn handle_message(
                 queue::note_subscribing(conn, &settings.queue, token, received_ms).await;
             }
             producer.push(&job).await?;
-            tracing::debug!(token, kind = job.kind(), "event queued");
+            tracing::debug!(%token, kind = job.kind(), "event queued");
             queue::count(conn, &settings.queue, "events_accepted").await;
             history.add("events_accepted", 1);
             metrics::get().events_accepted.get_or_create(&kind).inc();

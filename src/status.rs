@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
 };
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
@@ -24,7 +25,7 @@ use crate::{
 /// One line of `tickfill status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SubscriptionStatus {
-    pub instrument_token: u32,
+    pub instrument_token: InstrumentToken,
     pub tradingsymbol: Option<String>,
     pub subscribed_at: DateTime<Utc>,
     pub newest_bar: Option<DateTime<Utc>>,
@@ -48,13 +49,13 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
     strict.gap_threshold = Duration::ZERO;
     strict.backfill_subscription_aware = true;
     // Holes cut to trading sessions: a weekend or a holiday is never missing.
-    let holes: HashMap<u32, (usize, i64)> = sweep::find_holes(pool, &strict, now)
+    let holes: HashMap<InstrumentToken, (usize, i64)> = sweep::find_holes(pool, &strict, now)
         .await?
         .into_iter()
         .map(|(token, holes)| (token, (holes.len(), holes.iter().map(Window::minutes).sum())))
         .collect();
     let suspect = store::suspects::counts(pool).await?;
-    let days: HashMap<u32, BTreeMap<DayState, i64>> = subscription_days(pool, settings, now)
+    let days: HashMap<InstrumentToken, BTreeMap<DayState, i64>> = subscription_days(pool, settings, now)
         .await?
         .into_iter()
         .map(|(token, days)| (token, by_state(&days, now)))
@@ -62,7 +63,7 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
     Ok(rows
         .into_iter()
         .map(|r| {
-            let token = r.instrument_token as u32;
+            let token = r.instrument_token;
             let (n, minutes) = holes.get(&token).copied().unwrap_or_default();
             SubscriptionStatus {
                 instrument_token: token,
@@ -86,7 +87,7 @@ pub async fn subscription_days(
     pool: &PgPool,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<(u32, Vec<DayFacts>)>> {
+) -> sqlx::Result<Vec<(InstrumentToken, Vec<DayFacts>)>> {
     let mut aware = settings.clone();
     aware.backfill_subscription_aware = true;
     let of: Vec<DaysOf> = sweep::find_targets(pool, &aware, now)
@@ -127,7 +128,7 @@ pub async fn day_states(
 pub async fn wanted_start(
     pool: &PgPool,
     settings: &Settings,
-    token: u32,
+    token: InstrumentToken,
     now: DateTime<Utc>,
 ) -> sqlx::Result<DateTime<Utc>> {
     let mut aware = settings.clone();
@@ -153,7 +154,7 @@ pub struct DayQuality {
 pub async fn quality(
     pool: &PgPool,
     settings: &Settings,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<DayQuality>> {

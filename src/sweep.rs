@@ -40,14 +40,14 @@ pub const IMMEDIATE_GRACE: Duration = Duration::minutes(15);
 /// One backfill a sweep wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
-    pub token: u32,
+    pub token: InstrumentToken,
     pub window: Window,
 }
 
 /// One instrument a sweep looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub token: u32,
+    pub token: InstrumentToken,
     /// The start of its wanted window.
     pub start: DateTime<Utc>,
     /// Its segment, which decides the calendar its holes are cut to.
@@ -58,11 +58,11 @@ pub struct Target {
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     /// Coverage (settle-clipped), and the suspect minutes not due yet, as if covered.
-    pub coverage: Vec<(u32, Window)>,
+    pub coverage: Vec<(InstrumentToken, Window)>,
     /// Every suspect minute of each token, with the answers that have lacked it.
-    pub suspects: HashMap<u32, Vec<(DateTime<Utc>, i32)>>,
+    pub suspects: HashMap<InstrumentToken, Vec<(DateTime<Utc>, i32)>>,
     /// The tokens with suspect minutes due to be asked again, short of the live edge.
-    pub owed: HashSet<u32>,
+    pub owed: HashSet<InstrumentToken>,
 }
 
 /// The holes of each target in its wanted window, from (settle-clipped, sorted) coverage, cut to
@@ -71,10 +71,10 @@ pub struct Known {
 /// for the next sweep.
 pub fn plan_holes(
     targets: &[Target],
-    coverage: &[(u32, Window)],
+    coverage: &[(InstrumentToken, Window)],
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Vec<(u32, Vec<Window>)> {
+) -> Vec<(InstrumentToken, Vec<Window>)> {
     plan_holes_owing(targets, coverage, &HashSet::new(), settings, now)
 }
 
@@ -83,12 +83,12 @@ pub fn plan_holes(
 /// and holding candles after a tail makes its answer evidence.
 pub fn plan_holes_owing(
     targets: &[Target],
-    coverage: &[(u32, Window)],
-    owed: &HashSet<u32>,
+    coverage: &[(InstrumentToken, Window)],
+    owed: &HashSet<InstrumentToken>,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Vec<(u32, Vec<Window>)> {
-    let mut by_token: HashMap<u32, Vec<Window>> = HashMap::new();
+) -> Vec<(InstrumentToken, Vec<Window>)> {
+    let mut by_token: HashMap<InstrumentToken, Vec<Window>> = HashMap::new();
     for (t, w) in coverage {
         by_token.entry(*t).or_default().push(*w);
     }
@@ -124,7 +124,8 @@ pub const SUSPECT_MARGIN: Duration = Duration::hours(6);
 /// instrument with suspects due widened by [`SUSPECT_MARGIN`] within its wanted window.
 fn plan_windows(targets: &[Target], known: &Known, settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
     let end = settings.live_edge(now);
-    let starts: HashMap<u32, DateTime<Utc>> = targets.iter().map(|t| (t.token, floor_minute(t.start))).collect();
+    let starts: HashMap<InstrumentToken, DateTime<Utc>> =
+        targets.iter().map(|t| (t.token, floor_minute(t.start))).collect();
     let mut gaps = spans_of(plan_holes_owing(targets, &known.coverage, &known.owed, settings, now));
     for g in gaps.iter_mut().filter(|g| known.owed.contains(&g.token)) {
         let start = starts.get(&g.token).copied().unwrap_or(g.window.from);
@@ -138,12 +139,17 @@ fn plan_windows(targets: &[Target], known: &Known, settings: &Settings, now: Dat
 
 /// Plans the backfills of a sweep: the budget is per request, not per hole, so each instrument's
 /// holes become the fewest ≤ 60-day windows holding them all.
-pub fn plan_gaps(targets: &[Target], coverage: &[(u32, Window)], settings: &Settings, now: DateTime<Utc>) -> Vec<Gap> {
+pub fn plan_gaps(
+    targets: &[Target],
+    coverage: &[(InstrumentToken, Window)],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Gap> {
     spans_of(plan_holes(targets, coverage, settings, now))
 }
 
 /// Each instrument's holes as the fewest ≤ 60-day windows holding them.
-fn spans_of(holes: Vec<(u32, Vec<Window>)>) -> Vec<Gap> {
+fn spans_of(holes: Vec<(InstrumentToken, Vec<Window>)>) -> Vec<Gap> {
     holes
         .into_iter()
         .flat_map(|(token, holes)| {
@@ -180,7 +186,7 @@ pub async fn find_holes(
     pool: &PgPool,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<(u32, Vec<Window>)>> {
+) -> sqlx::Result<Vec<(InstrumentToken, Vec<Window>)>> {
     let targets = find_targets(pool, settings, now).await?;
     let known = read_known(pool, settings, now).await?;
     Ok(plan_holes_owing(&targets, &known.coverage, &known.owed, settings, now))
@@ -273,8 +279,8 @@ pub struct Reconciled {
     pub listed: usize,
     /// Entries refused (kept in the rejected list).
     pub refused: usize,
-    pub added: Vec<u32>,
-    pub deactivated: Vec<u32>,
+    pub added: Vec<InstrumentToken>,
+    pub deactivated: Vec<InstrumentToken>,
     /// Why nothing was deactivated although the ticker's list lacked some of ours.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deactivation_skipped: Option<String>,
@@ -310,26 +316,25 @@ pub async fn reconcile(
     for why in queue::rejected::keep_new_rejections(producer.conn(), &settings.queue, &refused).await {
         crate::metrics::get().events_rejected.get_or_create(&crate::metrics::l1("reason", why.code.as_str())).inc();
     }
-    let ours: HashSet<u32> = subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
+    let ours: HashSet<InstrumentToken> =
+        subscriptions::active_subscriptions(pool).await?.into_iter().map(|s| s.0).collect();
     // A subscription whose event is still queued is the event's job to record and fill; adding it
     // here too would fetch its window twice.
     let since = (Utc::now() - IMMEDIATE_GRACE).timestamp_millis();
-    let queued: HashSet<u32> = match queue::queued_subscriptions(producer.conn(), &settings.queue, since).await {
-        Ok(q) => q.into_iter().collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read queued subscriptions");
-            HashSet::new()
-        }
-    };
-    let theirs: HashSet<u32> = listed.iter().map(|s| s.instrument_token.get()).chain(refused_tokens).collect();
+    let queued: HashSet<InstrumentToken> =
+        match queue::queued_subscriptions(producer.conn(), &settings.queue, since).await {
+            Ok(q) => q.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read queued subscriptions");
+                HashSet::new()
+            }
+        };
+    let theirs: HashSet<InstrumentToken> = listed.iter().map(|s| s.instrument_token).chain(refused_tokens).collect();
     let now = Utc::now();
     let mut report = Reconciled { listed: listed.len(), refused: refused.len(), ..Default::default() };
     let mut tx = pool.begin().await?;
-    for s in listed
-        .iter()
-        .filter(|s| !ours.contains(&s.instrument_token.get()) && !queued.contains(&s.instrument_token.get()))
-    {
-        let token = s.instrument_token.get();
+    for s in listed.iter().filter(|s| !ours.contains(&s.instrument_token) && !queued.contains(&s.instrument_token)) {
+        let token = s.instrument_token;
         let sub = Subscription {
             instrument_token: token,
             tradingsymbol: s.tradingsymbol.as_deref(),
@@ -344,17 +349,12 @@ pub async fn reconcile(
             continue; // removed by an event newer than the list
         }
         if let (Some(sym), Some(seg)) = (&s.tradingsymbol, &s.segment) {
-            let inst = Instrument {
-                instrument_token: token,
-                tradingsymbol: sym.clone(),
-                segment: Some(seg.clone()),
-                ..Default::default()
-            };
+            let inst = Instrument::named(token, sym.clone(), Some(seg.clone()));
             instruments::insert_instrument_if_absent(&mut tx, &inst, Source::Event).await?;
         }
         report.added.push(token);
     }
-    let mut gone: Vec<u32> = ours.difference(&theirs).copied().collect();
+    let mut gone: Vec<InstrumentToken> = ours.difference(&theirs).copied().collect();
     // An empty list while we hold active subscriptions is far likelier a fault of the ticker than
     // every desk leaving at once (and real removals arrive as events anyway): keep them.
     if listed.is_empty() && !gone.is_empty() {
@@ -368,7 +368,7 @@ pub async fn reconcile(
     report.added.sort_unstable();
     report.deactivated.sort_unstable();
     let Window { from, to } = immediate_window(now, settings.window_minutes);
-    for token in report.added.iter().filter_map(|t| InstrumentToken::new((*t).into()).ok()) {
+    for token in report.added.iter().copied() {
         producer.push(&Job::Backfill { token, from, to, reason: Reason::Reconcile, force: false }).await?;
     }
     Ok(report)
@@ -408,7 +408,7 @@ pub async fn sweep(
     // Instruments reconcile just added have their immediate backfill queued already, and so do
     // recent subscriptions whose own backfill has not settled: a sweep backfill for them would
     // spend a second request on the same window. Past the grace, the sweep steps in anyway.
-    let mut fresh: HashSet<u32> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
+    let mut fresh: HashSet<InstrumentToken> = report.reconciled.iter().flat_map(|r| r.added.iter().copied()).collect();
     fresh.extend(subscriptions::awaiting_immediate_backfill(pool, now - IMMEDIATE_GRACE).await?);
     let targets = find_targets(pool, settings, now).await?;
     report.targets = targets.len();
@@ -424,13 +424,12 @@ pub async fn sweep(
     // A window at the live edge is asked again once an answer for the token was stored since the
     // last push: the edge's minutes the source had not published then are not suspects, so only
     // this says the state moved on.
-    let at_edge: Vec<u32> = gaps.iter().filter(|g| g.window.to == edge).map(|g| g.token).collect();
+    let at_edge: Vec<InstrumentToken> = gaps.iter().filter(|g| g.window.to == edge).map(|g| g.token).collect();
     let answered = runs::last_stored(pool, &at_edge).await?;
     let mut jobs: Vec<(Job, String)> = Vec::with_capacity(gaps.len());
     for g in gaps {
-        // A stored token of 0 cannot be asked for; nothing valid is ever stored so.
-        let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-        let job = Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false };
+        let job =
+            Job::Backfill { token: g.token, from: g.window.from, to: g.window.to, reason: Reason::Sweep, force: false };
         let asked: Vec<(i64, i64)> = asks.get(&g.token).map_or(vec![], |a| {
             a.iter()
                 .filter(|(m, _)| g.window.from <= *m && *m < g.window.to)
@@ -449,9 +448,13 @@ pub async fn sweep(
             if fresh.contains(&g.token) {
                 continue;
             }
-            let Ok(token) = InstrumentToken::new(g.token.into()) else { continue };
-            let job =
-                Job::Backfill { token, from: g.window.from, to: g.window.to, reason: Reason::Verify, force: false };
+            let job = Job::Backfill {
+                token: g.token,
+                from: g.window.from,
+                to: g.window.to,
+                reason: Reason::Verify,
+                force: false,
+            };
             jobs.push(keyed(job, state_mark(checks), edge));
         }
         report.checks = jobs.len() - report.jobs;
@@ -512,12 +515,16 @@ mod tests {
         s
     }
 
-    fn target(token: u32, start: DateTime<Utc>) -> Target {
-        in_segment(token, start, None)
+    fn tok(n: u32) -> InstrumentToken {
+        InstrumentToken::new(u64::from(n)).unwrap()
     }
 
-    fn in_segment(token: u32, start: DateTime<Utc>, segment: Option<&str>) -> Target {
-        Target { token, start, segment: segment.map(String::from) }
+    fn target(n: u32, start: DateTime<Utc>) -> Target {
+        in_segment(n, start, None)
+    }
+
+    fn in_segment(n: u32, start: DateTime<Utc>, segment: Option<&str>) -> Target {
+        Target { token: tok(n), start, segment: segment.map(String::from) }
     }
 
     #[test]
@@ -547,16 +554,16 @@ mod tests {
         let now = at(12, 0);
         let targets = vec![target(1, at(8, 0)), target(2, at(8, 0))];
         let coverage = vec![
-            (1, Window::new(at(8, 0), at(9, 0))),
-            (1, Window::new(at(10, 0), at(11, 57))), // 1 minute short of the wanted end (11:58): waits
-            (2, Window::new(at(8, 0), at(11, 50))),  // 8 minutes short: fetched
+            (tok(1), Window::new(at(8, 0), at(9, 0))),
+            (tok(1), Window::new(at(10, 0), at(11, 57))), // 1 minute short of the wanted end (11:58): waits
+            (tok(2), Window::new(at(8, 0), at(11, 50))),  // 8 minutes short: fetched
         ];
         let gaps = plan_gaps(&targets, &coverage, &s, now);
         assert_eq!(
             gaps,
             vec![
-                Gap { token: 1, window: Window::new(at(9, 0), at(10, 0)) },
-                Gap { token: 2, window: Window::new(at(11, 50), at(11, 58)) }
+                Gap { token: tok(1), window: Window::new(at(9, 0), at(10, 0)) },
+                Gap { token: tok(2), window: Window::new(at(11, 50), at(11, 58)) }
             ]
         );
     }
@@ -565,19 +572,19 @@ mod tests {
     fn an_instruments_holes_are_one_request() {
         let s = always();
         let coverage = vec![
-            (1, Window::new(at(8, 0), at(8, 30))),
-            (1, Window::new(at(8, 40), at(9, 30))),
-            (1, Window::new(at(9, 45), at(11, 0))),
-            (1, Window::new(at(11, 5), at(11, 58))),
+            (tok(1), Window::new(at(8, 0), at(8, 30))),
+            (tok(1), Window::new(at(8, 40), at(9, 30))),
+            (tok(1), Window::new(at(9, 45), at(11, 0))),
+            (tok(1), Window::new(at(11, 5), at(11, 58))),
         ];
         let gaps = plan_gaps(&[target(1, at(8, 0))], &coverage, &s, at(12, 0));
-        assert_eq!(gaps, vec![Gap { token: 1, window: Window::new(at(8, 30), at(11, 5)) }]);
+        assert_eq!(gaps, vec![Gap { token: tok(1), window: Window::new(at(8, 30), at(11, 5)) }]);
     }
 
     #[test]
     fn nothing_is_planned_for_complete_instruments() {
         let s = always();
-        let gaps = plan_gaps(&[target(1, at(10, 0))], &[(1, Window::new(at(9, 0), at(11, 59)))], &s, at(12, 0));
+        let gaps = plan_gaps(&[target(1, at(10, 0))], &[(tok(1), Window::new(at(9, 0), at(11, 59)))], &s, at(12, 0));
         assert!(gaps.is_empty());
     }
 
@@ -596,11 +603,11 @@ mod tests {
                 // Friday's last 90 minutes to Tuesday's first 45 (the weekend and nights inside one
                 // request cost nothing more).
                 Gap {
-                    token: 1,
+                    token: tok(1),
                     window: Window::new(utc("2026-11-27T14:00:00+05:30"), utc("2026-12-01T10:00:00+05:30"))
                 },
                 Gap {
-                    token: 2,
+                    token: tok(2),
                     window: Window::new(utc("2026-11-27T14:00:00+05:30"), utc("2026-12-01T10:00:00+05:30"))
                 },
             ]

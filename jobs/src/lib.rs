@@ -98,6 +98,26 @@ impl TryFrom<u64> for InstrumentToken {
     }
 }
 
+impl TryFrom<i64> for InstrumentToken {
+    type Error = TokenError;
+    fn try_from(n: i64) -> Result<Self, TokenError> {
+        u64::try_from(n).map_err(|_| TokenError::OutOfRange(0)).and_then(Self::new)
+    }
+}
+
+impl From<InstrumentToken> for i64 {
+    fn from(t: InstrumentToken) -> i64 {
+        i64::from(t.0)
+    }
+}
+
+/// A token equals its number (for tests and checks that hold plain numbers).
+impl PartialEq<u32> for InstrumentToken {
+    fn eq(&self, other: &u32) -> bool {
+        self.0 == *other
+    }
+}
+
 impl From<InstrumentToken> for u32 {
     fn from(t: InstrumentToken) -> u32 {
         t.0

@@ -15,6 +15,7 @@ pub mod page;
 pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
+use tickfill_jobs::InstrumentToken;
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, RawQuery, State},
@@ -691,8 +692,11 @@ async fn days_of(
     q: Result<Query<DaysQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let token: u32 = token.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
-        ApiError::BadRequest(format!("token: {token:?} is not an instrument token (1 to 4294967295)"))
+    let token = InstrumentToken::parse(&token).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "token: {:?} is not an instrument token (1 to 4294967295)",
+            crate::domain::text::inert(&token, 40)
+        ))
     })?;
     let instant = |name: &str, v: &str| {
         chrono::DateTime::parse_from_rfc3339(v)

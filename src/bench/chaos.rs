@@ -354,7 +354,8 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
     wait_for(20, "the simulator to answer", || async { http.get(&instruments_url).send().await.is_ok() }).await?;
     let dump = load::read_source(&instruments_url).await?;
     load::load(&pool, &dump).await?;
-    let all: Vec<u32> = load::parse_dump(&dump)?.0.iter().map(|r| r.instrument_token).take(opts.events + 2).collect();
+    let all: Vec<u32> =
+        load::parse_dump(&dump)?.0.iter().map(|r| r.instrument_token.get()).take(opts.events + 2).collect();
     anyhow::ensure!(all.len() == opts.events + 2, "the simulator's universe has only {} instruments", all.len());
     let (tokens, probes) = (all[..opts.events].to_vec(), [all[opts.events], all[opts.events + 1]]);
 
@@ -390,8 +391,8 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
                         .await;
                     match r {
                         Ok(resp) if resp.status().is_success() => break,
-                        Ok(resp) => tracing::warn!(token, status = %resp.status(), "subscription refused; again"),
-                        Err(e) => tracing::warn!(token, error = %e, "subscription failed; again"),
+                        Ok(resp) => tracing::warn!(%token, status = %resp.status(), "subscription refused; again"),
+                        Err(e) => tracing::warn!(%token, error = %e, "subscription failed; again"),
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -5,6 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use tickfill_jobs::InstrumentToken;
 
 use crate::{bridge, config::Settings, domain::window::Window, load, queue, shutdown::Shutdown, sim, store, worker};
 
@@ -21,8 +22,14 @@ pub mod throughput;
 pub mod traced;
 pub mod truth;
 
+/// A simulator's token as the store and the ticker client take it (the simulator serves only
+/// valid ones).
+pub(crate) fn tok(t: u32) -> InstrumentToken {
+    InstrumentToken::new(u64::from(t)).expect("the simulator's tokens are 1 or more")
+}
+
 /// Tokens of the simulator's universe in serving order, for a universe of at least `n`.
-pub(crate) fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn universe_tokens(csv: &[u8]) -> anyhow::Result<Vec<InstrumentToken>> {
     let (rows, _) = load::parse_dump(csv)?;
     Ok(rows.iter().map(|r| r.instrument_token).collect())
 }
@@ -94,7 +101,7 @@ pub(crate) async fn sim_and_store_with(
     let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
     load::load(&pool, &dump).await?;
     // The synthetic equities are the end of the universe.
-    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n).collect();
+    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().rev().take(n).map(InstrumentToken::get).collect();
     anyhow::ensure!(tokens.len() == n, "the simulator's universe has only {} synthetic instruments", tokens.len());
     Ok((sim_url, pool, tokens))
 }
@@ -153,7 +160,7 @@ async fn latency_in(
     store::migrate(&pool, &settings.timescale).await?;
     let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
     load::load(&pool, &dump).await?;
-    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).collect();
+    let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).map(InstrumentToken::get).collect();
     anyhow::ensure!(tokens.len() == events, "the simulator's universe has only {} instruments", tokens.len());
 
     let state = worker::build_state(settings.clone(), None).await?;
@@ -251,7 +258,10 @@ async fn latency_in(
 /// pub/sub, queue or worker in between, at the same pace (a window a day earlier, so the rows are
 /// new). Returns ms per backfill, sorted.
 /// What a backfill of `token` is, as the worker builds it for an answer of a subscription job.
-pub(crate) async fn answer_ctx(pool: &sqlx::PgPool, token: u32) -> anyhow::Result<crate::worker::BackfillCtx> {
+pub(crate) async fn answer_ctx(
+    pool: &sqlx::PgPool,
+    token: InstrumentToken,
+) -> anyhow::Result<crate::worker::BackfillCtx> {
     let inst = store::instruments::find_instrument(pool, token).await?.context("instrument missing")?;
     let target = crate::domain::market::classify(&inst).map_err(anyhow::Error::msg)?;
     Ok(crate::worker::BackfillCtx {
@@ -303,9 +313,9 @@ async fn direct_baseline(
     let mut pace = tokio::time::interval(gap);
     for token in tokens {
         pace.tick().await;
-        let ctx = answer_ctx(pool, *token).await?;
+        let ctx = answer_ctx(pool, tok(*token)).await?;
         let started = std::time::Instant::now();
-        let candles = client.history(*token, window, Default::default()).await?;
+        let candles = client.history(tok(*token), window, Default::default()).await?;
         // The worker's own write of an answer, as its subscription job does it.
         crate::worker::store_answer(pool, settings, &ctx, window, candles, &format!("direct-{token}")).await?;
         out.push(started.elapsed().as_secs_f64() * 1000.0);

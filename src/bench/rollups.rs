@@ -12,6 +12,7 @@
 //! plans the history of an instrument (the headline figures), and one per instrument and day.
 
 use std::time::Instant;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use sqlx::PgPool;
@@ -128,10 +129,10 @@ async fn write(pool: &PgPool, jobs: &[Job], upkeep: bool) -> anyhow::Result<u64>
     let mut rollup_rows = 0;
     for (token, target, candles) in jobs {
         let mut tx = pool.begin().await?;
-        let up = store::bars::upsert_bars(&mut tx, *token, target, candles).await?;
+        let up = store::bars::upsert_bars(&mut tx, super::tok(*token), target, candles).await?;
         if let (true, Some(touched)) = (upkeep, up.touched) {
             let family = rollups::bar_family(target.table()).expect("every bar table has rollups");
-            rollup_rows += rollups::refresh_bars(&mut tx, family, *token, candles, touched).await?;
+            rollup_rows += rollups::refresh_bars(&mut tx, family, super::tok(*token), candles, touched).await?;
         }
         tx.commit().await?;
     }
@@ -199,7 +200,7 @@ fn jobs(instruments: usize, days: u32) -> Vec<Vec<Job>> {
                     option_type: OptionType::Call,
                 },
             };
-            let candles = (0..375).map(|m| candle(token, open + Duration::minutes(m), &target)).collect();
+            let candles = (0..375).map(|m| candle(super::tok(token), open + Duration::minutes(m), &target)).collect();
             day.push((token, target, candles));
         }
         out.push(day);
@@ -214,8 +215,8 @@ fn session_open(day: NaiveDate) -> DateTime<Utc> {
 }
 
 /// A deterministic candle of `token` at `t`.
-fn candle(token: u32, t: DateTime<Utc>, target: &BarTarget) -> Candle {
-    let h = (t.timestamp() / 60).wrapping_mul(2_654_435_761).wrapping_add(token as i64) & 0xffff;
+fn candle(token: InstrumentToken, t: DateTime<Utc>, target: &BarTarget) -> Candle {
+    let h = (t.timestamp() / 60).wrapping_mul(2_654_435_761).wrapping_add(i64::from(token.get())) & 0xffff;
     let base = 100.0 + (h % 1000) as f64 / 10.0;
     let derivative = !matches!(target, BarTarget::Minute { .. });
     let option = matches!(target, BarTarget::Option { .. });

@@ -166,9 +166,9 @@ async fn run_in(
     let mut work: Vec<FloorJob> = Vec::with_capacity(n);
     for (token, from, to) in &windows {
         let token = *token as u32;
-        let ctx = super::answer_ctx(&pool, token).await?;
+        let ctx = super::answer_ctx(&pool, super::tok(token)).await?;
         let window = Window::new(*from, *to);
-        let candles = client.history(token, window, Default::default()).await?;
+        let candles = client.history(super::tok(token), window, Default::default()).await?;
         work.push((ctx, window, candles));
     }
     super::clear_written(&pool).await?;

@@ -102,7 +102,8 @@ async fn run_in(
     store::migrate(&pool, &Default::default()).await?;
     let dump = load::read_source(&format!("{sim_url}/instruments")).await?;
     load::load(&pool, &dump).await?;
-    let tokens: Vec<u32> = super::universe_tokens(&dump)?.into_iter().take(opts.instruments).collect();
+    let tokens: Vec<u32> =
+        super::universe_tokens(&dump)?.into_iter().take(opts.instruments).map(InstrumentToken::get).collect();
     anyhow::ensure!(tokens.len() == opts.instruments, "the simulator serves only {} instruments", tokens.len());
 
     // Phase 1, before the ex-date: the subscriptions' own backfills.
@@ -249,10 +250,10 @@ async fn run_in(
     for (token, window) in &windows {
         let window = Window::new(window.from, window.to.min(cut));
         let want = truth
-            .history(*token, window, Default::default())
+            .history(super::tok(*token), window, Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("truth for {token}: {e}"))?;
-        compare(&pool, *token, window, &want, &mut cmp).await?;
+        compare(&pool, super::tok(*token), window, &want, &mut cmp).await?;
     }
     stop_c.trigger();
     let revisions = store::days::total_revisions(&pool).await?;
@@ -393,7 +394,13 @@ struct Compared {
 }
 
 /// The stored bars of `token` in `window` against the true candles `want`.
-async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp: &mut Compared) -> anyhow::Result<()> {
+async fn compare(
+    pool: &PgPool,
+    token: InstrumentToken,
+    window: Window,
+    want: &[Candle],
+    cmp: &mut Compared,
+) -> anyhow::Result<()> {
     type Row = (DateTime<Utc>, f64, f64, f64, f64, i64, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT time, open, high, low, close, volume, NULL::bigint FROM minute_bars
@@ -403,7 +410,7 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
          UNION ALL SELECT time, open, high, low, close, volume, oi FROM option_bars
              WHERE instrument_token = $1 AND time >= $2 AND time < $3",
     )
-    .bind(token as i64)
+    .bind(i64::from(token.get()))
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
@@ -412,7 +419,7 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
     let coverage: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT window_from, window_to FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3",
     )
-    .bind(token as i64)
+    .bind(i64::from(token.get()))
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
@@ -420,7 +427,7 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
     let empty: HashMap<DateTime<Utc>, String> = sqlx::query_as(
         "SELECT minute, reason FROM confirmed_empty WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
-    .bind(token as i64)
+    .bind(i64::from(token.get()))
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
@@ -436,7 +443,7 @@ async fn compare(pool: &PgPool, token: u32, window: Window, want: &[Candle], cmp
                 let covered = empty.contains_key(&c.time) || coverage.iter().any(|(a, b)| *a <= c.time && c.time < *b);
                 cmp.silently_covered += u64::from(covered);
                 if let Some(why) = empty.get(&c.time) {
-                    tracing::warn!(token, minute = %c.time, why, "a minute the source has was confirmed empty");
+                    tracing::warn!(%token, minute = %c.time, why, "a minute the source has was confirmed empty");
                 }
             }
             Some(&(_, o, h, l, cl, v, oi)) => {

@@ -140,14 +140,11 @@ mod tests {
 
     fn inst(sym: &str, name: &str, seg: &str, ty: &str, strike: f64, expiry: Option<&str>) -> Instrument {
         Instrument {
-            instrument_token: 1,
-            tradingsymbol: sym.into(),
             name: Some(name.into()),
-            segment: Some(seg.into()),
             instrument_type: Some(ty.into()),
             strike: Some(strike),
             expiry: expiry.map(|e| e.parse().unwrap()),
-            ..Default::default()
+            ..Instrument::named(crate::domain::instrument::tok(1), sym.into(), Some(seg.into()))
         }
     }
 

@@ -3,6 +3,7 @@
 //! underlying, expiry or strike empty.
 
 use chrono::NaiveDate;
+use tickfill_jobs::InstrumentToken;
 
 use tickfill_jobs::SubscriptionEvent;
 
@@ -172,7 +173,7 @@ pub fn complete_from_symbol(inst: &mut Instrument) -> bool {
 /// instrument the event's metadata describes.
 pub fn resolve_instrument(
     stored: Option<Instrument>,
-    token: u32,
+    token: InstrumentToken,
     event: Option<&SubscriptionEvent>,
 ) -> Result<(Instrument, Source), String> {
     if let Some(mut inst) = stored {
@@ -181,12 +182,7 @@ pub fn resolve_instrument(
         return Ok((inst, Source::Dump));
     }
     let from_event = event.and_then(|e| {
-        let mut inst = Instrument {
-            instrument_token: token,
-            tradingsymbol: e.tradingsymbol.clone()?,
-            segment: e.segment.clone(),
-            ..Default::default()
-        };
+        let mut inst = Instrument::named(token, e.tradingsymbol.clone()?, e.segment.clone());
         let parsed = complete_from_symbol(&mut inst);
         inst.segment.is_some().then_some((inst, if parsed { Source::Parsed } else { Source::Event }))
     });
@@ -251,12 +247,8 @@ mod tests {
 
     #[test]
     fn an_unknown_option_is_completed_from_its_symbol() {
-        let mut inst = Instrument {
-            instrument_token: 1,
-            tradingsymbol: "NIFTY24N1424500CE".into(),
-            segment: Some("NFO-OPT".into()),
-            ..Default::default()
-        };
+        let mut inst =
+            Instrument::named(InstrumentToken::new(1).unwrap(), "NIFTY24N1424500CE".into(), Some("NFO-OPT".into()));
         assert!(complete_from_symbol(&mut inst));
         let t = classify(&inst).unwrap();
         assert_eq!(

@@ -7,6 +7,7 @@
 //! text at most [`MAX_FIELD_CHARS`] characters without control characters.
 
 use std::borrow::Cow;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{Datelike, NaiveDate};
 
@@ -163,9 +164,10 @@ impl RowParser {
             }
         }
         let token = integer(get(0), "instrument_token", 1, u32::MAX as i64)?.ok_or("instrument_token is empty")?;
+        let token = InstrumentToken::try_from(token).map_err(|e| e.to_string())?;
         let tradingsymbol = get(2).ok_or("tradingsymbol is empty")?.to_string();
         Ok(Instrument {
-            instrument_token: token as u32,
+            instrument_token: token,
             exchange_token: integer(get(1), "exchange_token", 0, u32::MAX as i64)?,
             tradingsymbol,
             name: get(3).map(String::from),
@@ -269,7 +271,7 @@ mod tests {
     fn headers_are_matched_by_name_and_checked() {
         let h = Header::parse(b"\xef\xbb\xbfTradingSymbol,extra,Instrument_Token").unwrap();
         let r = RowParser::new(h).parse(b"ABC,whatever,42").unwrap();
-        assert_eq!((r.instrument_token, r.tradingsymbol.as_str()), (42, "ABC"));
+        assert_eq!((r.instrument_token.get(), r.tradingsymbol.as_str()), (42, "ABC"));
         assert!(Header::parse(b"tradingsymbol,name").unwrap_err().contains("no instrument_token column"));
         assert!(Header::parse(b"instrument_token,tradingsymbol,instrument_token").unwrap_err().contains("twice"));
     }

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use anyhow::Context;
 use futures::TryStreamExt;
 use sqlx::PgPool;
+use tickfill_jobs::InstrumentToken;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 use crate::{
@@ -206,7 +207,7 @@ struct Rows {
     /// Lines of a record whose quoted field holds a line break (RFC 4180), until its quote closes.
     pending: Vec<(u64, Vec<u8>)>,
     /// Token → the line that listed it first.
-    seen: HashMap<u32, u32>,
+    seen: HashMap<InstrumentToken, u32>,
     segments: HashSet<String>,
     report: LoadReport,
 }
@@ -427,7 +428,14 @@ pub async fn load_from(
             report.full_skipped = Some("the dump names no segment".into());
         } else {
             let limit = (!full.force).then_some(full.max_share);
-            match instruments::deactivate_absent(pool, &segments, |t| rows.seen.contains_key(&t), limit).await? {
+            match instruments::deactivate_absent(
+                pool,
+                &segments,
+                |t| InstrumentToken::new(u64::from(t)).is_ok_and(|t| rows.seen.contains_key(&t)),
+                limit,
+            )
+            .await?
+            {
                 Retire::Done(n) => report.deactivated = Some(n),
                 Retire::Refused { segment, gone, active } => {
                     report.full_skipped = Some(format!(
@@ -490,7 +498,7 @@ mod tests {
              70000006,1,QLB006,\"THREE\rLINES\nHERE\",0.0,,0,0.05,1,EQ,NSE,NSE"
         );
         let (good, bad) = parse_dump(csv.as_bytes()).unwrap();
-        let tokens: Vec<u32> = good.iter().map(|i| i.instrument_token).collect();
+        let tokens: Vec<u32> = good.iter().map(|i| i.instrument_token.get()).collect();
         assert_eq!(tokens, [70000001, 70000002, 70000003, 70000005, 70000006], "{bad:?}");
         assert_eq!(good[1].name.as_deref(), Some("TWO LINES\nOF NAME, WITH A COMMA"));
         assert_eq!(good[2].name.as_deref(), Some("A \"QUOTED\" NAME"));

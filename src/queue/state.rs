@@ -7,6 +7,7 @@
 //! older than the grace (see [`queued_subscriptions`]): no extra round trip per job.
 
 use redis::AsyncCommands;
+use tickfill_jobs::InstrumentToken;
 
 use crate::queue::RedisConn;
 
@@ -37,8 +38,8 @@ pub async fn resume(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<bool> 
 }
 
 /// Notes that a subscription event of `token` is on its way to the store.
-pub async fn note_subscribing(conn: &mut RedisConn, ns: &str, token: u32, received_ms: i64) {
-    let r: redis::RedisResult<i64> = conn.zadd(keys::subscribing(ns), token, received_ms).await;
+pub async fn note_subscribing(conn: &mut RedisConn, ns: &str, token: InstrumentToken, received_ms: i64) {
+    let r: redis::RedisResult<i64> = conn.zadd(keys::subscribing(ns), token.get(), received_ms).await;
     if let Err(e) = r {
         tracing::debug!(error = %e, "could not note a queued subscription");
     }
@@ -46,10 +47,16 @@ pub async fn note_subscribing(conn: &mut RedisConn, ns: &str, token: u32, receiv
 
 /// Tokens whose subscription event was received after `since_ms` (queued, running or done);
 /// older notes are dropped: if their job died or was lost, reconcile takes over.
-pub async fn queued_subscriptions(conn: &mut RedisConn, ns: &str, since_ms: i64) -> redis::RedisResult<Vec<u32>> {
+pub async fn queued_subscriptions(
+    conn: &mut RedisConn,
+    ns: &str,
+    since_ms: i64,
+) -> redis::RedisResult<Vec<InstrumentToken>> {
     let key = keys::subscribing(ns);
     let _: i64 = conn.zrembyscore(&key, "-inf", format!("({since_ms}")).await?;
-    conn.zrangebyscore(&key, since_ms, "+inf").await
+    let tokens: Vec<u64> = conn.zrangebyscore(&key, since_ms, "+inf").await?;
+    // Written by the bridge from parsed events only: anything else is not a token and is skipped.
+    Ok(tokens.into_iter().filter_map(|t| InstrumentToken::new(t).ok()).collect())
 }
 
 /// Adds one to a named counter of the namespace (kept in Redis so every process and the CLI see

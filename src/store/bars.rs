@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
+use tickfill_jobs::InstrumentToken;
 
 use crate::domain::{
     market::{BarTarget, Candle},
@@ -24,7 +25,7 @@ pub struct Upserted {
 /// The stored prices (open, high, low, close) of `token` in `window`, by minute.
 pub async fn stored_prices(
     tx: &mut Transaction<'_, Postgres>,
-    token: u32,
+    token: InstrumentToken,
     target: &BarTarget,
     window: Window,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, [f64; 4])>> {
@@ -34,7 +35,7 @@ pub async fn stored_prices(
         target.table()
     );
     let rows: Vec<(DateTime<Utc>, f64, f64, f64, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .bind(window.from)
         .bind(window.to)
         .fetch_all(&mut **tx)
@@ -45,14 +46,14 @@ pub async fn stored_prices(
 /// The stored minutes of `token` in `window`.
 pub async fn stored_minutes(
     pool: &sqlx::PgPool,
-    token: u32,
+    token: InstrumentToken,
     target: &BarTarget,
     window: Window,
 ) -> sqlx::Result<Vec<DateTime<Utc>>> {
     // The table name is one of three constants, never input.
     let sql = format!("SELECT time FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .bind(window.from)
         .bind(window.to)
         .fetch_all(pool)
@@ -62,7 +63,7 @@ pub async fn stored_minutes(
 /// The oldest stored minute of `token` in `window`.
 pub async fn first_stored(
     pool: &sqlx::PgPool,
-    token: u32,
+    token: InstrumentToken,
     target: &BarTarget,
     window: Window,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
@@ -70,7 +71,7 @@ pub async fn first_stored(
     let sql =
         format!("SELECT min(time) FROM {} WHERE instrument_token = $1 AND time >= $2 AND time < $3", target.table());
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .bind(window.from)
         .bind(window.to)
         .fetch_one(pool)
@@ -78,11 +79,12 @@ pub async fn first_stored(
 }
 
 /// The bar table that holds `token`'s bars, if any does.
-pub async fn table_of(pool: &sqlx::PgPool, token: u32) -> sqlx::Result<Option<&'static str>> {
+pub async fn table_of(pool: &sqlx::PgPool, token: InstrumentToken) -> sqlx::Result<Option<&'static str>> {
     for table in BarTarget::TABLES {
         // The table name is one of three constants, never input.
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE instrument_token = $1)");
-        let found: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(token as i64).fetch_one(pool).await?;
+        let found: bool =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(super::bind_token(token)).fetch_one(pool).await?;
         if found {
             return Ok(Some(table));
         }
@@ -91,10 +93,10 @@ pub async fn table_of(pool: &sqlx::PgPool, token: u32) -> sqlx::Result<Option<&'
 }
 
 /// Upserts the candles of one instrument into the table its target names.
-#[tracing::instrument(level = "debug", skip_all, fields(token = token, table = target.table(), candles = candles.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = %token, table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(
     tx: &mut Transaction<'_, Postgres>,
-    token: u32,
+    token: InstrumentToken,
     target: &BarTarget,
     candles: &[Candle],
 ) -> sqlx::Result<Upserted> {
@@ -107,7 +109,7 @@ pub async fn upsert_bars(
     let low: Vec<f64> = candles.iter().map(|c| c.low).collect();
     let close: Vec<f64> = candles.iter().map(|c| c.close).collect();
     let volume: Vec<i64> = candles.iter().map(|c| c.volume).collect();
-    let token = token as i64;
+    let token = super::bind_token(token);
     let done: Vec<(DateTime<Utc>, bool)> = match target {
         BarTarget::Minute { symbol } => {
             sqlx::query_as(

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
+use tickfill_jobs::InstrumentToken;
 
 use crate::domain::window::{floor_minute, Window};
 
@@ -12,9 +13,9 @@ const COVERAGE_LOCK: i64 = 0x7466_636f;
 /// Takes, for the rest of `tx`, the lock on `token`'s coverage: two transactions merging windows
 /// of one instrument take turns, so the second sees the first's row and merges with it instead of
 /// leaving two overlapping rows. Take it before the transaction's first write of the instrument.
-pub async fn lock_token(tx: &mut Transaction<'_, Postgres>, token: u32) -> sqlx::Result<()> {
+pub async fn lock_token(tx: &mut Transaction<'_, Postgres>, token: InstrumentToken) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind((COVERAGE_LOCK << 32) | i64::from(token))
+        .bind((COVERAGE_LOCK << 32) | super::bind_token(token))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -25,10 +26,10 @@ pub async fn lock_token(tx: &mut Transaction<'_, Postgres>, token: u32) -> sqlx:
 /// contiguous span however many sweeps fill its tail; the merged row keeps the fetch time of its
 /// newest end, which is what the settle rule looks at, and counts each minute's candle once (a
 /// candle inside a merged row was counted there already). Callers hold [`lock_token`].
-#[tracing::instrument(level = "debug", skip_all, fields(token = token, from = %window.from, to = %window.to))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = %token, from = %window.from, to = %window.to))]
 pub async fn insert_coverage(
     tx: &mut Transaction<'_, Postgres>,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     candles: &[DateTime<Utc>],
 ) -> sqlx::Result<()> {
@@ -47,7 +48,7 @@ pub async fn insert_coverage(
          ON CONFLICT (instrument_token, window_from, window_to)
          DO UPDATE SET fetched_at = now(), candles = EXCLUDED.candles",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(window.from)
     .bind(window.to)
     .bind(candles)
@@ -78,21 +79,24 @@ pub async fn coverage_since(
     pool: &PgPool,
     since: DateTime<Utc>,
     settle: std::time::Duration,
-) -> sqlx::Result<Vec<(u32, Window)>> {
+) -> sqlx::Result<Vec<(InstrumentToken, Window)>> {
     let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>, CoverageAt)> = sqlx::query_as(
         "SELECT instrument_token, window_from, window_to, fetched_at FROM coverage WHERE window_to > $1 ORDER BY 1, 2",
     )
     .bind(since)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().filter_map(|(t, a, b, at)| trusted(a, b, at, settle).map(|w| (t as u32, w))).collect())
+    rows.into_iter()
+        .filter_map(|(t, a, b, at)| trusted(a, b, at, settle).map(|w| (t, w)))
+        .map(|(t, w)| Ok((super::token_from_db(t)?, w)))
+        .collect()
 }
 
 /// Coverage windows of `token` that overlap `window`, sorted by start, [`trusted`] part only.
-#[tracing::instrument(level = "debug", skip_all, fields(token = token))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = %token))]
 pub async fn find_coverage(
     pool: &PgPool,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     settle: std::time::Duration,
 ) -> sqlx::Result<Vec<Window>> {
@@ -100,7 +104,7 @@ pub async fn find_coverage(
         "SELECT window_from, window_to, fetched_at FROM coverage
          WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3 ORDER BY window_from",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)

@@ -2,6 +2,7 @@
 //! `suspect_minutes`, `confirmed_empty`) and its checks (`day_checks`), as [`DayFacts`].
 
 use std::collections::HashMap;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -15,7 +16,7 @@ use crate::{
 /// One instrument to read days for: its token, segment (its calendar) and the window asked about.
 #[derive(Debug, Clone)]
 pub struct DaysOf {
-    pub token: u32,
+    pub token: InstrumentToken,
     pub segment: Option<String>,
     pub window: Window,
 }
@@ -39,10 +40,14 @@ pub fn ist_date(t: DateTime<Utc>) -> NaiveDate {
 }
 
 /// Every day of every `of`, in order, read in four statements whatever their number.
-pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::Result<Vec<(u32, Vec<DayFacts>)>> {
+pub async fn facts(
+    pool: &PgPool,
+    settings: &Settings,
+    of: &[DaysOf],
+) -> sqlx::Result<Vec<(InstrumentToken, Vec<DayFacts>)>> {
     let Some(since) = of.iter().map(|o| o.window.from).min() else { return Ok(vec![]) };
-    let tokens: Vec<i64> = of.iter().map(|o| o.token as i64).collect();
-    let mut covered: HashMap<u32, Vec<Window>> = HashMap::new();
+    let tokens: Vec<i64> = of.iter().map(|o| super::bind_token(o.token)).collect();
+    let mut covered: HashMap<InstrumentToken, Vec<Window>> = HashMap::new();
     for (t, w) in coverage::coverage_since(pool, since, settings.settle).await? {
         covered.entry(t).or_default().push(w);
     }
@@ -68,7 +73,7 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
     .bind(ist_date(since))
     .fetch_all(pool)
     .await?;
-    let checks: HashMap<(u32, NaiveDate), CheckRow> = checks.into_iter().map(|r| ((r.0 as u32, r.1), r)).collect();
+    let checks: HashMap<(i64, NaiveDate), CheckRow> = checks.into_iter().map(|r| ((r.0, r.1), r)).collect();
     let none = Vec::new();
     let mut out = Vec::with_capacity(of.len());
     for o in of {
@@ -79,8 +84,8 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
             .days(o.segment.as_deref(), o.window)
             .into_iter()
             .map(|d| {
-                let count = |by: &HashMap<u32, Vec<DateTime<Utc>>>| {
-                    by.get(&o.token)
+                let count = |by: &HashMap<i64, Vec<DateTime<Utc>>>| {
+                    by.get(&super::bind_token(o.token))
                         .map_or(0, |ms| ms.iter().filter(|m| d.sessions.iter().any(|s| inside(m, s))).count() as i64)
                 };
                 let covered_minutes: i64 = d
@@ -88,7 +93,7 @@ pub async fn facts(pool: &PgPool, settings: &Settings, of: &[DaysOf]) -> sqlx::R
                     .iter()
                     .map(|s| s.minutes() - s.holes(cov).iter().map(Window::minutes).sum::<i64>())
                     .sum();
-                let check = checks.get(&(o.token, d.date));
+                let check = checks.get(&(super::bind_token(o.token), d.date));
                 DayFacts {
                     date: d.date,
                     trading_minutes: d.minutes(),
@@ -117,13 +122,13 @@ async fn minutes_of(
     table: &'static str,
     tokens: &[i64],
     since: DateTime<Utc>,
-) -> sqlx::Result<HashMap<u32, Vec<DateTime<Utc>>>> {
+) -> sqlx::Result<HashMap<i64, Vec<DateTime<Utc>>>> {
     let sql = format!("SELECT instrument_token, minute FROM {table} WHERE instrument_token = ANY($1) AND minute >= $2");
     let rows: Vec<(i64, DateTime<Utc>)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tokens).bind(since).fetch_all(pool).await?;
-    let mut by: HashMap<u32, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut by: HashMap<i64, Vec<DateTime<Utc>>> = HashMap::new();
     for (t, m) in rows {
-        by.entry(t as u32).or_default().push(m);
+        by.entry(t).or_default().push(m);
     }
     Ok(by)
 }
@@ -134,7 +139,7 @@ pub async fn checks_not_due(
     pool: &PgPool,
     now: DateTime<Utc>,
     first: Duration,
-) -> sqlx::Result<std::collections::HashSet<(u32, NaiveDate)>> {
+) -> sqlx::Result<std::collections::HashSet<(InstrumentToken, NaiveDate)>> {
     // A suspect day (stale since a later adjustment) whose check since then was not accepted
     // waits the same doubling backoff, with no cap: it must be checked again some day.
     let rows: Vec<(i64, NaiveDate, i32, DateTime<Utc>, bool)> = sqlx::query_as(
@@ -144,14 +149,13 @@ pub async fn checks_not_due(
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .filter(|(_, _, n, at, stale)| {
             let wait = crate::domain::proof::backoff(first, *n as u32);
             now < *at + wait || (!stale && *n as u32 >= MAX_CHECKS)
         })
-        .map(|(t, d, ..)| (t as u32, d))
-        .collect())
+        .map(|(t, d, ..)| Ok((super::token_from_db(t)?, d)))
+        .collect()
 }
 
 /// Checks a day gets at most before it is left `complete` for an operator to look at: the source
@@ -159,7 +163,11 @@ pub async fn checks_not_due(
 pub const MAX_CHECKS: u32 = 6;
 
 /// Adds what one fetch found of its days to their `day_checks` rows.
-pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[DayCheck]) -> sqlx::Result<()> {
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    found: &[DayCheck],
+) -> sqlx::Result<()> {
     let found: Vec<&DayCheck> = found.iter().filter(|c| c.checked || c.revised_minutes > 0).collect();
     if found.is_empty() {
         return Ok(());
@@ -186,7 +194,7 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
              revised_minutes = d.revised_minutes + EXCLUDED.revised_minutes,
              adjustment = coalesce(EXCLUDED.adjustment, d.adjustment)",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(day)
     .bind(checks)
     .bind(accepted)
@@ -199,12 +207,16 @@ pub async fn record(tx: &mut Transaction<'_, Postgres>, token: u32, found: &[Day
 }
 
 /// Whether any of `days` of `token` is suspect (stale since a later adjustment).
-pub async fn any_stale(tx: &mut Transaction<'_, Postgres>, token: u32, days: &[NaiveDate]) -> sqlx::Result<bool> {
+pub async fn any_stale(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    days: &[NaiveDate],
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM day_checks WHERE instrument_token = $1 AND day = ANY($2)
                         AND stale_since IS NOT NULL)",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(days)
     .fetch_one(&mut **tx)
     .await
@@ -214,7 +226,7 @@ pub async fn any_stale(tx: &mut Transaction<'_, Postgres>, token: u32, days: &[N
 /// there makes their stored prices doubtful); returns how many days.
 pub async fn mark_stale(
     tx: &mut Transaction<'_, Postgres>,
-    token: u32,
+    token: InstrumentToken,
     table: &'static str,
     before: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
@@ -225,7 +237,12 @@ pub async fn mark_stale(
          WHERE instrument_token = $1 AND time < $2
          ON CONFLICT (instrument_token, day) DO UPDATE SET stale_since = now()"
     );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token as i64).bind(before).execute(&mut **tx).await?.rows_affected())
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(super::bind_token(token))
+        .bind(before)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// Revisions found, over every instrument and day.

@@ -2,6 +2,7 @@
 
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use tickfill_jobs::InstrumentToken;
 
 use crate::domain::{
     instrument::{Instrument, Source},
@@ -147,7 +148,7 @@ pub async fn insert_instrument_if_absent(
         "INSERT INTO instruments (instrument_token, tradingsymbol, name, expiry, strike, instrument_type, segment, exchange, source)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (instrument_token) DO NOTHING",
     )
-    .bind(inst.instrument_token as i64)
+    .bind(super::bind_token(inst.instrument_token))
     .bind(&inst.tradingsymbol)
     .bind(&inst.name)
     .bind(inst.expiry)
@@ -162,13 +163,13 @@ pub async fn insert_instrument_if_absent(
 }
 
 /// The instrument with this token, if the store knows it.
-pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<Instrument>> {
+pub async fn find_instrument(pool: &PgPool, token: InstrumentToken) -> sqlx::Result<Option<Instrument>> {
     let row: Option<InstrumentRow> = sqlx::query_as(
         "SELECT instrument_token, exchange_token, tradingsymbol, name, last_price, expiry, strike,
                 tick_size, lot_size, instrument_type, segment, exchange
          FROM instruments WHERE instrument_token = $1",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Into::into))
@@ -177,10 +178,10 @@ pub async fn find_instrument(pool: &PgPool, token: u32) -> sqlx::Result<Option<I
 /// The instrument of `token` (if the store has it) and the coverage of `window` as
 /// [`super::coverage::find_coverage`] reads it, in one round trip: what a subscription job needs
 /// before it fetches.
-#[tracing::instrument(level = "debug", skip_all, fields(token = token))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = %token))]
 pub async fn find_with_coverage(
     pool: &PgPool,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     settle: std::time::Duration,
 ) -> sqlx::Result<(Option<Instrument>, Vec<Window>)> {
@@ -194,7 +195,7 @@ pub async fn find_with_coverage(
                             coalesce(array_agg(fetched_at ORDER BY window_from), '{}') AS cov_at
                      FROM coverage WHERE instrument_token = $1 AND window_to > $2 AND window_from < $3) c",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(window.from)
     .bind(window.to)
     .fetch_one(pool)
@@ -214,7 +215,8 @@ pub async fn find_with_coverage(
 
 #[derive(sqlx::FromRow)]
 struct InstrumentRow {
-    instrument_token: i64,
+    #[sqlx(try_from = "i64")]
+    instrument_token: InstrumentToken,
     exchange_token: Option<i64>,
     tradingsymbol: String,
     name: Option<String>,
@@ -231,7 +233,7 @@ struct InstrumentRow {
 impl From<InstrumentRow> for Instrument {
     fn from(r: InstrumentRow) -> Self {
         Instrument {
-            instrument_token: r.instrument_token as u32,
+            instrument_token: r.instrument_token,
             exchange_token: r.exchange_token,
             tradingsymbol: r.tradingsymbol,
             name: r.name,
@@ -266,7 +268,7 @@ struct Columns {
 
 impl Columns {
     fn push(&mut self, r: &Instrument) {
-        self.token.push(r.instrument_token as i64);
+        self.token.push(super::bind_token(r.instrument_token));
         self.exchange_token.push(r.exchange_token);
         self.tradingsymbol.push(r.tradingsymbol.clone());
         self.name.push(r.name.clone());
@@ -283,7 +285,10 @@ impl Columns {
 
 /// The instruments named `tradingsymbol` (on any exchange), lowest token first, with their
 /// exchange: several when exchanges list one name (NSE:INFY and BSE:INFY).
-pub async fn find_by_tradingsymbol(pool: &PgPool, tradingsymbol: &str) -> sqlx::Result<Vec<(u32, Option<String>)>> {
+pub async fn find_by_tradingsymbol(
+    pool: &PgPool,
+    tradingsymbol: &str,
+) -> sqlx::Result<Vec<(InstrumentToken, Option<String>)>> {
     let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT instrument_token, coalesce(exchange, segment) FROM instruments WHERE tradingsymbol = $1
          ORDER BY instrument_token",
@@ -291,7 +296,7 @@ pub async fn find_by_tradingsymbol(pool: &PgPool, tradingsymbol: &str) -> sqlx::
     .bind(tradingsymbol)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(t, e)| (t as u32, e)).collect())
+    rows.into_iter().map(|(t, e)| Ok((super::token_from_db(t)?, e))).collect()
 }
 
 /// The tokens a filter's `symbol` names: the instruments of that tradingsymbol, and every
@@ -311,10 +316,10 @@ pub async fn tokens_of_symbol(pool: &PgPool, symbol: &str) -> sqlx::Result<Vec<u
 }
 
 /// Every active instrument's token and segment.
-pub async fn active_instruments(pool: &PgPool) -> sqlx::Result<Vec<(u32, Option<String>)>> {
+pub async fn active_instruments(pool: &PgPool) -> sqlx::Result<Vec<(InstrumentToken, Option<String>)>> {
     let rows: Vec<(i64, Option<String>)> =
         sqlx::query_as("SELECT instrument_token, segment FROM instruments WHERE active ORDER BY 1")
             .fetch_all(pool)
             .await?;
-    Ok(rows.into_iter().map(|(t, seg)| (t as u32, seg)).collect())
+    rows.into_iter().map(|(t, seg)| Ok((super::token_from_db(t)?, seg))).collect()
 }

@@ -220,6 +220,19 @@ pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
     Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
 }
 
+/// A token as the store binds it: the one conversion from the type to the column.
+pub(crate) fn bind_token(t: tickfill_jobs::InstrumentToken) -> i64 {
+    i64::from(t.get())
+}
+
+/// A token read back from a column (stored validated, so a bad one is a decode error).
+pub(crate) fn token_from_db(v: i64) -> Result<tickfill_jobs::InstrumentToken, sqlx::Error> {
+    u64::try_from(v)
+        .ok()
+        .and_then(|n| tickfill_jobs::InstrumentToken::new(n).ok())
+        .ok_or_else(|| sqlx::Error::Decode(format!("instrument token {v} is out of range").into()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

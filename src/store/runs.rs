@@ -45,7 +45,7 @@ impl Outcome {
 pub struct Run<'a> {
     pub job_id: &'a str,
     pub kind: &'a str,
-    pub instrument_token: Option<u32>,
+    pub instrument_token: Option<tickfill_jobs::InstrumentToken>,
     pub reason: Option<&'a str>,
     pub window: Option<Window>,
     pub requested_at: Option<DateTime<Utc>>,
@@ -80,7 +80,7 @@ where
     )
     .bind(run.job_id)
     .bind(run.kind)
-    .bind(run.instrument_token.map(|t| t as i64))
+    .bind(run.instrument_token.map(super::bind_token))
     .bind(run.reason)
     .bind(run.window.map(|w| w.from))
     .bind(run.window.map(|w| w.to))
@@ -137,8 +137,11 @@ pub async fn progress(pool: &PgPool, job_ids: &[String]) -> sqlx::Result<(usize,
 /// When each of `tokens` last had a backfill answered and stored (`stored`), if ever: what a sweep
 /// keys a re-ask of the live edge by, so that a new answer makes a new request possible while one
 /// still queued is not pushed twice. One index probe per token.
-pub async fn last_stored(pool: &PgPool, tokens: &[u32]) -> sqlx::Result<HashMap<u32, DateTime<Utc>>> {
-    let tokens: Vec<i64> = tokens.iter().map(|t| i64::from(*t)).collect();
+pub async fn last_stored(
+    pool: &PgPool,
+    tokens: &[tickfill_jobs::InstrumentToken],
+) -> sqlx::Result<HashMap<tickfill_jobs::InstrumentToken, DateTime<Utc>>> {
+    let tokens: Vec<i64> = tokens.iter().map(|t| super::bind_token(*t)).collect();
     let rows: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT t.token, (SELECT r.finished_at FROM backfill_runs r
                           WHERE r.instrument_token = t.token AND r.outcome = 'stored' AND r.finished_at IS NOT NULL
@@ -148,7 +151,7 @@ pub async fn last_stored(pool: &PgPool, tokens: &[u32]) -> sqlx::Result<HashMap<
     .bind(&tokens)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().filter_map(|(t, at)| Some((t as u32, at?))).collect())
+    rows.into_iter().filter_map(|(t, at)| Some((t, at?))).map(|(t, at)| Ok((super::token_from_db(t)?, at))).collect()
 }
 
 /// The outcomes of a finished run, as the explorer's `finished` state lists them (a failed run is

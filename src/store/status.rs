@@ -3,11 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tickfill_jobs::InstrumentToken;
 
 /// One active subscription with its newest stored bar (any bar table) and its newest run.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubscriptionRow {
-    pub instrument_token: i64,
+    #[sqlx(try_from = "i64")]
+    pub instrument_token: InstrumentToken,
     pub tradingsymbol: Option<String>,
     pub subscribed_at: DateTime<Utc>,
     pub newest_bar: Option<DateTime<Utc>>,
@@ -55,7 +57,7 @@ pub async fn freshness_rows(pool: &PgPool) -> sqlx::Result<Vec<(Option<String>, 
 /// Bars stored per IST day of `token` in `[from, to)`, over the three bar tables.
 pub async fn bars_per_day(
     pool: &PgPool,
-    token: u32,
+    token: InstrumentToken,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(chrono::NaiveDate, i64)>> {
@@ -66,7 +68,7 @@ pub async fn bars_per_day(
                UNION ALL SELECT time FROM option_bars WHERE instrument_token = $1 AND time >= $2 AND time < $3) b
          GROUP BY 1 ORDER BY 1",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(from)
     .bind(to)
     .fetch_all(pool)

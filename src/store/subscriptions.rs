@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
+use tickfill_jobs::InstrumentToken;
 
 /// A subscription as an event announced it.
 #[derive(Debug, Clone)]
 pub struct Subscription<'a> {
-    pub instrument_token: u32,
+    pub instrument_token: InstrumentToken,
     pub tradingsymbol: Option<&'a str>,
     pub segment: Option<&'a str>,
     pub requested_mode: Option<&'a str>,
@@ -67,7 +68,7 @@ pub async fn activate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Subsc
          WHERE ",
         not_older!("$8", "$9")
     ))
-    .bind(s.instrument_token as i64)
+    .bind(super::bind_token(s.instrument_token))
     .bind(s.tradingsymbol)
     .bind(s.segment)
     .bind(s.requested_mode)
@@ -93,7 +94,7 @@ pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Sub
          WHERE ",
         not_older!("$8", "$9")
     ))
-    .bind(s.instrument_token as i64)
+    .bind(super::bind_token(s.instrument_token))
     .bind(s.tradingsymbol)
     .bind(s.segment)
     .bind(s.requested_mode)
@@ -108,13 +109,13 @@ pub async fn deactivate_subscription(tx: &mut Transaction<'_, Postgres>, s: &Sub
 }
 
 /// Whether an event newer than `order` has already been applied to the subscription of `token`.
-pub async fn superseded(pool: &PgPool, token: u32, order: EventOrder) -> sqlx::Result<bool> {
+pub async fn superseded(pool: &PgPool, token: InstrumentToken, order: EventOrder) -> sqlx::Result<bool> {
     sqlx::query_scalar(concat!(
         "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE instrument_token = $1 AND NOT ",
         not_older!("$2", "$3"),
         ")"
     ))
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(order.at)
     .bind(order.received)
     .fetch_one(pool)
@@ -123,7 +124,9 @@ pub async fn superseded(pool: &PgPool, token: u32, order: EventOrder) -> sqlx::R
 
 /// Active subscriptions by token: when each started, and its instrument's segment (from
 /// `instruments`, else the event's), which decides its trading calendar.
-pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateTime<Utc>, Option<String>)>> {
+pub async fn active_subscriptions(
+    pool: &PgPool,
+) -> sqlx::Result<Vec<(InstrumentToken, DateTime<Utc>, Option<String>)>> {
     let rows: Vec<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
         "SELECT s.instrument_token, s.subscribed_at, coalesce(i.segment, s.segment) FROM subscriptions s
          LEFT JOIN instruments i ON i.instrument_token = s.instrument_token
@@ -131,12 +134,12 @@ pub async fn active_subscriptions(pool: &PgPool) -> sqlx::Result<Vec<(u32, DateT
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(t, at, seg)| (t as u32, at, seg)).collect())
+    rows.into_iter().map(|(t, at, seg)| Ok((super::token_from_db(t)?, at, seg))).collect()
 }
 
 /// Active subscriptions started after `since` whose own backfill (subscribe or reconcile) has
 /// not settled yet: no run of it stored, found covered, switched off or dead since they started.
-pub async fn awaiting_immediate_backfill(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<Vec<u32>> {
+pub async fn awaiting_immediate_backfill(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<Vec<InstrumentToken>> {
     let rows: Vec<i64> = sqlx::query_scalar(
         "SELECT s.instrument_token FROM subscriptions s
          WHERE s.status = 'active' AND s.subscribed_at > $1
@@ -149,13 +152,13 @@ pub async fn awaiting_immediate_backfill(pool: &PgPool, since: DateTime<Utc>) ->
     .bind(since)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|t| t as u32).collect())
+    rows.into_iter().map(super::token_from_db).collect()
 }
 
 /// Whether the subscription of `token` is active (`None` when the store never heard of it).
-pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<bool>> {
+pub async fn is_subscribed(pool: &PgPool, token: InstrumentToken) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar("SELECT status = 'active' FROM subscriptions WHERE instrument_token = $1")
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .fetch_optional(pool)
         .await
 }
@@ -164,10 +167,10 @@ pub async fn is_subscribed(pool: &PgPool, token: u32) -> sqlx::Result<Option<boo
 /// returns the tokens it changed.
 pub async fn deactivate_many(
     tx: &mut Transaction<'_, Postgres>,
-    tokens: &[u32],
+    tokens: &[InstrumentToken],
     order: EventOrder,
-) -> sqlx::Result<Vec<u32>> {
-    let tokens: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
+) -> sqlx::Result<Vec<InstrumentToken>> {
+    let tokens: Vec<i64> = tokens.iter().map(|t| super::bind_token(*t)).collect();
     let done: Vec<i64> = sqlx::query_scalar(concat!(
         "UPDATE subscriptions SET status = 'inactive', updated_at = now(), event_at = $2, event_received_at = $3
          WHERE instrument_token = ANY($1) AND status = 'active' AND ",
@@ -179,5 +182,5 @@ pub async fn deactivate_many(
     .bind(order.received)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(done.into_iter().map(|t| t as u32).collect())
+    done.into_iter().map(super::token_from_db).collect()
 }

@@ -2,6 +2,7 @@
 //! arrives or enough answers confirm the source has none (see `domain::proof`).
 
 use std::collections::HashMap;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -13,13 +14,17 @@ use crate::domain::{
 };
 
 /// How many answers have lacked each suspect minute of `token` in `window`.
-pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
+pub async fn prior_asks(
+    pool: &PgPool,
+    token: InstrumentToken,
+    window: Window,
+) -> sqlx::Result<HashMap<DateTime<Utc>, Misses>> {
     type Row = (DateTime<Utc>, i32, i32, bool, Option<DateTime<Utc>>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT minute, asks, inside, tail_agrees, tail_end FROM suspect_minutes
          WHERE instrument_token = $1 AND minute >= $2 AND minute < $3",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(window.from)
     .bind(window.to)
     .fetch_all(pool)
@@ -38,7 +43,7 @@ pub async fn prior_asks(pool: &PgPool, token: u32, window: Window) -> sqlx::Resu
 /// candle to the moment it was judged, when it asked up to the present (a sample of the lag).
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     v: &Verdict,
     candles: &[Candle],
@@ -47,7 +52,7 @@ pub async fn record(
     if !candles.is_empty() {
         let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
         sqlx::query("DELETE FROM confirmed_empty WHERE instrument_token = $1 AND minute = ANY($2)")
-            .bind(token as i64)
+            .bind(super::bind_token(token))
             .bind(served)
             .execute(&mut **tx)
             .await?;
@@ -63,7 +68,7 @@ pub async fn record(
              lag = CASE WHEN l.since > now() - INTERVAL '1 hour' THEN least(l.lag, EXCLUDED.lag) ELSE EXCLUDED.lag END,
              since = CASE WHEN l.since > now() - INTERVAL '1 hour' THEN l.since ELSE now() END",
     )
-    .bind(token as i64)
+    .bind(super::bind_token(token))
     .bind(window.from)
     .bind(window.to)
     .bind(gap.map(|g| g.num_milliseconds().max(0) as f64 / 1000.0))
@@ -83,7 +88,7 @@ pub async fn record(
              SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[],
                                       $7::bool[], $8::timestamptz[])",
         )
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .bind(minutes)
         .bind(asks)
         .bind(inside)
@@ -102,7 +107,7 @@ pub async fn record(
              SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[])
              ON CONFLICT (instrument_token, minute) DO UPDATE SET reason = EXCLUDED.reason, confirmed_at = now()",
         )
-        .bind(token as i64)
+        .bind(super::bind_token(token))
         .bind(minutes)
         .bind(reasons)
         .execute(&mut **tx)
@@ -115,7 +120,7 @@ pub async fn record(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SuspectRow {
     #[sqlx(try_from = "i64")]
-    pub token: u32,
+    pub token: InstrumentToken,
     pub minute: DateTime<Utc>,
     pub asks: i32,
     pub next_ask_at: DateTime<Utc>,
@@ -129,10 +134,10 @@ pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<SuspectRow>> {
 }
 
 /// Suspect minutes by token.
-pub async fn counts(pool: &PgPool) -> sqlx::Result<HashMap<u32, i64>> {
+pub async fn counts(pool: &PgPool) -> sqlx::Result<HashMap<InstrumentToken, i64>> {
     let rows: Vec<(i64, i64)> =
         sqlx::query_as("SELECT instrument_token, count(*) FROM suspect_minutes GROUP BY 1").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|(t, n)| (t as u32, n)).collect())
+    rows.into_iter().map(|(t, n)| Ok((super::token_from_db(t)?, n))).collect()
 }
 
 /// Every suspect minute.

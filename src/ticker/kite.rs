@@ -3,6 +3,7 @@
 //! Kite's `error_type`.
 
 use std::time::Duration;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ impl TickerClient {
     pub(super) async fn kite_history(
         &self,
         auth: &str,
-        token: u32,
+        token: InstrumentToken,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Candle>, TickerError> {
@@ -163,7 +164,7 @@ pub fn error_in_success(body: &[u8]) -> Option<u16> {
 
 /// Maps a Kite error answer: 429 → throttled; `TokenException` → session expired;
 /// `InputException` and other 4xx → permanent; 5xx → transient.
-pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Duration>) -> TickerError {
+pub fn kite_error(status: u16, body: &[u8], token: InstrumentToken, retry_after: Option<Duration>) -> TickerError {
     let parsed = serde_json::from_slice::<KiteError>(body).ok();
     let (kind, message) = match &parsed {
         Some(e) => (e.error_type.as_str(), crate::domain::text::inert(&e.message, 200)),
@@ -182,7 +183,7 @@ pub fn kite_error(status: u16, body: &[u8], token: u32, retry_after: Option<Dura
 /// `[time, open, high, low, close, volume(, oi)]`) for `[from, to)`.
 pub fn parse_kite_history(
     body: &[u8],
-    token: u32,
+    token: InstrumentToken,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Candle>, TickerError> {
@@ -246,15 +247,27 @@ mod tests {
         let throttled =
             br#"{"status":"error","error_type":"NetworkException","message":"Too many requests","data":null}"#;
         let as_if = error_in_success(throttled).unwrap();
-        assert!(matches!(kite_error(as_if, throttled, 1, None), TickerError::Throttled { .. }));
+        assert!(matches!(
+            kite_error(as_if, throttled, crate::domain::instrument::tok(1), None),
+            TickerError::Throttled { .. }
+        ));
         let session =
             br#"{"status":"error","error_type":"TokenException","message":"Incorrect `api_key` or `access_token`."}"#;
         let as_if = error_in_success(session).unwrap();
-        assert!(matches!(kite_error(as_if, session, 1, None), TickerError::SessionExpired(_)));
+        assert!(matches!(
+            kite_error(as_if, session, crate::domain::instrument::tok(1), None),
+            TickerError::SessionExpired(_)
+        ));
         let input = br#"{"status":"error","error_type":"InputException","message":"invalid token"}"#;
-        assert!(matches!(kite_error(error_in_success(input).unwrap(), input, 1, None), TickerError::Permanent(_)));
+        assert!(matches!(
+            kite_error(error_in_success(input).unwrap(), input, crate::domain::instrument::tok(1), None),
+            TickerError::Permanent(_)
+        ));
         let network = br#"{"status":"error","error_type":"NetworkException","message":"Gateway timed out"}"#;
-        assert!(matches!(kite_error(error_in_success(network).unwrap(), network, 1, None), TickerError::Transient(_)));
+        assert!(matches!(
+            kite_error(error_in_success(network).unwrap(), network, crate::domain::instrument::tok(1), None),
+            TickerError::Transient(_)
+        ));
         // A success body is no error, whatever it holds.
         assert_eq!(error_in_success(br#"{"status":"success","data":{"candles":[]}}"#), None);
         assert_eq!(error_in_success(b"not json"), None);

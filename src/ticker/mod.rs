@@ -14,6 +14,7 @@ pub mod budget;
 pub mod kite;
 
 use std::time::Duration;
+use tickfill_jobs::InstrumentToken;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
@@ -120,8 +121,13 @@ impl TickerClient {
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`), as `via`.
-    #[tracing::instrument(name = "ticker.history", skip_all, fields(token = token, from = %window.from, to = %window.to, account = via.account_id))]
-    pub async fn history(&self, token: u32, window: Window, via: Via<'_>) -> Result<Vec<Candle>, TickerError> {
+    #[tracing::instrument(name = "ticker.history", skip_all, fields(token = %token, from = %window.from, to = %window.to, account = via.account_id))]
+    pub async fn history(
+        &self,
+        token: InstrumentToken,
+        window: Window,
+        via: Via<'_>,
+    ) -> Result<Vec<Candle>, TickerError> {
         let Window { from, to } = window;
         if self.kite {
             let (Some(key), Some(access)) = (via.kite_api_key, via.kite_access_token) else {
@@ -174,7 +180,7 @@ pub type ListedEntry = Result<ListedSubscription, RefusedEntry>;
 pub struct RefusedEntry {
     pub why: Rejection,
     pub raw: Vec<u8>,
-    pub token: Option<u32>,
+    pub token: Option<InstrumentToken>,
 }
 
 /// Page size of `GET /subscriptions` (the service's maximum).
@@ -216,7 +222,7 @@ impl TickerClient {
                     parse_listed(&entry).map_err(|why| RefusedEntry {
                         why,
                         raw: entry.to_string().into_bytes(),
-                        token: listed_token(&entry).map(|t| t.get()),
+                        token: listed_token(&entry),
                     })
                 })
                 .collect();
@@ -359,7 +365,7 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 /// Parses and checks a `/history` body for `[from, to)`; any broken candle fails the whole answer.
 pub fn parse_history(
     body: &[u8],
-    token: u32,
+    token: InstrumentToken,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Candle>, TickerError> {
@@ -372,7 +378,7 @@ pub fn parse_history(
 /// Checks candles for `[from, to)`; any broken one fails the whole answer.
 pub(super) fn check_candles(
     candles: Vec<CandleBody>,
-    token: u32,
+    token: InstrumentToken,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Candle>, TickerError> {
@@ -444,7 +450,7 @@ mod tests {
         let (f, t) = w();
         let c = parse_history(
             &body(r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#),
-            1,
+            crate::domain::instrument::tok(1),
             f,
             t,
         )
@@ -465,10 +471,17 @@ mod tests {
             r#"{"date":"2025-11-04T09:15:00+05:30","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#,
             r#"{"date":"yesterday","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}"#,
         ] {
-            let err = parse_history(&body(&format!("{good},{broken}")), 1, f, t).unwrap_err();
+            let err =
+                parse_history(&body(&format!("{good},{broken}")), crate::domain::instrument::tok(1), f, t).unwrap_err();
             assert!(matches!(err, TickerError::Permanent(_)), "{broken}: {err}");
         }
-        assert!(parse_history(b"<html>oops</html>", 1, f, t).is_err());
-        assert!(parse_history(br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#, 1, f, t).is_err());
+        assert!(parse_history(b"<html>oops</html>", crate::domain::instrument::tok(1), f, t).is_err());
+        assert!(parse_history(
+            br#"{"candles":[{"date":"2025-11-04T09:15:00+05:30","open":NaN}]}"#,
+            crate::domain::instrument::tok(1),
+            f,
+            t
+        )
+        .is_err());
     }
 }

@@ -252,7 +252,7 @@ async fn run_job(state: &WorkerState, job: &Job, meta: &JobMeta) -> Result<(), J
         Job::Subscribed { event } => subscribed(state, event, meta).await,
         Job::Unsubscribed { event } => unsubscribed(state, event).await,
         Job::Backfill { token, from, to, reason, force } => {
-            requested_backfill(state, token.get(), Window::new(*from, *to), *reason, *force, meta).await
+            requested_backfill(state, *token, Window::new(*from, *to), *reason, *force, meta).await
         }
         Job::Sweep { tick } => run_sweep(state, *tick, meta).await,
         Job::ChainMetrics { underlying, expiry, from, to } => {

@@ -2,13 +2,14 @@
 //! Both the backfill and the rules that settle its days read it, so it stands apart from both.
 
 use chrono::{DateTime, Utc};
+use tickfill_jobs::InstrumentToken;
 use tickfill_jobs::Reason;
 
 use crate::{domain::market::BarTarget, store::rollups::Upkeep};
 
 /// What a backfill is for.
 pub struct BackfillCtx {
-    pub(crate) token: u32,
+    pub(crate) token: InstrumentToken,
     pub(crate) target: BarTarget,
     pub(crate) reason: Reason,
     /// When the bridge received the event that asked for it, if an event did.

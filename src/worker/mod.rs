@@ -12,6 +12,7 @@
 //! idempotent: delivery is at-least-once and every write is an upsert.
 
 use std::{sync::Arc, time::Duration};
+use tickfill_jobs::InstrumentToken;
 
 use anyhow::Context;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
@@ -57,7 +58,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A backfill that was committed, for whoever wants to show it (`tickfill dev`).
 #[derive(Debug, Clone)]
 pub struct Committed {
-    pub token: u32,
+    pub token: InstrumentToken,
     pub label: String,
     pub table: &'static str,
     pub rows: u64,

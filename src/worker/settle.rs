@@ -95,7 +95,7 @@ pub(super) fn judge_days(
 /// is stored), since the source now serves all of it adjusted. Its days are suspect until then.
 pub(super) async fn push_older_checks(
     state: &WorkerState,
-    token: u32,
+    token: InstrumentToken,
     target: &BarTarget,
     checked: Window,
 ) -> anyhow::Result<()> {
@@ -104,7 +104,6 @@ pub(super) async fn push_older_checks(
         return Ok(()); // nothing older is stored
     };
     let older = Window::new(window::floor_minute(first), checked.from);
-    let Ok(token) = InstrumentToken::new(token.into()) else { return Ok(()) };
     let jobs: Vec<Job> = older
         .split(window::MAX_CHUNK)
         .into_iter()

@@ -29,7 +29,7 @@ use crate::{
 /// The `subscriptions` row an event asks for.
 fn subscription(event: &SubscriptionEvent) -> Subscription<'_> {
     Subscription {
-        instrument_token: event.instrument_token.get(),
+        instrument_token: event.instrument_token,
         tradingsymbol: event.tradingsymbol.as_deref(),
         segment: event.segment.as_deref(),
         requested_mode: event.requested_mode.as_deref(),
@@ -50,7 +50,7 @@ fn order(event: &SubscriptionEvent) -> EventOrder {
 
 /// A `Subscribed` job: the subscription, and the backfill of its window, in one commit.
 pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, meta: &JobMeta) -> Result<(), JobError> {
-    let token = event.instrument_token.get();
+    let token = event.instrument_token;
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
     let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
@@ -58,7 +58,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     if subscriptions::superseded(&state.pool, token, order(event)).await? {
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Skipped, None);
         runs::upsert_run(&state.pool, &run).await?;
-        tracing::info!(token, "subscription event superseded by a newer one; nothing fetched");
+        tracing::info!(%token, "subscription event superseded by a newer one; nothing fetched");
         return Ok(());
     }
     // The instrument and what is already stored of the window, in one round trip.
@@ -71,7 +71,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
         runs::upsert_run(&mut *tx, &run).await?;
         tx.commit().await?;
-        tracing::info!(token, "subscription recorded; immediate backfill switched off");
+        tracing::info!(%token, "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
     let prepared = match &found {

@@ -76,7 +76,7 @@ async fn requests(app: &TestApp) -> i64 {
 async fn days(app: &TestApp, token: u32) -> Vec<status::DayQuality> {
     let (from, to) = app.subscription_window(token).await;
     let window = tickfill::domain::window::Window::new(from, to.max(Utc::now()));
-    status::quality(&app.db.pool, &app.settings, token, window, Utc::now()).await.unwrap()
+    status::quality(&app.db.pool, &app.settings, crate::helpers::tok(token), window, Utc::now()).await.unwrap()
 }
 
 fn states(days: &[status::DayQuality]) -> Vec<DayState> {
@@ -318,7 +318,8 @@ async fn days_an_adjustment_cannot_reach_are_left_suspect_for_the_operator() {
     // An adjustment found today marks every older stored day suspect, until its check is accepted.
     let mut tx = app.db.pool.begin().await.unwrap();
     let now = Utc::now();
-    let marked = tickfill::store::days::mark_stale(&mut tx, token, "minute_bars", now).await.unwrap();
+    let marked =
+        tickfill::store::days::mark_stale(&mut tx, crate::helpers::tok(token), "minute_bars", now).await.unwrap();
     tx.commit().await.unwrap();
     let shown = days(&app, token).await;
     let n = shown.len();

@@ -161,7 +161,7 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
 fn open_interest_is_read_by_array_length() {
     let body = fixture("historical_oi.json");
     let (from, to) = (at("2019-12-04T03:45:00Z"), at("2019-12-04T03:51:00Z"));
-    let c = parse_kite_history(&body, 1, from, to).unwrap();
+    let c = parse_kite_history(&body, crate::helpers::tok(1), from, to).unwrap();
     assert_eq!(c.len(), 6);
     assert_eq!(c[0].time, from);
     assert!(
@@ -174,22 +174,24 @@ fn open_interest_is_read_by_array_length() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let first = v["data"]["candles"][0][0].as_str().unwrap();
     let start = DateTime::parse_from_str(first, "%Y-%m-%dT%H:%M:%S%z").unwrap().with_timezone(&Utc);
-    let c = parse_kite_history(&body, 1, start, start + Duration::minutes(2)).unwrap();
+    let c = parse_kite_history(&body, crate::helpers::tok(1), start, start + Duration::minutes(2)).unwrap();
     assert_eq!(c.len(), 2);
     assert!(c.iter().all(|c| c.oi == Some(0)), "a 7th element of 0 is an OI of 0, not absent");
 
     let body = fixture("historical_minute.json");
-    let c = parse_kite_history(&body, 1, at("2017-12-15T03:45:00Z"), at("2017-12-15T03:51:00Z")).unwrap();
+    let c = parse_kite_history(&body, crate::helpers::tok(1), at("2017-12-15T03:45:00Z"), at("2017-12-15T03:51:00Z"))
+        .unwrap();
     assert_eq!(c.len(), 6);
     assert!(c.iter().all(|c| c.oi.is_none()), "six elements: no OI");
     // A candle outside the asked window refuses the whole answer.
-    let err = parse_kite_history(&body, 1, at("2017-12-15T03:46:00Z"), at("2017-12-15T03:51:00Z")).unwrap_err();
+    let err = parse_kite_history(&body, crate::helpers::tok(1), at("2017-12-15T03:46:00Z"), at("2017-12-15T03:51:00Z"))
+        .unwrap_err();
     assert!(matches!(err, TickerError::Permanent(_)), "{err}");
 }
 
 #[test]
 fn kite_errors_map_to_what_the_worker_does() {
-    let generic = kite_error(400, &fixture("error.json"), 7, None);
+    let generic = kite_error(400, &fixture("error.json"), crate::helpers::tok(7), None);
     assert!(matches!(&generic, TickerError::Permanent(m) if m.contains("Generic error message")), "{generic}");
     let shapes = [
         (429, r#"{"status":"error","message":"Too many requests","data":null,"error_type":"NetworkException"}"#),
@@ -204,9 +206,13 @@ fn kite_errors_map_to_what_the_worker_does() {
         (502, "<html>bad gateway</html>"),
         (503, r#"{"status":"error","message":"Service unavailable","data":null,"error_type":"NetworkException"}"#),
     ];
-    let got: Vec<&str> = shapes.iter().map(|(s, b)| kite_error(*s, b.as_bytes(), 7, None).label()).collect();
+    let got: Vec<&str> =
+        shapes.iter().map(|(s, b)| kite_error(*s, b.as_bytes(), crate::helpers::tok(7), None).label()).collect();
     assert_eq!(got, vec!["throttled", "session_expired", "permanent", "transient", "transient"]);
-    assert!(matches!(kite_error(429, shapes[0].1.as_bytes(), 7, None), TickerError::Throttled { retry_after: None }));
+    assert!(matches!(
+        kite_error(429, shapes[0].1.as_bytes(), crate::helpers::tok(7), None),
+        TickerError::Throttled { retry_after: None }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

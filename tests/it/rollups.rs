@@ -103,9 +103,11 @@ fn index_candle(time: DateTime<Utc>, [open, high, low, close]: [f64; 4], volume:
 async fn write_index_minutes(pool: &sqlx::PgPool, candles: &[Candle]) -> u64 {
     let target = BarTarget::Minute { symbol: "NIFTY".into() };
     let mut tx = pool.begin().await.unwrap();
-    let up = store::bars::upsert_bars(&mut tx, NIFTY, &target, candles).await.unwrap();
+    let up = store::bars::upsert_bars(&mut tx, crate::helpers::tok(NIFTY), &target, candles).await.unwrap();
     if rollups::upkeep(pool).await.unwrap() == Upkeep::Tables {
-        rollups::refresh_bars(&mut tx, &rollups::MINUTE, NIFTY, candles, up.touched.unwrap()).await.unwrap();
+        rollups::refresh_bars(&mut tx, &rollups::MINUTE, crate::helpers::tok(NIFTY), candles, up.touched.unwrap())
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
     up.written

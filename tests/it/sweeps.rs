@@ -413,11 +413,16 @@ async fn coverage_trimmed_by_the_settle_rule_ends_on_a_whole_minute() {
     .unwrap();
     let settle = std::time::Duration::from_secs(120);
     let asked = Window::new(at("2026-11-30T04:00:00Z"), at("2026-11-30T06:00:00Z"));
-    let trimmed = tickfill::store::coverage::find_coverage(&app.db.pool, 256265, asked, settle).await.unwrap();
+    let trimmed = tickfill::store::coverage::find_coverage(&app.db.pool, crate::helpers::tok(256265), asked, settle)
+        .await
+        .unwrap();
     assert_eq!(trimmed, vec![Window::new(at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z"))]);
     let since =
         tickfill::store::coverage::coverage_since(&app.db.pool, at("2026-11-30T04:00:00Z"), settle).await.unwrap();
-    assert_eq!(since, vec![(256265, Window::new(at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z")))]);
+    assert_eq!(
+        since,
+        vec![(crate::helpers::tok(256265), Window::new(at("2026-11-30T05:00:00Z"), at("2026-11-30T05:31:00Z")))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ pub enum BackfillCommand {
 pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let mut conn = queue::connect(&settings.redis).await?;
     if let Some(BackfillCommand::Cancel { token }) = a.command {
-        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token.get()).await?;
+        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token).await?;
         say!("cancelled {n} pending backfill(s) of {token}");
         return Ok(());
     }

@@ -3,6 +3,7 @@
 //! window prints in constant memory.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use tickfill::jobs::InstrumentToken;
 use tickfill::{
     config::Settings,
     domain::{timeframe::Timeframe, window::Window},
@@ -21,8 +22,8 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct BarsArgs {
     /// The instrument token.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "symbol")]
-    token: Option<u32>,
+    #[arg(long, value_parser = InstrumentToken::parse, required_unless_present = "symbol")]
+    token: Option<InstrumentToken>,
     /// Every instrument of this tradingsymbol instead (NSE:INFY and BSE:INFY are two): each row
     /// then names its instrument (token and exchange).
     #[arg(long, conflicts_with = "token")]
@@ -51,7 +52,7 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
     }
     let pool = store::connect(settings.database_url.expose(), 1).await?;
     // Each instrument to show, with its exchange when rows must name it.
-    let shown: Vec<(u32, Option<Option<String>>)> = match (&a.token, &a.symbol) {
+    let shown: Vec<(InstrumentToken, Option<Option<String>>)> = match (&a.token, &a.symbol) {
         (Some(t), _) => vec![(*t, None)],
         (None, Some(sym)) => {
             let found = store::instruments::find_by_tradingsymbol(&pool, sym).await?;
@@ -105,7 +106,7 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
                 let mut v = serde_json::to_value(&b)?;
                 v["time"] = serde_json::Value::String(time(b.time));
                 if labelled {
-                    v["instrument_token"] = token.into();
+                    v["instrument_token"] = token.get().into();
                     v["exchange"] = exchange.clone().into();
                 }
                 say!("{}{}", if first { "" } else { "," }, v);

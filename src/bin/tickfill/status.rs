@@ -1,6 +1,7 @@
 //! `tickfill status` and `tickfill chain`: what the store holds, for a person or as JSON.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use tickfill::jobs::InstrumentToken;
 use tickfill::{
     config::Settings,
     domain::{market::normalise_underlying, window::Window},
@@ -15,8 +16,8 @@ const QUALITY_MAX_DAYS: i64 = 400;
 #[derive(clap::Args)]
 pub struct QualityArgs {
     /// The instrument token.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    token: u32,
+    #[arg(long, value_parser = InstrumentToken::parse)]
+    token: InstrumentToken,
     /// Start (RFC 3339); default the start of the token's wanted window when it is subscribed,
     /// else `BACKFILL_LOOKBACK` before `--to`.
     #[arg(long, value_parser = args::instant)]

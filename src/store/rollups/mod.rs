@@ -16,6 +16,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, Transaction};
+use tickfill_jobs::InstrumentToken;
 
 use crate::domain::{market::Candle, timeframe::Timeframe, window::Window};
 
@@ -234,7 +235,7 @@ impl UpkeepCache {
 pub async fn refresh_bars(
     tx: &mut Transaction<'_, Postgres>,
     family: &Family,
-    token: u32,
+    token: InstrumentToken,
     candles: &[Candle],
     touched: Window,
 ) -> sqlx::Result<u64> {
@@ -247,7 +248,7 @@ pub async fn refresh_bars(
     // the values: keep the generic plan (for the rest of this transaction, whose statements are
     // as plain).
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut **tx).await?;
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(token as i64);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(crate::store::bind_token(token));
     for tf in family.timeframes {
         let w = tf.cover(touched);
         q = q.bind(w.from).bind(w.to);
@@ -331,7 +332,7 @@ pub async fn read_bars(
     pool: &PgPool,
     family: &Family,
     tf: Timeframe,
-    token: u32,
+    token: InstrumentToken,
     window: Window,
     mut each: impl FnMut(Bar) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
@@ -343,7 +344,7 @@ pub async fn read_bars(
     );
     type Row = (DateTime<Utc>, f64, f64, f64, f64, i64, Option<i64>);
     let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-        .bind(token as i64)
+        .bind(crate::store::bind_token(token))
         .bind(window.from)
         .bind(window.to)
         .fetch(pool);
