@@ -82,8 +82,11 @@ async fn credential(h: &axum::http::HeaderMap, state: &AdminState) -> Credential
         return Credential::Bearer(role_of_token(state, given));
     }
     let Some(cookie) = session_cookie(h) else { return Credential::Nothing };
-    let key = crate::queue::keys::admin_session(&state.settings.queue, &session_digest(&cookie));
-    let role: Option<String> = redis::AsyncCommands::get(&mut state.redis.clone(), key).await.ok().flatten();
+    let digest = session_digest(&cookie);
+    let role = crate::queue::state::admin_session(&mut state.redis.clone(), &state.settings.queue, &digest)
+        .await
+        .ok()
+        .flatten();
     Credential::Cookie(match role.as_deref() {
         Some("admin") => Some(Role::Admin),
         Some("read") => Some(Role::Read),

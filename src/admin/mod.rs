@@ -106,7 +106,7 @@ fn to_json(v: impl serde::Serialize) -> ApiResult {
 
 async fn readyz(State(s): State<Shared>) -> Response {
     let mut conn = s.redis.clone();
-    let redis_ok: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    let redis_ok = queue::state::ping(&mut conn).await;
     let mut body = json!({"redis": match &redis_ok { Ok(_) => "ok".to_string(), Err(e) => format!("down: {e}") }});
     let mut ready = redis_ok.is_ok();
     // A pause (an expired Kite session) does not make a process unready: restarting it would not
@@ -144,7 +144,7 @@ async fn refresh_gauges(s: &AdminState) {
     let mut conn = s.redis.clone();
     let ns = &s.settings.queue;
     m.rate_limit.set(s.settings.rate_limit as i64);
-    let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
+    let redis_ok = queue::state::ping(&mut conn).await.is_ok();
     metrics::set_up("redis", redis_ok);
     if redis_ok {
         if let Ok(lanes) = queue::stats::stats(&mut conn, ns).await {
@@ -439,9 +439,15 @@ async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _
         return ApiError::Unauthorized.into_response();
     };
     let cookie = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    let key = queue::keys::admin_session(&s.settings.queue, &auth::session_digest(&cookie));
-    let set: redis::RedisResult<()> =
-        redis::AsyncCommands::set_ex(&mut s.redis.clone(), key, role.name(), auth::SESSION_TTL.as_secs()).await;
+    let digest = auth::session_digest(&cookie);
+    let set = queue::state::open_admin_session(
+        &mut s.redis.clone(),
+        &s.settings.queue,
+        &digest,
+        role.name(),
+        auth::SESSION_TTL,
+    )
+    .await;
     if let Err(e) = set {
         return ApiError::from(e).into_response();
     }
@@ -456,8 +462,8 @@ async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _
 /// `DELETE /api/session`: forgets the page's session.
 async fn close_session(headers: axum::http::HeaderMap, State(s): State<Shared>) -> Response {
     if let Some(c) = auth::session_cookie(&headers) {
-        let key = queue::keys::admin_session(&s.settings.queue, &auth::session_digest(&c));
-        let _: redis::RedisResult<i64> = redis::AsyncCommands::del(&mut s.redis.clone(), key).await;
+        let digest = auth::session_digest(&c);
+        let _ = queue::state::close_admin_session(&mut s.redis.clone(), &s.settings.queue, &digest).await;
     }
     let expired = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", auth::SESSION_COOKIE);
     ([(axum::http::header::SET_COOKIE, expired)], Json(json!({"closed": true}))).into_response()

@@ -53,6 +53,25 @@ pub struct Controls {
     pub sweeps: Option<Pause>,
 }
 
+/// Counts a start of task `id` (kept `keep`) and reads the controls, in one round trip: how many
+/// times the task has started (a recovered one starts again) and what is paused.
+pub async fn count_start(
+    conn: &mut RedisConn,
+    ns: &str,
+    id: &str,
+    keep: std::time::Duration,
+) -> redis::RedisResult<(u32, Controls)> {
+    let starts = keys::starts(ns, id);
+    let (n, hash): (u32, BTreeMap<String, String>) = redis::pipe()
+        .incr(&starts, 1)
+        .expire(&starts, keep.as_secs().max(3600) as i64)
+        .ignore()
+        .hgetall(keys::controls(ns))
+        .query_async(conn)
+        .await?;
+    Ok((n, Controls::from_hash(hash)))
+}
+
 impl Controls {
     pub fn lane(&self, lane: Lane) -> Option<&Pause> {
         self.lanes.get(lane.as_str())

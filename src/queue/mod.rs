@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod bulk;
 pub mod cancel;
+pub mod chain;
 pub mod conn;
 pub mod controls;
 pub mod dead;

@@ -37,6 +37,32 @@ pub async fn resume(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<bool> 
     Ok(n > 0)
 }
 
+/// Whether Redis answers `PING` (the error says why not).
+pub async fn ping(conn: &mut RedisConn) -> redis::RedisResult<()> {
+    redis::cmd("PING").query_async::<String>(conn).await.map(drop)
+}
+
+/// The role (`admin`, `read`) of the admin page's session kept under `digest`, if it lives.
+pub async fn admin_session(conn: &mut RedisConn, ns: &str, digest: &str) -> redis::RedisResult<Option<String>> {
+    conn.get(keys::admin_session(ns, digest)).await
+}
+
+/// Keeps an admin page's session (its cookie's digest) with its role for `ttl`.
+pub async fn open_admin_session(
+    conn: &mut RedisConn,
+    ns: &str,
+    digest: &str,
+    role: &str,
+    ttl: std::time::Duration,
+) -> redis::RedisResult<()> {
+    conn.set_ex(keys::admin_session(ns, digest), role, ttl.as_secs()).await
+}
+
+/// Forgets an admin page's session.
+pub async fn close_admin_session(conn: &mut RedisConn, ns: &str, digest: &str) -> redis::RedisResult<()> {
+    conn.del::<_, i64>(keys::admin_session(ns, digest)).await.map(drop)
+}
+
 /// Notes that a subscription event of `token` is on its way to the store.
 pub async fn note_subscribing(conn: &mut RedisConn, ns: &str, token: InstrumentToken, received_ms: i64) {
     let r: redis::RedisResult<i64> = conn.zadd(keys::subscribing(ns), token.get(), received_ms).await;

@@ -58,18 +58,11 @@ pub(super) async fn handle_job(
     // The count lives as long as finished jobs do (`TICKFILL_RETENTION`), so it needs no second
     // round trip to clear it.
     // The same round trip reads the operator's controls (paused lanes and kinds).
-    let starts_key = queue::keys::starts(&state.settings.queue, &this_id);
     let mut redis = state.redis.clone();
-    let counted: redis::RedisResult<(u32, std::collections::BTreeMap<String, String>)> = redis::pipe()
-        .incr(&starts_key, 1)
-        .expire(&starts_key, state.settings.retention.as_secs().max(3600) as i64)
-        .ignore()
-        .hgetall(queue::keys::controls(&state.settings.queue))
-        .query_async(&mut redis)
-        .await;
+    let counted =
+        queue::controls::count_start(&mut redis, &state.settings.queue, &this_id, state.settings.retention).await;
     // Redis unreachable: one start, nothing paused (the job then meets the outage itself).
-    let (starts, controls) =
-        counted.map(|(n, c)| (n, queue::controls::Controls::from_hash(c))).unwrap_or((1, Default::default()));
+    let (starts, controls) = counted.unwrap_or((1, Default::default()));
     let attempt = envelope.attempt() + starts.saturating_sub(1);
     let (result, mut marks) = super::trail::gather(async {
         let mut started = serde_json::json!({"attempt": attempt, "task": this_id});

@@ -1,6 +1,6 @@
 //! Option-chain rebuilds: debounced after option backfills, run as `ChainMetrics` jobs.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use tickfill_jobs::Job;
 
 use super::{
@@ -25,23 +25,7 @@ pub(super) async fn push_chain_rebuild(
 ) -> anyhow::Result<()> {
     let debounce = state.settings.chain_debounce;
     let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
-    let pending = crate::queue::keys::chain_pending(&state.settings.queue, underlying, expiry);
-    let _: () = redis::pipe()
-        .cmd("ZADD")
-        .arg(&pending)
-        .arg("LT")
-        .arg(window.from.timestamp())
-        .arg("from")
-        .ignore()
-        .cmd("ZADD")
-        .arg(&pending)
-        .arg("GT")
-        .arg(window.to.timestamp())
-        .arg("to")
-        .ignore()
-        .expire(&pending, 86_400)
-        .ignore()
-        .query_async(&mut state.redis.clone())
+    crate::queue::chain::widen_pending(&mut state.redis.clone(), &state.settings.queue, underlying, expiry, window)
         .await?;
     let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.from, to: window.to };
     let key = format!("chain:{underlying}:{expiry}:{bucket}");
@@ -57,23 +41,10 @@ pub(super) async fn rebuild_chain(
     window: Window,
     meta: &JobMeta,
 ) -> Result<(), JobError> {
-    let pending = crate::queue::keys::chain_pending(&state.settings.queue, underlying, expiry);
-    let (bounds, _): (Vec<(String, i64)>, ()) = redis::pipe()
-        .atomic()
-        .zrange_withscores(&pending, 0, -1)
-        .del(&pending)
-        .query_async(&mut state.redis.clone())
-        .await
-        .map_err(|e| JobError::Retry(e.into()))?;
-    let mut window = window;
-    for (member, ts) in bounds {
-        let Some(t) = DateTime::from_timestamp(ts, 0) else { continue };
-        match member.as_str() {
-            "from" => window.from = window.from.min(t),
-            "to" => window.to = window.to.max(t),
-            _ => {}
-        }
-    }
+    let window =
+        crate::queue::chain::take_pending(&mut state.redis.clone(), &state.settings.queue, underlying, expiry, window)
+            .await
+            .map_err(|e| JobError::Retry(e.into()))?;
     let upkeep = state.rollups.get(&state.pool).await?;
     let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window, upkeep).await?;
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", STRIKE_TABLE)).inc_by(rows);
