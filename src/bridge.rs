@@ -56,7 +56,7 @@ pub async fn handle_message(
                 queue::note_subscribing(conn, &settings.queue, token, received_ms).await;
             }
             producer.push(&job).await?;
-            tracing::debug!(%token, kind = job.kind(), "event queued");
+            tracing::debug!(token = token.get(), kind = job.kind(), "event queued");
             queue::count(conn, &settings.queue, "events_accepted").await;
             history.add("events_accepted", 1);
             metrics::get().events_accepted.get_or_create(&kind).inc();

@@ -391,8 +391,8 @@ async fn run_in(dir: &Path, opts: &ChaosOptions) -> anyhow::Result<serde_json::V
                         .await;
                     match r {
                         Ok(resp) if resp.status().is_success() => break,
-                        Ok(resp) => tracing::warn!(%token, status = %resp.status(), "subscription refused; again"),
-                        Err(e) => tracing::warn!(%token, error = %e, "subscription failed; again"),
+                        Ok(resp) => tracing::warn!(token, status = %resp.status(), "subscription refused; again"),
+                        Err(e) => tracing::warn!(token, error = %e, "subscription failed; again"),
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -443,7 +443,7 @@ async fn compare(
                 let covered = empty.contains_key(&c.time) || coverage.iter().any(|(a, b)| *a <= c.time && c.time < *b);
                 cmp.silently_covered += u64::from(covered);
                 if let Some(why) = empty.get(&c.time) {
-                    tracing::warn!(%token, minute = %c.time, why, "a minute the source has was confirmed empty");
+                    tracing::warn!(token = token.get(), minute = %c.time, why, "a minute the source has was confirmed empty");
                 }
             }
             Some(&(_, o, h, l, cl, v, oi)) => {

@@ -93,7 +93,7 @@ pub async fn table_of(pool: &sqlx::PgPool, token: InstrumentToken) -> sqlx::Resu
 }
 
 /// Upserts the candles of one instrument into the table its target names.
-#[tracing::instrument(level = "debug", skip_all, fields(token = %token, table = target.table(), candles = candles.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = token.get(), table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(
     tx: &mut Transaction<'_, Postgres>,
     token: InstrumentToken,

@@ -26,7 +26,7 @@ pub async fn lock_token(tx: &mut Transaction<'_, Postgres>, token: InstrumentTok
 /// contiguous span however many sweeps fill its tail; the merged row keeps the fetch time of its
 /// newest end, which is what the settle rule looks at, and counts each minute's candle once (a
 /// candle inside a merged row was counted there already). Callers hold [`lock_token`].
-#[tracing::instrument(level = "debug", skip_all, fields(token = %token, from = %window.from, to = %window.to))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = token.get(), from = %window.from, to = %window.to))]
 pub async fn insert_coverage(
     tx: &mut Transaction<'_, Postgres>,
     token: InstrumentToken,
@@ -93,7 +93,7 @@ pub async fn coverage_since(
 }
 
 /// Coverage windows of `token` that overlap `window`, sorted by start, [`trusted`] part only.
-#[tracing::instrument(level = "debug", skip_all, fields(token = %token))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = token.get()))]
 pub async fn find_coverage(
     pool: &PgPool,
     token: InstrumentToken,

@@ -178,7 +178,7 @@ pub async fn find_instrument(pool: &PgPool, token: InstrumentToken) -> sqlx::Res
 /// The instrument of `token` (if the store has it) and the coverage of `window` as
 /// [`super::coverage::find_coverage`] reads it, in one round trip: what a subscription job needs
 /// before it fetches.
-#[tracing::instrument(level = "debug", skip_all, fields(token = %token))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = token.get()))]
 pub async fn find_with_coverage(
     pool: &PgPool,
     token: InstrumentToken,

@@ -121,7 +121,7 @@ impl TickerClient {
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`), as `via`.
-    #[tracing::instrument(name = "ticker.history", skip_all, fields(token = %token, from = %window.from, to = %window.to, account = via.account_id))]
+    #[tracing::instrument(name = "ticker.history", skip_all, fields(token = token.get(), from = %window.from, to = %window.to, account = via.account_id))]
     pub async fn history(
         &self,
         token: InstrumentToken,

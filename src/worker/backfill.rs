@@ -81,7 +81,7 @@ pub(super) async fn requested_backfill(
         if subscribed != Some(true) {
             let run = run_row(meta, token, reason, window, None, 0, Outcome::Skipped, Some("not subscribed"));
             runs::upsert_run(&state.pool, &run).await?;
-            tracing::info!(%token, "backfill skipped: the instrument is no longer subscribed");
+            tracing::info!(token = token.get(), "backfill skipped: the instrument is no longer subscribed");
             return Ok(());
         }
     }
@@ -108,7 +108,7 @@ pub(super) async fn requested_backfill(
 
 /// Asks the ticker for what coverage lacks of `window` (`covered`, when the caller has read it
 /// already), or for all of it when the backfill is a check (`Verify`). Writes nothing.
-#[tracing::instrument(level = "debug", skip_all, fields(token = %ctx.token, from = %window.from, to = %window.to))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = ctx.token.get(), from = %window.from, to = %window.to))]
 pub(super) async fn fetch_missing(
     state: &WorkerState,
     ctx: &BackfillCtx,
@@ -205,7 +205,7 @@ pub(super) struct Written {
 
 /// Writes what was fetched into `tx`: bars, coverage, suspects, the days' checks and revisions,
 /// and the run row (`window` is the job's).
-#[tracing::instrument(name = "store.write", skip_all, fields(token = %ctx.token))]
+#[tracing::instrument(name = "store.write", skip_all, fields(token = ctx.token.get()))]
 pub(super) async fn write(
     tx: &mut Transaction<'_, Postgres>,
     settings: &Settings,
@@ -259,7 +259,7 @@ pub(super) async fn write(
             let adjusted = !adjusted_days.is_empty() && !days::any_stale(tx, ctx.token, &adjusted_days).await?;
             if adjusted {
                 let marked = days::mark_stale(tx, ctx.token, ctx.target.table(), fetch.from).await?;
-                tracing::info!(token = %ctx.token, days = marked, "adjusted history: older days marked suspect");
+                tracing::info!(token = ctx.token.get(), days = marked, "adjusted history: older days marked suspect");
             }
             days::record(tx, ctx.token, &found).await?;
             (Written { rows: up.written, adjusted }, Outcome::Stored)
@@ -280,7 +280,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
     let token = ctx.token;
     let rows = written.rows;
     let Fetched::Candles { window: fetch, .. } = fetched else {
-        tracing::info!(%token, "window already covered; nothing fetched");
+        tracing::info!(token = token.get(), "window already covered; nothing fetched");
         return;
     };
     let latency = ctx.requested_at.and_then(|r| (Utc::now() - r).to_std().ok());
@@ -291,7 +291,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
         metrics::get().event_to_commit.observe(l.as_secs_f64());
     }
     tracing::info!(
-        %token,
+        token = token.get(),
         table = ctx.target.table(),
         symbol = ctx.target.label(),
         rows,

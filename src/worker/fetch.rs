@@ -77,7 +77,7 @@ const BLOCKED_SAY_EVERY: Duration = Duration::from_secs(60);
 /// that account's session only: the request goes again through another account, or waits for a
 /// new session, spending no attempt. Returns the candles and the account (its index) that
 /// answered.
-#[tracing::instrument(level = "debug", skip_all, fields(token = %token, lane = lane.as_str()))]
+#[tracing::instrument(level = "debug", skip_all, fields(token = token.get(), lane = lane.as_str()))]
 pub(super) async fn fetch_with_throttle(
     state: &WorkerState,
     token: InstrumentToken,
@@ -99,7 +99,7 @@ pub(super) async fn fetch_with_throttle(
                 if said.is_none_or(|s| waited >= s + BLOCKED_SAY_EVERY) {
                     said = Some(waited);
                     tracing::warn!(
-                        %token,
+                        token = token.get(),
                         waited_s = waited.as_secs(),
                         "no account can serve history requests now (Kite sessions missing or ended, or \
                          breakers open); waiting. `tickfill accounts` shows why"
@@ -117,7 +117,7 @@ pub(super) async fn fetch_with_throttle(
             );
         }
         if grant.waited > Duration::from_secs(1) {
-            tracing::debug!(%token, waited_ms = grant.waited.as_millis() as u64, "waited for rate budget");
+            tracing::debug!(token = token.get(), waited_ms = grant.waited.as_millis() as u64, "waited for rate budget");
         }
         let label = metrics::l1("account", &account.name);
         m.account_requests.get_or_create(&label).inc();
@@ -153,7 +153,7 @@ pub(super) async fn fetch_with_throttle(
                 }
                 let least = retry_after.unwrap_or(state.settings.throttle_pause);
                 let pause = throttle_pause(least, throttled, rand::random());
-                tracing::info!(%token, account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                tracing::info!(token = token.get(), account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 super::trail::note(
                     "throttled",
                     serde_json::json!({"account": account.name, "pause_ms": pause.as_millis() as u64}),

@@ -58,7 +58,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     if subscriptions::superseded(&state.pool, token, order(event)).await? {
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Skipped, None);
         runs::upsert_run(&state.pool, &run).await?;
-        tracing::info!(%token, "subscription event superseded by a newer one; nothing fetched");
+        tracing::info!(token = token.get(), "subscription event superseded by a newer one; nothing fetched");
         return Ok(());
     }
     // The instrument and what is already stored of the window, in one round trip.
@@ -71,7 +71,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
         runs::upsert_run(&mut *tx, &run).await?;
         tx.commit().await?;
-        tracing::info!(%token, "subscription recorded; immediate backfill switched off");
+        tracing::info!(token = token.get(), "subscription recorded; immediate backfill switched off");
         return Ok(());
     }
     let prepared = match &found {
