@@ -196,7 +196,7 @@ async fn run_in(
         peak_suspects = peak_suspects.max(total);
         let finals: i64 =
             sqlx::query_scalar("SELECT count(*) FROM day_checks WHERE checked_at IS NOT NULL AND day < $1::date")
-                .bind(crate::store::days::ist_date(cut))
+                .bind(crate::domain::days::ist_date(cut))
                 .fetch_one(&pool)
                 .await?;
         let unproved = unproved_minutes(&pool, &windows, cut).await?;
@@ -218,7 +218,7 @@ async fn run_in(
                 "SELECT instrument_token, day, checks, last_check_at, stale_since FROM day_checks
                  WHERE checked_at IS NULL AND day < $1::date ORDER BY 1, 2 LIMIT 20",
             )
-            .bind(crate::store::days::ist_date(cut))
+            .bind(crate::domain::days::ist_date(cut))
             .fetch_all(&pool)
             .await?;
             tracing::warn!(
@@ -374,11 +374,11 @@ async fn unproved_minutes(pool: &PgPool, windows: &[(u32, Window)], cut: DateTim
 /// The instrument-days that must end final: every IST day of each window that ended before
 /// `cut`'s day (every minute trades under the bench's calendar).
 fn final_days_wanted(windows: &[(u32, Window)], cut: DateTime<Utc>) -> i64 {
-    let today = crate::store::days::ist_date(cut);
+    let today = crate::domain::days::ist_date(cut);
     windows
         .iter()
         .map(|(_, w)| {
-            let first: NaiveDate = crate::store::days::ist_date(w.from);
+            let first: NaiveDate = crate::domain::days::ist_date(w.from);
             first.iter_days().take_while(|d| *d < today).count() as i64
         })
         .sum()

@@ -1,8 +1,17 @@
 //! Days settle (see "Completeness" in the design): per instrument and trading day a state, from
 //! what the store knows of the day's trading minutes and whether its check after the session was
-//! accepted.
+//! accepted; and the rules that judge the days one fetch touched (revised, checked, adjusted).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::{
+    calendar::TradingCalendar,
+    market::{BarTarget, Candle},
+    proof::Verdict,
+    window::Window,
+};
 
 /// Where one instrument's day stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -130,6 +139,95 @@ pub fn adjustment_ratio(pairs: &[([f64; 4], [f64; 4])]) -> Option<f64> {
     let r = ratios[ratios.len() / 2];
     let fits = pairs.iter().all(|(old, new)| (0..4).all(|i| (new[i] - old[i] * r).abs() <= TICK + 1e-9 * new[i].abs()));
     (fits && r.is_finite() && (r - 1.0).abs() > 1e-3).then_some(r)
+}
+
+/// What one fetch found of one day, to add to its `day_checks` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayCheck {
+    pub day: NaiveDate,
+    /// This fetch was the day's check (a verify), whether or not it was accepted.
+    pub checked: bool,
+    /// The check was accepted: the day is final.
+    pub accepted: bool,
+    /// Stored minutes this fetch changed.
+    pub revised_minutes: i64,
+    pub adjustment: Option<f64>,
+}
+
+/// The IST date of an instant.
+pub fn ist_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&crate::domain::calendar::ist()).date_naive()
+}
+
+/// The fewest changed minutes of a day that are taken as an adjustment.
+const MIN_ADJUSTED_MINUTES: usize = 5;
+
+/// What one fetch saw and did.
+pub struct FetchFacts<'a> {
+    pub fetch: Window,
+    pub candles: &'a [Candle],
+    pub verdict: &'a Verdict,
+    /// Coverage of the window before the fetch.
+    pub covered: &'a [Window],
+    /// Stored prices of the window before the fetch (a check reads them).
+    pub before: &'a [(DateTime<Utc>, [f64; 4])],
+    /// Stored minutes the fetch changed.
+    pub revised: &'a [DateTime<Utc>],
+}
+
+/// Whether bars of `target` in `segment` are an equity's: its history is back-adjusted on
+/// corporate actions.
+pub fn is_equity(target: &BarTarget, segment: Option<&str>) -> bool {
+    matches!(target, BarTarget::Minute { .. }) && segment != Some("INDICES")
+}
+
+/// How the days of one fetch are judged: the instrument's calendar, how long after a session its
+/// minutes settle, and whether it is an equity.
+pub struct Judge<'a> {
+    pub calendar: &'a TradingCalendar,
+    pub segment: Option<&'a str>,
+    pub settle: Duration,
+    pub equity: bool,
+}
+
+/// Per day the fetch touched: its revised minutes and, for a check, whether it is accepted (the
+/// answer held every minute stored of it, and every trading minute is now proved) and the ratio
+/// it was adjusted by.
+pub fn judge_days(j: &Judge<'_>, f: &FetchFacts<'_>, check: bool, now: DateTime<Utc>) -> Vec<DayCheck> {
+    let served: HashMap<DateTime<Utc>, [f64; 4]> =
+        f.candles.iter().map(|c| (c.time, [c.open, c.high, c.low, c.close])).collect();
+    let revised: HashSet<DateTime<Utc>> = f.revised.iter().copied().collect();
+    let suspects: HashSet<DateTime<Utc>> = f.verdict.suspects.iter().map(|s| s.minute).collect();
+    let mut proved: Vec<Window> = f.covered.iter().chain(&f.verdict.covered).copied().collect();
+    proved.sort_unstable();
+    let mut out = Vec::new();
+    for day in j.calendar.days(j.segment, f.fetch) {
+        let in_day = |t: &DateTime<Utc>| ist_date(*t) == day.date;
+        let revised_minutes = revised.iter().filter(|t| in_day(t)).count() as i64;
+        let settled = day.session_end.is_some_and(|end| now >= end + j.settle);
+        let mut found = DayCheck { day: day.date, revised_minutes, ..Default::default() };
+        let stored: Vec<&(DateTime<Utc>, [f64; 4])> = f.before.iter().filter(|(t, _)| in_day(t)).collect();
+        let holds_stored = stored.iter().all(|(t, _)| served.contains_key(t));
+        if check && settled {
+            let proves_all = day.sessions.iter().all(|s| s.holes(&proved).is_empty()) && !suspects.iter().any(in_day);
+            found.checked = true;
+            found.accepted = holds_stored && proves_all;
+        }
+        // An equity's day of which every stored minute the fetch saw changed, by one ratio: an
+        // adjustment, whichever fetch saw it.
+        if holds_stored
+            && j.equity
+            && stored.len() >= MIN_ADJUSTED_MINUTES
+            && stored.iter().all(|(t, _)| revised.contains(t))
+        {
+            let pairs: Vec<([f64; 4], [f64; 4])> = stored.iter().map(|(t, old)| (*old, served[t])).collect();
+            found.adjustment = adjustment_ratio(&pairs);
+        }
+        if found.checked || found.revised_minutes > 0 || found.adjustment.is_some() {
+            out.push(found);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

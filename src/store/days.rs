@@ -10,7 +10,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::coverage;
 use crate::{
     config::Settings,
-    domain::{days::DayFacts, window::Window},
+    domain::{
+        days::{ist_date, DayCheck, DayFacts},
+        window::Window,
+    },
 };
 
 /// One instrument to read days for: its token, segment (its calendar) and the window asked about.
@@ -19,24 +22,6 @@ pub struct DaysOf {
     pub token: InstrumentToken,
     pub segment: Option<String>,
     pub window: Window,
-}
-
-/// What one fetch found of one day, to add to its `day_checks` row.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DayCheck {
-    pub day: NaiveDate,
-    /// This fetch was the day's check (a verify), whether or not it was accepted.
-    pub checked: bool,
-    /// The check was accepted: the day is final.
-    pub accepted: bool,
-    /// Stored minutes this fetch changed.
-    pub revised_minutes: i64,
-    pub adjustment: Option<f64>,
-}
-
-/// The IST date of an instant.
-pub fn ist_date(t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&crate::domain::calendar::ist()).date_naive()
 }
 
 /// Every day of every `of`, in order, read in four statements whatever their number.

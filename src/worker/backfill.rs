@@ -21,6 +21,7 @@ use super::{
 use crate::{
     config::Settings,
     domain::{
+        days as day_rules,
         market::{classify, BarTarget, Candle},
         proof::{self, Verdict},
         symbol,
@@ -221,11 +222,9 @@ pub(super) async fn write(
             coverage::lock_token(tx, ctx.token).await?;
             let check = ctx.reason == Reason::Verify;
             // A check compares with what is stored; so does any fetch of an equity (an adjustment).
-            let before = if check || settle::is_equity(ctx) {
-                bars::stored_prices(tx, ctx.token, &ctx.target, *fetch).await?
-            } else {
-                vec![]
-            };
+            let equity = day_rules::is_equity(&ctx.target, ctx.segment.as_deref());
+            let before =
+                if check || equity { bars::stored_prices(tx, ctx.token, &ctx.target, *fetch).await? } else { vec![] };
             let up = bars::upsert_bars(tx, ctx.token, &ctx.target, candles).await?;
             if let (Some(touched), Upkeep::Tables) = (up.touched, ctx.rollups) {
                 if let Some(family) = rollups::bar_family(ctx.target.table()) {
@@ -248,9 +247,21 @@ pub(super) async fn write(
                 .flatten()
                 .map(|last| now - (last + chrono::Duration::minutes(1)));
             suspects::record(tx, ctx.token, *fetch, verdict, candles, gap).await?;
-            let facts =
-                settle::Facts { fetch: *fetch, candles, verdict, covered, before: &before, revised: &up.revised };
-            let found = settle::judge_days(settings, ctx, &facts, check, Utc::now());
+            let facts = day_rules::FetchFacts {
+                fetch: *fetch,
+                candles,
+                verdict,
+                covered,
+                before: &before,
+                revised: &up.revised,
+            };
+            let judge = day_rules::Judge {
+                calendar: &settings.calendar,
+                segment: ctx.segment.as_deref(),
+                settle: chrono::Duration::from_std(settings.settle).unwrap_or_default(),
+                equity,
+            };
+            let found = day_rules::judge_days(&judge, &facts, check, Utc::now());
             // A new adjustment (not one found by the checks an earlier one asked for) makes every
             // older stored day suspect until its own check is accepted: none is left silently
             // unadjusted, whether or not its check can reach it.
