@@ -16,7 +16,7 @@ use super::{
     chain::push_chain_rebuild,
     fetch::fetch_with_throttle,
     job::{JobError, JobMeta},
-    settle, Committed, WorkerState,
+    older_checks, Committed, WorkerState,
 };
 use crate::{
     config::Settings,
@@ -310,7 +310,7 @@ pub(super) async fn announce(state: &WorkerState, ctx: &BackfillCtx, fetched: &F
         "backfill committed"
     );
     if written.adjusted {
-        if let Err(e) = settle::push_older_checks(state, token, &ctx.target, *fetch).await {
+        if let Err(e) = older_checks::push_older_checks(state, token, &ctx.target, *fetch).await {
             tracing::warn!(error = format!("{e:#}"), "failed to push the checks of an adjusted history");
         }
     }

@@ -34,7 +34,7 @@ mod fetch;
 mod hold;
 mod inflight;
 mod job;
-mod settle;
+mod older_checks;
 mod subscribe;
 mod sweep_job;
 mod trail;
