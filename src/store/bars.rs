@@ -92,6 +92,21 @@ pub async fn table_of(pool: &sqlx::PgPool, token: InstrumentToken) -> sqlx::Resu
     Ok(None)
 }
 
+/// The columns every bar table shares, one vector each (the statements bind them as arrays).
+struct Columns {
+    token: i64,
+    time: Vec<DateTime<Utc>>,
+    open: Vec<f64>,
+    high: Vec<f64>,
+    low: Vec<f64>,
+    close: Vec<f64>,
+    volume: Vec<i64>,
+    oi: Vec<Option<i64>>,
+}
+
+/// A bar written: its minute, and whether it replaced a different stored one.
+type Done = Vec<(DateTime<Utc>, bool)>;
+
 /// Upserts the candles of one instrument into the table its target names.
 #[tracing::instrument(level = "debug", skip_all, fields(token = token.get(), table = target.table(), candles = candles.len()))]
 pub async fn upsert_bars(
@@ -103,116 +118,20 @@ pub async fn upsert_bars(
     if candles.is_empty() {
         return Ok(Upserted::default());
     }
-    let time: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
-    let open: Vec<f64> = candles.iter().map(|c| c.open).collect();
-    let high: Vec<f64> = candles.iter().map(|c| c.high).collect();
-    let low: Vec<f64> = candles.iter().map(|c| c.low).collect();
-    let close: Vec<f64> = candles.iter().map(|c| c.close).collect();
-    let volume: Vec<i64> = candles.iter().map(|c| c.volume).collect();
-    let token = super::bind_token(token);
-    let done: Vec<(DateTime<Utc>, bool)> = match target {
-        BarTarget::Minute { symbol } => {
-            sqlx::query_as(
-                "INSERT INTO minute_bars AS b (symbol, time, instrument_token, open, high, low, close, volume)
-                 SELECT $1, t.time, $2, t.o, t.h, t.l, t.c, t.v
-                 FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::bigint[])
-                      AS t(time, o, h, l, c, v)
-                 ON CONFLICT (instrument_token, time) DO UPDATE SET symbol = EXCLUDED.symbol,
-                     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-                     close = EXCLUDED.close, volume = EXCLUDED.volume
-                 WHERE (b.symbol, b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM
-                       (EXCLUDED.symbol, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
-                        EXCLUDED.volume)
-                 RETURNING b.time, (b.xmax::text <> '0')",
-            )
-            .bind(symbol)
-            .bind(token)
-            .bind(&time)
-            .bind(&open)
-            .bind(&high)
-            .bind(&low)
-            .bind(&close)
-            .bind(&volume)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-        BarTarget::Future { contract, symbol, expiry } => {
-            let oi: Vec<Option<i64>> = candles.iter().map(|c| c.oi).collect();
-            sqlx::query_as(
-                "INSERT INTO futures_bars AS b (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
-                 SELECT $1, t.time, $2, $3, $4, t.o, t.h, t.l, t.c, t.v, t.oi
-                 FROM UNNEST($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::bigint[], $11::bigint[])
-                      AS t(time, o, h, l, c, v, oi)
-                 ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
-                     symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, open = EXCLUDED.open,
-                     high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-                     volume = EXCLUDED.volume, oi = EXCLUDED.oi
-                 WHERE (b.contract, b.symbol, b.expiry, b.open, b.high, b.low, b.close, b.volume, b.oi)
-                       IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.open,
-                        EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.oi)
-                 RETURNING b.time, (b.xmax::text <> '0')",
-            )
-            .bind(contract)
-            .bind(token)
-            .bind(symbol)
-            .bind(expiry)
-            .bind(&time)
-            .bind(&open)
-            .bind(&high)
-            .bind(&low)
-            .bind(&close)
-            .bind(&volume)
-            .bind(&oi)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-        BarTarget::Option { contract, symbol, expiry, strike, option_type } => {
-            let col = |f: fn(&Candle) -> Option<f64>| candles.iter().map(f).collect::<Vec<Option<f64>>>();
-            let oi: Vec<Option<i64>> = candles.iter().map(|c| c.oi).collect();
-            sqlx::query_as(
-                "INSERT INTO option_bars AS b (contract, time, instrument_token, symbol, expiry, strike, option_type,
-                     open, high, low, close, volume, oi, iv, delta, gamma, theta, vega, underlying_price)
-                 SELECT $1, t.time, $2, $3, $4, $5, $6, t.o, t.h, t.l, t.c, t.v, t.oi, t.iv, t.d, t.g, t.th, t.ve, t.u
-                 FROM UNNEST($7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-                             $12::bigint[], $13::bigint[], $14::float8[], $15::float8[], $16::float8[],
-                             $17::float8[], $18::float8[], $19::float8[])
-                      AS t(time, o, h, l, c, v, oi, iv, d, g, th, ve, u)
-                 ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
-                     symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, strike = EXCLUDED.strike,
-                     option_type = EXCLUDED.option_type, open = EXCLUDED.open, high = EXCLUDED.high,
-                     low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, oi = EXCLUDED.oi,
-                     iv = EXCLUDED.iv, delta = EXCLUDED.delta, gamma = EXCLUDED.gamma,
-                     theta = EXCLUDED.theta, vega = EXCLUDED.vega, underlying_price = EXCLUDED.underlying_price
-                 WHERE (b.contract, b.symbol, b.expiry, b.strike, b.option_type, b.open, b.high, b.low,
-                        b.close, b.volume, b.oi, b.iv, b.delta, b.gamma, b.theta, b.vega, b.underlying_price)
-                       IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.strike,
-                        EXCLUDED.option_type, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
-                        EXCLUDED.volume, EXCLUDED.oi, EXCLUDED.iv, EXCLUDED.delta, EXCLUDED.gamma, EXCLUDED.theta,
-                        EXCLUDED.vega, EXCLUDED.underlying_price)
-                 RETURNING b.time, (b.xmax::text <> '0')",
-            )
-            .bind(contract)
-            .bind(token)
-            .bind(symbol)
-            .bind(expiry)
-            .bind(strike)
-            .bind(option_type.as_str())
-            .bind(&time)
-            .bind(&open)
-            .bind(&high)
-            .bind(&low)
-            .bind(&close)
-            .bind(&volume)
-            .bind(&oi)
-            .bind(col(|c| c.iv))
-            .bind(col(|c| c.delta))
-            .bind(col(|c| c.gamma))
-            .bind(col(|c| c.theta))
-            .bind(col(|c| c.vega))
-            .bind(col(|c| c.underlying))
-            .fetch_all(&mut **tx)
-            .await?
-        }
+    let c = Columns {
+        token: super::bind_token(token),
+        time: candles.iter().map(|c| c.time).collect(),
+        open: candles.iter().map(|c| c.open).collect(),
+        high: candles.iter().map(|c| c.high).collect(),
+        low: candles.iter().map(|c| c.low).collect(),
+        close: candles.iter().map(|c| c.close).collect(),
+        volume: candles.iter().map(|c| c.volume).collect(),
+        oi: candles.iter().map(|c| c.oi).collect(),
+    };
+    let done = match target {
+        BarTarget::Minute { symbol } => upsert_minute(tx, symbol, &c).await?,
+        BarTarget::Future { contract, symbol, expiry } => upsert_future(tx, contract, symbol, *expiry, &c).await?,
+        BarTarget::Option { .. } => upsert_option(tx, target, candles, &c).await?,
     };
     let first = done.iter().map(|(t, _)| *t).min();
     let last = done.iter().map(|(t, _)| *t).max();
@@ -221,4 +140,119 @@ pub async fn upsert_bars(
         touched: first.zip(last).map(|(f, l)| Window::new(f, l + chrono::Duration::minutes(1))),
         revised: done.into_iter().filter(|(_, updated)| *updated).map(|(t, _)| t).collect(),
     })
+}
+
+async fn upsert_minute(tx: &mut Transaction<'_, Postgres>, symbol: &str, c: &Columns) -> sqlx::Result<Done> {
+    sqlx::query_as(
+        "INSERT INTO minute_bars AS b (symbol, time, instrument_token, open, high, low, close, volume)
+         SELECT $1, t.time, $2, t.o, t.h, t.l, t.c, t.v
+         FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::bigint[])
+              AS t(time, o, h, l, c, v)
+         ON CONFLICT (instrument_token, time) DO UPDATE SET symbol = EXCLUDED.symbol,
+             open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+             close = EXCLUDED.close, volume = EXCLUDED.volume
+         WHERE (b.symbol, b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM
+               (EXCLUDED.symbol, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                EXCLUDED.volume)
+         RETURNING b.time, (b.xmax::text <> '0')",
+    )
+    .bind(symbol)
+    .bind(c.token)
+    .bind(&c.time)
+    .bind(&c.open)
+    .bind(&c.high)
+    .bind(&c.low)
+    .bind(&c.close)
+    .bind(&c.volume)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+async fn upsert_future(
+    tx: &mut Transaction<'_, Postgres>,
+    contract: &str,
+    symbol: &str,
+    expiry: chrono::NaiveDate,
+    c: &Columns,
+) -> sqlx::Result<Done> {
+    sqlx::query_as(
+        "INSERT INTO futures_bars AS b (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
+         SELECT $1, t.time, $2, $3, $4, t.o, t.h, t.l, t.c, t.v, t.oi
+         FROM UNNEST($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::bigint[], $11::bigint[])
+              AS t(time, o, h, l, c, v, oi)
+         ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
+             symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, open = EXCLUDED.open,
+             high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+             volume = EXCLUDED.volume, oi = EXCLUDED.oi
+         WHERE (b.contract, b.symbol, b.expiry, b.open, b.high, b.low, b.close, b.volume, b.oi)
+               IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.open,
+                EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.oi)
+         RETURNING b.time, (b.xmax::text <> '0')",
+    )
+    .bind(contract)
+    .bind(c.token)
+    .bind(symbol)
+    .bind(expiry)
+    .bind(&c.time)
+    .bind(&c.open)
+    .bind(&c.high)
+    .bind(&c.low)
+    .bind(&c.close)
+    .bind(&c.volume)
+    .bind(&c.oi)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+async fn upsert_option(
+    tx: &mut Transaction<'_, Postgres>,
+    target: &BarTarget,
+    candles: &[Candle],
+    c: &Columns,
+) -> sqlx::Result<Done> {
+    let BarTarget::Option { contract, symbol, expiry, strike, option_type } = target else { return Ok(vec![]) };
+    let col = |f: fn(&Candle) -> Option<f64>| candles.iter().map(f).collect::<Vec<Option<f64>>>();
+    sqlx::query_as(
+        "INSERT INTO option_bars AS b (contract, time, instrument_token, symbol, expiry, strike, option_type,
+             open, high, low, close, volume, oi, iv, delta, gamma, theta, vega, underlying_price)
+         SELECT $1, t.time, $2, $3, $4, $5, $6, t.o, t.h, t.l, t.c, t.v, t.oi, t.iv, t.d, t.g, t.th, t.ve, t.u
+         FROM UNNEST($7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+                     $12::bigint[], $13::bigint[], $14::float8[], $15::float8[], $16::float8[],
+                     $17::float8[], $18::float8[], $19::float8[])
+              AS t(time, o, h, l, c, v, oi, iv, d, g, th, ve, u)
+         ON CONFLICT (instrument_token, time) DO UPDATE SET contract = EXCLUDED.contract,
+             symbol = EXCLUDED.symbol, expiry = EXCLUDED.expiry, strike = EXCLUDED.strike,
+             option_type = EXCLUDED.option_type, open = EXCLUDED.open, high = EXCLUDED.high,
+             low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, oi = EXCLUDED.oi,
+             iv = EXCLUDED.iv, delta = EXCLUDED.delta, gamma = EXCLUDED.gamma,
+             theta = EXCLUDED.theta, vega = EXCLUDED.vega, underlying_price = EXCLUDED.underlying_price
+         WHERE (b.contract, b.symbol, b.expiry, b.strike, b.option_type, b.open, b.high, b.low,
+                b.close, b.volume, b.oi, b.iv, b.delta, b.gamma, b.theta, b.vega, b.underlying_price)
+               IS DISTINCT FROM (EXCLUDED.contract, EXCLUDED.symbol, EXCLUDED.expiry, EXCLUDED.strike,
+                EXCLUDED.option_type, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                EXCLUDED.volume, EXCLUDED.oi, EXCLUDED.iv, EXCLUDED.delta, EXCLUDED.gamma, EXCLUDED.theta,
+                EXCLUDED.vega, EXCLUDED.underlying_price)
+         RETURNING b.time, (b.xmax::text <> '0')",
+    )
+    .bind(contract)
+    .bind(c.token)
+    .bind(symbol)
+    .bind(expiry)
+    .bind(strike)
+    .bind(option_type.as_str())
+    .bind(&c.time)
+    .bind(&c.open)
+    .bind(&c.high)
+    .bind(&c.low)
+    .bind(&c.close)
+    .bind(&c.volume)
+    .bind(&c.oi)
+    .bind(col(|c| c.iv))
+    .bind(col(|c| c.delta))
+    .bind(col(|c| c.gamma))
+    .bind(col(|c| c.theta))
+    .bind(col(|c| c.vega))
+    .bind(col(|c| c.underlying))
+    .fetch_all(&mut **tx)
+    .await
 }
