@@ -101,7 +101,7 @@ impl TryFrom<u64> for InstrumentToken {
 impl TryFrom<i64> for InstrumentToken {
     type Error = TokenError;
     fn try_from(n: i64) -> Result<Self, TokenError> {
-        u64::try_from(n).map_err(|_| TokenError::OutOfRange(0)).and_then(Self::new)
+        u64::try_from(n).map_err(|_| TokenError::NotANumber(n.to_string())).and_then(Self::new)
     }
 }
 

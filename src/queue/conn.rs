@@ -46,7 +46,8 @@ pub struct RedisConn {
 struct Shared {
     target: RedisTarget,
     timeout: Duration,
-    now: RwLock<Current>,
+    /// Shared, so a command takes its connection without copying the client or the address.
+    now: RwLock<Arc<Current>>,
     /// Held while a switch looks for the primary; commands wait for it instead of using a
     /// connection known to be bad.
     switching: Mutex<Finder>,
@@ -55,7 +56,6 @@ struct Shared {
     switches: watch::Sender<u64>,
 }
 
-#[derive(Clone)]
 struct Current {
     generation: u64,
     conn: MultiplexedConnection,
@@ -110,7 +110,7 @@ impl RedisConn {
         let shared = Arc::new(Shared {
             target: settings.target.clone(),
             timeout,
-            now: RwLock::new(Current { generation: 0, conn: first.0, client: first.1, addr: first.2 }),
+            now: RwLock::new(Arc::new(Current { generation: 0, conn: first.0, client: first.1, addr: first.2 })),
             switching: Mutex::new(finder),
             switches,
         });
@@ -125,12 +125,12 @@ impl RedisConn {
 
     /// The primary's client now: for connections of their own (pub/sub).
     pub fn client(&self) -> Client {
-        self.shared.current().client
+        self.shared.current().client.clone()
     }
 
     /// The primary's address now (`host:port`), for logs.
     pub fn primary(&self) -> String {
-        self.shared.current().addr
+        self.shared.current().addr.clone()
     }
 
     /// Changes each time the connection moves to another primary (or reconnects).
@@ -159,12 +159,12 @@ impl RedisConn {
 }
 
 impl Shared {
-    fn current(&self) -> Current {
+    fn current(&self) -> Arc<Current> {
         self.now.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits for a switch under way to end.
-    async fn settled(&self) -> Current {
+    async fn settled(&self) -> Arc<Current> {
         if self.switching.try_lock().is_err() {
             drop(self.switching.lock().await);
         }
@@ -182,10 +182,11 @@ impl Shared {
         loop {
             match tokio::time::timeout(self.timeout * 2, find_primary(&mut finder, self.timeout)).await {
                 Ok(Ok((conn, client, addr))) => {
-                    let was = self.current().addr;
+                    let was = self.current().addr.clone();
                     let generation = seen + 1;
-                    *self.now.write().unwrap_or_else(|p| p.into_inner()) = Current { generation, conn, client, addr };
-                    let now = self.current().addr;
+                    *self.now.write().unwrap_or_else(|p| p.into_inner()) =
+                        Arc::new(Current { generation, conn, client, addr });
+                    let now = self.current().addr.clone();
                     if now == was {
                         tracing::info!(primary = %now, why, "Redis: reconnected");
                     } else {
@@ -348,10 +349,10 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let now = self.shared.settled().await;
-            let mut conn = now.conn;
+            let mut conn = now.conn.clone();
             match conn.req_packed_command(cmd).await {
                 Err(e) if self.recover(now.generation, &e).await => {
-                    self.shared.current().conn.req_packed_command(cmd).await
+                    self.shared.current().conn.clone().req_packed_command(cmd).await
                 }
                 r => r,
             }
@@ -366,10 +367,10 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let now = self.shared.settled().await;
-            let mut conn = now.conn;
+            let mut conn = now.conn.clone();
             match conn.req_packed_commands(pipeline, offset, count).await {
                 Err(e) if self.recover(now.generation, &e).await => {
-                    self.shared.current().conn.req_packed_commands(pipeline, offset, count).await
+                    self.shared.current().conn.clone().req_packed_commands(pipeline, offset, count).await
                 }
                 r => r,
             }

@@ -222,7 +222,7 @@ pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
 
 /// A token as the store binds it: the one conversion from the type to the column.
 pub(crate) fn bind_token(t: tickfill_jobs::InstrumentToken) -> i64 {
-    i64::from(t.get())
+    t.into()
 }
 
 /// A token read back from a column (stored validated, so a bad one is a decode error).

@@ -86,6 +86,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("the page's script failed: {e}"))
     }
 
+    /// The strings a script returns as an array (an empty list for anything else).
+    pub async fn strings(&self, script: &str) -> Vec<String> {
+        let v = self.run(script, json!([])).await;
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+    }
+
     /// The text of the first element `css` matches, if any.
     pub async fn text(&self, css: &str) -> Option<String> {
         let v = self

@@ -86,12 +86,9 @@ async fn a_typed_filter_narrows_the_explorer_and_a_confirmed_bulk_retry_moves_ex
     let search = browser.run("return location.search", json!([])).await;
     assert_eq!(search, "?state=dead&error=9990", "the filter is in the address");
     let listed: BTreeSet<String> = browser
-        .run("return [...document.querySelectorAll('#jobs tr[data-job-id]')].map(r => r.dataset.jobId)", json!([]))
+        .strings("return [...document.querySelectorAll('#jobs tr[data-job-id]')].map(r => r.dataset.jobId)")
         .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .into_iter()
         .collect();
     let chosen: BTreeSet<String> = before.iter().filter(|(t, _)| *t < 99910).map(|(_, id)| id.clone()).collect();
     assert_eq!(listed, chosen, "the list holds exactly the filter's jobs");
@@ -226,14 +223,7 @@ async fn pausing_the_bulk_lane_on_the_page_holds_bulk_work_while_urgent_lands_an
 
     // A hand backfill (bulk) waits; a subscription (urgent) lands meanwhile.
     let to = tickfill::domain::window::floor_minute(chrono::Utc::now());
-    let hand = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(10000001),
-        from: to - chrono::Duration::hours(1),
-        to,
-        reason: tickfill::jobs::Reason::Manual,
-        force: false,
-    };
-    app.push(&hand).await;
+    app.push(&crate::helpers::hand_backfill(10000001, to)).await;
     wait_until(20, "the hand backfill to be pending", || async {
         jobs(&app, &admin, "state=pending&lane=bulk&kind=backfill").await["matched"] == 1
     })
@@ -300,14 +290,9 @@ async fn pausing_the_bulk_lane_on_the_page_holds_bulk_work_while_urgent_lands_an
     let id = run["jobs"][0]["id"].as_str().unwrap().to_string();
     browser.go(&format!("{admin}/jobs/{id}")).await;
     wait_until(20, "the timeline", || async { browser.count("#timeline tr[data-what=committed]").await == 1 }).await;
-    let steps: Vec<String> = browser
-        .run("return [...document.querySelectorAll('#timeline tr[data-what]')].map(r => r.dataset.what)", json!([]))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let steps = browser
+        .strings("return [...document.querySelectorAll('#timeline tr[data-what]')].map(r => r.dataset.what)")
+        .await;
     for want in ["pushed", "started", "committed", "ended", "run recorded"] {
         assert!(steps.iter().any(|s| s == want), "{want} is not in the timeline {steps:?}");
     }

@@ -216,14 +216,7 @@ async fn a_paused_lane_keeps_its_jobs_pending_across_a_restart_while_the_other_l
     assert_eq!((status, body["changed"].as_bool()), (200, Some(true)), "{body}");
 
     let to = tickfill::domain::window::floor_minute(chrono::Utc::now());
-    let hand = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(10000001),
-        from: to - chrono::Duration::hours(1),
-        to,
-        reason: tickfill::jobs::Reason::Manual,
-        force: false,
-    };
-    app.push(&hand).await;
+    app.push(&crate::helpers::hand_backfill(10000001, to)).await;
     // The paused lane takes nothing: the job stays pending.
     let pending = || async { get(&app, &admin, "state=pending&kind=backfill&lane=bulk").await.1["matched"] == 1 };
     crate::helpers::wait_until(20, "the hand backfill to be pending", pending).await;
@@ -261,14 +254,7 @@ async fn a_paused_lane_keeps_its_jobs_pending_across_a_restart_while_the_other_l
     // A paused kind waits; resumed, it runs.
     let (code, out, _) = run_cli(&app.settings, &["jobs", "pause", "--kind", "backfill"], &[]);
     assert_eq!((code, out.trim()), (0, "jobs of kind backfill paused"));
-    let again = tickfill::jobs::Job::Backfill {
-        token: crate::helpers::tok(11000002),
-        from: to - chrono::Duration::hours(1),
-        to,
-        reason: tickfill::jobs::Reason::Manual,
-        force: false,
-    };
-    app.push(&again).await;
+    app.push(&crate::helpers::hand_backfill(11000002, to)).await;
     crate::helpers::wait_until(20, "the paused kind's job to be put back", || async {
         app.counter("jobs_kind_paused:backfill").await >= 1
     })

@@ -585,3 +585,14 @@ pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
 pub fn tok(n: u32) -> tickfill::jobs::InstrumentToken {
     tickfill::jobs::InstrumentToken::new(n.into()).expect("a valid token")
 }
+
+/// A hand backfill (bulk lane) of `token`'s hour up to `to`.
+pub fn hand_backfill(token: u32, to: chrono::DateTime<chrono::Utc>) -> tickfill::jobs::Job {
+    tickfill::jobs::Job::Backfill {
+        token: tok(token),
+        from: to - chrono::Duration::hours(1),
+        to,
+        reason: tickfill::jobs::Reason::Manual,
+        force: false,
+    }
+}
