@@ -52,10 +52,10 @@ pub struct Breaker {
 
 /// Every configured account with what Redis holds of it now.
 pub async fn report(settings: &Settings, conn: &mut RedisConn) -> redis::RedisResult<Vec<AccountReport>> {
-    let accounts = settings.accounts();
+    let accounts = settings.account_list();
     let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
-    let figures = stored::figures(conn, &settings.queue, &names).await?;
-    let kite = settings.ticker_api == TickerApi::Kite;
+    let figures = stored::figures(conn, &settings.queue.name, &names).await?;
+    let kite = settings.ticker.api == TickerApi::Kite;
     Ok(accounts
         .iter()
         .zip(figures)
@@ -162,11 +162,11 @@ fn from_kite(e: TickerError) -> SessionError {
 
 /// The account named `name`, if it keeps its session in Redis.
 fn session_account(settings: &Settings, name: &str) -> Result<Account, SessionError> {
-    if settings.ticker_api != TickerApi::Kite {
+    if settings.ticker.api != TickerApi::Kite {
         return Err(SessionError::NotKite);
     }
     let a = settings
-        .accounts()
+        .account_list()
         .into_iter()
         .find(|a| a.name == name)
         .ok_or_else(|| SessionError::UnknownAccount(crate::domain::text::inert(name, 64)))?;
@@ -204,7 +204,7 @@ pub async fn complete_login(
     cb: &Callback,
 ) -> Result<KiteUser, SessionError> {
     let a = session_account(settings, account)?;
-    if !stored::callback_allowed(conn, &settings.queue, &a.name, CALLBACKS_PER_MINUTE).await? {
+    if !stored::callback_allowed(conn, &settings.queue.name, &a.name, CALLBACKS_PER_MINUTE).await? {
         return Err(SessionError::TooMany);
     }
     match cb.status.as_deref() {
@@ -228,7 +228,7 @@ pub async fn complete_login(
     // Presented once: a replay (the same redirect again, from a browser's history or a thief)
     // stores nothing, even before Kite says so.
     let digest = crate::domain::session::digest(&[request_token]);
-    if !stored::first_presentation(conn, &settings.queue, &a.name, &digest).await? {
+    if !stored::first_presentation(conn, &settings.queue.name, &a.name, &digest).await? {
         return Err(SessionError::Replayed);
     }
     let checksum = kite_checksum(a.kite_api_key.expose(), request_token, a.kite_api_secret.expose());
@@ -262,7 +262,7 @@ async fn store_checked(
 ) -> Result<KiteUser, SessionError> {
     let user = kite.kite_profile(&a.kite_api_key, token).await.map_err(from_kite)?;
     let now = Utc::now();
-    stored::set_session(conn, &settings.queue, &a.name, token, kite_session_end(now), via, &user.user_id).await?;
+    stored::set_session(conn, &settings.queue.name, &a.name, token, kite_session_end(now), via, &user.user_id).await?;
     tracing::info!(account = %a.name, via, user = %user.user_id, "Kite session stored; every worker uses it at its next request");
     Ok(user)
 }

@@ -53,11 +53,11 @@ pub async fn handle_message(
             metrics::get().events_received.get_or_create(&kind).inc();
             let job = job_for(event);
             if matches!(job, Job::Subscribed { .. }) {
-                queue::note_subscribing(conn, &settings.queue, token, received_ms).await;
+                queue::note_subscribing(conn, &settings.queue.name, token, received_ms).await;
             }
             producer.push(&job).await?;
             tracing::debug!(token = token.get(), kind = job.kind(), "event queued");
-            queue::count(conn, &settings.queue, "events_accepted").await;
+            queue::count(conn, &settings.queue.name, "events_accepted").await;
             history.add("events_accepted", 1);
             metrics::get().events_accepted.get_or_create(&kind).inc();
             Ok(Some(job))
@@ -66,7 +66,7 @@ pub async fn handle_message(
             metrics::get().events_received.get_or_create(&metrics::l1("type", "unreadable")).inc();
             metrics::get().events_rejected.get_or_create(&metrics::l1("reason", why.code.as_str())).inc();
             tracing::warn!(code = why.code.as_str(), reason = %why.reason, bytes = payload.len(), "event rejected");
-            keep_rejected(conn, &settings.queue, payload, &why).await;
+            keep_rejected(conn, &settings.queue.name, payload, &why).await;
             history.add("events_rejected", 1);
             Ok(None)
         }
@@ -115,13 +115,13 @@ impl Recent {
 
 /// Runs the bridge until `shutdown` fires. Reconnects with capped exponential backoff.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let channel = queue::keys::events_channel(&settings.channel_prefix);
-    if !settings.subscription_events_enabled {
+    let channel = queue::keys::events_channel(&settings.events.channel_prefix);
+    if !settings.events.enabled {
         tracing::warn!("SUBSCRIPTION_EVENTS_ENABLED=false: the bridge idles and queues nothing");
         shutdown.wait().await;
         return Ok(());
     }
-    let history = History::new(&settings.queue);
+    let history = History::new(&settings.queue.name);
     let mut conn = crate::shutdown::patiently("Redis", &shutdown, || queue::connect(&settings.redis)).await?;
     queue::warn_without_persistence(&mut conn).await;
     history.spawn_flusher(conn.clone(), shutdown.clone());
@@ -134,16 +134,16 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             let mut producer = Producer::new(conn.clone(), &settings);
             let (mut pubsub, mut switched) = conn.pubsub().await?;
             pubsub.subscribe(&channel).await?;
-            tracing::info!(channel = %channel, queue = %settings.queue, primary = %conn.primary(), "bridge subscribed");
+            tracing::info!(channel = %channel, queue = %settings.queue.name, primary = %conn.primary(), "bridge subscribed");
             if reconnects > 0 {
                 // Pub/sub forgot whatever was published while we were away: a sweep makes it good.
                 let tick = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("valid instant");
                 producer.push(&Job::Sweep { tick }).await?;
-                queue::count(&mut conn.clone(), &settings.queue, "bridge_catch_up_sweeps").await;
+                queue::count(&mut conn.clone(), &settings.queue.name, "bridge_catch_up_sweeps").await;
                 tracing::info!(%tick, "catch-up sweep pushed after reconnecting");
                 let n = recent.replay(&mut producer).await?;
                 if n > 0 {
-                    queue::count_by(&mut conn.clone(), &settings.queue, "events_replayed", n).await;
+                    queue::count_by(&mut conn.clone(), &settings.queue.name, "events_replayed", n).await;
                     metrics::get().events_replayed.inc_by(n);
                     tracing::info!(
                         events = n,

@@ -15,17 +15,17 @@ pub const DEMO_TOKENS: [u32; 4] = [sim::NIFTY_TOKEN, 10_000_001, 11_000_020, 11_
 
 pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     // The simulator serves every minute, so that `dev` works at any hour: so does the store.
-    settings.calendar = crate::domain::calendar::TradingCalendar::Always;
+    settings.backfill.calendar = crate::domain::calendar::TradingCalendar::Always;
     let pool =
-        crate::shutdown::patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 4))
+        crate::shutdown::patiently("PostgreSQL", &shutdown, || store::connect(settings.store.database_url.expose(), 4))
             .await?;
-    let migrated = store::migrate(&pool, &settings.timescale).await?;
+    let migrated = store::migrate(&pool, &settings.store.timescale).await?;
     if let Some(w) = migrated.plain.as_ref().and_then(|p| p.warning()) {
         tracing::warn!("{w}");
     }
     println!("migrations applied ({})", migrated.summary());
 
-    let url = reqwest::Url::parse(&settings.ticker_url)?;
+    let url = reqwest::Url::parse(&settings.ticker.url)?;
     let host = url.host_str().context("TICKER_SERVICE_URL has no host")?.to_string();
     let port = url.port_or_known_default().context("TICKER_SERVICE_URL has no port")?;
     let addr = tokio::net::lookup_host((host.as_str(), port))
@@ -34,7 +34,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
         .with_context(|| format!("cannot resolve {host}"))?;
     let opts = sim::SimOptions {
         redis: Some(settings.redis.clone()),
-        channel_prefix: settings.channel_prefix.clone(),
+        channel_prefix: settings.events.channel_prefix.clone(),
         ..Default::default()
     };
     let bound = sim::spawn(addr, opts, shutdown.clone())
@@ -42,7 +42,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
         .with_context(|| format!("failed to start the simulator on {addr} (is something else on that port?)"))?;
     println!("simulator on http://{bound}");
 
-    let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
+    let dump = load::read_source(&format!("{}/instruments", settings.ticker.url)).await?;
     let report = load::load(&pool, &dump).await?;
     println!("instruments loaded: {} rows ({} new or changed)", report.rows, report.upserted());
 
@@ -53,14 +53,14 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
     let scheduler_task = tokio::spawn(scheduler::run(settings.clone(), shutdown.clone()));
 
     let mut conn = queue::connect(&settings.redis).await?;
-    let channel = crate::queue::keys::events_channel(&settings.channel_prefix);
+    let channel = crate::queue::keys::events_channel(&settings.events.channel_prefix);
     while queue::subscribers(&mut conn, &channel).await? < 1 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let http = reqwest::Client::new();
     for token in DEMO_TOKENS {
         let resp = http
-            .post(format!("{}/subscriptions", settings.ticker_url))
+            .post(format!("{}/subscriptions", settings.ticker.url))
             .json(&serde_json::json!({"instrument_token": token}))
             .send()
             .await?;
@@ -79,7 +79,7 @@ pub async fn run(mut settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
             _ = shutdown.wait() => break,
         }
     }
-    let _ = tokio::time::timeout(settings.shutdown_timeout, async {
+    let _ = tokio::time::timeout(settings.queue.shutdown_timeout, async {
         let _ = bridge_task.await;
         let _ = worker_task.await;
         let _ = scheduler_task.await;

@@ -15,16 +15,16 @@ use crate::{config::Settings, queue, shutdown::Shutdown};
 
 /// Runs the scheduler until `shutdown` fires.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let interval = settings.sweep_interval.clone();
+    let interval = settings.backfill.sweep_interval.clone();
     // Started while Redis is down, it waits for it rather than exiting.
     let conn = crate::shutdown::patiently("Redis", &shutdown, || queue::connect(&settings.redis)).await?;
     let mut producer = queue::Producer::new(conn, &settings);
-    tracing::info!(interval = %settings.sweep_interval, queue = %settings.queue, "scheduler started");
+    tracing::info!(interval = %settings.backfill.sweep_interval, queue = %settings.queue.name, "scheduler started");
     let mut last_pushed: Option<DateTime<Utc>> = None;
     let mut said_paused = false;
     loop {
         let tick = interval.latest_tick(Utc::now());
-        let paused = match queue::controls::read(producer.conn(), &settings.queue).await {
+        let paused = match queue::controls::read(producer.conn(), &settings.queue.name).await {
             Ok(c) => c.sweeps,
             Err(_) => None,
         };
@@ -33,7 +33,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
                 tracing::info!(%tick, since = %p.since, by = %p.by, "sweeps paused: this tick pushes none");
                 said_paused = true;
             }
-            queue::count(producer.conn(), &settings.queue, "sweep_ticks_paused").await;
+            queue::count(producer.conn(), &settings.queue.name, "sweep_ticks_paused").await;
             last_pushed = Some(tick);
         } else if last_pushed != Some(tick) {
             said_paused = false;

@@ -46,8 +46,8 @@ pub async fn status(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> a
     let rows = store::status::active_subscription_rows(pool).await?;
     // Every hole counts here, however short.
     let mut strict = settings.clone();
-    strict.gap_threshold = Duration::ZERO;
-    strict.backfill_subscription_aware = true;
+    strict.backfill.gap_threshold = Duration::ZERO;
+    strict.backfill.subscription_aware = true;
     // Holes cut to trading sessions: a weekend or a holiday is never missing.
     let holes: HashMap<InstrumentToken, (usize, i64)> = sweep::find_holes(pool, &strict, now)
         .await?
@@ -89,7 +89,7 @@ pub async fn subscription_days(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(InstrumentToken, Vec<DayFacts>)>> {
     let mut aware = settings.clone();
-    aware.backfill_subscription_aware = true;
+    aware.backfill.subscription_aware = true;
     let of: Vec<DaysOf> = sweep::find_targets(pool, &aware, now)
         .await?
         .into_iter()
@@ -132,8 +132,8 @@ pub async fn wanted_start(
     now: DateTime<Utc>,
 ) -> sqlx::Result<DateTime<Utc>> {
     let mut aware = settings.clone();
-    aware.backfill_subscription_aware = true;
-    let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
+    aware.backfill.subscription_aware = true;
+    let lookback = chrono::Duration::from_std(settings.backfill.lookback).unwrap_or_default();
     Ok(sweep::find_targets(pool, &aware, now)
         .await?
         .into_iter()
@@ -193,7 +193,7 @@ pub async fn freshness(
         .iter()
         .map(|(segment, since)| {
             let since = crate::domain::window::floor_minute(*since);
-            let trading = settings.calendar.trading_windows(segment.as_deref(), Window::new(since, now));
+            let trading = settings.backfill.calendar.trading_windows(segment.as_deref(), Window::new(since, now));
             trading.iter().map(|w| (w.to - w.from).num_seconds()).sum::<i64>() as f64
         })
         .collect();
@@ -224,16 +224,16 @@ pub async fn sweeps(
     pool: Option<&PgPool>,
 ) -> anyhow::Result<Sweeps> {
     let now = Utc::now();
-    let last_tick = settings.sweep_interval.latest_tick(now);
+    let last_tick = settings.backfill.sweep_interval.latest_tick(now);
     let recent = match pool {
         Some(p) => store::runs::recent_sweeps(p, RECENT_SWEEPS).await?,
         None => vec![],
     };
     Ok(Sweeps {
-        interval: settings.sweep_interval.to_string(),
+        interval: settings.backfill.sweep_interval.to_string(),
         last_tick,
-        next_tick: settings.sweep_interval.next_tick(last_tick),
-        paused: crate::queue::controls::read(conn, &settings.queue).await?.sweeps,
+        next_tick: settings.backfill.sweep_interval.next_tick(last_tick),
+        paused: crate::queue::controls::read(conn, &settings.queue.name).await?.sweeps,
         recent,
     })
 }

@@ -96,7 +96,7 @@ pub fn plan_holes_owing(
         windows.sort_unstable();
     }
     let end = settings.live_edge(now);
-    let threshold = Duration::from_std(settings.gap_threshold).unwrap_or_default();
+    let threshold = Duration::from_std(settings.backfill.gap_threshold).unwrap_or_default();
     let mut out = Vec::new();
     for Target { token, start, segment } in targets {
         let start = floor_minute(*start);
@@ -104,7 +104,7 @@ pub fn plan_holes_owing(
             continue;
         }
         let covered = by_token.get(token).map(Vec::as_slice).unwrap_or(&[]);
-        let mut holes = settings.calendar.trading_holes(segment.as_deref(), Window::new(start, end), covered);
+        let mut holes = settings.backfill.calendar.trading_holes(segment.as_deref(), Window::new(start, end), covered);
         // A short hole at the live edge fills at the next sweep, in one request with more.
         if !owed.contains(token) {
             holes.retain(|hole| !(hole.to == end && hole.to - hole.from < threshold));
@@ -161,9 +161,9 @@ fn spans_of(holes: Vec<(InstrumentToken, Vec<Window>)>) -> Vec<Gap> {
 /// The targets of a sweep: active subscriptions (start = subscribed_at − window, not before the
 /// lookback), or every active instrument when `BACKFILL_SUBSCRIPTION_AWARE` is off.
 pub async fn find_targets(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Vec<Target>> {
-    let lookback_start = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let window = Duration::minutes(settings.window_minutes as i64);
-    if settings.backfill_subscription_aware {
+    let lookback_start = now - Duration::from_std(settings.backfill.lookback).unwrap_or_default();
+    let window = Duration::minutes(settings.backfill.window_minutes as i64);
+    if settings.backfill.subscription_aware {
         let subs = subscriptions::active_subscriptions(pool).await?;
         Ok(subs
             .into_iter()
@@ -206,12 +206,14 @@ async fn find_gaps_of(
 /// What a sweep plans around: the lookback's coverage, settle-clipped, and the suspect minutes
 /// (those not yet due to be asked again count as covered: their backoff runs).
 pub async fn read_known(pool: &PgPool, settings: &Settings, now: DateTime<Utc>) -> sqlx::Result<Known> {
-    let since = now - Duration::from_std(settings.lookback).unwrap_or_default();
-    let mut known =
-        Known { coverage: coverage::coverage_since(pool, since, settings.settle).await?, ..Default::default() };
+    let since = now - Duration::from_std(settings.backfill.lookback).unwrap_or_default();
+    let mut known = Known {
+        coverage: coverage::coverage_since(pool, since, settings.backfill.settle).await?,
+        ..Default::default()
+    };
     // A due suspect at the live edge (within BACKFILL_GAP_THRESHOLD of it) waits with the edge.
-    let settle = Duration::from_std(settings.settle).unwrap_or_default();
-    let edge = now - settle - Duration::from_std(settings.gap_threshold).unwrap_or_default();
+    let settle = Duration::from_std(settings.backfill.settle).unwrap_or_default();
+    let edge = now - settle - Duration::from_std(settings.backfill.gap_threshold).unwrap_or_default();
     for s in suspects::all(pool).await? {
         if s.next_ask_at > now {
             known.coverage.push((s.token, Window::new(s.minute, s.minute + Duration::minutes(1))));
@@ -235,8 +237,8 @@ pub async fn find_checks(
     targets: &[Target],
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(Gap, Vec<(i64, i64)>)>> {
-    let settle = Duration::from_std(settings.settle).unwrap_or_default();
-    let recheck = settings.recheck.and_then(|r| Duration::from_std(r).ok());
+    let settle = Duration::from_std(settings.backfill.settle).unwrap_or_default();
+    let recheck = settings.backfill.recheck.and_then(|r| Duration::from_std(r).ok());
     let end = settings.live_edge(now);
     let of: Vec<DaysOf> = targets
         .iter()
@@ -244,12 +246,13 @@ pub async fn find_checks(
         .map(|t| DaysOf { token: t.token, segment: t.segment.clone(), window: Window::new(floor_minute(t.start), end) })
         .collect();
     let facts = days::facts(pool, settings, &of).await?;
-    let backoff = Duration::from_std(settings.sweep_interval.nominal()).unwrap_or(Duration::minutes(5));
+    let backoff = Duration::from_std(settings.backfill.sweep_interval.nominal()).unwrap_or(Duration::minutes(5));
     let waiting = days::checks_not_due(pool, now, backoff).await?;
     let mut out = Vec::new();
     for (o, (token, facts)) in of.iter().zip(facts) {
         let adjustable = crate::domain::market::may_be_adjusted(o.segment.as_deref());
         let wanted: Vec<(Window, (i64, i64))> = settings
+            .backfill
             .calendar
             .days(o.segment.as_deref(), o.window)
             .iter()
@@ -313,7 +316,7 @@ pub async fn reconcile(
         }
     }
     // Counted once, when first kept, however many reconciles meet the entry again.
-    for why in queue::rejected::keep_new_rejections(producer.conn(), &settings.queue, &refused).await {
+    for why in queue::rejected::keep_new_rejections(producer.conn(), &settings.queue.name, &refused).await {
         crate::metrics::get().events_rejected.get_or_create(&crate::metrics::l1("reason", why.code.as_str())).inc();
     }
     let ours: HashSet<InstrumentToken> =
@@ -322,7 +325,7 @@ pub async fn reconcile(
     // here too would fetch its window twice.
     let since = (Utc::now() - IMMEDIATE_GRACE).timestamp_millis();
     let queued: HashSet<InstrumentToken> =
-        match queue::queued_subscriptions(producer.conn(), &settings.queue, since).await {
+        match queue::queued_subscriptions(producer.conn(), &settings.queue.name, since).await {
             Ok(q) => q.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read queued subscriptions");
@@ -367,7 +370,7 @@ pub async fn reconcile(
     tx.commit().await?;
     report.added.sort_unstable();
     report.deactivated.sort_unstable();
-    let Window { from, to } = immediate_window(now, settings.window_minutes);
+    let Window { from, to } = immediate_window(now, settings.backfill.window_minutes);
     for token in report.added.iter().copied() {
         producer.push(&Job::Backfill { token, from, to, reason: Reason::Reconcile, force: false }).await?;
     }
@@ -395,11 +398,11 @@ pub async fn sweep(
     now: DateTime<Utc>,
 ) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
-    if !settings.backfill_enabled {
+    if !settings.backfill.enabled {
         tracing::info!("BACKFILL_ENABLED=false: sweep skipped");
         return Ok(report);
     }
-    if settings.reconcile && settings.ticker_api == TickerApi::TickerService {
+    if settings.ticker.reconcile && settings.ticker.api == TickerApi::TickerService {
         match reconcile(pool, ticker, producer, settings).await {
             Ok(r) => report.reconciled = Some(r),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconcile failed; sweeping from the table"),
@@ -443,7 +446,7 @@ pub async fn sweep(
         jobs.push(keyed(job, state_mark(state), edge));
     }
     report.jobs = jobs.len();
-    if settings.backfill_verify {
+    if settings.backfill.verify {
         for (g, checks) in find_checks(pool, settings, &targets, now).await? {
             if fresh.contains(&g.token) {
                 continue;
@@ -511,7 +514,7 @@ mod tests {
     /// The defaults with every minute a trading minute, as the simulator serves them.
     fn always() -> Settings {
         let mut s = Settings::defaults();
-        s.calendar = crate::domain::calendar::TradingCalendar::Always;
+        s.backfill.calendar = crate::domain::calendar::TradingCalendar::Always;
         s
     }
 

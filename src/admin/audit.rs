@@ -34,7 +34,10 @@ fn action_of(method: &Method, path: &str) -> String {
 /// pool of one connection made when the first change is recorded.
 pub fn pool_for(state: &AdminState) -> Option<PgPool> {
     state.pool.clone().or_else(|| {
-        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy(state.settings.database_url.expose()).ok()
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy(state.settings.store.database_url.expose())
+            .ok()
     })
 }
 

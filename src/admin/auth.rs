@@ -36,10 +36,10 @@ pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 *
 /// The role of a bearer token, if it is one of the configured two.
 pub fn role_of_token(state: &AdminState, given: &str) -> Option<Role> {
     let s = &state.settings;
-    if s.admin_token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
+    if s.admin.token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
         return Some(Role::Admin);
     }
-    if s.admin_read_token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
+    if s.admin.read_token.as_ref().is_some_and(|t| !given.is_empty() && t.expose() == given) {
         return Some(Role::Read);
     }
     None
@@ -83,7 +83,7 @@ async fn credential(h: &axum::http::HeaderMap, state: &AdminState) -> Credential
     }
     let Some(cookie) = session_cookie(h) else { return Credential::Nothing };
     let digest = session_digest(&cookie);
-    let role = crate::queue::state::admin_session(&mut state.redis.clone(), &state.settings.queue, &digest)
+    let role = crate::queue::state::admin_session(&mut state.redis.clone(), &state.settings.queue.name, &digest)
         .await
         .ok()
         .flatten();
@@ -128,7 +128,7 @@ impl FromRequestParts<Arc<AdminState>> for Authorized {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, ApiError> {
-        if state.settings.admin_token.is_none() {
+        if state.settings.admin.token.is_none() {
             return Err(ApiError::MutationsDisabled);
         }
         let read_only = || ApiError::Forbidden("the read-only token cannot change anything".into());
@@ -152,7 +152,7 @@ impl FromRequestParts<Arc<AdminState>> for CanRead {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, ApiError> {
-        if state.settings.admin_read_token.is_none() {
+        if state.settings.admin.read_token.is_none() {
             return Ok(CanRead);
         }
         match credential(&parts.headers, state).await {

@@ -89,7 +89,7 @@ pub fn router(state: AdminState) -> Router {
 
 /// Binds `ADMIN_LISTEN` and serves until `shutdown`; returns the bound address (logged).
 pub async fn spawn(state: AdminState, shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(state.settings.admin_listen).await?;
+    let listener = tokio::net::TcpListener::bind(state.settings.admin.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "admin API listening");
     let app = router(state);
@@ -111,7 +111,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
     let mut ready = redis_ok.is_ok();
     // A pause (an expired Kite session) does not make a process unready: restarting it would not
     // help. It is reported so that whoever looks knows why nothing is fetched.
-    if let Ok(Some(p)) = queue::paused(&mut conn, &s.settings.queue).await {
+    if let Ok(Some(p)) = queue::paused(&mut conn, &s.settings.queue.name).await {
         body["paused"] = p;
     }
     if let Some(pool) = &s.pool {
@@ -142,8 +142,8 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
 async fn refresh_gauges(s: &AdminState) {
     let m = metrics::get();
     let mut conn = s.redis.clone();
-    let ns = &s.settings.queue;
-    m.rate_limit.set(s.settings.rate_limit as i64);
+    let ns = &s.settings.queue.name;
+    m.rate_limit.set(s.settings.ticker.rate_limit as i64);
     let redis_ok = queue::state::ping(&mut conn).await.is_ok();
     metrics::set_up("redis", redis_ok);
     if redis_ok {
@@ -169,7 +169,8 @@ async fn refresh_gauges(s: &AdminState) {
     }
     let Some(pool) = &s.pool else { return };
     let st = &s.settings;
-    let stale_after = (st.settle + st.gap_threshold + st.sweep_interval.nominal()).as_secs_f64();
+    let stale_after =
+        (st.backfill.settle + st.backfill.gap_threshold + st.backfill.sweep_interval.nominal()).as_secs_f64();
     let r = crate::status::freshness(pool, st, stale_after, chrono::Utc::now()).await;
     metrics::set_up("postgres", r.is_ok());
     if let Ok(f) = r {
@@ -213,9 +214,15 @@ async fn list_jobs(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery)
             .filter(|n| (1..=crate::explore::MAX_LIMIT).contains(n))
             .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 … {}", crate::explore::MAX_LIMIT)))?,
     };
-    let page =
-        crate::explore::list(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &filter, limit, one("cursor")?)
-            .await?;
+    let page = crate::explore::list(
+        &mut s.redis.clone(),
+        &s.settings.queue.name,
+        s.pool.as_ref(),
+        &filter,
+        limit,
+        one("cursor")?,
+    )
+    .await?;
     to_json(page)
 }
 
@@ -225,7 +232,7 @@ async fn show_job(State(s): State<Shared>, _: CanRead, _: NoQuery, Path(id): Pat
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_#:".contains(c)) {
         return Err(ApiError::BadRequest(format!("{shown:?} is not a job id")));
     }
-    match crate::explore::detail(&mut s.redis.clone(), &s.settings.queue, s.pool.as_ref(), &id).await? {
+    match crate::explore::detail(&mut s.redis.clone(), &s.settings.queue.name, s.pool.as_ref(), &id).await? {
         Some(d) => to_json(d),
         None => Err(ApiError::NotFound(format!("no job {shown}"))),
     }
@@ -277,7 +284,7 @@ async fn bulk_jobs(
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
     let answer = crate::explore::bulk(
         &mut conn,
-        &s.settings.queue,
+        &s.settings.queue.name,
         s.pool.as_ref(),
         &mut producer,
         action,
@@ -333,7 +340,7 @@ async fn history(State(s): State<Shared>, _: CanRead, RawQuery(raw): RawQuery) -
         }
         _ => return Err(ApiError::BadRequest("lane and kind go together, on a jobs_ series".into())),
     };
-    to_json(history::read(&mut s.redis.clone(), &s.settings.queue, &field, step, since).await?)
+    to_json(history::read(&mut s.redis.clone(), &s.settings.queue.name, &field, step, since).await?)
 }
 
 /// Every answer: no framing, no sniffing, no referrer, and a strict policy of what a page may load
@@ -364,7 +371,7 @@ const STREAM_LIFE: std::time::Duration = std::time::Duration::from_secs(100);
 /// and the operator's controls.
 async fn snapshot(s: &AdminState) -> Option<Value> {
     let mut conn = s.redis.clone();
-    let ns = &s.settings.queue;
+    let ns = &s.settings.queue.name;
     let lanes = queue::stats::stats(&mut conn, ns).await.ok()?;
     let counters: std::collections::BTreeMap<String, i64> =
         queue::counters(&mut conn, ns).await.ok()?.into_iter().collect();
@@ -442,7 +449,7 @@ async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _
     let digest = auth::session_digest(&cookie);
     let set = queue::state::open_admin_session(
         &mut s.redis.clone(),
-        &s.settings.queue,
+        &s.settings.queue.name,
         &digest,
         role.name(),
         auth::SESSION_TTL,
@@ -463,7 +470,7 @@ async fn open_session(State(s): State<Shared>, headers: axum::http::HeaderMap, _
 async fn close_session(headers: axum::http::HeaderMap, State(s): State<Shared>) -> Response {
     if let Some(c) = auth::session_cookie(&headers) {
         let digest = auth::session_digest(&c);
-        let _ = queue::state::close_admin_session(&mut s.redis.clone(), &s.settings.queue, &digest).await;
+        let _ = queue::state::close_admin_session(&mut s.redis.clone(), &s.settings.queue.name, &digest).await;
     }
     let expired = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", auth::SESSION_COOKIE);
     ([(axum::http::header::SET_COOKIE, expired)], Json(json!({"closed": true}))).into_response()
@@ -499,10 +506,10 @@ async fn sweeps_action(
 /// drain is done at 0).
 async fn controls(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult {
     let mut conn = s.redis.clone();
-    let c = queue::controls::read(&mut conn, &s.settings.queue).await?;
+    let c = queue::controls::read(&mut conn, &s.settings.queue.name).await?;
     let mut running = serde_json::Map::new();
     for lane in tickfill_jobs::Lane::ALL {
-        let d = queue::stats::lane_depths(&mut conn, &s.settings.queue, lane).await?;
+        let d = queue::stats::lane_depths(&mut conn, &s.settings.queue.name, lane).await?;
         running.insert(lane.as_str().into(), json!(d.running));
     }
     Ok(Json(json!({"lanes": c.lanes, "kinds": c.kinds, "sweeps": c.sweeps, "running": running})))
@@ -511,7 +518,7 @@ async fn controls(State(s): State<Shared>, _: CanRead, _: NoQuery) -> ApiResult 
 /// Pauses, drains or resumes `target`.
 async fn control(s: &AdminState, target: queue::controls::Target, action: &str) -> ApiResult {
     let mut conn = s.redis.clone();
-    let ns = &s.settings.queue;
+    let ns = &s.settings.queue.name;
     let changed = match action {
         "pause" => queue::controls::pause(&mut conn, ns, target, "admin", false).await?,
         "drain" => queue::controls::pause(&mut conn, ns, target, "admin", true).await?,
@@ -607,15 +614,15 @@ async fn kite_callback(
 }
 
 async fn stats(State(s): State<Shared>, _: CanRead) -> ApiResult {
-    to_json(queue::stats::stats(&mut s.redis.clone(), &s.settings.queue).await?)
+    to_json(queue::stats::stats(&mut s.redis.clone(), &s.settings.queue.name).await?)
 }
 
 async fn list_dead(State(s): State<Shared>, _: CanRead) -> ApiResult {
-    to_json(queue::dead::list(&mut s.redis.clone(), &s.settings.queue).await?)
+    to_json(queue::dead::list(&mut s.redis.clone(), &s.settings.queue.name).await?)
 }
 
 async fn show_dead(State(s): State<Shared>, _: CanRead, Path(id): Path<String>) -> ApiResult {
-    match queue::dead::show(&mut s.redis.clone(), &s.settings.queue, &id).await? {
+    match queue::dead::show(&mut s.redis.clone(), &s.settings.queue.name, &id).await? {
         Some(d) => to_json(d),
         None => Err(ApiError::NotFound(format!("no dead job {id}"))),
     }
@@ -623,13 +630,13 @@ async fn show_dead(State(s): State<Shared>, _: CanRead, Path(id): Path<String>) 
 
 async fn retry(s: &AdminState, pick: impl Fn(&queue::dead::DeadJob) -> bool) -> ApiResult {
     let mut conn = s.redis.clone();
-    let list = queue::dead::list(&mut conn, &s.settings.queue).await?;
+    let list = queue::dead::list(&mut conn, &s.settings.queue.name).await?;
     let chosen: Vec<queue::dead::DeadJob> = list.into_iter().filter(|d| pick(d)).collect();
     if chosen.is_empty() {
         return Err(ApiError::NotFound("no such dead job".into()));
     }
     let mut producer = queue::Producer::new(conn.clone(), &s.settings);
-    let report = queue::dead::retry(&mut conn, &mut producer, &s.settings.queue, &chosen).await;
+    let report = queue::dead::retry(&mut conn, &mut producer, &s.settings.queue.name, &chosen).await;
     if report.retried.is_empty() && report.failed.is_empty() {
         return Err(ApiError::NotFound("no such dead job (another retry or purge took it first)".into()));
     }
@@ -655,7 +662,7 @@ async fn retry_one(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody
 }
 
 async fn running(State(s): State<Shared>, _: CanRead) -> ApiResult {
-    to_json(queue::stats::running(&mut s.redis.clone(), &s.settings.queue, 200).await?)
+    to_json(queue::stats::running(&mut s.redis.clone(), &s.settings.queue.name, 200).await?)
 }
 
 /// The newest failed or dead runs (the store's record; empty for processes without a store).
@@ -728,7 +735,7 @@ async fn days_of(
 }
 
 async fn resume(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody) -> ApiResult {
-    let was = queue::resume(&mut s.redis.clone(), &s.settings.queue).await?;
+    let was = queue::resume(&mut s.redis.clone(), &s.settings.queue.name).await?;
     Ok(Json(json!({"resumed": was})))
 }
 
@@ -743,7 +750,7 @@ async fn delete_dead(
     _: NoBody,
     Path(id): Path<String>,
 ) -> ApiResult {
-    if queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue, &id).await? {
+    if queue::dead::forget_one(&mut s.redis.clone(), &s.settings.queue.name, &id).await? {
         Ok(Json(json!({"deleted": id})))
     } else {
         Err(ApiError::NotFound(format!("no dead job {id}")))
@@ -783,10 +790,10 @@ async fn purge(
             ))
         }
     };
-    let n = queue::dead::purge(&mut s.redis.clone(), &s.settings.queue, before).await?;
+    let n = queue::dead::purge(&mut s.redis.clone(), &s.settings.queue.name, before).await?;
     Ok(Json(json!({"purged": n})))
 }
 
 async fn rejected(State(s): State<Shared>, _: CanRead) -> ApiResult {
-    to_json(queue::rejected::list_rejected(&mut s.redis.clone(), &s.settings.queue, 1000).await?)
+    to_json(queue::rejected::list_rejected(&mut s.redis.clone(), &s.settings.queue.name, 1000).await?)
 }

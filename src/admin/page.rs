@@ -28,12 +28,12 @@ pub struct Viewer {
 
 async fn viewer(s: &Shared, headers: &HeaderMap) -> Viewer {
     let role = auth::page_role(headers, s).await;
-    let mutations_configured = s.settings.admin_token.is_some();
+    let mutations_configured = s.settings.admin.token.is_some();
     Viewer {
         role: role.map_or("none", auth::Role::name),
         can_act: mutations_configured && role == Some(auth::Role::Admin),
         mutations_configured,
-        reads_need_token: s.settings.admin_read_token.is_some(),
+        reads_need_token: s.settings.admin.read_token.is_some(),
     }
 }
 

@@ -84,7 +84,7 @@ async fn phase(base: &Settings, opts: &AccountsOptions, k: usize) -> anyhow::Res
             fleet.add("worker", &[])?;
         }
         let mut settings = base.clone();
-        settings.queue = id.clone();
+        settings.queue.name = id.clone();
         let mut redis = queue::connect(&base.redis).await?;
         // The workers are up once each has registered its lanes with apalis.
         let ns = id.clone();

@@ -45,7 +45,7 @@ async fn run_in(base: &Settings, db_url: &str, ns: &str, opts: &ConsoleOptions) 
     store::migrate(&pool, &Default::default()).await?;
     let mut conn = queue::connect(&base.redis).await?;
     let mut settings = base.clone();
-    settings.queue = ns.to_string();
+    settings.queue.name = ns.to_string();
 
     // The dead set: backfills of unknown instruments, as the worker leaves them.
     let k = LaneKeys::new(ns, Lane::Bulk);

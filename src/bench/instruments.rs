@@ -64,11 +64,11 @@ pub fn generate_dump_without(rows: usize, day: u32, gone_every: usize) -> Vec<u8
 pub async fn run(base: Settings, rows: usize, full: bool) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(rows > 0, "--rows must be at least 1");
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let db_url = store::create_database(base.store.database_url.expose(), &id).await?;
     let pool = store::connect(&db_url, 2).await?;
     let result = run_in(&pool, &db_url, rows, full).await;
     pool.close().await;
-    if let Err(e) = store::drop_database(base.database_url.expose(), &id).await {
+    if let Err(e) = store::drop_database(base.store.database_url.expose(), &id).await {
         tracing::warn!(error = %e, "failed to drop the scratch database");
     }
     result

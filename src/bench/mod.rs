@@ -60,9 +60,10 @@ where
     Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
 {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let db_url = store::create_database(base.store.database_url.expose(), &id).await?;
     let redis = queue::connect(&base.redis).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let scratch =
+        Scratch { admin_url: base.store.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let dir = std::env::temp_dir().join(format!("tickfill-{id}"));
     std::fs::create_dir_all(&dir)?;
     let result = run(db_url, id, dir.clone()).await;
@@ -131,9 +132,10 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// instruments at `rate` per second (rate limit lifted) and measure PUBLISH → committed rows.
 pub async fn latency(base: Settings, events: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let db_url = store::create_database(base.store.database_url.expose(), &id).await?;
     let redis = queue::connect(&base.redis).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let scratch =
+        Scratch { admin_url: base.store.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = latency_in(&base, &db_url, &id, events, rate).await;
     scratch.remove().await;
     result
@@ -150,15 +152,15 @@ async fn latency_in(
     let opts = sim::SimOptions { universe: events, ..Default::default() };
     let sim_addr = sim::spawn("127.0.0.1:0".parse()?, opts, shutdown.clone()).await?;
     let mut settings = base.clone();
-    settings.database_url = crate::config::Secret::new(db_url);
-    settings.queue = id.to_string();
-    settings.channel_prefix = id.to_string();
-    settings.ticker_url = format!("http://{sim_addr}");
-    settings.rate_limit = 0;
+    settings.store.database_url = crate::config::Secret::new(db_url);
+    settings.queue.name = id.to_string();
+    settings.events.channel_prefix = id.to_string();
+    settings.ticker.url = format!("http://{sim_addr}");
+    settings.ticker.rate_limit = 0;
 
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool, &settings.timescale).await?;
-    let dump = load::read_source(&format!("{}/instruments", settings.ticker_url)).await?;
+    store::migrate(&pool, &settings.store.timescale).await?;
+    let dump = load::read_source(&format!("{}/instruments", settings.ticker.url)).await?;
     load::load(&pool, &dump).await?;
     let tokens: Vec<u32> = universe_tokens(&dump)?.into_iter().take(events).map(InstrumentToken::get).collect();
     anyhow::ensure!(tokens.len() == events, "the simulator's universe has only {} instruments", tokens.len());
@@ -167,7 +169,7 @@ async fn latency_in(
     let bridge_task = tokio::spawn(bridge::run(settings.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(state, shutdown.clone()));
     let mut conn = queue::connect(&settings.redis).await?;
-    let channel = queue::keys::events_channel(&settings.channel_prefix);
+    let channel = queue::keys::events_channel(&settings.events.channel_prefix);
     let ready = tokio::time::timeout(Duration::from_secs(15), async {
         while queue::subscribers(&mut conn, &channel).await.unwrap_or(0) < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -307,8 +309,10 @@ async fn direct_baseline(
     gap: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let client = crate::ticker::TickerClient::new(settings)?;
-    let window =
-        crate::domain::window::immediate_window(Utc::now() - chrono::Duration::days(1), settings.window_minutes);
+    let window = crate::domain::window::immediate_window(
+        Utc::now() - chrono::Duration::days(1),
+        settings.backfill.window_minutes,
+    );
     let mut out = Vec::with_capacity(tokens.len());
     let mut pace = tokio::time::interval(gap);
     for token in tokens {
@@ -332,9 +336,10 @@ async fn direct_baseline(
 /// job per instrument (`jobs`, goal n), planned in `holes_gap_ms`.
 pub async fn sweep(base: Settings, n: usize, holes: usize) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let db_url = store::create_database(base.store.database_url.expose(), &id).await?;
     let redis = queue::connect(&base.redis).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let scratch =
+        Scratch { admin_url: base.store.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = sweep_in(&base, &db_url, &id, n, holes).await;
     scratch.remove().await;
     result
@@ -348,11 +353,11 @@ async fn sweep_in(
     holes: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let mut settings = base.clone();
-    settings.database_url = crate::config::Secret::new(db_url);
-    settings.queue = id.to_string();
-    settings.reconcile = false;
+    settings.store.database_url = crate::config::Secret::new(db_url);
+    settings.queue.name = id.to_string();
+    settings.ticker.reconcile = false;
     let pool = store::connect(db_url, 4).await?;
-    store::migrate(&pool, &settings.timescale).await?;
+    store::migrate(&pool, &settings.store.timescale).await?;
     let now = crate::domain::window::floor_minute(Utc::now());
     let subscribed_at = now;
     sqlx::query(
@@ -378,7 +383,7 @@ async fn sweep_in(
             "INSERT INTO coverage (instrument_token, window_from, window_to, fetched_at, candles)
              SELECT 20000000 + g, $1, $2, $2, 120 FROM generate_series(1, $3) g",
         )
-        .bind(now - chrono::Duration::minutes(settings.window_minutes as i64 + 5))
+        .bind(now - chrono::Duration::minutes(settings.backfill.window_minutes as i64 + 5))
         .bind(to)
         .bind(n as i32)
     };
@@ -443,7 +448,7 @@ async fn sweep_holes(
     holes: usize,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, f64, f64)> {
-    let week = chrono::Duration::from_std(settings.lookback)?;
+    let week = chrono::Duration::from_std(settings.backfill.lookback)?;
     sqlx::query("UPDATE subscriptions SET subscribed_at = $1")
         .bind(now - week - chrono::Duration::days(1))
         .execute(pool)
@@ -483,7 +488,7 @@ async fn time_planning(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, f64, f64)> {
-    let since = now - chrono::Duration::from_std(settings.lookback)?;
+    let since = now - chrono::Duration::from_std(settings.backfill.lookback)?;
     let (mut plan_ms, mut read_ms, mut gaps) = (Vec::new(), Vec::new(), 0);
     for _ in 0..5 {
         let t = std::time::Instant::now();
@@ -491,7 +496,7 @@ async fn time_planning(
         plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = std::time::Instant::now();
         let _ = store::subscriptions::active_subscriptions(pool).await?;
-        let _ = store::coverage::coverage_since(pool, since, settings.settle).await?;
+        let _ = store::coverage::coverage_since(pool, since, settings.backfill.settle).await?;
         read_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     Ok((gaps, median(plan_ms), median(read_ms)))
@@ -508,9 +513,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// raw baseline of writing the same output rows, prepared in advance, the same way.
 pub async fn chain(base: Settings, strikes: usize, minutes: usize) -> anyhow::Result<serde_json::Value> {
     let id = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let db_url = store::create_database(base.database_url.expose(), &id).await?;
+    let db_url = store::create_database(base.store.database_url.expose(), &id).await?;
     let redis = queue::connect(&base.redis).await?;
-    let scratch = Scratch { admin_url: base.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
+    let scratch =
+        Scratch { admin_url: base.store.database_url.expose().to_string(), db: id.clone(), ns: id.clone(), redis };
     let result = chain_in(&db_url, strikes, minutes).await;
     scratch.remove().await;
     result

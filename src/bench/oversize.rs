@@ -57,7 +57,7 @@ async fn run_in(
     let idle = procs::memory_mb(pid, "VmRSS").unwrap_or(0.0);
 
     let mut settings = base.clone();
-    settings.queue = id.to_string();
+    settings.queue.name = id.to_string();
     let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let crate::domain::window::Window { from, to } = immediate_window(Utc::now(), 120);
     let jobs: Vec<Job> = tokens

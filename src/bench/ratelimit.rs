@@ -47,7 +47,7 @@ async fn run_in(
 
     // The backlog: a sweep's worth of gap fills for subscribed instruments, queued first.
     let mut settings = base.clone();
-    settings.queue = id.to_string();
+    settings.queue.name = id.to_string();
     let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let long_ago = Utc::now() - Span::days(2);
     super::subscribe_all(&pool, bulk_tokens, long_ago).await?;

@@ -31,7 +31,7 @@ pub struct RollupOptions {
 }
 
 pub async fn run(base: Settings, opts: RollupOptions) -> anyhow::Result<serde_json::Value> {
-    let admin_url = base.database_url.expose().to_string();
+    let admin_url = base.store.database_url.expose().to_string();
     let redis = queue::connect(&base.redis).await?;
     let days = jobs(opts.instruments, opts.days);
     let minute_rows: usize = days.iter().flatten().map(|(_, _, c)| c.len()).sum();

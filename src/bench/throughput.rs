@@ -161,7 +161,9 @@ async fn run_in(
     // Floor 2: the same answers written by the worker's own write (bars, rollups, coverage,
     // suspects, days, run row: `worker::store_answer`), the same per-instrument transactions, no
     // queue and no HTTP.
-    let settings = Settings { ticker_url: sim_url.clone(), rate_limit: 0, ..base.clone() };
+    let mut settings = base.clone();
+    settings.ticker.url = sim_url.clone();
+    settings.ticker.rate_limit = 0;
     let client = TickerClient::new(&settings)?;
     let mut work: Vec<FloorJob> = Vec::with_capacity(n);
     for (token, from, to) in &windows {

@@ -123,7 +123,7 @@ async fn run_in(
         fleet.add("worker", &[])?;
     }
     let mut settings = base.clone();
-    settings.queue = id.to_string();
+    settings.queue.name = id.to_string();
     let mut producer = queue::Producer::new(queue::connect(&base.redis).await?, &settings);
     let t0 = Utc::now();
     let jobs: Vec<Job> = tokens
@@ -243,8 +243,8 @@ async fn run_in(
     let truth_addr =
         sim::spawn("127.0.0.1:0".parse()?, sim_opts(facts(opts.seed, adjusted.clone())), stop_c.clone()).await?;
     let mut truth_settings = base.clone();
-    truth_settings.ticker_url = format!("http://{truth_addr}");
-    truth_settings.rate_limit = 0;
+    truth_settings.ticker.url = format!("http://{truth_addr}");
+    truth_settings.ticker.rate_limit = 0;
     let truth = TickerClient::new(&truth_settings)?;
     let mut cmp = Compared::default();
     for (token, window) in &windows {

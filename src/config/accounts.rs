@@ -32,6 +32,48 @@ pub struct NamedAccount {
     pub kite_api_secret: Secret,
 }
 
+/// The accounts section of the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// `TICKFILL_ACCOUNTS` and each account's variables; empty: one account, [`DEFAULT_ACCOUNT`],
+    /// configured by `TICKER_RATE_LIMIT` and the three variables below.
+    pub named: Vec<NamedAccount>,
+    /// `KITE_API_KEY`: the one account's Kite app (without `TICKFILL_ACCOUNTS`).
+    pub kite_api_key: Secret,
+    /// `KITE_ACCESS_TOKEN`: the one account's Kite session, if it is not kept in Redis.
+    pub kite_access_token: Secret,
+    /// `KITE_API_SECRET`: the one account's Kite API secret, for `tickfill kite login`.
+    pub kite_api_secret: Secret,
+}
+
+impl AccountSettings {
+    /// The accounts as the worker uses them, in the order `TICKFILL_ACCOUNTS` lists them;
+    /// `default_limit` is the rate limit of those that set none of their own.
+    pub fn list(&self, default_limit: u32) -> Vec<Account> {
+        if self.named.is_empty() {
+            return vec![Account {
+                name: DEFAULT_ACCOUNT.into(),
+                named: false,
+                rate_limit: default_limit,
+                kite_api_key: self.kite_api_key.clone(),
+                kite_api_secret: self.kite_api_secret.clone(),
+                env_session: Some(self.kite_access_token.clone()).filter(|t| !t.is_empty()),
+            }];
+        }
+        self.named
+            .iter()
+            .map(|a| Account {
+                name: a.name.clone(),
+                named: true,
+                rate_limit: a.rate_limit.unwrap_or(default_limit),
+                kite_api_key: a.kite_api_key.clone(),
+                kite_api_secret: a.kite_api_secret.clone(),
+                env_session: None,
+            })
+            .collect()
+    }
+}
+
 /// One account as the worker uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -79,11 +121,26 @@ fn refused(var: impl Into<String>, value: &str, reason: impl Into<String>) -> Co
     ConfigError { var: var.into(), value: value.to_string(), reason: reason.into() }
 }
 
-/// Reads `TICKFILL_ACCOUNTS` and each account's variables. `kite` says whether each account
-/// needs its Kite key. A variable `ACCOUNT_…_RATE_LIMIT` (or `_KITE_API_KEY`, `_KITE_API_SECRET`)
+/// Reads the accounts section. `kite` says whether each account needs its Kite key (and, without
+/// `TICKFILL_ACCOUNTS`, whether the one account needs `KITE_API_KEY` and `KITE_ACCESS_TOKEN`).
+pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<AccountSettings, ConfigError> {
+    let section = AccountSettings {
+        named: read_named(r, kite)?,
+        kite_api_key: Secret::new(r.string("KITE_API_KEY", "")),
+        kite_access_token: Secret::new(r.string("KITE_ACCESS_TOKEN", "")),
+        kite_api_secret: Secret::new(r.string("KITE_API_SECRET", "")),
+    };
+    // Named accounts keep their sessions in Redis; the one account reads it as it always did.
+    if section.named.is_empty() && kite && (section.kite_api_key.is_empty() || section.kite_access_token.is_empty()) {
+        return Err(refused("KITE_API_KEY", "***", "TICKER_API=kite needs KITE_API_KEY and KITE_ACCESS_TOKEN"));
+    }
+    Ok(section)
+}
+
+/// Reads `TICKFILL_ACCOUNTS` and each account's variables. A variable `ACCOUNT_…_RATE_LIMIT` (or `_KITE_API_KEY`, `_KITE_API_SECRET`)
 /// of no listed account is refused: it is a typo that would silently leave an account on the
 /// defaults.
-pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<Vec<NamedAccount>, ConfigError> {
+fn read_named(r: &Reader<'_>, kite: bool) -> Result<Vec<NamedAccount>, ConfigError> {
     const VAR: &str = "TICKFILL_ACCOUNTS";
     let mut accounts = Vec::new();
     if let Some(list) = r.raw(VAR) {
@@ -162,7 +219,7 @@ pub fn variables(accounts: &[NamedAccount]) -> Vec<String> {
 #[cfg(test)]
 pub(super) fn names(vars: &HashMap<String, String>) -> Result<Vec<String>, ConfigError> {
     let r = Reader { vars };
-    Ok(read(&r, false)?.into_iter().map(|a| a.name).collect())
+    Ok(read_named(&r, false)?.into_iter().map(|a| a.name).collect())
 }
 
 #[cfg(test)]
@@ -199,11 +256,11 @@ mod tests {
     fn rate_limits_are_whole_requests_a_second_within_bounds() {
         let vars = map(&[("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_RATE_LIMIT", "0"), ("ACCOUNT_B_RATE_LIMIT", "7")]);
         let got: Vec<Option<u32>> =
-            read(&Reader { vars: &vars }, false).unwrap().into_iter().map(|a| a.rate_limit).collect();
+            read_named(&Reader { vars: &vars }, false).unwrap().into_iter().map(|a| a.rate_limit).collect();
         assert_eq!(got, vec![Some(0), Some(7)]);
         for bad in ["-1", "2.5", "100001", "three", "4294967296"] {
             let vars = map(&[("TICKFILL_ACCOUNTS", "a"), ("ACCOUNT_A_RATE_LIMIT", bad)]);
-            assert_eq!(read(&Reader { vars: &vars }, false).unwrap_err().var, "ACCOUNT_A_RATE_LIMIT", "{bad}");
+            assert_eq!(read_named(&Reader { vars: &vars }, false).unwrap_err().var, "ACCOUNT_A_RATE_LIMIT", "{bad}");
         }
     }
 
@@ -211,9 +268,9 @@ mod tests {
     fn kite_accounts_need_their_key() {
         let vars =
             map(&[("TICKFILL_ACCOUNTS", "a,b"), ("ACCOUNT_A_KITE_API_KEY", "k"), ("ACCOUNT_B_KITE_API_SECRET", "s")]);
-        let e = read(&Reader { vars: &vars }, true).unwrap_err();
+        let e = read_named(&Reader { vars: &vars }, true).unwrap_err();
         assert_eq!(e.var, "ACCOUNT_B_KITE_API_KEY");
         assert!(!e.to_string().contains('s') || !e.to_string().contains("\"s\""), "{e}");
-        assert!(read(&Reader { vars: &vars }, false).is_ok());
+        assert!(read_named(&Reader { vars: &vars }, false).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use chrono::TimeZone;
+use std::time::Duration;
 
 fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -11,14 +12,61 @@ fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
 #[test]
 fn defaults_match_the_design() {
     let s = Settings::defaults();
-    assert_eq!(s.channel_prefix, "ticker:nifty");
-    assert_eq!(s.queue, "tickfill");
-    assert_eq!(s.rate_limit, 3);
-    assert_eq!(s.window_minutes, 120);
-    assert_eq!(s.settle, Duration::from_secs(120));
-    assert_eq!(s.ticker_url, "http://localhost:8080");
-    assert!(s.subscription_events_enabled && s.backfill_enabled);
-    assert_eq!(s.database_url.expose(), "postgres://postgres@127.0.0.1:5432/tickfill");
+    assert_eq!(s.events.channel_prefix, "ticker:nifty");
+    assert_eq!(s.queue.name, "tickfill");
+    assert_eq!(s.ticker.rate_limit, 3);
+    assert_eq!(s.backfill.window_minutes, 120);
+    assert_eq!(s.backfill.settle, Duration::from_secs(120));
+    assert_eq!(s.ticker.url, "http://localhost:8080");
+    assert!(s.events.enabled && s.backfill.enabled);
+    assert_eq!(s.store.database_url.expose(), "postgres://postgres@127.0.0.1:5432/tickfill");
+}
+
+#[test]
+fn each_section_starts_from_its_named_defaults() {
+    let s = Settings::defaults();
+    assert_eq!(s.events.channel_prefix, DEFAULT_CHANNEL_PREFIX);
+    let q = &s.queue;
+    assert_eq!(q.name, DEFAULT_QUEUE);
+    assert_eq!(
+        (q.max_attempts, q.retry_base, q.retry_max),
+        (DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX)
+    );
+    assert_eq!((q.heartbeat, q.orphan_after), (DEFAULT_HEARTBEAT, DEFAULT_ORPHAN_AFTER));
+    assert_eq!(
+        (q.retention, q.shutdown_timeout, q.concurrency),
+        (DEFAULT_RETENTION, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_CONCURRENCY)
+    );
+    let t = &s.ticker;
+    assert_eq!(
+        (t.api, t.url.as_str(), t.kite_url.as_str()),
+        (TickerApi::TickerService, DEFAULT_TICKER_URL, DEFAULT_KITE_URL)
+    );
+    assert_eq!(
+        (t.timeout, t.max_body, t.rate_limit),
+        (DEFAULT_TICKER_TIMEOUT, DEFAULT_TICKER_MAX_BODY, DEFAULT_RATE_LIMIT)
+    );
+    assert_eq!((t.bulk_share, t.throttle_pause, t.reconcile), (DEFAULT_BULK_SHARE, DEFAULT_THROTTLE_PAUSE, true));
+    assert_eq!(s.accounts, AccountSettings::default());
+    assert_eq!(
+        s.account_list().iter().map(|a| (a.name.as_str(), a.rate_limit)).collect::<Vec<_>>(),
+        [(DEFAULT_ACCOUNT, DEFAULT_RATE_LIMIT)]
+    );
+    let b = &s.backfill;
+    assert_eq!(
+        (b.window_minutes, b.lookback, b.gap_threshold),
+        (DEFAULT_WINDOW_MINUTES, DEFAULT_LOOKBACK, DEFAULT_GAP_THRESHOLD)
+    );
+    assert_eq!(
+        (b.settle, b.recheck, b.chain_debounce),
+        (DEFAULT_SETTLE, Some(DEFAULT_RECHECK), DEFAULT_CHAIN_DEBOUNCE)
+    );
+    assert_eq!(b.sweep_interval.nominal(), DEFAULT_SWEEP_INTERVAL);
+    assert!(b.enabled && b.on_subscribe && b.subscription_aware && b.verify);
+    assert_eq!(s.store.timescale, TimescalePolicy::default());
+    assert_eq!(s.admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!((s.admin.token.is_none(), s.admin.read_token.is_none()), (true, true));
+    assert_eq!((s.log.level.as_str(), s.log.format), (DEFAULT_LOG_LEVEL, LogFormat::Text));
 }
 
 #[test]
@@ -50,11 +98,11 @@ fn durations_need_a_unit() {
 
 #[test]
 fn timescale_policies_are_durations_or_none_and_retention_outlives_the_lookback() {
-    let d = Settings::defaults().timescale;
+    let d = Settings::defaults().store.timescale;
     assert_eq!((d.compress_after, d.retention), (Some(DEFAULT_COMPRESS_AFTER), None));
     let s = with(&[("TIMESCALE_COMPRESS_AFTER", "none"), ("TIMESCALE_RETENTION", "90d")]).unwrap();
-    assert_eq!(s.timescale.compress_after, None);
-    assert_eq!(s.timescale.retention, Some(Duration::from_secs(90 * 86_400)));
+    assert_eq!(s.store.timescale.compress_after, None);
+    assert_eq!(s.store.timescale.retention, Some(Duration::from_secs(90 * 86_400)));
     for (var, value, says) in [
         ("TIMESCALE_RETENTION", "7d", "BACKFILL_LOOKBACK"),
         ("TIMESCALE_RETENTION", "0s", "more than zero"),
@@ -109,7 +157,10 @@ fn env_example_lists_every_variable_and_its_defaults_parse() {
     assert_eq!(map.len(), VARIABLES.len(), ".env.example lists a variable tickfill does not read");
     let s = Settings::from_map(&map).unwrap();
     let d = Settings::defaults();
-    assert_eq!((s.rate_limit, s.lookback, s.queue.as_str()), (d.rate_limit, d.lookback, d.queue.as_str()));
+    assert_eq!(
+        (s.ticker.rate_limit, s.backfill.lookback, s.queue.name.as_str()),
+        (d.ticker.rate_limit, d.backfill.lookback, d.queue.name.as_str())
+    );
 }
 
 #[test]
@@ -117,7 +168,7 @@ fn db_parts_build_the_url_when_database_url_is_unset() {
     let s =
         with(&[("DB_HOST", "db"), ("DB_PORT", "6543"), ("DB_NAME", "bars"), ("DB_USER", "u"), ("DB_PASSWORD", "p")])
             .unwrap();
-    assert_eq!(s.database_url.expose(), "postgres://u:p@db:6543/bars");
+    assert_eq!(s.store.database_url.expose(), "postgres://u:p@db:6543/bars");
     assert_eq!(with(&[("DB_PORT", "x")]).unwrap_err().var, "DB_PORT");
 }
 
@@ -173,7 +224,7 @@ fn settings_that_can_never_work_are_refused_naming_the_variable() {
         let err = with(&[(var, value)]).unwrap_err();
         assert_eq!(err.var, var, "{value}");
     }
-    assert_eq!(with(&[("BACKFILL_LOOKBACK", "400d")]).unwrap().lookback, MAX_LOOKBACK);
-    assert_eq!(with(&[("BACKFILL_RECHECK", "none")]).unwrap().recheck, None);
-    assert_eq!(with(&[("TICKER_SERVICE_TIMEOUT", "1s")]).unwrap().ticker_timeout, Duration::from_secs(1));
+    assert_eq!(with(&[("BACKFILL_LOOKBACK", "400d")]).unwrap().backfill.lookback, MAX_LOOKBACK);
+    assert_eq!(with(&[("BACKFILL_RECHECK", "none")]).unwrap().backfill.recheck, None);
+    assert_eq!(with(&[("TICKER_SERVICE_TIMEOUT", "1s")]).unwrap().ticker.timeout, Duration::from_secs(1));
 }

@@ -57,10 +57,6 @@ pub struct ConfigError {
 /// and refusing it keeps every later conversion (to chrono, to an instant) in range.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
-/// The default of `TICKER_MAX_BODY`: the largest legal history answer, 60 days of one-minute
-/// candles with every optional field (86,400 × about 250 bytes, some 22 MB), with room to spare.
-pub const DEFAULT_TICKER_MAX_BODY: u64 = 32 << 20;
-
 /// Parses a size in bytes: a whole number with an optional unit, `KiB`, `MiB`, `GiB` (or `KB`,
 /// `MB`, `GB`, taken as the same powers of 1024), between 1 KiB and 1 GiB.
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -66,13 +66,14 @@ pub async fn connect_url(url: &str) -> anyhow::Result<RedisConn> {
 pub fn storage_config(settings: &Settings, lane: Lane) -> Config {
     // A dead worker is noticed `heartbeat × missed` after its last beat, by a live worker at its
     // next beat (up to one heartbeat later): so `missed` leaves one heartbeat of the budget.
-    let missed = ((settings.orphan_after.as_secs_f64() / settings.heartbeat.as_secs_f64()).floor() as usize)
+    let missed = ((settings.queue.orphan_after.as_secs_f64() / settings.queue.heartbeat.as_secs_f64()).floor()
+        as usize)
         .saturating_sub(1)
         .max(1);
     Config::default()
-        .queue(queue_name(&settings.queue, lane))
+        .queue(queue_name(&settings.queue.name, lane))
         .idempotency_ttl(Some(IDEMPOTENCY_TTL))
-        .heartbeat_interval(settings.heartbeat)
+        .heartbeat_interval(settings.queue.heartbeat)
         .missed_heartbeats(missed)
         // One job per fetch: a worker never holds buffered jobs it is not running, so its
         // heartbeat keeps going and nobody steals them (APALIS-NOTES §7).
@@ -100,7 +101,7 @@ impl Producer {
 
     pub fn new(conn: RedisConn, settings: &Settings) -> Self {
         let storage = |lane| RedisStorage::new(conn.clone()).with_config(storage_config(settings, lane));
-        let wake = Lane::ALL.map(|l| keys::LaneKeys::new(&settings.queue, l).wake());
+        let wake = Lane::ALL.map(|l| keys::LaneKeys::new(&settings.queue.name, l).wake());
         Producer { urgent: storage(Lane::Urgent), bulk: storage(Lane::Bulk), conn, wake }
     }
 

@@ -33,7 +33,7 @@ pub async fn facts(
     let Some(since) = of.iter().map(|o| o.window.from).min() else { return Ok(vec![]) };
     let tokens: Vec<i64> = of.iter().map(|o| super::bind_token(o.token)).collect();
     let mut covered: HashMap<InstrumentToken, Vec<Window>> = HashMap::new();
-    for (t, w) in coverage::coverage_since(pool, since, settings.settle).await? {
+    for (t, w) in coverage::coverage_since(pool, since, settings.backfill.settle).await? {
         covered.entry(t).or_default().push(w);
     }
     let suspect = minutes_of(pool, "suspect_minutes", &tokens, since).await?;
@@ -65,6 +65,7 @@ pub async fn facts(
         let cov = covered.get(&o.token).unwrap_or(&none);
         let inside = |m: &DateTime<Utc>, w: &Window| w.from <= *m && *m < w.to;
         let days = settings
+            .backfill
             .calendar
             .days(o.segment.as_deref(), o.window)
             .into_iter()

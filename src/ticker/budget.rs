@@ -85,20 +85,21 @@ pub struct Budget {
 impl Budget {
     /// The budgets of `settings.accounts()`.
     pub fn new(redis: RedisConn, settings: &Settings) -> Budget {
-        let accounts = settings.accounts();
-        let kite = settings.ticker_api == TickerApi::Kite;
+        let accounts = settings.account_list();
+        let kite = settings.ticker.api == TickerApi::Kite;
         let slots: Vec<Slot> = accounts
             .into_iter()
             .map(|account| {
                 // The bulk lane's reserved share, as the spacing between its grants while urgent waits.
-                let bulk_rate = settings.bulk_share * account.rate_limit as f64;
+                let bulk_rate = settings.ticker.bulk_share * account.rate_limit as f64;
                 let bulk_spacing = if bulk_rate > 0.0 {
                     Duration::from_secs_f64((1.0 + MARGIN.as_secs_f64()) / bulk_rate)
                 } else {
                     Duration::ZERO
                 };
-                let [log, flag, bulk] = keys::budget(&settings.queue, account.named.then_some(account.name.as_str()));
-                let k = AccountKeys::new(&settings.queue, &account.name);
+                let [log, flag, bulk] =
+                    keys::budget(&settings.queue.name, account.named.then_some(account.name.as_str()));
+                let k = AccountKeys::new(&settings.queue.name, &account.name);
                 let keys = [log, flag, bulk, k.session(), k.breaker(), k.recent(), k.waiting()];
                 Slot { session_in_redis: kite && account.env_session.is_none(), bulk_spacing, keys, account }
             })

@@ -108,16 +108,16 @@ const ERROR_BODY_CAP: u64 = 64 * 1024;
 impl TickerClient {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(settings.ticker_timeout)
-            .connect_timeout(Duration::from_secs(5).min(settings.ticker_timeout))
+            .timeout(settings.ticker.timeout)
+            .connect_timeout(Duration::from_secs(5).min(settings.ticker.timeout))
             .pool_max_idle_per_host(64)
             .build()?;
-        let kite = settings.ticker_api == TickerApi::Kite;
+        let kite = settings.ticker.api == TickerApi::Kite;
         let base = match kite {
-            false => settings.ticker_url.clone(),
-            true => settings.kite_url.trim_end_matches('/').to_string(),
+            false => settings.ticker.url.clone(),
+            true => settings.ticker.kite_url.trim_end_matches('/').to_string(),
         };
-        Ok(TickerClient { http, base, kite, max_body: settings.ticker_max_body })
+        Ok(TickerClient { http, base, kite, max_body: settings.ticker.max_body })
     }
 
     /// Fetches the 1-minute candles of `token` in `window` (half-open, `[from, to)`), as `via`.

@@ -60,7 +60,8 @@ pub(super) async fn handle_job(
     // The same round trip reads the operator's controls (paused lanes and kinds).
     let mut redis = state.redis.clone();
     let counted =
-        queue::controls::count_start(&mut redis, &state.settings.queue, &this_id, state.settings.retention).await;
+        queue::controls::count_start(&mut redis, &state.settings.queue.name, &this_id, state.settings.queue.retention)
+            .await;
     // Redis unreachable: one start, nothing paused (the job then meets the outage itself).
     let (starts, controls) = counted.unwrap_or((1, Default::default()));
     let attempt = envelope.attempt() + starts.saturating_sub(1);
@@ -80,8 +81,8 @@ pub(super) async fn handle_job(
     };
     marks.push(queue::timeline::Mark { at: Utc::now(), what: "ended".into(), detail: ended });
     let origin = envelope.origin.clone().unwrap_or_else(|| this_id.clone());
-    let keep = state.settings.retention;
-    if let Err(e) = queue::timeline::append(&mut redis, &state.settings.queue, &origin, &marks, keep).await {
+    let keep = state.settings.queue.retention;
+    if let Err(e) = queue::timeline::append(&mut redis, &state.settings.queue.name, &origin, &marks, keep).await {
         tracing::debug!(error = %e, "the job's timeline could not be written");
     }
     result
@@ -104,7 +105,7 @@ async fn put_off(
         return Err(error.into());
     }
     tracing::warn!(error = format!("{error:#}"), retry_in_s = delay.as_secs(), "job put off; it runs again later");
-    queue::count(&mut state.redis.clone(), &state.settings.queue, &format!("{counter}:{}", job.kind())).await;
+    queue::count(&mut state.redis.clone(), &state.settings.queue.name, &format!("{counter}:{}", job.kind())).await;
     Ok(())
 }
 
@@ -115,13 +116,13 @@ async fn handle_attempt(
     controls: &queue::controls::Controls,
     state: &WorkerState,
 ) -> Result<(), BoxDynError> {
-    if attempt > state.settings.max_attempts {
+    if attempt > state.settings.queue.max_attempts {
         let reason = format!(
             "gave up after {attempt} attempts: the job was abandoned by workers that died running it; {}",
             all_errors(envelope, "worker died")
         );
         tracing::error!(job_id = %this_id, reason = %reason, "job failed for good; sent to the dead set");
-        queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_dead:crashed_worker").await;
+        queue::count(&mut state.redis.clone(), &state.settings.queue.name, "jobs_dead:crashed_worker").await;
         state.history.add("jobs_dead", 1);
         metrics::get().jobs_dead.get_or_create(&metrics::l1("kind", "crashed_worker")).inc();
         return Err(Box::new(AbortError::new(reason)));
@@ -129,14 +130,14 @@ async fn handle_attempt(
     let meta = JobMeta {
         id: envelope.origin.clone().unwrap_or_else(|| this_id.to_string()),
         attempt: attempt as usize,
-        last_attempt: attempt >= state.settings.max_attempts,
+        last_attempt: attempt >= state.settings.queue.max_attempts,
         started_at: Utc::now(),
     };
     let job = match envelope.decode() {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(job_id = %this_id, error = %e, "job refused");
-            queue::count(&mut state.redis.clone(), &state.settings.queue, "jobs_refused").await;
+            queue::count(&mut state.redis.clone(), &state.settings.queue.name, "jobs_refused").await;
             return Err(Box::new(AbortError::new(e)));
         }
     };
@@ -203,20 +204,20 @@ async fn settle(
     result: Result<(), JobError>,
 ) -> Result<(), BoxDynError> {
     let mut redis = state.redis.clone();
-    let ns = &state.settings.queue;
+    let ns = &state.settings.queue.name;
     match result {
         Ok(()) => Ok(()),
         Err(JobError::Pause(e)) => {
             // An outage is no fault of the job: wait (doubling up to TICKFILL_RETRY_MAX) without
             // spending an attempt, however long the outage lasts.
             let s = &state.settings;
-            let delay = backoff(envelope.pauses + 2, s.retry_base, s.retry_max, rand::random());
+            let delay = backoff(envelope.pauses + 2, s.queue.retry_base, s.queue.retry_max, rand::random());
             let (next, key) = envelope.paused(this_id, &job.idempotency_key());
             put_off(state, job, e, next, &key, delay, "jobs_paused").await
         }
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;
-            let delay = backoff(attempt + 1, s.retry_base, s.retry_max, rand::random());
+            let delay = backoff(attempt + 1, s.queue.retry_base, s.queue.retry_max, rand::random());
             let mut next = envelope.next_attempt(this_id, format!("{e:#}"), Utc::now());
             // Attempts lost to dead workers count as failures too.
             while next.attempt() < attempt + 1 {

@@ -77,7 +77,7 @@ pub(super) async fn requested_backfill(
     meta: &JobMeta,
 ) -> Result<(), JobError> {
     let s = &state.settings;
-    if reason != Reason::Manual && s.backfill_subscription_aware {
+    if reason != Reason::Manual && s.backfill.subscription_aware {
         let subscribed = subscriptions::is_subscribed(&state.pool, token).await?;
         if subscribed != Some(true) {
             let run = run_row(meta, token, reason, window, None, 0, Outcome::Skipped, Some("not subscribed"));
@@ -119,7 +119,9 @@ pub(super) async fn fetch_missing(
     let covered = match (covered, ctx.force) {
         (_, true) => vec![],
         (Some(c), false) => c,
-        (None, false) => coverage::find_coverage(&state.pool, ctx.token, window, state.settings.settle).await?,
+        (None, false) => {
+            coverage::find_coverage(&state.pool, ctx.token, window, state.settings.backfill.settle).await?
+        }
     };
     let holes = window.holes(&covered);
     // Whole minutes only: the ticker answers in minutes and refuses a candle outside the window.
@@ -167,7 +169,7 @@ async fn judge_answer(
     // late (a minute lacking there is neither suspect nor covered).
     let now = Utc::now();
     let settled = s.live_edge(now);
-    let trading = s.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
+    let trading = s.backfill.calendar.trading_holes(ctx.segment.as_deref(), fetch, covered);
     let minutes: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
     let lacking = proof::lacking(&trading, &minutes);
     // An answer that holds every trading minute needs no history of earlier answers, nor a look
@@ -190,7 +192,8 @@ async fn judge_answer(
         consistent,
         now,
         settled,
-        backoff: chrono::Duration::from_std(s.sweep_interval.nominal()).unwrap_or(chrono::Duration::minutes(5)),
+        backoff: chrono::Duration::from_std(s.backfill.sweep_interval.nominal())
+            .unwrap_or(chrono::Duration::minutes(5)),
         lag,
     }))
 }
@@ -256,9 +259,9 @@ pub(super) async fn write(
                 revised: &up.revised,
             };
             let judge = day_rules::Judge {
-                calendar: &settings.calendar,
+                calendar: &settings.backfill.calendar,
                 segment: ctx.segment.as_deref(),
-                settle: chrono::Duration::from_std(settings.settle).unwrap_or_default(),
+                settle: chrono::Duration::from_std(settings.backfill.settle).unwrap_or_default(),
                 equity,
             };
             let found = day_rules::judge_days(&judge, &facts, check, Utc::now());

@@ -23,10 +23,16 @@ pub(super) async fn push_chain_rebuild(
     expiry: NaiveDate,
     window: Window,
 ) -> anyhow::Result<()> {
-    let debounce = state.settings.chain_debounce;
+    let debounce = state.settings.backfill.chain_debounce;
     let bucket = Utc::now().timestamp_millis() / (debounce.as_millis() as i64).max(1);
-    crate::queue::chain::widen_pending(&mut state.redis.clone(), &state.settings.queue, underlying, expiry, window)
-        .await?;
+    crate::queue::chain::widen_pending(
+        &mut state.redis.clone(),
+        &state.settings.queue.name,
+        underlying,
+        expiry,
+        window,
+    )
+    .await?;
     let job = Job::ChainMetrics { underlying: underlying.to_string(), expiry, from: window.from, to: window.to };
     let key = format!("chain:{underlying}:{expiry}:{bucket}");
     state.producer.clone().push_as(&job, &key, Some(debounce)).await?;
@@ -41,10 +47,15 @@ pub(super) async fn rebuild_chain(
     window: Window,
     meta: &JobMeta,
 ) -> Result<(), JobError> {
-    let window =
-        crate::queue::chain::take_pending(&mut state.redis.clone(), &state.settings.queue, underlying, expiry, window)
-            .await
-            .map_err(|e| JobError::Retry(e.into()))?;
+    let window = crate::queue::chain::take_pending(
+        &mut state.redis.clone(),
+        &state.settings.queue.name,
+        underlying,
+        expiry,
+        window,
+    )
+    .await
+    .map_err(|e| JobError::Retry(e.into()))?;
     let upkeep = state.rollups.get(&state.pool).await?;
     let rows = crate::store::chain::rebuild(&state.pool, underlying, expiry, window, upkeep).await?;
     metrics::get().rows_upserted.get_or_create(&metrics::l1("table", STRIKE_TABLE)).inc_by(rows);

@@ -53,7 +53,7 @@ async fn wait_while_paused(state: &WorkerState) {
     }
     let mut redis = state.redis.clone();
     let mut waited = Duration::ZERO;
-    while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue).await {
+    while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue.name).await {
         if waited.as_secs().is_multiple_of(60) {
             tracing::warn!(paused = %why, "history requests are paused; renew the session, then run `tickfill jobs resume`");
         }
@@ -86,7 +86,7 @@ pub(super) async fn fetch_with_throttle(
     prefer: Option<usize>,
 ) -> Result<(Vec<Candle>, usize), JobError> {
     let mut redis = state.redis.clone();
-    let ns = &state.settings.queue;
+    let ns = &state.settings.queue.name;
     let waiter = waiter_id();
     let mut throttled = 0;
     let m = metrics::get();
@@ -151,7 +151,7 @@ pub(super) async fn fetch_with_throttle(
                     Ok(None) => {}
                     Err(e) => tracing::debug!(error = %e, "could not count a throttle"),
                 }
-                let least = retry_after.unwrap_or(state.settings.throttle_pause);
+                let least = retry_after.unwrap_or(state.settings.ticker.throttle_pause);
                 let pause = throttle_pause(least, throttled, rand::random());
                 tracing::info!(token = token.get(), account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
                 super::trail::note(

@@ -91,7 +91,7 @@ pub async fn build_state(
 ) -> anyhow::Result<Arc<WorkerState>> {
     // Each lane runs up to `concurrency` jobs, each holding a connection while it writes. The pool
     // opens connections as they are needed: keeping many warm made single jobs slower (measured).
-    let pool = store::connect(settings.database_url.expose(), settings.concurrency as u32 * 2 + 2).await?;
+    let pool = store::connect(settings.store.database_url.expose(), settings.queue.concurrency as u32 * 2 + 2).await?;
     let redis = queue::connect(&settings.redis).await?;
     let ticker = TickerClient::new(&settings)?;
     let producer = Producer::new(redis.clone(), &settings);
@@ -106,7 +106,7 @@ pub async fn build_state(
         }
     }
     let rollups = store::rollups::UpkeepCache::default();
-    let settings_queue = settings.queue.clone();
+    let settings_queue = settings.queue.name.clone();
     if rollups.get(&pool).await? == store::rollups::Upkeep::Missing {
         tracing::warn!("the store has no rollups yet: run `tickfill migrate`");
     }
@@ -145,11 +145,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Prunes finished jobs past their retention, now and every [`PRUNE_EVERY`].
 async fn prune_forever(mut conn: RedisConn, settings: Settings, shutdown: Shutdown) {
-    let every = PRUNE_EVERY.min(settings.retention.max(Duration::from_secs(1)));
+    let every = PRUNE_EVERY.min(settings.queue.retention.max(Duration::from_secs(1)));
     while !shutdown.is_triggered() {
-        let before = (Utc::now() - chrono::Duration::from_std(settings.retention).unwrap_or_default()).timestamp();
+        let before =
+            (Utc::now() - chrono::Duration::from_std(settings.queue.retention).unwrap_or_default()).timestamp();
         for lane in Lane::ALL {
-            match queue::prune_done(&mut conn, &settings.queue, lane, before).await {
+            match queue::prune_done(&mut conn, &settings.queue.name, lane, before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(lane = lane.as_str(), pruned = n, "pruned finished jobs past retention"),
                 Err(e) => tracing::warn!(error = %e, "failed to prune finished jobs"),
@@ -182,7 +183,7 @@ async fn forward_wakes(
 ) {
     let mut delays = ReconnectDelays::new(Duration::from_millis(100), Duration::from_secs(5));
     let channels: Vec<String> =
-        senders.iter().map(|(lane, _)| queue::keys::LaneKeys::new(&settings.queue, *lane).wake()).collect();
+        senders.iter().map(|(lane, _)| queue::keys::LaneKeys::new(&settings.queue.name, *lane).wake()).collect();
     while !shutdown.is_triggered() {
         let session = async {
             let (mut pubsub, mut switched) = conn.pubsub().await?;
@@ -226,7 +227,7 @@ async fn forward_wakes(
 /// In Kite mode, says which accounts have no valid session yet: their requests wait for one.
 async fn say_missing_sessions(settings: &Settings, conn: &mut RedisConn) {
     use crate::queue::accounts::SessionState;
-    if settings.ticker_api != crate::config::TickerApi::Kite {
+    if settings.ticker.api != crate::config::TickerApi::Kite {
         return;
     }
     let Ok(report) = crate::accounts::report(settings, conn).await else { return };
@@ -269,11 +270,11 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     tokio::spawn(forward_wakes(settings.clone(), state.redis.clone(), wakes, shutdown.clone()));
     tokio::spawn(prune_forever(conn.clone(), settings.clone(), shutdown.clone()));
     let name = worker_name();
-    tracing::info!(worker = %name, queue = %settings.queue, concurrency = settings.concurrency, "worker starting");
+    tracing::info!(worker = %name, queue = %settings.queue.name, concurrency = settings.queue.concurrency, "worker starting");
     // An operator's pause of a lane stops its apalis worker from taking jobs (they stay pending);
     // a lane paused before the worker starts is paused the moment it starts.
-    let lanes = hold::LaneSwitches::new(&mut conn, &settings.queue).await;
-    tokio::spawn(lanes.clone().follow(conn.clone(), settings.queue.clone(), shutdown.clone()));
+    let lanes = hold::LaneSwitches::new(&mut conn, &settings.queue.name).await;
+    tokio::spawn(lanes.clone().follow(conn.clone(), settings.queue.name.clone(), shutdown.clone()));
     let mut monitor = Monitor::new();
     for (lane, wake) in Lane::ALL.into_iter().zip(receivers) {
         let (state, conn, name, settings) = (state.clone(), conn.clone(), name.clone(), settings.clone());
@@ -287,7 +288,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
                 .poll_with_strategy(strategy);
             WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.as_str()))
                 .backend(storage)
-                .concurrency(settings.concurrency)
+                .concurrency(settings.queue.concurrency)
                 .data(state.clone())
                 .on_event({
                     let lanes = lanes.clone();
@@ -302,16 +303,16 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     }
     state.history.spawn_flusher(conn.clone(), shutdown.clone());
     // Jobs a failover left in this process's in-flight sets without running here.
-    let every = (settings.orphan_after / inflight::LOOKS).max(Duration::from_secs(1));
+    let every = (settings.queue.orphan_after / inflight::LOOKS).max(Duration::from_secs(1));
     tokio::spawn(inflight::look_forever(
         conn.clone(),
-        settings.queue.clone(),
+        settings.queue.name.clone(),
         name.clone(),
         state.running.clone(),
         every,
         shutdown.clone(),
     ));
-    let grace = settings.shutdown_timeout;
+    let grace = settings.queue.shutdown_timeout;
     let stop = shutdown.clone();
     let stopping = shutdown.clone();
     monitor
@@ -335,7 +336,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: Shutdown) -> anyhow::Result<
     // rolled back): hand them back at the head of their queue instead of leaving them to orphan
     // recovery.
     for lane in Lane::ALL {
-        match queue::hand_back(&mut conn, &settings.queue, lane, &name).await {
+        match queue::hand_back(&mut conn, &settings.queue.name, lane, &name).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(lane = lane.as_str(), jobs = n, "handed unfinished jobs back to the queue"),
             Err(e) => tracing::warn!(error = %e, "failed to hand unfinished jobs back; orphan recovery will"),

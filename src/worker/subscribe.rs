@@ -53,7 +53,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let token = event.instrument_token;
     let s = &state.settings;
     let requested_at = DateTime::from_timestamp_millis(event.received_ms);
-    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.window_minutes);
+    let window = subscription_window(requested_at.unwrap_or_else(Utc::now), Utc::now(), s.backfill.window_minutes);
     // A removal newer than this event has run already: the desk is gone, nothing to fetch.
     if subscriptions::superseded(&state.pool, token, order(event)).await? {
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Skipped, None);
@@ -62,10 +62,10 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         return Ok(());
     }
     // The instrument and what is already stored of the window, in one round trip.
-    let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.settle).await?;
+    let (stored, covered) = instruments::find_with_coverage(&state.pool, token, window, s.backfill.settle).await?;
     let found = symbol::resolve_instrument(stored, token, Some(event));
     let instrument = found.as_ref().ok().map(|(i, s)| (i, *s));
-    if !(s.subscription_events_enabled && s.backfill_enabled && s.backfill_immediate_on_subscribe) {
+    if !(s.events.enabled && s.backfill.enabled && s.backfill.on_subscribe) {
         let mut tx = state.pool.begin().await?;
         record(&mut tx, event, instrument).await?;
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
@@ -120,7 +120,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
 /// configured, else the default account, saying so for the run. Without `TICKFILL_ACCOUNTS`
 /// requests name no account, as before.
 fn account_of(state: &WorkerState, event: &SubscriptionEvent) -> (Option<usize>, Option<String>) {
-    if state.settings.named_accounts.is_empty() {
+    if state.settings.accounts.named.is_empty() {
         return (None, None);
     }
     let default = state.budget.account(0).name.as_str();

@@ -46,10 +46,10 @@ async fn kite_accounts_with(sim: SimOptions, names: &[&str], limit: Option<u32>)
     let app =
         TestApp::spawn_with(AppOptions { sim, start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut s = app.settings.clone();
-    s.ticker_api = TickerApi::Kite;
-    s.kite_url = app.sim_url.clone();
-    s.named_accounts = named(names, limit);
-    s.shutdown_timeout = Duration::from_secs(1);
+    s.ticker.api = TickerApi::Kite;
+    s.ticker.kite_url = app.sim_url.clone();
+    s.accounts.named = named(names, limit);
+    s.queue.shutdown_timeout = Duration::from_secs(1);
     let state = AdminState { settings: s.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let addr = admin::spawn(state, app.shutdown.clone()).await.unwrap();
     (app, s, format!("http://{addr}"))
@@ -95,14 +95,17 @@ async fn session_of(s: &Settings, redis: &tickfill::queue::RedisConn, account: &
 }
 
 async fn stored_token(s: &Settings, redis: &tickfill::queue::RedisConn, account: &str) -> Option<String> {
-    queue::accounts::session_token(&mut redis.clone(), &s.queue, account).await.unwrap().map(|t| t.expose().to_string())
+    queue::accounts::session_token(&mut redis.clone(), &s.queue.name, account)
+        .await
+        .unwrap()
+        .map(|t| t.expose().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_callback_stores_a_session_only_from_a_good_fresh_login() {
     let (app, mut s, admin) = kite_accounts(&["a", "b"], None, None).await;
     // b's secret is wrong: its checksum cannot match.
-    s.named_accounts[1].kite_api_secret = Secret::new("not-the-secret");
+    s.accounts.named[1].kite_api_secret = Secret::new("not-the-secret");
     let state = AdminState { settings: s.clone(), redis: app.redis.clone(), pool: None };
     let admin_b = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
 
@@ -235,7 +238,7 @@ async fn requests_name_the_subscriptions_account_and_an_unconfigured_one_is_serv
     let sim = SimOptions { universe: 10, accounts: vec!["primary".into(), "secondary".into()], ..Default::default() };
     let app = TestApp::spawn_with(AppOptions {
         sim,
-        tweak: |s| s.named_accounts = named(&["primary", "secondary"], None),
+        tweak: |s| s.accounts.named = named(&["primary", "secondary"], None),
         ..Default::default()
     })
     .await;
@@ -271,16 +274,16 @@ async fn requests_name_the_subscriptions_account_and_an_unconfigured_one_is_serv
 async fn repeated_429s_open_an_accounts_breaker_and_an_ended_session_is_passed_over() {
     let app = TestApp::spawn_with(AppOptions { start_bridge: false, start_worker: false, ..Default::default() }).await;
     let mut s = app.settings.clone();
-    s.named_accounts = named(&["a", "b"], Some(100));
+    s.accounts.named = named(&["a", "b"], Some(100));
     let mut redis = app.redis.clone();
     let policy = queue::accounts::BreakerPolicy::default();
-    assert_eq!(queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap(), None);
-    assert_eq!(queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap(), None);
-    let opened = queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap();
+    assert_eq!(queue::accounts::throttled(&mut redis, &s.queue.name, "a", policy).await.unwrap(), None);
+    assert_eq!(queue::accounts::throttled(&mut redis, &s.queue.name, "a", policy).await.unwrap(), None);
+    let opened = queue::accounts::throttled(&mut redis, &s.queue.name, "a", policy).await.unwrap();
     assert_eq!(opened, Some(policy.base), "the third 429 within the window opens the breaker");
     for _ in 0..5 {
         assert_eq!(
-            queue::accounts::throttled(&mut redis, &s.queue, "a", policy).await.unwrap(),
+            queue::accounts::throttled(&mut redis, &s.queue.name, "a", policy).await.unwrap(),
             None,
             "reopened while open"
         );
@@ -301,17 +304,19 @@ async fn repeated_429s_open_an_accounts_breaker_and_an_ended_session_is_passed_o
         let g = budget.take(tickfill::jobs::Lane::Bulk, Some(1), "test", |_| {}).await;
         assert_eq!(g.account, 1);
         if i % 10 == 0 {
-            let opened = queue::accounts::throttled(&mut redis, &s.queue, "b", policy).await.unwrap();
+            let opened = queue::accounts::throttled(&mut redis, &s.queue.name, "b", policy).await.unwrap();
             assert_eq!(opened, None, "one 429 in ten opened the breaker");
         }
     }
     assert_eq!(accounts::report(&s, &mut redis).await.unwrap()[1].breaker.state, "closed");
 
     // Kite mode: an account whose stored session is past its end is never granted.
-    s.ticker_api = TickerApi::Kite;
-    s.named_accounts = named(&["k"], Some(100));
+    s.ticker.api = TickerApi::Kite;
+    s.accounts.named = named(&["k"], Some(100));
     let past = Utc::now() - chrono::Duration::seconds(1);
-    queue::accounts::set_session(&mut redis, &s.queue, "k", &Secret::new("tok123"), past, "cli", "").await.unwrap();
+    queue::accounts::set_session(&mut redis, &s.queue.name, "k", &Secret::new("tok123"), past, "cli", "")
+        .await
+        .unwrap();
     assert!(matches!(session_of(&s, &app.redis, "k").await, SessionState::Expired { .. }));
     let budget = Budget::new(redis.clone(), &s);
     let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -391,9 +396,9 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
     std::fs::create_dir_all(&dir).unwrap();
     let env = |cmd: &mut std::process::Command| {
         cmd.envs(s.redis.target.env())
-            .env("DATABASE_URL", s.database_url.expose())
-            .env("TICKFILL_QUEUE", &s.queue)
-            .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)
+            .env("DATABASE_URL", s.store.database_url.expose())
+            .env("TICKFILL_QUEUE", &s.queue.name)
+            .env("REDIS_CHANNEL_PREFIX", &s.events.channel_prefix)
             .env("TICKER_API", "kite")
             .env("KITE_API_URL", &app.sim_url)
             .env("TICKFILL_ACCOUNTS", "a")
@@ -451,7 +456,7 @@ async fn no_session_token_reaches_a_log_line_at_debug() {
 async fn kites_throttle_in_a_200_is_waited_out_through_the_accounts_and_nothing_dies() {
     let sim = SimOptions { throttle_rate: 0.4, kite_throttle_200: true, ..Default::default() };
     let (app, mut s, admin) = kite_accounts_with(sim, &["a", "b"], Some(50)).await;
-    s.throttle_pause = Duration::from_millis(50);
+    s.ticker.throttle_pause = Duration::from_millis(50);
     login(&app, &admin, "a").await;
     login(&app, &admin, "b").await;
     let state = tickfill::worker::build_state(s.clone(), None).await.unwrap();

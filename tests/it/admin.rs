@@ -13,8 +13,8 @@ use crate::helpers::{spawn_broken_ticker, spawn_process_with_fd_limit, wait_unti
 
 async fn serve(app: &TestApp, token: Option<&str>, pool: Option<sqlx::PgPool>) -> String {
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin_token = token.map(Secret::new);
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.token = token.map(Secret::new);
     let redis = queue::connect(&settings.redis).await.unwrap();
     let addr = admin::spawn(AdminState { settings, redis, pool }, app.shutdown.clone()).await.unwrap();
     format!("http://{addr}")

@@ -161,7 +161,7 @@ async fn an_answer_bigger_than_its_window_can_hold_is_refused_unread_and_stores_
 /// `TICKER_MAX_BODY` holds every answer, even one its window would allow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticker_max_body_caps_even_a_legal_answer() {
-    let app = TestApp::spawn_with(AppOptions { tweak: |s| s.ticker_max_body = 1024, ..Default::default() }).await;
+    let app = TestApp::spawn_with(AppOptions { tweak: |s| s.ticker.max_body = 1024, ..Default::default() }).await;
     app.publish(GOOD).await;
     let why = app.dead_reason(256265).await;
     assert!(why.contains("the answer is over 1024 bytes"), "{why}");

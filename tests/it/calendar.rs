@@ -96,7 +96,7 @@ async fn a_weekend_is_neither_stale_nor_a_hole() {
         .await
         .unwrap();
     let mut exchange = Settings::defaults();
-    exchange.database_url = tickfill::config::Secret::new(db.url.clone());
+    exchange.store.database_url = tickfill::config::Secret::new(db.url.clone());
     let saturday = t("2026-11-28T12:00:00+05:30");
     let monday = t("2026-11-30T09:45:00+05:30");
     let f = status::freshness(&db.pool, &exchange, 600.0, saturday).await.unwrap();
@@ -113,7 +113,7 @@ async fn a_weekend_is_neither_stale_nor_a_hole() {
     assert_eq!((rows[0].holes, rows[0].missing_minutes), (1, 28));
     // Under `always` the weekend counts minute by minute.
     let mut always = exchange.clone();
-    always.calendar = TradingCalendar::Always;
+    always.backfill.calendar = TradingCalendar::Always;
     let f = status::freshness(&db.pool, &always, 600.0, saturday).await.unwrap();
     assert_eq!(f.oldest_age_s, 20.5 * 3600.0);
     assert_eq!(status::status(&db.pool, &always, saturday).await.unwrap()[0].missing_minutes, 20 * 60 + 28);

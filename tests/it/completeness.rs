@@ -18,9 +18,9 @@ fn lying(lies: Lies) -> AppOptions {
         sim: SimOptions { lies, ..Default::default() },
         tweak: |s| {
             // Suspects are due again after 1 s, 2 s, 4 s …; every minute up to now is planned.
-            s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
-            s.settle = std::time::Duration::ZERO;
-            s.gap_threshold = std::time::Duration::ZERO;
+            s.backfill.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+            s.backfill.settle = std::time::Duration::ZERO;
+            s.backfill.gap_threshold = std::time::Duration::ZERO;
         },
         ..Default::default()
     }
@@ -106,7 +106,7 @@ async fn answers_cut_short_or_holed_are_never_taken_as_complete_and_sweeps_fill_
     // The suspects are a gauge too.
     let suspects = app.count("SELECT count(*) FROM suspect_minutes").await;
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
     let redis = tickfill::queue::connect(&settings.redis).await.unwrap();
     let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
     let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
@@ -205,7 +205,9 @@ async fn an_empty_answer_in_session_covers_nothing_and_over_a_sunday_covers_it_a
     });
     let app = TestApp::spawn_with(AppOptions {
         ticker_url: Some(url),
-        tweak: |s| s.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.calendars.clone()),
+        tweak: |s| {
+            s.backfill.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.backfill.calendars.clone())
+        },
         ..Default::default()
     })
     .await;

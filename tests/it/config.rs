@@ -57,5 +57,5 @@ fn database_url_parts_are_percent_encoded() {
         vars.insert(k.to_string(), v.to_string());
     }
     let s = Settings::from_map(&vars).unwrap();
-    assert_eq!(s.database_url.expose(), "postgres://desk%20user:p%40ss%3Aw%2Frd%3Fx%3D1@db:5432/bars");
+    assert_eq!(s.store.database_url.expose(), "postgres://desk%20user:p%40ss%3Aw%2Frd%3Fx%3D1@db:5432/bars");
 }

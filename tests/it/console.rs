@@ -23,9 +23,9 @@ async fn admin_server(app: &TestApp) -> String {
 /// The same on `listen`, until `stop`.
 async fn admin_server_at(app: &TestApp, listen: &str, stop: tickfill::shutdown::Shutdown) -> String {
     let mut settings = app.settings.clone();
-    settings.admin_listen = listen.parse().unwrap();
-    settings.admin_token = Some(tickfill::config::Secret::new(ADMIN));
-    settings.admin_read_token = Some(tickfill::config::Secret::new(READ));
+    settings.admin.listen = listen.parse().unwrap();
+    settings.admin.token = Some(tickfill::config::Secret::new(ADMIN));
+    settings.admin.read_token = Some(tickfill::config::Secret::new(READ));
     let state = AdminState { settings, redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     format!("http://{}", admin::spawn(state, stop).await.unwrap())
 }

@@ -21,11 +21,11 @@ fn three_days(sim: SimOptions) -> AppOptions {
     AppOptions {
         sim,
         tweak: |s| {
-            s.window_minutes = 3 * 1440;
-            s.lookback = std::time::Duration::from_secs(4 * 86_400);
-            s.backfill_verify = true;
-            s.settle = std::time::Duration::ZERO;
-            s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+            s.backfill.window_minutes = 3 * 1440;
+            s.backfill.lookback = std::time::Duration::from_secs(4 * 86_400);
+            s.backfill.verify = true;
+            s.backfill.settle = std::time::Duration::ZERO;
+            s.backfill.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
         },
         ..Default::default()
     }
@@ -149,7 +149,7 @@ async fn a_settled_day_is_checked_once_then_final_and_a_changed_minute_is_a_revi
     let rows = status::status(&app.db.pool, &app.settings, Utc::now()).await.unwrap();
     assert_eq!(rows[0].days.get(&DayState::Final).copied(), Some((n - 1) as i64));
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
     let redis = tickfill::queue::connect(&settings.redis).await.unwrap();
     let state = tickfill::admin::AdminState { settings, redis, pool: Some(app.db.pool.clone()) };
     let addr = tickfill::admin::spawn(state, app.shutdown.clone()).await.unwrap();
@@ -249,12 +249,12 @@ async fn a_final_equity_day_is_checked_again_and_an_adjustment_reaches_every_sto
     let (token, ex_date) = (20000001u32, yesterday_ist());
     let mut opts = three_days(halved_before(token, ex_date));
     opts.tweak = |s| {
-        s.window_minutes = 3 * 1440;
-        s.lookback = std::time::Duration::from_secs(4 * 86_400);
-        s.backfill_verify = true;
-        s.settle = std::time::Duration::ZERO;
-        s.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
-        s.recheck = Some(std::time::Duration::from_secs(2));
+        s.backfill.window_minutes = 3 * 1440;
+        s.backfill.lookback = std::time::Duration::from_secs(4 * 86_400);
+        s.backfill.verify = true;
+        s.backfill.settle = std::time::Duration::ZERO;
+        s.backfill.sweep_interval = Interval::Every(std::time::Duration::from_secs(1));
+        s.backfill.recheck = Some(std::time::Duration::from_secs(2));
     };
     let app = TestApp::spawn_with(opts).await;
     assert_eq!(app.subscribe_via_sim(token).await, 201);

@@ -18,7 +18,7 @@ async fn a_worker_started_while_postgres_and_redis_are_down_waits_and_then_works
     let app = TestApp::spawn_with(AppOptions { start_worker: false, ..Default::default() }).await;
     let pg = Relay::to(&host_port(&base_database_url()), false).await;
     let redis = Relay::to(&host_port(&redis_url()), false).await;
-    let mut db_url = reqwest::Url::parse(app.settings.database_url.expose()).unwrap();
+    let mut db_url = reqwest::Url::parse(app.settings.store.database_url.expose()).unwrap();
     let (host, port) = pg.addr.split_once(':').unwrap();
     db_url.set_host(Some(host)).unwrap();
     db_url.set_port(Some(port.parse().unwrap())).unwrap();
@@ -44,8 +44,8 @@ async fn a_bridge_and_a_scheduler_started_while_redis_is_down_wait_and_then_work
     let mut cmd = tickfill_command();
     cmd.arg("bridge")
         .env("REDIS_URL", redis.redis_url())
-        .env("REDIS_CHANNEL_PREFIX", &app.settings.channel_prefix)
-        .env("TICKFILL_QUEUE", &app.settings.queue)
+        .env("REDIS_CHANNEL_PREFIX", &app.settings.events.channel_prefix)
+        .env("TICKFILL_QUEUE", &app.settings.queue.name)
         .env("ADMIN_LISTEN", "127.0.0.1:0")
         .stderr(std::fs::File::create(&log).unwrap());
     let mut bridge = ChildGuard(cmd.spawn().unwrap());

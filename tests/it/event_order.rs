@@ -76,7 +76,7 @@ async fn random_interleavings_end_in_the_state_of_each_tokens_newest_event() {
         }
         published += events.len() as i64;
         wait_until(60, "the bridge to queue every event", || async {
-            let counters = tickfill::queue::counters(&mut app.redis.clone(), &app.settings.queue).await.unwrap();
+            let counters = tickfill::queue::counters(&mut app.redis.clone(), &app.settings.queue.name).await.unwrap();
             counters.iter().any(|(name, n)| name == "events_accepted" && *n >= published)
         })
         .await;
@@ -117,7 +117,7 @@ async fn an_older_event_arriving_late_changes_nothing_and_fetches_nothing() {
         .await;
     app.publish(event("subscription_removed", token, Some(now + 3600))).await;
     wait_until(10, "the future event to be rejected", || async {
-        tickfill::queue::rejected::list_rejected(&mut app.redis.clone(), &app.settings.queue, 10)
+        tickfill::queue::rejected::list_rejected(&mut app.redis.clone(), &app.settings.queue.name, 10)
             .await
             .map(|r| r.iter().any(|e| e.to_string().contains("after the bridge received it")))
             .unwrap_or(false)

@@ -122,7 +122,7 @@ async fn post(app: &TestApp, admin: &str, path: &str, token: Option<&str>) -> (u
 async fn bulk_actions_act_on_exactly_what_the_filter_matches_with_a_dry_run_and_a_cap() {
     let app = TestApp::spawn().await;
     let mut settings = app.settings.clone();
-    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    settings.admin.token = Some(tickfill::config::Secret::new("op-token"));
     let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
     dead_subscriptions(&app, &[99901, 99902, 99903, 99904, 99905]).await;
@@ -207,7 +207,7 @@ async fn a_paused_lane_keeps_its_jobs_pending_across_a_restart_while_the_other_l
             .await;
     let first = app.start_worker().await;
     let mut settings = app.settings.clone();
-    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    settings.admin.token = Some(tickfill::config::Secret::new("op-token"));
     let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
     assert_eq!(post(&app, &admin, "/api/lanes/bulk/pause", None).await.0, 401);
@@ -276,12 +276,12 @@ async fn a_paused_lane_keeps_its_jobs_pending_across_a_restart_while_the_other_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_show_their_ticks_pause_resume_and_run_now() {
     let app = crate::helpers::TestApp::spawn_with(crate::helpers::AppOptions {
-        tweak: |s| s.sweep_interval = tickfill::config::Interval::Every(std::time::Duration::from_secs(1)),
+        tweak: |s| s.backfill.sweep_interval = tickfill::config::Interval::Every(std::time::Duration::from_secs(1)),
         ..Default::default()
     })
     .await;
     let mut settings = app.settings.clone();
-    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
+    settings.admin.token = Some(tickfill::config::Secret::new("op-token"));
     let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let admin = format!("http://{}", admin::spawn(state, app.shutdown.clone()).await.unwrap());
     let sweeps =
@@ -374,8 +374,8 @@ async fn history_keeps_per_minute_counts_of_what_ran() {
 async fn the_read_token_sees_and_cannot_act_a_cross_site_post_does_nothing_and_every_change_is_audited() {
     let app = TestApp::spawn().await;
     let mut settings = app.settings.clone();
-    settings.admin_token = Some(tickfill::config::Secret::new("op-token"));
-    settings.admin_read_token = Some(tickfill::config::Secret::new("look-token"));
+    settings.admin.token = Some(tickfill::config::Secret::new("op-token"));
+    settings.admin.read_token = Some(tickfill::config::Secret::new("look-token"));
     let state = AdminState { settings: settings.clone(), redis: app.redis.clone(), pool: Some(app.db.pool.clone()) };
     let addr = admin::spawn(state, app.shutdown.clone()).await.unwrap();
     let admin = format!("http://{addr}");

@@ -45,13 +45,13 @@ async fn an_event_whose_push_the_replica_never_received_is_pushed_again_and_stor
         redis: Some(topo.settings()),
         start_worker: false,
         // No reconcile against the ticker's list: only the bridge's replay can bring the jobs back.
-        tweak: |s| s.reconcile = false,
+        tweak: |s| s.ticker.reconcile = false,
         ..Default::default()
     })
     .await;
     let old = topo.primary().await.expect("a primary");
     let replica = topo.data_ports().into_iter().find(|p| *p != old).unwrap();
-    let data = format!("{}:urgent:data", app.settings.queue);
+    let data = format!("{}:urgent:data", app.settings.queue.name);
 
     // The replica is cut off: frozen first (so it cannot reconnect), then its link killed on the
     // primary, so nothing written from here on reaches it, not even into its socket's buffer.

@@ -136,18 +136,18 @@ impl TestApp {
             sim::spawn("127.0.0.1:0".parse().unwrap(), sim_opts, shutdown.clone()).await.expect("start simulator");
         let sim_url = format!("http://{sim_addr}");
         let mut settings = Settings::defaults();
-        settings.database_url = Secret::new(db.url.clone());
+        settings.store.database_url = Secret::new(db.url.clone());
         settings.redis = redis_settings;
-        settings.queue = ns.clone();
-        settings.channel_prefix = ns.clone();
-        settings.ticker_url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
-        settings.rate_limit = 0;
+        settings.queue.name = ns.clone();
+        settings.events.channel_prefix = ns.clone();
+        settings.ticker.url = opts.ticker_url.clone().unwrap_or_else(|| sim_url.clone());
+        settings.ticker.rate_limit = 0;
         // The simulator serves every minute (`--calendar always`): so does the store's calendar.
-        settings.calendar = tickfill::domain::calendar::TradingCalendar::Always;
+        settings.backfill.calendar = tickfill::domain::calendar::TradingCalendar::Always;
         // Checks after a session would cross a test's window at IST midnight; the tests of days
         // turn them on.
-        settings.backfill_verify = false;
-        settings.concurrency = 4;
+        settings.backfill.verify = false;
+        settings.queue.concurrency = 4;
         (opts.tweak)(&mut settings);
         let dump = load::read_source(&format!("{sim_url}/instruments")).await.expect("instrument dump");
         load::load(&db.pool, &dump).await.expect("load instruments");
@@ -163,7 +163,7 @@ impl TestApp {
     }
 
     pub fn channel(&self) -> String {
-        format!("{}:events", self.settings.channel_prefix)
+        format!("{}:events", self.settings.events.channel_prefix)
     }
 
     /// Starts one more bridge and waits until it is subscribed.
@@ -253,7 +253,7 @@ impl TestApp {
     /// A counter of the namespace's `{queue}:counters` hash (0 when never counted).
     pub async fn counter(&self, name: &str) -> i64 {
         let n: Option<i64> = redis::cmd("HGET")
-            .arg(format!("{}:counters", self.settings.queue))
+            .arg(format!("{}:counters", self.settings.queue.name))
             .arg(name)
             .query_async(&mut self.redis.clone())
             .await
@@ -278,7 +278,7 @@ impl TestApp {
 
     /// The depths of one lane of the app's namespace.
     pub async fn depths(&self, lane: Lane) -> queue::stats::Depths {
-        queue::stats::lane_depths(&mut self.redis.clone(), &self.settings.queue, lane).await.expect("queue depths")
+        queue::stats::lane_depths(&mut self.redis.clone(), &self.settings.queue.name, lane).await.expect("queue depths")
     }
 
     /// Waits until no job of the namespace is queued, scheduled or running.
@@ -329,7 +329,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        let ns = self.settings.queue.clone();
+        let ns = self.settings.queue.name.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -422,12 +422,12 @@ pub fn run_cli(settings: &Settings, args: &[&str], extra_env: &[(&str, &str)]) -
     let mut cmd = tickfill_command();
     cmd.args(args)
         .envs(settings.redis.target.env())
-        .env("DATABASE_URL", settings.database_url.expose())
-        .env("TICKFILL_QUEUE", &settings.queue)
-        .env("REDIS_CHANNEL_PREFIX", &settings.channel_prefix)
-        .env("TICKER_SERVICE_URL", &settings.ticker_url)
+        .env("DATABASE_URL", settings.store.database_url.expose())
+        .env("TICKFILL_QUEUE", &settings.queue.name)
+        .env("REDIS_CHANNEL_PREFIX", &settings.events.channel_prefix)
+        .env("TICKER_SERVICE_URL", &settings.ticker.url)
         .env("TICKFILL_CALENDAR", "always")
-        .env("BACKFILL_VERIFY", if settings.backfill_verify { "true" } else { "false" });
+        .env("BACKFILL_VERIFY", if settings.backfill.verify { "true" } else { "false" });
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -560,13 +560,13 @@ fn spawn_with_env(
 ) -> ChildGuard {
     let s = &app.settings;
     cmd.envs(s.redis.target.env())
-        .env("DATABASE_URL", s.database_url.expose())
-        .env("TICKFILL_QUEUE", &s.queue)
-        .env("REDIS_CHANNEL_PREFIX", &s.channel_prefix)
-        .env("TICKER_SERVICE_URL", &s.ticker_url)
+        .env("DATABASE_URL", s.store.database_url.expose())
+        .env("TICKFILL_QUEUE", &s.queue.name)
+        .env("REDIS_CHANNEL_PREFIX", &s.events.channel_prefix)
+        .env("TICKER_SERVICE_URL", &s.ticker.url)
         .env("TICKER_RATE_LIMIT", "0")
         .env("TICKFILL_CALENDAR", "always")
-        .env("BACKFILL_VERIFY", if s.backfill_verify { "true" } else { "false" })
+        .env("BACKFILL_VERIFY", if s.backfill.verify { "true" } else { "false" })
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
     for (k, v) in env {

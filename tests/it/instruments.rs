@@ -15,7 +15,7 @@ async fn setup() -> (ScratchDb, Settings) {
     let db = ScratchDb::new().await;
     store::migrate(&db.pool, &Default::default()).await.unwrap();
     let mut s = Settings::defaults();
-    s.database_url = Secret::new(db.url.clone());
+    s.store.database_url = Secret::new(db.url.clone());
     (db, s)
 }
 

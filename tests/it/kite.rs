@@ -86,9 +86,9 @@ async fn kite_app() -> TestApp {
 }
 
 fn kite_mode(s: &mut tickfill::config::Settings) {
-    s.ticker_api = TickerApi::Kite;
-    s.kite_api_key = tickfill::config::Secret::new("sim-key");
-    s.kite_access_token = tickfill::config::Secret::new("sim-access");
+    s.ticker.api = TickerApi::Kite;
+    s.accounts.kite_api_key = tickfill::config::Secret::new("sim-key");
+    s.accounts.kite_access_token = tickfill::config::Secret::new("sim-access");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,12 +97,12 @@ async fn every_candle_of_the_3000_candle_sample_is_stored_at_its_utc_instant() {
     let (url, seen) = replay(body.clone()).await;
     let app = kite_app().await;
     let mut settings = app.settings.clone();
-    settings.kite_url = url;
+    settings.ticker.kite_url = url;
     // Real 2017 history: judged by NSE's sessions (the shipped data starts in 2024, so that
     // year's Christmas holiday is added as an operator would).
     let mut calendars = tickfill::domain::calendar::Calendars::built_in();
     calendars.extend("exchange NSE\n2017-12-25 closed Christmas\n").unwrap();
-    settings.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(std::sync::Arc::new(calendars));
+    settings.backfill.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(std::sync::Arc::new(calendars));
     let state = tickfill::worker::build_state(settings, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
     store_infy(&app).await;
@@ -223,14 +223,14 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
         start_worker: false,
         tweak: |s| {
             kite_mode(s);
-            s.kite_access_token = tickfill::config::Secret::new("yesterday");
-            s.shutdown_timeout = std::time::Duration::from_secs(1);
+            s.accounts.kite_access_token = tickfill::config::Secret::new("yesterday");
+            s.queue.shutdown_timeout = std::time::Duration::from_secs(1);
         },
         ..Default::default()
     })
     .await;
     let mut stale = app.settings.clone();
-    stale.kite_url = app.sim_url.clone();
+    stale.ticker.kite_url = app.sim_url.clone();
     let state = tickfill::worker::build_state(stale.clone(), None).await.unwrap();
     let stop_stale = app.shutdown.child();
     let stale_worker = tokio::spawn(tickfill::worker::run(state, stop_stale.clone()));
@@ -245,10 +245,10 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     app.push(&job).await;
     let mut redis = app.redis.clone();
     wait_until(20, "the queues to pause", || async {
-        queue::paused(&mut redis.clone(), &app.settings.queue).await.unwrap().is_some()
+        queue::paused(&mut redis.clone(), &app.settings.queue.name).await.unwrap().is_some()
     })
     .await;
-    let why = queue::paused(&mut redis, &app.settings.queue).await.unwrap().unwrap();
+    let why = queue::paused(&mut redis, &app.settings.queue.name).await.unwrap().unwrap();
     assert!(why["reason"].as_str().unwrap().contains("TokenException"), "{why}");
     let (code, out, _) = run_cli(&app.settings, &["jobs", "stats"], &[]);
     assert_eq!(code, 0);
@@ -266,7 +266,7 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     stop_stale.trigger();
     stale_worker.await.unwrap().unwrap();
     let mut fresh = stale;
-    fresh.kite_access_token = tickfill::config::Secret::new("today");
+    fresh.accounts.kite_access_token = tickfill::config::Secret::new("today");
     let state = tickfill::worker::build_state(fresh, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
     let (code, out, _) = run_cli(&app.settings, &["jobs", "resume"], &[]);
@@ -307,8 +307,8 @@ async fn a_200_carrying_kites_throttle_is_waited_out_not_dead() {
     let (url, seen) = throttling_then(body, 2).await;
     let app = kite_app().await;
     let mut settings = app.settings.clone();
-    settings.kite_url = url;
-    settings.throttle_pause = std::time::Duration::from_millis(50);
+    settings.ticker.kite_url = url;
+    settings.ticker.throttle_pause = std::time::Duration::from_millis(50);
     let state = tickfill::worker::build_state(settings, None).await.unwrap();
     tokio::spawn(tickfill::worker::run(state, app.shutdown.child()));
     store_infy(&app).await;

@@ -118,7 +118,7 @@ async fn on_a_server_with_timescaledb_installed_but_not_preloaded_migrate_stays_
     let migrated = store::migrate(&db.pool, &Default::default()).await.unwrap();
     assert_eq!(migrated.plain, Some(timescale::Plain::NotPreloaded));
     let mut settings = tickfill::config::Settings::defaults();
-    settings.database_url = tickfill::config::Secret::new(db.url.clone());
+    settings.store.database_url = tickfill::config::Secret::new(db.url.clone());
     let (code, out, err) = run_cli(&settings, &["migrate"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("plain tables (TimescaleDB is installed but not preloaded)"), "{out}");

@@ -125,7 +125,7 @@ async fn metrics_count_a_backfill_and_prometheus_answers_every_dashboard_query()
     let _scheduler = spawn_process(&app, "scheduler", &[("ADMIN_LISTEN", &admin(ports[2])), ("SWEEP_INTERVAL", "1h")]);
 
     // A real Prometheus with the project's scrape config, pointed at these processes.
-    let dir = std::env::temp_dir().join(format!("tf-prom-{}", app.settings.queue));
+    let dir = std::env::temp_dir().join(format!("tf-prom-{}", app.settings.queue.name));
     std::fs::create_dir_all(&dir).unwrap();
     let original = std::fs::read_to_string(repo("dashboards/prometheus.yml")).unwrap();
     let mut config = original.replace("scrape_interval: 15s", "scrape_interval: 1s");
@@ -190,11 +190,11 @@ async fn the_operator_page_shows_a_dead_job_and_its_retry_button_queues_it_again
         .await;
     wait_until(20, "a dead job", || async { app.depths(Lane::Urgent).await.dead == 1 }).await;
     worker.trigger(); // nothing runs the job once it is retried: it stays in the queue
-    let id = queue::dead::list(&mut app.redis.clone(), &app.settings.queue).await.unwrap()[0].id.clone();
+    let id = queue::dead::list(&mut app.redis.clone(), &app.settings.queue.name).await.unwrap()[0].id.clone();
 
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin_token = Some(Secret::new("s3cret"));
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.token = Some(Secret::new("s3cret"));
     let redis = queue::connect(&settings.redis).await.unwrap();
     let addr = admin::spawn(AdminState { settings, redis, pool: Some(app.db.pool.clone()) }, app.shutdown.clone())
         .await

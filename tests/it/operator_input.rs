@@ -24,8 +24,8 @@ async fn app_with_a_dead_job() -> (TestApp, String) {
         .await;
     wait_until(20, "a dead job", || async { app.depths(Lane::Urgent).await.dead == 1 }).await;
     let mut settings = app.settings.clone();
-    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin_token = Some(Secret::new("s3cret"));
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.token = Some(Secret::new("s3cret"));
     let redis = queue::connect(&settings.redis).await.unwrap();
     let pool = Some(app.db.pool.clone());
     let addr = admin::spawn(AdminState { settings, redis, pool }, app.shutdown.clone()).await.unwrap();
@@ -116,8 +116,8 @@ async fn output_to_a_closed_pipe_ends_quietly() {
         let mut child = tickfill_command()
             .args(args)
             .envs(s.redis.target.env())
-            .env("DATABASE_URL", s.database_url.expose())
-            .env("TICKFILL_QUEUE", &s.queue)
+            .env("DATABASE_URL", s.store.database_url.expose())
+            .env("TICKFILL_QUEUE", &s.queue.name)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

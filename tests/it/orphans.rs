@@ -8,9 +8,9 @@ use tickfill::{jobs::Lane, sim::SimOptions};
 use crate::helpers::{spawn_worker_process, wait_until, AppOptions, ChildGuard, TestApp};
 
 fn fast_orphans(s: &mut tickfill::config::Settings) {
-    s.heartbeat = Duration::from_secs(1);
-    s.orphan_after = Duration::from_secs(3);
-    s.max_attempts = 2;
+    s.queue.heartbeat = Duration::from_secs(1);
+    s.queue.orphan_after = Duration::from_secs(3);
+    s.queue.max_attempts = 2;
 }
 
 fn spawn_worker(app: &TestApp) -> ChildGuard {
@@ -27,7 +27,7 @@ fn spawn_worker(app: &TestApp) -> ChildGuard {
 async fn busy_workers(app: &TestApp) -> Vec<String> {
     let mut conn = app.redis.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:urgent:inflight:*", app.settings.queue))
+        .arg(format!("{}:urgent:inflight:*", app.settings.queue.name))
         .query_async(&mut conn)
         .await
         .unwrap();

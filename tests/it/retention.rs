@@ -7,7 +7,7 @@ use crate::helpers::{wait_until, AppOptions, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_leave_redis_after_the_retention() {
     let app = TestApp::spawn_with(AppOptions {
-        tweak: |s| s.retention = std::time::Duration::from_secs(1),
+        tweak: |s| s.queue.retention = std::time::Duration::from_secs(1),
         ..Default::default()
     })
     .await;
@@ -15,7 +15,7 @@ async fn finished_jobs_leave_redis_after_the_retention() {
         assert_eq!(app.subscribe_via_sim(token).await, 201);
     }
     app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'stored'", 3).await;
-    let q = format!("{}:urgent", app.settings.queue);
+    let q = format!("{}:urgent", app.settings.queue.name);
     wait_until(15, "done jobs pruned with their data and metadata", || async {
         let mut conn = app.redis.clone();
         let data: i64 = redis::cmd("HLEN").arg(format!("{q}:data")).query_async(&mut conn).await.unwrap();

@@ -10,7 +10,7 @@ async fn a_transient_failure_is_retried_and_the_job_completes_in_one_run_row() {
     let broken = spawn_broken_ticker().await;
     let app = TestApp::spawn_with(AppOptions {
         ticker_url: Some(broken),
-        tweak: |s| s.retry_base = std::time::Duration::from_secs(1),
+        tweak: |s| s.queue.retry_base = std::time::Duration::from_secs(1),
         ..Default::default()
     })
     .await;
@@ -34,8 +34,8 @@ async fn a_job_that_keeps_failing_dies_after_max_attempts_with_every_error() {
     let app = TestApp::spawn_with(AppOptions {
         sim: SimOptions { error_rate: 1.0, ..Default::default() },
         tweak: |s| {
-            s.retry_base = std::time::Duration::from_secs(1);
-            s.max_attempts = 3;
+            s.queue.retry_base = std::time::Duration::from_secs(1);
+            s.queue.max_attempts = 3;
         },
         ..Default::default()
     })
@@ -69,8 +69,8 @@ async fn an_unreachable_ticker_puts_jobs_off_without_spending_attempts_until_it_
     let app = TestApp::spawn_with(AppOptions {
         ticker_url: Some(format!("http://{addr}")),
         tweak: |s| {
-            s.retry_base = std::time::Duration::from_secs(1);
-            s.max_attempts = 1;
+            s.queue.retry_base = std::time::Duration::from_secs(1);
+            s.queue.max_attempts = 1;
         },
         ..Default::default()
     })

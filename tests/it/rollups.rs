@@ -147,7 +147,7 @@ async fn assert_rollups_match(app: &TestApp, table: &str, token: u32) -> usize {
 }
 
 fn two_days(s: &mut tickfill::config::Settings) {
-    s.window_minutes = 2 * 24 * 60;
+    s.backfill.window_minutes = 2 * 24 * 60;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

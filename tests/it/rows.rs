@@ -118,7 +118,7 @@ async fn a_bad_entry_of_the_tickers_list_is_refused_alone_and_kept_for_inspectio
     ]))
     .await;
     let mut settings = app.settings.clone();
-    settings.ticker_url = url;
+    settings.ticker.url = url;
     let ticker = TickerClient::new(&settings).unwrap();
     let mut producer = queue::Producer::new(app.redis.clone(), &settings);
     for round in 0..2 {
@@ -133,7 +133,7 @@ async fn a_bad_entry_of_the_tickers_list_is_refused_alone_and_kept_for_inspectio
     let (u, b) = (app.depths(Lane::Urgent).await, app.depths(Lane::Bulk).await);
     assert_eq!(u.scheduled + u.active + b.scheduled + b.active, 2, "one backfill each for the two good entries");
     // Kept like rejected events, once each however many reconciles met them.
-    let kept = queue::rejected::list_rejected(&mut app.redis.clone(), &settings.queue, 100).await.unwrap();
+    let kept = queue::rejected::list_rejected(&mut app.redis.clone(), &settings.queue.name, 100).await.unwrap();
     assert_eq!(kept.len(), 5, "{kept:?}");
     let nul = kept.iter().find(|e| e["message"].as_str().unwrap().contains("44000003")).expect("the NUL entry");
     assert_eq!(nul["code"], "bad_metadata");
@@ -159,7 +159,7 @@ async fn a_window_longer_than_the_source_allows_is_fetched_in_sixty_day_requests
 
 /// The dead jobs of the app's namespace, by token.
 async fn dead_tokens(app: &TestApp) -> Vec<u32> {
-    let list = queue::dead::list(&mut app.redis.clone(), &app.settings.queue).await.unwrap();
+    let list = queue::dead::list(&mut app.redis.clone(), &app.settings.queue.name).await.unwrap();
     let mut t: Vec<u32> = list.iter().filter_map(|d| d.token.map(|t| t.get())).collect();
     t.sort_unstable();
     t
@@ -183,9 +183,9 @@ async fn concurrent_retries_and_purges_claim_each_dead_job_once() {
         let (redis, settings) = (app.redis.clone(), app.settings.clone());
         tokio::spawn(async move {
             let mut conn = redis.clone();
-            let list = queue::dead::list(&mut conn, &settings.queue).await.unwrap();
+            let list = queue::dead::list(&mut conn, &settings.queue.name).await.unwrap();
             let mut producer = queue::Producer::new(redis, &settings);
-            let r = queue::dead::retry(&mut conn, &mut producer, &settings.queue, &list).await;
+            let r = queue::dead::retry(&mut conn, &mut producer, &settings.queue.name, &list).await;
             assert!(r.failed.is_empty(), "{:?}", r.failed);
             (r.retried.len(), r.taken.len())
         })
@@ -204,7 +204,7 @@ async fn concurrent_retries_and_purges_claim_each_dead_job_once() {
 
     // A purge beside a retry-all: purged + retried = the dead set.
     let purge = {
-        let (mut conn, ns) = (app.redis.clone(), app.settings.queue.clone());
+        let (mut conn, ns) = (app.redis.clone(), app.settings.queue.name.clone());
         tokio::spawn(async move { queue::dead::purge(&mut conn, &ns, None).await.unwrap() })
     };
     let retry = retry_all(&app);
@@ -246,8 +246,8 @@ async fn an_instrument_whose_suspects_recur_is_fetched_at_every_sweep_that_wants
     let app = TestApp::spawn_with(AppOptions {
         sim: SimOptions { lies, ..Default::default() },
         tweak: |s| {
-            s.settle = std::time::Duration::ZERO;
-            s.sweep_interval = tickfill::config::Interval::Every(std::time::Duration::from_secs(1));
+            s.backfill.settle = std::time::Duration::ZERO;
+            s.backfill.sweep_interval = tickfill::config::Interval::Every(std::time::Duration::from_secs(1));
         },
         ..Default::default()
     })

@@ -109,8 +109,7 @@ async fn an_unsubscribe_marks_the_subscription_inactive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_immediate_backfill_off_the_subscription_is_recorded_and_nothing_fetched() {
     let app =
-        TestApp::spawn_with(AppOptions { tweak: |s| s.backfill_immediate_on_subscribe = false, ..Default::default() })
-            .await;
+        TestApp::spawn_with(AppOptions { tweak: |s| s.backfill.on_subscribe = false, ..Default::default() }).await;
     app.publish(NIFTY_EVENT).await;
     app.wait_count(20, "SELECT count(*) FROM backfill_runs WHERE outcome = 'disabled'", 1).await;
     assert_eq!(app.count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await, 1);

@@ -146,7 +146,7 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
     let app = TestApp::spawn_with(AppOptions {
         start_bridge: false,
         start_worker: false,
-        tweak: |s| s.sweep_interval = tickfill::config::Interval::parse("1s").unwrap(),
+        tweak: |s| s.backfill.sweep_interval = tickfill::config::Interval::parse("1s").unwrap(),
         ..Default::default()
     })
     .await;
@@ -156,7 +156,7 @@ async fn three_schedulers_push_exactly_one_sweep_per_tick() {
     }
     let sweeps = || async {
         let data: Vec<Vec<u8>> = redis::cmd("HVALS")
-            .arg(format!("{}:bulk:data", app.settings.queue))
+            .arg(format!("{}:bulk:data", app.settings.queue.name))
             .query_async(&mut app.redis.clone())
             .await
             .unwrap();
@@ -182,7 +182,9 @@ async fn under_the_nse_calendar_a_weekend_window_is_fetched_once_and_never_again
     let app = TestApp::spawn_with(AppOptions {
         sim: SimOptions { calendar: Calendar::Nse, ..Default::default() },
         // The store judges answers by the same sessions the simulator serves.
-        tweak: |s| s.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.calendars.clone()),
+        tweak: |s| {
+            s.backfill.calendar = tickfill::domain::calendar::TradingCalendar::Exchange(s.backfill.calendars.clone())
+        },
         ..Default::default()
     })
     .await;
@@ -207,9 +209,9 @@ async fn with_subscription_awareness_off_a_sweep_fills_every_active_instrument()
     let app = TestApp::spawn_with(AppOptions {
         start_bridge: false,
         tweak: |s| {
-            s.backfill_subscription_aware = false;
-            s.reconcile = false;
-            s.lookback = std::time::Duration::from_secs(15 * 60);
+            s.backfill.subscription_aware = false;
+            s.ticker.reconcile = false;
+            s.backfill.lookback = std::time::Duration::from_secs(15 * 60);
         },
         ..Default::default()
     })
@@ -227,7 +229,7 @@ async fn with_subscription_awareness_off_a_sweep_fills_every_active_instrument()
 async fn with_backfill_disabled_a_sweep_pushes_nothing() {
     let app = TestApp::spawn_with(AppOptions {
         start_bridge: false,
-        tweak: |s| s.backfill_enabled = false,
+        tweak: |s| s.backfill.enabled = false,
         ..Default::default()
     })
     .await;
@@ -240,9 +242,12 @@ async fn with_backfill_disabled_a_sweep_pushes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instrument_removed_on_the_ticker_goes_inactive_and_its_pending_backfills_are_skipped() {
-    let app =
-        TestApp::spawn_with(AppOptions { start_bridge: false, tweak: |s| s.concurrency = 1, ..Default::default() })
-            .await;
+    let app = TestApp::spawn_with(AppOptions {
+        start_bridge: false,
+        tweak: |s| s.queue.concurrency = 1,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(app.subscribe_via_sim(256265).await, 201);
     assert_eq!(app.subscribe_via_sim(10000001).await, 201); // stays: the ticker's list is not empty
     app.sweep_once().await;

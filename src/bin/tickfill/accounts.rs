@@ -70,7 +70,7 @@ pub async fn run_accounts(settings: Settings, json: bool) -> anyhow::Result<()> 
 }
 
 pub async fn run_kite(settings: Settings, command: KiteCommand) -> anyhow::Result<()> {
-    anyhow::ensure!(settings.ticker_api == TickerApi::Kite, "Kite sessions are for TICKER_API=kite");
+    anyhow::ensure!(settings.ticker.api == TickerApi::Kite, "Kite sessions are for TICKER_API=kite");
     match command {
         KiteCommand::Login { account } => {
             let url = accounts::login_url(&settings, &account)?;

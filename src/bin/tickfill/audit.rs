@@ -15,7 +15,7 @@ pub async fn record(
     ok: bool,
 ) {
     let entry = store::audit::NewEntry { actor: "cli", action, target, matched, acted, ok, result: None };
-    let recorded = match store::connect(settings.database_url.expose(), 1).await {
+    let recorded = match store::connect(settings.store.database_url.expose(), 1).await {
         Ok(pool) => store::audit::record(&pool, &entry).await.map(|_| ()).map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
@@ -26,7 +26,7 @@ pub async fn record(
 
 pub async fn run(settings: Settings, limit: i64, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!((1..=1000).contains(&limit), "--limit must be 1 … 1000");
-    let pool = store::connect(settings.database_url.expose(), 1).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 1).await?;
     let entries = store::audit::list(&pool, limit, None).await?;
     if json {
         say!("{}", serde_json::to_string(&entries)?);

@@ -42,7 +42,7 @@ pub enum BackfillCommand {
 pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     let mut conn = queue::connect(&settings.redis).await?;
     if let Some(BackfillCommand::Cancel { token }) = a.command {
-        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue, token).await?;
+        let n = queue::cancel::cancel_backfills(&mut conn, &settings.queue.name, token).await?;
         say!("cancelled {n} pending backfill(s) of {token}");
         return Ok(());
     }
@@ -56,7 +56,7 @@ pub async fn run(settings: Settings, a: BackfillArgs) -> anyhow::Result<()> {
     if a.no_wait {
         return Ok(());
     }
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 2).await?;
     let (rows, dead) = manual::wait_for_backfill(&pool, &job_ids).await?;
     say!("{rows} rows stored");
     anyhow::ensure!(dead == 0, "{dead} chunk(s) failed: see `tickfill status` and backfill_runs.error");

@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, a: BarsArgs) -> anyhow::Result<()> {
             .error(clap::error::ErrorKind::ValueValidation, format!("--from {from} is not before --to {to}"))
             .exit()
     }
-    let pool = store::connect(settings.database_url.expose(), 1).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 1).await?;
     // Each instrument to show, with its exchange when rows must name it.
     let shown: Vec<(InstrumentToken, Option<Option<String>>)> = match (&a.token, &a.symbol) {
         (Some(t), _) => vec![(*t, None)],

@@ -131,7 +131,7 @@ pub enum BenchCommand {
 
 pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Result<()> {
     // Every bench runs its own simulator, which serves every minute: so does the store's calendar.
-    settings.calendar = tickfill::domain::calendar::TradingCalendar::Always;
+    settings.backfill.calendar = tickfill::domain::calendar::TradingCalendar::Always;
     let line = match command {
         BenchCommand::Chain { strikes, minutes } => {
             anyhow::ensure!(strikes > 0 && minutes > 0, "--strikes and --minutes must be positive");
@@ -144,7 +144,7 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
         }
         BenchCommand::Chaos { events, workers, duration, limit, failover } => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
-            let window_minutes = settings.window_minutes;
+            let window_minutes = settings.backfill.window_minutes;
             let opts = bench::chaos::ChaosOptions { events, workers, duration, limit, window_minutes, failover };
             bench::chaos::run(opts).await?
         }
@@ -159,7 +159,7 @@ pub async fn run(mut settings: Settings, command: BenchCommand) -> anyhow::Resul
             bench::ratelimit::run(settings, bench::ratelimit::RateOptions { workers, limit, duration, backlog }).await?
         }
         BenchCommand::Throughput { instruments, workers } => {
-            let concurrency = settings.concurrency;
+            let concurrency = settings.queue.concurrency;
             let opts = bench::throughput::ThroughputOptions { instruments, workers, concurrency };
             bench::throughput::run(settings, opts).await?
         }

@@ -25,9 +25,12 @@ fn exchange(s: &str) -> Result<Exchange, String> {
 
 pub fn run(settings: &Settings, a: CalendarArgs) -> anyhow::Result<()> {
     let first = NaiveDate::from_ymd_opt(a.year, 1, 1).expect("a valid year");
-    let days: Vec<Day> =
-        first.iter_days().take_while(|d| d.year() == a.year).map(|d| settings.calendars.day(a.exchange, d)).collect();
-    if !settings.calendars.has_data(a.exchange, a.year) {
+    let days: Vec<Day> = first
+        .iter_days()
+        .take_while(|d| d.year() == a.year)
+        .map(|d| settings.backfill.calendars.day(a.exchange, d))
+        .collect();
+    if !settings.backfill.calendars.has_data(a.exchange, a.year) {
         eprintln!(
             "tickfill: no holidays known for {} {}: every weekday is shown as a regular session (TICKFILL_CALENDAR_FILE adds them)",
             a.exchange.as_str(),

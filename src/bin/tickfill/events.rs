@@ -17,12 +17,12 @@ pub enum EventsCommand {
 pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Rejected { json, limit } = command;
     let mut conn = queue::connect(&settings.redis).await?;
-    let list = queue::rejected::list_rejected(&mut conn, &settings.queue, limit).await?;
+    let list = queue::rejected::list_rejected(&mut conn, &settings.queue.name, limit).await?;
     if json {
         say!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
-    let counts = queue::counters(&mut conn, &settings.queue).await?;
+    let counts = queue::counters(&mut conn, &settings.queue.name).await?;
     for (name, n) in counts.iter().filter(|(k, _)| k.starts_with("events_")) {
         say!("{name}: {n}");
     }

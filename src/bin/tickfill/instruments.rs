@@ -29,7 +29,7 @@ pub enum InstrumentsCommand {
 
 pub async fn run(settings: Settings, command: InstrumentsCommand) -> anyhow::Result<()> {
     let InstrumentsCommand::Load { source, full, max_retire_share, force } = command;
-    let pool = store::connect(settings.database_url.expose(), 3).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 3).await?;
     let dump = load::open_source(&source).await?;
     // indicatif draws only when stderr is a terminal; rejected rows are printed as they are read.
     let bar = indicatif::ProgressBar::new(dump.len.unwrap_or(0)).with_style(progress_style());

@@ -167,7 +167,7 @@ pub enum DeadCommand {
 
 pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
     let mut conn = queue::connect(&settings.redis).await?;
-    let ns = settings.queue.clone();
+    let ns = settings.queue.name.clone();
     match command {
         JobsCommand::Retry(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Retry, &a).await?,
         JobsCommand::Purge(a) => run_bulk(&settings, &mut conn, tickfill::explore::Action::Purge, &a).await?,
@@ -179,7 +179,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
                 "--limit must be 1 … {}",
                 tickfill::explore::MAX_LIMIT
             );
-            let pool = tickfill::store::connect(settings.database_url.expose(), 2).await?;
+            let pool = tickfill::store::connect(settings.store.database_url.expose(), 2).await?;
             let page = tickfill::explore::list(&mut conn, &ns, Some(&pool), &filter, limit, cursor.as_deref()).await?;
             if json {
                 say!("{}", serde_json::to_string(&page)?);
@@ -359,11 +359,11 @@ async fn run_bulk(
     a: &BulkArgs,
 ) -> anyhow::Result<()> {
     let filter = a.filter.filter()?;
-    let pool = tickfill::store::connect(settings.database_url.expose(), 2).await?;
+    let pool = tickfill::store::connect(settings.store.database_url.expose(), 2).await?;
     let mut producer = queue::Producer::new(conn.clone(), settings);
     let answer = tickfill::explore::bulk(
         conn,
-        &settings.queue,
+        &settings.queue.name,
         Some(&pool),
         &mut producer,
         action,

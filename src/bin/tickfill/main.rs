@@ -147,7 +147,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench { .. } => "bench",
         _ => "cli",
     };
-    let _traces = telemetry::init(&settings.log_level, settings.log_format, service);
+    let _traces = telemetry::init(&settings.log.level, settings.log.format, service);
     match dispatch(cli.command, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

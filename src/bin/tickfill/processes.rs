@@ -11,8 +11,8 @@ use tickfill::{
 };
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = store::connect(settings.database_url.expose(), 1).await?;
-    let migrated = store::migrate(&pool, &settings.timescale).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 1).await?;
+    let migrated = store::migrate(&pool, &settings.store.timescale).await?;
     if let Some(w) = migrated.plain.as_ref().and_then(|p| p.warning()) {
         eprintln!("tickfill: warning: {w}");
     }
@@ -41,7 +41,7 @@ pub async fn scheduler(settings: Settings) -> anyhow::Result<()> {
 
 pub async fn dev(settings: Settings) -> anyhow::Result<()> {
     let shutdown = stopped_by_signals();
-    let pool = patiently("PostgreSQL", &shutdown, || store::connect(settings.database_url.expose(), 2)).await?;
+    let pool = patiently("PostgreSQL", &shutdown, || store::connect(settings.store.database_url.expose(), 2)).await?;
     serve_admin(&settings, Some(pool), &shutdown).await?;
     dev::run(settings, shutdown).await
 }
@@ -59,6 +59,6 @@ async fn serve_admin(settings: &Settings, pool: Option<sqlx::PgPool>, shutdown: 
     let state = admin::AdminState { settings: settings.clone(), redis, pool };
     admin::spawn(state, shutdown.clone())
         .await
-        .with_context(|| format!("ADMIN_LISTEN={}: cannot listen there", settings.admin_listen))?;
+        .with_context(|| format!("ADMIN_LISTEN={}: cannot listen there", settings.admin.listen))?;
     Ok(())
 }

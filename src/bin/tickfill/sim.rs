@@ -89,7 +89,7 @@ pub async fn run(settings: Settings, a: SimArgs) -> anyhow::Result<()> {
         session_expires_at: a.session_expires_at,
         kite_throttle_200: a.kite_throttle_200,
         redis: Some(settings.redis.clone()),
-        channel_prefix: settings.channel_prefix.clone(),
+        channel_prefix: settings.events.channel_prefix.clone(),
     };
     let listener =
         tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("failed to bind {}", a.listen))?;

@@ -34,7 +34,7 @@ pub struct QualityArgs {
 pub async fn run_quality(settings: Settings, a: QualityArgs) -> anyhow::Result<()> {
     let now = Utc::now();
     let to = a.to.unwrap_or(now);
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 2).await?;
     let from = match a.from {
         Some(f) => f,
         None => tickfill::status::wanted_start(&pool, &settings, a.token, to).await?,
@@ -86,7 +86,7 @@ pub async fn run_quality(settings: Settings, a: QualityArgs) -> anyhow::Result<(
 
 /// Per active subscription: newest bar, its age, coverage holes, last outcome.
 pub async fn run_status(settings: Settings, json: bool) -> anyhow::Result<()> {
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 2).await?;
     let rows = tickfill::status::status(&pool, &settings, Utc::now()).await?;
     if json {
         say!("{}", serde_json::to_string(&rows)?);
@@ -104,7 +104,7 @@ pub async fn run_chain(
     at: Option<DateTime<Utc>>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let pool = store::connect(settings.database_url.expose(), 2).await?;
+    let pool = store::connect(settings.store.database_url.expose(), 2).await?;
     let symbol = normalise_underlying(underlying);
     let view = store::chain::view(&pool, &symbol, expiry, at.unwrap_or_else(Utc::now)).await?;
     match (view, json) {

@@ -23,7 +23,7 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
             say!("sweep pushed (tick {})", tick.to_rfc3339());
         }
         Some(SweepsCommand::Pause) => {
-            match queue::controls::pause(&mut conn, &settings.queue, target, "cli", false).await? {
+            match queue::controls::pause(&mut conn, &settings.queue.name, target, "cli", false).await? {
                 true => say!("sweeps paused"),
                 false => say!("sweeps were paused already"),
             }
@@ -31,7 +31,7 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
         Some(SweepsCommand::Resume) => match audited(
             &settings,
             "sweeps.resume",
-            queue::controls::resume(&mut conn, &settings.queue, target).await?,
+            queue::controls::resume(&mut conn, &settings.queue.name, target).await?,
         )
         .await
         {
@@ -39,7 +39,7 @@ pub async fn run(settings: Settings, command: Option<SweepsCommand>, json: bool)
             false => say!("sweeps were not paused"),
         },
         None => {
-            let pool = tickfill::store::connect(settings.database_url.expose(), 2).await?;
+            let pool = tickfill::store::connect(settings.store.database_url.expose(), 2).await?;
             let s = tickfill::status::sweeps(&settings, &mut conn, Some(&pool)).await?;
             if json {
                 say!("{}", serde_json::to_string(&s)?);
