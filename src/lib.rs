@@ -4,8 +4,9 @@
 //! Layout (arrows run one way: everything may import `domain`; `domain` imports nothing below):
 //! - `domain/`: pure types and rules: instruments and tokens, events, candles and bar tables,
 //!   tradingsymbols, windows, option-chain math.
-//! - `config`: typed settings from the environment; `telemetry`: logging; `metrics`: the
-//!   Prometheus registry; `shutdown`: the stop signal every loop obeys, and reconnect delays.
+//! - `config/`: typed settings from the environment, one section per file; `telemetry`: logs and
+//!   traces; `metrics`: the Prometheus registry; `shutdown`: the stop signal every loop obeys, and
+//!   reconnect delays; `redis_conn`: the Redis connection that follows the primary.
 //! - `store/`: PostgreSQL: migrations and every SQL statement of the product, one function each.
 //! - `queue/`: everything Redis holds for a deployment: key names, storages and the producer,
 //!   housekeeping, figures, dead letters, cancelling, the Lua scripts.
@@ -23,6 +24,11 @@
 //! - `dev`: the one-command local stack; `bench/`: measurements.
 //!
 //! The binary (`src/bin/tickfill/`) only parses the command line and dispatches to these.
+//!
+//! Layers, each importing only its own and those above it in this list (checked by
+//! `layout_tests`): `domain`; `config`, `metrics`, `telemetry`, `shutdown`, `redis_conn`;
+//! `store`, `queue`, `ticker`; `accounts`, `bridge`, `explore`, `load`, `manual`, `scheduler`,
+//! `sim`, `status`, `sweep`; `worker`, `admin`; `dev`, `bench`.
 
 pub mod accounts;
 pub mod admin;
@@ -36,6 +42,7 @@ pub mod load;
 pub mod manual;
 pub mod metrics;
 pub mod queue;
+pub mod redis_conn;
 pub mod scheduler;
 pub mod shutdown;
 pub mod sim;
@@ -45,5 +52,8 @@ pub mod sweep;
 pub mod telemetry;
 pub mod ticker;
 pub mod worker;
+
+#[cfg(test)]
+mod layout_tests;
 
 pub use tickfill_jobs as jobs;

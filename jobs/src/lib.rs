@@ -388,9 +388,10 @@ pub struct Envelope {
     /// The errors of the earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
-    /// How often this attempt was put off because a dependency was unreachable (no attempt spent).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub pauses: u32,
+    /// How often this attempt was put off (a dependency was unreachable, or its lane or kind was
+    /// paused): no attempt spent. Named `pauses` in the JSON, as jobs already queued spell it.
+    #[serde(default, rename = "pauses", skip_serializing_if = "is_zero")]
+    pub put_offs: u32,
     /// The W3C `traceparent` of the event (or sweep) the job came from: its attempts, retries and
     /// put-offs continue that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,7 +443,7 @@ impl Envelope {
             key: None,
             origin: None,
             failures: Vec::new(),
-            pauses: 0,
+            put_offs: 0,
             trace: None,
             pushed_ms: None,
         }
@@ -461,13 +462,14 @@ impl Envelope {
         next
     }
 
-    /// The same attempt put off once more (a dependency was unreachable), with its key.
-    pub fn paused(&self, this_id: &str, fallback: &str) -> (Envelope, String) {
+    /// The same attempt put off once more (a dependency was unreachable, or its lane or kind was
+    /// paused), with its key.
+    pub fn put_off(&self, this_id: &str, fallback: &str) -> (Envelope, String) {
         let mut next = self.clone();
         next.origin.get_or_insert_with(|| this_id.to_string());
-        next.pauses += 1;
+        next.put_offs += 1;
         let key =
-            format!("{}#attempt-{}-pause-{}", self.key.as_deref().unwrap_or(fallback), self.attempt(), next.pauses);
+            format!("{}#attempt-{}-put-off-{}", self.key.as_deref().unwrap_or(fallback), self.attempt(), next.put_offs);
         (next, key)
     }
 
@@ -568,11 +570,11 @@ mod tests {
     #[test]
     fn a_pause_keeps_the_attempt_and_derives_a_fresh_key() {
         let env = Envelope { key: Some("k".into()), ..Envelope::new(&Job::Sweep { tick: Utc::now() }) };
-        let (p1, k1) = env.paused("A", "x");
-        let (p2, k2) = p1.paused("B", "x");
-        assert_eq!((p2.attempt(), p2.pauses, p2.origin.as_deref()), (1, 2, Some("A")));
+        let (p1, k1) = env.put_off("A", "x");
+        let (p2, k2) = p1.put_off("B", "x");
+        assert_eq!((p2.attempt(), p2.put_offs, p2.origin.as_deref()), (1, 2, Some("A")));
         assert_ne!(k1, k2);
-        assert_eq!(k2, "k#attempt-1-pause-2");
+        assert_eq!(k2, "k#attempt-1-put-off-2");
     }
 
     #[test]

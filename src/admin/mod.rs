@@ -111,7 +111,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
     let mut ready = redis_ok.is_ok();
     // A pause (an expired Kite session) does not make a process unready: restarting it would not
     // help. It is reported so that whoever looks knows why nothing is fetched.
-    if let Ok(Some(p)) = queue::paused(&mut conn, &s.settings.queue.name).await {
+    if let Ok(Some(p)) = queue::requests_halted(&mut conn, &s.settings.queue.name).await {
         body["paused"] = p;
     }
     if let Some(pool) = &s.pool {
@@ -160,7 +160,7 @@ async fn refresh_gauges(s: &AdminState) {
                     .set(l.oldest_pending_age_s.unwrap_or(0.0));
             }
         }
-        if let Ok(p) = queue::paused(&mut conn, ns).await {
+        if let Ok(p) = queue::requests_halted(&mut conn, ns).await {
             m.paused.set(p.is_some() as i64);
         }
         if let Ok(report) = crate::accounts::report(&s.settings, &mut conn).await {
@@ -375,7 +375,7 @@ async fn snapshot(s: &AdminState) -> Option<Value> {
     let lanes = queue::stats::stats(&mut conn, ns).await.ok()?;
     let counters: std::collections::BTreeMap<String, i64> =
         queue::counters(&mut conn, ns).await.ok()?.into_iter().collect();
-    let paused = queue::paused(&mut conn, ns).await.ok()?;
+    let paused = queue::requests_halted(&mut conn, ns).await.ok()?;
     let controls = queue::controls::read(&mut conn, ns).await.ok()?;
     Some(json!({"lanes": lanes, "counters": counters, "paused": paused, "controls": controls}))
 }
@@ -735,7 +735,7 @@ async fn days_of(
 }
 
 async fn resume(State(s): State<Shared>, _: Authorized, _: NoQuery, _: NoBody) -> ApiResult {
-    let was = queue::resume(&mut s.redis.clone(), &s.settings.queue.name).await?;
+    let was = queue::lift_halt(&mut s.redis.clone(), &s.settings.queue.name).await?;
     Ok(Json(json!({"resumed": was})))
 }
 

@@ -48,8 +48,9 @@ pub fn counters(ns: &str) -> String {
     format!("{ns}:counters")
 }
 
-/// While set, every history request of the namespace is paused (its value says why).
-pub fn paused(ns: &str) -> String {
+/// While set, every history request of the namespace is halted (its value says why). The key keeps
+/// the name it has always had, so a deployment upgraded while halted stays halted.
+pub fn halted(ns: &str) -> String {
     format!("{ns}:paused")
 }
 

@@ -18,7 +18,6 @@ pub mod accounts;
 pub mod bulk;
 pub mod cancel;
 pub mod chain;
-pub mod conn;
 pub mod controls;
 pub mod dead;
 pub mod explore;
@@ -30,15 +29,16 @@ pub mod state;
 pub mod stats;
 pub mod timeline;
 
-pub use conn::RedisConn;
+pub use crate::redis_conn::{connect, connect_url, RedisConn};
 pub use housekeeping::{
     delete_namespace, hand_back, promote_due, prune_done, scan_keys, subscribers, warn_without_persistence,
 };
-pub use state::{count, count_by, counters, note_subscribing, pause, paused, queued_subscriptions, resume};
+pub use state::{
+    count, count_by, counters, halt_requests, lift_halt, note_subscribing, queued_subscriptions, requests_halted,
+};
 
 use std::time::Duration;
 
-use anyhow::Context;
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, RedisStorage};
 use redis::AsyncCommands;
@@ -49,18 +49,6 @@ use crate::config::Settings;
 /// How long an idempotency key keeps a second push of the same job out. apalis-redis never frees
 /// a key before this, so deliberate re-pushes derive a new key (see `Producer::push_as`).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Connects to the Redis of `redis` (one address, or the primary its sentinels name) with a
-/// connection that follows the primary ([`RedisConn`]).
-pub async fn connect(redis: &crate::config::RedisSettings) -> anyhow::Result<RedisConn> {
-    RedisConn::connect(redis).await.with_context(|| format!("failed to connect to Redis ({})", redis.target.describe()))
-}
-
-/// Connects to the Redis at `url` (a bench's or a simulator's own), with the default timeouts.
-pub async fn connect_url(url: &str) -> anyhow::Result<RedisConn> {
-    let settings = crate::config::RedisSettings::at(url).map_err(|e| anyhow::anyhow!("not a Redis URL: {e}"))?;
-    connect(&settings).await
-}
 
 /// The apalis-redis configuration of one lane.
 pub fn storage_config(settings: &Settings, lane: Lane) -> Config {

@@ -1,4 +1,5 @@
-//! What a deployment keeps in Redis beside its queues: the pause of history requests, the shared
+//! What a deployment keeps in Redis beside its queues: the halt of history requests (the one
+//! account's Kite session expired; not an operator's pause of a lane or kind), the shared
 //! counters, and the notes of subscription events on their way to the store.
 //!
 //! The notes: the bridge notes each queued subscription event in `{ns}:subscribing` (scored by
@@ -13,11 +14,11 @@ use crate::queue::RedisConn;
 
 use super::keys;
 
-/// Pauses history requests, keeping the first reason given; returns whether this call paused.
-pub async fn pause(conn: &mut RedisConn, ns: &str, reason: &str) -> redis::RedisResult<bool> {
+/// Halts history requests, keeping the first reason given; returns whether this call halted them.
+pub async fn halt_requests(conn: &mut RedisConn, ns: &str, reason: &str) -> redis::RedisResult<bool> {
     let value = serde_json::json!({"reason": reason, "since": chrono::Utc::now().to_rfc3339()}).to_string();
     redis::cmd("SET")
-        .arg(keys::paused(ns))
+        .arg(keys::halted(ns))
         .arg(value)
         .arg("NX")
         .query_async::<Option<String>>(conn)
@@ -25,15 +26,15 @@ pub async fn pause(conn: &mut RedisConn, ns: &str, reason: &str) -> redis::Redis
         .map(|r| r.is_some())
 }
 
-/// Why history requests are paused (`{"reason":…,"since":…}`), or `None`.
-pub async fn paused(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Option<serde_json::Value>> {
-    let v: Option<String> = conn.get(keys::paused(ns)).await?;
+/// Why history requests are halted (`{"reason":…,"since":…}`), or `None`.
+pub async fn requests_halted(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<Option<serde_json::Value>> {
+    let v: Option<String> = conn.get(keys::halted(ns)).await?;
     Ok(v.map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s))))
 }
 
-/// Lifts a pause; returns whether there was one.
-pub async fn resume(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<bool> {
-    let n: i64 = conn.del(keys::paused(ns)).await?;
+/// Lifts a halt; returns whether there was one.
+pub async fn lift_halt(conn: &mut RedisConn, ns: &str) -> redis::RedisResult<bool> {
+    let n: i64 = conn.del(keys::halted(ns)).await?;
     Ok(n > 0)
 }
 

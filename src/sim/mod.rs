@@ -170,7 +170,7 @@ struct Sim {
     subs: Mutex<BTreeMap<u32, SubRecord>>,
     stats: Mutex<Stats>,
     told: lies::Told,
-    redis: Option<crate::queue::RedisConn>,
+    redis: Option<crate::redis_conn::RedisConn>,
     accounts: accounts::Accounts,
 }
 
@@ -188,7 +188,7 @@ async fn router(opts: SimOptions) -> anyhow::Result<Router> {
     let redis = match &opts.redis {
         // Its own connection, not the queue's: the simulator is an outside system (one that
         // publishes on the primary its sentinels name, as a Sentinel-aware service does).
-        Some(r) => Some(crate::queue::connect(r).await?),
+        Some(r) => Some(crate::redis_conn::connect(r).await?),
         None => None,
     };
     let sim = Arc::new(Sim {

@@ -281,26 +281,12 @@ pub async fn view(
     expiry: NaiveDate,
     at: DateTime<Utc>,
 ) -> sqlx::Result<Option<ChainView>> {
-    type Row = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64, i64);
-    let m: Option<Row> = sqlx::query_as(
-        "SELECT time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi FROM fo_expiry_metrics
-         WHERE symbol = $1 AND expiry = $2 AND time <= $3 ORDER BY time DESC LIMIT 1",
-    )
-    .bind(symbol)
-    .bind(expiry)
-    .bind(at)
-    .fetch_optional(pool)
-    .await?;
-    let Some((time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi)) = m else { return Ok(None) };
-    let strikes: Vec<ChainStrike> = sqlx::query_as(
-        "SELECT strike, call_close, call_volume, call_oi, call_iv, put_close, put_volume, put_oi, put_iv
-         FROM fo_strike_distribution WHERE symbol = $1 AND expiry = $2 AND time = $3 ORDER BY strike",
-    )
-    .bind(symbol)
-    .bind(expiry)
-    .bind(time)
-    .fetch_all(pool)
-    .await?;
+    let Some((time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi)) =
+        latest_metrics(pool, symbol, expiry, at).await?
+    else {
+        return Ok(None);
+    };
+    let strikes = strikes_at(pool, symbol, expiry, time).await?;
     Ok(Some(ChainView {
         symbol: symbol.to_string(),
         expiry,
@@ -313,4 +299,44 @@ pub async fn view(
         put_oi,
         strikes,
     }))
+}
+
+/// An expiry's metrics row: its minute, underlying close, PCR by OI and volume, max pain, call and
+/// put OI.
+type MetricsRow = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64, i64);
+
+/// The newest metrics of an expiry at or before `at`.
+async fn latest_metrics(
+    pool: &PgPool,
+    symbol: &str,
+    expiry: NaiveDate,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<MetricsRow>> {
+    sqlx::query_as(
+        "SELECT time, underlying_close, pcr_oi, pcr_volume, max_pain, call_oi, put_oi FROM fo_expiry_metrics
+         WHERE symbol = $1 AND expiry = $2 AND time <= $3 ORDER BY time DESC LIMIT 1",
+    )
+    .bind(symbol)
+    .bind(expiry)
+    .bind(at)
+    .fetch_optional(pool)
+    .await
+}
+
+/// An expiry's strikes at minute `time`, lowest first.
+async fn strikes_at(
+    pool: &PgPool,
+    symbol: &str,
+    expiry: NaiveDate,
+    time: DateTime<Utc>,
+) -> sqlx::Result<Vec<ChainStrike>> {
+    sqlx::query_as(
+        "SELECT strike, call_close, call_volume, call_oi, call_iv, put_close, put_volume, put_oi, put_iv
+         FROM fo_strike_distribution WHERE symbol = $1 AND expiry = $2 AND time = $3 ORDER BY strike",
+    )
+    .bind(symbol)
+    .bind(expiry)
+    .bind(time)
+    .fetch_all(pool)
+    .await
 }

@@ -149,7 +149,7 @@ pub async fn checks_not_due(
 pub const MAX_CHECKS: u32 = 6;
 
 /// Adds what one fetch found of its days to their `day_checks` rows.
-pub async fn record(
+pub async fn add_checks(
     tx: &mut Transaction<'_, Postgres>,
     token: InstrumentToken,
     found: &[DayCheck],

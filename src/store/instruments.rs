@@ -94,37 +94,10 @@ pub async fn deactivate_absent(
     listed: impl Fn(u32) -> bool,
     max_share: Option<f64>,
 ) -> sqlx::Result<Retire> {
-    use futures::TryStreamExt;
     let mut tx = pool.begin().await?;
-    // Taken first: a concurrent load of the same segments waits instead of both deciding on what
-    // neither sees of the other.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tickfill instruments full load'))").execute(&mut *tx).await?;
-    let mut active: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let mut gone: Vec<i64> = Vec::new();
-    {
-        let mut rows = sqlx::query_as::<_, (i64, String)>(
-            "SELECT instrument_token, segment FROM instruments WHERE active AND segment = ANY($1)",
-        )
-        .bind(segments)
-        .fetch(&mut *tx);
-        while let Some((token, segment)) = rows.try_next().await? {
-            if !listed(token as u32) {
-                gone.push(token);
-            }
-            *active.entry(segment).or_insert(0) += 1;
-        }
-    }
-    let gone: Vec<(String, i64)> = sqlx::query_as(
-        "WITH gone AS (
-             UPDATE instruments SET active = false, updated_at = now()
-             WHERE instrument_token = ANY($1) AND active AND segment = ANY($2)
-             RETURNING segment)
-         SELECT segment, count(*) FROM gone GROUP BY segment ORDER BY count(*) DESC, segment",
-    )
-    .bind(&gone)
-    .bind(segments)
-    .fetch_all(&mut *tx)
-    .await?;
+    lock_full_load(&mut tx).await?;
+    let (active, gone) = active_and_unlisted(&mut tx, segments, listed).await?;
+    let gone = retire(&mut tx, &gone, segments).await?;
     if let Some(max) = max_share {
         for (segment, n) in &gone {
             let of = active.get(segment).copied().unwrap_or(0);
@@ -136,6 +109,58 @@ pub async fn deactivate_absent(
     }
     tx.commit().await?;
     Ok(Retire::Done(gone.iter().map(|(_, n)| *n as u64).sum()))
+}
+
+/// Taken first by a full load: a concurrent load of the same segments waits instead of both
+/// deciding on what neither sees of the other.
+async fn lock_full_load(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tickfill instruments full load'))")
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// The active instruments of `segments`, counted by segment, and the tokens of those the dump no
+/// longer lists.
+async fn active_and_unlisted(
+    tx: &mut Transaction<'_, Postgres>,
+    segments: &[String],
+    listed: impl Fn(u32) -> bool,
+) -> sqlx::Result<(std::collections::HashMap<String, u64>, Vec<i64>)> {
+    use futures::TryStreamExt;
+    let mut active: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut gone: Vec<i64> = Vec::new();
+    let mut rows = sqlx::query_as::<_, (i64, String)>(
+        "SELECT instrument_token, segment FROM instruments WHERE active AND segment = ANY($1)",
+    )
+    .bind(segments)
+    .fetch(&mut **tx);
+    while let Some((token, segment)) = rows.try_next().await? {
+        if !u32::try_from(token).is_ok_and(&listed) {
+            gone.push(token);
+        }
+        *active.entry(segment).or_insert(0) += 1;
+    }
+    Ok((active, gone))
+}
+
+/// Marks the instruments `gone` of `segments` inactive; returns how many per segment, most first.
+async fn retire(
+    tx: &mut Transaction<'_, Postgres>,
+    gone: &[i64],
+    segments: &[String],
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "WITH gone AS (
+             UPDATE instruments SET active = false, updated_at = now()
+             WHERE instrument_token = ANY($1) AND active AND segment = ANY($2)
+             RETURNING segment)
+         SELECT segment, count(*) FROM gone GROUP BY segment ORDER BY count(*) DESC, segment",
+    )
+    .bind(gone)
+    .bind(segments)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// Records an instrument learnt from an event's metadata, unless the dump already knows it.

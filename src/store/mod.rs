@@ -61,19 +61,26 @@ pub enum BarStorage {
 
 /// Tells which path the migration took on this database: whether `minute_bars` is a hypertable.
 pub async fn bar_storage(pool: &PgPool) -> anyhow::Result<BarStorage> {
-    let has_ts: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
-        .fetch_one(pool)
-        .await?;
-    if !has_ts {
-        return Ok(BarStorage::Plain);
-    }
-    let hyper: bool = sqlx::query_scalar(
+    Ok(if has_timescale(pool).await? && bars_are_hypertables(pool).await? {
+        BarStorage::Hypertables
+    } else {
+        BarStorage::Plain
+    })
+}
+
+/// Whether the database has the TimescaleDB extension.
+async fn has_timescale(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetch_one(pool).await
+}
+
+/// Whether `minute_bars` of this schema is a hypertable (asked only with TimescaleDB present).
+async fn bars_are_hypertables(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'minute_bars'
                         AND hypertable_schema = current_schema())",
     )
     .fetch_one(pool)
-    .await?;
-    Ok(if hyper { BarStorage::Hypertables } else { BarStorage::Plain })
+    .await
 }
 
 /// What [`migrate`] did.

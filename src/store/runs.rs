@@ -208,23 +208,10 @@ pub async fn explore(
     limit: i64,
 ) -> sqlx::Result<(i64, Vec<crate::domain::filter::JobRow>)> {
     use crate::domain::filter::{JobRow, JobState};
-    const PAGE: &str = concat!(
-        "SELECT * FROM (",
-        finished_runs!(),
-        ") p WHERE ($9::timestamptz IS NULL OR (finished_at, job_id) < ($9, $10))
-         ORDER BY finished_at DESC, job_id DESC LIMIT $11"
-    );
-    const COUNT: &str = concat!("SELECT count(*) FROM (", finished_runs!(), ") c");
     let tokens: Option<Vec<i64>> = tokens.map(|t| t.iter().map(|t| i64::from(*t)).collect());
     let error = filter.error.as_ref().map(|e| e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    type Row = (String, Option<i64>, i32, Option<String>, String, DateTime<Utc>, String, String);
-    let rows: Vec<Row> = bind_filter!(sqlx::query_as(PAGE), filter, tokens.clone(), error.clone())
-        .bind(before.map(|b| b.0))
-        .bind(before.map(|b| b.1))
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    let matched: i64 = bind_filter!(sqlx::query_scalar(COUNT), filter, tokens, error).fetch_one(pool).await?;
+    let rows = explore_page(pool, filter, tokens.clone(), error.clone(), before, limit).await?;
+    let matched = explore_count(pool, filter, tokens, error).await?;
     let out = rows
         .into_iter()
         .map(|(id, token, attempts, error, outcome, at, kind, lane)| JobRow {
@@ -241,6 +228,44 @@ pub async fn explore(
         })
         .collect();
     Ok((matched, out))
+}
+
+/// A finished run as the explorer lists it: id, token, attempts, error, outcome, finished at,
+/// kind, lane.
+type ExploredRun = (String, Option<i64>, i32, Option<String>, String, DateTime<Utc>, String, String);
+
+/// One page of the finished runs a filter lets through, newest first, after `before`.
+async fn explore_page(
+    pool: &PgPool,
+    filter: &crate::domain::filter::JobFilter,
+    tokens: Option<Vec<i64>>,
+    error: Option<String>,
+    before: Option<(DateTime<Utc>, &str)>,
+    limit: i64,
+) -> sqlx::Result<Vec<ExploredRun>> {
+    const PAGE: &str = concat!(
+        "SELECT * FROM (",
+        finished_runs!(),
+        ") p WHERE ($9::timestamptz IS NULL OR (finished_at, job_id) < ($9, $10))
+         ORDER BY finished_at DESC, job_id DESC LIMIT $11"
+    );
+    bind_filter!(sqlx::query_as(PAGE), filter, tokens, error)
+        .bind(before.map(|b| b.0))
+        .bind(before.map(|b| b.1))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// How many finished runs a filter lets through.
+async fn explore_count(
+    pool: &PgPool,
+    filter: &crate::domain::filter::JobFilter,
+    tokens: Option<Vec<i64>>,
+    error: Option<String>,
+) -> sqlx::Result<i64> {
+    const COUNT: &str = concat!("SELECT count(*) FROM (", finished_runs!(), ") c");
+    bind_filter!(sqlx::query_scalar(COUNT), filter, tokens, error).fetch_one(pool).await
 }
 
 /// One sweep as `GET /api/sweeps` lists it.

@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{
     market::Candle,
-    proof::{Misses, Verdict},
+    proof::{Misses, Suspect, Verdict},
     window::Window,
 };
 
@@ -37,11 +37,12 @@ pub async fn prior_asks(
         .collect())
 }
 
-/// Records what an answer for `window` proved: its suspects replace those it covered, its
-/// confirmed-empty minutes are kept with their reasons, and a minute confirmed empty that the
-/// answer did serve (`candles`) is not empty after all. `gap`: from the end of the answer's newest
-/// candle to the moment it was judged, when it asked up to the present (a sample of the lag).
-pub async fn record(
+/// Applies what an answer for `window` proved: a minute confirmed empty that the answer did serve
+/// (`candles`) is not empty after all, its suspects replace those it covered (noting the source's
+/// lag), and its confirmed-empty minutes are kept with their reasons. `gap`: from the end of the
+/// answer's newest candle to the moment it was judged, when it asked up to the present (a sample
+/// of the lag).
+pub async fn apply_verdict(
     tx: &mut Transaction<'_, Postgres>,
     token: InstrumentToken,
     window: Window,
@@ -49,17 +50,39 @@ pub async fn record(
     candles: &[Candle],
     gap: Option<chrono::Duration>,
 ) -> sqlx::Result<()> {
-    if !candles.is_empty() {
-        let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
-        sqlx::query("DELETE FROM confirmed_empty WHERE instrument_token = $1 AND minute = ANY($2)")
-            .bind(super::bind_token(token))
-            .bind(served)
-            .execute(&mut **tx)
-            .await?;
+    let served: Vec<DateTime<Utc>> = candles.iter().map(|c| c.time).collect();
+    unconfirm_served(tx, token, &served).await?;
+    clear_window_noting_lag(tx, token, window, gap).await?;
+    insert_suspects(tx, token, &v.suspects).await?;
+    confirm_empty(tx, token, &v.confirmed).await
+}
+
+/// Minutes confirmed empty that an answer served are not empty after all.
+async fn unconfirm_served(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    served: &[DateTime<Utc>],
+) -> sqlx::Result<()> {
+    if served.is_empty() {
+        return Ok(());
     }
-    // The suspects of the window give way to this answer's. Beside that, the gap between the
-    // present and this answer's newest candle (`gap`, when it asked up to the present) keeps the
-    // instrument's smallest gap of the hour: the source's lag.
+    sqlx::query("DELETE FROM confirmed_empty WHERE instrument_token = $1 AND minute = ANY($2)")
+        .bind(super::bind_token(token))
+        .bind(served)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// The suspects of `window` give way to a new answer's. Beside that, the gap between the present
+/// and this answer's newest candle (`gap`, when it asked up to the present) keeps the instrument's
+/// smallest gap of the hour: the source's lag.
+async fn clear_window_noting_lag(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    window: Window,
+    gap: Option<chrono::Duration>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "WITH gone AS (DELETE FROM suspect_minutes WHERE instrument_token = $1 AND minute >= $2 AND minute < $3)
          INSERT INTO source_lag AS l (instrument_token, lag, since)
@@ -73,47 +96,67 @@ pub async fn record(
     .bind(window.to)
     .bind(gap.map(|g| g.num_milliseconds().max(0) as f64 / 1000.0))
     .execute(&mut **tx)
-    .await?;
-    if !v.suspects.is_empty() {
-        let minutes: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.minute).collect();
-        let asks: Vec<i32> = v.suspects.iter().map(|s| s.asks.min(i32::MAX as u32) as i32).collect();
-        let inside: Vec<i32> = v.suspects.iter().map(|s| s.inside.min(i32::MAX as u32) as i32).collect();
-        let next: Vec<DateTime<Utc>> = v.suspects.iter().map(|s| s.next_ask_at).collect();
-        let tails: Vec<bool> = v.suspects.iter().map(|s| s.tail).collect();
-        let agrees: Vec<bool> = v.suspects.iter().map(|s| s.tail_end.is_some()).collect();
-        let ends: Vec<Option<DateTime<Utc>>> = v.suspects.iter().map(|s| s.tail_end.flatten()).collect();
-        sqlx::query(
-            "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail, tail_agrees,
-                                          tail_end)
-             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[],
-                                      $7::bool[], $8::timestamptz[])",
-        )
-        .bind(super::bind_token(token))
-        .bind(minutes)
-        .bind(asks)
-        .bind(inside)
-        .bind(next)
-        .bind(tails)
-        .bind(agrees)
-        .bind(ends)
-        .execute(&mut **tx)
-        .await?;
+    .await
+    .map(drop)
+}
+
+/// Adds an answer's suspect minutes (its window's were cleared first).
+async fn insert_suspects(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    suspects: &[Suspect],
+) -> sqlx::Result<()> {
+    if suspects.is_empty() {
+        return Ok(());
     }
-    if !v.confirmed.is_empty() {
-        let minutes: Vec<DateTime<Utc>> = v.confirmed.iter().map(|c| c.0).collect();
-        let reasons: Vec<&str> = v.confirmed.iter().map(|c| c.1).collect();
-        sqlx::query(
-            "INSERT INTO confirmed_empty (instrument_token, minute, reason)
-             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[])
-             ON CONFLICT (instrument_token, minute) DO UPDATE SET reason = EXCLUDED.reason, confirmed_at = now()",
-        )
-        .bind(super::bind_token(token))
-        .bind(minutes)
-        .bind(reasons)
-        .execute(&mut **tx)
-        .await?;
+    let minutes: Vec<DateTime<Utc>> = suspects.iter().map(|s| s.minute).collect();
+    let asks: Vec<i32> = suspects.iter().map(|s| s.asks.min(i32::MAX as u32) as i32).collect();
+    let inside: Vec<i32> = suspects.iter().map(|s| s.inside.min(i32::MAX as u32) as i32).collect();
+    let next: Vec<DateTime<Utc>> = suspects.iter().map(|s| s.next_ask_at).collect();
+    let tails: Vec<bool> = suspects.iter().map(|s| s.tail).collect();
+    let agrees: Vec<bool> = suspects.iter().map(|s| s.tail_end.is_some()).collect();
+    let ends: Vec<Option<DateTime<Utc>>> = suspects.iter().map(|s| s.tail_end.flatten()).collect();
+    sqlx::query(
+        "INSERT INTO suspect_minutes (instrument_token, minute, asks, inside, next_ask_at, tail, tail_agrees,
+                                      tail_end)
+         SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $6::bool[],
+                                  $7::bool[], $8::timestamptz[])",
+    )
+    .bind(super::bind_token(token))
+    .bind(minutes)
+    .bind(asks)
+    .bind(inside)
+    .bind(next)
+    .bind(tails)
+    .bind(agrees)
+    .bind(ends)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Keeps minutes an answer confirmed empty, with their reasons.
+async fn confirm_empty(
+    tx: &mut Transaction<'_, Postgres>,
+    token: InstrumentToken,
+    confirmed: &[(DateTime<Utc>, &'static str)],
+) -> sqlx::Result<()> {
+    if confirmed.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let minutes: Vec<DateTime<Utc>> = confirmed.iter().map(|c| c.0).collect();
+    let reasons: Vec<&str> = confirmed.iter().map(|c| c.1).collect();
+    sqlx::query(
+        "INSERT INTO confirmed_empty (instrument_token, minute, reason)
+         SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[])
+         ON CONFLICT (instrument_token, minute) DO UPDATE SET reason = EXCLUDED.reason, confirmed_at = now()",
+    )
+    .bind(super::bind_token(token))
+    .bind(minutes)
+    .bind(reasons)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
 }
 
 /// One suspect minute, as a sweep plans with it.

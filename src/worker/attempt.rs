@@ -145,12 +145,12 @@ async fn handle_attempt(
     match super::hold::check(controls, &job) {
         super::hold::Hold::Go => {}
         super::hold::Hold::KindPaused(why) => {
-            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            let (next, key) = envelope.put_off(this_id, &job.idempotency_key());
             return put_off(state, &job, anyhow::anyhow!(why), next, &key, super::hold::KIND_WAIT, "jobs_kind_paused")
                 .await;
         }
         super::hold::Hold::LanePaused(why) => {
-            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            let (next, key) = envelope.put_off(this_id, &job.idempotency_key());
             return put_off(state, &job, anyhow::anyhow!(why), next, &key, super::hold::LANE_WAIT, "jobs_lane_paused")
                 .await;
         }
@@ -176,7 +176,7 @@ async fn handle_attempt(
             m.jobs_succeeded.get_or_create(&kind).inc();
             state.history.add_for("jobs_done", lane, job.kind(), 1);
         }
-        Err(JobError::Pause(_)) => {
+        Err(JobError::PutOff(_)) => {
             m.jobs_put_off.get_or_create(&kind).inc();
         }
         Err(JobError::Retry(_)) if !meta.last_attempt => {
@@ -207,12 +207,12 @@ async fn settle(
     let ns = &state.settings.queue.name;
     match result {
         Ok(()) => Ok(()),
-        Err(JobError::Pause(e)) => {
+        Err(JobError::PutOff(e)) => {
             // An outage is no fault of the job: wait (doubling up to TICKFILL_RETRY_MAX) without
             // spending an attempt, however long the outage lasts.
             let s = &state.settings;
-            let delay = backoff(envelope.pauses + 2, s.queue.retry_base, s.queue.retry_max, rand::random());
-            let (next, key) = envelope.paused(this_id, &job.idempotency_key());
+            let delay = backoff(envelope.put_offs + 2, s.queue.retry_base, s.queue.retry_max, rand::random());
+            let (next, key) = envelope.put_off(this_id, &job.idempotency_key());
             put_off(state, job, e, next, &key, delay, "jobs_paused").await
         }
         Err(JobError::Retry(e)) if !meta.last_attempt => {

@@ -249,7 +249,7 @@ pub(super) async fn write(
                 .then(|| candles.iter().map(|c| c.time).max())
                 .flatten()
                 .map(|last| now - (last + chrono::Duration::minutes(1)));
-            suspects::record(tx, ctx.token, *fetch, verdict, candles, gap).await?;
+            suspects::apply_verdict(tx, ctx.token, *fetch, verdict, candles, gap).await?;
             let facts = day_rules::FetchFacts {
                 fetch: *fetch,
                 candles,
@@ -275,7 +275,7 @@ pub(super) async fn write(
                 let marked = days::mark_stale(tx, ctx.token, ctx.target.table(), fetch.from).await?;
                 tracing::info!(token = ctx.token.get(), days = marked, "adjusted history: older days marked suspect");
             }
-            days::record(tx, ctx.token, &found).await?;
+            days::add_checks(tx, ctx.token, &found).await?;
             (Written { rows: up.written, adjusted }, Outcome::Stored)
         }
     };
@@ -374,7 +374,7 @@ pub(super) async fn record_failure(
 ) -> JobError {
     let (outcome, text) = match &err {
         JobError::Retry(e) if meta.last_attempt => (Outcome::Dead, format!("{e:#}")),
-        JobError::Pause(e) => (Outcome::Failed, format!("{e:#}")),
+        JobError::PutOff(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::Retry(e) => (Outcome::Failed, format!("{e:#}")),
         JobError::GiveUp(r) => (Outcome::Dead, r.clone()),
     };

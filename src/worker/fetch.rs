@@ -1,4 +1,4 @@
-//! What stands between a job and the ticker: a pause (the settings' Kite session expired), the
+//! What stands between a job and the ticker: a halt (the settings' Kite session expired), the
 //! accounts' fleet-wide budgets and sessions, and 429s, which are waited out and cost no attempt.
 
 use std::{
@@ -29,38 +29,38 @@ const MAX_THROTTLE_WAITS: u32 = 20;
 /// together would otherwise retry together for ever against a limiter that counts refused
 /// requests too (measured: three of four jobs gave up after 20 waits); spreading them lets the
 /// limiter's window empty. Never less than the ticker asked for.
-fn throttle_pause(least: Duration, n: u32, jitter: f64) -> Duration {
+fn throttle_wait(least: Duration, n: u32, jitter: f64) -> Duration {
     let spread = (1u32 << n.saturating_sub(1).min(3)) - 1;
     least + least.mul_f64(spread as f64 * jitter.clamp(0.0, 1.0))
 }
 
-/// How often a job waiting out a pause looks whether it was lifted.
-const PAUSE_POLL: Duration = Duration::from_secs(2);
+/// How often a job waiting out a halt looks whether it was lifted.
+const HALT_POLL: Duration = Duration::from_secs(2);
 
-/// How long a look that found no pause holds for every job of the process.
-const PAUSE_FRESH: Duration = Duration::from_secs(1);
+/// How long a look that found no halt holds for every job of the process.
+const HALT_FRESH: Duration = Duration::from_secs(1);
 
-/// When this process last found history requests not paused.
-static NOT_PAUSED_AT: Mutex<Option<Instant>> = Mutex::new(None);
+/// When this process last found history requests not halted.
+static NOT_HALTED_AT: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// Waits while history requests are paused (Kite session expired), holding the job's slot: the
+/// Waits while history requests are halted (Kite session expired), holding the job's slot: the
 /// worker takes no more work meanwhile, and nothing spends an attempt.
-async fn wait_while_paused(state: &WorkerState) {
-    // One look per PAUSE_FRESH for the whole process, not one per request: a pause is noticed
+async fn wait_while_halted(state: &WorkerState) {
+    // One look per HALT_FRESH for the whole process, not one per request: a halt is noticed
     // that much later, and a busy worker spends no round trip on it.
-    if NOT_PAUSED_AT.lock().expect("pause clock").is_some_and(|t| t.elapsed() < PAUSE_FRESH) {
+    if NOT_HALTED_AT.lock().expect("halt clock").is_some_and(|t| t.elapsed() < HALT_FRESH) {
         return;
     }
     let mut redis = state.redis.clone();
     let mut waited = Duration::ZERO;
-    while let Ok(Some(why)) = queue::paused(&mut redis, &state.settings.queue.name).await {
+    while let Ok(Some(why)) = queue::requests_halted(&mut redis, &state.settings.queue.name).await {
         if waited.as_secs().is_multiple_of(60) {
-            tracing::warn!(paused = %why, "history requests are paused; renew the session, then run `tickfill jobs resume`");
+            tracing::warn!(paused = %why, "history requests are halted; renew the session, then run `tickfill jobs resume`");
         }
-        tokio::time::sleep(PAUSE_POLL).await;
-        waited += PAUSE_POLL;
+        tokio::time::sleep(HALT_POLL).await;
+        waited += HALT_POLL;
     }
-    *NOT_PAUSED_AT.lock().expect("pause clock") = Some(Instant::now());
+    *NOT_HALTED_AT.lock().expect("halt clock") = Some(Instant::now());
 }
 
 /// A name for one caller among those waiting for a grant (unique in the fleet for a while).
@@ -73,7 +73,7 @@ fn waiter_id() -> String {
 const BLOCKED_SAY_EVERY: Duration = Duration::from_secs(60);
 
 /// Asks the ticker through an account that can serve now (`prefer` first), sitting out 429s
-/// (which are not the job's fault and cost no attempt) and pauses. A session Kite refuses ends
+/// (which are not the job's fault and cost no attempt) and a halt. A session Kite refuses ends
 /// that account's session only: the request goes again through another account, or waits for a
 /// new session, spending no attempt. Returns the candles and the account (its index) that
 /// answered.
@@ -91,7 +91,7 @@ pub(super) async fn fetch_with_throttle(
     let mut throttled = 0;
     let m = metrics::get();
     while throttled < MAX_THROTTLE_WAITS {
-        wait_while_paused(state).await;
+        wait_while_halted(state).await;
         let mut said: Option<Duration> = None;
         let grant = state
             .budget
@@ -152,29 +152,29 @@ pub(super) async fn fetch_with_throttle(
                     Err(e) => tracing::debug!(error = %e, "could not count a throttle"),
                 }
                 let least = retry_after.unwrap_or(state.settings.ticker.throttle_pause);
-                let pause = throttle_pause(least, throttled, rand::random());
-                tracing::info!(token = token.get(), account = %account.name, pause_ms = pause.as_millis() as u64, "ticker throttled; waiting");
+                let wait = throttle_wait(least, throttled, rand::random());
+                tracing::info!(token = token.get(), account = %account.name, wait_ms = wait.as_millis() as u64, "ticker throttled; waiting");
                 super::trail::note(
                     "throttled",
-                    serde_json::json!({"account": account.name, "pause_ms": pause.as_millis() as u64}),
+                    serde_json::json!({"account": account.name, "wait_ms": wait.as_millis() as u64}),
                 );
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(wait).await;
             }
             Err(TickerError::SessionExpired(msg)) if account.env_session.is_some() => {
                 // The session of the settings (`KITE_ACCESS_TOKEN`): as before accounts, every
-                // request pauses until an operator renews it and resumes.
-                // The next look goes to Redis, and finds the pause.
-                *NOT_PAUSED_AT.lock().expect("pause clock") = None;
-                match queue::pause(&mut redis, ns, &msg).await {
-                    Ok(true) => tracing::error!(reason = %msg, "history requests paused until `tickfill jobs resume`"),
+                // request halts until an operator renews it and resumes.
+                // The next look goes to Redis, and finds the halt.
+                *NOT_HALTED_AT.lock().expect("halt clock") = None;
+                match queue::halt_requests(&mut redis, ns, &msg).await {
+                    Ok(true) => tracing::error!(reason = %msg, "history requests halted until `tickfill jobs resume`"),
                     Ok(false) => {}
-                    Err(e) => return Err(JobError::Pause(anyhow::anyhow!("{msg} (and the pause failed: {e})"))),
+                    Err(e) => return Err(JobError::PutOff(anyhow::anyhow!("{msg} (and the halt failed: {e})"))),
                 }
             }
             Err(TickerError::SessionExpired(msg)) => {
                 // A session from Redis: that account alone stops until a new one checks out.
                 let Some(used) = &grant.access_token else {
-                    return Err(JobError::Pause(anyhow::anyhow!("{msg}")));
+                    return Err(JobError::PutOff(anyhow::anyhow!("{msg}")));
                 };
                 match queue::accounts::end_session(&mut redis, ns, &account.name, used, &msg).await {
                     Ok(true) => {
@@ -189,11 +189,11 @@ pub(super) async fn fetch_with_throttle(
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        return Err(JobError::Pause(anyhow::anyhow!("{msg} (and ending the session failed: {e})")))
+                        return Err(JobError::PutOff(anyhow::anyhow!("{msg} (and ending the session failed: {e})")))
                     }
                 }
             }
-            Err(e @ TickerError::Unreachable(_)) => return Err(JobError::Pause(e.into())),
+            Err(e @ TickerError::Unreachable(_)) => return Err(JobError::PutOff(e.into())),
             Err(e @ TickerError::Transient(_)) => return Err(JobError::Retry(e.into())),
             Err(TickerError::Permanent(msg)) => return Err(JobError::GiveUp(msg)),
         }
@@ -208,11 +208,11 @@ mod tests {
     #[test]
     fn the_first_429_waits_as_asked_and_repeated_ones_spread_out() {
         let s = Duration::from_secs(1);
-        assert_eq!(throttle_pause(s, 1, 1.0), s, "the first wait is what the ticker asked");
-        assert_eq!(throttle_pause(s, 2, 0.0), s, "never less than asked");
-        assert_eq!(throttle_pause(s, 2, 1.0), Duration::from_secs(2));
-        assert_eq!(throttle_pause(s, 3, 1.0), Duration::from_secs(4));
-        assert_eq!(throttle_pause(s, 20, 1.0), Duration::from_secs(8), "capped at eight times");
-        assert_eq!(throttle_pause(s, 4, 0.5), Duration::from_millis(4500));
+        assert_eq!(throttle_wait(s, 1, 1.0), s, "the first wait is what the ticker asked");
+        assert_eq!(throttle_wait(s, 2, 0.0), s, "never less than asked");
+        assert_eq!(throttle_wait(s, 2, 1.0), Duration::from_secs(2));
+        assert_eq!(throttle_wait(s, 3, 1.0), Duration::from_secs(4));
+        assert_eq!(throttle_wait(s, 20, 1.0), Duration::from_secs(8), "capped at eight times");
+        assert_eq!(throttle_wait(s, 4, 0.5), Duration::from_millis(4500));
     }
 }

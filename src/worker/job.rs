@@ -14,7 +14,7 @@ pub enum JobError {
     GiveUp(String),
     /// A dependency cannot be reached: try the same attempt again later, spending none.
     #[error("{0:#}")]
-    Pause(anyhow::Error),
+    PutOff(anyhow::Error),
 }
 
 impl From<sqlx::Error> for JobError {

@@ -67,7 +67,7 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
     let instrument = found.as_ref().ok().map(|(i, s)| (i, *s));
     if !(s.events.enabled && s.backfill.enabled && s.backfill.on_subscribe) {
         let mut tx = state.pool.begin().await?;
-        record(&mut tx, event, instrument).await?;
+        activate(&mut tx, event, instrument).await?;
         let run = run_row(meta, token, Reason::Subscribe, window, requested_at, 0, Outcome::Disabled, None);
         runs::upsert_run(&mut *tx, &run).await?;
         tx.commit().await?;
@@ -103,13 +103,13 @@ pub(super) async fn subscribed(state: &WorkerState, event: &SubscriptionEvent, m
         Err(e) => {
             // Nothing to store, but the desk did subscribe: that is recorded on its own.
             let mut tx = state.pool.begin().await?;
-            record(&mut tx, event, instrument).await?;
+            activate(&mut tx, event, instrument).await?;
             tx.commit().await?;
             return Err(record_failure(state, meta, token, Reason::Subscribe, window, requested_at, e).await);
         }
     };
     let mut tx = state.pool.begin().await?;
-    record(&mut tx, event, instrument).await?;
+    activate(&mut tx, event, instrument).await?;
     let written = backfill::write(&mut tx, &state.settings, &ctx, window, &fetched, meta).await?;
     tx.commit().await?;
     backfill::announce(state, &ctx, &fetched, written).await;
@@ -139,9 +139,9 @@ fn account_of(state: &WorkerState, event: &SubscriptionEvent) -> (Option<usize>,
     }
 }
 
-/// Records the subscription active, and an instrument the dump did not know (from the event's
+/// Activates the subscription, and adds an instrument the dump did not know (from the event's
 /// metadata or its parsed tradingsymbol).
-async fn record(
+async fn activate(
     tx: &mut Transaction<'_, Postgres>,
     event: &SubscriptionEvent,
     instrument: Option<(&Instrument, Source)>,

@@ -245,10 +245,10 @@ async fn an_expired_session_pauses_the_queues_until_jobs_resume() {
     app.push(&job).await;
     let mut redis = app.redis.clone();
     wait_until(20, "the queues to pause", || async {
-        queue::paused(&mut redis.clone(), &app.settings.queue.name).await.unwrap().is_some()
+        queue::requests_halted(&mut redis.clone(), &app.settings.queue.name).await.unwrap().is_some()
     })
     .await;
-    let why = queue::paused(&mut redis, &app.settings.queue.name).await.unwrap().unwrap();
+    let why = queue::requests_halted(&mut redis, &app.settings.queue.name).await.unwrap().unwrap();
     assert!(why["reason"].as_str().unwrap().contains("TokenException"), "{why}");
     let (code, out, _) = run_cli(&app.settings, &["jobs", "stats"], &[]);
     assert_eq!(code, 0);

@@ -225,7 +225,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             resume_target(&settings, &mut conn, &ns, queue::controls::Target::Kind(k)).await?
         }
         JobsCommand::Resume { .. } => {
-            if queue::resume(&mut conn, &ns).await? {
+            if queue::lift_halt(&mut conn, &ns).await? {
                 say!("history requests resumed");
             } else {
                 say!("history requests were not paused");
@@ -236,7 +236,7 @@ pub async fn run(settings: Settings, command: JobsCommand) -> anyhow::Result<()>
             if json {
                 say!("{}", serde_json::to_string(&stats)?);
             } else {
-                if let Some(p) = &queue::paused(&mut conn, &ns).await? {
+                if let Some(p) = &queue::requests_halted(&mut conn, &ns).await? {
                     say!(
                         "PAUSED: {} (since {}); renew the session, then run `tickfill jobs resume`\n",
                         p["reason"].as_str().unwrap_or("?"),

@@ -228,6 +228,12 @@ impl UpkeepCache {
     }
 }
 
+/// Planning a refresh costs about a third of running it, and its plan does not depend on the
+/// values: keep the generic plan (for the rest of the transaction, whose statements are as plain).
+async fn prefer_generic_plans(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut **tx).await.map(drop)
+}
+
 /// Recomputes, in `tx`, every rollup bucket of `token` in the bar table of `family` that holds a
 /// minute of `touched` (the minutes an upsert of `candles` wrote). Returns the rollup rows
 /// written.
@@ -244,10 +250,7 @@ pub async fn refresh_bars(
     if whole.time.is_empty() && partial.is_empty() {
         return Ok(0);
     }
-    // Planning this statement costs about a third of running it, and the plan does not depend on
-    // the values: keep the generic plan (for the rest of this transaction, whose statements are
-    // as plain).
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut **tx).await?;
+    prefer_generic_plans(tx).await?;
     let mut q = sqlx::query(sqlx::AssertSqlSafe(family.refresh_token_sql())).bind(crate::store::bind_token(token));
     for tf in family.timeframes {
         let w = tf.cover(touched);
@@ -277,27 +280,51 @@ pub async fn refresh_chain(
 ) -> sqlx::Result<u64> {
     let mut rows = strikes::write(tx, symbol, expiry, chain, window).await?;
     for tf in EXPIRY_METRICS.timeframes {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
-            EXPIRY_METRICS.table(),
-            tf.minutes()
-        )))
+        clear_expiry_metrics(tx, symbol, expiry, *tf, window).await?;
+        rows += rebuild_expiry_metrics(tx, symbol, expiry, *tf, window).await?;
+    }
+    Ok(rows)
+}
+
+/// Deletes an expiry's metrics of one timeframe inside `window`.
+async fn clear_expiry_metrics(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    tf: Timeframe,
+    window: Window,
+) -> sqlx::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
+        EXPIRY_METRICS.table(),
+        tf.minutes()
+    )))
+    .bind(symbol)
+    .bind(expiry)
+    .bind(window.from)
+    .bind(window.to)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Rebuilds an expiry's metrics of one timeframe inside `window` from its strikes; returns the
+/// rows written.
+async fn rebuild_expiry_metrics(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    tf: Timeframe,
+    window: Window,
+) -> sqlx::Result<u64> {
+    sqlx::query(sqlx::AssertSqlSafe(EXPIRY_METRICS.refresh_sql(tf)))
         .bind(symbol)
         .bind(expiry)
         .bind(window.from)
         .bind(window.to)
         .execute(&mut **tx)
-        .await?;
-        rows += sqlx::query(sqlx::AssertSqlSafe(EXPIRY_METRICS.refresh_sql(*tf)))
-            .bind(symbol)
-            .bind(expiry)
-            .bind(window.from)
-            .bind(window.to)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-    }
-    Ok(rows)
+        .await
+        .map(|r| r.rows_affected())
 }
 
 /// The window a chain rebuild of `window` covers when the plain rollups are kept: widened to

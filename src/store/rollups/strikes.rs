@@ -79,8 +79,11 @@ fn add(sum: Option<i64>, v: Option<i64>) -> Option<i64> {
 }
 
 /// The buckets of `tf` of `chain`, by start and strike (positive strikes order like their bits).
-fn buckets(chain: &Chain, tf: Timeframe) -> BTreeMap<(DateTime<Utc>, u64), (f64, Bucket)> {
-    let mut out: BTreeMap<(DateTime<Utc>, u64), (f64, Bucket)> = BTreeMap::new();
+/// A chain's buckets of one timeframe by (time, strike bits), each with its strike.
+type Buckets = BTreeMap<(DateTime<Utc>, u64), (f64, Bucket)>;
+
+fn buckets(chain: &Chain, tf: Timeframe) -> Buckets {
+    let mut out: Buckets = BTreeMap::new();
     // Minutes in time order: each minute's sides replace the last, volumes add up.
     for (minute, rows) in chain {
         let start = tf.floor(*minute);
@@ -125,53 +128,76 @@ pub async fn write(
             }
         }
         if !gone.0.is_empty() {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {}
-                     AND (time, strike) IN (SELECT * FROM UNNEST($3::timestamptz[], $4::float8[]))",
-                STRIKES.table(),
-                tf.minutes()
-            )))
-            .bind(symbol)
-            .bind(expiry)
-            .bind(&gone.0)
-            .bind(&gone.1)
-            .execute(&mut **tx)
-            .await?;
+            delete(tx, symbol, expiry, *tf, &gone).await?;
         }
         if b.is_empty() {
             continue;
         }
-        let time: Vec<DateTime<Utc>> = b.keys().map(|(t, _)| *t).collect();
-        let strike: Vec<f64> = b.values().map(|(k, _)| *k).collect();
-        let col = |f: fn(&Bucket) -> Option<f64>| b.values().map(|(_, x)| f(x)).collect::<Vec<_>>();
-        let int = |f: fn(&Bucket) -> Option<i64>| b.values().map(|(_, x)| f(x)).collect::<Vec<_>>();
-        rows += sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} AS r (symbol, expiry, strike, tf, time, call_close, put_close, call_volume, put_volume,
+        rows += insert(tx, symbol, expiry, *tf, &b).await?;
+    }
+    Ok(rows)
+}
+
+/// Deletes the buckets (time, strike) of one timeframe a chain no longer has.
+async fn delete(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    tf: Timeframe,
+    gone: &(Vec<DateTime<Utc>>, Vec<f64>),
+) -> sqlx::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {}
+             AND (time, strike) IN (SELECT * FROM UNNEST($3::timestamptz[], $4::float8[]))",
+        STRIKES.table(),
+        tf.minutes()
+    )))
+    .bind(symbol)
+    .bind(expiry)
+    .bind(&gone.0)
+    .bind(&gone.1)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Writes the buckets of one timeframe that changed or are new; returns the rows written.
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: &str,
+    expiry: NaiveDate,
+    tf: Timeframe,
+    b: &Buckets,
+) -> sqlx::Result<u64> {
+    let time: Vec<DateTime<Utc>> = b.keys().map(|(t, _)| *t).collect();
+    let strike: Vec<f64> = b.values().map(|(k, _)| *k).collect();
+    let col = |f: fn(&Bucket) -> Option<f64>| b.values().map(|(_, x)| f(x)).collect::<Vec<_>>();
+    let int = |f: fn(&Bucket) -> Option<i64>| b.values().map(|(_, x)| f(x)).collect::<Vec<_>>();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} AS r (symbol, expiry, strike, tf, time, call_close, put_close, call_volume, put_volume,
                  call_oi, put_oi, call_iv, put_iv)
              SELECT $1, $2, t.strike, {minutes}, t.time, t.cc, t.pc, t.cv, t.pv, t.co, t.po, t.ci, t.pi
              FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::bigint[], $8::bigint[],
                          $9::bigint[], $10::bigint[], $11::float8[], $12::float8[])
                   AS t(time, strike, cc, pc, cv, pv, co, po, ci, pi)
              {conflict}",
-            table = STRIKES.table(),
-            minutes = tf.minutes(),
-            conflict = STRIKES.on_conflict_sql(),
-        )))
-        .bind(symbol)
-        .bind(expiry)
-        .bind(&time)
-        .bind(&strike)
-        .bind(col(|x| x.call.close))
-        .bind(col(|x| x.put.close))
-        .bind(int(|x| x.call_volume))
-        .bind(int(|x| x.put_volume))
-        .bind(int(|x| x.call.oi))
-        .bind(int(|x| x.put.oi))
-        .bind(col(|x| x.call.iv))
-        .bind(col(|x| x.put.iv))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    }
-    Ok(rows)
+        table = STRIKES.table(),
+        minutes = tf.minutes(),
+        conflict = STRIKES.on_conflict_sql(),
+    )))
+    .bind(symbol)
+    .bind(expiry)
+    .bind(&time)
+    .bind(&strike)
+    .bind(col(|x| x.call.close))
+    .bind(col(|x| x.put.close))
+    .bind(int(|x| x.call_volume))
+    .bind(int(|x| x.put_volume))
+    .bind(int(|x| x.call.oi))
+    .bind(int(|x| x.put.oi))
+    .bind(col(|x| x.call.iv))
+    .bind(col(|x| x.put.iv))
+    .execute(&mut **tx)
+    .await
+    .map(|r| r.rows_affected())
 }

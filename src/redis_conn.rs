@@ -385,6 +385,19 @@ impl ConnectionLike for RedisConn {
     }
 }
 
+/// Connects to the Redis of `redis` (one address, or the primary its sentinels name) with a
+/// connection that follows the primary ([`RedisConn`]).
+pub async fn connect(redis: &RedisSettings) -> anyhow::Result<RedisConn> {
+    use anyhow::Context as _;
+    RedisConn::connect(redis).await.with_context(|| format!("failed to connect to Redis ({})", redis.target.describe()))
+}
+
+/// Connects to the Redis at `url` (a bench's or a simulator's own), with the default timeouts.
+pub async fn connect_url(url: &str) -> anyhow::Result<RedisConn> {
+    let settings = RedisSettings::at(url).map_err(|e| anyhow::anyhow!("not a Redis URL: {e}"))?;
+    connect(&settings).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
