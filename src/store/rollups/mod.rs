@@ -280,44 +280,23 @@ pub async fn refresh_chain(
 ) -> sqlx::Result<u64> {
     let mut rows = strikes::write(tx, symbol, expiry, chain, window).await?;
     for tf in EXPIRY_METRICS.timeframes {
-        clear_expiry_metrics(tx, symbol, expiry, *tf, window).await?;
-        rows += rebuild_expiry_metrics(tx, symbol, expiry, *tf, window).await?;
+        in_expiry_window(tx, EXPIRY_METRICS.clear_expiry_sql(*tf), symbol, expiry, window).await?;
+        rows += in_expiry_window(tx, EXPIRY_METRICS.refresh_sql(*tf), symbol, expiry, window).await?;
     }
     Ok(rows)
 }
 
-/// Deletes an expiry's metrics of one timeframe inside `window`.
-async fn clear_expiry_metrics(
+/// Runs one statement on an expiry's metrics inside `window` (`$1` the symbol, `$2` the expiry,
+/// `$3`…`$4` the window): clearing them, or rebuilding them from the strikes. Returns the rows it
+/// touched.
+async fn in_expiry_window(
     tx: &mut Transaction<'_, Postgres>,
+    sql: String,
     symbol: &str,
     expiry: NaiveDate,
-    tf: Timeframe,
-    window: Window,
-) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
-        EXPIRY_METRICS.table(),
-        tf.minutes()
-    )))
-    .bind(symbol)
-    .bind(expiry)
-    .bind(window.from)
-    .bind(window.to)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
-}
-
-/// Rebuilds an expiry's metrics of one timeframe inside `window` from its strikes; returns the
-/// rows written.
-async fn rebuild_expiry_metrics(
-    tx: &mut Transaction<'_, Postgres>,
-    symbol: &str,
-    expiry: NaiveDate,
-    tf: Timeframe,
     window: Window,
 ) -> sqlx::Result<u64> {
-    sqlx::query(sqlx::AssertSqlSafe(EXPIRY_METRICS.refresh_sql(tf)))
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(symbol)
         .bind(expiry)
         .bind(window.from)

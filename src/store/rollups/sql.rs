@@ -68,6 +68,16 @@ impl Family {
         )
     }
 
+    /// The statement that deletes `tf`'s buckets of one expiry inside a span, with the parameters of
+    /// [`Family::refresh_sql`] for an expiry: `$1` symbol, `$2` expiry, `$3`…`$4` the span.
+    pub(super) fn clear_expiry_sql(&self, tf: Timeframe) -> String {
+        format!(
+            "DELETE FROM {} WHERE symbol = $1 AND expiry = $2 AND tf = {} AND time >= $3 AND time < $4",
+            self.table(),
+            tf.minutes()
+        )
+    }
+
     /// Upserts `tf`'s buckets computed from the finer relation's rows that match `filter`.
     pub(super) fn upsert_sql(&self, tf: Timeframe, filter: &str) -> String {
         self.upsert_from_sql(tf, &self.relation(tf.source()), filter)
