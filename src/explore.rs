@@ -6,6 +6,7 @@ use crate::queue::RedisConn;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use tickfill_jobs::InstrumentToken;
 
 use crate::{
     domain::filter::{FilterError, JobFilter, JobRow, JobState},
@@ -62,18 +63,21 @@ fn parse_cursor(s: &str) -> Result<(i64, String), FilterError> {
 }
 
 /// The tokens a filter's `symbol` names, read from the store.
-pub async fn symbol_tokens(pool: Option<&PgPool>, filter: &JobFilter) -> Result<Option<Vec<u32>>, ExploreError> {
+pub async fn symbol_tokens(
+    pool: Option<&PgPool>,
+    filter: &JobFilter,
+) -> Result<Option<Vec<InstrumentToken>>, ExploreError> {
     let Some(symbol) = &filter.symbol else { return Ok(None) };
     let pool = pool.ok_or(ExploreError::NeedsStore("a symbol filter needs the store: ask a worker's admin API"))?;
     Ok(Some(store::instruments::tokens_of_symbol(pool, symbol).await?))
 }
 
 /// The tokens a filter allows runs of: its `token`, its `symbol`'s tokens, or both at once.
-fn run_tokens(filter: &JobFilter, symbol: Option<&[u32]>) -> Option<Vec<u32>> {
+fn run_tokens(filter: &JobFilter, symbol: Option<&[InstrumentToken]>) -> Option<Vec<InstrumentToken>> {
     match (filter.token, symbol) {
         (Some(t), Some(ts)) => Some(ts.iter().copied().filter(|x| *x == t).collect()),
         (Some(t), None) => Some(vec![t]),
-        (None, ts) => ts.map(<[u32]>::to_vec),
+        (None, ts) => ts.map(<[InstrumentToken]>::to_vec),
     }
 }
 

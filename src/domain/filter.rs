@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tickfill_jobs::{JobKind, Lane};
+use tickfill_jobs::{InstrumentToken, JobKind, Lane};
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -65,7 +65,7 @@ const MAX_TEXT: usize = 200;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JobFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<u32>,
+    pub token: Option<InstrumentToken>,
     /// A tradingsymbol, or an underlying's name (every contract of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
@@ -135,11 +135,8 @@ impl JobFilter {
             match name {
                 "token" => {
                     f.token = Some(
-                        value
-                            .parse::<u32>()
-                            .ok()
-                            .filter(|t| *t > 0)
-                            .ok_or_else(|| bad(name, "an instrument token is a whole number 1 … 4294967295"))?,
+                        InstrumentToken::parse(value)
+                            .map_err(|_| bad(name, "an instrument token is a whole number 1 … 4294967295"))?,
                     )
                 }
                 "symbol" => f.symbol = Some(text(value)?.to_ascii_uppercase()),
@@ -192,7 +189,7 @@ impl JobFilter {
 
     /// Whether a job (as listed) passes everything but `symbol`, which the caller resolves to
     /// tokens (`tokens`: `None` when the filter names no symbol).
-    pub fn matches(&self, job: &JobRow, tokens: Option<&[u32]>) -> bool {
+    pub fn matches(&self, job: &JobRow, tokens: Option<&[InstrumentToken]>) -> bool {
         self.wants_state(job.state)
             && self.token.is_none_or(|t| job.token == Some(t))
             && tokens.is_none_or(|ts| job.token.is_some_and(|t| ts.contains(&t)))
@@ -251,7 +248,7 @@ pub struct JobRow {
     /// `None` for a finished run (the store does not keep the lane).
     pub lane: Option<Lane>,
     pub kind: String,
-    pub token: Option<u32>,
+    pub token: Option<InstrumentToken>,
     pub attempts: u32,
     pub error: Option<String>,
     /// When it was made (queued) or finished (a run).
@@ -323,7 +320,7 @@ mod tests {
             state: JobState::Dead,
             lane: Some(Lane::Urgent),
             kind: "subscribed".into(),
-            token: Some(99901),
+            token: Some(crate::domain::instrument::tok(99901)),
             attempts: 1,
             error: Some("unknown instrument 99901: not in instruments".into()),
             at: DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z").ok().map(|t| t.with_timezone(&Utc)),
@@ -340,6 +337,7 @@ mod tests {
         assert!(!yes(&[("to", "2026-12-06T10:00:00Z")]));
         assert!(!yes(&[("error", "timeout")]));
         let f = read(&[("symbol", "ACC99901")]).unwrap();
-        assert!(f.matches(&row, Some(&[99901])) && !f.matches(&row, Some(&[1])));
+        let tok = crate::domain::instrument::tok;
+        assert!(f.matches(&row, Some(&[tok(99901)])) && !f.matches(&row, Some(&[tok(1)])));
     }
 }

@@ -431,7 +431,7 @@ pub async fn load_from(
             match instruments::deactivate_absent(
                 pool,
                 &segments,
-                |t| InstrumentToken::new(u64::from(t)).is_ok_and(|t| rows.seen.contains_key(&t)),
+                |t| rows.seen.contains_key(&t),
                 limit,
             )
             .await?

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
 use crate::queue::RedisConn;
-use tickfill_jobs::{Envelope, Lane};
+use tickfill_jobs::{Envelope, InstrumentToken, Lane};
 
 use super::{dead::error_of, housekeeping::inflight_sets, keys::LaneKeys};
 use crate::domain::filter::{JobFilter, JobRow, JobState};
@@ -41,13 +41,13 @@ struct PeekEvent {
 }
 
 /// The kind, token and attempt of a payload; `None` when it is not one this version reads.
-fn peek(payload: &[u8]) -> Option<(&'static str, Option<u32>, u32)> {
+fn peek(payload: &[u8]) -> Option<(&'static str, Option<InstrumentToken>, u32)> {
     let p: Peek<'_> = serde_json::from_slice(payload).ok()?;
     if p.v != tickfill_jobs::SCHEMA_VERSION {
         return None;
     }
     let kind = tickfill_jobs::JobKind::parse(&p.job.kind)?.as_str();
-    let token = p.job.token.or(p.job.event.map(|e| e.instrument_token)).and_then(|t| u32::try_from(t).ok());
+    let token = p.job.token.or(p.job.event.map(|e| e.instrument_token)).and_then(|t| InstrumentToken::new(t).ok());
     Some((kind, token, p.failures.len() as u32 + 1))
 }
 
@@ -91,7 +91,7 @@ pub async fn queued(
     conn: &mut RedisConn,
     ns: &str,
     filter: &JobFilter,
-    tokens: Option<&[u32]>,
+    tokens: Option<&[InstrumentToken]>,
 ) -> redis::RedisResult<Vec<JobRow>> {
     let now = Utc::now().timestamp();
     // What a dead job's payload alone can be judged on; its error, attempts and time come with

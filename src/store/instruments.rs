@@ -91,7 +91,7 @@ pub enum Retire {
 pub async fn deactivate_absent(
     pool: &PgPool,
     segments: &[String],
-    listed: impl Fn(u32) -> bool,
+    listed: impl Fn(InstrumentToken) -> bool,
     max_share: Option<f64>,
 ) -> sqlx::Result<Retire> {
     let mut tx = pool.begin().await?;
@@ -125,7 +125,7 @@ async fn lock_full_load(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> 
 async fn active_and_unlisted(
     tx: &mut Transaction<'_, Postgres>,
     segments: &[String],
-    listed: impl Fn(u32) -> bool,
+    listed: impl Fn(InstrumentToken) -> bool,
 ) -> sqlx::Result<(std::collections::HashMap<String, u64>, Vec<i64>)> {
     use futures::TryStreamExt;
     let mut active: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -136,7 +136,7 @@ async fn active_and_unlisted(
     .bind(segments)
     .fetch(&mut **tx);
     while let Some((token, segment)) = rows.try_next().await? {
-        if !u32::try_from(token).is_ok_and(&listed) {
+        if !super::token_from_db(token).is_ok_and(&listed) {
             gone.push(token);
         }
         *active.entry(segment).or_insert(0) += 1;
@@ -326,7 +326,7 @@ pub async fn find_by_tradingsymbol(
 
 /// The tokens a filter's `symbol` names: the instruments of that tradingsymbol, and every
 /// contract whose underlying (the dump's `name` of a future or option) it is.
-pub async fn tokens_of_symbol(pool: &PgPool, symbol: &str) -> sqlx::Result<Vec<u32>> {
+pub async fn tokens_of_symbol(pool: &PgPool, symbol: &str) -> sqlx::Result<Vec<InstrumentToken>> {
     let rows: Vec<i64> = sqlx::query_scalar(
         "SELECT instrument_token FROM instruments WHERE tradingsymbol = $1
          UNION
@@ -337,7 +337,7 @@ pub async fn tokens_of_symbol(pool: &PgPool, symbol: &str) -> sqlx::Result<Vec<u
     .bind(symbol)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().filter_map(|t| u32::try_from(t).ok()).collect())
+    rows.into_iter().map(super::token_from_db).collect()
 }
 
 /// Every active instrument's token and segment.

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::window::Window;
 use sqlx::{PgPool, Postgres};
+use tickfill_jobs::InstrumentToken;
 
 /// How a job ended, as stored in `backfill_runs.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,30 +204,32 @@ macro_rules! bind_filter {
 pub async fn explore(
     pool: &PgPool,
     filter: &crate::domain::filter::JobFilter,
-    tokens: Option<&[u32]>,
+    tokens: Option<&[InstrumentToken]>,
     before: Option<(DateTime<Utc>, &str)>,
     limit: i64,
 ) -> sqlx::Result<(i64, Vec<crate::domain::filter::JobRow>)> {
     use crate::domain::filter::{JobRow, JobState};
-    let tokens: Option<Vec<i64>> = tokens.map(|t| t.iter().map(|t| i64::from(*t)).collect());
+    let tokens: Option<Vec<i64>> = tokens.map(|t| t.iter().map(|t| super::bind_token(*t)).collect());
     let error = filter.error.as_ref().map(|e| e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let rows = explore_page(pool, filter, tokens.clone(), error.clone(), before, limit).await?;
     let matched = explore_count(pool, filter, tokens, error).await?;
     let out = rows
         .into_iter()
-        .map(|(id, token, attempts, error, outcome, at, kind, lane)| JobRow {
-            id,
-            state: JobState::Finished,
-            lane: Some(if lane == "urgent" { tickfill_jobs::Lane::Urgent } else { tickfill_jobs::Lane::Bulk }),
-            kind,
-            token: token.and_then(|t| u32::try_from(t).ok()),
-            attempts: attempts.max(0) as u32,
-            error,
-            at: Some(at),
-            outcome: Some(outcome),
-            worker: None,
+        .map(|(id, token, attempts, error, outcome, at, kind, lane)| {
+            Ok(JobRow {
+                id,
+                state: JobState::Finished,
+                lane: Some(if lane == "urgent" { tickfill_jobs::Lane::Urgent } else { tickfill_jobs::Lane::Bulk }),
+                kind,
+                token: token.map(super::token_from_db).transpose()?,
+                attempts: attempts.max(0) as u32,
+                error,
+                at: Some(at),
+                outcome: Some(outcome),
+                worker: None,
+            })
         })
-        .collect();
+        .collect::<sqlx::Result<_>>()?;
     Ok((matched, out))
 }
 
