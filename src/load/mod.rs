@@ -428,14 +428,7 @@ pub async fn load_from(
             report.full_skipped = Some("the dump names no segment".into());
         } else {
             let limit = (!full.force).then_some(full.max_share);
-            match instruments::deactivate_absent(
-                pool,
-                &segments,
-                |t| rows.seen.contains_key(&t),
-                limit,
-            )
-            .await?
-            {
+            match instruments::deactivate_absent(pool, &segments, |t| rows.seen.contains_key(&t), limit).await? {
                 Retire::Done(n) => report.deactivated = Some(n),
                 Retire::Refused { segment, gone, active } => {
                     report.full_skipped = Some(format!(
