@@ -198,7 +198,11 @@ impl Metrics {
             m.queue_oldest_pending.clone(),
         );
         r.register("dead_jobs", "Jobs in the dead set, per lane", m.dead_jobs.clone());
-        r.register("paused", "1 while history requests are paused (expired Kite session)", m.paused.clone());
+        r.register(
+            "paused",
+            "1 while history requests are halted (the one account's Kite session expired)",
+            m.paused.clone(),
+        );
         r.register("up", "Whether a dependency answers (redis, postgres, ticker)", m.up.clone());
         r.register("subscriptions_active", "Active subscriptions", m.subscriptions_active.clone());
         r.register(
