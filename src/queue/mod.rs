@@ -15,6 +15,7 @@
 //! - `lua/`: the scripts, one file each.
 
 pub mod accounts;
+pub mod budget;
 pub mod bulk;
 pub mod cancel;
 pub mod chain;

@@ -24,14 +24,13 @@
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use redis::Script;
 
 use crate::queue::RedisConn;
 use tickfill_jobs::Lane;
 
 use crate::{
     config::{Account, Secret, Settings, TickerApi},
-    queue::keys::{self, AccountKeys},
+    queue::budget::{take_grant, Ask, Taken},
 };
 
 /// Added to the one-second window: the slack for network and scheduling jitter between a grant
@@ -48,19 +47,15 @@ const MAX_NAP: Duration = Duration::from_millis(250);
 /// How often a caller looks again while no account is usable (no session, breakers open).
 const BLOCKED_NAP: Duration = Duration::from_secs(1);
 
-/// Takes one grant or says how long to wait (the script documents its keys and arguments).
-const TAKE: &str = include_str!("budget.lua");
-
 /// One account as the budget routes to it.
 struct Slot {
     account: Account,
-    bulk_spacing: Duration,
-    /// Its session lives in Redis (Kite mode, no `KITE_ACCESS_TOKEN`).
-    session_in_redis: bool,
-    keys: [String; 7],
+    /// Its keys and terms in Redis (its session lives there in Kite mode without
+    /// `KITE_ACCESS_TOKEN`).
+    ask: Ask,
 }
 
-/// Where a request goes: the account (its index in [`Settings::accounts`]) and, in Kite mode,
+/// Where a request goes: the account (its index in [`Settings::account_list`]) and, in Kite mode,
 /// the session to send.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -79,11 +74,10 @@ pub struct Budget {
     /// urgent work never queues locally behind bulk work that waits for the shared budget;
     /// `None` when an account is unlimited.
     local: Option<[Arc<DefaultDirectRateLimiter>; 2]>,
-    script: Arc<Script>,
 }
 
 impl Budget {
-    /// The budgets of `settings.accounts()`.
+    /// The budgets of `settings.account_list()`.
     pub fn new(redis: RedisConn, settings: &Settings) -> Budget {
         let accounts = settings.account_list();
         let kite = settings.ticker.api == TickerApi::Kite;
@@ -97,11 +91,16 @@ impl Budget {
                 } else {
                     Duration::ZERO
                 };
-                let [log, flag, bulk] =
-                    keys::budget(&settings.queue.name, account.named.then_some(account.name.as_str()));
-                let k = AccountKeys::new(&settings.queue.name, &account.name);
-                let keys = [log, flag, bulk, k.session(), k.breaker(), k.recent(), k.waiting()];
-                Slot { session_in_redis: kite && account.env_session.is_none(), bulk_spacing, keys, account }
+                let session_in_redis = kite && account.env_session.is_none();
+                let ask = Ask::new(
+                    &settings.queue.name,
+                    &account.name,
+                    account.named,
+                    account.rate_limit,
+                    bulk_spacing,
+                    session_in_redis,
+                );
+                Slot { ask, account }
             })
             .collect();
         let local = slots
@@ -110,10 +109,10 @@ impl Budget {
             .try_fold(0u32, |sum, l| l.map(|l| sum.saturating_add(l.get())))
             .and_then(NonZeroU32::new)
             .map(|sum| [(); 2].map(|_| Arc::new(RateLimiter::direct(Quota::per_second(sum)))));
-        Budget { redis, slots: slots.into(), local, script: Arc::new(Script::new(TAKE)) }
+        Budget { redis, slots: slots.into(), local }
     }
 
-    /// The accounts, in the order of [`Settings::accounts`].
+    /// The accounts, in the order of [`Settings::account_list`].
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         self.slots.iter().map(|s| &s.account)
     }
@@ -131,7 +130,7 @@ impl Budget {
     /// Whether a request can go without asking Redis: one account, unlimited, its session (if
     /// any) in the settings. Such an account has no breaker either: nothing would enforce it.
     pub fn free(&self) -> bool {
-        matches!(&*self.slots, [only] if only.account.rate_limit == 0 && !only.session_in_redis)
+        matches!(&*self.slots, [only] if only.account.rate_limit == 0 && !only.ask.session_in_redis)
     }
 
     /// Waits for a grant for one request of `lane`, from `prefer` if it can serve now, else from
@@ -161,37 +160,22 @@ impl Budget {
         let window = Duration::from_secs(1) + MARGIN;
         let mut conn = self.redis.clone();
         let mut failures = 0u32;
+        let asks: Vec<&Ask> = order.iter().map(|&i| &self.slots[i].ask).collect();
         loop {
-            let mut call = self.script.prepare_invoke();
-            for &i in &order {
-                for key in &self.slots[i].keys {
-                    call.key(key);
-                }
-            }
-            call.arg(n)
-                .arg(window.as_micros() as i64)
-                .arg(if lane == Lane::Urgent { "u" } else { "b" })
-                .arg(URGENT_FLAG_TTL.as_millis() as i64)
-                .arg(waiter);
-            for &i in &order {
-                let s = &self.slots[i];
-                call.arg(s.account.rate_limit).arg(s.bulk_spacing.as_micros() as i64).arg(u8::from(s.session_in_redis));
-            }
-            let r: redis::RedisResult<(i64, i64, String)> = call.invoke_async(&mut conn).await;
+            let r = take_grant(&mut conn, &asks, window, lane == Lane::Urgent, URGENT_FLAG_TTL, waiter).await;
             let nap = match r {
-                Ok((i, _, token)) if i > 0 => {
-                    let account = order[(i - 1) as usize];
+                Ok(Taken::Granted { index, session }) => {
+                    let account = order[index];
                     let access_token = match &self.slots[account].account.env_session {
                         Some(t) => Some(t.clone()),
-                        None => Some(Secret::new(token)).filter(|t| !t.is_empty()),
+                        None => Some(Secret::new(session)).filter(|t| !t.is_empty()),
                     };
                     return Grant { account, access_token, waited: started.elapsed() };
                 }
-                Ok((0, us, _)) => Duration::from_micros(us.max(1) as u64).min(MAX_NAP),
-                Ok((_, us, _)) => {
-                    let nap = Duration::from_micros(us.max(1) as u64).min(BLOCKED_NAP);
+                Ok(Taken::Spent(after)) => after.min(MAX_NAP),
+                Ok(Taken::Blocked(after)) => {
                     blocked(started.elapsed());
-                    nap
+                    after.min(BLOCKED_NAP)
                 }
                 Err(e) => {
                     failures += 1;
