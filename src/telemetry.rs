@@ -123,7 +123,7 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
 
 /// A span from `start` to now under the trace `traceparent` names, for time the process did not
 /// spend in a span of its own (a job's wait in the queue).
-pub fn record_span(name: &'static str, traceparent: Option<&str>, start: std::time::SystemTime) {
+pub fn span_since(name: &'static str, traceparent: Option<&str>, start: std::time::SystemTime) {
     use opentelemetry::trace::{Span as _, Tracer as _};
     let cx = context_of(traceparent);
     if !cx.span().span_context().is_valid() {

@@ -160,7 +160,7 @@ async fn handle_attempt(
     let trace = envelope.trace.as_deref();
     if let Some(ms) = envelope.pushed_ms {
         let pushed = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-        crate::telemetry::record_span("queue.wait", trace, pushed);
+        crate::telemetry::span_since("queue.wait", trace, pushed);
     }
     crate::telemetry::continue_trace(&span, trace);
     crate::telemetry::mark_trace_id(&span);
@@ -213,7 +213,7 @@ async fn settle(
             let s = &state.settings;
             let delay = backoff(envelope.put_offs + 2, s.queue.retry_base, s.queue.retry_max, rand::random());
             let (next, key) = envelope.put_off(this_id, &job.idempotency_key());
-            put_off(state, job, e, next, &key, delay, "jobs_paused").await
+            put_off(state, job, e, next, &key, delay, "jobs_put_off").await
         }
         Err(JobError::Retry(e)) if !meta.last_attempt => {
             let s = &state.settings;

@@ -76,7 +76,7 @@ async fn an_unreachable_ticker_puts_jobs_off_without_spending_attempts_until_it_
     })
     .await;
     app.publish(r#"{"event_type":"subscription_created","instrument_token":256265,"timestamp":1}"#).await;
-    wait_until(20, "the job put off twice", || async { app.counter("jobs_paused:subscribed").await >= 2 }).await;
+    wait_until(20, "the job put off twice", || async { app.counter("jobs_put_off:subscribed").await >= 2 }).await;
     assert_eq!(app.depths(Lane::Urgent).await.dead, 0, "an outage spends no attempt");
     // The ticker comes back on its address: the job completes on its first attempt.
     tickfill::sim::spawn(addr, SimOptions::default(), app.shutdown.clone()).await.unwrap();
