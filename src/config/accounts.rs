@@ -131,8 +131,15 @@ pub(super) fn read(r: &Reader<'_>, kite: bool) -> Result<AccountSettings, Config
         kite_api_secret: Secret::new(r.string("KITE_API_SECRET", "")),
     };
     // Named accounts keep their sessions in Redis; the one account reads it as it always did.
-    if section.named.is_empty() && kite && (section.kite_api_key.is_empty() || section.kite_access_token.is_empty()) {
-        return Err(refused("KITE_API_KEY", "***", "TICKER_API=kite needs KITE_API_KEY and KITE_ACCESS_TOKEN"));
+    if section.named.is_empty() && kite {
+        let missing = [("KITE_API_KEY", &section.kite_api_key), ("KITE_ACCESS_TOKEN", &section.kite_access_token)];
+        if let Some((var, _)) = missing.iter().find(|(_, v)| v.is_empty()) {
+            return Err(refused(
+                *var,
+                "",
+                "TICKER_API=kite without TICKFILL_ACCOUNTS needs KITE_API_KEY and KITE_ACCESS_TOKEN",
+            ));
+        }
     }
     Ok(section)
 }

@@ -144,6 +144,15 @@ fn secrets_never_print() {
 }
 
 #[test]
+fn kite_without_accounts_names_the_one_variable_it_lacks() {
+    let var = |pairs: &[(&str, &str)]| with(pairs).unwrap_err().var;
+    assert_eq!(var(&[("TICKER_API", "kite")]), "KITE_API_KEY");
+    assert_eq!(var(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k")]), "KITE_ACCESS_TOKEN");
+    assert_eq!(var(&[("TICKER_API", "kite"), ("KITE_ACCESS_TOKEN", "t")]), "KITE_API_KEY");
+    assert!(with(&[("TICKER_API", "kite"), ("KITE_API_KEY", "k"), ("KITE_ACCESS_TOKEN", "t")]).is_ok());
+}
+
+#[test]
 fn env_example_lists_every_variable_and_its_defaults_parse() {
     let text = include_str!("../../.env.example");
     let mut map = HashMap::new();
