@@ -18,7 +18,7 @@ use super::procs::{wait_for, Fleet};
 use crate::{config::Settings, queue, shutdown::Shutdown};
 
 /// Rounds per mode; each publishes `events / (2 · ROUNDS)` events.
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 5;
 
 /// An OTLP/HTTP receiver that accepts every export and counts them; its endpoint and the count.
 async fn receiver(shutdown: &Shutdown) -> anyhow::Result<(String, Arc<AtomicU64>)> {
