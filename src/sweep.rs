@@ -505,6 +505,7 @@ fn keyed(job: Job, round: u64, edge: DateTime<Utc>) -> (Job, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::instrument::tok;
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -516,10 +517,6 @@ mod tests {
         let mut s = Settings::defaults();
         s.backfill.calendar = crate::domain::calendar::TradingCalendar::Always;
         s
-    }
-
-    fn tok(n: u32) -> InstrumentToken {
-        InstrumentToken::new(u64::from(n)).unwrap()
     }
 
     fn target(n: u32, start: DateTime<Utc>) -> Target {

@@ -34,7 +34,7 @@ impl Drop for Traces {
 }
 
 /// Whether the environment asks for traces.
-pub fn traces_wanted() -> bool {
+fn traces_wanted() -> bool {
     ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
@@ -105,7 +105,7 @@ pub fn mark_trace_id(span: &tracing::Span) {
 }
 
 /// The context a `traceparent` names (an empty one for none or a malformed one).
-pub fn context_of(traceparent: Option<&str>) -> Context {
+fn context_of(traceparent: Option<&str>) -> Context {
     let mut carrier = HashMap::new();
     if let Some(t) = traceparent {
         carrier.insert("traceparent".to_string(), t.to_string());
@@ -113,23 +113,17 @@ pub fn context_of(traceparent: Option<&str>) -> Context {
     TraceContextPropagator::new().extract(&carrier)
 }
 
-/// Makes `span` a child of the trace `traceparent` names (a job's event), when there is one.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
-    let cx = context_of(traceparent);
-    if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
-    }
-}
-
-/// A span from `start` to now under the trace `traceparent` names, for time the process did not
-/// spend in a span of its own (a job's wait in the queue).
-pub fn span_since(name: &'static str, traceparent: Option<&str>, start: std::time::SystemTime) {
+/// Makes `span` (a job's attempt) a child of the trace `traceparent` names (its event), after a
+/// `queue.wait` span from `pushed` to now for its time in the queue; then marks its trace id.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, pushed: Option<std::time::SystemTime>) {
     use opentelemetry::trace::{Span as _, Tracer as _};
     let cx = context_of(traceparent);
-    if !cx.span().span_context().is_valid() {
-        return;
+    if cx.span().span_context().is_valid() {
+        if let Some(start) = pushed {
+            let tracer = opentelemetry::global::tracer("tickfill");
+            tracer.span_builder("queue.wait").with_start_time(start).start_with_context(&tracer, &cx).end();
+        }
+        let _ = span.set_parent(cx);
     }
-    let tracer = opentelemetry::global::tracer("tickfill");
-    let mut span = tracer.span_builder(name).with_start_time(start).start_with_context(&tracer, &cx);
-    span.end();
+    mark_trace_id(span);
 }

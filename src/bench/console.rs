@@ -96,7 +96,7 @@ async fn run_in(base: &Settings, db_url: &str, ns: &str, opts: &ConsoleOptions) 
 
     // One instrument's jobs, through the explorer, and the raw reads it cannot do without.
     let token = FIRST + 7;
-    let filter = JobFilter { token: InstrumentToken::new(u64::from(token)).ok(), ..Default::default() };
+    let filter = JobFilter { token: Some(super::tok(token)), ..Default::default() };
     let mut filtered = Vec::with_capacity(ROUNDS);
     let mut raw = Vec::with_capacity(ROUNDS);
     let mut matched = 0;

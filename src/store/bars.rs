@@ -7,7 +7,7 @@ use sqlx::{Postgres, Transaction};
 use tickfill_jobs::InstrumentToken;
 
 use crate::domain::{
-    market::{BarTarget, Candle},
+    market::{BarTarget, Candle, OptionType},
     window::Window,
 };
 
@@ -104,6 +104,17 @@ struct Columns {
     oi: Vec<Option<i64>>,
 }
 
+impl Columns {
+    /// Binds the six columns every bar table takes in this order: time, open, high, low, close,
+    /// volume.
+    fn bind_ohlcv<'q, O>(
+        &'q self,
+        q: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(&self.time).bind(&self.open).bind(&self.high).bind(&self.low).bind(&self.close).bind(&self.volume)
+    }
+}
+
 /// A bar written: its minute, and whether it replaced a different stored one.
 type Done = Vec<(DateTime<Utc>, bool)>;
 
@@ -131,7 +142,10 @@ pub async fn upsert_bars(
     let done = match target {
         BarTarget::Minute { symbol } => upsert_minute(tx, symbol, &c).await?,
         BarTarget::Future { contract, symbol, expiry } => upsert_future(tx, contract, symbol, *expiry, &c).await?,
-        BarTarget::Option { .. } => upsert_option(tx, target, candles, &c).await?,
+        BarTarget::Option { contract, symbol, expiry, strike, option_type } => {
+            let series = OptionSeries { contract, symbol, expiry: *expiry, strike: *strike, option_type: *option_type };
+            upsert_option(tx, &series, candles, &c).await?
+        }
     };
     let first = done.iter().map(|(t, _)| *t).min();
     let last = done.iter().map(|(t, _)| *t).max();
@@ -143,7 +157,7 @@ pub async fn upsert_bars(
 }
 
 async fn upsert_minute(tx: &mut Transaction<'_, Postgres>, symbol: &str, c: &Columns) -> sqlx::Result<Done> {
-    sqlx::query_as(
+    let q = sqlx::query_as(
         "INSERT INTO minute_bars AS b (symbol, time, instrument_token, open, high, low, close, volume)
          SELECT $1, t.time, $2, t.o, t.h, t.l, t.c, t.v
          FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::bigint[])
@@ -157,15 +171,8 @@ async fn upsert_minute(tx: &mut Transaction<'_, Postgres>, symbol: &str, c: &Col
          RETURNING b.time, (b.xmax::text <> '0')",
     )
     .bind(symbol)
-    .bind(c.token)
-    .bind(&c.time)
-    .bind(&c.open)
-    .bind(&c.high)
-    .bind(&c.low)
-    .bind(&c.close)
-    .bind(&c.volume)
-    .fetch_all(&mut **tx)
-    .await
+    .bind(c.token);
+    c.bind_ohlcv(q).fetch_all(&mut **tx).await
 }
 
 async fn upsert_future(
@@ -175,7 +182,7 @@ async fn upsert_future(
     expiry: chrono::NaiveDate,
     c: &Columns,
 ) -> sqlx::Result<Done> {
-    sqlx::query_as(
+    let q = sqlx::query_as(
         "INSERT INTO futures_bars AS b (contract, time, instrument_token, symbol, expiry, open, high, low, close, volume, oi)
          SELECT $1, t.time, $2, $3, $4, t.o, t.h, t.l, t.c, t.v, t.oi
          FROM UNNEST($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::bigint[], $11::bigint[])
@@ -192,27 +199,27 @@ async fn upsert_future(
     .bind(contract)
     .bind(c.token)
     .bind(symbol)
-    .bind(expiry)
-    .bind(&c.time)
-    .bind(&c.open)
-    .bind(&c.high)
-    .bind(&c.low)
-    .bind(&c.close)
-    .bind(&c.volume)
-    .bind(&c.oi)
-    .fetch_all(&mut **tx)
-    .await
+    .bind(expiry);
+    c.bind_ohlcv(q).bind(&c.oi).fetch_all(&mut **tx).await
+}
+
+/// The contract an option's bars belong to.
+struct OptionSeries<'a> {
+    contract: &'a str,
+    symbol: &'a str,
+    expiry: chrono::NaiveDate,
+    strike: f64,
+    option_type: OptionType,
 }
 
 async fn upsert_option(
     tx: &mut Transaction<'_, Postgres>,
-    target: &BarTarget,
+    o: &OptionSeries<'_>,
     candles: &[Candle],
     c: &Columns,
 ) -> sqlx::Result<Done> {
-    let BarTarget::Option { contract, symbol, expiry, strike, option_type } = target else { return Ok(vec![]) };
     let col = |f: fn(&Candle) -> Option<f64>| candles.iter().map(f).collect::<Vec<Option<f64>>>();
-    sqlx::query_as(
+    let q = sqlx::query_as(
         "INSERT INTO option_bars AS b (contract, time, instrument_token, symbol, expiry, strike, option_type,
              open, high, low, close, volume, oi, iv, delta, gamma, theta, vega, underlying_price)
          SELECT $1, t.time, $2, $3, $4, $5, $6, t.o, t.h, t.l, t.c, t.v, t.oi, t.iv, t.d, t.g, t.th, t.ve, t.u
@@ -234,25 +241,20 @@ async fn upsert_option(
                 EXCLUDED.vega, EXCLUDED.underlying_price)
          RETURNING b.time, (b.xmax::text <> '0')",
     )
-    .bind(contract)
+    .bind(o.contract)
     .bind(c.token)
-    .bind(symbol)
-    .bind(expiry)
-    .bind(strike)
-    .bind(option_type.as_str())
-    .bind(&c.time)
-    .bind(&c.open)
-    .bind(&c.high)
-    .bind(&c.low)
-    .bind(&c.close)
-    .bind(&c.volume)
-    .bind(&c.oi)
-    .bind(col(|c| c.iv))
-    .bind(col(|c| c.delta))
-    .bind(col(|c| c.gamma))
-    .bind(col(|c| c.theta))
-    .bind(col(|c| c.vega))
-    .bind(col(|c| c.underlying))
-    .fetch_all(&mut **tx)
-    .await
+    .bind(o.symbol)
+    .bind(o.expiry)
+    .bind(o.strike)
+    .bind(o.option_type.as_str());
+    c.bind_ohlcv(q)
+        .bind(&c.oi)
+        .bind(col(|c| c.iv))
+        .bind(col(|c| c.delta))
+        .bind(col(|c| c.gamma))
+        .bind(col(|c| c.theta))
+        .bind(col(|c| c.vega))
+        .bind(col(|c| c.underlying))
+        .fetch_all(&mut **tx)
+        .await
 }

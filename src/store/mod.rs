@@ -234,10 +234,8 @@ pub(crate) fn bind_token(t: tickfill_jobs::InstrumentToken) -> i64 {
 
 /// A token read back from a column (stored validated, so a bad one is a decode error).
 pub(crate) fn token_from_db(v: i64) -> Result<tickfill_jobs::InstrumentToken, sqlx::Error> {
-    u64::try_from(v)
-        .ok()
-        .and_then(|n| tickfill_jobs::InstrumentToken::new(n).ok())
-        .ok_or_else(|| sqlx::Error::Decode(format!("instrument token {v} is out of range").into()))
+    tickfill_jobs::InstrumentToken::try_from(v)
+        .map_err(|_| sqlx::Error::Decode(format!("instrument token {v} is out of range").into()))
 }
 
 #[cfg(test)]

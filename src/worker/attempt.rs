@@ -157,13 +157,9 @@ async fn handle_attempt(
     }
     let span = tracing::info_span!("job", job_id = %meta.id, kind = job.kind(), token = job.token().map(|t| t.get()), attempt, trace_id = tracing::field::Empty);
     // The attempt continues its event's trace, after the wait in the queue.
-    let trace = envelope.trace.as_deref();
-    if let Some(ms) = envelope.pushed_ms {
-        let pushed = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-        crate::telemetry::span_since("queue.wait", trace, pushed);
-    }
-    crate::telemetry::continue_trace(&span, trace);
-    crate::telemetry::mark_trace_id(&span);
+    let pushed =
+        envelope.pushed_ms.map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64));
+    crate::telemetry::continue_trace(&span, envelope.trace.as_deref(), pushed);
     let kind = metrics::l1("kind", job.kind());
     let m = metrics::get();
     m.jobs_started.get_or_create(&kind).inc();

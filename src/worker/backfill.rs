@@ -1,4 +1,4 @@
-//! Backfills: fetch what coverage lacks of a window, through the rate budget and any pause, and
+//! Backfills: fetch what coverage lacks of a window, through the rate budget and any halt, and
 //! write it with its run and coverage rows into the caller's transaction.
 //!
 //! A backfill is three steps, so that the job that runs it owns its transaction: [`fetch_missing`]
@@ -8,10 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
-use tickfill_jobs::InstrumentToken;
-use tickfill_jobs::Reason;
+use tickfill_jobs::{InstrumentToken, Reason};
 
-use super::ctx::BackfillCtx;
 use super::{
     chain::push_chain_rebuild,
     fetch::fetch_with_throttle,
@@ -35,6 +33,26 @@ use crate::{
         subscriptions, suspects,
     },
 };
+
+/// What a backfill is for.
+pub struct BackfillCtx {
+    pub(crate) token: InstrumentToken,
+    pub(crate) target: BarTarget,
+    pub(crate) reason: Reason,
+    /// When the bridge received the event that asked for it, if an event did.
+    pub(crate) requested_at: Option<DateTime<Utc>>,
+    /// Fetch the whole window even where coverage says it is stored.
+    pub(crate) force: bool,
+    /// The instrument's segment: its trading calendar.
+    pub(crate) segment: Option<String>,
+    /// Whether the job keeps the plain rollup tables of what it writes.
+    pub(crate) rollups: Upkeep,
+    /// The account its requests go to first, when it can serve (its index in the budget):
+    /// the subscription's; `None`: any.
+    pub(crate) prefer: Option<usize>,
+    /// A remark for its run row.
+    pub(crate) note: Option<String>,
+}
 
 /// Judges an answer in hand for `window` and writes it in one transaction, as a backfill job
 /// does once its request is answered: the very functions the worker runs, so that the benches'

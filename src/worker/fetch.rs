@@ -55,7 +55,7 @@ async fn wait_while_halted(state: &WorkerState) {
     let mut waited = Duration::ZERO;
     while let Ok(Some(why)) = queue::requests_halted(&mut redis, &state.settings.queue.name).await {
         if waited.as_secs().is_multiple_of(60) {
-            tracing::warn!(paused = %why, "history requests are halted; renew the session, then run `tickfill jobs resume`");
+            tracing::warn!(halted = %why, "history requests are halted; renew the session, then run `tickfill jobs resume`");
         }
         tokio::time::sleep(HALT_POLL).await;
         waited += HALT_POLL;

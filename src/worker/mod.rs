@@ -29,7 +29,6 @@ use tokio::sync::{mpsc, watch};
 mod attempt;
 mod backfill;
 mod chain;
-mod ctx;
 mod fetch;
 mod hold;
 mod inflight;
@@ -41,7 +40,7 @@ mod trail;
 
 pub use attempt::backoff;
 pub use backfill::store_answer;
-pub use ctx::BackfillCtx;
+pub use backfill::BackfillCtx;
 pub use job::JobError;
 
 use crate::{

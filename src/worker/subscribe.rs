@@ -6,8 +6,7 @@ use sqlx::{Postgres, Transaction};
 use tickfill_jobs::{Reason, SubscriptionEvent};
 
 use super::{
-    backfill::{self, record_failure, run_row},
-    ctx::BackfillCtx,
+    backfill::{self, record_failure, run_row, BackfillCtx},
     job::{JobError, JobMeta},
     WorkerState,
 };
